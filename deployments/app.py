@@ -1,0 +1,52 @@
+"""The application graph, built from the typed config.
+
+``serve run deployments.app:app`` (defaults or OCR_CONFIG), or
+``serve run deployments.app:build_app config=path.yaml``. ``serve build deployments.app:app`` writes the same
+options out as a Serve config file, which the RayService embeds.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from ray.serve import Application
+
+from deployments.detector import Detector
+from deployments.ingress import Ingress
+from deployments.recognizer import Recognizer
+from serve_app.config import AppConfig
+
+log = logging.getLogger(__name__)
+
+
+def graph(cfg: AppConfig) -> Application:
+    d, r, i = cfg.detector, cfg.recognizer, cfg.ingress
+    detector = Detector.options(
+        num_replicas=d.num_replicas,
+        max_ongoing_requests=d.max_ongoing_requests,
+        user_config={"max_batch_size": d.max_batch_size, "batch_wait_timeout_s": d.batch_wait_timeout_s},
+        ray_actor_options={"num_cpus": d.num_cpus},
+    ).bind(d.model_dump(mode="json"))
+    recognizer = Recognizer.options(
+        autoscaling_config=r.autoscaling.to_serve(),
+        max_ongoing_requests=r.max_ongoing_requests,
+        user_config={"max_batch_size": r.max_batch_size, "batch_wait_timeout_s": r.batch_wait_timeout_s},
+        ray_actor_options={"num_cpus": r.num_cpus},
+    ).bind(r.model_dump(mode="json"))
+    return Ingress.options(
+        num_replicas=i.num_replicas,
+        max_ongoing_requests=i.max_ongoing_requests,
+        user_config={"max_inflight": i.max_inflight},
+        ray_actor_options={"num_cpus": 0},
+    ).bind(detector, recognizer, cfg.model_dump(mode="json"))
+
+
+def build_app(args: dict[str, Any]) -> Application:
+    """Application builder for ``serve run deployments.app:build_app config=... [key=value]``."""
+    args = dict(args)
+    cfg = AppConfig.load(args.pop("config", None), args or None)
+    return graph(cfg)
+
+
+app = graph(AppConfig.load())

@@ -1,0 +1,39 @@
+"""Detector deployment: CTPN with dynamic batching; batch size and wait time change at run time via user_config."""
+
+from __future__ import annotations
+
+import collections
+from typing import Any
+
+import numpy as np
+from ray import serve
+
+from serve_app.config import DetectorSettings, resolve_weights
+from serve_app.ocr.processing.detection import DetectionParams
+from serve_app.ocr.processing.textlines import TextLine
+
+
+@serve.deployment(name="Detector")
+class Detector:
+    def __init__(self, settings: dict[str, Any]) -> None:
+        import torch
+
+        from serve_app.ocr.predictor import DetectorRunner
+
+        s = DetectorSettings.model_validate(settings)
+        torch.set_num_threads(s.threads)
+        self.runner = DetectorRunner(resolve_weights(s.weights), DetectionParams(**s.detection.model_dump()))
+        self.batch_sizes: collections.deque[int] = collections.deque(maxlen=10_000)
+
+    def reconfigure(self, user_config: dict[str, Any]) -> None:
+        self.detect.set_max_batch_size(int(user_config["max_batch_size"]))
+        self.detect.set_batch_wait_timeout_s(float(user_config["batch_wait_timeout_s"]))
+
+    @serve.batch(max_batch_size=4, batch_wait_timeout_s=0.01)
+    async def detect(self, images: list[np.ndarray]) -> list[list[TextLine]]:
+        self.batch_sizes.append(len(images))
+        return self.runner.detect(images)
+
+    def stats(self) -> dict[str, Any]:
+        """Batch sizes seen so far (tests and benchmarks read them) and the weights' metadata."""
+        return {"batch_sizes": list(self.batch_sizes), "model": self.runner.meta.get("version", "unversioned")}

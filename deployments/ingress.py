@@ -1,0 +1,142 @@
+"""Ingress deployment: the versioned HTTP API (backend-for-frontend) in front of the detector and recognizer.
+
+No ``from __future__ import annotations`` here: FastAPI must see real types on the ingress class's methods.
+"""
+
+import asyncio
+import hashlib
+import logging
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, File, Request, UploadFile
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from ray import serve
+from ray.serve.exceptions import BackPressureError
+from ray.serve.handle import DeploymentHandle
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from serve_app import __version__
+from serve_app.config import AppConfig, resolve_weights
+from serve_app.imaging import ImageError, decode_image
+from serve_app.ocr.pipeline import assemble, make_crops
+from serve_app.schemas import ErrorResponse, OCRResponse
+
+log = logging.getLogger("ray.serve")
+
+api = FastAPI(
+    title="show-off OCR",
+    version=__version__,
+    description="Upload a photo or scan; get text lines and words with boxes and confidences.",
+    docs_url=None,
+    redoc_url=None,
+)
+ERRORS: dict[int | str, dict[str, Any]] = {
+    s: {"model": ErrorResponse} for s in (400, 413, 415, 422, 503)
+}
+
+
+def error(status: int, code: str, message: str, request_id: str | None = None,
+          headers: dict[str, str] | None = None) -> JSONResponse:
+    body = ErrorResponse.model_validate({"error": {"code": code, "message": message}, "request_id": request_id})
+    return JSONResponse(body.model_dump(exclude_none=True), status_code=status, headers=headers)
+
+
+@api.exception_handler(RequestValidationError)
+async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+    problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
+    missing = any(e.get("type") == "missing" for e in exc.errors())
+    return error(422, "missing_field" if missing else "invalid_request", problems or "invalid request")
+
+
+@api.exception_handler(StarletteHTTPException)
+async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    return error(exc.status_code, "not_found" if exc.status_code == 404 else "http_error", str(exc.detail),
+                 headers=getattr(exc, "headers", None))
+
+
+@api.exception_handler(Exception)
+async def _internal(_: Request, exc: Exception) -> JSONResponse:
+    log.exception("unhandled error", exc_info=exc)
+    return error(500, "internal_error", "the service failed on this request; it has been logged")
+
+
+def _fingerprint(path: Path) -> str:
+    try:
+        return f"{path.stem}@{hashlib.sha256(path.read_bytes()).hexdigest()[:12]}"
+    except OSError:
+        return f"{path.stem}@missing"
+
+
+@serve.deployment(name="Ingress")
+@serve.ingress(api)
+class Ingress:
+    def __init__(self, detector: DeploymentHandle, recognizer: DeploymentHandle, config: dict[str, Any]) -> None:
+        self.cfg = AppConfig.model_validate(config)
+        self.detector, self.recognizer = detector, recognizer
+        self.inflight = 0
+        self.max_inflight = self.cfg.ingress.max_inflight
+        self.models = {"detector": _fingerprint(resolve_weights(self.cfg.detector.weights)),
+                       "recognizer": _fingerprint(resolve_weights(self.cfg.recognizer.weights))}
+
+    def reconfigure(self, user_config: dict[str, Any]) -> None:
+        """Admission limit, changeable without a restart (``user_config: {max_inflight: N}``)."""
+        self.max_inflight = int(user_config.get("max_inflight", self.cfg.ingress.max_inflight))
+
+    @api.get("/healthz")
+    async def healthz(self) -> dict[str, str]:
+        return {"status": "ok"}
+
+    @api.get("/readyz", responses={503: {"model": ErrorResponse}})
+    async def readyz(self) -> JSONResponse:
+        try:
+            await asyncio.wait_for(
+                asyncio.gather(self.detector.stats.remote(), self.recognizer.stats.remote()), timeout=5
+            )
+        except Exception as exc:  # noqa: BLE001 - any failure of a dependency means not ready
+            return error(503, "not_ready", f"a model deployment is not answering: {type(exc).__name__}",
+                         headers={"Retry-After": str(self.cfg.ingress.retry_after_s)})
+        return JSONResponse({"status": "ready", "models": self.models})
+
+    @api.post("/api/v1/ocr", response_model=OCRResponse, responses=ERRORS)
+    async def ocr(self, image: UploadFile = File(..., description="JPEG, PNG, WebP, BMP or TIFF")):  # noqa: ANN201
+        request_id = str(uuid.uuid4())
+        limits = self.cfg.ingress
+        busy = {"Retry-After": str(limits.retry_after_s)}
+        if self.inflight >= self.max_inflight:
+            return error(503, "overloaded", "the service is at capacity; retry shortly", request_id, busy)
+        self.inflight += 1
+        try:
+            return await self._ocr(request_id, image)
+        except ImageError as exc:
+            return error(exc.status, exc.code, str(exc), request_id)
+        except BackPressureError:
+            return error(503, "overloaded", "the models' queues are full; retry shortly", request_id, busy)
+        finally:
+            self.inflight -= 1
+
+    async def _ocr(self, request_id: str, upload: UploadFile) -> dict[str, Any]:
+        limits = self.cfg.ingress
+        t0 = time.perf_counter()
+        data = await upload.read(limits.max_upload_bytes + 1)
+        decoded = decode_image(data, limits.max_upload_bytes, limits.max_pixels)
+        t1 = time.perf_counter()
+        lines = await self.detector.detect.remote(decoded.pixels)
+        t2 = time.perf_counter()
+        crops = make_crops(decoded.pixels, lines, self.cfg.recognizer.max_crop_width)
+        readings = await self.recognizer.recognize.remote([c.pixels for c in crops]) if crops else []
+        t3 = time.perf_counter()
+        results = assemble(lines, crops, readings, limits.min_line_confidence)
+        body = {
+            "request_id": request_id,
+            "image": {"width": decoded.width, "height": decoded.height, "format": decoded.format},
+            "lines": [r.to_dict() for r in results],
+            "text": "\n".join(r.text for r in results),
+            "timings": {"decode_ms": (t1 - t0) * 1e3, "detect_ms": (t2 - t1) * 1e3, "recognize_ms": (t3 - t2) * 1e3,
+                        "total_ms": (time.perf_counter() - t0) * 1e3},
+            "models": self.models,
+        }
+        return body

@@ -1,0 +1,44 @@
+"""Recognizer deployment: CRNN, autoscaled; merges the line crops of concurrent requests into width buckets."""
+
+from __future__ import annotations
+
+import collections
+from typing import Any
+
+import numpy as np
+from ray import serve
+
+from serve_app.config import RecognizerSettings, resolve_weights
+from serve_app.ocr.processing.recognition import Decoded
+
+
+@serve.deployment(name="Recognizer")
+class Recognizer:
+    def __init__(self, settings: dict[str, Any]) -> None:
+        import torch
+
+        from serve_app.ocr.predictor import RecognizerRunner
+
+        s = RecognizerSettings.model_validate(settings)
+        torch.set_num_threads(s.threads)
+        self.runner = RecognizerRunner(resolve_weights(s.weights), s.max_crops_per_forward)
+        self.batch_sizes: collections.deque[int] = collections.deque(maxlen=10_000)
+
+    def reconfigure(self, user_config: dict[str, Any]) -> None:
+        self.recognize.set_max_batch_size(int(user_config["max_batch_size"]))
+        self.recognize.set_batch_wait_timeout_s(float(user_config["batch_wait_timeout_s"]))
+
+    @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.005)
+    async def recognize(self, requests: list[list[np.ndarray]]) -> list[list[Decoded]]:
+        """One call per request, each a list of crops; all crops of the batch are read together."""
+        flat = [c for crops in requests for c in crops]
+        self.batch_sizes.append(len(flat))
+        readings = self.runner.read(flat) if flat else []
+        out, i = [], 0
+        for crops in requests:
+            out.append(readings[i: i + len(crops)])
+            i += len(crops)
+        return out
+
+    def stats(self) -> dict[str, Any]:
+        return {"batch_sizes": list(self.batch_sizes), "model": self.runner.meta.get("version", "unversioned")}

@@ -1,0 +1,113 @@
+"""The one typed configuration: it feeds `serve run` locally, `serve build` output and the RayService on KubeRay.
+
+Values come from the defaults below, optionally overridden by a YAML file (path in ``OCR_CONFIG`` or passed in
+as application args). Unknown keys are rejected so that a typo fails at start instead of being ignored.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field
+
+from serve_app.paths import ASSETS, DEFAULT_DETECTOR, DEFAULT_RECOGNIZER
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DetectionSettings(_Strict):
+    """CTPN input scaling and text-line building (see `serve_app.ocr.processing.detection.DetectionParams`)."""
+
+    short_side: int = Field(720, ge=64, le=4096)
+    max_side: int = Field(1280, ge=64, le=8192)
+    max_upscale: float = Field(2.0, gt=0, le=8)
+    score_threshold: float = Field(0.7, ge=0, le=1)
+    nms_threshold: float = Field(0.3, ge=0, le=1)
+    max_proposals: int = Field(2000, ge=1)
+    line_min_score: float = Field(0.8, ge=0, le=1)
+    line_max_gap: int = Field(50, ge=1, le=500)
+    line_min_overlap: float = Field(0.7, ge=0, le=1)
+    line_min_proposals: int = Field(2, ge=1)
+
+
+def resolve_weights(path: Path) -> Path:
+    """Relative weight paths name files in the shipped assets folder, so configs stay machine-independent."""
+    return path if path.is_absolute() else ASSETS / path
+
+
+class DetectorSettings(_Strict):
+    weights: Path = Path(DEFAULT_DETECTOR.name)
+    num_replicas: int = Field(1, ge=1)
+    max_ongoing_requests: int = Field(16, ge=1, description="keep >= max_batch_size or batches never fill")
+    max_batch_size: int = Field(4, ge=1, le=64)
+    batch_wait_timeout_s: float = Field(0.01, ge=0, le=5)
+    num_cpus: float = Field(1.0, ge=0)
+    threads: int = Field(1, ge=1, description="torch intra-op threads per replica; one per core avoids spin-waits")
+    detection: DetectionSettings = DetectionSettings()
+
+
+class AutoscalingSettings(_Strict):
+    min_replicas: int = Field(1, ge=0)
+    max_replicas: int = Field(2, ge=1)
+    target_ongoing_requests: float = Field(2.0, gt=0)
+    upscale_delay_s: float = Field(5.0, ge=0)
+    downscale_delay_s: float = Field(60.0, ge=0)
+
+    def to_serve(self) -> dict[str, Any]:
+        return self.model_dump()
+
+
+class RecognizerSettings(_Strict):
+    weights: Path = Path(DEFAULT_RECOGNIZER.name)
+    autoscaling: AutoscalingSettings = AutoscalingSettings()
+    max_ongoing_requests: int = Field(8, ge=1)
+    max_batch_size: int = Field(8, ge=1, le=128, description="requests merged into one call")
+    batch_wait_timeout_s: float = Field(0.005, ge=0, le=5)
+    max_crops_per_forward: int = Field(32, ge=1, le=512)
+    max_crop_width: int = Field(1600, ge=64, le=8192)
+    num_cpus: float = Field(1.0, ge=0)
+    threads: int = Field(1, ge=1)
+
+
+class IngressSettings(_Strict):
+    num_replicas: int = Field(1, ge=1)
+    max_upload_bytes: int = Field(10 * 1024 * 1024, ge=1024)
+    max_pixels: int = Field(40_000_000, ge=1024, description="width x height after decoding; bombs are refused")
+    max_inflight: int = Field(32, ge=1, description="OCR requests in progress per replica before 503")
+    retry_after_s: int = Field(1, ge=1)
+    max_ongoing_requests: int = Field(64, ge=1)
+    min_line_confidence: float = Field(0.0, ge=0, le=1)
+
+
+class AppConfig(_Strict):
+    """Everything the application needs; one instance is built per process from the same sources."""
+
+    name: str = "ocr"
+    route_prefix: str = "/"
+    ingress: IngressSettings = IngressSettings()
+    detector: DetectorSettings = DetectorSettings()
+    recognizer: RecognizerSettings = RecognizerSettings()
+
+    @classmethod
+    def load(cls, path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> AppConfig:
+        """Defaults, then the YAML file (argument or ``OCR_CONFIG``), then explicit overrides (nested dicts)."""
+        data: dict[str, Any] = {}
+        path = path or os.environ.get("OCR_CONFIG")
+        if path:
+            with open(path) as f:
+                data = yaml.safe_load(f) or {}
+        if overrides:
+            data = _merge(data, overrides)
+        return cls.model_validate(data)
+
+
+def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in extra.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out

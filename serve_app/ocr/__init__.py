@@ -1,0 +1,1 @@
+"""OCR models (CTPN detector, CRNN recognizer), their pre/post-processing and a predictor."""

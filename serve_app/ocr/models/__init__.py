@@ -1,0 +1,1 @@
+"""Neural networks: each returns raw tensors; decoding lives in `serve_app.ocr.processing`."""

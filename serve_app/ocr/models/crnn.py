@@ -1,0 +1,76 @@
+"""CRNN (Shi et al. 2015): a conv stack that squeezes height to 1, a 2-layer BiLSTM, per-column class logits.
+
+Changes from the paper, kept small and explained in the model card: batch norm after every conv (trains from
+scratch on CPU in minutes rather than hours) and a final (2, 3) conv with width padding so that output column
+``t`` covers input pixels ``[4t, 4t + 4)`` exactly, which makes word boxes from CTC alignments simple.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+
+from serve_app.ocr.alphabet import CHARSET, num_classes
+
+#: Input height every crop is resized to, and the horizontal stride of the output columns.
+INPUT_HEIGHT = 32
+COLUMN_STRIDE = 4
+
+
+@dataclass(frozen=True)
+class CRNNSpec:
+    """Everything needed to rebuild a CRNN; stored beside its weights."""
+
+    variant: str = "slim"
+    channels: tuple[int, ...] = (32, 64, 128, 128, 256, 256, 256)
+    hidden: int = 128
+    charset: str = CHARSET
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+VARIANTS: dict[str, CRNNSpec] = {
+    "full": CRNNSpec("full", (64, 128, 256, 256, 512, 512, 512), 256),
+    "slim": CRNNSpec("slim", (32, 64, 128, 128, 256, 256, 256), 128),
+}
+
+
+def _conv(cin: int, cout: int, kernel: tuple[int, int] = (3, 3), pad: tuple[int, int] = (1, 1)) -> list[nn.Module]:
+    return [nn.Conv2d(cin, cout, kernel, padding=pad, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
+
+
+class CRNN(nn.Module):
+    """Grayscale crops ``(N, 1, 32, W)`` in, logits ``(N, W // 4, classes)`` out (blank is class 0)."""
+
+    def __init__(self, spec: CRNNSpec) -> None:
+        super().__init__()
+        self.spec = spec
+        c = spec.channels
+        layers: list[nn.Module] = []
+        layers += _conv(1, c[0]) + [nn.MaxPool2d(2, 2)]  # 16 x W/2
+        layers += _conv(c[0], c[1]) + [nn.MaxPool2d(2, 2)]  # 8 x W/4
+        layers += _conv(c[1], c[2]) + _conv(c[2], c[3]) + [nn.MaxPool2d((2, 1), (2, 1))]  # 4 x W/4
+        layers += _conv(c[3], c[4]) + _conv(c[4], c[5]) + [nn.MaxPool2d((2, 1), (2, 1))]  # 2 x W/4
+        layers += _conv(c[5], c[6], kernel=(2, 3), pad=(0, 1))  # 1 x W/4
+        self.features = nn.Sequential(*layers)
+        self.rnn = nn.LSTM(c[6], spec.hidden, num_layers=2, bidirectional=True, batch_first=True)
+        self.classifier = nn.Linear(2 * spec.hidden, num_classes(spec.charset))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        f = self.features(x)  # N, C, 1, T
+        f = f.squeeze(2).transpose(1, 2)  # N, T, C
+        seq, _ = self.rnn(f)
+        return self.classifier(seq)
+
+
+def build_crnn(*, variant: str = "slim", charset: str = CHARSET) -> CRNN:
+    """Build a CRNN by variant name; weights are loaded separately (`serve_app.ocr.models.weights`)."""
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown CRNN variant '{variant}', choose one of {sorted(VARIANTS)}")
+    spec = VARIANTS[variant]
+    if charset != spec.charset:
+        spec = CRNNSpec(spec.variant, spec.channels, spec.hidden, charset)
+    return CRNN(spec)

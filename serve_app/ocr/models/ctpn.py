@@ -1,0 +1,88 @@
+"""CTPN (Tian et al. 2016), a text-line detector built from fixed-width proposals.
+
+Backbone to stride 16, 3x3 window features, a BiLSTM over each feature row, and per position 10 fixed-width
+anchors with text scores, vertical coordinates and side-refinement offsets.
+
+The backbone is a choice: ``vgg16`` (the paper's, conv5_3), ``resnet18`` (to layer3) or ``mobilenet_v3``
+(MobileNetV3-Large ``features[:13]``, the default, ~15 GFLOP at 720p). All are built without pretrained weights:
+nothing is fetched from a hub; our own training fills them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+from torchvision import models
+
+from serve_app.ocr.processing.anchors import NUM_ANCHORS
+
+STRIDE = 16
+#: ImageNet statistics: the input normalisation every backbone here was designed around.
+MEAN = (0.485, 0.456, 0.406)
+STD = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class CTPNSpec:
+    """Everything needed to rebuild a CTPN; stored beside its weights."""
+
+    backbone: str = "mobilenet_v3"
+    head_channels: int = 256
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _backbone(name: str) -> tuple[nn.Module, int]:
+    if name == "vgg16":
+        return models.vgg16(weights=None).features[:30], 512
+    if name == "resnet18":
+        r = models.resnet18(weights=None)
+        return nn.Sequential(r.conv1, r.bn1, r.relu, r.maxpool, r.layer1, r.layer2, r.layer3), 256
+    if name == "mobilenet_v3":
+        return models.mobilenet_v3_large(weights=None).features[:13], 112
+    raise ValueError(f"unknown CTPN backbone '{name}', choose one of {sorted(BACKBONES)}")
+
+
+BACKBONES = ("mobilenet_v3", "resnet18", "vgg16")
+
+
+class CTPN(nn.Module):
+    """Images ``(N, 3, H, W)`` (H, W multiples of 16, normalised) in; per anchor raw outputs out.
+
+    Returns a dict of tensors over the ``(N, H/16, W/16, k)`` anchor grid: ``scores`` (logits, last dim 2:
+    background, text), ``vertical`` (last dim 2: centre offset, log height) and ``side`` (x offset of a line end).
+    """
+
+    def __init__(self, spec: CTPNSpec) -> None:
+        super().__init__()
+        self.spec = spec
+        self.backbone, channels = _backbone(spec.backbone)
+        c = spec.head_channels
+        self.window = nn.Sequential(nn.Conv2d(channels, c, 3, padding=1), nn.ReLU(inplace=True))
+        self.rnn = nn.LSTM(c, c // 2, bidirectional=True, batch_first=True)
+        self.fc = nn.Sequential(nn.Linear(c, c), nn.ReLU(inplace=True))
+        self.scores = nn.Linear(c, 2 * NUM_ANCHORS)
+        self.vertical = nn.Linear(c, 2 * NUM_ANCHORS)
+        self.side = nn.Linear(c, NUM_ANCHORS)
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        f = self.window(self.backbone(x))  # N, C, h, w
+        n, c, h, w = f.shape
+        rows = f.permute(0, 2, 3, 1).reshape(n * h, w, c)  # each feature row is a sequence
+        seq, _ = self.rnn(rows)
+        z = self.fc(seq).reshape(n, h, w, c)
+        return {
+            "scores": self.scores(z).reshape(n, h, w, NUM_ANCHORS, 2),
+            "vertical": self.vertical(z).reshape(n, h, w, NUM_ANCHORS, 2),
+            "side": self.side(z).reshape(n, h, w, NUM_ANCHORS),
+        }
+
+
+def build_ctpn(*, backbone: str = "mobilenet_v3", head_channels: int = 256) -> CTPN:
+    """Build a CTPN by backbone name; weights are loaded separately (`serve_app.ocr.models.weights`)."""
+    if backbone not in BACKBONES:
+        raise ValueError(f"unknown CTPN backbone '{backbone}', choose one of {list(BACKBONES)}")
+    return CTPN(CTPNSpec(backbone, head_channels))

@@ -1,0 +1,53 @@
+"""Joining detection and recognition into the answer: crops from line boxes, readings to lines and words.
+
+No torch here: the ingress deployment uses these between its calls to the detector and the recognizer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from serve_app.ocr.processing import recognition
+from serve_app.ocr.processing.recognition import Crop, Decoded, Word
+from serve_app.ocr.processing.textlines import TextLine
+
+
+@dataclass(frozen=True)
+class LineResult:
+    box: tuple[float, float, float, float]
+    text: str
+    confidence: float
+    words: list[Word]
+
+    def to_dict(self) -> dict:
+        return {
+            "box": [round(v, 1) for v in self.box],
+            "text": self.text,
+            "confidence": round(self.confidence, 4),
+            "words": [{"box": [round(v, 1) for v in w.box], "text": w.text, "confidence": round(w.confidence, 4)}
+                      for w in self.words],
+        }
+
+
+def make_crops(image: np.ndarray, lines: list[TextLine], max_width: int = 1600) -> list[Crop]:
+    return [recognition.crop_line(image, ln.box, max_width=max_width) for ln in lines]
+
+
+def assemble(
+    lines: list[TextLine], crops: list[Crop], readings: list[Decoded], min_confidence: float = 0.0
+) -> list[LineResult]:
+    """Join detection and recognition: words split at spaces, empty readings dropped, reading order kept."""
+    out = []
+    for ln, crop, dec in zip(lines, crops, readings):
+        words = [w for w in recognition.split_words(dec, crop, ln.box) if w.text]
+        if not words:
+            continue
+        conf = float(np.mean([p for p in dec.probs])) if dec.probs else 0.0
+        if conf < min_confidence:
+            continue
+        out.append(LineResult(ln.box, " ".join(w.text for w in words), conf, words))
+    return out
+
+

@@ -1,0 +1,77 @@
+"""Image(s) in, lines and words out: the whole OCR pipeline without Ray, for notebooks, scripts and evaluation.
+
+The Serve deployments call the same pieces (`DetectorRunner`, `RecognizerRunner`, `assemble`) across processes.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from serve_app.ocr.models.weights import DEFAULT_DETECTOR, DEFAULT_RECOGNIZER, load_model
+from serve_app.ocr.pipeline import LineResult, assemble, make_crops
+from serve_app.ocr.processing import detection, recognition
+from serve_app.ocr.processing.recognition import COLUMN_STRIDE, Decoded
+from serve_app.ocr.processing.textlines import TextLine
+
+
+class DetectorRunner:
+    """CTPN weights plus detection parameters: RGB images to text lines in original pixels."""
+
+    def __init__(self, weights: str | Path = DEFAULT_DETECTOR, params: detection.DetectionParams | None = None) -> None:
+        self.model, self.meta = load_model(weights)
+        self.model = self.model.to(memory_format=torch.channels_last)
+        self.params = params or detection.DetectionParams()
+
+    def detect(self, images: list[np.ndarray]) -> list[list[TextLine]]:
+        """Images of one padded size share a forward pass; others run alone (CPU gains nothing from padding)."""
+        prepared = [detection.preprocess(im, self.params) for im in images]
+        groups: dict[tuple[int, ...], list[int]] = {}
+        for i, (arr, _) in enumerate(prepared):
+            groups.setdefault(arr.shape, []).append(i)
+        results: list[list[TextLine]] = [[] for _ in images]
+        with torch.inference_mode():
+            for idx in groups.values():
+                x = torch.from_numpy(np.stack([prepared[i][0] for i in idx])).to(memory_format=torch.channels_last)
+                out = {k: v.float().numpy() for k, v in self.model(x).items()}
+                for b, i in enumerate(idx):
+                    h, w = images[i].shape[:2]
+                    results[i] = detection.postprocess(
+                        out["scores"][b], out["vertical"][b], out["side"][b], prepared[i][1], w, h, self.params
+                    )
+        return results
+
+
+class RecognizerRunner:
+    """CRNN weights: normalised line crops to greedy CTC readings, batched by width."""
+
+    def __init__(self, weights: str | Path = DEFAULT_RECOGNIZER, max_batch: int = 32) -> None:
+        self.model, self.meta = load_model(weights)
+        self.charset = self.model.spec.charset
+        self.max_batch = max_batch
+
+    def read(self, crops: list[np.ndarray]) -> list[Decoded]:
+        results: list[Decoded | None] = [None] * len(crops)
+        with torch.inference_mode():
+            for group in recognition.width_buckets([c.shape[1] for c in crops], self.max_batch):
+                batch = recognition.pad_crops([crops[i] for i in group])
+                probs = recognition.softmax(self.model(torch.from_numpy(batch)).float().numpy())
+                for b, i in enumerate(group):
+                    results[i] = recognition.ctc_greedy(probs[b, : crops[i].shape[1] // COLUMN_STRIDE], self.charset)
+        return [r for r in results if r is not None]
+
+
+class OCRPredictor:
+    """Detection, crops, recognition and assembly in one process."""
+
+    def __init__(self, detector: DetectorRunner | None = None, recognizer: RecognizerRunner | None = None) -> None:
+        self.detector = detector or DetectorRunner()
+        self.recognizer = recognizer or RecognizerRunner()
+
+    def __call__(self, image: np.ndarray) -> list[LineResult]:
+        lines = self.detector.detect([image])[0]
+        crops = make_crops(image, lines)
+        readings = self.recognizer.read([c.pixels for c in crops]) if crops else []
+        return assemble(lines, crops, readings)

@@ -1,0 +1,104 @@
+"""CTPN pre- and post-processing: resize and normalise an image, and turn raw outputs into text lines."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image
+
+from serve_app.ocr.processing.anchors import proposals
+from serve_app.ocr.processing.geometry import clip_boxes, nms
+from serve_app.ocr.processing.textlines import TextLine, build_lines
+
+MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
+STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
+
+
+@dataclass(frozen=True)
+class DetectionParams:
+    """Knobs of detection that do not change the network (so they can be tuned without retraining)."""
+
+    short_side: int = 720
+    max_side: int = 1280
+    max_upscale: float = 2.0
+    score_threshold: float = 0.7
+    nms_threshold: float = 0.3
+    max_proposals: int = 2000
+    line_min_score: float = 0.8
+    line_max_gap: int = 50
+    line_min_overlap: float = 0.7
+    line_min_proposals: int = 2
+
+
+def target_scale(width: int, height: int, p: DetectionParams) -> float:
+    """Scale that brings the short side to ``short_side`` without the long side passing ``max_side``."""
+    s = min(p.short_side / min(width, height), p.max_side / max(width, height))
+    return min(s, p.max_upscale)
+
+
+def preprocess(image: np.ndarray, p: DetectionParams) -> tuple[np.ndarray, float]:
+    """RGB uint8 ``(H, W, 3)`` to a normalised ``(3, H', W')`` float array padded to multiples of 16, and the scale."""
+    h, w = image.shape[:2]
+    s = target_scale(w, h, p)
+    nw, nh = max(16, round(w * s)), max(16, round(h * s))
+    resized = np.asarray(Image.fromarray(image).resize((nw, nh), Image.BILINEAR), dtype=np.float32) / 255.0
+    ph, pw = -(-nh // 16) * 16, -(-nw // 16) * 16
+    out = np.zeros((ph, pw, 3), dtype=np.float32)
+    out[:nh, :nw] = (resized - MEAN) / STD
+    return out.transpose(2, 0, 1), s
+
+
+def pad_batch(arrays: list[np.ndarray]) -> np.ndarray:
+    """Stack ``(3, H, W)`` arrays of different sizes into one zero-padded (mean-coloured) batch."""
+    h = max(a.shape[1] for a in arrays)
+    w = max(a.shape[2] for a in arrays)
+    batch = np.zeros((len(arrays), 3, h, w), dtype=np.float32)
+    for i, a in enumerate(arrays):
+        batch[i, :, : a.shape[1], : a.shape[2]] = a
+    return batch
+
+
+def softmax_text(logits: np.ndarray) -> np.ndarray:
+    """Probability of the text class from ``(..., 2)`` logits."""
+    return 1.0 / (1.0 + np.exp(logits[..., 0] - logits[..., 1]))
+
+
+def postprocess(
+    scores: np.ndarray,
+    vertical: np.ndarray,
+    side: np.ndarray,
+    scale: float,
+    width: int,
+    height: int,
+    p: DetectionParams,
+) -> list[TextLine]:
+    """One image's raw outputs (text logits ``(h, w, k, 2)``, vertical, side) to lines in original pixels.
+
+    ``width`` and ``height`` are the original image size; the feature grid may cover padding beyond it.
+    """
+    prob = softmax_text(scores)
+    boxes, sc, side_x = proposals(prob, vertical, side)
+    keep = np.flatnonzero(sc >= p.score_threshold)
+    if keep.size > p.max_proposals:
+        keep = keep[np.argsort(-sc[keep])[: p.max_proposals]]
+    boxes, sc, side_x = boxes[keep] / scale, sc[keep], side_x[keep] / scale
+    boxes = clip_boxes(boxes, width, height)
+    keep = nms(boxes, sc, p.nms_threshold)
+    boxes, sc, side_x = boxes[keep], sc[keep], side_x[keep]
+    # the graph works on the network's 16 px grid: link in network pixels, report in original pixels
+    lines = build_lines(
+        boxes * scale,
+        sc,
+        side_x * scale,
+        max_gap=p.line_max_gap,
+        min_overlap=p.line_min_overlap,
+        min_proposals=p.line_min_proposals,
+        min_score=p.line_min_score,
+    )
+    out = []
+    for ln in lines:
+        box = tuple(float(v) for v in clip_boxes(np.asarray(ln.box) / scale, width, height))
+        poly = tuple((x / scale, y / scale) for x, y in ln.poly)
+        out.append(TextLine(box, poly, ln.score, ln.num_proposals))  # type: ignore[arg-type]
+    return out

@@ -1,0 +1,157 @@
+"""CRNN pre- and post-processing: line crops at a fixed height, width buckets, greedy CTC decoding and word boxes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from PIL import Image
+
+from serve_app.ocr.alphabet import BLANK, CHARSET
+
+INPUT_HEIGHT = 32
+COLUMN_STRIDE = 4
+
+
+@dataclass(frozen=True)
+class Crop:
+    """A normalised grayscale line image ``(32, W)`` and where it came from, to map columns back to pixels."""
+
+    pixels: np.ndarray
+    x0: float
+    y0: float
+    x1: float
+    y1: float
+
+    @property
+    def scale(self) -> float:
+        """Crop pixels per original pixel along x."""
+        return self.pixels.shape[1] / max(self.x1 - self.x0, 1e-6)
+
+
+def to_gray(image: np.ndarray) -> np.ndarray:
+    if image.ndim == 2:
+        return image
+    return (image[..., :3].astype(np.float32) @ np.array([0.299, 0.587, 0.114], dtype=np.float32)).astype(np.uint8)
+
+
+def normalise(gray: np.ndarray, max_width: int = 1600) -> np.ndarray:
+    """A grayscale uint8 crop resized to height 32 (aspect kept, width a multiple of 4) and scaled to [-1, 1]."""
+    h, w = gray.shape
+    nw = int(np.clip(round(w * INPUT_HEIGHT / max(h, 1) / COLUMN_STRIDE) * COLUMN_STRIDE, COLUMN_STRIDE * 4, max_width))
+    img = Image.fromarray(gray).resize((nw, INPUT_HEIGHT), Image.BILINEAR)
+    return (np.asarray(img, dtype=np.float32) / 127.5) - 1.0
+
+
+def crop_line(
+    image: np.ndarray, box: tuple[float, float, float, float], pad_y: float = 0.15, pad_x: float = 0.25,
+    max_width: int = 1600,
+) -> Crop:
+    """Cut a line box out of an RGB or gray image with some context, as the recognizer was trained to see it."""
+    h_img, w_img = image.shape[:2]
+    x0, y0, x1, y1 = box
+    bh = max(y1 - y0, 1.0)
+    cx0 = max(0.0, x0 - pad_x * bh)
+    cx1 = min(float(w_img), x1 + pad_x * bh)
+    cy0 = max(0.0, y0 - pad_y * bh)
+    cy1 = min(float(h_img), y1 + pad_y * bh)
+    ix0, iy0, ix1, iy1 = int(cx0), int(cy0), max(int(np.ceil(cx1)), int(cx0) + 1), max(int(np.ceil(cy1)), int(cy0) + 1)
+    gray = to_gray(image[iy0:iy1, ix0:ix1])
+    return Crop(normalise(gray, max_width), float(ix0), float(iy0), float(ix1), float(iy1))
+
+
+def width_buckets(widths: list[int], max_batch: int = 32, max_ratio: float = 1.5) -> list[list[int]]:
+    """Indices grouped so each batch's widths differ by at most ``max_ratio``: little padding, few batches."""
+    order = sorted(range(len(widths)), key=lambda i: widths[i])
+    groups: list[list[int]] = []
+    for i in order:
+        if groups and len(groups[-1]) < max_batch and widths[i] <= widths[groups[-1][0]] * max_ratio:
+            groups[-1].append(i)
+        else:
+            groups.append([i])
+    return groups
+
+
+def pad_crops(crops: list[np.ndarray]) -> np.ndarray:
+    """Right-pad ``(32, W)`` crops to a ``(N, 1, 32, Wmax)`` batch with each crop's own edge value."""
+    w = max(c.shape[1] for c in crops)
+    batch = np.empty((len(crops), 1, INPUT_HEIGHT, w), dtype=np.float32)
+    for i, c in enumerate(crops):
+        batch[i, 0, :, : c.shape[1]] = c
+        batch[i, 0, :, c.shape[1]:] = c[:, -1:]
+    return batch
+
+
+@dataclass
+class Decoded:
+    """A greedy CTC reading: the text, and for each character its output column and probability."""
+
+    text: str
+    columns: list[int] = field(default_factory=list)
+    probs: list[float] = field(default_factory=list)
+
+    @property
+    def confidence(self) -> float:
+        return float(np.mean(self.probs)) if self.probs else 0.0
+
+
+def ctc_greedy(probs: np.ndarray, charset: str = CHARSET) -> Decoded:
+    """Best path decoding of ``(T, C)`` probabilities: argmax, merge repeats, drop blanks."""
+    best = probs.argmax(axis=1)
+    out = Decoded("")
+    chars: list[str] = []
+    prev = BLANK
+    for t, k in enumerate(best):
+        k = int(k)
+        if k != BLANK and k != prev:
+            chars.append(charset[k - 1])
+            out.columns.append(t)
+            out.probs.append(float(probs[t, k]))
+        prev = k
+    out.text = "".join(chars)
+    return out
+
+
+@dataclass(frozen=True)
+class Word:
+    text: str
+    box: tuple[float, float, float, float]
+    confidence: float
+
+
+def split_words(decoded: Decoded, crop: Crop, line_box: tuple[float, float, float, float]) -> list[Word]:
+    """Split a line reading at spaces; each word's x range comes from its characters' CTC columns.
+
+    A character emitted at column ``t`` sits near crop x ``4t + 2``; a word spans from half a character
+    spacing before its first character to half a spacing after its last, clipped to the line box.
+    """
+    words: list[Word] = []
+    cols = decoded.columns
+    if not cols:
+        return words
+    spacing = float(np.median(np.diff(cols))) if len(cols) > 1 else 2.0
+    half = max(spacing, 1.0) / 2 + 0.5
+
+    def to_x(col: float) -> float:
+        return crop.x0 + (col * COLUMN_STRIDE + COLUMN_STRIDE / 2) / crop.scale
+
+    start = None
+    for i, ch in enumerate(decoded.text + " "):
+        if ch != " " and start is None:
+            start = i
+        elif ch == " " and start is not None:
+            text = decoded.text[start:i]
+            x0 = max(line_box[0], to_x(cols[start] - half))
+            x1 = min(line_box[2], to_x(cols[i - 1] + half))
+            if x1 <= x0:
+                x0, x1 = line_box[0], line_box[2]
+            conf = float(np.mean(decoded.probs[start:i]))
+            words.append(Word(text, (x0, line_box[1], x1, line_box[3]), conf))
+            start = None
+    return words
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    z = logits - logits.max(axis=-1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=-1, keepdims=True)

@@ -1,0 +1,139 @@
+"""Join CTPN's fixed-width proposals into text lines with the paper's graph rule.
+
+Proposal *j* is the successor of *i* when it is the nearest proposal to the right within ``max_gap`` px whose
+vertical overlap and height similarity with *i* both reach ``min_overlap``; the pair is linked when *i* is also
+the best-scoring precursor of *j*. Chains of links are lines.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class TextLine:
+    """An axis-aligned line box, its quadrilateral (top edge and bottom edge fitted across the proposals), score."""
+
+    box: tuple[float, float, float, float]
+    poly: tuple[tuple[float, float], ...]
+    score: float
+    num_proposals: int
+
+
+def _overlaps(boxes: np.ndarray, i: int, cand: np.ndarray, min_overlap: float) -> np.ndarray:
+    h_i = boxes[i, 3] - boxes[i, 1] + 1
+    h_c = boxes[cand, 3] - boxes[cand, 1] + 1
+    inter = np.minimum(boxes[i, 3], boxes[cand, 3]) - np.maximum(boxes[i, 1], boxes[cand, 1]) + 1
+    v_overlap = np.clip(inter, 0, None) / np.minimum(h_i, h_c)
+    similarity = np.minimum(h_i, h_c) / np.maximum(h_i, h_c)
+    return cand[(v_overlap >= min_overlap) & (similarity >= min_overlap)]
+
+
+def _neighbours(
+    boxes: np.ndarray, i: int, by_x: dict[int, np.ndarray], step: int, max_gap: int, min_overlap: float
+) -> np.ndarray:
+    """Proposals at the nearest x (right if step > 0, left otherwise) that overlap *i* enough."""
+    x = int(round(boxes[i, 0]))
+    for dx in range(1, max_gap + 1):
+        cand = by_x.get(x + step * dx)
+        if cand is None:
+            continue
+        hit = _overlaps(boxes, i, cand, min_overlap)
+        if hit.size:
+            return hit
+    return np.empty(0, dtype=np.int64)
+
+
+def link_proposals(
+    boxes: np.ndarray, scores: np.ndarray, max_gap: int = 50, min_overlap: float = 0.7
+) -> list[list[int]]:
+    """Group proposal indices into chains (left to right) with the paper's graph rule."""
+    n = len(boxes)
+    by_x: dict[int, list[int]] = {}
+    for i in range(n):
+        by_x.setdefault(int(round(boxes[i, 0])), []).append(i)
+    table = {k: np.asarray(v, dtype=np.int64) for k, v in by_x.items()}
+    succ = np.full(n, -1, dtype=np.int64)
+    has_pred = np.zeros(n, dtype=bool)
+    for i in range(n):
+        nxt = _neighbours(boxes, i, table, +1, max_gap, min_overlap)
+        if not nxt.size:
+            continue
+        j = int(nxt[np.argmax(scores[nxt])])
+        prev = _neighbours(boxes, j, table, -1, max_gap, min_overlap)
+        if prev.size and scores[i] >= scores[prev].max() and not has_pred[j]:
+            succ[i] = j
+            has_pred[j] = True
+    chains = []
+    for start in np.flatnonzero(~has_pred):
+        chain = [int(start)]
+        while succ[chain[-1]] >= 0:
+            chain.append(int(succ[chain[-1]]))
+        chains.append(chain)
+    return chains
+
+
+def _fit(xs: np.ndarray, ys: np.ndarray, x0: float, x1: float) -> tuple[float, float]:
+    if len(xs) < 2 or np.ptp(xs) == 0:
+        return float(ys.mean()), float(ys.mean())
+    k, b = np.polyfit(xs, ys, 1)
+    return float(k * x0 + b), float(k * x1 + b)
+
+
+def build_lines(
+    boxes: np.ndarray,
+    scores: np.ndarray,
+    side_x: np.ndarray | None = None,
+    *,
+    max_gap: int = 50,
+    min_overlap: float = 0.7,
+    min_proposals: int = 2,
+    min_score: float = 0.8,
+    min_aspect: float = 0.5,
+) -> list[TextLine]:
+    """Lines from proposals (already thresholded and NMS'd), sorted top to bottom, left to right.
+
+    ``side_x`` (refined x of a line end, one per proposal) replaces a line's outer x where given: the
+    side-refinement step that lets CTPN place line ends finer than its 16 px grid.
+    """
+    lines = []
+    for chain in link_proposals(boxes, scores, max_gap, min_overlap):
+        if len(chain) < min_proposals:
+            continue
+        b = boxes[chain]
+        s = float(scores[chain].mean())
+        if s < min_score:
+            continue
+        x0, x1 = float(b[:, 0].min()), float(b[:, 2].max())
+        if side_x is not None:
+            left, right = chain[0], chain[-1]
+            # trust the refinement only when it stays within one anchor width of the grid estimate
+            if abs(side_x[left] - x0) <= 16:
+                x0 = float(min(side_x[left], x0 + 15))
+            if abs(side_x[right] - x1) <= 16:
+                x1 = float(max(side_x[right], x1 - 15))
+        cx = (b[:, 0] + b[:, 2]) / 2
+        top0, top1 = _fit(cx, b[:, 1], x0, x1)
+        bot0, bot1 = _fit(cx, b[:, 3], x0, x1)
+        y0, y1 = min(top0, top1), max(bot0, bot1)
+        if y1 - y0 <= 0 or (x1 - x0) / (y1 - y0) < min_aspect:
+            continue
+        poly = ((x0, top0), (x1, top1), (x1, bot1), (x0, bot0))
+        lines.append(TextLine((x0, y0, x1, y1), poly, s, len(chain)))
+    return reading_order(lines)
+
+
+def reading_order(lines: list[TextLine]) -> list[TextLine]:
+    """Rows top to bottom (lines whose centres lie within half a line height share a row), each left to right."""
+    rows: list[list[TextLine]] = []
+    for ln in sorted(lines, key=lambda ln: (ln.box[1] + ln.box[3]) / 2):
+        cy = (ln.box[1] + ln.box[3]) / 2
+        if rows:
+            ref = rows[-1][0]
+            if abs(cy - (ref.box[1] + ref.box[3]) / 2) <= (ref.box[3] - ref.box[1]) / 2:
+                rows[-1].append(ln)
+                continue
+        rows.append([ln])
+    return [ln for row in rows for ln in sorted(row, key=lambda ln: ln.box[0])]

@@ -1,0 +1,47 @@
+"""HTTP API bodies (v1): what `POST /api/v1/ocr` answers and what every error looks like."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+
+class WordOut(BaseModel):
+    box: list[float] = Field(description="x0, y0, x1, y1 in pixels of the uploaded image")
+    text: str
+    confidence: float = Field(ge=0, le=1)
+
+
+class LineOut(WordOut):
+    words: list[WordOut]
+
+
+class ImageInfo(BaseModel):
+    width: int
+    height: int
+    format: str
+
+
+class Timings(BaseModel):
+    decode_ms: float
+    detect_ms: float
+    recognize_ms: float
+    total_ms: float
+
+
+class OCRResponse(BaseModel):
+    request_id: str
+    image: ImageInfo
+    lines: list[LineOut]
+    text: str = Field(description="all lines in reading order, one per line")
+    timings: Timings
+    models: dict[str, str]
+
+
+class ErrorDetail(BaseModel):
+    code: str = Field(description="stable machine-readable reason, e.g. 'unsupported_media_type'")
+    message: str
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorDetail
+    request_id: str | None = None

@@ -1,0 +1,154 @@
+"""The HTTP API through a real Serve app: OCR results, batching, and a JSON error for every bad input."""
+
+import asyncio
+import io
+import random
+
+import httpx
+import pytest
+from PIL import Image
+from ray import serve
+
+from deployments.app import graph
+from serve_app.config import AppConfig
+from training.synth import render_lines
+
+from .conftest import APP, TEST_OVERRIDES
+
+pytestmark = pytest.mark.serve
+
+KNOWN_LINES = ["Invoice number 4521", "Total due 38.90", "Thank you"]
+
+
+def png(img: Image.Image, fmt: str = "PNG") -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, fmt)
+    return buf.getvalue()
+
+
+def post(client: httpx.Client, data: bytes, name: str = "page.png", field: str = "image") -> httpx.Response:
+    return client.post("/api/v1/ocr", files={field: (name, data, "application/octet-stream")})
+
+
+def test_rendered_words_come_back_right(client):
+    img, truth = render_lines(KNOWN_LINES, size=28)
+    r = post(client, png(img))
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["image"] == {"width": img.width, "height": img.height, "format": "PNG"}
+    assert [ln["text"] for ln in body["lines"]] == KNOWN_LINES
+    assert body["text"] == "\n".join(KNOWN_LINES)
+    for line, expected in zip(body["lines"], truth):
+        assert [w["text"] for w in line["words"]] == [w for w, _ in expected.words]
+        assert 0 < line["confidence"] <= 1
+        # boxes are in image pixels and land on the rendered text
+        x0, y0, x1, y1 = line["box"]
+        ex0, ey0, ex1, ey1 = expected.box
+        assert abs(y0 - ey0) < 12 and abs(y1 - ey1) < 12 and abs(x0 - ex0) < 20 and abs(x1 - ex1) < 20
+        for word, (_, (wx0, _, wx1, _)) in zip(line["words"], expected.words):
+            assert abs(word["box"][0] - wx0) < 16 and abs(word["box"][2] - wx1) < 16
+    t = body["timings"]
+    assert t["total_ms"] >= t["detect_ms"] > 0 and t["recognize_ms"] > 0
+    assert set(body["models"]) == {"detector", "recognizer"}
+
+
+def test_jpeg_and_webp_work_too(client):
+    img, _ = render_lines(["hello world"], size=30)
+    for fmt in ("JPEG", "WEBP"):
+        r = post(client, png(img, fmt), name=f"x.{fmt.lower()}")
+        assert r.status_code == 200, r.text
+        assert r.json()["text"] == "hello world"
+
+
+def test_blank_image_has_no_lines(client):
+    r = post(client, png(Image.new("RGB", (300, 200), (255, 255, 255))))
+    assert r.status_code == 200 and r.json()["lines"] == []
+
+
+def test_concurrent_requests_are_batched_by_the_detector(serve_url):
+    detector = serve.get_deployment_handle("Detector", app_name=APP)
+    before = len(detector.stats.remote().result()["batch_sizes"])
+    images = [png(render_lines([f"batch {i}"], size=24)[0]) for i in range(8)]
+
+    async def burst() -> list[httpx.Response]:
+        async with httpx.AsyncClient(base_url=serve_url, timeout=120) as c:
+            return await asyncio.gather(
+                *(c.post("/api/v1/ocr", files={"image": ("b.png", d, "image/png")}) for d in images)
+            )
+
+    responses = asyncio.run(burst())
+    assert [r.status_code for r in responses] == [200] * 8
+    sizes = detector.stats.remote().result()["batch_sizes"][before:]
+    assert sum(sizes) == 8
+    assert max(sizes) > 1, f"no batching: {sizes}"
+
+
+def _bomb() -> bytes:
+    buf = io.BytesIO()
+    Image.new("L", (4000, 4000)).save(buf, "PNG")  # 16 MP > the test limit of 8 MP, yet a tiny file
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize(
+    "make,status,code",
+    [
+        (lambda: b"this is plain text, not a picture", 415, "unsupported_media_type"),
+        (lambda: png(Image.new("RGB", (30, 30)), "GIF"), 415, "unsupported_media_type"),
+        (lambda: png(Image.new("RGB", (300, 300)))[:100], 400, "corrupt_image"),
+        (lambda: b"", 400, "empty_upload"),
+        (lambda: random.Random(0).randbytes(3 * 1024 * 1024), 413, "image_too_large"),
+        (_bomb, 413, "image_too_large"),
+    ],
+    ids=["text", "gif", "truncated", "empty", "too-many-bytes", "decompression-bomb"],
+)
+def test_bad_input_gets_a_json_error(client, make, status, code):
+    r = post(client, make())
+    assert r.status_code == status, r.text
+    body = r.json()
+    assert body["error"]["code"] == code and body["error"]["message"]
+    assert body["request_id"]
+
+
+def test_missing_field_is_422_with_json(client):
+    r = post(client, b"abc", field="file")
+    assert r.status_code == 422
+    assert r.json()["error"]["code"] == "missing_field" and "image" in r.json()["error"]["message"]
+    r = client.post("/api/v1/ocr")
+    assert r.status_code == 422 and r.json()["error"]["code"] == "missing_field"
+
+
+def test_unknown_route_and_wrong_method_are_json(client):
+    assert client.get("/api/v1/nope").json()["error"]["code"] == "not_found"
+    r = client.get("/api/v1/ocr")
+    assert r.status_code == 405 and "error" in r.json()
+
+
+def test_overload_answers_503_with_retry_after(serve_url, app_config):
+    tight = AppConfig.load(overrides={**TEST_OVERRIDES, "ingress": {**TEST_OVERRIDES["ingress"], "max_inflight": 1}})
+    serve.run(graph(tight), name=APP, route_prefix="/")  # only user_config changes: replicas reconfigure in place
+    try:
+        data = png(render_lines(["busy busy"], size=24)[0])
+
+        async def burst() -> list[httpx.Response]:
+            async with httpx.AsyncClient(base_url=serve_url, timeout=120) as c:
+                return await asyncio.gather(
+                    *(c.post("/api/v1/ocr", files={"image": ("b.png", data, "image/png")}) for _ in range(6))
+                )
+
+        responses = asyncio.run(burst())
+        codes = sorted(r.status_code for r in responses)
+        assert 200 in codes and 503 in codes, codes
+        busy = next(r for r in responses if r.status_code == 503)
+        assert busy.headers["Retry-After"] == "1"
+        assert busy.json()["error"]["code"] == "overloaded"
+    finally:
+        serve.run(graph(app_config), name=APP, route_prefix="/")
+
+
+def test_health_readiness_and_openapi(client):
+    assert client.get("/healthz").json() == {"status": "ok"}
+    r = client.get("/readyz")
+    assert r.status_code == 200 and r.json()["status"] == "ready"
+    spec = client.get("/openapi.json").json()
+    assert "/api/v1/ocr" in spec["paths"]
+    assert {"400", "413", "415", "422", "503"} <= set(spec["paths"]["/api/v1/ocr"]["post"]["responses"])

@@ -1,0 +1,74 @@
+import numpy as np
+import pytest
+
+from serve_app.ocr.processing.anchors import (
+    ANCHOR_HEIGHTS,
+    NUM_ANCHORS,
+    anchor_grid,
+    decode_side,
+    decode_vertical,
+    encode_side,
+    encode_vertical,
+    proposals,
+    vertical_iou,
+)
+from training.ctpn_targets import make_targets
+
+
+def test_anchor_heights_follow_the_paper():
+    assert NUM_ANCHORS == 10
+    assert ANCHOR_HEIGHTS[0] == 11 and ANCHOR_HEIGHTS[-1] == 283
+    ratios = ANCHOR_HEIGHTS[1:] / ANCHOR_HEIGHTS[:-1]
+    assert np.allclose(ratios, 1 / 0.7, atol=0.05)
+
+
+def test_anchor_grid_centres_sit_in_the_middle_of_each_16px_cell():
+    cx, cy, ha = anchor_grid(2, 3)
+    assert cx.shape == (2, 3, 10)
+    assert cx[0, :, 0].tolist() == [7.5, 23.5, 39.5]
+    assert cy[:, 0, 0].tolist() == [7.5, 23.5]
+    assert (ha[1, 2] == ANCHOR_HEIGHTS).all()
+
+
+@pytest.mark.parametrize("cy,h", [(7.5, 11.0), (100.0, 40.0), (3.0, 300.0)])
+def test_vertical_encoding_round_trips(cy, h):
+    cya, ha = np.float32(20.0), np.float32(33.0)
+    v = encode_vertical(np.float32(cy), np.float32(h), cya, ha)
+    dcy, dh = decode_vertical(v, cya, ha)
+    assert dcy == pytest.approx(cy, rel=1e-5) and dh == pytest.approx(h, rel=1e-5)
+
+
+def test_side_encoding_round_trips():
+    assert decode_side(encode_side(np.float32(37.0), np.float32(23.5)), np.float32(23.5)) == pytest.approx(37.0)
+
+
+@pytest.mark.parametrize(
+    "a,b,expected",
+    [((0, 10), (0, 10), 1.0), ((0, 10), (10, 20), 0.0), ((0, 10), (5, 15), 5 / 15), ((0, 20), (5, 15), 0.5)],
+)
+def test_vertical_iou(a, b, expected):
+    assert vertical_iou(*map(np.float32, (*a, *b))) == pytest.approx(expected)
+
+
+def test_targets_mark_every_column_of_a_line_and_decode_back_to_it():
+    line = np.array([[20, 40, 200, 70]], dtype=np.float32)
+    t = make_targets(line, 10, 20)
+    pos = np.argwhere(t.labels == 1)
+    assert set(pos[:, 1]) == set(range(1, 13))  # columns 16..207 cover x 20..200
+    _, cy, ha = anchor_grid(10, 20)
+    dcy, dh = decode_vertical(t.vertical, cy, ha)
+    for i, j, k in pos:
+        assert dcy[i, j, k] == pytest.approx(55.0, abs=1e-3) and dh[i, j, k] == pytest.approx(30.0, abs=1e-3)
+    assert (t.labels[:, 15:] == 0).all()  # far from the line: background
+    assert t.side_mask[:, 1].any() and t.side_mask[:, 12].any() and not t.side_mask[:, 6].any()
+
+
+def test_proposals_decode_fixed_width_boxes_on_the_grid():
+    scores = np.zeros((2, 3, 10), np.float32)
+    vertical = np.zeros((2, 3, 10, 2), np.float32)
+    side = np.zeros((2, 3, 10), np.float32)
+    boxes, sc, side_x = proposals(scores, vertical, side)
+    assert boxes.shape == (60, 4) and sc.shape == (60,) and side_x.shape == (60,)
+    widths = boxes[:, 2] - boxes[:, 0]
+    assert np.allclose(widths, 15.0)
+    assert set(boxes[:, 0].tolist()) == {0.0, 16.0, 32.0}

@@ -1,0 +1,45 @@
+import subprocess
+import sys
+import textwrap
+
+import pytest
+from pydantic import ValidationError
+
+from serve_app.config import AppConfig, resolve_weights
+from serve_app.paths import ASSETS
+
+
+def test_unknown_keys_are_rejected(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("detector:\n  max_batch_sise: 8\n")
+    with pytest.raises(ValidationError, match="max_batch_sise"):
+        AppConfig.load(path)
+
+
+def test_yaml_then_overrides(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("detector:\n  max_batch_size: 8\nrecognizer:\n  autoscaling:\n    max_replicas: 3\n")
+    cfg = AppConfig.load(path, {"recognizer": {"autoscaling": {"max_replicas": 5}}})
+    assert cfg.detector.max_batch_size == 8 and cfg.recognizer.autoscaling.max_replicas == 5
+    assert cfg.recognizer.autoscaling.min_replicas == 1
+
+
+def test_relative_weights_resolve_to_shipped_assets(tmp_path):
+    cfg = AppConfig.load()
+    assert resolve_weights(cfg.detector.weights).parent == ASSETS
+    assert resolve_weights(tmp_path / "x.pt") == tmp_path / "x.pt"
+
+
+def test_model_code_imports_without_ray():
+    code = textwrap.dedent(
+        """
+        import sys
+        sys.modules["ray"] = None  # any import of ray now fails
+        import serve_app.config, serve_app.imaging, serve_app.schemas, serve_app.ocr.predictor, serve_app.ocr.pipeline
+        import training.synth, training.train_crnn, training.train_ctpn
+        print("ok")
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "ok"

@@ -1,0 +1,34 @@
+"""`serve build` output comes from the typed config: change a value there and it shows up in the Serve config."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+
+def serve_build(tmp_path: Path, config_yaml: str | None) -> dict:
+    env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0")
+    env.pop("OCR_CONFIG", None)
+    if config_yaml is not None:
+        (tmp_path / "cfg.yaml").write_text(config_yaml)
+        env["OCR_CONFIG"] = str(tmp_path / "cfg.yaml")
+    out = tmp_path / "serve.yaml"
+    serve = Path(sys.executable).parent / "serve"
+    proc = subprocess.run([str(serve), "build", "deployments.app:app", "-o", str(out)], env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    return {d["name"]: d for d in yaml.safe_load(out.read_text())["applications"][0]["deployments"]}
+
+
+def test_serve_build_reflects_the_typed_config(tmp_path):
+    default = serve_build(tmp_path, None)
+    assert default["Recognizer"]["autoscaling_config"]["max_replicas"] == 2
+    assert default["Detector"]["user_config"] == {"max_batch_size": 4, "batch_wait_timeout_s": 0.01}
+    changed = serve_build(
+        tmp_path, "recognizer:\n  autoscaling:\n    max_replicas: 7\ndetector:\n  max_batch_size: 6\n"
+    )
+    assert changed["Recognizer"]["autoscaling_config"]["max_replicas"] == 7
+    assert changed["Detector"]["user_config"]["max_batch_size"] == 6
+    assert changed["Ingress"]["user_config"] == {"max_inflight": 32}

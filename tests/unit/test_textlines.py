@@ -1,0 +1,81 @@
+import numpy as np
+import pytest
+
+from serve_app.ocr.processing.detection import DetectionParams, postprocess
+from serve_app.ocr.processing.geometry import nms
+from serve_app.ocr.processing.textlines import build_lines, link_proposals
+
+
+def strip_boxes(x0: int, x1: int, y0: float, y1: float) -> list[list[float]]:
+    return [[x, y0, x + 15, y1] for x in range(x0, x1, 16)]
+
+
+def test_one_row_of_strips_becomes_one_line():
+    boxes = np.array(strip_boxes(32, 320, 50, 80), np.float32)
+    scores = np.full(len(boxes), 0.95, np.float32)
+    lines = build_lines(boxes, scores)
+    assert len(lines) == 1
+    x0, y0, x1, y1 = lines[0].box
+    assert (x0, x1) == (32, 319) and y0 == pytest.approx(50) and y1 == pytest.approx(80)
+    assert lines[0].num_proposals == len(boxes)
+
+
+@pytest.mark.parametrize(
+    "gap,expected_lines",
+    [(16, 1), (48, 1), (64, 2)],  # max_gap=50 px between strip starts joins, 64 splits
+)
+def test_horizontal_gap_decides_whether_strips_join(gap, expected_lines):
+    left = strip_boxes(0, 160, 10, 40)
+    start = left[-1][0] + gap
+    right = strip_boxes(int(start), int(start) + 160, 10, 40)
+    boxes = np.array(left + right, np.float32)
+    lines = build_lines(boxes, np.full(len(boxes), 0.9, np.float32), max_gap=50)
+    assert len(lines) == expected_lines
+
+
+def test_rows_that_do_not_overlap_vertically_stay_apart_and_come_in_reading_order():
+    top = strip_boxes(100, 300, 10, 40)
+    bottom = strip_boxes(0, 200, 60, 90)
+    boxes = np.array(bottom + top, np.float32)
+    lines = build_lines(boxes, np.full(len(boxes), 0.9, np.float32))
+    assert [round(ln.box[1]) for ln in lines] == [10, 60]
+
+
+def test_height_mismatch_breaks_a_chain():
+    a = strip_boxes(0, 64, 10, 40)  # 30 px tall
+    b = strip_boxes(64, 128, 0, 100)  # 100 px tall: similarity 0.3 < 0.7
+    chains = link_proposals(np.array(a + b, np.float32), np.full(len(a) + len(b), 0.9, np.float32))
+    assert sorted(len(c) for c in chains) == [len(a), len(b)]
+
+
+def test_single_strips_and_low_scores_are_not_lines():
+    boxes = np.array(strip_boxes(0, 16, 10, 40) + strip_boxes(200, 264, 10, 40), np.float32)
+    scores = np.array([0.99] + [0.5] * 4, np.float32)
+    assert build_lines(boxes, scores, min_score=0.8) == []
+
+
+def test_side_refinement_moves_line_ends_off_the_grid():
+    boxes = np.array(strip_boxes(32, 160, 10, 40), np.float32)
+    side = np.full(len(boxes), np.nan, np.float32)
+    side[0], side[-1] = 37.0, 150.0
+    (line,) = build_lines(boxes, np.full(len(boxes), 0.9, np.float32), side)
+    assert line.box[0] == pytest.approx(37.0) and line.box[2] == pytest.approx(150.0)
+
+
+def test_nms_keeps_the_best_of_overlapping_boxes():
+    boxes = np.array([[0, 0, 15, 30], [0, 2, 15, 32], [100, 0, 115, 30]], np.float32)
+    keep = nms(boxes, np.array([0.8, 0.9, 0.7], np.float32), 0.5)
+    assert keep.tolist() == [1, 2]
+
+
+def test_postprocess_maps_lines_back_to_original_pixels():
+    h, w, k = 8, 20, 10
+    scores = np.full((h, w, k, 2), [5.0, -5.0], np.float32)  # background everywhere...
+    vertical = np.zeros((h, w, k, 2), np.float32)
+    side = np.zeros((h, w, k), np.float32)
+    scores[3, 2:12, 3] = [-5.0, 5.0]  # ...but a row of text at feature row 3, anchor height 33
+    lines = postprocess(scores, vertical, side, scale=2.0, width=160, height=64, p=DetectionParams())
+    assert len(lines) == 1
+    x0, y0, x1, y1 = lines[0].box
+    assert x0 == pytest.approx(32 / 2, abs=8) and x1 == pytest.approx(191 / 2, abs=8)
+    assert (y0 + y1) / 2 == pytest.approx(55.5 / 2, abs=0.5) and y1 - y0 == pytest.approx(33 / 2, abs=0.5)

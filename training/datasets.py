@@ -1,0 +1,79 @@
+"""Loaders for the real TRAIN and eval sets in ``../shared`` (read through `OCR_SHARED_DIR`, never copied)."""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from serve_app.ocr.alphabet import sanitize
+from serve_app.ocr.processing.recognition import to_gray
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def shared_dir() -> Path:
+    """``OCR_SHARED_DIR`` if set, else ``../shared`` beside the checkout."""
+    return Path(os.environ.get("OCR_SHARED_DIR", REPO.parent / "shared")).resolve()
+
+
+def read_manifest(folder: str | Path) -> list[dict[str, Any]]:
+    folder = Path(folder)
+    if not folder.is_absolute():
+        folder = shared_dir() / folder
+    with open(folder / "manifest.jsonl") as f:
+        items = [json.loads(line) for line in f if line.strip()]
+    for it in items:
+        it["path"] = str(folder / it["image"])
+    return items
+
+
+def load_rgb(path: str) -> np.ndarray:
+    with Image.open(path) as im:
+        return np.asarray(im.convert("RGB"))
+
+
+def word_crops(folder: str = "train/words") -> list[tuple[np.ndarray, str]]:
+    """Labelled word crops as grayscale arrays (labels mapped to our alphabet)."""
+    out = []
+    for it in read_manifest(folder):
+        text = sanitize(it["text"]).strip()
+        if text:
+            out.append((to_gray(load_rgb(it["path"])), text))
+    return out
+
+
+def line_crops(folder: str = "train/receipts_sroie", pad: float = 0.2) -> list[tuple[np.ndarray, str]]:
+    """Crops of every labelled box of a page set (SROIE lines), with some context, as grayscale arrays."""
+    out = []
+    for it in read_manifest(folder):
+        gray = to_gray(load_rgb(it["path"]))
+        h, w = gray.shape
+        for word in it["words"]:
+            text = sanitize(word["text"]).strip()
+            x0, y0, x1, y1 = word["box"]
+            if word.get("ignore") or not text or y1 - y0 < 4 or x1 - x0 < 4:
+                continue
+            p = pad * (y1 - y0)
+            crop = gray[max(0, int(y0 - p)): min(h, int(y1 + p) + 1), max(0, int(x0 - p)): min(w, int(x1 + p) + 1)]
+            out.append((crop.copy(), text))
+    return out
+
+
+def cached(name: str, build: Callable[[], Any], cache_dir: Path = REPO / "runs" / "cache") -> Any:
+    """Build once and keep a pickle under runs/cache (ignored by git)."""
+    path = cache_dir / f"{name}.pkl"
+    if path.is_file():
+        with open(path, "rb") as f:
+            return pickle.load(f)
+    data = build()
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    with open(path, "wb") as f:
+        pickle.dump(data, f, protocol=pickle.HIGHEST_PROTOCOL)
+    return data

@@ -1,0 +1,112 @@
+"""Evaluate the OCR pipeline on ``../shared/eval/*_dev`` and print a table.
+
+    python -m training.evaluate                        # all three sets, shipped weights, 2 threads
+    python -m training.evaluate --sets words_dev --limit 200 --json runs/eval.json
+
+Metrics (see ../shared/README.md): end-to-end bag-of-words precision/recall/F1 for scenes and documents
+(case-folded, letters and digits only, predictions inside ``###`` regions skipped), exact-match accuracy and
+mean CER for word crops, and seconds per image (median, p90; model load excluded).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from serve_app.ocr.models.weights import DEFAULT_DETECTOR, DEFAULT_RECOGNIZER
+from serve_app.ocr.predictor import DetectorRunner, OCRPredictor, RecognizerRunner
+from serve_app.ocr.processing.detection import DetectionParams
+from serve_app.ocr.processing.recognition import normalise, to_gray
+from training import datasets
+from training.metrics import bag_counts, cer, normalise_text, prf
+
+SETS = ("scenes_dev", "docs_dev", "words_dev")
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--sets", nargs="+", default=list(SETS), choices=SETS)
+    p.add_argument("--limit", type=int, default=None, help="first N items of each set")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--detector", default=str(DEFAULT_DETECTOR))
+    p.add_argument("--recognizer", default=str(DEFAULT_RECOGNIZER))
+    p.add_argument("--short-side", type=int, default=None, help="override detection input scale")
+    p.add_argument("--json", default=None, help="also write the results here")
+    return p
+
+
+def _inside(cx: float, cy: float, box: list[float]) -> bool:
+    return box[0] <= cx <= box[2] and box[1] <= cy <= box[3]
+
+
+def eval_pages(predictor: OCRPredictor, name: str, limit: int | None) -> dict:
+    items = datasets.read_manifest(f"eval/{name}")[:limit]
+    matched = predicted = truth = 0
+    seconds = []
+    for it in items:
+        image = datasets.load_rgb(it["path"])
+        t0 = time.perf_counter()
+        lines = predictor(image)
+        seconds.append(time.perf_counter() - t0)
+        ignored = [w["box"] for w in it["words"] if w.get("ignore")]
+        words = [w.text for ln in lines for w in ln.words
+                 if not any(_inside((w.box[0] + w.box[2]) / 2, (w.box[1] + w.box[3]) / 2, b) for b in ignored)]
+        m, p, g = bag_counts(words, [w["text"] for w in it["words"] if not w.get("ignore")])
+        matched, predicted, truth = matched + m, predicted + p, truth + g
+    precision, recall, f1 = prf(matched, predicted, truth)
+    return {"set": name, "n": len(items), "precision": precision, "recall": recall, "f1": f1,
+            "s_median": float(np.median(seconds)), "s_p90": float(np.percentile(seconds, 90))}
+
+
+def eval_words(recognizer: RecognizerRunner, limit: int | None) -> dict:
+    items = datasets.read_manifest("eval/words_dev")[:limit]
+    correct, cers, seconds = 0, [], []
+    for it in items:
+        gray = to_gray(datasets.load_rgb(it["path"]))
+        t0 = time.perf_counter()
+        text = recognizer.read([normalise(gray)])[0].text
+        seconds.append(time.perf_counter() - t0)
+        pred, gt = normalise_text(text).replace(" ", ""), normalise_text(it["text"]).replace(" ", "")
+        correct += pred == gt
+        cers.append(cer(pred, gt))
+    return {"set": "words_dev", "n": len(items), "accuracy": correct / max(len(items), 1), "cer": float(np.mean(cers)),
+            "s_median": float(np.median(seconds)), "s_p90": float(np.percentile(seconds, 90))}
+
+
+def table(rows: list[dict]) -> str:
+    out = ["| set | n | precision | recall | F1 | word acc | CER | s/image median | s/image p90 |",
+           "|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        def f(k: str, r: dict = r) -> str:
+            return f"{r[k]:.3f}" if k in r else "–"
+
+        out.append(f"| {r['set']} | {r['n']} | {f('precision')} | {f('recall')} | {f('f1')} | {f('accuracy')} | "
+                   f"{f('cer')} | {r['s_median']:.3f} | {r['s_p90']:.3f} |")
+    return "\n".join(out)
+
+
+def main(args: argparse.Namespace) -> list[dict]:
+    torch.set_num_threads(args.threads)
+    params = DetectionParams() if args.short_side is None else DetectionParams(short_side=args.short_side)
+    recognizer = RecognizerRunner(args.recognizer)
+    predictor = OCRPredictor(DetectorRunner(args.detector, params), recognizer)
+    rows = []
+    for name in args.sets:
+        if name == "words_dev":
+            rows.append(eval_words(recognizer, args.limit))
+        else:
+            rows.append(eval_pages(predictor, name, args.limit))
+    print(table(rows))
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(rows, indent=2))
+    return rows
+
+
+if __name__ == "__main__":
+    main(get_args_parser().parse_args())
