@@ -84,6 +84,39 @@ class IngressSettings(_Strict):
     min_line_confidence: float = Field(0.0, ge=0, le=1)
 
 
+class StorageSettings(_Strict):
+    """Where results go; with no database or broker, OCR runs and nothing is stored.
+
+    URLs left empty are read from ``DATABASE_URL`` / ``RABBITMQ_URL`` in each replica at start, so secrets never
+    travel inside a Serve config.
+    """
+
+    database_url: str | None = None
+    rabbitmq_url: str | None = None
+    image_dir: Path = Field(Path("data/images"), description="``OCR_IMAGE_DIR`` overrides; relative to cwd")
+    spool_dir: Path = Field(Path("data/spool"), description="``OCR_SPOOL_DIR`` overrides; relative to cwd")
+    spool_max_messages: int = Field(10_000, ge=1)
+    spool_max_bytes: int = Field(1024**3, ge=1024)
+    publish_timeout_s: float = Field(5.0, gt=0)
+    retention_days: float = Field(7.0, gt=0)
+    retention_interval_s: float = Field(3600.0, gt=0)
+    archiver_prefetch: int = Field(16, ge=1)
+
+    def resolved(self) -> StorageSettings:
+        """Fill unset values from the environment of the process that calls this."""
+        env = os.environ
+        return self.model_copy(update={
+            "database_url": self.database_url or env.get("DATABASE_URL") or None,
+            "rabbitmq_url": self.rabbitmq_url or env.get("RABBITMQ_URL") or None,
+            "image_dir": Path(env.get("OCR_IMAGE_DIR", self.image_dir)),
+            "spool_dir": Path(env.get("OCR_SPOOL_DIR", self.spool_dir)),
+        })
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.database_url and self.rabbitmq_url)
+
+
 class AppConfig(_Strict):
     """Everything the application needs; one instance is built per process from the same sources."""
 
@@ -92,6 +125,7 @@ class AppConfig(_Strict):
     ingress: IngressSettings = IngressSettings()
     detector: DetectorSettings = DetectorSettings()
     recognizer: RecognizerSettings = RecognizerSettings()
+    storage: StorageSettings = StorageSettings()
 
     @classmethod
     def load(cls, path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> AppConfig:

@@ -23,8 +23,8 @@ from serve_app.ocr.models.crnn import build_crnn
 from serve_app.ocr.models.weights import ASSETS, save_weights
 from serve_app.ocr.processing.recognition import COLUMN_STRIDE, ctc_greedy, normalise, pad_crops, softmax
 from training import datasets
-from training.schedule import lr_at, set_lr
 from training.metrics import cer, normalise_text
+from training.schedule import lr_at, set_lr
 from training.synth import render_crop
 
 MAX_TRAIN_WIDTH = 800

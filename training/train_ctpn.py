@@ -24,8 +24,8 @@ from serve_app.ocr.models.ctpn import build_ctpn
 from serve_app.ocr.models.weights import ASSETS, save_weights
 from serve_app.ocr.processing.detection import MEAN, STD
 from training import datasets
-from training.schedule import lr_at, set_lr
 from training.ctpn_targets import make_targets
+from training.schedule import lr_at, set_lr
 from training.synth import render_page
 
 

@@ -1,0 +1,217 @@
+"""Consume the three queues into the image store and PostgreSQL, acknowledging only after the commit.
+
+Redeliveries are harmless (writes are idempotent by id); a message that cannot be parsed goes to the dead-letter
+queue with its reason and the consumer goes on; while PostgreSQL or the disk fails nothing is acknowledged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import aiormq
+import asyncpg
+from pamqp.commands import Basic
+
+from serve_app.storage import repository
+from serve_app.storage.messages import CORRECTION_QUEUE, DATA_QUEUE, DEAD_LETTER_QUEUE, IMAGE_QUEUE
+from serve_app.storage.publisher import open_channel
+
+log = logging.getLogger(__name__)
+EXTENSIONS = {"image/jpeg": "jpg", "image/png": "png", "image/webp": "webp", "image/bmp": "bmp",
+              "image/tiff": "tiff"}
+
+
+class PoisonMessage(ValueError):
+    """A message that no retry can store: it goes to the dead-letter queue."""
+
+
+class NotYet(RuntimeError):
+    """The message refers to something not stored yet (a correction before its image): retry later."""
+
+
+def _parse_created(headers: dict[str, Any]) -> datetime:
+    raw = headers.get("created_at")
+    try:
+        created = datetime.fromisoformat(str(raw)) if raw else datetime.now(UTC)
+    except ValueError:
+        raise PoisonMessage(f"bad created_at header {raw!r}") from None
+    return created if created.tzinfo else created.replace(tzinfo=UTC)
+
+
+def _request_id(headers: dict[str, Any]) -> uuid.UUID:
+    try:
+        return uuid.UUID(str(headers["request_id"]))
+    except (KeyError, ValueError):
+        raise PoisonMessage(f"missing or malformed request_id header: {headers.get('request_id')!r}") from None
+
+
+def image_path(image_dir: Path, image_id: uuid.UUID, created: datetime, content_type: str) -> Path:
+    """Where an image lives: ``YYYY/MM/DD/<id>.<ext>`` under the image directory."""
+    ext = EXTENSIONS.get(content_type, "bin")
+    return image_dir / f"{created:%Y/%m/%d}" / f"{image_id}.{ext}"
+
+
+def write_atomically(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+class Archiver:
+    def __init__(self, rabbitmq_url: str, pool: asyncpg.Pool, image_dir: str | Path, prefetch: int = 16,
+                 retry_delay_s: float = 1.0, max_not_yet_retries: int = 20) -> None:
+        self.url, self.pool, self.image_dir = rabbitmq_url, pool, Path(image_dir)
+        self.prefetch, self.retry_delay_s, self.max_not_yet_retries = prefetch, retry_delay_s, max_not_yet_retries
+        self._conn: aiormq.abc.AbstractConnection | None = None
+        self._channel: aiormq.abc.AbstractChannel | None = None
+        self._task: asyncio.Task | None = None
+        self.counts = {"images": 0, "results": 0, "corrections": 0, "duplicates": 0, "dead_lettered": 0,
+                       "retried": 0, "failures": 0}
+        self.last_lag_s = 0.0
+
+    # -- storing one message: no AMQP here, so tests can call it directly ------------------------------------
+    async def handle(self, queue: str, body: bytes, headers: dict[str, Any], content_type: str | None) -> None:
+        if queue == IMAGE_QUEUE:
+            rid, created = _request_id(headers), _parse_created(headers)
+            path = image_path(self.image_dir, rid, created, content_type or "")
+            await asyncio.to_thread(write_atomically, path, body)
+            async with self.pool.acquire() as conn:
+                await repository.store_image_file(conn, rid, str(path.relative_to(self.image_dir)), created)
+            self.counts["images"] += 1
+        elif queue == DATA_QUEUE:
+            rid, created = _request_id(headers), _parse_created(headers)
+            try:
+                result = json.loads(body)
+                assert isinstance(result, dict) and isinstance(result.get("lines", []), list)
+                repository.box_rows(rid, result.get("lines", []))  # validates every box before touching the db
+            except (ValueError, AssertionError, KeyError, TypeError) as exc:
+                raise PoisonMessage(f"unparseable OCR result: {type(exc).__name__}: {exc}") from None
+            async with self.pool.acquire() as conn:
+                fresh = await repository.store_result(conn, rid, result, created)
+            self.counts["results" if fresh else "duplicates"] += 1
+        elif queue == CORRECTION_QUEUE:
+            try:
+                correction = json.loads(body)
+                uuid.UUID(correction["correction_id"]), uuid.UUID(correction["image_id"])
+                if not isinstance(correction["value"], str):
+                    raise TypeError("value must be a string")
+            except (ValueError, KeyError, TypeError) as exc:
+                raise PoisonMessage(f"unparseable correction: {type(exc).__name__}: {exc}") from None
+            try:
+                async with self.pool.acquire() as conn:
+                    fresh = await repository.store_correction(conn, correction)
+            except asyncpg.ForeignKeyViolationError:
+                raise NotYet(f"image {correction['image_id']} is not stored yet") from None
+            self.counts["corrections" if fresh else "duplicates"] += 1
+        else:
+            raise PoisonMessage(f"unknown queue {queue!r}")
+        with contextlib.suppress(PoisonMessage):
+            self.last_lag_s = max(0.0, (datetime.now(UTC) - _parse_created(headers)).total_seconds())
+
+    # -- AMQP plumbing ---------------------------------------------------------------------------------------
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run_forever(), name="archiver")
+
+    async def close(self) -> None:
+        if self._task:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self._conn is not None and not self._conn.is_closed:
+            with contextlib.suppress(Exception):
+                await self._conn.close()
+
+    async def _run_forever(self) -> None:
+        backoff = 0.5
+        while True:
+            try:
+                self._conn, self._channel = await asyncio.wait_for(open_channel(self.url), 10)
+                await self._channel.basic_qos(prefetch_count=self.prefetch)
+                for q in (IMAGE_QUEUE, DATA_QUEUE, CORRECTION_QUEUE):
+                    await self._channel.basic_consume(q, self._on_message, no_ack=False)
+                log.info("archiver consuming %s", self.url.rsplit("@", 1)[-1])
+                backoff = 0.5
+                await self._conn.closing
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - broker gone: reconnect with backoff, unacked messages return
+                log.warning("archiver connection lost (%s: %s); reconnecting in %.1fs", type(exc).__name__, exc,
+                            backoff)
+            self._channel = None
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, 5.0)
+
+    async def _on_message(self, message: aiormq.abc.DeliveredMessage) -> None:
+        props = message.header.properties
+        headers = dict(props.headers or {})
+        queue = message.delivery.routing_key
+        tag = message.delivery.delivery_tag
+        channel = message.channel
+        try:
+            await self.handle(queue, message.body, headers, props.content_type)
+        except PoisonMessage as exc:
+            await self._dead_letter(channel, message, queue, str(exc))
+            await channel.basic_ack(tag)
+            return
+        except NotYet as exc:
+            retries = int(headers.get("x-retries", 0))
+            if retries >= self.max_not_yet_retries:
+                await self._dead_letter(channel, message, queue, f"gave up after {retries} retries: {exc}")
+            else:
+                await asyncio.sleep(self.retry_delay_s)
+                headers["x-retries"] = retries + 1
+                await channel.basic_publish(message.body, routing_key=queue, properties=Basic.Properties(
+                    delivery_mode=2, headers=headers, content_type=props.content_type, message_id=props.message_id))
+                self.counts["retried"] += 1
+            await channel.basic_ack(tag)
+            return
+        except Exception as exc:  # noqa: BLE001 - database or disk trouble: keep the message, try again later
+            self.counts["failures"] += 1
+            log.warning("could not store %s message for %s (%s: %s); requeued", queue, headers.get("request_id"),
+                        type(exc).__name__, exc)
+            await asyncio.sleep(self.retry_delay_s)
+            await channel.basic_nack(tag, requeue=True)
+            return
+        await channel.basic_ack(tag)
+
+    async def _dead_letter(self, channel: aiormq.abc.AbstractChannel, message: aiormq.abc.DeliveredMessage,
+                           queue: str, reason: str) -> None:
+        props = message.header.properties
+        headers = dict(props.headers or {})
+        headers.update({"x-original-queue": queue, "x-reason": reason[:500], "x-dead-lettered-at": time.time()})
+        await channel.basic_publish(message.body, routing_key=DEAD_LETTER_QUEUE, properties=Basic.Properties(
+            delivery_mode=2, headers=headers, content_type=props.content_type, message_id=props.message_id))
+        self.counts["dead_lettered"] += 1
+        log.error("dead-lettered a %s message: %s", queue, reason)
+
+    def status(self) -> dict[str, Any]:
+        return {"connected": self._channel is not None and not self._channel.is_closed, **self.counts,
+                "lag_s": self.last_lag_s}
+
+
+async def apply_retention(pool: asyncpg.Pool, image_dir: str | Path, days: float, now: datetime | None = None) -> int:
+    """Delete images older than ``days`` (rows and files together); returns how many went, with one log line."""
+    from datetime import timedelta
+
+    cutoff = (now or datetime.now(UTC)) - timedelta(days=days)
+    async with pool.acquire() as conn:
+        gone = await repository.delete_older_than(conn, cutoff)
+    for _, path in gone:
+        if path:
+            with contextlib.suppress(FileNotFoundError):
+                (Path(image_dir) / path).unlink()
+    log.info("retention: deleted %d images created before %s", len(gone), cutoff.isoformat())
+    return len(gone)

@@ -1,0 +1,113 @@
+"""SQL for results, images and corrections: every write is idempotent by request or correction id."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+
+def _int(v: float) -> int:
+    return int(round(v))
+
+
+def box_rows(image_id: uuid.UUID, lines: list[dict[str, Any]]) -> list[tuple]:
+    """``image_box`` rows: one per line (word_index NULL) and one per word."""
+    rows = []
+    for li, line in enumerate(lines):
+        for wi, item in [(None, line), *enumerate(line.get("words", []))]:
+            x0, y0, x1, y1 = item["box"]
+            rows.append((image_id, li, wi, _int(x0), _int(y0), _int(x1 - x0), _int(y1 - y0), item["text"],
+                         item.get("confidence")))
+    return rows
+
+
+async def store_image_file(conn: asyncpg.Connection, image_id: uuid.UUID, path: str, created: datetime) -> None:
+    await conn.execute(
+        "INSERT INTO image (id, path, creation_timestamp) VALUES ($1, $2, $3) "
+        "ON CONFLICT (id) DO UPDATE SET path = EXCLUDED.path",
+        image_id, path, created,
+    )
+
+
+async def store_result(
+    conn: asyncpg.Connection, image_id: uuid.UUID, result: dict[str, Any], created: datetime
+) -> bool:
+    """Store an OCR answer once; returns False when it was already stored (a redelivery)."""
+    img = result.get("image", {})
+    models = result.get("models", {})
+    async with conn.transaction():
+        await conn.execute(
+            "INSERT INTO image (id, creation_timestamp, width, height, format, detector_model, recognizer_model, "
+            "timings) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (id) DO UPDATE SET width = EXCLUDED.width, "
+            "height = EXCLUDED.height, format = EXCLUDED.format, detector_model = EXCLUDED.detector_model, "
+            "recognizer_model = EXCLUDED.recognizer_model, timings = EXCLUDED.timings",
+            image_id, created, img.get("width"), img.get("height"), img.get("format"), models.get("detector"),
+            models.get("recognizer"), json.dumps(result.get("timings", {})),
+        )
+        stored = await conn.fetchval("SELECT data_stored FROM image WHERE id = $1 FOR UPDATE", image_id)
+        if stored:
+            return False
+        await conn.executemany(
+            "INSERT INTO image_box (image_id, line_index, word_index, start_x, start_y, width, height, text, "
+            "confidence) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            box_rows(image_id, result.get("lines", [])),
+        )
+        await conn.execute("UPDATE image SET data_stored = TRUE WHERE id = $1", image_id)
+    return True
+
+
+async def store_correction(conn: asyncpg.Connection, correction: dict[str, Any]) -> bool:
+    """Store a correction once (by correction_id); raises ForeignKeyViolationError if the image is not there yet."""
+    status = await conn.execute(
+        "INSERT INTO text_correction (correction_id, image_id, line_index, value) VALUES ($1, $2, $3, $4) "
+        "ON CONFLICT (correction_id) DO NOTHING",
+        uuid.UUID(correction["correction_id"]), uuid.UUID(correction["image_id"]), correction.get("line_index"),
+        correction["value"],
+    )
+    return status.endswith(" 1")
+
+
+async def image_record(pool: asyncpg.Pool, image_id: uuid.UUID) -> asyncpg.Record | None:
+    return await pool.fetchrow("SELECT id, path, format, creation_timestamp FROM image WHERE id = $1", image_id)
+
+
+async def image_data(pool: asyncpg.Pool, image_id: uuid.UUID) -> dict[str, Any] | None:
+    """Boxes (lines with their words) and corrections of one image, or None if unknown."""
+    async with pool.acquire() as conn:
+        img = await conn.fetchrow("SELECT * FROM image WHERE id = $1", image_id)
+        if img is None:
+            return None
+        boxes = await conn.fetch(
+            "SELECT line_index, word_index, start_x, start_y, width, height, text, confidence FROM image_box "
+            "WHERE image_id = $1 ORDER BY line_index, word_index NULLS FIRST", image_id)
+        corrections = await conn.fetch(
+            "SELECT correction_id, line_index, value, created FROM text_correction WHERE image_id = $1 ORDER BY id",
+            image_id)
+    lines: list[dict[str, Any]] = []
+    for b in boxes:
+        item = {"box": [b["start_x"], b["start_y"], b["start_x"] + b["width"], b["start_y"] + b["height"]],
+                "text": b["text"], "confidence": b["confidence"]}
+        if b["word_index"] is None:
+            lines.append({**item, "words": []})
+        else:
+            lines[-1]["words"].append(item)
+    return {
+        "id": str(img["id"]),
+        "created": img["creation_timestamp"].isoformat(),
+        "image": {"width": img["width"], "height": img["height"], "format": img["format"],
+                  "stored": img["path"] is not None},
+        "models": {"detector": img["detector_model"], "recognizer": img["recognizer_model"]},
+        "lines": lines,
+        "corrections": [{"id": str(c["correction_id"]), "line_index": c["line_index"], "value": c["value"],
+                         "created": c["created"].isoformat()} for c in corrections],
+    }
+
+
+async def delete_older_than(conn: asyncpg.Connection, cutoff: datetime) -> list[tuple[uuid.UUID, str | None]]:
+    """Delete images created before ``cutoff`` (boxes and corrections cascade); returns their ids and paths."""
+    rows = await conn.fetch("DELETE FROM image WHERE creation_timestamp < $1 RETURNING id, path", cutoff)
+    return [(r["id"], r["path"]) for r in rows]

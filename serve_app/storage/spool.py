@@ -1,0 +1,82 @@
+"""A bounded on-disk spool of messages waiting for the broker.
+
+Every message is written here before it is published and removed after the broker confirms it, so a broker
+outage or a crash loses nothing that the spool accepted.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from pathlib import Path
+
+from serve_app.storage.messages import Message
+
+
+class SpoolFull(RuntimeError):
+    """The spool holds its limit of messages or bytes; the caller decides what to report."""
+
+
+class Spool:
+    def __init__(self, directory: str | Path, max_messages: int, max_bytes: int) -> None:
+        self.dir = Path(directory)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.max_messages, self.max_bytes = max_messages, max_bytes
+        self._lock = threading.Lock()
+        for tmp in self.dir.glob("*.tmp"):  # a write interrupted by a crash never became a message
+            tmp.unlink(missing_ok=True)
+        files = self.pending()
+        self._count, self._bytes = len(files), sum(f.stat().st_size for f in files)
+
+    def put(self, msg: Message) -> Path:
+        header = json.dumps({"queue": msg.queue, "headers": msg.headers, "content_type": msg.content_type,
+                             "message_id": msg.message_id}).encode()
+        size = len(header) + 1 + len(msg.body)
+        with self._lock:
+            if self._count >= self.max_messages or self._bytes + size > self.max_bytes:
+                raise SpoolFull(f"spool full: {self._count} messages, {self._bytes} bytes")
+            self._count += 1
+            self._bytes += size
+        path = self.dir / f"{time.time_ns():020d}-{msg.message_id}.msg"
+        tmp = path.with_suffix(".tmp")
+        with open(tmp, "wb") as f:
+            f.write(header + b"\n" + msg.body)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        return path
+
+    def pending(self) -> list[Path]:
+        """Spooled messages, oldest first."""
+        return sorted(self.dir.glob("*.msg"))
+
+    @staticmethod
+    def load(path: Path) -> Message:
+        raw = path.read_bytes()
+        header, body = raw.split(b"\n", 1)
+        h = json.loads(header)
+        return Message(h["queue"], body, h["headers"], h["content_type"], h["message_id"])
+
+    def remove(self, path: Path) -> None:
+        try:
+            size = path.stat().st_size
+            path.unlink()
+        except FileNotFoundError:
+            return
+        with self._lock:
+            self._count -= 1
+            self._bytes -= size
+
+    @property
+    def depth(self) -> int:
+        return self._count
+
+    @property
+    def size_bytes(self) -> int:
+        return self._bytes
+
+    @property
+    def full(self) -> bool:
+        return self._count >= self.max_messages or self._bytes >= self.max_bytes

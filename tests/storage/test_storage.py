@@ -1,0 +1,314 @@
+"""Storage against the real PostgreSQL and RabbitMQ: migrations, spool, publish -> archive, faults, retention."""
+
+import asyncio
+import json
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import aiormq
+import asyncpg
+import pytest
+
+from serve_app.storage import repository
+from serve_app.storage.archive import Archiver, apply_retention
+from serve_app.storage.messages import (
+    DEAD_LETTER_QUEUE,
+    IMAGE_QUEUE,
+    Message,
+    correction_message,
+    data_message,
+    image_message,
+)
+from serve_app.storage.migrate import migrate
+from serve_app.storage.publisher import Publisher
+from serve_app.storage.spool import Spool, SpoolFull
+
+from .conftest import PG_ADMIN
+
+
+def result(n_lines: int = 2) -> dict:
+    lines = [{"box": [10, 20 + 40 * i, 200, 50 + 40 * i], "text": f"line {i}", "confidence": 0.9,
+              "words": [{"box": [10, 20 + 40 * i, 60, 50 + 40 * i], "text": "line", "confidence": 0.95},
+                        {"box": [70, 20 + 40 * i, 200, 50 + 40 * i], "text": str(i), "confidence": 0.85}]}
+             for i in range(n_lines)]
+    return {"image": {"width": 640, "height": 480, "format": "PNG"}, "lines": lines,
+            "models": {"detector": "ctpn@x", "recognizer": "crnn@y"}, "timings": {"total_ms": 12.0}}
+
+
+async def wait_for(predicate, timeout: float = 30.0, interval: float = 0.1):
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        value = await predicate()
+        if value:
+            return value
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s (last counts {getattr(_done, 'last', None)})")
+        await asyncio.sleep(interval)
+
+
+@pytest.fixture
+def run():
+    loop = asyncio.new_event_loop()
+    yield loop.run_until_complete
+    loop.close()
+
+
+async def fresh_pool(pg_url: str) -> asyncpg.Pool:
+    pool = await asyncpg.create_pool(pg_url, min_size=1, max_size=4)
+    async with pool.acquire() as conn:
+        await migrate(conn)
+        await conn.execute("TRUNCATE image CASCADE")
+    return pool
+
+
+async def counts(pool: asyncpg.Pool) -> tuple[int, int, int]:
+    return (await pool.fetchval("SELECT count(*) FROM image WHERE data_stored AND path IS NOT NULL"),
+            await pool.fetchval("SELECT count(*) FROM image_box"),
+            await pool.fetchval("SELECT count(*) FROM text_correction"))
+
+
+def test_migrations_apply_once_even_when_two_replicas_race(run, pg_url):
+    async def go():
+        conns = [await asyncpg.connect(pg_url) for _ in range(2)]
+        try:
+            results = await asyncio.gather(*(migrate(c) for c in conns))
+            again = await migrate(conns[0])
+            versions = [r["version"] for r in await conns[0].fetch("SELECT version FROM schema_migrations")]
+            tables = {r["tablename"] for r in await conns[0].fetch("SELECT tablename FROM pg_tables")}
+            return results, again, versions, tables
+        finally:
+            for c in conns:
+                await c.close()
+
+    results, again, versions, tables = run(go())
+    assert sorted(results, key=len) in ([[], [1]], [[], []])  # one replica applied it (or an earlier test did)
+    assert again == [] and versions == sorted(set(versions))
+    assert {"image", "image_box", "text_correction"} <= tables
+
+
+def test_spool_is_bounded_survives_restart_and_drops_half_written_files(tmp_path):
+    spool = Spool(tmp_path, max_messages=3, max_bytes=10_000)
+    paths = [spool.put(image_message(str(uuid.uuid4()), b"x" * 100, "image/png")) for _ in range(3)]
+    with pytest.raises(SpoolFull):
+        spool.put(image_message(str(uuid.uuid4()), b"x", "image/png"))
+    assert spool.full and spool.depth == 3
+    (tmp_path / "000-junk.tmp").write_bytes(b"half")
+    reopened = Spool(tmp_path, max_messages=3, max_bytes=10_000)
+    assert reopened.pending() == paths and not list(tmp_path.glob("*.tmp"))
+    msg = reopened.load(paths[0])
+    assert msg.queue == IMAGE_QUEUE and msg.body == b"x" * 100 and msg.headers["request_id"]
+    reopened.remove(paths[0])
+    assert reopened.depth == 2 and not reopened.full
+
+
+def test_results_images_and_corrections_are_archived_exactly_once(run, pg_url, amqp_url, tmp_path):
+    async def go():
+        pool = await fresh_pool(pg_url)
+        publisher = Publisher(amqp_url, Spool(tmp_path / "spool", 1000, 10**8))
+        archiver = Archiver(amqp_url, pool, tmp_path / "images")
+        publisher.start()
+        archiver.start()
+        ids = [str(uuid.uuid4()) for _ in range(5)]
+        for rid in ids:
+            publisher.submit(image_message(rid, b"\x89PNG fake " + rid.encode(), "image/png"))
+            publisher.submit(data_message(rid, result(2)))
+        dup = data_message(ids[0], result(2))
+        publisher.submit(dup)  # a redelivery of the same result must not add rows
+        publisher.submit(correction_message(ids[1], "line zero fixed", 0, correction_id=str(uuid.uuid5(uuid.NAMESPACE_URL, ids[1]))))
+        publisher.submit(correction_message(ids[1], "line zero fixed", 0, correction_id=str(uuid.uuid5(uuid.NAMESPACE_URL, ids[1]))))
+        await wait_for(lambda: _done(pool, (5, 5 * 6, 1)))
+        await asyncio.sleep(0.5)  # give a wrong extra row the chance to appear
+        final = await counts(pool)
+        data = await repository.image_data(pool, uuid.UUID(ids[1]))
+        files = sorted(p.name for p in (tmp_path / "images").rglob("*.png"))
+        status = publisher.status(), archiver.status()
+        await publisher.close()
+        await archiver.close()
+        await pool.close()
+        return ids, final, data, files, status
+
+    ids, final, data, files, (pub, arc) = run(go())
+    assert final == (5, 30, 1)
+    assert files == sorted(f"{i}.png" for i in ids)
+    assert [ln["text"] for ln in data["lines"]] == ["line 0", "line 1"]
+    assert [w["text"] for w in data["lines"][0]["words"]] == ["line", "0"]
+    assert data["corrections"][0]["value"] == "line zero fixed" and data["image"]["stored"]
+    assert pub["spool_depth"] == 0 and pub["published"] == 13
+    assert arc["duplicates"] == 2 and arc["results"] == 5
+
+
+async def _done(pool, expected):
+    got = await counts(pool)
+    _done.last = got  # type: ignore[attr-defined]
+    return got == expected
+
+
+def test_poison_goes_to_the_dead_letter_queue_and_the_next_message_is_stored(run, pg_url, amqp_url, tmp_path):
+    async def go():
+        pool = await fresh_pool(pg_url)
+        publisher = Publisher(amqp_url, Spool(tmp_path / "spool", 100, 10**7))
+        archiver = Archiver(amqp_url, pool, tmp_path / "images")
+        publisher.start()
+        archiver.start()
+        rid = str(uuid.uuid4())
+        publisher.submit(Message("imageDataQueue", b"{not json", {"request_id": rid}))
+        publisher.submit(Message("imageDataQueue", b"{}", {"request_id": "not-a-uuid"}))
+        publisher.submit(image_message(rid, b"img", "image/jpeg"))
+        publisher.submit(data_message(rid, result(1)))
+        await wait_for(lambda: _done(pool, (1, 3, 0)))
+        conn = await aiormq.connect(amqp_url)
+        ch = await conn.channel()
+        dead = []
+        for _ in range(2):
+            msg = await ch.basic_get(DEAD_LETTER_QUEUE, no_ack=True)
+            dead.append(msg.header.properties.headers)
+        await conn.close()
+        await publisher.close()
+        await archiver.close()
+        await pool.close()
+        return dead
+
+    dead = run(go())
+    reasons = sorted(h["x-reason"] for h in dead)
+    assert "unparseable OCR result" in reasons[1] and "request_id" in reasons[0]
+    assert all(h["x-original-queue"] == "imageDataQueue" for h in dead)
+
+
+def test_broker_stopped_during_a_burst_loses_nothing(run, pg_url, amqp_url, tmp_path):
+    """The real broker stops (rabbitmqctl stop_app) mid-burst; everything is stored once after it returns."""
+    from .conftest import rabbitmqctl
+
+    async def go():
+        pool = await fresh_pool(pg_url)
+        publisher = Publisher(amqp_url, Spool(tmp_path / "spool", 1000, 10**8), publish_timeout_s=2, max_backoff_s=1)
+        archiver = Archiver(amqp_url, pool, tmp_path / "images")
+        publisher.start()
+        archiver.start()
+        ids = [str(uuid.uuid4()) for _ in range(20)]
+        for rid in ids[:5]:
+            publisher.submit(image_message(rid, b"a", "image/png"))
+            publisher.submit(data_message(rid, result(1)))
+        await asyncio.to_thread(rabbitmqctl, "stop_app")
+        try:
+            for rid in ids[5:]:
+                assert publisher.submit(image_message(rid, b"b", "image/png"))
+                assert publisher.submit(data_message(rid, result(1)))
+            await asyncio.sleep(1)
+            during = publisher.status()
+        finally:
+            await asyncio.to_thread(rabbitmqctl, "start_app")
+        await wait_for(lambda: _done(pool, (20, 60, 0)), timeout=90)
+        await asyncio.sleep(0.5)
+        final = await counts(pool)
+        await publisher.close()
+        await archiver.close()
+        await pool.close()
+        return during, final
+
+    during, final = run(go())
+    assert during["spool_depth"] > 0 and not during["connected"]
+    assert final == (20, 60, 0)
+
+
+def test_database_unavailable_acknowledges_nothing_and_loses_nothing(run, pg_url, pg_database, amqp_url, tmp_path):
+    """The test database refuses connections (ALLOW_CONNECTIONS false + backends terminated) while messages arrive."""
+
+    async def admin(sql: str) -> None:
+        conn = await asyncpg.connect(PG_ADMIN)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    async def go():
+        pool = await fresh_pool(pg_url)
+        publisher = Publisher(amqp_url, Spool(tmp_path / "spool", 1000, 10**8))
+        archiver = Archiver(amqp_url, pool, tmp_path / "images", retry_delay_s=0.2)
+        publisher.start()
+        archiver.start()
+        await admin(f'ALTER DATABASE "{pg_database}" ALLOW_CONNECTIONS false')
+        await admin(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{pg_database}'")
+        try:
+            ids = [str(uuid.uuid4()) for _ in range(6)]
+            for rid in ids:
+                publisher.submit(image_message(rid, b"c", "image/png"))
+                publisher.submit(data_message(rid, result(1)))
+            await wait_for(lambda: _async(archiver.counts["failures"] >= 3), timeout=30)
+            conn = await aiormq.connect(amqp_url)
+            ch = await conn.channel()
+            ok = await ch.queue_declare("imageDataQueue", durable=True, passive=True)
+            unacked_or_ready = ok.message_count
+            await conn.close()
+        finally:
+            await admin(f'ALTER DATABASE "{pg_database}" ALLOW_CONNECTIONS true')
+        await wait_for(lambda: _done(pool, (6, 18, 0)), timeout=60)
+        final = await counts(pool)
+        await publisher.close()
+        await archiver.close()
+        await pool.close()
+        return unacked_or_ready, final
+
+    # messages are either waiting in the queue or held unacknowledged by the archiver, never dropped
+    _, final = run(go())
+    assert final == (6, 18, 0)
+
+
+async def _async(value):
+    return value
+
+
+def test_archiver_killed_mid_stream_redelivers_without_duplicates(run, pg_url, amqp_url, tmp_path):
+    async def go():
+        pool = await fresh_pool(pg_url)
+        publisher = Publisher(amqp_url, Spool(tmp_path / "spool", 1000, 10**8))
+        publisher.start()
+        ids = [str(uuid.uuid4()) for _ in range(30)]
+        for rid in ids:
+            publisher.submit(image_message(rid, b"d", "image/png"))
+            publisher.submit(data_message(rid, result(1)))
+        await wait_for(lambda: _async(publisher.status()["spool_depth"] == 0))
+        first = Archiver(amqp_url, pool, tmp_path / "images", prefetch=8)
+        first.start()
+        await wait_for(lambda: _async(first.counts["results"] >= 3))
+        await first.close()  # the connection drops with messages in flight: the broker redelivers them
+        stored_then = await pool.fetchval("SELECT count(*) FROM image WHERE data_stored")
+        second = Archiver(amqp_url, pool, tmp_path / "images")
+        second.start()
+        await wait_for(lambda: _done(pool, (30, 90, 0)), timeout=60)
+        await asyncio.sleep(0.5)
+        final = await counts(pool)
+        await second.close()
+        await publisher.close()
+        await pool.close()
+        return stored_then, final
+
+    stored_then, final = run(go())
+    assert 3 <= stored_then < 30
+    assert final == (30, 90, 0)
+
+
+def test_retention_deletes_exactly_the_old_images_rows_and_files(run, pg_url, tmp_path):
+    async def go():
+        pool = await fresh_pool(pg_url)
+        archiver = Archiver("amqp://unused", pool, tmp_path)
+        now = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
+        ages = {"old": 9, "edge": 7.01, "young": 6.99, "new": 0}
+        ids = {}
+        for name, days in ages.items():
+            rid = str(uuid.uuid4())
+            ids[name] = rid
+            created = (now - timedelta(days=days)).isoformat()
+            await archiver.handle("imageQueue", b"img", {"request_id": rid, "created_at": created}, "image/png")
+            await archiver.handle("imageDataQueue", json.dumps(result(1)).encode(),
+                                  {"request_id": rid, "created_at": created}, None)
+        deleted = await apply_retention(pool, tmp_path, days=7, now=now)
+        left = {str(r["id"]) for r in await pool.fetch("SELECT id FROM image")}
+        boxes = await pool.fetchval("SELECT count(*) FROM image_box")
+        files = {p.stem for p in tmp_path.rglob("*.png")}
+        await pool.close()
+        return ids, deleted, left, boxes, files
+
+    ids, deleted, left, boxes, files = run(go())
+    assert deleted == 2
+    assert left == files == {ids["young"], ids["new"]}
+    assert boxes == 2 * 3
