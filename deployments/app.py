@@ -12,9 +12,11 @@ from typing import Any
 
 from ray.serve import Application
 
+from deployments.archiver import ArchiverDeployment
 from deployments.detector import Detector
 from deployments.ingress import Ingress
 from deployments.recognizer import Recognizer
+from deployments.sidecar import Sidecar
 from serve_app.config import AppConfig
 
 log = logging.getLogger(__name__)
@@ -34,12 +36,23 @@ def graph(cfg: AppConfig) -> Application:
         user_config={"max_batch_size": r.max_batch_size, "batch_wait_timeout_s": r.batch_wait_timeout_s},
         ray_actor_options={"num_cpus": r.num_cpus},
     ).bind(r.model_dump(mode="json"))
+    storage = cfg.storage.resolved()
+    sidecar = archiver = None
+    if storage.enabled:
+        # the unresolved settings travel: URLs stay in each replica's environment, not in the Serve config
+        settings = cfg.storage.model_copy(update={  # replicas may run elsewhere: anchor relative dirs here
+            "image_dir": cfg.storage.image_dir.absolute(), "spool_dir": cfg.storage.spool_dir.absolute(),
+        }).model_dump(mode="json")
+        sidecar = Sidecar.bind(settings)
+        archiver = ArchiverDeployment.bind(settings)
+    else:
+        log.warning("storage is OFF: results are not being stored (set DATABASE_URL and RABBITMQ_URL to store them)")
     return Ingress.options(
         num_replicas=i.num_replicas,
         max_ongoing_requests=i.max_ongoing_requests,
         user_config={"max_inflight": i.max_inflight},
         ray_actor_options={"num_cpus": 0},
-    ).bind(detector, recognizer, cfg.model_dump(mode="json"))
+    ).bind(detector, recognizer, cfg.model_dump(mode="json"), sidecar, archiver)
 
 
 def build_app(args: dict[str, Any]) -> Application:

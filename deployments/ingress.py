@@ -4,14 +4,16 @@ No ``from __future__ import annotations`` here: FastAPI must see real types on t
 """
 
 import asyncio
+import collections
 import hashlib
 import logging
 import time
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI, File, Request, UploadFile
+from fastapi import Body, FastAPI, File, Request, Response, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from ray import serve
@@ -23,7 +25,7 @@ from serve_app import __version__
 from serve_app.config import AppConfig, resolve_weights
 from serve_app.imaging import ImageError, decode_image
 from serve_app.ocr.pipeline import assemble, make_crops
-from serve_app.schemas import ErrorResponse, OCRResponse
+from serve_app.schemas import CorrectionIn, CorrectionOut, ErrorResponse, OCRResponse
 
 log = logging.getLogger("ray.serve")
 
@@ -64,6 +66,10 @@ async def _internal(_: Request, exc: Exception) -> JSONResponse:
     return error(500, "internal_error", "the service failed on this request; it has been logged")
 
 
+MEDIA_TYPES = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp", "BMP": "image/bmp",
+               "TIFF": "image/tiff"}
+
+
 def _fingerprint(path: Path) -> str:
     try:
         return f"{path.stem}@{hashlib.sha256(path.read_bytes()).hexdigest()[:12]}"
@@ -74,9 +80,14 @@ def _fingerprint(path: Path) -> str:
 @serve.deployment(name="Ingress")
 @serve.ingress(api)
 class Ingress:
-    def __init__(self, detector: DeploymentHandle, recognizer: DeploymentHandle, config: dict[str, Any]) -> None:
+    def __init__(self, detector: DeploymentHandle, recognizer: DeploymentHandle, config: dict[str, Any],
+                 sidecar: DeploymentHandle | None = None, archiver: DeploymentHandle | None = None) -> None:
         self.cfg = AppConfig.model_validate(config)
         self.detector, self.recognizer = detector, recognizer
+        self.sidecar, self.archiver = sidecar, archiver
+        if sidecar is None:
+            log.warning("storage is OFF: OCR results are not being stored (set DATABASE_URL and RABBITMQ_URL)")
+        self.recent: collections.OrderedDict[str, float] = collections.OrderedDict()  # ids answered lately
         self.inflight = 0
         self.max_inflight = self.cfg.ingress.max_inflight
         self.models = {"detector": _fingerprint(resolve_weights(self.cfg.detector.weights)),
@@ -92,14 +103,17 @@ class Ingress:
 
     @api.get("/readyz", responses={503: {"model": ErrorResponse}})
     async def readyz(self) -> JSONResponse:
+        retry = {"Retry-After": str(self.cfg.ingress.retry_after_s)}
         try:
             await asyncio.wait_for(
                 asyncio.gather(self.detector.stats.remote(), self.recognizer.stats.remote()), timeout=5
             )
+            storage = await asyncio.wait_for(self.sidecar.status.remote(), 5) if self.sidecar else None
         except Exception as exc:  # noqa: BLE001 - any failure of a dependency means not ready
-            return error(503, "not_ready", f"a model deployment is not answering: {type(exc).__name__}",
-                         headers={"Retry-After": str(self.cfg.ingress.retry_after_s)})
-        return JSONResponse({"status": "ready", "models": self.models})
+            return error(503, "not_ready", f"a deployment is not answering: {type(exc).__name__}", headers=retry)
+        if storage and storage["spool_full"]:
+            return error(503, "spool_full", "the result spool is full: results would be lost", headers=retry)
+        return JSONResponse({"status": "ready", "models": self.models, "storage": storage or "off"})
 
     @api.post("/api/v1/ocr", response_model=OCRResponse, responses=ERRORS)
     async def ocr(self, image: UploadFile = File(..., description="JPEG, PNG, WebP, BMP or TIFF")):  # noqa: ANN201
@@ -130,7 +144,7 @@ class Ingress:
         readings = await self.recognizer.recognize.remote([c.pixels for c in crops]) if crops else []
         t3 = time.perf_counter()
         results = assemble(lines, crops, readings, limits.min_line_confidence)
-        body = {
+        body: dict[str, Any] = {
             "request_id": request_id,
             "image": {"width": decoded.width, "height": decoded.height, "format": decoded.format},
             "lines": [r.to_dict() for r in results],
@@ -139,4 +153,61 @@ class Ingress:
                         "total_ms": (time.perf_counter() - t0) * 1e3},
             "models": self.models,
         }
+        if self.sidecar is not None:
+            # fire and forget: the answer never waits for storage
+            stored = {**body, "created_at": datetime.now(UTC).isoformat()}
+            self.sidecar.forward.remote(request_id, data, MEDIA_TYPES[decoded.format], stored)
+            self._remember(request_id)
         return body
+
+    def _remember(self, request_id: str) -> None:
+        self.recent[request_id] = time.monotonic()
+        while len(self.recent) > 10_000:
+            self.recent.popitem(last=False)
+
+    def _storage(self, image_id: str) -> tuple[str | None, JSONResponse | None]:
+        """Validate an id and that storage is on; returns the canonical id or an error response."""
+        try:
+            canonical = str(uuid.UUID(image_id))
+        except ValueError:
+            return None, error(400, "invalid_id", f"{image_id!r} is not a UUID")
+        if self.archiver is None or self.sidecar is None:
+            return None, error(503, "storage_disabled", "results are not stored by this deployment")
+        return canonical, None
+
+    @api.get("/api/v1/images/{image_id}", response_class=Response,
+             responses={200: {"content": {"image/*": {}}}, 400: {"model": ErrorResponse},
+                        404: {"model": ErrorResponse}})
+    async def image(self, image_id: str) -> Response:
+        canonical, problem = self._storage(image_id)
+        if problem:
+            return problem
+        found = await self.archiver.image.remote(canonical)
+        if found is None:
+            return error(404, "not_found", f"no stored image {canonical}")
+        data, media_type = found
+        return Response(data, media_type=media_type, headers={"Cache-Control": "private, max-age=86400"})
+
+    @api.get("/api/v1/images/{image_id}/data", responses={400: {"model": ErrorResponse}, 404: {"model": ErrorResponse}})
+    async def image_data(self, image_id: str) -> JSONResponse:
+        canonical, problem = self._storage(image_id)
+        if problem:
+            return problem
+        found = await self.archiver.data.remote(canonical)
+        if found is None:
+            return error(404, "not_found", f"no stored results for image {canonical}")
+        return JSONResponse(found)
+
+    @api.post("/api/v1/images/{image_id}/corrections", status_code=202, response_model=CorrectionOut,
+              responses={400: {"model": ErrorResponse}, 404: {"model": ErrorResponse}, 503: {"model": ErrorResponse}})
+    async def correct(self, image_id: str, correction: CorrectionIn = Body(...)) -> JSONResponse:
+        canonical, problem = self._storage(image_id)
+        if problem:
+            return problem
+        if canonical not in self.recent and await self.archiver.data.remote(canonical) is None:
+            return error(404, "not_found", f"no image {canonical} to correct")
+        cid = await self.sidecar.correct.remote(canonical, correction.value, correction.line_index)
+        if cid is None:
+            return error(503, "spool_full", "corrections cannot be accepted right now",
+                         headers={"Retry-After": str(self.cfg.ingress.retry_after_s)})
+        return JSONResponse({"correction_id": cid, "image_id": canonical, "status": "accepted"}, status_code=202)

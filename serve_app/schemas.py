@@ -45,3 +45,14 @@ class ErrorDetail(BaseModel):
 class ErrorResponse(BaseModel):
     error: ErrorDetail
     request_id: str | None = None
+
+
+class CorrectionIn(BaseModel):
+    value: str = Field(min_length=1, max_length=10_000, description="the corrected text")
+    line_index: int | None = Field(None, ge=0, description="which line of the answer; omit for the whole image")
+
+
+class CorrectionOut(BaseModel):
+    correction_id: str
+    image_id: str
+    status: str

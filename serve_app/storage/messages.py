@@ -51,4 +51,5 @@ def correction_message(
     """A user's corrected text for one line (or the whole image when ``line_index`` is None)."""
     cid = correction_id or str(uuid.uuid4())
     body = {"correction_id": cid, "image_id": request_id, "line_index": line_index, "value": value}
-    return Message(CORRECTION_QUEUE, json.dumps(body).encode(), {"request_id": request_id, "created_at": now_iso()})
+    headers = {"request_id": request_id, "correction_id": cid, "created_at": now_iso()}
+    return Message(CORRECTION_QUEUE, json.dumps(body).encode(), headers)

@@ -1,4 +1,5 @@
-"""One Ray instance and one Serve app (the shipped weights) for the whole test session."""
+"""One Ray instance and one Serve app for the whole test session: the shipped weights, storage on (a fresh
+database and vhost on the real local PostgreSQL and RabbitMQ)."""
 
 import os
 import socket
@@ -37,7 +38,15 @@ def app_config() -> AppConfig:
 
 
 @pytest.fixture(scope="session")
-def serve_url(app_config):
+def storage_dirs(tmp_path_factory):
+    return tmp_path_factory.mktemp("images"), tmp_path_factory.mktemp("spool")
+
+
+@pytest.fixture(scope="session")
+def serve_url(app_config, pg_url, session_amqp_url, storage_dirs):
+    # replicas inherit the driver's environment: this is how a deployment gets its connection settings
+    os.environ["DATABASE_URL"], os.environ["RABBITMQ_URL"] = pg_url, session_amqp_url
+    os.environ["OCR_IMAGE_DIR"], os.environ["OCR_SPOOL_DIR"] = map(str, storage_dirs)
     port = free_port()
     ray.init(
         num_cpus=4,
@@ -51,6 +60,8 @@ def serve_url(app_config):
     yield f"http://127.0.0.1:{port}"
     serve.shutdown()
     ray.shutdown()
+    for key in ("DATABASE_URL", "RABBITMQ_URL", "OCR_IMAGE_DIR", "OCR_SPOOL_DIR"):
+        os.environ.pop(key, None)
 
 
 @pytest.fixture(scope="session")

@@ -22,8 +22,7 @@ from serve_app.storage.messages import (
 from serve_app.storage.migrate import migrate
 from serve_app.storage.publisher import Publisher
 from serve_app.storage.spool import Spool, SpoolFull
-
-from .conftest import PG_ADMIN
+from tests.conftest import PG_ADMIN
 
 
 def result(n_lines: int = 2) -> dict:
@@ -114,8 +113,9 @@ def test_results_images_and_corrections_are_archived_exactly_once(run, pg_url, a
             publisher.submit(data_message(rid, result(2)))
         dup = data_message(ids[0], result(2))
         publisher.submit(dup)  # a redelivery of the same result must not add rows
-        publisher.submit(correction_message(ids[1], "line zero fixed", 0, correction_id=str(uuid.uuid5(uuid.NAMESPACE_URL, ids[1]))))
-        publisher.submit(correction_message(ids[1], "line zero fixed", 0, correction_id=str(uuid.uuid5(uuid.NAMESPACE_URL, ids[1]))))
+        cid = str(uuid.uuid5(uuid.NAMESPACE_URL, ids[1]))
+        publisher.submit(correction_message(ids[1], "line zero fixed", 0, correction_id=cid))
+        publisher.submit(correction_message(ids[1], "line zero fixed", 0, correction_id=cid))  # sent twice
         await wait_for(lambda: _done(pool, (5, 5 * 6, 1)))
         await asyncio.sleep(0.5)  # give a wrong extra row the chance to appear
         final = await counts(pool)
@@ -176,7 +176,7 @@ def test_poison_goes_to_the_dead_letter_queue_and_the_next_message_is_stored(run
 
 def test_broker_stopped_during_a_burst_loses_nothing(run, pg_url, amqp_url, tmp_path):
     """The real broker stops (rabbitmqctl stop_app) mid-burst; everything is stored once after it returns."""
-    from .conftest import rabbitmqctl
+    from tests.conftest import rabbitmqctl
 
     async def go():
         pool = await fresh_pool(pg_url)

@@ -22,7 +22,7 @@ def test_crnn_trains_resumes_and_exports(tmp_path):
     assert train_crnn.main(args)["step"] == 3
     args.export, args.export_path = True, str(tmp_path / "crnn.pt")
     train_crnn.main(args)
-    model, meta = load_model(tmp_path / "crnn.pt")
+    _, meta = load_model(tmp_path / "crnn.pt")
     assert meta["steps"] == 3
     readings = RecognizerRunner(tmp_path / "crnn.pt").read([np.zeros((32, 64), np.float32)])
     assert len(readings) == 1

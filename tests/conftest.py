@@ -1,4 +1,4 @@
-"""A fresh PostgreSQL database and a fresh RabbitMQ vhost per test session, on the real local services."""
+"""Real services for the tests: a fresh PostgreSQL database per session and fresh RabbitMQ vhosts."""
 
 import asyncio
 import os
@@ -41,11 +41,20 @@ def pg_url(pg_database):
     return PG_ADMIN.rsplit("/", 1)[0] + f"/{pg_database}"
 
 
-@pytest.fixture
-def amqp_url():
-    """A vhost of its own for each test, so queues never carry messages from one test into another."""
+def _vhost():
     vhost = f"ocr_test_{uuid.uuid4().hex[:10]}"
     rabbitmqctl("add_vhost", vhost)
     rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
     yield f"{AMQP_BASE}/{vhost}"
     rabbitmqctl("delete_vhost", vhost)
+
+
+@pytest.fixture
+def amqp_url():
+    """A vhost of its own for each test, so queues never carry messages from one test into another."""
+    yield from _vhost()
+
+
+@pytest.fixture(scope="session")
+def session_amqp_url():
+    yield from _vhost()

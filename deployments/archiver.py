@@ -1,0 +1,70 @@
+"""Archiver deployment: consumes the queues into PostgreSQL and the image store, runs retention, answers reads."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+from ray import serve
+
+from serve_app.config import StorageSettings
+from serve_app.storage import repository
+from serve_app.storage.archive import Archiver, apply_retention
+from serve_app.storage.migrate import migrate
+
+log = logging.getLogger("ray.serve")
+MEDIA_TYPES = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp", "BMP": "image/bmp",
+               "TIFF": "image/tiff"}
+
+
+@serve.deployment(name="Archiver", ray_actor_options={"num_cpus": 0}, num_replicas=1)
+class ArchiverDeployment:
+    async def __init__(self, settings: dict[str, Any]) -> None:
+        s = StorageSettings.model_validate(settings).resolved()
+        if not s.enabled:
+            raise ValueError("the archiver needs DATABASE_URL and RABBITMQ_URL (or storage.* settings)")
+        self.settings = s
+        self.pool = await asyncpg.create_pool(s.database_url, min_size=1, max_size=4)
+        async with self.pool.acquire() as conn:
+            applied = await migrate(conn)
+        log.info("database ready (migrations applied now: %s)", applied or "none")
+        self.archiver = Archiver(s.rabbitmq_url, self.pool, s.image_dir, s.archiver_prefetch)
+        self.archiver.start()
+        self._retention = asyncio.get_running_loop().create_task(self._retention_loop())
+
+    async def _retention_loop(self) -> None:
+        while True:
+            try:
+                await apply_retention(self.pool, self.settings.image_dir, self.settings.retention_days)
+            except Exception as exc:  # noqa: BLE001 - the next round tries again; never kill the replica
+                log.warning("retention failed: %s: %s", type(exc).__name__, exc)
+            await asyncio.sleep(self.settings.retention_interval_s)
+
+    async def image(self, image_id: str) -> tuple[bytes, str] | None:
+        """The stored image bytes and media type, or None when unknown (or not archived yet)."""
+        rec = await repository.image_record(self.pool, uuid.UUID(image_id))
+        if rec is None or rec["path"] is None:
+            return None
+        path = Path(self.settings.image_dir) / rec["path"]
+        try:
+            data = await asyncio.to_thread(path.read_bytes)
+        except FileNotFoundError:
+            return None
+        return data, MEDIA_TYPES.get(rec["format"] or "", "application/octet-stream")
+
+    async def data(self, image_id: str) -> dict[str, Any] | None:
+        return await repository.image_data(self.pool, uuid.UUID(image_id))
+
+    async def status(self) -> dict[str, Any]:
+        return self.archiver.status()
+
+    async def __del__(self) -> None:
+        with contextlib.suppress(Exception):
+            self._retention.cancel()
+            await self.archiver.close()
+            await self.pool.close()

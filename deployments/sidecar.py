@@ -1,0 +1,52 @@
+"""Sidecar deployment: takes finished results off the request path and publishes them through the spool."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from ray import serve
+
+from serve_app.config import StorageSettings
+from serve_app.storage.messages import correction_message, data_message, image_message
+from serve_app.storage.publisher import Publisher
+from serve_app.storage.spool import Spool
+
+log = logging.getLogger("ray.serve")
+
+
+@serve.deployment(name="Sidecar", ray_actor_options={"num_cpus": 0}, max_ongoing_requests=1000)
+class Sidecar:
+    def __init__(self, settings: dict[str, Any]) -> None:
+        s = StorageSettings.model_validate(settings).resolved()
+        if not s.rabbitmq_url:
+            raise ValueError("the sidecar needs a RabbitMQ URL (storage.rabbitmq_url or RABBITMQ_URL)")
+        self.publisher = Publisher(s.rabbitmq_url, Spool(s.spool_dir, s.spool_max_messages, s.spool_max_bytes),
+                                   s.publish_timeout_s)
+        self._started = False
+
+    def _ensure_started(self) -> None:
+        if not self._started:  # needs the replica's running event loop, which __init__ may not have
+            self.publisher.start()
+            self._started = True
+
+    async def forward(self, request_id: str, image: bytes, content_type: str, result: dict[str, Any]) -> bool:
+        """Spool the image and the OCR answer for publishing; False if the spool was full."""
+        self._ensure_started()
+        created = result.get("created_at")
+        submit = self.publisher.submit
+        ok_image = await asyncio.to_thread(submit, image_message(request_id, image, content_type, created))
+        ok_data = await asyncio.to_thread(submit, data_message(request_id, result, created))
+        return ok_image and ok_data
+
+    async def correct(self, image_id: str, value: str, line_index: int | None) -> str | None:
+        """Spool a correction; returns its id, or None if the spool was full."""
+        self._ensure_started()
+        msg = correction_message(image_id, value, line_index)
+        ok = await asyncio.to_thread(self.publisher.submit, msg)
+        return msg.headers["correction_id"] if ok else None
+
+    async def status(self) -> dict[str, Any]:
+        self._ensure_started()
+        return self.publisher.status()

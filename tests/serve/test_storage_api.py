@@ -1,0 +1,109 @@
+"""Results reach PostgreSQL and the image store through the sidecar and archiver; the image endpoints read them."""
+
+import io
+import time
+import uuid
+
+import asyncpg
+import pytest
+from PIL import Image
+
+from tests.storage.test_storage import counts
+from training.synth import render_lines
+
+pytestmark = pytest.mark.serve
+
+
+def png_bytes(lines: list[str]) -> bytes:
+    buf = io.BytesIO()
+    render_lines(lines, size=26)[0].save(buf, "PNG")
+    return buf.getvalue()
+
+
+def poll(fn, timeout: float = 60.0, interval: float = 0.25):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = fn()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not stored within {timeout}s")
+        time.sleep(interval)
+
+
+def db_counts(pg_url: str) -> tuple[int, int, int]:
+    import asyncio
+
+    async def go():
+        pool = await asyncpg.create_pool(pg_url, min_size=1, max_size=1)
+        try:
+            return await counts(pool)
+        finally:
+            await pool.close()
+
+    return asyncio.new_event_loop().run_until_complete(go())
+
+
+def test_every_result_is_stored_once_with_its_image_and_boxes(client, pg_url, storage_dirs):
+    before = db_counts(pg_url)
+    uploads = [png_bytes([f"stored line {i}", "second line"]) for i in range(3)]
+    bodies = []
+    for data in uploads:
+        r = client.post("/api/v1/ocr", files={"image": ("s.png", data, "image/png")})
+        assert r.status_code == 200
+        bodies.append(r.json())
+    boxes = sum(len(b["lines"]) + sum(len(ln["words"]) for ln in b["lines"]) for b in bodies)
+    expected = (before[0] + 3, before[1] + boxes, before[2])
+    poll(lambda: db_counts(pg_url) == expected)
+    time.sleep(0.5)
+    assert db_counts(pg_url) == expected  # and nothing more arrives
+    image_dir = storage_dirs[0]
+    for body, data in zip(bodies, uploads):
+        (path,) = list(image_dir.rglob(f"{body['request_id']}.png"))
+        assert path.read_bytes() == data
+
+
+def test_image_data_and_corrections_endpoints(client):
+    data = png_bytes(["correct me please"])
+    body = client.post("/api/v1/ocr", files={"image": ("c.png", data, "image/png")}).json()
+    rid = body["request_id"]
+    stored = poll(lambda: (r := client.get(f"/api/v1/images/{rid}/data")).status_code == 200 and r.json())
+    assert [ln["text"] for ln in stored["lines"]] == [ln["text"] for ln in body["lines"]]
+    assert stored["image"]["width"] == body["image"]["width"]
+    image = client.get(f"/api/v1/images/{rid}")
+    assert image.status_code == 200 and image.headers["content-type"] == "image/png" and image.content == data
+    assert Image.open(io.BytesIO(image.content)).size == (body["image"]["width"], body["image"]["height"])
+
+    r = client.post(f"/api/v1/images/{rid}/corrections", json={"value": "Correct me, please!", "line_index": 0})
+    assert r.status_code == 202 and r.json()["status"] == "accepted"
+    cid = r.json()["correction_id"]
+    fixed = poll(lambda: (d := client.get(f"/api/v1/images/{rid}/data").json())["corrections"] and d)
+    assert fixed["corrections"] == [
+        {"id": cid, "line_index": 0, "value": "Correct me, please!", "created": fixed["corrections"][0]["created"]}
+    ]
+
+
+@pytest.mark.parametrize("suffix", ["", "/data"])
+def test_image_ids_are_validated(client, suffix):
+    r = client.get(f"/api/v1/images/not-a-uuid{suffix}")
+    assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_id"
+    r = client.get(f"/api/v1/images/{uuid.uuid4()}{suffix}")
+    assert r.status_code == 404 and r.json()["error"]["code"] == "not_found"
+
+
+def test_corrections_need_a_known_image_and_a_value(client):
+    r = client.post(f"/api/v1/images/{uuid.uuid4()}/corrections", json={"value": "x"})
+    assert r.status_code == 404
+    r = client.post("/api/v1/images/nope/corrections", json={"value": "x"})
+    assert r.status_code == 400
+    r = client.post(f"/api/v1/images/{uuid.uuid4()}/corrections", json={"value": ""})
+    assert r.status_code == 422 and r.json()["error"]["code"] == "invalid_request"
+
+
+def test_listing_all_images_is_not_possible(client):
+    assert client.get("/api/v1/images").status_code in (404, 405)
+
+
+def test_readyz_reports_the_spool(client):
+    storage = client.get("/readyz").json()["storage"]
+    assert storage["spool_full"] is False and "spool_depth" in storage
