@@ -107,3 +107,55 @@ def test_listing_all_images_is_not_possible(client):
 def test_readyz_reports_the_spool(client):
     storage = client.get("/readyz").json()["storage"]
     assert storage["spool_full"] is False and "spool_depth" in storage
+
+
+def _burst(serve_url: str, uploads: list[bytes]) -> list[dict]:
+    import asyncio
+
+    import httpx
+
+    async def go():
+        async with httpx.AsyncClient(base_url=serve_url, timeout=120) as c:
+            rs = await asyncio.gather(*(c.post("/api/v1/ocr", files={"image": ("b.png", d, "image/png")})
+                                        for d in uploads))
+        assert [r.status_code for r in rs] == [200] * len(uploads)
+        return [r.json() for r in rs]
+
+    return asyncio.run(go())
+
+
+def _boxes(bodies: list[dict]) -> int:
+    return sum(len(b["lines"]) + sum(len(ln["words"]) for ln in b["lines"]) for b in bodies)
+
+
+def test_broker_stopped_during_a_burst_every_request_answered_and_stored_once(serve_url, pg_url):
+    from tests.conftest import rabbitmqctl
+
+    before = db_counts(pg_url)
+    uploads = [png_bytes([f"broker test {i}"]) for i in range(6)]
+    rabbitmqctl("stop_app")
+    try:
+        bodies = _burst(serve_url, uploads)  # answers do not wait for the broker
+        time.sleep(1)
+        assert db_counts(pg_url)[0] == before[0]
+    finally:
+        rabbitmqctl("start_app")
+    expected = (before[0] + 6, before[1] + _boxes(bodies), before[2])
+    poll(lambda: db_counts(pg_url) == expected, timeout=120)
+    time.sleep(1)
+    assert db_counts(pg_url) == expected
+
+
+def test_archiver_replica_killed_mid_stream_no_loss_no_duplicates(serve_url, pg_url):
+    import ray
+
+    before = db_counts(pg_url)
+    uploads = [png_bytes([f"kill test {i}", "two"]) for i in range(6)]
+    bodies = _burst(serve_url, uploads[:3])
+    (name,) = [a["name"] for a in ray.util.list_named_actors(all_namespaces=True) if "#Archiver#" in a["name"]]
+    ray.kill(ray.get_actor(name, namespace="serve"), no_restart=True)
+    bodies += _burst(serve_url, uploads[3:])  # the controller starts a new archiver; messages wait in the queues
+    expected = (before[0] + 6, before[1] + _boxes(bodies), before[2])
+    poll(lambda: db_counts(pg_url) == expected, timeout=180)
+    time.sleep(1)
+    assert db_counts(pg_url) == expected

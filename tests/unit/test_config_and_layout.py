@@ -43,3 +43,15 @@ def test_model_code_imports_without_ray():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "ok"
+
+
+def test_storage_is_off_without_urls_and_reads_the_environment(monkeypatch, tmp_path):
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    monkeypatch.delenv("RABBITMQ_URL", raising=False)
+    assert not AppConfig.load().storage.resolved().enabled
+    monkeypatch.setenv("DATABASE_URL", "postgresql://db/x")
+    monkeypatch.setenv("RABBITMQ_URL", "amqp://mq/")
+    monkeypatch.setenv("OCR_IMAGE_DIR", str(tmp_path))
+    s = AppConfig.load().storage.resolved()
+    assert s.enabled and s.database_url == "postgresql://db/x" and s.image_dir == tmp_path
+    assert AppConfig.load().storage.database_url is None  # the URL never enters the dumped config
