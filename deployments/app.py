@@ -36,9 +36,8 @@ def graph(cfg: AppConfig) -> Application:
         user_config={"max_batch_size": r.max_batch_size, "batch_wait_timeout_s": r.batch_wait_timeout_s},
         ray_actor_options={"num_cpus": r.num_cpus},
     ).bind(r.model_dump(mode="json"))
-    storage = cfg.storage.resolved()
     sidecar = archiver = None
-    if storage.enabled:
+    if cfg.storage.resolved().enabled:
         # the unresolved settings travel: URLs stay in each replica's environment, not in the Serve config
         settings = cfg.storage.model_copy(update={  # replicas may run elsewhere: anchor relative dirs here
             "image_dir": cfg.storage.image_dir.absolute(), "spool_dir": cfg.storage.spool_dir.absolute(),
@@ -56,7 +55,10 @@ def graph(cfg: AppConfig) -> Application:
 
 
 def build_app(args: dict[str, Any]) -> Application:
-    """Application builder for ``serve run deployments.app:build_app config=... [key=value]``."""
+    """Application builder for ``serve run deployments.app:build_app config=...`` and for the RayService.
+
+    The RayService names this as its ``import_path`` and passes the whole typed config as ``args``.
+    """
     args = dict(args)
     cfg = AppConfig.load(args.pop("config", None), args or None)
     return graph(cfg)

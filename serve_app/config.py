@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
@@ -91,6 +91,9 @@ class StorageSettings(_Strict):
     travel inside a Serve config.
     """
 
+    mode: Literal["auto", "on", "off"] = Field(
+        "auto", description="auto: on when both URLs are known where the app is built; on: always (clusters)"
+    )
     database_url: str | None = None
     rabbitmq_url: str | None = None
     image_dir: Path = Field(Path("data/images"), description="``OCR_IMAGE_DIR`` overrides; relative to cwd")
@@ -114,7 +117,33 @@ class StorageSettings(_Strict):
 
     @property
     def enabled(self) -> bool:
+        """Whether the storage deployments are part of the graph (call on `resolved()` settings)."""
+        if self.mode != "auto":
+            return self.mode == "on"
         return bool(self.database_url and self.rabbitmq_url)
+
+
+class WorkerGroupSettings(_Strict):
+    min_replicas: int = Field(1, ge=0)
+    max_replicas: int = Field(4, ge=1)
+    cpu: str = "2"
+    memory: str = "6Gi"
+    gpu: int = Field(0, ge=0)
+
+
+class ClusterSettings(_Strict):
+    """What the RayService on KubeRay needs beyond the Serve application (``python -m kuberay render``)."""
+
+    name: str = "show-off-ocr"
+    namespace: str = "show-off"
+    infra_namespace: str = "show-off-infra"
+    image: str = "ghcr.io/show-off/ocr:0.1.0-arm64"
+    host: str = "ocr.example.com"
+    head_cpu: str = "2"
+    head_memory: str = "4Gi"
+    cpu_workers: WorkerGroupSettings = WorkerGroupSettings()
+    gpu_workers: WorkerGroupSettings | None = None
+    image_volume_size: str = "20Gi"
 
 
 class AppConfig(_Strict):
@@ -126,6 +155,7 @@ class AppConfig(_Strict):
     detector: DetectorSettings = DetectorSettings()
     recognizer: RecognizerSettings = RecognizerSettings()
     storage: StorageSettings = StorageSettings()
+    cluster: ClusterSettings = ClusterSettings()
 
     @classmethod
     def load(cls, path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> AppConfig:

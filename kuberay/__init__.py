@@ -1,0 +1,1 @@
+"""Cluster deployment: render the RayService and its infrastructure from the typed config, and deploy it."""

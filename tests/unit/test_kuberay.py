@@ -1,0 +1,204 @@
+"""Cluster manifests, checked offline and strictly: CRD schema, Serve schema, Kubernetes schemas, the workflow,
+the Dockerfile; and the deploy sequence against a fake Kubernetes API server."""
+
+import copy
+import json
+import subprocess
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import parse_qs, urlparse
+
+import jsonschema
+import kubernetes_validate
+import pytest
+import yaml
+from kubernetes import client
+from ray.serve.schema import ServeDeploySchema
+
+from kuberay.deploy import DeployError, deploy
+from kuberay.render import MANIFESTS, rayservice, render
+from serve_app.config import AppConfig
+
+REPO = Path(__file__).resolve().parents[2]
+CLUSTER = REPO / "kuberay" / "cluster.yaml"
+BIN = Path(sys.executable).parent
+
+
+@pytest.fixture(scope="module")
+def cfg():
+    return AppConfig.load(CLUSTER)
+
+
+@pytest.fixture(scope="module")
+def crd_schema(shared_dir=REPO.parent / "shared"):
+    import os
+
+    path = Path(os.environ.get("OCR_SHARED_DIR", shared_dir)) / "kuberay" / "ray.io_rayservices.yaml"
+    crd = yaml.safe_load(path.read_text())
+    (version,) = [v for v in crd["spec"]["versions"] if v["name"] == "v1"]
+    return version["schema"]["openAPIV3Schema"]
+
+
+def test_committed_manifests_are_exactly_what_render_produces(cfg):
+    for name, text in render(cfg).items():
+        stale = f"{name} is stale: run python -m kuberay render --config {CLUSTER}"
+        assert (MANIFESTS / name).read_text() == text, stale
+
+
+def test_rayservice_validates_against_the_crd_and_serve_schema(cfg, crd_schema):
+    obj = yaml.safe_load((MANIFESTS / "rayservice.yaml").read_text())
+    jsonschema.validate(obj, crd_schema)
+    serve_cfg = yaml.safe_load(obj["spec"]["serveConfigV2"])
+    ServeDeploySchema.model_validate(serve_cfg)
+    (app,) = serve_cfg["applications"]
+    assert app["import_path"] == "deployments.app:build_app"
+    assert {d["name"] for d in app["deployments"]} == {"Ingress", "Detector", "Recognizer", "Sidecar", "Archiver"}
+    assert app["args"]["storage"]["database_url"] is None  # secrets come from the pod environment
+    assert obj["spec"]["rayClusterConfig"]["enableInTreeAutoscaling"] is True
+    broken = copy.deepcopy(obj)
+    broken["spec"]["rayClusterConfig"]["workerGroupSpecs"][0]["minReplicas"] = "one"
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(broken, crd_schema)
+
+
+def test_core_objects_validate_against_kubernetes_schemas():
+    objects = [o for name in ("app.yaml", "infra.yaml") for o in yaml.safe_load_all((MANIFESTS / name).read_text())]
+    kinds = {o["kind"] for o in objects}
+    assert {"Namespace", "Secret", "StatefulSet", "Service", "Ingress", "PersistentVolumeClaim", "Deployment"} <= kinds
+    for obj in objects:
+        kubernetes_validate.validate(obj, "1.31", strict=True)
+    ingress = next(o for o in objects if o["kind"] == "Ingress")
+    assert ingress["spec"]["tls"] and "cert-manager.io/cluster-issuer" in ingress["metadata"]["annotations"]
+    bad = {"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": "x"}, "spec": {"replicas": "two"}}
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(bad, "1.31", strict=True)
+
+
+def test_a_config_change_reaches_the_rendered_rayservice(cfg):
+    changed = cfg.model_copy(update={"recognizer": cfg.recognizer.model_copy(update={
+        "autoscaling": cfg.recognizer.autoscaling.model_copy(update={"max_replicas": 9})})})
+    serve_cfg = yaml.safe_load(rayservice(changed)["spec"]["serveConfigV2"])
+    (rec,) = [d for d in serve_cfg["applications"][0]["deployments"] if d["name"] == "Recognizer"]
+    assert rec["autoscaling_config"]["max_replicas"] == 9
+    assert serve_cfg["applications"][0]["args"]["recognizer"]["autoscaling"]["max_replicas"] == 9
+
+
+def test_workflow_and_dockerfile_pass_their_linters():
+    wf = subprocess.run([str(BIN / "check-jsonschema"), "--builtin-schema", "vendor.github-workflows",
+                         str(REPO / ".github/workflows/ci-cd.yaml")], capture_output=True, text=True, timeout=120)
+    assert wf.returncode == 0, wf.stdout + wf.stderr
+    argo = yaml.safe_load((REPO / "kuberay/argocd/application.yaml").read_text())
+    assert argo["spec"]["source"]["path"] == "kuberay/manifests"
+    lint = subprocess.run([str(BIN / "hadolint"), str(REPO / "Dockerfile.arm64")], capture_output=True, text=True,
+                          timeout=120)
+    assert lint.returncode == 0, lint.stdout + lint.stderr
+
+
+class FakeKube:
+    """Just enough of the Kubernetes API for RayService custom objects, recording every call."""
+
+    def __init__(self, existing: dict | None, ready_after: int | None) -> None:
+        self.obj, self.ready_after, self.calls, self.gets = existing, ready_after, [], 0
+        self.version = 1
+
+    def handler(self):
+        fake = self
+
+        class H(BaseHTTPRequestHandler):
+            def log_message(self, *a):
+                pass
+
+            def _send(self, code, body):
+                data = json.dumps(body).encode()
+                self.send_response(code)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def _body(self):
+                return json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+
+            def _handle(self, method):
+                url = urlparse(self.path)
+                dry = parse_qs(url.query).get("dryRun") == ["All"]
+                fake.calls.append(f"{method}{' dry' if dry else ''}")
+                if method == "GET":
+                    if fake.obj is None:
+                        return self._send(404, {"kind": "Status", "code": 404, "reason": "NotFound"})
+                    fake.gets += 1
+                    if fake.ready_after is not None and fake.gets > fake.ready_after:
+                        fake.obj["status"] = {"conditions": [{"type": "Ready", "status": "True"}]}
+                    return self._send(200, fake.obj)
+                if method == "DELETE":
+                    fake.obj = None
+                    return self._send(200, {"kind": "Status", "status": "Success"})
+                body = self._body()
+                assert body["kind"] == "RayService" and body["apiVersion"] == "ray.io/v1"
+                if not dry:
+                    fake.version += 1
+                    body["metadata"]["resourceVersion"] = str(fake.version)
+                    body["metadata"]["generation"] = fake.version
+                    fake.obj = body
+                    fake.gets = 0
+                self._send(201 if method == "POST" else 200, body)
+
+            def do_GET(self):
+                self._handle("GET")
+
+            def do_POST(self):
+                self._handle("POST")
+
+            def do_PUT(self):
+                self._handle("PUT")
+
+            def do_DELETE(self):
+                self._handle("DELETE")
+
+        return H
+
+
+@pytest.fixture
+def fake_kube():
+    servers = []
+
+    def start(existing=None, ready_after=None):
+        fake = FakeKube(existing, ready_after)
+        server = ThreadingHTTPServer(("127.0.0.1", 0), fake.handler())
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+        conf = client.Configuration(host=f"http://127.0.0.1:{server.server_port}")
+        return fake, client.ApiClient(conf)
+
+    yield start
+    for s in servers:
+        s.shutdown()
+
+
+def test_deploy_dry_runs_applies_waits_and_prints_the_endpoint(cfg, fake_kube):
+    fake, api = fake_kube(existing=None, ready_after=2)
+    endpoint = deploy(cfg, api, timeout_s=10, poll_s=0.01, log=lambda *_: None)
+    assert cfg.cluster.host in endpoint
+    assert fake.calls[:3] == ["GET", "POST dry", "POST"]
+    assert fake.calls[3:] == ["GET"] * 3  # polled until Ready
+    assert yaml.safe_load(fake.obj["spec"]["serveConfigV2"])["applications"][0]["name"] == cfg.name
+
+
+def test_deploy_rolls_back_to_the_previous_config_when_not_ready(cfg, fake_kube):
+    old = rayservice(cfg)
+    old["spec"]["serveConfigV2"] = "applications: []\n"
+    old["metadata"].update({"resourceVersion": "1", "generation": 1})
+    fake, api = fake_kube(existing=copy.deepcopy(old), ready_after=None)
+    with pytest.raises(DeployError, match="rolled back"):
+        deploy(cfg, api, timeout_s=0.3, poll_s=0.05, log=lambda *_: None)
+    assert fake.calls[:3] == ["GET", "PUT dry", "PUT"] and fake.calls[-1] == "PUT"
+    assert fake.obj["spec"]["serveConfigV2"] == "applications: []\n"  # the previous spec is back
+
+
+def test_deploy_with_no_previous_object_removes_the_failed_one(cfg, fake_kube):
+    fake, api = fake_kube(existing=None, ready_after=None)
+    with pytest.raises(DeployError):
+        deploy(cfg, api, timeout_s=0.2, poll_s=0.05, log=lambda *_: None)
+    assert fake.calls[-1] == "DELETE" and fake.obj is None
