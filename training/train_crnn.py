@@ -11,7 +11,6 @@ import argparse
 import json
 import random
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -22,7 +21,7 @@ from serve_app.ocr.alphabet import encode
 from serve_app.ocr.models.crnn import build_crnn
 from serve_app.ocr.models.weights import ASSETS, save_weights
 from serve_app.ocr.processing.recognition import COLUMN_STRIDE, ctc_greedy, normalise, pad_crops, softmax
-from training import datasets
+from training import checkpoint, datasets
 from training.metrics import cer, normalise_text
 from training.schedule import lr_at, set_lr
 from training.synth import render_crop
@@ -38,8 +37,11 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float, default=1.5e-3)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--synth-fraction", type=float, default=0.6, help="share of synthetic samples; the rest is real")
+    p.add_argument("--synth-fraction", type=float, default=0.8, help="share of synthetic samples; the rest is real")
     p.add_argument("--no-real", action="store_true", help="synthetic data only (no ../shared needed)")
+    p.add_argument("--real-sets", nargs="+", default=["words"], choices=["words", "sroie"],
+                   help="real TRAIN crops to mix in; SROIE labels are upper case whatever the print, which teaches "
+                        "the model to answer in capitals, so it is off by default")
     p.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=False,
                    help="bf16 autocast (slower than fp32 for this CRNN's training on our CPUs)")
     p.add_argument("--val-every", type=int, default=1000)
@@ -124,18 +126,9 @@ def words_dev() -> list[tuple[np.ndarray, str]]:
 def main(args: argparse.Namespace) -> dict:
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     model = build_crnn(variant=args.variant)
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
-    step, history = 0, []
-    ckpt = out / "last.pt"
-    if ckpt.is_file():
-        state = torch.load(ckpt, map_location="cpu", weights_only=False)
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        step, history = state["step"], state["history"]
-        print(f"resumed from {ckpt} at step {step}")
+    ckpt, step, history = checkpoint.resume(args.out, model, opt)
     if args.export:
         meta = {"trained_by": "training/train_crnn.py", "steps": step, "args": vars(args), "history": history}
         path = save_weights(model, args.export_path, meta)
@@ -144,7 +137,10 @@ def main(args: argparse.Namespace) -> dict:
 
     real: list[tuple[np.ndarray, str]] = []
     if not args.no_real:
-        real = datasets.cached("train_words", datasets.word_crops) + datasets.cached("train_sroie", datasets.line_crops)
+        if "words" in args.real_sets:
+            real += datasets.cached("train_words", datasets.word_crops)
+        if "sroie" in args.real_sets:
+            real += datasets.cached("train_sroie", datasets.line_crops)
         print(f"{len(real)} real TRAIN crops")
     rng = random.Random(args.seed * 1000 + step)  # a resumed run continues with fresh samples
     sample = Sampler(rng, args.synth_fraction, real)
@@ -181,8 +177,7 @@ def main(args: argparse.Namespace) -> dict:
             model.train()
             history.append(record)
             print(json.dumps(record), flush=True)
-            torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(),
-                        "step": step, "history": history, "args": vars(args)}, ckpt)
+            checkpoint.save(ckpt, model, opt, step, history, args)
     bar.close()
     return history[-1] if history else {}
 

@@ -11,7 +11,6 @@ import argparse
 import json
 import random
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -23,7 +22,7 @@ from tqdm import tqdm
 from serve_app.ocr.models.ctpn import build_ctpn
 from serve_app.ocr.models.weights import ASSETS, save_weights
 from serve_app.ocr.processing.detection import MEAN, STD
-from training import datasets
+from training import checkpoint, datasets
 from training.ctpn_targets import make_targets
 from training.schedule import lr_at, set_lr
 from training.synth import render_page
@@ -133,18 +132,9 @@ def ctpn_loss(out: dict[str, torch.Tensor], labels: torch.Tensor, vertical: torc
 def main(args: argparse.Namespace) -> dict:
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     model = build_ctpn(backbone=args.backbone, head_channels=args.head_channels)
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
-    step, history = 0, []
-    ckpt = out / "last.pt"
-    if ckpt.is_file():
-        state = torch.load(ckpt, map_location="cpu", weights_only=False)
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        step, history = state["step"], state["history"]
-        print(f"resumed from {ckpt} at step {step}")
+    ckpt, step, history = checkpoint.resume(args.out, model, opt)
     if args.export:
         path = args.export_path or ASSETS / f"ctpn_{args.backbone}.pt"
         meta = {"trained_by": "training/train_ctpn.py", "steps": step, "args": vars(args), "history": history[-5:]}
@@ -184,8 +174,7 @@ def main(args: argparse.Namespace) -> dict:
             running = []
             history.append(record)
             print(json.dumps(record), flush=True)
-            torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(),
-                        "step": step, "history": history, "args": vars(args)}, ckpt)
+            checkpoint.save(ckpt, model, opt, step, history, args)
     bar.close()
     return history[-1] if history else {}
 

@@ -22,7 +22,7 @@ from serve_app.storage.messages import (
 from serve_app.storage.migrate import migrate
 from serve_app.storage.publisher import Publisher
 from serve_app.storage.spool import Spool, SpoolFull
-from tests.conftest import PG_ADMIN
+from tests.conftest import _admin
 
 
 def result(n_lines: int = 2) -> dict:
@@ -213,21 +213,14 @@ def test_broker_stopped_during_a_burst_loses_nothing(run, pg_url, amqp_url, tmp_
 def test_database_unavailable_acknowledges_nothing_and_loses_nothing(run, pg_url, pg_database, amqp_url, tmp_path):
     """The test database refuses connections (ALLOW_CONNECTIONS false + backends terminated) while messages arrive."""
 
-    async def admin(sql: str) -> None:
-        conn = await asyncpg.connect(PG_ADMIN)
-        try:
-            await conn.execute(sql)
-        finally:
-            await conn.close()
-
     async def go():
         pool = await fresh_pool(pg_url)
         publisher = Publisher(amqp_url, Spool(tmp_path / "spool", 1000, 10**8))
         archiver = Archiver(amqp_url, pool, tmp_path / "images", retry_delay_s=0.2)
         publisher.start()
         archiver.start()
-        await admin(f'ALTER DATABASE "{pg_database}" ALLOW_CONNECTIONS false')
-        await admin(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{pg_database}'")
+        await _admin(f'ALTER DATABASE "{pg_database}" ALLOW_CONNECTIONS false')
+        await _admin(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{pg_database}'")
         try:
             ids = [str(uuid.uuid4()) for _ in range(6)]
             for rid in ids:
@@ -240,7 +233,7 @@ def test_database_unavailable_acknowledges_nothing_and_loses_nothing(run, pg_url
             unacked_or_ready = ok.message_count
             await conn.close()
         finally:
-            await admin(f'ALTER DATABASE "{pg_database}" ALLOW_CONNECTIONS true')
+            await _admin(f'ALTER DATABASE "{pg_database}" ALLOW_CONNECTIONS true')
         await wait_for(lambda: _done(pool, (6, 18, 0)), timeout=60)
         final = await counts(pool)
         await publisher.close()
