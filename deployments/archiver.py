@@ -12,6 +12,7 @@ from typing import Any
 import asyncpg
 from ray import serve
 
+from deployments import metrics
 from serve_app.config import StorageSettings
 from serve_app.storage import repository
 from serve_app.storage.archive import Archiver, apply_retention
@@ -36,6 +37,16 @@ class ArchiverDeployment:
         self.archiver = Archiver(s.rabbitmq_url, self.pool, s.image_dir, s.archiver_prefetch)
         self.archiver.start()
         self._retention = asyncio.get_running_loop().create_task(self._retention_loop())
+        self._gauges = asyncio.get_running_loop().create_task(self._report())
+
+    async def _report(self) -> None:
+        gauges = metrics.storage()
+        while True:
+            s = self.archiver.status()
+            gauges["archiver_lag_s"].set(s["lag_s"])
+            for kind in ("images", "results", "corrections", "duplicates", "dead_lettered"):
+                gauges["archived"].set(s[kind], tags={"kind": kind})
+            await asyncio.sleep(2)
 
     async def _retention_loop(self) -> None:
         while True:

@@ -8,6 +8,8 @@ from typing import Any
 import numpy as np
 from ray import serve
 
+from deployments import metrics
+from serve_app import telemetry
 from serve_app.config import DetectorSettings, resolve_weights
 from serve_app.ocr.processing.detection import DetectionParams
 from serve_app.ocr.processing.textlines import TextLine
@@ -32,7 +34,11 @@ class Detector:
     @serve.batch(max_batch_size=4, batch_wait_timeout_s=0.01)
     async def detect(self, images: list[np.ndarray]) -> list[list[TextLine]]:
         self.batch_sizes.append(len(images))
-        return self.runner.detect(images)
+        metrics.detector().observe(len(images))
+        with telemetry.tracer.start_as_current_span("ctpn", attributes={"batch_size": len(images)}) as span:
+            lines = self.runner.detect(images)
+            span.set_attribute("lines", sum(len(x) for x in lines))
+        return lines
 
     def stats(self) -> dict[str, Any]:
         """Batch sizes seen so far (tests and benchmarks read them) and the weights' metadata."""

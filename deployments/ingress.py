@@ -6,6 +6,7 @@ No ``from __future__ import annotations`` here: FastAPI must see real types on t
 import asyncio
 import collections
 import hashlib
+import json
 import logging
 import time
 import uuid
@@ -16,18 +17,21 @@ from typing import Any
 from fastapi import Body, FastAPI, File, Request, Response, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from opentelemetry import trace
 from ray import serve
 from ray.serve.exceptions import BackPressureError
 from ray.serve.handle import DeploymentHandle
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from serve_app import __version__
+from deployments import metrics
+from serve_app import __version__, telemetry
 from serve_app.config import AppConfig, resolve_weights
 from serve_app.imaging import ImageError, decode_image
 from serve_app.ocr.pipeline import assemble, make_crops
 from serve_app.schemas import CorrectionIn, CorrectionOut, ErrorResponse, OCRResponse
 
 log = logging.getLogger("ray.serve")
+request_log = logging.getLogger("ray.serve.ocr.requests")  # one JSON line per OCR request, in the replica log
 
 api = FastAPI(
     title="show-off OCR",
@@ -118,6 +122,27 @@ class Ingress:
     @api.post("/api/v1/ocr", response_model=OCRResponse, responses=ERRORS)
     async def ocr(self, image: UploadFile = File(..., description="JPEG, PNG, WebP, BMP or TIFF")):  # noqa: ANN201
         request_id = str(uuid.uuid4())
+        with telemetry.tracer.start_as_current_span(
+            "ocr.request", attributes={"http.route": "/api/v1/ocr", "request_id": request_id}
+        ) as span:
+            t0 = time.perf_counter()
+            response = await self._admit(request_id, image)
+            status = response.status_code if isinstance(response, Response) else 200
+            code = json.loads(response.body)["error"]["code"] if status != 200 else "ok"
+            span.set_attribute("http.status_code", status)
+            metrics.ingress()["requests"].inc(tags={"status": str(status), "code": code})
+            record = {"event": "ocr", "request_id": request_id, "trace_id": telemetry.trace_id(), "status": status,
+                      "code": code, "total_ms": round((time.perf_counter() - t0) * 1e3, 1)}
+            if isinstance(response, dict):
+                record.update(timings={k: round(v, 1) for k, v in response["timings"].items()},
+                              lines=len(response["lines"]), width=response["image"]["width"],
+                              height=response["image"]["height"])
+                if self.cfg.ingress.log_text:
+                    record["text"] = response["text"]
+            request_log.info(json.dumps(record))
+            return response
+
+    async def _admit(self, request_id: str, image: UploadFile) -> dict[str, Any] | JSONResponse:
         limits = self.cfg.ingress
         busy = {"Retry-After": str(limits.retry_after_s)}
         if self.inflight >= self.max_inflight:
@@ -137,13 +162,25 @@ class Ingress:
         t0 = time.perf_counter()
         data = await upload.read(limits.max_upload_bytes + 1)
         decoded = decode_image(data, limits.max_upload_bytes, limits.max_pixels)
+        trace.get_current_span().set_attributes(
+            {"image.width": decoded.width, "image.height": decoded.height, "image.bytes": len(data)})
         t1 = time.perf_counter()
-        lines = await self.detector.detect.remote(decoded.pixels)
+        with telemetry.tracer.start_as_current_span("detect") as span:
+            lines = await self.detector.detect.remote(decoded.pixels)
+            span.set_attribute("lines", len(lines))
         t2 = time.perf_counter()
         crops = make_crops(decoded.pixels, lines, self.cfg.recognizer.max_crop_width)
-        readings = await self.recognizer.recognize.remote([c.pixels for c in crops]) if crops else []
+        with telemetry.tracer.start_as_current_span("recognize", attributes={"crops": len(crops)}):
+            readings = await self.recognizer.recognize.remote([c.pixels for c in crops]) if crops else []
         t3 = time.perf_counter()
         results = assemble(lines, crops, readings, limits.min_line_confidence)
+        m = metrics.ingress()
+        m["images"].inc()
+        for stage, ms in (("decode", t1 - t0), ("detect", t2 - t1), ("recognize", t3 - t2)):
+            m["stage_ms"].observe(ms * 1e3, tags={"stage": stage})
+        m["lines"].observe(len(results))
+        m["words"].observe(sum(len(r.words) for r in results))
+        m["pixels"].observe(decoded.width * decoded.height / 1e6)
         body: dict[str, Any] = {
             "request_id": request_id,
             "image": {"width": decoded.width, "height": decoded.height, "format": decoded.format},

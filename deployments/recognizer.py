@@ -8,6 +8,8 @@ from typing import Any
 import numpy as np
 from ray import serve
 
+from deployments import metrics
+from serve_app import telemetry
 from serve_app.config import RecognizerSettings, resolve_weights
 from serve_app.ocr.processing.recognition import Decoded
 
@@ -33,7 +35,9 @@ class Recognizer:
         """One call per request, each a list of crops; all crops of the batch are read together."""
         flat = [c for crops in requests for c in crops]
         self.batch_sizes.append(len(flat))
-        readings = self.runner.read(flat) if flat else []
+        metrics.recognizer().observe(len(flat))
+        with telemetry.tracer.start_as_current_span("crnn", attributes={"crops": len(flat), "requests": len(requests)}):
+            readings = self.runner.read(flat) if flat else []
         out, i = [], 0
         for crops in requests:
             out.append(readings[i: i + len(crops)])

@@ -8,6 +8,8 @@ from typing import Any
 
 from ray import serve
 
+from deployments import metrics
+from serve_app import telemetry
 from serve_app.config import StorageSettings
 from serve_app.storage.messages import correction_message, data_message, image_message
 from serve_app.storage.publisher import Publisher
@@ -29,23 +31,39 @@ class Sidecar:
     def _ensure_started(self) -> None:
         if not self._started:  # needs the replica's running event loop, which __init__ may not have
             self.publisher.start()
+            self._gauges = asyncio.get_running_loop().create_task(self._report())
             self._started = True
+
+    async def _report(self) -> None:
+        gauges = metrics.storage()
+        while True:
+            s = self.publisher.status()
+            gauges["spool_depth"].set(s["spool_depth"])
+            gauges["spool_full"].set(int(s["spool_full"]))
+            gauges["publish_failures"].set(s["publish_failures"])
+            gauges["dropped"].set(s["dropped"])
+            await asyncio.sleep(2)
 
     async def forward(self, request_id: str, image: bytes, content_type: str, result: dict[str, Any]) -> bool:
         """Spool the image and the OCR answer for publishing; False if the spool was full."""
         self._ensure_started()
         created = result.get("created_at")
-        submit = self.publisher.submit
-        ok_image = await asyncio.to_thread(submit, image_message(request_id, image, content_type, created))
-        ok_data = await asyncio.to_thread(submit, data_message(request_id, result, created))
-        return ok_image and ok_data
+        ok = True
+        for msg in (image_message(request_id, image, content_type, created), data_message(request_id, result, created)):
+            telemetry.inject(msg.headers)  # the request's trace continues through the broker
+            ok = await asyncio.to_thread(self.publisher.submit, msg) and ok
+        return ok
 
     async def correct(self, image_id: str, value: str, line_index: int | None) -> str | None:
         """Spool a correction; returns its id, or None if the spool was full."""
         self._ensure_started()
         msg = correction_message(image_id, value, line_index)
+        telemetry.inject(msg.headers)
         ok = await asyncio.to_thread(self.publisher.submit, msg)
         return msg.headers["correction_id"] if ok else None
+
+    async def check_health(self) -> None:
+        self._ensure_started()  # starts publishing right after deployment, before the first result
 
     async def status(self) -> dict[str, Any]:
         self._ensure_started()

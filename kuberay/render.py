@@ -48,7 +48,7 @@ def serve_config(cfg: AppConfig) -> dict[str, Any]:
         name=cfg.name,
         route_prefix=cfg.route_prefix,
         import_path="deployments.app:build_app",
-        args=cluster_cfg.model_dump(mode="json", exclude={"cluster"}),
+        args=cluster_cfg.model_dump(mode="json", exclude={"cluster", "telemetry"}),
         runtime_env={},
         deployments=[deployment_to_schema(d) for d in built.deployments],
     ).model_dump(exclude_unset=True, mode="json")
@@ -73,6 +73,7 @@ def _container(cfg: AppConfig, name: str, cpu: str, memory: str, gpu: int = 0) -
             {"name": "OCR_SPOOL_DIR", "value": "/data/spool"},
             {"name": "OMP_WAIT_POLICY", "value": "PASSIVE"},
             {"name": "RAY_USAGE_STATS_ENABLED", "value": "0"},
+            *({"name": k, "value": v} for k, v in cfg.telemetry.environment(__version__).items()),
         ],
         "volumeMounts": [{"name": "images", "mountPath": "/data"}],
         "securityContext": {"runAsNonRoot": True, "runAsUser": 1000, "allowPrivilegeEscalation": False},

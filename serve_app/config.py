@@ -82,6 +82,7 @@ class IngressSettings(_Strict):
     retry_after_s: int = Field(1, ge=1)
     max_ongoing_requests: int = Field(64, ge=1)
     min_line_confidence: float = Field(0.0, ge=0, le=1)
+    log_text: bool = Field(False, description="put recognized text into request logs (debugging only)")
 
 
 class StorageSettings(_Strict):
@@ -123,6 +124,28 @@ class StorageSettings(_Strict):
         return bool(self.database_url and self.rabbitmq_url)
 
 
+class TelemetrySettings(_Strict):
+    """Tracing for the cluster's pods (locally the same values are environment variables; see docs/operations.md)."""
+
+    exporter: Literal["otlp", "console", "file", "none"] = "otlp"
+    otlp_endpoint: str = "http://jaeger.show-off-infra.svc.cluster.local:4318"
+    sampling_ratio: float = Field(1.0, ge=0, le=1)
+    service_name: str = "show-off-ocr"
+
+    def environment(self, version: str) -> dict[str, str]:
+        """The variables Ray Serve and `serve_app.telemetry` read in every process."""
+        if self.exporter == "none":
+            return {}
+        return {
+            "RAY_SERVE_TRACING_EXPORTER_IMPORT_PATH": "serve_app.telemetry:span_processors",
+            "RAY_SERVE_TRACING_SAMPLING_RATIO": str(self.sampling_ratio),
+            "OCR_TRACE_EXPORTER": self.exporter,
+            "OTEL_EXPORTER_OTLP_ENDPOINT": self.otlp_endpoint,
+            "OTEL_SERVICE_NAME": self.service_name,
+            "OTEL_RESOURCE_ATTRIBUTES": f"service.version={version}",
+        }
+
+
 class WorkerGroupSettings(_Strict):
     min_replicas: int = Field(1, ge=0)
     max_replicas: int = Field(4, ge=1)
@@ -155,6 +178,7 @@ class AppConfig(_Strict):
     detector: DetectorSettings = DetectorSettings()
     recognizer: RecognizerSettings = RecognizerSettings()
     storage: StorageSettings = StorageSettings()
+    telemetry: TelemetrySettings = TelemetrySettings()
     cluster: ClusterSettings = ClusterSettings()
 
     @classmethod

@@ -13,14 +13,17 @@ import logging
 import os
 import time
 import uuid
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import aiormq
 import asyncpg
+from opentelemetry import trace
 from pamqp.commands import Basic
 
+from serve_app import telemetry
 from serve_app.storage import repository
 from serve_app.storage.messages import CORRECTION_QUEUE, DATA_QUEUE, DEAD_LETTER_QUEUE, IMAGE_QUEUE
 from serve_app.storage.publisher import open_channel
@@ -28,6 +31,16 @@ from serve_app.storage.publisher import open_channel
 log = logging.getLogger(__name__)
 EXTENSIONS = {"image/jpeg": "jpg", "image/png": "png", "image/webp": "webp", "image/bmp": "bmp",
               "image/tiff": "tiff"}
+
+
+@contextlib.asynccontextmanager
+async def _sql(statement: str) -> AsyncIterator[None]:
+    """A client span per database transaction, as OpenTelemetry's database conventions name them."""
+    with telemetry.tracer.start_as_current_span(
+        f"sql {statement}", kind=trace.SpanKind.CLIENT,
+        attributes={"db.system": "postgresql", "db.statement": statement},
+    ):
+        yield
 
 
 class PoisonMessage(ValueError):
@@ -88,7 +101,7 @@ class Archiver:
             rid, created = _request_id(headers), _parse_created(headers)
             path = image_path(self.image_dir, rid, created, content_type or "")
             await asyncio.to_thread(write_atomically, path, body)
-            async with self.pool.acquire() as conn:
+            async with self.pool.acquire() as conn, _sql("INSERT image"):
                 await repository.store_image_file(conn, rid, str(path.relative_to(self.image_dir)), created)
             self.counts["images"] += 1
         elif queue == DATA_QUEUE:
@@ -99,7 +112,7 @@ class Archiver:
                 repository.box_rows(rid, result.get("lines", []))  # validates every box before touching the db
             except (ValueError, AssertionError, KeyError, TypeError) as exc:
                 raise PoisonMessage(f"unparseable OCR result: {type(exc).__name__}: {exc}") from None
-            async with self.pool.acquire() as conn:
+            async with self.pool.acquire() as conn, _sql("INSERT image, image_box"):
                 fresh = await repository.store_result(conn, rid, result, created)
             self.counts["results" if fresh else "duplicates"] += 1
         elif queue == CORRECTION_QUEUE:
@@ -111,7 +124,7 @@ class Archiver:
             except (ValueError, KeyError, TypeError) as exc:
                 raise PoisonMessage(f"unparseable correction: {type(exc).__name__}: {exc}") from None
             try:
-                async with self.pool.acquire() as conn:
+                async with self.pool.acquire() as conn, _sql("INSERT text_correction"):
                     fresh = await repository.store_correction(conn, correction)
             except asyncpg.ForeignKeyViolationError:
                 raise NotYet(f"image {correction['image_id']} is not stored yet") from None
@@ -161,7 +174,9 @@ class Archiver:
         tag = message.delivery.delivery_tag
         channel = message.channel
         try:
-            await self.handle(queue, message.body, headers, props.content_type)
+            with telemetry.span_from(headers, f"consume {queue}", queue=queue,
+                                     request_id=str(headers.get("request_id", ""))):
+                await self.handle(queue, message.body, headers, props.content_type)
         except PoisonMessage as exc:
             await self._dead_letter(channel, message, queue, str(exc))
             await channel.basic_ack(tag)

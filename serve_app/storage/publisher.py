@@ -12,8 +12,10 @@ import logging
 from typing import Any
 
 import aiormq
+from opentelemetry import trace
 from pamqp.commands import Basic
 
+from serve_app import telemetry
 from serve_app.storage.messages import QUEUES, Message
 from serve_app.storage.spool import Spool, SpoolFull
 
@@ -84,10 +86,14 @@ class Publisher:
     async def send(self, msg: Message) -> None:
         """Publish one message and wait for the broker's confirm; raises on any failure."""
         channel = await self._channel_ready()
-        props = Basic.Properties(delivery_mode=2, headers=dict(msg.headers), message_id=msg.message_id,
-                                 content_type=msg.content_type)
-        ack = await channel.basic_publish(msg.body, routing_key=msg.queue, properties=props,
-                                          timeout=self.publish_timeout_s)
+        with telemetry.span_from(msg.headers, f"publish {msg.queue}", kind=trace.SpanKind.PRODUCER,
+                                 queue=msg.queue, request_id=msg.headers.get("request_id", "")):
+            headers = dict(msg.headers)
+            telemetry.inject(headers)  # the consumer's span becomes a child of this publish
+            props = Basic.Properties(delivery_mode=2, headers=headers, message_id=msg.message_id,
+                                     content_type=msg.content_type)
+            ack = await channel.basic_publish(msg.body, routing_key=msg.queue, properties=props,
+                                              timeout=self.publish_timeout_s)
         if not isinstance(ack, Basic.Ack):
             raise RuntimeError(f"broker did not confirm message {msg.message_id}: {ack!r}")
 

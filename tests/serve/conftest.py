@@ -43,13 +43,27 @@ def storage_dirs(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def serve_url(app_config, pg_url, session_amqp_url, storage_dirs):
-    # replicas inherit the driver's environment: this is how a deployment gets its connection settings
-    os.environ["DATABASE_URL"], os.environ["RABBITMQ_URL"] = pg_url, session_amqp_url
-    os.environ["OCR_IMAGE_DIR"], os.environ["OCR_SPOOL_DIR"] = map(str, storage_dirs)
+def span_file(tmp_path_factory):
+    return tmp_path_factory.mktemp("traces") / "spans.jsonl"
+
+
+@pytest.fixture(scope="session")
+def metrics_port():
+    return free_port()
+
+
+@pytest.fixture(scope="session")
+def serve_url(app_config, pg_url, session_amqp_url, storage_dirs, span_file, metrics_port):
+    # replicas inherit the driver's environment: this is how a deployment gets its connection settings,
+    # and how Ray Serve's tracing finds our exporter (JSON lines in a file every process appends to)
+    env = {"DATABASE_URL": pg_url, "RABBITMQ_URL": session_amqp_url, "OCR_IMAGE_DIR": str(storage_dirs[0]),
+           "OCR_SPOOL_DIR": str(storage_dirs[1]), "OCR_TRACE_FILE": str(span_file),
+           **app_config.telemetry.model_copy(update={"exporter": "file"}).environment("test")}
+    os.environ.update(env)
     port = free_port()
     ray.init(
         num_cpus=4,
+        _metrics_export_port=metrics_port,
         include_dashboard=False,
         log_to_driver=False,
         _node_ip_address="127.0.0.1",
@@ -60,7 +74,7 @@ def serve_url(app_config, pg_url, session_amqp_url, storage_dirs):
     yield f"http://127.0.0.1:{port}"
     serve.shutdown()
     ray.shutdown()
-    for key in ("DATABASE_URL", "RABBITMQ_URL", "OCR_IMAGE_DIR", "OCR_SPOOL_DIR"):
+    for key in env:
         os.environ.pop(key, None)
 
 

@@ -1,0 +1,119 @@
+"""One trace per request across processes and the broker; custom metrics on Ray's Prometheus endpoint; JSON logs."""
+
+import io
+import json
+import time
+
+import httpx
+import pytest
+
+from training.synth import render_lines
+
+pytestmark = pytest.mark.serve
+
+TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
+TRACEPARENT = f"00-{TRACE_ID}-00f067aa0ba902b7-01"
+
+
+def png(lines: list[str]) -> bytes:
+    buf = io.BytesIO()
+    render_lines(lines, size=26)[0].save(buf, "PNG")
+    return buf.getvalue()
+
+
+def spans_of(span_file, trace_id: str) -> list[dict]:
+    if not span_file.exists():
+        return []
+    return [s for s in map(json.loads, span_file.read_text().splitlines()) if s["trace_id"] == trace_id]
+
+
+def test_one_trace_from_ingress_to_sql_honouring_traceparent(client, span_file):
+    r = client.post("/api/v1/ocr", files={"image": ("t.png", png(["trace me"]), "image/png")},
+                    headers={"traceparent": TRACEPARENT})
+    assert r.status_code == 200
+    rid = r.json()["request_id"]
+    needed = {"ocr.request", "detect", "recognize", "ctpn", "crnn", "publish imageDataQueue",
+              "consume imageDataQueue", "sql INSERT image, image_box", "publish imageQueue", "consume imageQueue"}
+    deadline = time.monotonic() + 60
+    while not needed <= {s["name"] for s in spans_of(span_file, TRACE_ID)} and time.monotonic() < deadline:
+        time.sleep(0.5)
+    spans = spans_of(span_file, TRACE_ID)
+    assert needed <= {s["name"] for s in spans}, sorted({s["name"] for s in spans})
+    by_id = {s["span_id"]: s for s in spans}
+
+    def one(name: str) -> dict:
+        (s,) = [s for s in spans if s["name"] == name and s["attributes"].get("request_id", rid) == rid]
+        return s
+
+    def ancestors(span: dict) -> list[str]:
+        out = []
+        while span.get("parent_id") in by_id:
+            span = by_id[span["parent_id"]]
+            out.append(span["name"])
+        return out
+
+    root = one("ocr.request")
+    assert root["attributes"]["http.status_code"] == 200 and root["attributes"]["image.width"] > 0
+    assert "ocr.request" in ancestors(one("ctpn")) and "detect" in ancestors(one("ctpn"))
+    assert "recognize" in ancestors(one("crnn"))
+    publish, consume, sql = one("publish imageDataQueue"), one("consume imageDataQueue"), one(
+        "sql INSERT image, image_box")
+    assert "ocr.request" in ancestors(publish)
+    assert consume["parent_id"] == publish["span_id"] and sql["parent_id"] == consume["span_id"]
+    # the spans really crossed processes: ingress, detector, recognizer, sidecar, archiver
+    assert len({s["pid"] for s in spans}) >= 4
+    assert root["service"] == "show-off-ocr"
+
+
+def scrape(port: int) -> str:
+    return httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+
+
+def value(text: str, name: str, **labels: str) -> float:
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith(name) and all(f'{k}="{v}"' in line for k, v in labels.items()):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def test_custom_metrics_reach_prometheus(client, metrics_port):
+    for i in range(3):
+        r = client.post("/api/v1/ocr", files={"image": ("m.png", png([f"metric {i}"]), "image/png")})
+        assert r.status_code == 200
+    assert client.post("/api/v1/ocr", files={"image": ("x.txt", b"not an image", "text/plain")}).status_code == 415
+    deadline = time.monotonic() + 90
+    text = ""
+    while time.monotonic() < deadline:
+        text = scrape(metrics_port)
+        if value(text, "ray_ocr_requests_total", status="415") >= 1 and "ray_ocr_spool_depth" in text:
+            break
+        time.sleep(2)
+    assert value(text, "ray_ocr_requests_total", status="200") >= 3
+    assert value(text, "ray_ocr_requests_total", status="415", code="unsupported_media_type") >= 1
+    assert value(text, "ray_ocr_images_total") >= 3
+    assert value(text, "ray_ocr_stage_latency_ms_count", stage="detect") >= 3
+    assert value(text, "ray_ocr_stage_latency_ms_sum", stage="detect") > 0
+    assert value(text, "ray_ocr_lines_per_image_count") >= 3
+    assert value(text, "ray_ocr_recognizer_batch_crops_count") >= 1
+    assert "ray_ocr_spool_depth" in text and "ray_ocr_archiver_lag_seconds" in text
+    assert "ray_serve_num_http_requests" in text or "ray_serve_deployment_request_counter" in text
+
+
+def test_one_json_log_line_per_request_without_text(client):
+    import glob
+
+    import ray
+
+    r = client.post("/api/v1/ocr", files={"image": ("l.png", png(["secret words"]), "image/png")})
+    rid = r.json()["request_id"]
+    logs_dir = ray._private.worker._global_node.get_logs_dir_path()
+    deadline, found = time.monotonic() + 30, []
+    while not found and time.monotonic() < deadline:
+        for path in glob.glob(f"{logs_dir}/serve/replica_*Ingress*.log"):
+            found += [ln for ln in open(path, errors="replace") if rid in ln and '"event": "ocr"' in ln]
+        time.sleep(0.5)
+    assert found, "no request log line"
+    record = json.loads(found[0][found[0].index("{\"event\""):].rsplit("}", 1)[0] + "}")
+    assert record["status"] == 200 and record["trace_id"] and record["timings"]["detect_ms"] > 0
+    assert "secret" not in found[0]
