@@ -1,10 +1,12 @@
-"""Request latency through the real Serve app, with storage off and on (issue: storage must cost < 10%).
+"""Request latency through the real Serve app: storage off and on, tracing off and on.
 
     RAY_AUTH_MODE=disabled python -m benchmarks.latency --requests 40 \
         --database-url postgresql://postgres@127.0.0.1:5432/test --rabbitmq-url amqp://guest:guest@127.0.0.1:5672/
 
-Starts a local Ray instance, deploys the app twice (storage off, then on) and prints p50/p90/mean latency and
-throughput for sequential requests and for a concurrent burst, on the same rendered page.
+Starts a fresh local Ray instance per variant (tracing is read from the environment at ``ray.init``), deploys the
+app and prints p50/p90/mean latency and throughput for sequential requests and a concurrent burst on the same
+rendered page. Variants: storage off, storage on (needs both URLs), storage on + tracing (spans exported to a
+local file, sampling 1.0: the worst case).
 """
 
 from __future__ import annotations
@@ -65,43 +67,53 @@ async def measure(url: str, data: bytes, n: int, concurrency: int) -> dict[str, 
             f"c{concurrency}_p50_ms": statistics.median(burst) * 1e3, f"c{concurrency}_rps": n / wall}
 
 
-def main(args: argparse.Namespace) -> dict[str, dict[str, float]]:
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+def run_variant(overrides: dict, env: dict[str, str], args: argparse.Namespace, data: bytes) -> dict[str, float]:
     import ray
     from ray import serve
 
     from deployments.app import graph
     from serve_app.config import AppConfig
 
-    data = page()
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
     ray.init(include_dashboard=False, log_to_driver=False, _node_ip_address="127.0.0.1",
              _temp_dir=tempfile.mkdtemp(prefix="ray", dir="/tmp"))
-    serve.start(http_options={"host": "127.0.0.1", "port": args.port}, logging_config={"enable_access_log": False})
-    url = f"http://127.0.0.1:{args.port}"
-    results = {}
-    tmp = tempfile.mkdtemp(prefix="ocr-bench-")
-    variants = {"storage off": {"storage": {}}}
-    if args.database_url and args.rabbitmq_url:
-        variants["storage on"] = {"storage": {"database_url": args.database_url, "rabbitmq_url": args.rabbitmq_url,
-                                              "image_dir": f"{tmp}/images", "spool_dir": f"{tmp}/spool"}}
-    saved = {k: os.environ.pop(k, None) for k in ("DATABASE_URL", "RABBITMQ_URL")}
     try:
-        for name, overrides in variants.items():
-            serve.run(graph(AppConfig.load(overrides=overrides)), name="ocr", route_prefix="/")
-            results[name] = asyncio.run(measure(url, data, args.requests, args.concurrency))
-            serve.delete("ocr")
+        serve.start(http_options={"host": "127.0.0.1", "port": args.port}, logging_config={"enable_access_log": False})
+        serve.run(graph(AppConfig.load(overrides=overrides)), name="ocr", route_prefix="/")
+        return asyncio.run(measure(f"http://127.0.0.1:{args.port}", data, args.requests, args.concurrency))
     finally:
-        os.environ.update({k: v for k, v in saved.items() if v})
         serve.shutdown()
         ray.shutdown()
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def main(args: argparse.Namespace) -> dict[str, dict[str, float]]:
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    from serve_app.config import TelemetrySettings
+
+    data = page()
+    tmp = tempfile.mkdtemp(prefix="ocr-bench-")
+    variants: dict[str, tuple[dict, dict[str, str]]] = {"storage off": ({"storage": {"mode": "off"}}, {})}
+    if args.database_url and args.rabbitmq_url:
+        on = {"storage": {"database_url": args.database_url, "rabbitmq_url": args.rabbitmq_url,
+                          "image_dir": f"{tmp}/images", "spool_dir": f"{tmp}/spool"}}
+        variants["storage on"] = (on, {})
+        tracing = TelemetrySettings(exporter="file").environment("bench")
+        variants["storage on + tracing"] = (on, {**tracing, "OCR_TRACE_FILE": f"{tmp}/spans.jsonl"})
+    results = {name: run_variant(o, e, args, data) for name, (o, e) in variants.items()}
     keys = list(next(iter(results.values())))
     print("| variant | " + " | ".join(keys) + " |")
     print("|---|" + "---|" * len(keys))
     for name, r in results.items():
         print(f"| {name} | " + " | ".join(f"{r[k]:.1f}" for k in keys) + " |")
-    if len(results) == 2:
-        off, on = results["storage off"]["p50_ms"], results["storage on"]["p50_ms"]
-        print(f"storage on / off p50: {on / off:.3f}")
+    if len(results) == 3:
+        off, on, traced = (results[k]["p50_ms"] for k in ("storage off", "storage on", "storage on + tracing"))
+        print(f"p50 ratio storage on / off: {on / off:.3f}; tracing on / off (storage on): {traced / on:.3f}")
     return results
 
 

@@ -55,3 +55,17 @@ def test_storage_is_off_without_urls_and_reads_the_environment(monkeypatch, tmp_
     s = AppConfig.load().storage.resolved()
     assert s.enabled and s.database_url == "postgresql://db/x" and s.image_dir == tmp_path
     assert AppConfig.load().storage.database_url is None  # the URL never enters the dumped config
+
+
+def test_grafana_dashboard_covers_every_custom_metric():
+    import json
+    import re
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[2]
+    dash = json.loads((repo / "docs/grafana/show-off-ocr.json").read_text())
+    exprs = " ".join(t["expr"] for p in dash["panels"] for t in p["targets"])
+    defined = set(re.findall(r'"(ocr_[a-z_]+)"', (repo / "deployments/metrics.py").read_text()))
+    assert defined and all(f"ray_{name}" in exprs for name in defined), defined
+    documented = (repo / "docs/operations.md").read_text()
+    assert all(f"ray_{name}" in documented for name in defined)
