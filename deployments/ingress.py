@@ -16,7 +16,8 @@ from typing import Any
 
 from fastapi import Body, FastAPI, File, Request, Response, UploadFile
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from opentelemetry import trace
 from ray import serve
 from ray.serve.exceptions import BackPressureError
@@ -74,6 +75,18 @@ MEDIA_TYPES = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp", "
                "TIFF": "image/tiff"}
 
 
+WEB = Path(__file__).resolve().parents[1] / "serve_app" / "web"
+WEB_FILES = {"app.js": "text/javascript", "style.css": "text/css"}
+SWAGGER_FILES = {"swagger-ui-bundle.js": "text/javascript", "swagger-ui.css": "text/css",
+                 "favicon-32x32.png": "image/png"}
+
+
+def _swagger_dir() -> Path:
+    import swagger_ui_bundle
+
+    return Path(swagger_ui_bundle.swagger_ui_path)
+
+
 def _fingerprint(path: Path) -> str:
     try:
         return f"{path.stem}@{hashlib.sha256(path.read_bytes()).hexdigest()[:12]}"
@@ -100,6 +113,31 @@ class Ingress:
     def reconfigure(self, user_config: dict[str, Any]) -> None:
         """Admission limit, changeable without a restart (``user_config: {max_inflight: N}``)."""
         self.max_inflight = int(user_config.get("max_inflight", self.cfg.ingress.max_inflight))
+
+    @api.get("/", include_in_schema=False)
+    async def page(self) -> FileResponse:
+        """The web page: every asset is served from here, nothing from a CDN."""
+        return FileResponse(WEB / "index.html", media_type="text/html")
+
+    @api.get("/static/{name}", include_in_schema=False)
+    async def static(self, name: str) -> Response:
+        if name not in WEB_FILES:
+            return error(404, "not_found", f"no static file {name!r}")
+        return FileResponse(WEB / name, media_type=WEB_FILES[name])
+
+    @api.get("/static/swagger/{name}", include_in_schema=False)
+    async def swagger_static(self, name: str) -> Response:
+        if name not in SWAGGER_FILES:
+            return error(404, "not_found", f"no static file {name!r}")
+        return FileResponse(_swagger_dir() / name, media_type=SWAGGER_FILES[name])
+
+    @api.get("/docs", include_in_schema=False)
+    async def docs(self) -> HTMLResponse:
+        """The OpenAPI spec rendered by Swagger UI from locally served files (works with no internet)."""
+        return get_swagger_ui_html(openapi_url="/openapi.json", title="show-off OCR API",
+                                   swagger_js_url="/static/swagger/swagger-ui-bundle.js",
+                                   swagger_css_url="/static/swagger/swagger-ui.css",
+                                   swagger_favicon_url="/static/swagger/favicon-32x32.png")
 
     @api.get("/healthz")
     async def healthz(self) -> dict[str, str]:

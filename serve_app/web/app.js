@@ -1,0 +1,214 @@
+// show-off OCR page: choose an image, scale it to <= 720 px high as JPEG, optionally pick a region, read it,
+// draw the boxes over the image, and send corrections. No framework, no network beyond this service.
+const MAX_HEIGHT = 720;
+const $ = (id) => document.getElementById(id);
+const state = { canvas: null, roi: null, result: null, drag: null, file: null, decoded: false };
+
+function setStatus(text, kind = "") {
+  const s = $("status");
+  s.textContent = text;
+  s.className = kind;
+  $("stage").setAttribute("aria-busy", kind === "busy" ? "true" : "false");
+}
+
+function fmtBytes(n) {
+  return n > 1e6 ? `${(n / 1e6).toFixed(2)} MB` : `${Math.round(n / 1e3)} kB`;
+}
+
+async function loadFile(file) {
+  state.file = file; state.roi = null; state.result = null;
+  $("results").hidden = true; $("overlay").innerHTML = ""; $("clear-roi").disabled = true; $("roi-info").textContent = "";
+  $("stage").hidden = false;
+  setStatus("");
+  let bitmap;
+  try {
+    bitmap = await createImageBitmap(file, { imageOrientation: "from-image" });
+  } catch {
+    // the browser cannot decode it: let the service say what is wrong with it
+    state.decoded = false;
+    $("prep").textContent = `${file.name || "pasted file"}: ${fmtBytes(file.size)} (sent as it is)`;
+    const c = $("canvas"); c.width = 1; c.height = 1;
+    return read();
+  }
+  const scale = Math.min(1, MAX_HEIGHT / bitmap.height);
+  const c = $("canvas");
+  c.width = Math.round(bitmap.width * scale); c.height = Math.round(bitmap.height * scale);
+  c.getContext("2d").drawImage(bitmap, 0, 0, c.width, c.height);
+  state.decoded = true;
+  $("overlay").setAttribute("viewBox", `0 0 ${c.width} ${c.height}`);
+  const jpeg = await toJpeg(c, 0, 0, c.width, c.height);
+  const saved = file.size - jpeg.size;
+  $("prep").textContent = `${bitmap.width}×${bitmap.height} → ${c.width}×${c.height} JPEG, ${fmtBytes(file.size)} → ` +
+    `${fmtBytes(jpeg.size)} (${saved > 0 ? "saved " + fmtBytes(saved) : "no saving"})`;
+}
+
+function toJpeg(src, x, y, w, h) {
+  const out = document.createElement("canvas");
+  out.width = w; out.height = h;
+  out.getContext("2d").drawImage(src, x, y, w, h, 0, 0, w, h);
+  return new Promise((resolve) => out.toBlob(resolve, "image/jpeg", 0.9));
+}
+
+async function read() {
+  const region = state.roi || { x: 0, y: 0, w: $("canvas").width, h: $("canvas").height };
+  let body, name = "upload";
+  if (state.decoded) {
+    body = await toJpeg($("canvas"), region.x, region.y, region.w, region.h);
+    name = "image.jpg";
+  } else {
+    body = state.file;
+    name = state.file.name || name;
+  }
+  const info = $("sent-info");
+  info.textContent = state.decoded ? `sent ${region.w}×${region.h} px, ${fmtBytes(body.size)}` : `sent ${fmtBytes(body.size)}`;
+  info.dataset.width = state.decoded ? region.w : ""; info.dataset.height = state.decoded ? region.h : "";
+  const form = new FormData();
+  form.append("image", body, name);
+  setStatus("Reading…", "busy");
+  $("read").disabled = true;
+  try {
+    const r = await fetch("/api/v1/ocr", { method: "POST", body: form });
+    const data = await r.json().catch(() => ({}));
+    if (!r.ok) {
+      const msg = data.error ? data.error.message : r.statusText;
+      const hint = { 413: "Too large", 415: "Not an image we can read", 503: "The service is busy, try again" }[r.status];
+      throw new Error(`${hint ? hint + ": " : ""}${msg} (HTTP ${r.status})`);
+    }
+    showResult(data, region);
+    setStatus(`Found ${data.lines.length} line${data.lines.length === 1 ? "" : "s"}.`);
+  } catch (err) {
+    setStatus(err.message, "error");
+  } finally {
+    $("read").disabled = false;
+  }
+}
+
+function colour(conf) {
+  return `hsl(${Math.round(Math.max(0, Math.min(1, conf)) * 120)}, 80%, 38%)`;
+}
+
+function rect(box, dx, dy, cls, conf, index) {
+  const r = document.createElementNS("http://www.w3.org/2000/svg", "rect");
+  const [x0, y0, x1, y1] = box;
+  r.setAttribute("x", x0 + dx); r.setAttribute("y", y0 + dy);
+  r.setAttribute("width", Math.max(1, x1 - x0)); r.setAttribute("height", Math.max(1, y1 - y0));
+  r.setAttribute("class", cls); r.setAttribute("stroke", colour(conf)); r.dataset.line = index;
+  r.addEventListener("mouseenter", () => highlight(index, true));
+  r.addEventListener("mouseleave", () => highlight(index, false));
+  return r;
+}
+
+function highlight(index, on) {
+  document.querySelectorAll(`[data-line="${index}"]`).forEach((el) => el.classList.toggle("hot", on));
+}
+
+function showResult(data, region) {
+  state.result = data;
+  const overlay = $("overlay");
+  overlay.innerHTML = "";
+  if (state.roi) overlay.appendChild(roiRect(state.roi));
+  const list = $("lines");
+  list.innerHTML = "";
+  data.lines.forEach((line, i) => {
+    overlay.appendChild(rect(line.box, region.x, region.y, "line", line.confidence, i));
+    line.words.forEach((w) => overlay.appendChild(rect(w.box, region.x, region.y, "word", w.confidence, i)));
+    const li = document.createElement("li");
+    li.dataset.line = i;
+    li.innerHTML = `<input aria-label="Line ${i + 1} text"> <span class="conf"></span>
+      <button type="button" class="fix">Send correction</button> <span class="sent" aria-live="polite"></span>`;
+    li.querySelector("input").value = line.text;
+    li.querySelector(".conf").textContent = `${Math.round(line.confidence * 100)}%`;
+    li.querySelector(".fix").addEventListener("click", () => correct(i, li));
+    for (const [ev, on] of [["mouseenter", true], ["mouseleave", false], ["focusin", true], ["focusout", false]]) {
+      li.addEventListener(ev, () => highlight(i, on));
+    }
+    list.appendChild(li);
+  });
+  const t = data.timings;
+  $("timings").textContent = `decode ${t.decode_ms.toFixed(0)} ms · detect ${t.detect_ms.toFixed(0)} ms · ` +
+    `recognize ${t.recognize_ms.toFixed(0)} ms · total ${t.total_ms.toFixed(0)} ms`;
+  $("results").hidden = false;
+}
+
+async function correct(index, li) {
+  const out = li.querySelector(".sent");
+  const value = li.querySelector("input").value.trim();
+  if (!value) { out.textContent = "Type the right text first"; out.className = "error"; return; }
+  out.textContent = "sending…"; out.className = "sent";
+  try {
+    const r = await fetch(`/api/v1/images/${state.result.request_id}/corrections`, {
+      method: "POST", headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ value, line_index: index }),
+    });
+    const data = await r.json().catch(() => ({}));
+    if (r.status !== 202) throw new Error(data.error ? data.error.message : `HTTP ${r.status}`);
+    out.textContent = "✓ correction accepted";
+  } catch (err) {
+    out.textContent = `Not sent: ${err.message}`; out.className = "error";
+  }
+}
+
+function roiRect(roi) {
+  const r = document.createElementNS("http://www.w3.org/2000/svg", "rect");
+  r.setAttribute("class", "roi");
+  for (const [k, v] of Object.entries({ x: roi.x, y: roi.y, width: roi.w, height: roi.h })) r.setAttribute(k, v);
+  return r;
+}
+
+function canvasPoint(ev) {
+  const c = $("canvas"), b = c.getBoundingClientRect();
+  return { x: Math.round(((ev.clientX - b.left) / b.width) * c.width), y: Math.round(((ev.clientY - b.top) / b.height) * c.height) };
+}
+
+function setupRegion() {
+  const c = $("canvas");
+  c.addEventListener("pointerdown", (ev) => { if (state.decoded) { state.drag = canvasPoint(ev); c.setPointerCapture(ev.pointerId); } });
+  c.addEventListener("pointermove", (ev) => {
+    if (!state.drag) return;
+    const p = canvasPoint(ev), d = state.drag;
+    const roi = { x: Math.max(0, Math.min(d.x, p.x)), y: Math.max(0, Math.min(d.y, p.y)) };
+    roi.w = Math.min(c.width, Math.max(d.x, p.x)) - roi.x; roi.h = Math.min(c.height, Math.max(d.y, p.y)) - roi.y;
+    $("overlay").innerHTML = ""; $("overlay").appendChild(roiRect(roi));
+    state.pending = roi;
+  });
+  c.addEventListener("pointerup", () => {
+    state.drag = null;
+    const roi = state.pending; state.pending = null;
+    if (roi && roi.w >= 16 && roi.h >= 16) {
+      state.roi = roi; $("clear-roi").disabled = false;
+      $("roi-info").textContent = `region ${roi.w}×${roi.h} at (${roi.x}, ${roi.y})`;
+    }
+  });
+  $("clear-roi").addEventListener("click", () => {
+    state.roi = null; $("overlay").innerHTML = ""; $("clear-roi").disabled = true; $("roi-info").textContent = "";
+  });
+}
+
+function setupInput() {
+  const drop = $("drop");
+  $("file").addEventListener("change", (ev) => ev.target.files[0] && loadFile(ev.target.files[0]));
+  drop.addEventListener("keydown", (ev) => { if (ev.key === "Enter" || ev.key === " ") { ev.preventDefault(); $("file").click(); } });
+  drop.addEventListener("dragover", (ev) => { ev.preventDefault(); drop.classList.add("over"); });
+  drop.addEventListener("dragleave", () => drop.classList.remove("over"));
+  drop.addEventListener("drop", (ev) => {
+    ev.preventDefault(); drop.classList.remove("over");
+    if (ev.dataTransfer.files[0]) loadFile(ev.dataTransfer.files[0]);
+  });
+  window.addEventListener("paste", (ev) => {
+    const item = [...ev.clipboardData.items].find((i) => i.kind === "file");
+    if (item) loadFile(item.getAsFile());
+  });
+  $("read").addEventListener("click", read);
+  $("copy").addEventListener("click", async () => {
+    const text = [...document.querySelectorAll("#lines input")].map((i) => i.value).join("\n");
+    try { await navigator.clipboard.writeText(text); setStatus("Copied."); } catch { setStatus("Copy failed: select the text instead.", "error"); }
+  });
+  $("download").addEventListener("click", () => {
+    const a = document.createElement("a");
+    a.href = URL.createObjectURL(new Blob([JSON.stringify(state.result, null, 2)], { type: "application/json" }));
+    a.download = `ocr-${state.result.request_id}.json`; a.click();
+  });
+}
+
+setupInput();
+setupRegion();

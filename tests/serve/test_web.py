@@ -1,0 +1,135 @@
+"""The web page in real headless Chromium (Debian's) against the real app: upload, region, correction, errors, docs."""
+
+import random
+import shutil
+from pathlib import Path
+
+import pytest
+
+from training.synth import render_lines
+
+pytestmark = pytest.mark.serve
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+LINES = ["Invoice number 4521", "Total due 38.90", "Thank you"]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    playwright = pytest.importorskip("playwright.sync_api")
+    if not Path(CHROMIUM).exists():
+        pytest.fail("Debian's chromium is not installed: run scripts/setup.sh")
+    with playwright.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync"])
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser, serve_url):
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    pg = context.new_page()
+    pg.requests = []  # type: ignore[attr-defined]
+    pg.on("request", lambda r: pg.requests.append(r.url))
+    pg.goto(serve_url + "/")
+    yield pg
+    context.close()
+
+
+@pytest.fixture(scope="module")
+def page_png(tmp_path_factory):
+    img, truth = render_lines(LINES, size=28)
+    path = tmp_path_factory.mktemp("web") / "page.png"
+    img.save(path)
+    return path, img.size, truth
+
+
+def test_upload_shows_the_words_and_draws_their_boxes(page, page_png, serve_url):
+    path, (w, _), _ = page_png
+    page.set_input_files("#file", str(path))
+    page.wait_for_selector("#prep:has-text('JPEG')")
+    page.click("#read")
+    page.wait_for_selector("#results:not([hidden])", timeout=60_000)
+    values = [i.input_value() for i in page.query_selector_all("#lines input")]
+    assert values == LINES
+    assert len(page.query_selector_all("#overlay rect.line")) == 3
+    assert len(page.query_selector_all("#overlay rect.word")) == sum(len(x.split()) for x in LINES)
+    assert "total" in page.inner_text("#timings")
+    assert page.get_attribute("#sent-info", "data-width") == str(w)
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "web-desktop.png"), full_page=True)
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.screenshot(path=str(ARTIFACTS / "web-phone.png"), full_page=True)
+    assert all(u.startswith(serve_url) or u.startswith("blob:") or u.startswith("data:") for u in page.requests)
+
+
+def test_region_sends_only_that_region_and_boxes_land_on_the_full_image(page, page_png):
+    path, (w, h), truth = page_png
+    page.set_input_files("#file", str(path))
+    page.wait_for_selector("#prep:has-text('JPEG')")
+    x0, y0, x1, y1 = truth[1].box  # the second line, in image (= canvas) pixels
+    box = page.locator("#canvas").bounding_box()
+    sx, sy = box["width"] / w, box["height"] / h
+    page.mouse.move(box["x"] + (x0 - 12) * sx, box["y"] + (y0 - 10) * sy)
+    page.mouse.down()
+    page.mouse.move(box["x"] + (x1 + 12) * sx, box["y"] + (y1 + 10) * sy, steps=5)
+    page.mouse.up()
+    assert "region" in page.inner_text("#roi-info")
+    page.click("#read")
+    page.wait_for_selector("#results:not([hidden])", timeout=60_000)
+    sent_w = int(page.get_attribute("#sent-info", "data-width"))
+    sent_h = int(page.get_attribute("#sent-info", "data-height"))
+    assert sent_w < w and sent_h < h / 2  # only the region travelled
+    assert [i.input_value() for i in page.query_selector_all("#lines input")] == [LINES[1]]
+    rect = page.query_selector("#overlay rect.line")
+    rx, ry = float(rect.get_attribute("x")), float(rect.get_attribute("y"))
+    rh = float(rect.get_attribute("height"))
+    assert abs(ry - y0) < 10 and abs(ry + rh - y1) < 10 and abs(rx - x0) < 20  # mapped back to the full image
+
+
+def test_a_correction_is_sent_and_accepted(page, page_png):
+    path, _, _ = page_png
+    page.set_input_files("#file", str(path))
+    page.wait_for_selector("#prep:has-text('JPEG')")
+    page.click("#read")
+    page.wait_for_selector("#results:not([hidden])", timeout=60_000)
+    first = page.locator("#lines li").first
+    first.locator("input").fill("Invoice number 4522")
+    first.locator("button.fix").click()
+    page.wait_for_selector("#lines li .sent:has-text('accepted')", timeout=30_000)
+
+
+@pytest.mark.parametrize(
+    "name,data,expected",
+    [("notes.txt", b"just some text, not a picture", "Not an image"),
+     ("huge.jpg", random.Random(1).randbytes(3 * 1024 * 1024), "Too large")],
+)
+def test_bad_files_show_the_api_error(page, tmp_path, name, data, expected):
+    path = tmp_path / name
+    path.write_bytes(data)
+    page.set_input_files("#file", str(path))
+    page.wait_for_selector("#status.error", timeout=60_000)
+    assert expected in page.inner_text("#status")
+
+
+def test_api_docs_load_with_no_request_leaving_the_machine(browser, serve_url):
+    context = browser.new_context()
+    pg = context.new_page()
+    urls: list[str] = []
+    pg.on("request", lambda r: urls.append(r.url))
+    pg.goto(serve_url + "/docs")
+    pg.wait_for_selector(".opblock-summary-path:has-text('/api/v1/ocr')", timeout=30_000)
+    assert urls and all(u.startswith(serve_url) or u.startswith("data:") for u in urls), urls
+    context.close()
+
+
+def test_page_is_labelled_for_keyboard_and_screen_readers(page):
+    assert page.get_attribute("#file", "accept") == "image/*"
+    assert page.locator("label[for=file]").count() == 1
+    assert page.get_attribute("#drop", "tabindex") == "0"
+    assert page.get_attribute("#status", "role") == "status"
+
+
