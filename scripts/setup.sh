@@ -4,12 +4,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-FONTS="fonts-dejavu-core fonts-liberation fonts-cantarell fonts-crosextra-caladea fonts-crosextra-carlito
+PACKAGES="fonts-dejavu-core fonts-liberation fonts-cantarell fonts-crosextra-caladea fonts-crosextra-carlito
 fonts-ebgaramond fonts-freefont-ttf fonts-inconsolata fonts-lato fonts-liberation2 fonts-linuxlibertine
 fonts-noto-core fonts-noto-mono fonts-open-sans fonts-roboto-unhinted fonts-texgyre fonts-urw-base35
 chromium"  # chromium: the browser tests drive Debian's build (no browser download at test time)
 if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
-  missing=$(for p in $FONTS; do dpkg -s "$p" >/dev/null 2>&1 || echo "$p"; done)
+  missing=$(for p in $PACKAGES; do dpkg -s "$p" >/dev/null 2>&1 || echo "$p"; done)
   if [ -n "$missing" ]; then
     echo "installing: $missing"
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing >/dev/null
