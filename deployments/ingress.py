@@ -134,10 +134,15 @@ class Ingress:
     @api.get("/docs", include_in_schema=False)
     async def docs(self) -> HTMLResponse:
         """The OpenAPI spec rendered by Swagger UI from locally served files (works with no internet)."""
-        return get_swagger_ui_html(openapi_url="/openapi.json", title="show-off OCR API",
+        return get_swagger_ui_html(openapi_url="/docs/openapi.json", title="show-off OCR API",
                                    swagger_js_url="/static/swagger/swagger-ui-bundle.js",
                                    swagger_css_url="/static/swagger/swagger-ui.css",
                                    swagger_favicon_url="/static/swagger/favicon-32x32.png")
+
+    @api.get("/docs/openapi.json", include_in_schema=False)
+    async def docs_spec(self) -> JSONResponse:
+        """The spec for the bundled Swagger UI 4, which renders OpenAPI 3.0 documents only (ours is 3.1)."""
+        return JSONResponse({**api.openapi(), "openapi": "3.0.3"})
 
     @api.get("/healthz")
     async def healthz(self) -> dict[str, str]:

@@ -1,0 +1,36 @@
+"""The shipped weights read fixed rendered pages exactly: guards against a broken export or a bad retrain."""
+
+import numpy as np
+import pytest
+
+from serve_app.ocr.predictor import OCRPredictor
+from training.fonts import latin_fonts
+from training.synth import render_lines
+
+PAGES = [
+    ("DejaVuSans.ttf", ["Invoice number 4521", "Total due 38.90", "Thank you"]),
+    ("LiberationSerif-Regular.ttf", ["The quick brown fox", "jumps over 12 lazy dogs"]),
+    ("LiberationMono-Regular.ttf", ["ORDER 7731", "Qty 2 x 4.50"]),
+]
+
+
+@pytest.fixture(scope="module")
+def predictor():
+    return OCRPredictor()
+
+
+def font(name: str) -> str:
+    for f in latin_fonts():
+        if f.endswith("/" + name):
+            return f
+    pytest.skip(f"font {name} not installed")
+
+
+@pytest.mark.parametrize(("font_name", "lines"), PAGES, ids=[p[0] for p in PAGES])
+def test_shipped_weights_read_rendered_pages_exactly(predictor, font_name, lines):
+    img, truth = render_lines(lines, font_path=font(font_name), size=30)
+    result = predictor(np.asarray(img))
+    assert [r.text for r in result] == lines
+    for r, t in zip(result, truth):
+        assert abs(r.box[1] - t.box[1]) < 12 and abs(r.box[3] - t.box[3]) < 12
+        assert r.confidence > 0.5
