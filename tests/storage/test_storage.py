@@ -1,6 +1,7 @@
 """Storage against the real PostgreSQL and RabbitMQ: migrations, spool, publish -> archive, faults, retention."""
 
 import asyncio
+import contextlib
 import json
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -60,6 +61,23 @@ async def fresh_pool(pg_url: str) -> asyncpg.Pool:
     return pool
 
 
+@contextlib.asynccontextmanager
+async def pipeline(pg_url: str, amqp_url: str, tmp_path, spool: tuple[int, int] = (1000, 10**8),
+                   publisher_kw: dict | None = None, archiver_kw: dict | None = None):
+    """A fresh schema, a started publisher (spool under tmp_path) and archiver; all closed afterwards."""
+    pool = await fresh_pool(pg_url)
+    publisher = Publisher(amqp_url, Spool(tmp_path / "spool", *spool), **(publisher_kw or {}))
+    archiver = Archiver(amqp_url, pool, tmp_path / "images", **(archiver_kw or {}))
+    publisher.start()
+    archiver.start()
+    try:
+        yield pool, publisher, archiver
+    finally:
+        await publisher.close()
+        await archiver.close()
+        await pool.close()
+
+
 async def counts(pool: asyncpg.Pool) -> tuple[int, int, int]:
     return (await pool.fetchval("SELECT count(*) FROM image WHERE data_stored AND path IS NOT NULL"),
             await pool.fetchval("SELECT count(*) FROM image_box"),
@@ -102,29 +120,22 @@ def test_spool_is_bounded_survives_restart_and_drops_half_written_files(tmp_path
 
 def test_results_images_and_corrections_are_archived_exactly_once(run, pg_url, amqp_url, tmp_path):
     async def go():
-        pool = await fresh_pool(pg_url)
-        publisher = Publisher(amqp_url, Spool(tmp_path / "spool", 1000, 10**8))
-        archiver = Archiver(amqp_url, pool, tmp_path / "images")
-        publisher.start()
-        archiver.start()
-        ids = [str(uuid.uuid4()) for _ in range(5)]
-        for rid in ids:
-            publisher.submit(image_message(rid, b"\x89PNG fake " + rid.encode(), "image/png"))
-            publisher.submit(data_message(rid, result(2)))
-        dup = data_message(ids[0], result(2))
-        publisher.submit(dup)  # a redelivery of the same result must not add rows
-        cid = str(uuid.uuid5(uuid.NAMESPACE_URL, ids[1]))
-        publisher.submit(correction_message(ids[1], "line zero fixed", 0, correction_id=cid))
-        publisher.submit(correction_message(ids[1], "line zero fixed", 0, correction_id=cid))  # sent twice
-        await wait_for(lambda: _done(pool, (5, 5 * 6, 1)))
-        await asyncio.sleep(0.5)  # give a wrong extra row the chance to appear
-        final = await counts(pool)
-        data = await repository.image_data(pool, uuid.UUID(ids[1]))
-        files = sorted(p.name for p in (tmp_path / "images").rglob("*.png"))
-        status = publisher.status(), archiver.status()
-        await publisher.close()
-        await archiver.close()
-        await pool.close()
+        async with pipeline(pg_url, amqp_url, tmp_path) as (pool, publisher, archiver):
+            ids = [str(uuid.uuid4()) for _ in range(5)]
+            for rid in ids:
+                publisher.submit(image_message(rid, b"\x89PNG fake " + rid.encode(), "image/png"))
+                publisher.submit(data_message(rid, result(2)))
+            dup = data_message(ids[0], result(2))
+            publisher.submit(dup)  # a redelivery of the same result must not add rows
+            cid = str(uuid.uuid5(uuid.NAMESPACE_URL, ids[1]))
+            publisher.submit(correction_message(ids[1], "line zero fixed", 0, correction_id=cid))
+            publisher.submit(correction_message(ids[1], "line zero fixed", 0, correction_id=cid))  # sent twice
+            await wait_for(lambda: _done(pool, (5, 5 * 6, 1)))
+            await asyncio.sleep(0.5)  # give a wrong extra row the chance to appear
+            final = await counts(pool)
+            data = await repository.image_data(pool, uuid.UUID(ids[1]))
+            files = sorted(p.name for p in (tmp_path / "images").rglob("*.png"))
+            status = publisher.status(), archiver.status()
         return ids, final, data, files, status
 
     ids, final, data, files, (pub, arc) = run(go())
@@ -145,27 +156,20 @@ async def _done(pool, expected):
 
 def test_poison_goes_to_the_dead_letter_queue_and_the_next_message_is_stored(run, pg_url, amqp_url, tmp_path):
     async def go():
-        pool = await fresh_pool(pg_url)
-        publisher = Publisher(amqp_url, Spool(tmp_path / "spool", 100, 10**7))
-        archiver = Archiver(amqp_url, pool, tmp_path / "images")
-        publisher.start()
-        archiver.start()
-        rid = str(uuid.uuid4())
-        publisher.submit(Message("imageDataQueue", b"{not json", {"request_id": rid}))
-        publisher.submit(Message("imageDataQueue", b"{}", {"request_id": "not-a-uuid"}))
-        publisher.submit(image_message(rid, b"img", "image/jpeg"))
-        publisher.submit(data_message(rid, result(1)))
-        await wait_for(lambda: _done(pool, (1, 3, 0)))
-        conn = await aiormq.connect(amqp_url)
-        ch = await conn.channel()
-        dead = []
-        for _ in range(2):
-            msg = await ch.basic_get(DEAD_LETTER_QUEUE, no_ack=True)
-            dead.append(msg.header.properties.headers)
-        await conn.close()
-        await publisher.close()
-        await archiver.close()
-        await pool.close()
+        async with pipeline(pg_url, amqp_url, tmp_path, spool=(100, 10**7)) as (pool, publisher, _):
+            rid = str(uuid.uuid4())
+            publisher.submit(Message("imageDataQueue", b"{not json", {"request_id": rid}))
+            publisher.submit(Message("imageDataQueue", b"{}", {"request_id": "not-a-uuid"}))
+            publisher.submit(image_message(rid, b"img", "image/jpeg"))
+            publisher.submit(data_message(rid, result(1)))
+            await wait_for(lambda: _done(pool, (1, 3, 0)))
+            conn = await aiormq.connect(amqp_url)
+            ch = await conn.channel()
+            dead = []
+            for _ in range(2):
+                msg = await ch.basic_get(DEAD_LETTER_QUEUE, no_ack=True)
+                dead.append(msg.header.properties.headers)
+            await conn.close()
         return dead
 
     dead = run(go())
@@ -179,30 +183,24 @@ def test_broker_stopped_during_a_burst_loses_nothing(run, pg_url, amqp_url, tmp_
     from tests.conftest import rabbitmqctl
 
     async def go():
-        pool = await fresh_pool(pg_url)
-        publisher = Publisher(amqp_url, Spool(tmp_path / "spool", 1000, 10**8), publish_timeout_s=2, max_backoff_s=1)
-        archiver = Archiver(amqp_url, pool, tmp_path / "images")
-        publisher.start()
-        archiver.start()
-        ids = [str(uuid.uuid4()) for _ in range(20)]
-        for rid in ids[:5]:
-            publisher.submit(image_message(rid, b"a", "image/png"))
-            publisher.submit(data_message(rid, result(1)))
-        await asyncio.to_thread(rabbitmqctl, "stop_app")
-        try:
-            for rid in ids[5:]:
-                assert publisher.submit(image_message(rid, b"b", "image/png"))
-                assert publisher.submit(data_message(rid, result(1)))
-            await asyncio.sleep(1)
-            during = publisher.status()
-        finally:
-            await asyncio.to_thread(rabbitmqctl, "start_app")
-        await wait_for(lambda: _done(pool, (20, 60, 0)), timeout=90)
-        await asyncio.sleep(0.5)
-        final = await counts(pool)
-        await publisher.close()
-        await archiver.close()
-        await pool.close()
+        async with pipeline(pg_url, amqp_url, tmp_path, publisher_kw={"publish_timeout_s": 2, "max_backoff_s": 1}) as (
+            pool, publisher, _):
+            ids = [str(uuid.uuid4()) for _ in range(20)]
+            for rid in ids[:5]:
+                publisher.submit(image_message(rid, b"a", "image/png"))
+                publisher.submit(data_message(rid, result(1)))
+            await asyncio.to_thread(rabbitmqctl, "stop_app")
+            try:
+                for rid in ids[5:]:
+                    assert publisher.submit(image_message(rid, b"b", "image/png"))
+                    assert publisher.submit(data_message(rid, result(1)))
+                await asyncio.sleep(1)
+                during = publisher.status()
+            finally:
+                await asyncio.to_thread(rabbitmqctl, "start_app")
+            await wait_for(lambda: _done(pool, (20, 60, 0)), timeout=90)
+            await asyncio.sleep(0.5)
+            final = await counts(pool)
         return during, final
 
     during, final = run(go())
@@ -214,31 +212,25 @@ def test_database_unavailable_acknowledges_nothing_and_loses_nothing(run, pg_url
     """The test database refuses connections (ALLOW_CONNECTIONS false + backends terminated) while messages arrive."""
 
     async def go():
-        pool = await fresh_pool(pg_url)
-        publisher = Publisher(amqp_url, Spool(tmp_path / "spool", 1000, 10**8))
-        archiver = Archiver(amqp_url, pool, tmp_path / "images", retry_delay_s=0.2)
-        publisher.start()
-        archiver.start()
-        await _admin(f'ALTER DATABASE "{pg_database}" ALLOW_CONNECTIONS false')
-        await _admin(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{pg_database}'")
-        try:
-            ids = [str(uuid.uuid4()) for _ in range(6)]
-            for rid in ids:
-                publisher.submit(image_message(rid, b"c", "image/png"))
-                publisher.submit(data_message(rid, result(1)))
-            await wait_for(lambda: _async(archiver.counts["failures"] >= 3), timeout=30)
-            conn = await aiormq.connect(amqp_url)
-            ch = await conn.channel()
-            ok = await ch.queue_declare("imageDataQueue", durable=True, passive=True)
-            unacked_or_ready = ok.message_count
-            await conn.close()
-        finally:
-            await _admin(f'ALTER DATABASE "{pg_database}" ALLOW_CONNECTIONS true')
-        await wait_for(lambda: _done(pool, (6, 18, 0)), timeout=60)
-        final = await counts(pool)
-        await publisher.close()
-        await archiver.close()
-        await pool.close()
+        slow_retry = {"retry_delay_s": 0.2}
+        async with pipeline(pg_url, amqp_url, tmp_path, archiver_kw=slow_retry) as (pool, publisher, archiver):
+            await _admin(f'ALTER DATABASE "{pg_database}" ALLOW_CONNECTIONS false')
+            await _admin(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{pg_database}'")
+            try:
+                ids = [str(uuid.uuid4()) for _ in range(6)]
+                for rid in ids:
+                    publisher.submit(image_message(rid, b"c", "image/png"))
+                    publisher.submit(data_message(rid, result(1)))
+                await wait_for(lambda: _async(archiver.counts["failures"] >= 3), timeout=30)
+                conn = await aiormq.connect(amqp_url)
+                ch = await conn.channel()
+                ok = await ch.queue_declare("imageDataQueue", durable=True, passive=True)
+                unacked_or_ready = ok.message_count
+                await conn.close()
+            finally:
+                await _admin(f'ALTER DATABASE "{pg_database}" ALLOW_CONNECTIONS true')
+            await wait_for(lambda: _done(pool, (6, 18, 0)), timeout=60)
+            final = await counts(pool)
         return unacked_or_ready, final
 
     # messages are either waiting in the queue or held unacknowledged by the archiver, never dropped

@@ -19,9 +19,6 @@ from torchvision import models
 from serve_app.ocr.processing.anchors import NUM_ANCHORS
 
 STRIDE = 16
-#: ImageNet statistics: the input normalisation every backbone here was designed around.
-MEAN = (0.485, 0.456, 0.406)
-STD = (0.229, 0.224, 0.225)
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ from serve_app.ocr.processing.anchors import proposals
 from serve_app.ocr.processing.geometry import clip_boxes, nms
 from serve_app.ocr.processing.textlines import TextLine, build_lines
 
+#: ImageNet statistics: the input normalisation every backbone here was designed around.
 MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
 STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
 
@@ -47,16 +48,6 @@ def preprocess(image: np.ndarray, p: DetectionParams) -> tuple[np.ndarray, float
     out = np.zeros((ph, pw, 3), dtype=np.float32)
     out[:nh, :nw] = (resized - MEAN) / STD
     return out.transpose(2, 0, 1), s
-
-
-def pad_batch(arrays: list[np.ndarray]) -> np.ndarray:
-    """Stack ``(3, H, W)`` arrays of different sizes into one zero-padded (mean-coloured) batch."""
-    h = max(a.shape[1] for a in arrays)
-    w = max(a.shape[2] for a in arrays)
-    batch = np.zeros((len(arrays), 3, h, w), dtype=np.float32)
-    for i, a in enumerate(arrays):
-        batch[i, :, : a.shape[1], : a.shape[2]] = a
-    return batch
 
 
 def softmax_text(logits: np.ndarray) -> np.ndarray:
