@@ -7,6 +7,8 @@ text on every machine, with nothing fetched at run time.
 from __future__ import annotations
 
 import functools
+import gzip
+import os
 import random
 import string
 
@@ -15,9 +17,14 @@ from serve_app.ocr.alphabet import CHARSET
 
 @functools.lru_cache(maxsize=1)
 def dictionary() -> tuple[str, ...]:
-    from english_words import get_english_words_set
+    """``OCR_WORDLIST`` (a gzipped word-per-line file that `training.pack` writes) if set, else english-words."""
+    if os.environ.get("OCR_WORDLIST"):
+        with gzip.open(os.environ["OCR_WORDLIST"], "rt") as f:
+            words = {line.strip() for line in f if line.strip()}
+    else:
+        from english_words import get_english_words_set
 
-    words = get_english_words_set(["web2", "gcide"], lower=False, alpha=True)
+        words = get_english_words_set(["web2", "gcide"], lower=False, alpha=True)
     return tuple(sorted(w for w in words if 1 <= len(w) <= 14 and all(c in CHARSET for c in w)))
 
 

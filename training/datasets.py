@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import pickle
@@ -68,7 +69,8 @@ def line_crops(folder: str = "train/receipts_sroie", pad: float = 0.2) -> list[t
 
 def cached(name: str, build: Callable[[], Any], cache_dir: Path = REPO / "runs" / "cache") -> Any:
     """Build once and keep a pickle under runs/cache (ignored by git)."""
-    path = cache_dir / f"{name}.pkl"
+    tag = hashlib.sha1(str(shared_dir()).encode()).hexdigest()[:8]  # a packed copy gets its own cache
+    path = cache_dir / f"{name}-{tag}.pkl"
     if path.is_file():
         with open(path, "rb") as f:
             return pickle.load(f)

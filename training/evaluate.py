@@ -21,7 +21,7 @@ import torch
 from serve_app.ocr.models.weights import DEFAULT_DETECTOR, DEFAULT_RECOGNIZER
 from serve_app.ocr.predictor import DetectorRunner, OCRPredictor, RecognizerRunner
 from serve_app.ocr.processing.detection import DetectionParams
-from serve_app.ocr.processing.recognition import normalise, to_gray
+from serve_app.ocr.processing.recognition import to_gray
 from training import datasets
 from training.metrics import bag_counts, cer, normalise_text, prf
 
@@ -69,7 +69,7 @@ def eval_words(recognizer: RecognizerRunner, limit: int | None) -> dict:
     for it in items:
         gray = to_gray(datasets.load_rgb(it["path"]))
         t0 = time.perf_counter()
-        text = recognizer.read([normalise(gray)])[0].text
+        text = recognizer.read_word(gray).text
         seconds.append(time.perf_counter() - t0)
         pred, gt = normalise_text(text).replace(" ", ""), normalise_text(it["text"]).replace(" ", "")
         correct += pred == gt

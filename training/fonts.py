@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import os
 import re
 from pathlib import Path
 
@@ -10,6 +11,12 @@ import numpy as np
 from PIL import ImageFont
 
 FONT_DIRS = ("/usr/share/fonts",)
+
+
+def font_dirs() -> tuple[str, ...]:
+    """``OCR_FONT_DIRS`` (colon-separated) if set, e.g. a packed copy on a GPU machine with no font packages."""
+    env = os.environ.get("OCR_FONT_DIRS")
+    return tuple(d for d in env.split(":") if d) if env else FONT_DIRS
 _SKIP = re.compile(r"(symbol|dingbat|emoji|math|d050000l|music|extracondensed|thin|extralight|hairline)", re.I)
 #: Noto ships one family per script; only its Latin families are wanted.
 _NOTO_LATIN = re.compile(r"^Noto(Sans|Serif)?(Mono)?-")
@@ -32,9 +39,9 @@ def _has_latin(path: Path) -> bool:
 
 @functools.lru_cache(maxsize=1)
 def latin_fonts() -> tuple[str, ...]:
-    """Sorted paths of usable fonts (sorted so that a seed picks the same fonts on every machine)."""
+    """Usable fonts sorted by file name (so that a seed picks the same fonts on every machine and in a packed copy)."""
     found = []
-    for d in FONT_DIRS:
+    for d in font_dirs():
         for p in Path(d).rglob("*"):
             if p.suffix.lower() not in (".ttf", ".otf") or _SKIP.search(p.stem):
                 continue
@@ -43,5 +50,5 @@ def latin_fonts() -> tuple[str, ...]:
             if _has_latin(p):
                 found.append(str(p))
     if not found:
-        raise RuntimeError("no Latin fonts found under /usr/share/fonts: install fonts-dejavu-core at least")
-    return tuple(sorted(found))
+        raise RuntimeError(f"no Latin fonts found under {font_dirs()}: install fonts-dejavu-core at least")
+    return tuple(sorted(found, key=lambda f: (Path(f).name, f)))

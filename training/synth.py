@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
+from training.augment import distort_crop
 from training.corpus import random_line, random_word
 from training.fonts import latin_fonts
 
@@ -91,11 +92,9 @@ def render_crop(rng: random.Random, text: str | None = None, clean: bool = False
         if rng.random() < 0.15:
             ly = int(py[0] + bh * rng.choice([1.02, 0.55]))
             draw.line([(0, ly), (w, ly)], fill=fg, width=max(1, int(bh / 15)))
-        if rng.random() < 0.25:
-            img = img.rotate(rng.uniform(-3, 3), resample=Image.BILINEAR, expand=False, fillcolor=bg)
         if rng.random() < 0.2:  # squeeze or stretch, as real fonts and cameras do
             img = img.resize((max(4, int(w * rng.uniform(0.7, 1.3))), h), Image.BILINEAR)
-        img = _degrade(rng, img)
+        img = distort_crop(rng, img, geometric=0.45)  # curved baselines, perspective, rotation, blur, noise, JPEG
     return np.asarray(img.convert("L")), text
 
 

@@ -3,6 +3,12 @@
     python -m training.train_crnn --steps 12000 --out runs/crnn            # train (resumes runs/crnn/last.pt)
     python -m training.train_crnn --steps 12000 --out runs/crnn --export   # write serve_app/assets/crnn_slim.pt
     python -m training.train_crnn --steps 20 --batch-size 8 --no-real      # smoke run on tiny data
+    python -m training.train_crnn --device cuda --workers 7 --batch-size 128 --time-limit 440 \
+        --init serve_app/assets/crnn_slim.pt --real-sets words sroie       # a GPU fine-tuning run (see docs)
+
+SROIE transcriptions are upper case whatever the print, so their loss is case-insensitive: for those samples the
+CTC sees each letter's probability as the sum of its two cases (`case_folded_log_probs`), which teaches the
+model to read receipts without teaching it to answer in capitals.
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ import argparse
 import json
 import random
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -22,6 +29,8 @@ from serve_app.ocr.models.crnn import build_crnn
 from serve_app.ocr.models.weights import ASSETS, save_weights
 from serve_app.ocr.processing.recognition import COLUMN_STRIDE, ctc_greedy, normalise, pad_crops, softmax
 from training import checkpoint, datasets
+from training.augment import augment_real_crop
+from training.loop import Budget, add_common_args, export_fp32, pick_device, stream_loader, warm_start
 from training.metrics import cer, normalise_text
 from training.schedule import lr_at, set_lr
 from training.synth import render_crop
@@ -39,29 +48,37 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--synth-fraction", type=float, default=0.8, help="share of synthetic samples; the rest is real")
     p.add_argument("--no-real", action="store_true", help="synthetic data only (no ../shared needed)")
-    p.add_argument("--real-sets", nargs="+", default=["words"], choices=["words", "sroie"],
-                   help="real TRAIN crops to mix in; SROIE labels are upper case whatever the print, which teaches "
-                        "the model to answer in capitals, so it is off by default")
-    p.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=False,
-                   help="bf16 autocast (slower than fp32 for this CRNN's training on our CPUs)")
+    p.add_argument("--real-sets", nargs="+", default=["words", "sroie"], choices=["words", "sroie"],
+                   help="real TRAIN crops to mix in (SROIE with a case-insensitive loss)")
+    p.add_argument("--sroie-share", type=float, default=0.35, help="share of SROIE lines among the real samples")
     p.add_argument("--val-every", type=int, default=1000)
     p.add_argument("--val-size", type=int, default=400)
     p.add_argument("--out", default="runs/crnn")
     p.add_argument("--export", action="store_true", help="export last.pt to the assets folder and stop")
     p.add_argument("--export-path", default=str(ASSETS / "crnn_slim.pt"))
+    p.add_argument("--export-fp32", default=None, help="with --export: also write full-precision weights here")
+    add_common_args(p)
     return p
 
 
+Sample = tuple[np.ndarray, str, bool]  # grayscale crop, text, case-insensitive label
+
+
 class Sampler:
-    """Draws (crop, text) pairs: synthetic with probability ``synth_fraction``, else a real TRAIN crop."""
+    """Draws samples: synthetic with probability ``synth_fraction``, else a real TRAIN crop, distorted."""
 
-    def __init__(self, rng: random.Random, synth_fraction: float, real: list[tuple[np.ndarray, str]]) -> None:
-        self.rng, self.synth_fraction, self.real = rng, synth_fraction, real
+    def __init__(self, rng: random.Random, synth_fraction: float, words: list[tuple[np.ndarray, str]],
+                 lines: list[tuple[np.ndarray, str]] | None = None, lines_share: float = 0.0) -> None:
+        self.rng, self.synth_fraction = rng, synth_fraction
+        self.words, self.lines, self.lines_share = words, lines or [], lines_share if lines else 0.0
 
-    def __call__(self) -> tuple[np.ndarray, str]:
-        if not self.real or self.rng.random() < self.synth_fraction:
-            return render_crop(self.rng)
-        return self.real[self.rng.randrange(len(self.real))]
+    def __call__(self) -> Sample:
+        if not (self.words or self.lines) or self.rng.random() < self.synth_fraction:
+            return (*render_crop(self.rng), False)
+        case_free = not self.words or self.rng.random() < self.lines_share
+        pool = self.lines if case_free else self.words
+        gray, text = pool[self.rng.randrange(len(pool))]
+        return augment_real_crop(self.rng, gray), text, case_free
 
     def batches(self, batch_size: int, pool: int = 8):  # noqa: ANN201
         """Endless batches of similar widths: draw ``pool`` batches' worth, sort by aspect, deal them out."""
@@ -73,9 +90,30 @@ class Sampler:
             yield from chunks
 
 
-def make_batch(samples: list[tuple[np.ndarray, str]]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    crops, targets, t_lens, in_lens = [], [], [], []
-    for gray, text in samples:
+_UPPER = torch.tensor(encode("ABCDEFGHIJKLMNOPQRSTUVWXYZ"))
+_LOWER = torch.tensor(encode("abcdefghijklmnopqrstuvwxyz"))
+
+
+def case_folded_log_probs(logp: torch.Tensor, case_free: torch.Tensor) -> torch.Tensor:
+    """For samples flagged ``case_free`` (N,), give each upper-case class the log of P(upper) + P(lower).
+
+    ``logp`` is (T, N, C); targets of those samples are upper case, so CTC then ignores which case was read.
+    """
+    if not bool(case_free.any()):
+        return logp
+    up, lo = _UPPER.to(logp.device), _LOWER.to(logp.device)
+    folded = logp.clone()
+    folded[:, :, up] = torch.logaddexp(logp[:, :, up], logp[:, :, lo])
+    return torch.where(case_free.to(logp.device)[None, :, None], folded, logp)
+
+
+Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
+
+
+def make_batch(samples: list[Sample]) -> Batch:
+    """Padded crops, concatenated targets, input and target lengths, and the case-insensitive flags."""
+    crops, targets, t_lens, in_lens, case_free = [], [], [], [], []
+    for gray, text, free in samples:
         x = normalise(gray, MAX_TRAIN_WIDTH)
         ids = encode(text)
         # CTC needs a column per character plus one between repeated characters
@@ -86,17 +124,20 @@ def make_batch(samples: list[tuple[np.ndarray, str]]) -> tuple[torch.Tensor, tor
         targets += ids
         t_lens.append(len(ids))
         in_lens.append(x.shape[1] // COLUMN_STRIDE)
-    return (torch.from_numpy(pad_crops(crops)), torch.tensor(targets), torch.tensor(in_lens), torch.tensor(t_lens))
+        case_free.append(free)
+    return (torch.from_numpy(pad_crops(crops)), torch.tensor(targets), torch.tensor(in_lens), torch.tensor(t_lens),
+            torch.tensor(case_free))
 
 
 def read(model: nn.Module, grays: list[np.ndarray], batch: int = 32) -> list[str]:
     """Greedy readings of grayscale crops (each decoded over its own width only)."""
     xs = [normalise(g) for g in grays]
     out: list[str] = []
+    device = next(model.parameters()).device
     with torch.inference_mode():
         for i in range(0, len(xs), batch):
             chunk = xs[i: i + batch]
-            logits = model(torch.from_numpy(pad_crops(chunk))).float().numpy()
+            logits = model(torch.from_numpy(pad_crops(chunk)).to(device)).float().cpu().numpy()
             for x, lg in zip(chunk, logits):
                 out.append(ctc_greedy(softmax(lg[: x.shape[1] // COLUMN_STRIDE])).text)
     return out
@@ -126,40 +167,48 @@ def words_dev() -> list[tuple[np.ndarray, str]]:
 def main(args: argparse.Namespace) -> dict:
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
-    model = build_crnn(variant=args.variant)
+    device = pick_device(args.device)
+    model = build_crnn(variant=args.variant).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
     ckpt, step, history = checkpoint.resume(args.out, model, opt)
     if args.export:
         meta = {"trained_by": "training/train_crnn.py", "steps": step, "args": vars(args), "history": history}
         path = save_weights(model, args.export_path, meta)
         print(f"exported {path} ({path.stat().st_size / 1e6:.1f} MB)")
+        if args.export_fp32:
+            export_fp32(model, args.export_fp32, meta)
         return {"exported": str(path)}
+    warm_start(model, args.init, step)
 
-    real: list[tuple[np.ndarray, str]] = []
+    words: list[tuple[np.ndarray, str]] = []
+    lines: list[tuple[np.ndarray, str]] = []
     if not args.no_real:
         if "words" in args.real_sets:
-            real += datasets.cached("train_words", datasets.word_crops)
+            words = datasets.cached("train_words", datasets.word_crops)
         if "sroie" in args.real_sets:
-            real += datasets.cached("train_sroie", datasets.line_crops)
-        print(f"{len(real)} real TRAIN crops")
-    rng = random.Random(args.seed * 1000 + step)  # a resumed run continues with fresh samples
-    sample = Sampler(rng, args.synth_fraction, real)
+            lines = [(g, t.upper()) for g, t in datasets.cached("train_sroie", datasets.line_crops)]
+        print(f"{len(words)} real TRAIN word crops, {len(lines)} receipt lines")
+    seed = args.seed * 1000 + step  # a resumed run continues with fresh samples
+
+    def batches(rng: random.Random):  # noqa: ANN202 - runs in each data worker
+        sampler = Sampler(rng, args.synth_fraction, words, lines, args.sroie_share)
+        return (make_batch(b) for b in sampler.batches(args.batch_size))
+
+    loader = stream_loader(batches, seed, args.workers)
     heldout = heldout_synthetic(args.val_size)
     heldout_hard = heldout_synthetic(args.val_size // 2, seed=4321, clean=False)
     dev = words_dev() if not args.no_real else []
     ctc = nn.CTCLoss(blank=0, zero_infinity=True)
-    model = model.to(memory_format=torch.channels_last)
     model.train()
+    budget = Budget(args.steps, args.time_limit)
     bar = tqdm(total=args.steps, initial=step, desc="crnn", mininterval=10)
     t0 = time.time()
-    batches = sample.batches(args.batch_size)
-    while step < args.steps:
-        x, targets, in_lens, t_lens = make_batch(next(batches))
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.bf16):
-            logits = model(x.to(memory_format=torch.channels_last))
+    while not budget.done(step):
+        x, targets, in_lens, t_lens, case_free = next(loader)
+        logits = model(x.to(device, non_blocking=True))
         logp = logits.float().log_softmax(-1).transpose(0, 1)  # T, N, C for CTCLoss
-        loss = ctc(logp, targets, in_lens, t_lens)
-        set_lr(opt, lr_at(step, args.steps, args.lr))
+        loss = ctc(case_folded_log_probs(logp, case_free), targets.to(device), in_lens, t_lens)
+        set_lr(opt, lr_at(budget.virtual_step(step), args.steps, args.lr))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         nn.utils.clip_grad_norm_(model.parameters(), 5.0)
@@ -167,7 +216,7 @@ def main(args: argparse.Namespace) -> dict:
         step += 1
         bar.update(1)
         bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
-        if step % args.val_every == 0 or step == args.steps:
+        if step % args.val_every == 0 or budget.done(step):
             model.eval()
             record = {"step": step, "loss": loss.item(), "elapsed_s": time.time() - t0,
                       "synthetic_clean": evaluate(model, heldout),
@@ -178,6 +227,9 @@ def main(args: argparse.Namespace) -> dict:
             history.append(record)
             print(json.dumps(record), flush=True)
             checkpoint.save(ckpt, model, opt, step, history, args)
+            if args.snapshot:  # servable weights at every save, so a run cut short still leaves a result
+                save_weights(model, args.snapshot, {"trained_by": f"training/{Path(__file__).name}", "steps": step,
+                                                    "args": vars(args), "history": history[-5:]})
     bar.close()
     return history[-1] if history else {}
 

@@ -3,6 +3,11 @@
     python -m training.train_ctpn --steps 6000 --out runs/ctpn             # train (resumes runs/ctpn/last.pt)
     python -m training.train_ctpn --out runs/ctpn --export                 # write serve_app/assets/ctpn_*.pt
     python -m training.train_ctpn --steps 5 --size 256 --no-real           # smoke run on tiny data
+    python -m training.train_ctpn --device cuda --workers 8 --batch-size 16 --time-limit 440 \
+        --init serve_app/assets/ctpn_mobilenet_v3.pt                       # a GPU fine-tuning run (see docs)
+
+Three sources of crops: synthetic pages, synthetic scenes made of real TRAIN word crops (`training/scenes.py`),
+and real TRAIN pages (SROIE receipts, ICDAR 2013 born-digital) at random scales.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ import argparse
 import json
 import random
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -24,6 +30,8 @@ from serve_app.ocr.models.weights import ASSETS, save_weights
 from serve_app.ocr.processing.detection import MEAN, STD
 from training import checkpoint, datasets
 from training.ctpn_targets import make_targets
+from training.loop import Budget, add_common_args, export_fp32, pick_device, stream_loader, warm_start
+from training.scenes import render_scene
 from training.schedule import lr_at, set_lr
 from training.synth import render_page
 
@@ -38,12 +46,15 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--synth-fraction", type=float, default=0.6)
+    p.add_argument("--synth-fraction", type=float, default=0.3, help="share of synthetic pages")
+    p.add_argument("--scene-fraction", type=float, default=0.3, help="share of scenes made of real word crops")
     p.add_argument("--no-real", action="store_true", help="synthetic pages only (no ../shared needed)")
     p.add_argument("--save-every", type=int, default=250)
     p.add_argument("--out", default="runs/ctpn")
     p.add_argument("--export", action="store_true", help="export last.pt to the assets folder and stop")
     p.add_argument("--export-path", default=None)
+    p.add_argument("--export-fp32", default=None, help="with --export: also write full-precision weights here")
+    add_common_args(p)
     return p
 
 
@@ -64,17 +75,30 @@ def merge_words_into_lines(words: list[dict]) -> list[list[float]]:
 
 
 class PageSampler:
-    """Square training crops with line boxes, from synthetic pages or real TRAIN pages at a random scale."""
+    """Square training crops with line boxes: synthetic pages, synthetic scenes or real TRAIN pages."""
 
-    def __init__(self, rng: random.Random, size: int, synth_fraction: float, real: list[tuple[str, list]]) -> None:
+    def __init__(self, rng: random.Random, size: int, synth_fraction: float, real: list[tuple[str, list]],
+                 scene_fraction: float = 0.0, word_crops: list[np.ndarray] | None = None) -> None:
         self.rng, self.size, self.synth_fraction, self.real = rng, size, synth_fraction, real
+        self.scene_fraction, self.word_crops = scene_fraction, word_crops or []
 
     def __call__(self) -> tuple[np.ndarray, np.ndarray]:
-        if not self.real or self.rng.random() < self.synth_fraction:
+        r = self.rng.random()
+        if self.word_crops and r < self.scene_fraction:
+            return render_scene(self.rng, self.size, self.word_crops)
+        if not self.real or r < self.scene_fraction + self.synth_fraction:
             img, lines = render_page(self.rng, self.size, self.size)
             return np.asarray(img), np.array([ln.box for ln in lines], dtype=np.float32).reshape(-1, 4)
         path, boxes = self.real[self.rng.randrange(len(self.real))]
         return self._crop(datasets.load_rgb(path), np.array(boxes, dtype=np.float32).reshape(-1, 4))
+
+    def samples(self):  # noqa: ANN201
+        """Endless (image, labels, vertical, side, side_mask) tuples, targets included, for a data loader."""
+        grid = self.size // 16
+        while True:
+            img, boxes = self()
+            t = make_targets(boxes, grid, grid)
+            yield img, t.labels, t.vertical, t.side, t.side_mask
 
     def _crop(self, img: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         heights = boxes[:, 3] - boxes[:, 1]
@@ -105,9 +129,11 @@ def real_pages() -> list[tuple[str, list]]:
     return pages
 
 
-def to_tensor(images: list[np.ndarray]) -> torch.Tensor:
-    x = np.stack([(im.astype(np.float32) / 255.0 - MEAN) / STD for im in images]).transpose(0, 3, 1, 2)
-    return torch.from_numpy(np.ascontiguousarray(x))
+def to_tensor(images: torch.Tensor) -> torch.Tensor:
+    """uint8 (N, H, W, 3) to the normalised (N, 3, H, W) float input, on the images' device."""
+    mean = torch.as_tensor(MEAN, device=images.device)
+    std = torch.as_tensor(STD, device=images.device)
+    return ((images.float() / 255.0 - mean) / std).permute(0, 3, 1, 2).contiguous()
 
 
 def ctpn_loss(out: dict[str, torch.Tensor], labels: torch.Tensor, vertical: torch.Tensor, side: torch.Tensor,
@@ -126,13 +152,18 @@ def ctpn_loss(out: dict[str, torch.Tensor], labels: torch.Tensor, vertical: torc
     reg = F.smooth_l1_loss(out["vertical"][vpos], vertical[vpos]) if n_pos else cls.new_zeros(())
     sreg = F.smooth_l1_loss(out["side"][side_mask], side[side_mask]) if bool(side_mask.any()) else cls.new_zeros(())
     total = cls + reg + sreg
-    return total, {"cls": float(cls), "vertical": float(reg), "side": float(sreg)}
+    return total, {"cls": cls.item(), "vertical": reg.item(), "side": sreg.item()}
+
+
+def word_crops_rgb() -> list[np.ndarray]:
+    return [datasets.load_rgb(it["path"]) for it in datasets.read_manifest("train/words")]
 
 
 def main(args: argparse.Namespace) -> dict:
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
-    model = build_ctpn(backbone=args.backbone, head_channels=args.head_channels)
+    device = pick_device(args.device)
+    model = build_ctpn(backbone=args.backbone, head_channels=args.head_channels).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
     ckpt, step, history = checkpoint.resume(args.out, model, opt)
     if args.export:
@@ -140,26 +171,28 @@ def main(args: argparse.Namespace) -> dict:
         meta = {"trained_by": "training/train_ctpn.py", "steps": step, "args": vars(args), "history": history[-5:]}
         path = save_weights(model, path, meta)
         print(f"exported {path} ({path.stat().st_size / 1e6:.1f} MB)")
+        if args.export_fp32:
+            export_fp32(model, args.export_fp32, meta)
         return {"exported": str(path)}
-    rng = random.Random(args.seed * 1000 + step)
-    sample = PageSampler(rng, args.size, args.synth_fraction, [] if args.no_real else real_pages())
+    warm_start(model, args.init, step)
+    real = [] if args.no_real else real_pages()
+    crops = [] if args.no_real else word_crops_rgb()
+    print(f"{len(real)} real TRAIN pages, {len(crops)} word crops for scenes")
+
+    def samples(rng: random.Random):  # noqa: ANN202 - runs in each data worker
+        return PageSampler(rng, args.size, args.synth_fraction, real, args.scene_fraction, crops).samples()
+
+    loader = stream_loader(samples, args.seed * 1000 + step, args.workers, batch_size=args.batch_size)
     model = model.to(memory_format=torch.channels_last).train()
-    grid = args.size // 16
+    budget = Budget(args.steps, args.time_limit)
     bar = tqdm(total=args.steps, initial=step, desc="ctpn", mininterval=10)
     t0, running = time.time(), []
-    while step < args.steps:
-        items = [sample() for _ in range(args.batch_size)]
-        tg = [make_targets(b, grid, grid) for _, b in items]
-        x = to_tensor([im for im, _ in items]).to(memory_format=torch.channels_last)
+    while not budget.done(step):
+        images, labels, vertical, side, side_mask = (t.to(device, non_blocking=True) for t in next(loader))
+        x = to_tensor(images).to(memory_format=torch.channels_last)
         outputs = model(x)
-        loss, parts = ctpn_loss(
-            outputs,
-            torch.from_numpy(np.stack([t.labels for t in tg])),
-            torch.from_numpy(np.stack([t.vertical for t in tg])),
-            torch.from_numpy(np.stack([t.side for t in tg])),
-            torch.from_numpy(np.stack([t.side_mask for t in tg])),
-        )
-        set_lr(opt, lr_at(step, args.steps, args.lr))
+        loss, parts = ctpn_loss(outputs, labels, vertical, side, side_mask)
+        set_lr(opt, lr_at(budget.virtual_step(step), args.steps, args.lr))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         nn.utils.clip_grad_norm_(model.parameters(), 5.0)
@@ -168,13 +201,16 @@ def main(args: argparse.Namespace) -> dict:
         running.append(parts)
         bar.update(1)
         bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
-        if step % args.save_every == 0 or step == args.steps:
+        if step % args.save_every == 0 or budget.done(step):
             record = {"step": step, "elapsed_s": time.time() - t0,
                       **{k: float(np.mean([r[k] for r in running])) for k in running[0]}}
             running = []
             history.append(record)
             print(json.dumps(record), flush=True)
             checkpoint.save(ckpt, model, opt, step, history, args)
+            if args.snapshot:  # servable weights at every save, so a run cut short still leaves a result
+                save_weights(model, args.snapshot, {"trained_by": f"training/{Path(__file__).name}", "steps": step,
+                                                    "args": vars(args), "history": history[-5:]})
     bar.close()
     return history[-1] if history else {}
 

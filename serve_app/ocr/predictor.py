@@ -62,6 +62,17 @@ class RecognizerRunner:
                     results[i] = recognition.ctc_greedy(probs[b, : crops[i].shape[1] // COLUMN_STRIDE], self.charset)
         return [r for r in results if r is not None]
 
+    def read_word(self, gray: np.ndarray, tall: float = 1.25) -> Decoded:
+        """One cropped word, read upright and, if it is ``tall`` times higher than wide, also turned both ways.
+
+        Such crops are usually rotated text; the most confident of the readings wins.
+        """
+        candidates = [gray]
+        if gray.shape[0] > tall * gray.shape[1]:
+            candidates += [np.rot90(gray, 1), np.rot90(gray, -1)]
+        readings = self.read([recognition.normalise(np.ascontiguousarray(c)) for c in candidates])
+        return max(readings, key=lambda d: d.confidence)
+
 
 class OCRPredictor:
     """Detection, crops, recognition and assembly in one process."""

@@ -1,0 +1,106 @@
+"""The training data paths: distortions, synthetic scenes, case-insensitive CTC for SROIE, budgets and packing."""
+
+import random
+import time
+
+import numpy as np
+import torch
+from PIL import Image
+
+from serve_app.ocr.alphabet import encode
+from training import datasets, pack
+from training.augment import augment_real_crop, curve, jitter_margins, perspective, perspective_coeffs
+from training.loop import Budget
+from training.scenes import render_scene
+from training.train_crnn import Sampler, case_folded_log_probs, make_batch
+from training.train_ctpn import PageSampler
+
+
+def _apply(coeffs: tuple[float, ...], x: float, y: float) -> tuple[float, float]:
+    a, b, c, d, e, f, g, h = coeffs
+    den = g * x + h * y + 1
+    return (a * x + b * y + c) / den, (d * x + e * y + f) / den
+
+
+def test_perspective_coefficients_map_output_corners_to_input_corners():
+    src = np.array([[0, 0], [100, 0], [100, 30], [0, 30]], dtype=float)
+    dst = np.array([[3, 2], [97, 0], [104, 33], [1, 29]], dtype=float)
+    coeffs = perspective_coeffs(src, dst)
+    for (x, y), (u, v) in zip(dst, src):
+        assert np.allclose(_apply(coeffs, x, y), (u, v), atol=1e-6)
+
+
+def test_geometric_distortions_keep_the_ink():
+    img = Image.new("L", (120, 30), 255)
+    img.paste(0, (10, 10, 110, 20))  # a dark bar standing in for a word
+    bent = np.asarray(curve(random.Random(1), img))
+    assert bent.shape[1] == 120 and bent.shape[0] >= 30
+    assert np.array_equal((bent < 128).sum(axis=0), (np.asarray(img) < 128).sum(axis=0))  # columns only shift
+    warped = np.asarray(perspective(random.Random(2), img))
+    assert abs(int((warped < 128).sum()) - 1000) < 300
+    cut = jitter_margins(random.Random(3), np.asarray(img))
+    assert cut.shape[0] >= 8 and cut.shape[1] >= 8
+    out = augment_real_crop(random.Random(4), np.asarray(img))
+    assert out.dtype == np.uint8 and out.ndim == 2
+
+
+def test_scenes_place_real_crops_as_labelled_lines():
+    rng = random.Random(5)
+    crops = [np.full((20, 60, 3), (200, 30, 30), np.uint8), np.full((30, 50, 3), (20, 200, 20), np.uint8)]
+    img, boxes = render_scene(rng, 256, crops)
+    assert img.shape == (256, 256, 3) and len(boxes) >= 1
+    assert (boxes[:, 0] >= 0).all() and (boxes[:, 2] <= 256).all() and (boxes[:, 1] < boxes[:, 3]).all()
+    again, boxes2 = render_scene(random.Random(5), 256, crops)
+    assert np.array_equal(img, again) and np.array_equal(boxes, boxes2)
+    samples = PageSampler(random.Random(6), 128, 0.0, [], scene_fraction=1.0, word_crops=crops).samples()
+    image, labels, vertical, side, side_mask = next(samples)
+    assert image.shape == (128, 128, 3) and labels.shape[:2] == (8, 8) and vertical.shape[-1] == 2
+    assert side.shape == side_mask.shape == labels.shape
+
+
+def test_case_folded_ctc_ignores_case_only_for_flagged_samples():
+    t, c = 12, 96
+    logits = torch.full((t, 2, c), -8.0)
+    a, b = encode("ab")  # the model confidently reads lower case "ab"
+    for i, k in enumerate([a, 0, b] + [0] * (t - 3)):
+        logits[i, :, k] = 8.0
+    logp = logits.log_softmax(-1)
+    targets = torch.tensor(encode("AB") * 2)
+    ctc = torch.nn.CTCLoss(blank=0, reduction="none")
+    args = (targets, torch.tensor([t, t]), torch.tensor([2, 2]))
+    plain = ctc(logp, *args)
+    folded = ctc(case_folded_log_probs(logp, torch.tensor([True, False])), *args)
+    assert folded[0] < 1.0 < plain[0]  # upper-case label, lower-case reading: fine once folded
+    assert torch.isclose(folded[1], plain[1])  # an unflagged sample keeps its case-sensitive loss
+
+
+def test_sampler_flags_only_receipt_lines_as_case_free():
+    words = [(np.full((32, 80), 200, np.uint8), "Word")]
+    lines = [(np.full((32, 200), 200, np.uint8), "RECEIPT LINE")]
+    sampler = Sampler(random.Random(0), 0.0, words, lines, lines_share=0.5)
+    drawn = [sampler() for _ in range(60)]
+    assert {(text, free) for _, text, free in drawn} == {("Word", False), ("RECEIPT LINE", True)}
+    *_, case_free = make_batch(drawn[:8])
+    assert case_free.dtype == torch.bool and len(case_free) == 8
+
+
+def test_budget_follows_time_when_time_runs_out_first():
+    b = Budget(steps=1000, time_limit=0.05)
+    assert b.virtual_step(10) == 10 and not b.done(10)
+    time.sleep(0.06)
+    assert b.done(10) and b.virtual_step(10) == 1000
+
+
+def test_pack_keeps_the_manifest_format_with_scaled_boxes(tmp_path, monkeypatch):
+    src = tmp_path / "src" / "train" / "pages"
+    (src / "images").mkdir(parents=True)
+    Image.new("RGB", (400, 200), "white").save(src / "images" / "p.png")
+    word = {"text": "HI", "box": [10, 20, 110, 100], "poly": [[10, 20], [110, 20], [110, 100], [10, 100]]}
+    (src / "manifest.jsonl").write_text(
+        '{"image": "images/p.png", "width": 400, "height": 200, "words": [' + str(word).replace("'", '"') + "]}\n")
+    monkeypatch.setenv("OCR_SHARED_DIR", str(tmp_path / "src"))
+    pack.pack_pages("pages", tmp_path / "out", target_height=40, gray=True, quality=60, limit=None)
+    monkeypatch.setenv("OCR_SHARED_DIR", str(tmp_path / "out"))
+    (item,) = datasets.read_manifest("train/pages")
+    assert item["words"][0]["box"] == [5, 10, 55, 50] and (item["width"], item["height"]) == (200, 100)
+    assert datasets.load_rgb(item["path"]).shape == (100, 200, 3)

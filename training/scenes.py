@@ -1,0 +1,102 @@
+"""Synthetic scene frames for the CTPN: real TRAIN word crops placed in rows on cluttered, camera-like backgrounds.
+
+`../shared/train` has no ICDAR 2015 scene frames, only 6,468 real word crops cut from them and from IIIT5K. Pasting
+those crops (with their own lighting, blur and perspective) onto busy backgrounds, at the small sizes incidental
+text has, gives the detector real scene text to find; words pasted side by side on a row form one labelled line.
+"""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFilter
+
+from training.corpus import random_line
+from training.fonts import latin_fonts
+from training.synth import _colours, _draw_line, _font, line_extent
+
+
+def _blotches(rng: random.Random, w: int, h: int) -> np.ndarray:
+    """Low-frequency colour noise at a few scales: walls, foliage, sky and shadows, roughly."""
+    nrng = np.random.default_rng(rng.randrange(2**31))
+    out = np.zeros((h, w, 3), dtype=np.float32)
+    for cells, weight in ((3, 1.0), (9, 0.5), (27, 0.25)):
+        grid = nrng.uniform(0, 255, (cells, cells, 3)).astype(np.uint8)
+        layer = Image.fromarray(grid).resize((w, h), Image.BICUBIC)
+        out += weight * np.asarray(layer, dtype=np.float32)
+    out /= 1.75
+    gray = out.mean(axis=2, keepdims=True)
+    return gray + rng.uniform(0.15, 0.8) * (out - gray)  # real scenes are far less saturated than noise
+
+
+def scene_background(rng: random.Random, w: int, h: int) -> Image.Image:
+    img = Image.fromarray(np.clip(_blotches(rng, w, h), 0, 255).astype(np.uint8))
+    draw = ImageDraw.Draw(img)
+    for _ in range(rng.randint(3, 25)):  # signs, windows, poles, cars: flat shapes with edges
+        c = tuple(rng.randint(0, 255) for _ in range(3))
+        x0, y0 = rng.randint(-w // 4, w), rng.randint(-h // 4, h)
+        x1, y1 = x0 + rng.randint(4, w // 2), y0 + rng.randint(4, h // 2)
+        kind = rng.random()
+        if kind < 0.5:
+            draw.rectangle([x0, y0, x1, y1], fill=c if rng.random() < 0.7 else None, outline=c, width=rng.randint(1, 4))
+        elif kind < 0.75:
+            draw.ellipse([x0, y0, x1, y1], fill=c)
+        else:
+            draw.line([(x0, y0), (x1, y1)], fill=c, width=rng.randint(1, 6))
+    if rng.random() < 0.5:
+        img = img.filter(ImageFilter.GaussianBlur(rng.uniform(0.5, 3)))
+    return img
+
+
+def _overlaps(box: tuple[float, float, float, float], taken: list[tuple[float, float, float, float]]) -> bool:
+    return any(box[0] < t[2] and t[0] < box[2] and box[1] < t[3] and t[1] < box[3] for t in taken)
+
+
+def render_scene(rng: random.Random, size: int, crops: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """A ``size`` x ``size`` RGB scene and its text-line boxes ``(L, 4)``; ``crops`` are real RGB word crops."""
+    img = scene_background(rng, size, size)
+    taken: list[tuple[float, float, float, float]] = []
+    lines: list[tuple[float, float, float, float]] = []
+    for _ in range(rng.randint(2, 14)):
+        h = int(np.clip(rng.lognormvariate(np.log(20), 0.5), 8, size / 4))
+        words = []
+        for _ in range(rng.choice([1, 1, 2, 2, 3, 4])):
+            crop = crops[rng.randrange(len(crops))] if crops else None
+            if crop is None:
+                break
+            cw = max(4, int(crop.shape[1] * h / max(crop.shape[0], 1) * rng.uniform(0.85, 1.15)))
+            words.append(Image.fromarray(crop).resize((cw, h), Image.BILINEAR))
+        if not words:
+            break
+        gap = int(h * rng.uniform(0.25, 0.7))
+        total = sum(wd.width for wd in words) + gap * (len(words) - 1)
+        if total >= size - 4:
+            continue
+        for _ in range(10):
+            x, y = rng.randint(2, size - total - 2), rng.randint(2, size - h - 2)
+            box = (x, y, x + total, y + h)
+            if not _overlaps((box[0] - h, box[1] - h / 2, box[2] + h, box[3] + h / 2), taken):
+                break
+        else:
+            continue
+        for wd in words:
+            img.paste(wd, (x, y))
+            x += wd.width + gap
+        taken.append(box)
+        lines.append(box)
+    if rng.random() < 0.5:  # some printed lines too: signs and posters
+        draw = ImageDraw.Draw(img)
+        for _ in range(rng.randint(1, 4)):
+            font = _font(rng.choice(latin_fonts()), int(np.clip(rng.lognormvariate(np.log(22), 0.5), 9, 70)))
+            text = random_line(rng, max_words=3)
+            x, y = rng.uniform(0, size * 0.6), rng.uniform(0, size * 0.9)
+            b = line_extent(font, text, x, y)
+            if not text or b[2] > size - 2 or b[3] > size - 2 or _overlaps(b, taken):
+                continue
+            _draw_line(draw, font, text, x, y, _colours(rng)[0])
+            taken.append(b)
+            lines.append(b)
+    arr = np.asarray(img).copy()
+    boxes = np.array(lines, dtype=np.float32).reshape(-1, 4)
+    return arr, boxes
