@@ -24,7 +24,8 @@ class Detector:
 
         s = DetectorSettings.model_validate(settings)
         torch.set_num_threads(s.threads)
-        self.runner = DetectorRunner(resolve_weights(s.weights), DetectionParams(**s.detection.model_dump()))
+        self.runner = DetectorRunner(resolve_weights(s.weights), DetectionParams(**s.detection.model_dump()),
+                                     s.precision)
         self.batch_sizes: collections.deque[int] = collections.deque(maxlen=10_000)
 
     def reconfigure(self, user_config: dict[str, Any]) -> None:

@@ -23,7 +23,7 @@ class Recognizer:
 
         s = RecognizerSettings.model_validate(settings)
         torch.set_num_threads(s.threads)
-        self.runner = RecognizerRunner(resolve_weights(s.weights), s.max_crops_per_forward)
+        self.runner = RecognizerRunner(resolve_weights(s.weights), s.max_crops_per_forward, s.precision)
         self.batch_sizes: collections.deque[int] = collections.deque(maxlen=10_000)
 
     def reconfigure(self, user_config: dict[str, Any]) -> None:

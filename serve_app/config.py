@@ -40,6 +40,10 @@ def resolve_weights(path: Path) -> Path:
     return path if path.is_absolute() else ASSETS / path
 
 
+Precision = Literal["auto", "fp32", "bf16"]
+_PRECISION_HELP = "bf16 halves CPU time where the CPU has bf16 instructions; auto uses it only there"
+
+
 class DetectorSettings(_Strict):
     weights: Path = Path(DEFAULT_DETECTOR.name)
     num_replicas: int = Field(1, ge=1)
@@ -48,6 +52,7 @@ class DetectorSettings(_Strict):
     batch_wait_timeout_s: float = Field(0.01, ge=0, le=5)
     num_cpus: float = Field(1.0, ge=0)
     threads: int = Field(1, ge=1, description="torch intra-op threads per replica; one per core avoids spin-waits")
+    precision: Precision = Field("auto", description=_PRECISION_HELP)
     detection: DetectionSettings = DetectionSettings()
 
 
@@ -72,6 +77,7 @@ class RecognizerSettings(_Strict):
     max_crop_width: int = Field(1600, ge=64, le=8192)
     num_cpus: float = Field(1.0, ge=0)
     threads: int = Field(1, ge=1)
+    precision: Precision = Field("auto", description=_PRECISION_HELP)
 
 
 class IngressSettings(_Strict):

@@ -34,7 +34,20 @@ def common_words() -> tuple[str, ...]:
     return tuple(w for w in dictionary() if len(w) <= 6)
 
 
-def _casing(rng: random.Random, w: str) -> str:
+def recased_line(rng: random.Random, vocab: list[str], max_words: int = 4) -> str:
+    """Words of a real vocabulary (e.g. receipts') in any casing, the whole line alike or word by word.
+
+    Receipts print words like TOTAL or QTY mostly in capitals; seeing them in every case keeps the recognizer
+    reading the glyphs instead of a word's usual case.
+    """
+    words = [rng.choice(vocab) for _ in range(rng.randint(1, max_words))]
+    if rng.random() < 0.6:
+        r = rng.random()
+        return " ".join(w.lower() if r < 0.4 else w.title() if r < 0.8 else w.upper() for w in words)
+    return " ".join(casing(rng, w) for w in words)
+
+
+def casing(rng: random.Random, w: str) -> str:
     r = rng.random()
     if r < 0.45:
         return w.lower()
@@ -71,7 +84,7 @@ def random_word(rng: random.Random) -> str:
     if r < 0.22:
         return "".join(rng.choice(CHARSET[1:]) for _ in range(rng.randint(1, 8)))
     w = rng.choice(common_words() if rng.random() < 0.5 else dictionary())
-    w = _casing(rng, w)
+    w = casing(rng, w)
     r = rng.random()
     if r < 0.12:
         w += rng.choice(".,:;!?")

@@ -36,6 +36,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--detector", default=str(DEFAULT_DETECTOR))
     p.add_argument("--recognizer", default=str(DEFAULT_RECOGNIZER))
     p.add_argument("--short-side", type=int, default=None, help="override detection input scale")
+    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"], help="as the service's setting")
     p.add_argument("--json", default=None, help="also write the results here")
     return p
 
@@ -93,8 +94,8 @@ def table(rows: list[dict]) -> str:
 def main(args: argparse.Namespace) -> list[dict]:
     torch.set_num_threads(args.threads)
     params = DetectionParams() if args.short_side is None else DetectionParams(short_side=args.short_side)
-    recognizer = RecognizerRunner(args.recognizer)
-    predictor = OCRPredictor(DetectorRunner(args.detector, params), recognizer)
+    recognizer = RecognizerRunner(args.recognizer, precision=args.precision)
+    predictor = OCRPredictor(DetectorRunner(args.detector, params, args.precision), recognizer)
     rows = []
     for name in args.sets:
         if name == "words_dev":

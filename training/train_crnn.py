@@ -30,6 +30,7 @@ from serve_app.ocr.models.weights import ASSETS, save_weights
 from serve_app.ocr.processing.recognition import COLUMN_STRIDE, ctc_greedy, normalise, pad_crops, softmax
 from training import checkpoint, datasets
 from training.augment import augment_real_crop
+from training.corpus import recased_line
 from training.loop import Budget, add_common_args, export_fp32, pick_device, stream_loader, warm_start
 from training.metrics import cer, normalise_text
 from training.schedule import lr_at, set_lr
@@ -51,6 +52,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--real-sets", nargs="+", default=["words", "sroie"], choices=["words", "sroie"],
                    help="real TRAIN crops to mix in (SROIE with a case-insensitive loss)")
     p.add_argument("--sroie-share", type=float, default=0.35, help="share of SROIE lines among the real samples")
+    p.add_argument("--vocab-share", type=float, default=0.3,
+                   help="share of synthetic samples that render receipt words in random casing")
     p.add_argument("--val-every", type=int, default=1000)
     p.add_argument("--val-size", type=int, default=400)
     p.add_argument("--out", default="runs/crnn")
@@ -68,13 +71,16 @@ class Sampler:
     """Draws samples: synthetic with probability ``synth_fraction``, else a real TRAIN crop, distorted."""
 
     def __init__(self, rng: random.Random, synth_fraction: float, words: list[tuple[np.ndarray, str]],
-                 lines: list[tuple[np.ndarray, str]] | None = None, lines_share: float = 0.0) -> None:
+                 lines: list[tuple[np.ndarray, str]] | None = None, lines_share: float = 0.0,
+                 vocab: list[str] | None = None, vocab_share: float = 0.3) -> None:
         self.rng, self.synth_fraction = rng, synth_fraction
         self.words, self.lines, self.lines_share = words, lines or [], lines_share if lines else 0.0
+        self.vocab, self.vocab_share = vocab or [], vocab_share if vocab else 0.0
 
     def __call__(self) -> Sample:
         if not (self.words or self.lines) or self.rng.random() < self.synth_fraction:
-            return (*render_crop(self.rng), False)
+            text = recased_line(self.rng, self.vocab) if self.rng.random() < self.vocab_share else None
+            return (*render_crop(self.rng, text), False)
         case_free = not self.words or self.rng.random() < self.lines_share
         pool = self.lines if case_free else self.words
         gray, text = pool[self.rng.randrange(len(pool))]
@@ -188,10 +194,12 @@ def main(args: argparse.Namespace) -> dict:
         if "sroie" in args.real_sets:
             lines = [(g, t.upper()) for g, t in datasets.cached("train_sroie", datasets.line_crops)]
         print(f"{len(words)} real TRAIN word crops, {len(lines)} receipt lines")
+    # the receipts' own words, rendered in every casing: their labels are all capitals, the print is not
+    vocab = sorted({w for _, t in lines for w in t.split() if len(w) > 1 and any(c.isalpha() for c in w)})
     seed = args.seed * 1000 + step  # a resumed run continues with fresh samples
 
     def batches(rng: random.Random):  # noqa: ANN202 - runs in each data worker
-        sampler = Sampler(rng, args.synth_fraction, words, lines, args.sroie_share)
+        sampler = Sampler(rng, args.synth_fraction, words, lines, args.sroie_share, vocab, args.vocab_share)
         return (make_batch(b) for b in sampler.batches(args.batch_size))
 
     loader = stream_loader(batches, seed, args.workers)

@@ -5,6 +5,7 @@ The Serve deployments call the same pieces (`DetectorRunner`, `RecognizerRunner`
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import numpy as np
@@ -17,13 +18,29 @@ from serve_app.ocr.processing.recognition import COLUMN_STRIDE, Decoded
 from serve_app.ocr.processing.textlines import TextLine
 
 
+def use_bf16(precision: str = "auto") -> bool:
+    """Whether to run in bf16: where asked, or (``auto``) where the CPU has native bf16 instructions.
+
+    There it halves convolution and LSTM time at a 0.3-0.8 % relative output error; elsewhere it would be emulated.
+    """
+    if precision == "auto":
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    return precision == "bf16"
+
+
+def _autocast(bf16: bool) -> contextlib.AbstractContextManager:
+    return torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
+
+
 class DetectorRunner:
     """CTPN weights plus detection parameters: RGB images to text lines in original pixels."""
 
-    def __init__(self, weights: str | Path = DEFAULT_DETECTOR, params: detection.DetectionParams | None = None) -> None:
+    def __init__(self, weights: str | Path = DEFAULT_DETECTOR, params: detection.DetectionParams | None = None,
+                 precision: str = "auto") -> None:
         self.model, self.meta = load_model(weights)
         self.model = self.model.to(memory_format=torch.channels_last)
         self.params = params or detection.DetectionParams()
+        self.bf16 = use_bf16(precision)
 
     def detect(self, images: list[np.ndarray]) -> list[list[TextLine]]:
         """Images of one padded size share a forward pass; others run alone (CPU gains nothing from padding)."""
@@ -32,7 +49,7 @@ class DetectorRunner:
         for i, (arr, _) in enumerate(prepared):
             groups.setdefault(arr.shape, []).append(i)
         results: list[list[TextLine]] = [[] for _ in images]
-        with torch.inference_mode():
+        with torch.inference_mode(), _autocast(self.bf16):
             for idx in groups.values():
                 x = torch.from_numpy(np.stack([prepared[i][0] for i in idx])).to(memory_format=torch.channels_last)
                 out = {k: v.float().numpy() for k, v in self.model(x).items()}
@@ -47,14 +64,15 @@ class DetectorRunner:
 class RecognizerRunner:
     """CRNN weights: normalised line crops to greedy CTC readings, batched by width."""
 
-    def __init__(self, weights: str | Path = DEFAULT_RECOGNIZER, max_batch: int = 32) -> None:
+    def __init__(self, weights: str | Path = DEFAULT_RECOGNIZER, max_batch: int = 32, precision: str = "auto") -> None:
         self.model, self.meta = load_model(weights)
         self.charset = self.model.spec.charset
         self.max_batch = max_batch
+        self.bf16 = use_bf16(precision)
 
     def read(self, crops: list[np.ndarray]) -> list[Decoded]:
         results: list[Decoded | None] = [None] * len(crops)
-        with torch.inference_mode():
+        with torch.inference_mode(), _autocast(self.bf16):
             for group in recognition.width_buckets([c.shape[1] for c in crops], self.max_batch):
                 batch = recognition.pad_crops([crops[i] for i in group])
                 probs = recognition.softmax(self.model(torch.from_numpy(batch)).float().numpy())

@@ -16,6 +16,13 @@ def test_unknown_keys_are_rejected(tmp_path):
         AppConfig.load(path)
 
 
+def test_precision_is_one_of_the_supported_modes():
+    assert AppConfig.load(None, {"recognizer": {"precision": "fp32"}}).recognizer.precision == "fp32"
+    assert AppConfig.load().detector.precision == "auto"
+    with pytest.raises(ValidationError, match="precision"):
+        AppConfig.load(None, {"detector": {"precision": "fp16"}})
+
+
 def test_yaml_then_overrides(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text("detector:\n  max_batch_size: 8\nrecognizer:\n  autoscaling:\n    max_replicas: 3\n")

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from serve_app.ocr.predictor import OCRPredictor
+from serve_app.ocr.predictor import DetectorRunner, OCRPredictor, RecognizerRunner
 from training.fonts import latin_fonts
 from training.synth import render_lines
 
@@ -14,9 +14,10 @@ PAGES = [
 ]
 
 
-@pytest.fixture(scope="module")
-def predictor():
-    return OCRPredictor()
+@pytest.fixture(scope="module", params=["fp32", "auto"])
+def predictor(request):
+    """Both precisions the service can run in (``auto`` is bf16 on CPUs with bf16 instructions)."""
+    return OCRPredictor(DetectorRunner(precision=request.param), RecognizerRunner(precision=request.param))
 
 
 def font(name: str) -> str:

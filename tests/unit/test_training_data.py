@@ -1,15 +1,19 @@
 """The training data paths: distortions, synthetic scenes, case-insensitive CTC for SROIE, budgets and packing."""
 
 import random
+import re
+import subprocess
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
 
 from serve_app.ocr.alphabet import encode
-from training import datasets, pack
+from training import datasets, pack, train_crnn, train_ctpn
 from training.augment import augment_real_crop, curve, jitter_margins, perspective, perspective_coeffs
+from training.corpus import recased_line
 from training.loop import Budget
 from training.scenes import render_scene
 from training.train_crnn import Sampler, case_folded_log_probs, make_batch
@@ -104,3 +108,25 @@ def test_pack_keeps_the_manifest_format_with_scaled_boxes(tmp_path, monkeypatch)
     (item,) = datasets.read_manifest("train/pages")
     assert item["words"][0]["box"] == [5, 10, 55, 50] and (item["width"], item["height"]) == (200, 100)
     assert datasets.load_rgb(item["path"]).shape == (100, 200, 3)
+
+
+def test_receipt_words_are_rendered_in_every_casing():
+    rng = random.Random(1)
+    vocab = ["TOTAL", "QTY", "CASH"]
+    lines = [recased_line(rng, vocab) for _ in range(200)]
+    words = {w for ln in lines for w in ln.split()}
+    assert {w.upper() for w in words} == set(vocab)
+    assert {"total", "Total", "TOTAL"} <= words
+    sampler = Sampler(random.Random(2), 1.0, [], vocab=vocab, vocab_share=1.0)
+    gray, text, case_free = sampler()
+    assert text.upper().split()[0] in vocab and not case_free and gray.ndim == 2
+
+
+def test_gpu_training_script_parses_and_names_real_options():
+    script = Path(__file__).resolve().parents[2] / "scripts" / "gpu_train.sh"
+    assert subprocess.run(["bash", "-n", str(script)]).returncode == 0
+    text = script.read_text()
+    crnn = {a.dest for a in train_crnn.get_args_parser()._actions}
+    ctpn = {a.dest for a in train_ctpn.get_args_parser()._actions}
+    for opt in re.findall(r"--([a-z][a-z0-9-]+)", text):
+        assert opt.replace("-", "_") in crnn | ctpn, f"gpu_train.sh passes unknown option --{opt}"
