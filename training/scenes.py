@@ -14,7 +14,7 @@ from PIL import Image, ImageDraw, ImageFilter
 
 from training.corpus import random_line
 from training.fonts import latin_fonts
-from training.synth import _colours, _draw_line, _font, line_extent
+from training.synth import contrasting_colours, draw_line, font_at, line_extent
 
 
 def _blotches(rng: random.Random, w: int, h: int) -> np.ndarray:
@@ -88,13 +88,13 @@ def render_scene(rng: random.Random, size: int, crops: list[np.ndarray]) -> tupl
     if rng.random() < 0.5:  # some printed lines too: signs and posters
         draw = ImageDraw.Draw(img)
         for _ in range(rng.randint(1, 4)):
-            font = _font(rng.choice(latin_fonts()), int(np.clip(rng.lognormvariate(np.log(22), 0.5), 9, 70)))
+            font = font_at(rng.choice(latin_fonts()), int(np.clip(rng.lognormvariate(np.log(22), 0.5), 9, 70)))
             text = random_line(rng, max_words=3)
             x, y = rng.uniform(0, size * 0.6), rng.uniform(0, size * 0.9)
             b = line_extent(font, text, x, y)
             if not text or b[2] > size - 2 or b[3] > size - 2 or _overlaps(b, taken):
                 continue
-            _draw_line(draw, font, text, x, y, _colours(rng)[0])
+            draw_line(draw, font, text, x, y, contrasting_colours(rng)[0])
             taken.append(b)
             lines.append(b)
     arr = np.asarray(img).copy()

@@ -19,11 +19,11 @@ from training.fonts import latin_fonts
 
 
 @functools.lru_cache(maxsize=4096)
-def _font(path: str, size: int) -> ImageFont.FreeTypeFont:
+def font_at(path: str, size: int) -> ImageFont.FreeTypeFont:
     return ImageFont.truetype(path, size)
 
 
-def _colours(rng: random.Random) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
+def contrasting_colours(rng: random.Random) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
     """Foreground and background with enough contrast to be legible."""
     while True:
         r = rng.random()
@@ -78,8 +78,8 @@ def render_crop(rng: random.Random, text: str | None = None, clean: bool = False
     """A grayscale crop of one word or line, padded like the service's line crops (with jitter), and its text."""
     if text is None:
         text = random_word(rng) if rng.random() < 0.6 else random_line(rng, max_words=4, max_chars=24)
-    font = _font(rng.choice(latin_fonts()), rng.randint(22, 44))
-    fg, bg = ((0, 0, 0), (255, 255, 255)) if clean else _colours(rng)
+    font = font_at(rng.choice(latin_fonts()), rng.randint(22, 44))
+    fg, bg = ((0, 0, 0), (255, 255, 255)) if clean else contrasting_colours(rng)
     x0, y0, x1, y1 = line_extent(font, text, 0, 0)
     bh = y1 - y0
     px = (bh * rng.uniform(0.05, 0.5), bh * rng.uniform(0.05, 0.5))
@@ -105,7 +105,7 @@ class PageLine:
     words: list[tuple[str, tuple[float, float, float, float]]] = field(default_factory=list)
 
 
-def _draw_line(draw: ImageDraw.ImageDraw, font: ImageFont.FreeTypeFont, text: str, x: float, y: float,
+def draw_line(draw: ImageDraw.ImageDraw, font: ImageFont.FreeTypeFont, text: str, x: float, y: float,
                fill: tuple[int, int, int]) -> PageLine:
     draw.text((x, y), text, font=font, fill=fill)
     line = PageLine(text, line_extent(font, text, x, y))
@@ -123,12 +123,12 @@ def _draw_line(draw: ImageDraw.ImageDraw, font: ImageFont.FreeTypeFont, text: st
 def render_lines(lines: list[str], font_path: str | None = None, size: int = 32, margin: int = 40,
                  spacing: float = 1.8, width: int | None = None) -> tuple[Image.Image, list[PageLine]]:
     """A clean page with the given lines, black on white: the known input of end-to-end tests and demos."""
-    font = _font(font_path or _default_font(), size)
+    font = font_at(font_path or _default_font(), size)
     w = width or int(max(font.getlength(t) for t in lines) + 2 * margin)
     h = int(2 * margin + spacing * size * len(lines))
     img = Image.new("RGB", (w, h), (255, 255, 255))
     draw = ImageDraw.Draw(img)
-    out = [_draw_line(draw, font, t, margin, margin + i * spacing * size, (0, 0, 0)) for i, t in enumerate(lines)]
+    out = [draw_line(draw, font, t, margin, margin + i * spacing * size, (0, 0, 0)) for i, t in enumerate(lines)]
     return img, out
 
 
@@ -147,7 +147,7 @@ def render_page(
     """A document- or sign-like page: blocks of lines in random fonts, sizes and colours, with clutter."""
     w = width or rng.randint(320, 1024)
     h = height or rng.randint(320, 1024)
-    fg, bg = _colours(rng)
+    fg, bg = contrasting_colours(rng)
     img = _background(rng, w, h, bg)
     draw = ImageDraw.Draw(img)
     for _ in range(rng.randint(0, 4)):  # clutter: rules, boxes and blobs that are not text
@@ -166,8 +166,8 @@ def render_page(
     y = rng.uniform(4, 40)
     while y < h - 12:
         size = int(np.clip(rng.lognormvariate(np.log(22), 0.45), 10, 90))
-        font = _font(rng.choice(latin_fonts()), size)
-        colour = fg if rng.random() < 0.8 else _colours(rng)[0]
+        font = font_at(rng.choice(latin_fonts()), size)
+        colour = fg if rng.random() < 0.8 else contrasting_colours(rng)[0]
         n = rng.randint(1, 6)
         spacing = rng.uniform(1.15, 2.2)
         x_base = rng.uniform(4, w * 0.4)
@@ -182,7 +182,7 @@ def render_page(
                     text = text.rsplit(" ", 1)[0] if " " in text else text[:-1]
                 text = text.strip()
                 if text and rng.random() < 0.95:
-                    lines.append(_draw_line(draw, font, text, x, y, colour))
+                    lines.append(draw_line(draw, font, text, x, y, colour))
                     x = lines[-1].box[2] + rng.uniform(3, 10) * size
                 if x > w - 4 * size:
                     break
