@@ -6,14 +6,13 @@ Plain Pillow, one font file per sample, seeded `random.Random` everywhere so tha
 from __future__ import annotations
 
 import functools
-import io
 import random
 from dataclasses import dataclass, field
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFilter, ImageFont
+from PIL import Image, ImageDraw, ImageFont
 
-from training.augment import distort_crop
+from training.augment import distort_crop, photometric
 from training.corpus import random_line, random_word
 from training.fonts import latin_fonts
 
@@ -51,20 +50,6 @@ def _background(rng: random.Random, w: int, h: int, bg: tuple[int, int, int]) ->
     if rng.random() < 0.5:  # paper grain
         arr += np.random.default_rng(rng.randrange(2**31)).normal(0, rng.uniform(2, 12), (h, w, 1))
     return Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8))
-
-
-def _degrade(rng: random.Random, img: Image.Image) -> Image.Image:
-    if rng.random() < 0.35:
-        img = img.filter(ImageFilter.GaussianBlur(rng.uniform(0.3, 1.2)))
-    if rng.random() < 0.3:
-        arr = np.asarray(img, dtype=np.float32)
-        arr = arr + np.random.default_rng(rng.randrange(2**31)).normal(0, rng.uniform(3, 14), arr.shape)
-        img = Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8))
-    if rng.random() < 0.3:
-        buf = io.BytesIO()
-        img.save(buf, "JPEG", quality=rng.randint(25, 90))
-        img = Image.open(io.BytesIO(buf.getvalue())).convert(img.mode)
-    return img
 
 
 def line_extent(font: ImageFont.FreeTypeFont, text: str, x: float, y: float) -> tuple[float, float, float, float]:
@@ -188,4 +173,4 @@ def render_page(
                     break
             y += size * spacing
         y += rng.uniform(0, 3) * size
-    return _degrade(rng, img), lines
+    return photometric(rng, img), lines
