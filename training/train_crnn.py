@@ -25,8 +25,8 @@ from torch import nn
 from tqdm import tqdm
 
 from serve_app.ocr.alphabet import encode
-from serve_app.ocr.models.crnn import build_crnn
-from serve_app.ocr.models.weights import ASSETS, save_weights
+from serve_app.ocr.models.crnn import CRNN, build_crnn
+from serve_app.ocr.models.weights import ASSETS, read_weights, save_weights
 from serve_app.ocr.processing.recognition import COLUMN_STRIDE, ctc_greedy, normalise, pad_crops, softmax
 from training import checkpoint, datasets
 from training.augment import augment_real_crop
@@ -42,6 +42,8 @@ MAX_TRAIN_WIDTH = 800
 def get_args_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--variant", default="slim", choices=["slim", "full"])
+    p.add_argument("--case-head", action="store_true",
+                   help="factored output: case-folded classes plus a per-letter case score (see models/crnn.py)")
     p.add_argument("--steps", type=int, default=12000)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--lr", type=float, default=1.5e-3)
@@ -101,15 +103,19 @@ _LOWER = torch.tensor(encode("abcdefghijklmnopqrstuvwxyz"))
 
 
 def case_folded_log_probs(logp: torch.Tensor, case_free: torch.Tensor) -> torch.Tensor:
-    """For samples flagged ``case_free`` (N,), give each upper-case class the log of P(upper) + P(lower).
+    """For samples flagged ``case_free`` (N,), merge each letter's two cases into its upper-case class.
 
     ``logp`` is (T, N, C); targets of those samples are upper case, so CTC then ignores which case was read.
+    The lower-case classes get (almost) zero probability so that every column still sums to one: PyTorch's CTC
+    backward assumes normalised inputs, and with both cases kept its gradient pushes the lower case down, which
+    teaches the model capitals on exactly the samples whose case is unknown.
     """
     if not bool(case_free.any()):
         return logp
     up, lo = _UPPER.to(logp.device), _LOWER.to(logp.device)
     folded = logp.clone()
     folded[:, :, up] = torch.logaddexp(logp[:, :, up], logp[:, :, lo])
+    folded[:, :, lo] = -1e4
     return torch.where(case_free.to(logp.device)[None, :, None], folded, logp)
 
 
@@ -133,6 +139,35 @@ def make_batch(samples: list[Sample]) -> Batch:
         case_free.append(free)
     return (torch.from_numpy(pad_crops(crops)), torch.tensor(targets), torch.tensor(in_lens), torch.tensor(t_lens),
             torch.tensor(case_free))
+
+
+def sequence_features(model: CRNN, x: torch.Tensor) -> torch.Tensor:
+    """The BiLSTM outputs the output layer sees, one row per column: ``(N * T, 2 * hidden)``."""
+    f = model.features(x).squeeze(2).transpose(1, 2)
+    seq, _ = model.rnn(f)
+    return seq.reshape(-1, seq.shape[-1])
+
+
+def factor_output_layer(model: CRNN, state: dict[str, torch.Tensor], feats: torch.Tensor) -> None:
+    """Warm-start a case-head CRNN from a plain CRNN's weights.
+
+    The body is copied. Each letter's case score starts as the plain model's upper-minus-lower logit, which is
+    exact. Each folded class's logit is fitted by least squares, on ``feats``, to the log-sum-exp of the plain
+    logits it merges, so the factored model starts out reading like the plain one.
+    """
+    model.load_state_dict({k: v.float() for k, v in state.items() if not k.startswith("classifier.")}, strict=False)
+    w, b = state["classifier.weight"].float(), state["classifier.bias"].float()
+    up, lo, to_folded = model.upper.cpu(), model.lower.cpu(), model.to_folded.cpu()
+    feats = feats.float().cpu()
+    z = feats @ w.T + b
+    target = torch.stack([torch.logsumexp(z[:, to_folded == k], 1) for k in range(int(to_folded.max()) + 1)], 1)
+    x = torch.cat([feats, torch.ones(len(feats), 1)], 1)
+    sol = torch.linalg.lstsq(x, target).solution
+    with torch.no_grad():
+        model.case.weight.copy_(w[up] - w[lo])
+        model.case.bias.copy_(b[up] - b[lo])
+        model.classifier.weight.copy_(sol[:-1].T)
+        model.classifier.bias.copy_(sol[-1])
 
 
 def read(model: nn.Module, grays: list[np.ndarray], batch: int = 32) -> list[str]:
@@ -174,7 +209,7 @@ def main(args: argparse.Namespace) -> dict:
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     device = pick_device(args.device)
-    model = build_crnn(variant=args.variant).to(device)
+    model = build_crnn(variant=args.variant, case_head=args.case_head).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
     ckpt, step, history = checkpoint.resume(args.out, model, opt)
     if args.export:
@@ -184,7 +219,10 @@ def main(args: argparse.Namespace) -> dict:
         if args.export_fp32:
             export_fp32(model, args.export_fp32, meta)
         return {"exported": str(path)}
-    warm_start(model, args.init, step)
+    init_state = read_weights(args.init)["state_dict"] if args.init and step == 0 else None
+    factor = init_state is not None and args.case_head and "case.weight" not in init_state
+    if not factor:
+        warm_start(model, args.init, step)
 
     words: list[tuple[np.ndarray, str]] = []
     lines: list[tuple[np.ndarray, str]] = []
@@ -203,6 +241,14 @@ def main(args: argparse.Namespace) -> dict:
         return (make_batch(b) for b in sampler.batches(args.batch_size))
 
     loader = stream_loader(batches, seed, args.workers)
+    if factor:
+        model.load_state_dict({k: v.float() for k, v in init_state.items() if not k.startswith("classifier.")},
+                              strict=False)
+        model.eval()
+        with torch.inference_mode():
+            feats = torch.cat([sequence_features(model, next(loader)[0].to(device)) for _ in range(8)])
+        factor_output_layer(model, init_state, feats)
+        print(f"initialised from {args.init}, output layer factored on {len(feats)} columns")
     heldout = heldout_synthetic(args.val_size)
     heldout_hard = heldout_synthetic(args.val_size // 2, seed=4321, clean=False)
     dev = words_dev() if not args.no_real else []

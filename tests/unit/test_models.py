@@ -1,6 +1,7 @@
 import pytest
 import torch
 
+from serve_app.ocr.alphabet import encode
 from serve_app.ocr.models.crnn import build_crnn
 from serve_app.ocr.models.ctpn import BACKBONES, build_ctpn
 from serve_app.ocr.models.weights import load_model, save_weights
@@ -41,3 +42,36 @@ def test_weights_round_trip_in_half_precision(tmp_path):
         assert torch.allclose(model(x), loaded(x), atol=5e-2)
     with pytest.raises(FileNotFoundError, match="weights file not found"):
         load_model(tmp_path / "missing.pt")
+
+
+def test_case_head_gives_a_distribution_whose_case_only_trusted_labels_train():
+    torch.manual_seed(0)
+    model = build_crnn(case_head=True)
+    logp = model(torch.randn(2, 1, 32, 64))
+    assert logp.shape == (2, 16, 96)
+    assert torch.allclose(logp.exp().sum(-1), torch.ones(2, 16), atol=1e-5)
+    from training.train_crnn import case_folded_log_probs
+
+    targets, lens = torch.tensor(encode("AB") * 2), torch.tensor([2, 2])
+    ctc = torch.nn.CTCLoss(blank=0, reduction="sum")
+    folded = case_folded_log_probs(logp.transpose(0, 1), torch.tensor([True, True]))
+    ctc(folded, targets, torch.tensor([16, 16]), lens).backward(retain_graph=True)
+    assert model.case.weight.grad.abs().max() < 1e-6  # case-free labels leave the case scores alone ...
+    assert model.classifier.weight.grad.abs().max() > 0  # ... and still train the folded classes
+    model.zero_grad()
+    ctc(logp.transpose(0, 1), targets, torch.tensor([16, 16]), lens).backward()
+    assert model.case.weight.grad.abs().max() > 0
+
+
+def test_case_head_warm_start_keeps_the_plain_models_case_decisions():
+    from training.train_crnn import factor_output_layer, sequence_features
+
+    torch.manual_seed(0)
+    plain, cased = build_crnn().eval(), build_crnn(case_head=True).eval()
+    x = torch.randn(4, 1, 32, 96)
+    with torch.inference_mode():
+        factor_output_layer(cased, plain.state_dict(), sequence_features(plain, x))
+        a, b = plain(x).log_softmax(-1), cased(x)
+    up, lo = cased.upper, cased.lower
+    assert torch.allclose(a[..., up] - a[..., lo], b[..., up] - b[..., lo], atol=1e-4)  # exact: same case odds
+    assert (a.argmax(-1) == b.argmax(-1)).float().mean() > 0.9  # and nearly the same readings

@@ -73,7 +73,10 @@ def test_case_folded_ctc_ignores_case_only_for_flagged_samples():
     ctc = torch.nn.CTCLoss(blank=0, reduction="none")
     args = (targets, torch.tensor([t, t]), torch.tensor([2, 2]))
     plain = ctc(logp, *args)
-    folded = ctc(case_folded_log_probs(logp, torch.tensor([True, False])), *args)
+    folded_logp = case_folded_log_probs(logp, torch.tensor([True, False]))
+    # every column must stay a distribution: PyTorch's CTC gradient assumes it (else it teaches capitals)
+    assert torch.allclose(folded_logp.exp().sum(-1), torch.ones(t, 2), atol=1e-5)
+    folded = ctc(folded_logp, *args)
     assert folded[0] < 1.0 < plain[0]  # upper-case label, lower-case reading: fine once folded
     assert torch.isclose(folded[1], plain[1])  # an unflagged sample keeps its case-sensitive loss
 
