@@ -208,7 +208,7 @@ def service_engine(port: int, words: bool) -> Iterator[Engine]:
     from ray import serve
 
     from deployments.app import graph
-    from serve_app.config import AppConfig, resolve_weights
+    from serve_app.config import AppConfig
     from serve_app.ocr.predictor import RecognizerRunner
     from serve_app.ocr.processing.recognition import to_gray
 
@@ -216,7 +216,7 @@ def service_engine(port: int, words: bool) -> Iterator[Engine]:
     recognizer = None
     if words:
         torch.set_num_threads(cfg.recognizer.threads)
-        recognizer = RecognizerRunner(resolve_weights(cfg.recognizer.weights))
+        recognizer = RecognizerRunner(**cfg.recognizer.runner_args())
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, _node_ip_address="127.0.0.1",
              _temp_dir=tempfile.mkdtemp(prefix="ray", dir="/tmp"))
     try:

@@ -10,7 +10,7 @@ from ray import serve
 
 from deployments import metrics
 from serve_app import telemetry
-from serve_app.config import RecognizerSettings, resolve_weights
+from serve_app.config import RecognizerSettings
 from serve_app.ocr.processing.recognition import Decoded
 
 
@@ -23,7 +23,7 @@ class Recognizer:
 
         s = RecognizerSettings.model_validate(settings)
         torch.set_num_threads(s.threads)
-        self.runner = RecognizerRunner(resolve_weights(s.weights), s.max_crops_per_forward, s.precision)
+        self.runner = RecognizerRunner(**s.runner_args())
         self.batch_sizes: collections.deque[int] = collections.deque(maxlen=10_000)
 
     def reconfigure(self, user_config: dict[str, Any]) -> None:

@@ -22,6 +22,7 @@ from serve_app.ocr.models.weights import DEFAULT_DETECTOR, DEFAULT_RECOGNIZER
 from serve_app.ocr.predictor import DetectorRunner, OCRPredictor, RecognizerRunner
 from serve_app.ocr.processing.detection import DetectionParams
 from serve_app.ocr.processing.recognition import to_gray
+from serve_app.paths import DEFAULT_LEXICON
 from training import datasets
 from training.metrics import bag_counts, cer, normalise_text, prf
 
@@ -37,6 +38,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--recognizer", default=str(DEFAULT_RECOGNIZER))
     p.add_argument("--short-side", type=int, default=None, help="override detection input scale")
     p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"], help="as the service's setting")
+    p.add_argument("--lexicon", default=str(DEFAULT_LEXICON), help="word list for corrections ('' for none)")
+    p.add_argument("--lexicon-margin", type=float, default=2.0)
     p.add_argument("--json", default=None, help="also write the results here")
     return p
 
@@ -94,7 +97,8 @@ def table(rows: list[dict]) -> str:
 def main(args: argparse.Namespace) -> list[dict]:
     torch.set_num_threads(args.threads)
     params = DetectionParams() if args.short_side is None else DetectionParams(short_side=args.short_side)
-    recognizer = RecognizerRunner(args.recognizer, precision=args.precision)
+    recognizer = RecognizerRunner(args.recognizer, precision=args.precision, lexicon_path=args.lexicon or None,
+                                  lexicon_margin=args.lexicon_margin)
     predictor = OCRPredictor(DetectorRunner(args.detector, params, args.precision), recognizer)
     rows = []
     for name in args.sets:

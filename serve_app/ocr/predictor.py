@@ -13,9 +13,10 @@ import torch
 
 from serve_app.ocr.models.weights import DEFAULT_DETECTOR, DEFAULT_RECOGNIZER, load_model
 from serve_app.ocr.pipeline import LineResult, assemble, make_crops
-from serve_app.ocr.processing import detection, recognition
+from serve_app.ocr.processing import detection, lexicon, recognition
 from serve_app.ocr.processing.recognition import COLUMN_STRIDE, Decoded
 from serve_app.ocr.processing.textlines import TextLine
+from serve_app.paths import DEFAULT_LEXICON
 
 
 def use_bf16(precision: str = "auto") -> bool:
@@ -62,13 +63,16 @@ class DetectorRunner:
 
 
 class RecognizerRunner:
-    """CRNN weights: normalised line crops to greedy CTC readings, batched by width."""
+    """CRNN weights: normalised line crops to greedy CTC readings, batched by width, corrected by a lexicon."""
 
-    def __init__(self, weights: str | Path = DEFAULT_RECOGNIZER, max_batch: int = 32, precision: str = "auto") -> None:
+    def __init__(self, weights: str | Path = DEFAULT_RECOGNIZER, max_batch: int = 32, precision: str = "auto",
+                 lexicon_path: str | Path | None = DEFAULT_LEXICON, lexicon_margin: float = 2.0) -> None:
         self.model, self.meta = load_model(weights)
         self.charset = self.model.spec.charset
         self.max_batch = max_batch
         self.bf16 = use_bf16(precision)
+        self.lexicon = lexicon.Lexicon.load(lexicon_path) if lexicon_path else None
+        self.lexicon_margin = lexicon_margin
 
     def read(self, crops: list[np.ndarray]) -> list[Decoded]:
         results: list[Decoded | None] = [None] * len(crops)
@@ -77,7 +81,10 @@ class RecognizerRunner:
                 batch = recognition.pad_crops([crops[i] for i in group])
                 probs = recognition.softmax(self.model(torch.from_numpy(batch)).float().numpy())
                 for b, i in enumerate(group):
-                    results[i] = recognition.ctc_greedy(probs[b, : crops[i].shape[1] // COLUMN_STRIDE], self.charset)
+                    p = probs[b, : crops[i].shape[1] // COLUMN_STRIDE]
+                    results[i] = recognition.ctc_greedy(p, self.charset)
+                    if self.lexicon is not None:
+                        results[i] = lexicon.correct(results[i], p, self.lexicon, self.charset, self.lexicon_margin)
         return [r for r in results if r is not None]
 
     def read_word(self, gray: np.ndarray, tall: float = 1.25) -> Decoded:
