@@ -216,7 +216,7 @@ class Ingress:
         with telemetry.tracer.start_as_current_span("recognize", attributes={"crops": len(crops)}):
             readings = await self.recognizer.recognize.remote([c.pixels for c in crops]) if crops else []
         t3 = time.perf_counter()
-        results = assemble(lines, crops, readings, limits.min_line_confidence)
+        results = assemble(lines, crops, readings, limits.min_line_confidence, limits.min_word_confidence)
         m = metrics.ingress()
         m["images"].inc()
         for stage, ms in (("decode", t1 - t0), ("detect", t2 - t1), ("recognize", t3 - t2)):

@@ -13,26 +13,31 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
-from serve_app.paths import ASSETS, DEFAULT_DETECTOR, DEFAULT_RECOGNIZER
+from serve_app.ocr.pipeline import MIN_WORD_CONFIDENCE
+from serve_app.ocr.processing.detection import DetectionParams
+from serve_app.paths import ASSETS, DEFAULT_DETECTOR, DEFAULT_LEXICON, DEFAULT_RECOGNIZER
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+_DEFAULT_DETECTION = DetectionParams()  # the defaults live with the code that uses them
+
+
 class DetectionSettings(_Strict):
     """CTPN input scaling and text-line building (see `serve_app.ocr.processing.detection.DetectionParams`)."""
 
-    short_side: int = Field(720, ge=64, le=4096)
-    max_side: int = Field(1280, ge=64, le=8192)
-    max_upscale: float = Field(2.0, gt=0, le=8)
-    score_threshold: float = Field(0.7, ge=0, le=1)
-    nms_threshold: float = Field(0.3, ge=0, le=1)
-    max_proposals: int = Field(2000, ge=1)
-    line_min_score: float = Field(0.8, ge=0, le=1)
-    line_max_gap: int = Field(50, ge=1, le=500)
-    line_min_overlap: float = Field(0.7, ge=0, le=1)
-    line_min_proposals: int = Field(2, ge=1)
+    short_side: int = Field(_DEFAULT_DETECTION.short_side, ge=64, le=4096)
+    max_side: int = Field(_DEFAULT_DETECTION.max_side, ge=64, le=8192)
+    max_upscale: float = Field(_DEFAULT_DETECTION.max_upscale, gt=0, le=8)
+    score_threshold: float = Field(_DEFAULT_DETECTION.score_threshold, ge=0, le=1)
+    nms_threshold: float = Field(_DEFAULT_DETECTION.nms_threshold, ge=0, le=1)
+    max_proposals: int = Field(_DEFAULT_DETECTION.max_proposals, ge=1)
+    line_min_score: float = Field(_DEFAULT_DETECTION.line_min_score, ge=0, le=1)
+    line_max_gap: int = Field(_DEFAULT_DETECTION.line_max_gap, ge=1, le=500)
+    line_min_overlap: float = Field(_DEFAULT_DETECTION.line_min_overlap, ge=0, le=1)
+    line_min_proposals: int = Field(_DEFAULT_DETECTION.line_min_proposals, ge=1)
 
 
 def resolve_weights(path: Path) -> Path:
@@ -78,6 +83,17 @@ class RecognizerSettings(_Strict):
     num_cpus: float = Field(1.0, ge=0)
     threads: int = Field(1, ge=1)
     precision: Precision = Field("auto", description=_PRECISION_HELP)
+    lexicon: Path | None = Field(
+        Path(DEFAULT_LEXICON.name),
+        description="word list (gzipped, one per line) that misread words are corrected to; null turns it off",
+    )
+    lexicon_margin: float = Field(2.0, ge=0, le=20, description="how much less likely (log) a lexicon spelling may be")
+
+    def runner_args(self) -> dict[str, Any]:
+        """Keyword arguments of `RecognizerRunner`, with asset paths resolved."""
+        return {"weights": resolve_weights(self.weights), "max_batch": self.max_crops_per_forward,
+                "precision": self.precision, "lexicon_margin": self.lexicon_margin,
+                "lexicon_path": resolve_weights(self.lexicon) if self.lexicon else None}
 
 
 class IngressSettings(_Strict):
@@ -88,6 +104,8 @@ class IngressSettings(_Strict):
     retry_after_s: int = Field(1, ge=1)
     max_ongoing_requests: int = Field(64, ge=1)
     min_line_confidence: float = Field(0.0, ge=0, le=1)
+    min_word_confidence: float = Field(MIN_WORD_CONFIDENCE, ge=0, le=1,
+                                       description="words read with a lower mean character probability are dropped")
     log_text: bool = Field(False, description="put recognized text into request logs (debugging only)")
 
 

@@ -97,3 +97,14 @@ def test_assemble_joins_words_and_drops_empty_readings():
     (line,) = assemble(lines, crops, readings)
     assert line.text == "hi there" and [w.text for w in line.words] == ["hi", "there"]
     assert line.to_dict()["words"][1]["text"] == "there"
+
+
+def test_assemble_drops_doubtful_words_but_keeps_the_line():
+    lines = [TextLine((0, 0, 100, 32), (), 0.9, 5)]
+    crops = [Crop(np.zeros((32, 100), np.float32), 0, 0, 100, 32)]
+    readings = [Decoded("hi xq", [0, 2, 4, 6, 8], [0.95, 0.9, 0.9, 0.4, 0.5])]
+    (line,) = assemble(lines, crops, readings)
+    assert line.text == "hi" and [w.text for w in line.words] == ["hi"]
+    (line,) = assemble(lines, crops, readings, min_word_confidence=0.0)
+    assert line.text == "hi xq"
+    assert assemble(lines, crops, [Decoded("xq", [6, 8], [0.4, 0.5])]) == []
