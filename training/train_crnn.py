@@ -7,8 +7,9 @@
         --init serve_app/assets/crnn_slim.pt --real-sets words sroie       # a GPU fine-tuning run (see docs)
 
 SROIE transcriptions are upper case whatever the print, so their loss is case-insensitive: for those samples the
-CTC sees each letter's probability as the sum of its two cases (`case_folded_log_probs`), which teaches the
-model to read receipts without teaching it to answer in capitals.
+CTC sees each letter's probability as the sum of its two cases (`case_folded_log_probs`). The CRNN's output layer
+is factored (case-folded classes times a per-letter case score, `--plain-head` to opt out), so those samples train
+what a letter is and never which case it is in: case is learnt from case-true data only.
 """
 
 from __future__ import annotations
@@ -42,8 +43,8 @@ MAX_TRAIN_WIDTH = 800
 def get_args_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--variant", default="slim", choices=["slim", "full"])
-    p.add_argument("--case-head", action="store_true",
-                   help="factored output: case-folded classes plus a per-letter case score (see models/crnn.py)")
+    p.add_argument("--plain-head", action="store_true",
+                   help="one softmax over all classes instead of case-folded classes plus a per-letter case score")
     p.add_argument("--steps", type=int, default=12000)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--lr", type=float, default=1.5e-3)
@@ -209,7 +210,7 @@ def main(args: argparse.Namespace) -> dict:
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     device = pick_device(args.device)
-    model = build_crnn(variant=args.variant, case_head=args.case_head).to(device)
+    model = build_crnn(variant=args.variant, case_head=not args.plain_head).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
     ckpt, step, history = checkpoint.resume(args.out, model, opt)
     if args.export:
@@ -220,7 +221,7 @@ def main(args: argparse.Namespace) -> dict:
             export_fp32(model, args.export_fp32, meta)
         return {"exported": str(path)}
     init_state = read_weights(args.init)["state_dict"] if args.init and step == 0 else None
-    factor = init_state is not None and args.case_head and "case.weight" not in init_state
+    factor = init_state is not None and not args.plain_head and "case.weight" not in init_state
     if not factor:
         warm_start(model, args.init, step)
 

@@ -37,6 +37,18 @@ def test_relative_weights_resolve_to_shipped_assets(tmp_path):
     assert resolve_weights(tmp_path / "x.pt") == tmp_path / "x.pt"
 
 
+def test_recognizer_runner_arguments_come_from_the_config(tmp_path):
+    from serve_app.ocr.predictor import RecognizerRunner
+
+    args = AppConfig.load().recognizer.runner_args()
+    assert args["lexicon_path"] == ASSETS / "lexicon.txt.gz" and args["lexicon_path"].is_file()
+    off = AppConfig.load(None, {"recognizer": {"lexicon": None, "lexicon_margin": 3.5}}).recognizer.runner_args()
+    assert off["lexicon_path"] is None and off["lexicon_margin"] == 3.5
+    assert RecognizerRunner(**off).lexicon is None and RecognizerRunner(**args).lexicon is not None
+    with pytest.raises(ValidationError, match="lexicon_margin"):
+        AppConfig.load(None, {"recognizer": {"lexicon_margin": -1}})
+
+
 def test_model_code_imports_without_ray():
     code = textwrap.dedent(
         """

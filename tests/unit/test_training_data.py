@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 from PIL import Image
 
@@ -133,3 +134,16 @@ def test_gpu_training_script_parses_and_names_real_options():
     ctpn = {a.dest for a in train_ctpn.get_args_parser()._actions}
     for opt in re.findall(r"--([a-z][a-z0-9-]+)", text):
         assert opt.replace("-", "_") in crnn | ctpn, f"gpu_train.sh passes unknown option --{opt}"
+
+
+def test_ic15_layouts_put_train_crops_back_where_they_were_cut():
+    from training.tune_detection import FRAME_H, FRAME_W, layout_frames, parse_grid
+
+    frames = layout_frames(3, seed=0)
+    assert len(frames) == 3
+    for image, words in frames:
+        assert image.shape == (FRAME_H, FRAME_W, 3) and words and all(isinstance(w, str) for w in words)
+    assert parse_grid(["short_side=720,960", "score_threshold=0.5"]) == {"short_side": [720, 960],
+                                                                         "score_threshold": [0.5]}
+    with pytest.raises(SystemExit, match="unknown detection setting"):
+        parse_grid(["shortside=720"])
