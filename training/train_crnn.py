@@ -149,17 +149,20 @@ def sequence_features(model: CRNN, x: torch.Tensor) -> torch.Tensor:
     return seq.reshape(-1, seq.shape[-1])
 
 
-def factor_output_layer(model: CRNN, state: dict[str, torch.Tensor], feats: torch.Tensor) -> None:
-    """Warm-start a case-head CRNN from a plain CRNN's weights.
+def factor_output_layer(model: CRNN, state: dict[str, torch.Tensor], inputs: list[torch.Tensor]) -> int:
+    """Warm-start a case-head CRNN from a plain CRNN's weights; returns how many columns the fit used.
 
     The body is copied. Each letter's case score starts as the plain model's upper-minus-lower logit, which is
-    exact. Each folded class's logit is fitted by least squares, on ``feats``, to the log-sum-exp of the plain
-    logits it merges, so the factored model starts out reading like the plain one.
+    exact. Each folded class's logit is fitted by least squares, on the columns of ``inputs`` (batches of crops),
+    to the log-sum-exp of the plain logits it merges, so the factored model starts out reading like the plain one.
     """
     model.load_state_dict({k: v.float() for k, v in state.items() if not k.startswith("classifier.")}, strict=False)
+    model.eval()
+    device = next(model.parameters()).device
+    with torch.inference_mode():
+        feats = torch.cat([sequence_features(model, x.to(device)) for x in inputs]).float().cpu()
     w, b = state["classifier.weight"].float(), state["classifier.bias"].float()
     up, lo, to_folded = model.upper.cpu(), model.lower.cpu(), model.to_folded.cpu()
-    feats = feats.float().cpu()
     z = feats @ w.T + b
     target = torch.stack([torch.logsumexp(z[:, to_folded == k], 1) for k in range(int(to_folded.max()) + 1)], 1)
     x = torch.cat([feats, torch.ones(len(feats), 1)], 1)
@@ -169,6 +172,7 @@ def factor_output_layer(model: CRNN, state: dict[str, torch.Tensor], feats: torc
         model.case.bias.copy_(b[up] - b[lo])
         model.classifier.weight.copy_(sol[:-1].T)
         model.classifier.bias.copy_(sol[-1])
+    return len(feats)
 
 
 def read(model: nn.Module, grays: list[np.ndarray], batch: int = 32) -> list[str]:
@@ -243,13 +247,8 @@ def main(args: argparse.Namespace) -> dict:
 
     loader = stream_loader(batches, seed, args.workers)
     if factor:
-        model.load_state_dict({k: v.float() for k, v in init_state.items() if not k.startswith("classifier.")},
-                              strict=False)
-        model.eval()
-        with torch.inference_mode():
-            feats = torch.cat([sequence_features(model, next(loader)[0].to(device)) for _ in range(8)])
-        factor_output_layer(model, init_state, feats)
-        print(f"initialised from {args.init}, output layer factored on {len(feats)} columns")
+        columns = factor_output_layer(model, init_state, [next(loader)[0] for _ in range(8)])
+        print(f"initialised from {args.init}, output layer factored on {columns} columns")
     heldout = heldout_synthetic(args.val_size)
     heldout_hard = heldout_synthetic(args.val_size // 2, seed=4321, clean=False)
     dev = words_dev() if not args.no_real else []

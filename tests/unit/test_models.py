@@ -64,13 +64,13 @@ def test_case_head_gives_a_distribution_whose_case_only_trusted_labels_train():
 
 
 def test_case_head_warm_start_keeps_the_plain_models_case_decisions():
-    from training.train_crnn import factor_output_layer, sequence_features
+    from training.train_crnn import factor_output_layer
 
     torch.manual_seed(0)
     plain, cased = build_crnn().eval(), build_crnn(case_head=True).eval()
     x = torch.randn(4, 1, 32, 96)
+    assert factor_output_layer(cased, plain.state_dict(), [x]) == 4 * 24
     with torch.inference_mode():
-        factor_output_layer(cased, plain.state_dict(), sequence_features(plain, x))
         a, b = plain(x).log_softmax(-1), cased(x)
     up, lo = cased.upper, cased.lower
     assert torch.allclose(a[..., up] - a[..., lo], b[..., up] - b[..., lo], atol=1e-4)  # exact: same case odds
