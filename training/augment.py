@@ -107,7 +107,11 @@ def augment_real_crop(rng: random.Random, gray: np.ndarray) -> np.ndarray:
     if rng.random() < 0.15:
         return gray
     gray = jitter_margins(rng, gray)
-    img = distort_crop(rng, Image.fromarray(gray), geometric=0.4)
+    img = Image.fromarray(gray)
+    if rng.random() < 0.15 and img.height > 16:  # a distant word: few pixels, upscaled back by the reader
+        f = rng.uniform(0.35, 0.7)
+        img = img.resize((max(8, int(img.width * f)), max(8, int(img.height * f))), Image.BILINEAR)
+    img = distort_crop(rng, img, geometric=0.4)
     if rng.random() < 0.2:  # squeeze or stretch
         img = img.resize((max(8, int(img.width * rng.uniform(0.75, 1.3))), img.height), Image.BILINEAR)
     out = np.asarray(img)

@@ -50,10 +50,18 @@ def word_crops(folder: str = "train/words") -> list[tuple[np.ndarray, str]]:
     return out
 
 
-def line_crops(folder: str = "train/receipts_sroie", pad: float = 0.2) -> list[tuple[np.ndarray, str]]:
+def held_out(name: str, every: int = 5) -> bool:
+    """A fixed one-in-``every`` share of items, chosen by a hash of their name: the same on every machine."""
+    return int(hashlib.sha1(Path(name).name.encode()).hexdigest(), 16) % every == 0
+
+
+def line_crops(folder: str = "train/receipts_sroie", pad: float = 0.2,
+               keep: Callable[[dict[str, Any]], bool] | None = None) -> list[tuple[np.ndarray, str]]:
     """Crops of every labelled box of a page set (SROIE lines), with some context, as grayscale arrays."""
     out = []
     for it in read_manifest(folder):
+        if keep is not None and not keep(it):
+            continue
         gray = to_gray(load_rgb(it["path"]))
         h, w = gray.shape
         for word in it["words"]:
@@ -65,6 +73,20 @@ def line_crops(folder: str = "train/receipts_sroie", pad: float = 0.2) -> list[t
             crop = gray[max(0, int(y0 - p)): min(h, int(y1 + p) + 1), max(0, int(x0 - p)): min(w, int(x1 + p) + 1)]
             out.append((crop.copy(), text))
     return out
+
+
+def borndigital_words(part: str) -> list[tuple[np.ndarray, str]]:
+    """ICDAR 2013 born-digital TRAIN words: ``fit`` (four in five images) to train on, ``check`` to choose with.
+
+    The recognizer never trains on ``check``, so it is real text no checkpoint has seen, and not an eval set.
+    Check crops identical to a fit crop are left out.
+    """
+    fit = line_crops("train/borndigital_ic13", pad=0.1, keep=lambda it: not held_out(it["image"]))
+    if part == "fit":
+        return fit
+    seen = {g.tobytes() for g, _ in fit}  # the same logo or banner recurs across images
+    check = line_crops("train/borndigital_ic13", pad=0.1, keep=lambda it: held_out(it["image"]))
+    return [(g, t) for g, t in check if g.tobytes() not in seen]
 
 
 def cached(name: str, build: Callable[[], Any], cache_dir: Path = REPO / "runs" / "cache") -> Any:

@@ -26,7 +26,8 @@ def add_common_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--time-limit", type=float, default=None,
                    help="seconds of training; the LR schedule follows whichever of steps or time runs out first")
     p.add_argument("--init", default=None, help="start from these weights (a shipped .pt), then train on")
-    p.add_argument("--snapshot", default=None, help="also write servable fp16 weights here at every save")
+    p.add_argument("--snapshot", default=None,
+                   help="also write servable fp16 weights here at every save ({step} in it becomes the step)")
 
 
 def pick_device(name: str) -> torch.device:

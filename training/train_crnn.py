@@ -52,8 +52,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--synth-fraction", type=float, default=0.8, help="share of synthetic samples; the rest is real")
     p.add_argument("--no-real", action="store_true", help="synthetic data only (no ../shared needed)")
-    p.add_argument("--real-sets", nargs="+", default=["words", "sroie"], choices=["words", "sroie"],
-                   help="real TRAIN crops to mix in (SROIE with a case-insensitive loss)")
+    p.add_argument("--real-sets", nargs="+", default=["words", "sroie"], choices=["words", "sroie", "borndigital"],
+                   help="real TRAIN crops to mix in (SROIE with a case-insensitive loss; born-digital words "
+                        "without the images held out for checking, see datasets.borndigital_words)")
     p.add_argument("--sroie-share", type=float, default=0.35, help="share of SROIE lines among the real samples")
     p.add_argument("--vocab-share", type=float, default=0.3,
                    help="share of synthetic samples that render receipt words in random casing")
@@ -234,6 +235,8 @@ def main(args: argparse.Namespace) -> dict:
     if not args.no_real:
         if "words" in args.real_sets:
             words = datasets.cached("train_words", datasets.word_crops)
+        if "borndigital" in args.real_sets:
+            words = words + datasets.cached("train_borndigital_fit", lambda: datasets.borndigital_words("fit"))
         if "sroie" in args.real_sets:
             lines = [(g, t.upper()) for g, t in datasets.cached("train_sroie", datasets.line_crops)]
         print(f"{len(words)} real TRAIN word crops, {len(lines)} receipt lines")
@@ -252,6 +255,8 @@ def main(args: argparse.Namespace) -> dict:
     heldout = heldout_synthetic(args.val_size)
     heldout_hard = heldout_synthetic(args.val_size // 2, seed=4321, clean=False)
     dev = words_dev() if not args.no_real else []
+    check = [] if args.no_real else datasets.cached("train_borndigital_check",
+                                                    lambda: datasets.borndigital_words("check"))
     ctc = nn.CTCLoss(blank=0, zero_infinity=True)
     model.train()
     budget = Budget(args.steps, args.time_limit)
@@ -275,6 +280,8 @@ def main(args: argparse.Namespace) -> dict:
             record = {"step": step, "loss": loss.item(), "elapsed_s": time.time() - t0,
                       "synthetic_clean": evaluate(model, heldout),
                       "synthetic_degraded": evaluate(model, heldout_hard)}
+            if check:  # real words no stage has trained on: what checkpoints are chosen by
+                record["borndigital_check"] = evaluate(model, check)
             if dev:
                 record["words_dev"] = evaluate(model, dev)
             model.train()
@@ -282,8 +289,9 @@ def main(args: argparse.Namespace) -> dict:
             print(json.dumps(record), flush=True)
             checkpoint.save(ckpt, model, opt, step, history, args)
             if args.snapshot:  # servable weights at every save, so a run cut short still leaves a result
-                save_weights(model, args.snapshot, {"trained_by": f"training/{Path(__file__).name}", "steps": step,
-                                                    "args": vars(args), "history": history[-5:]})
+                meta = {"trained_by": f"training/{Path(__file__).name}", "steps": step, "args": vars(args),
+                        "history": history[-5:]}
+                save_weights(model, args.snapshot.format(step=step), meta)
     bar.close()
     return history[-1] if history else {}
 

@@ -147,3 +147,15 @@ def test_ic15_layouts_put_train_crops_back_where_they_were_cut():
                                                                          "score_threshold": [0.5]}
     with pytest.raises(SystemExit, match="unknown detection setting"):
         parse_grid(["shortside=720"])
+
+
+def test_born_digital_check_words_are_a_fixed_image_level_split():
+    names = [f"images/img_{i}.png" for i in range(400)]
+    check = {n for n in names if datasets.held_out(n)}
+    assert 40 < len(check) < 120  # about one in five
+    assert check == {n for n in reversed(names) if datasets.held_out("other/dir/" + Path(n).name)}
+    fit, held = datasets.borndigital_words("fit"), datasets.borndigital_words("check")
+    assert len(fit) > 2 * len(held) > 0
+    # the parts come from disjoint images, and a logo repeated across images is not checked on
+    fit_pixels = {g.tobytes() for g, _ in fit}
+    assert not any(g.tobytes() in fit_pixels for g, _ in held if g.size)
