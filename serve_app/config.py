@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from serve_app.ocr.pipeline import MIN_WORD_CONFIDENCE
 from serve_app.ocr.processing.detection import DetectionParams
+from serve_app.ocr.processing.lexicon import DEFAULT_MARGIN
 from serve_app.paths import ASSETS, DEFAULT_DETECTOR, DEFAULT_LEXICON, DEFAULT_RECOGNIZER
 
 
@@ -87,7 +88,8 @@ class RecognizerSettings(_Strict):
         Path(DEFAULT_LEXICON.name),
         description="word list (gzipped, one per line) that misread words are corrected to; null turns it off",
     )
-    lexicon_margin: float = Field(2.0, ge=0, le=20, description="how much less likely (log) a lexicon spelling may be")
+    lexicon_margin: float = Field(DEFAULT_MARGIN, ge=0, le=20,
+                                  description="how much less likely (log) a lexicon spelling may be")
 
     def runner_args(self) -> dict[str, Any]:
         """Keyword arguments of `RecognizerRunner`, with asset paths resolved."""

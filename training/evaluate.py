@@ -21,6 +21,7 @@ import torch
 from serve_app.ocr.models.weights import DEFAULT_DETECTOR, DEFAULT_RECOGNIZER
 from serve_app.ocr.predictor import DetectorRunner, OCRPredictor, RecognizerRunner
 from serve_app.ocr.processing.detection import DetectionParams
+from serve_app.ocr.processing.lexicon import DEFAULT_MARGIN
 from serve_app.ocr.processing.recognition import to_gray
 from serve_app.paths import DEFAULT_LEXICON
 from training import datasets
@@ -39,7 +40,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--short-side", type=int, default=None, help="override detection input scale")
     p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"], help="as the service's setting")
     p.add_argument("--lexicon", default=str(DEFAULT_LEXICON), help="word list for corrections ('' for none)")
-    p.add_argument("--lexicon-margin", type=float, default=2.0)
+    p.add_argument("--lexicon-margin", type=float, default=DEFAULT_MARGIN)
     p.add_argument("--json", default=None, help="also write the results here")
     return p
 

@@ -66,7 +66,8 @@ class RecognizerRunner:
     """CRNN weights: normalised line crops to greedy CTC readings, batched by width, corrected by a lexicon."""
 
     def __init__(self, weights: str | Path = DEFAULT_RECOGNIZER, max_batch: int = 32, precision: str = "auto",
-                 lexicon_path: str | Path | None = DEFAULT_LEXICON, lexicon_margin: float = 2.0) -> None:
+                 lexicon_path: str | Path | None = DEFAULT_LEXICON,
+                 lexicon_margin: float = lexicon.DEFAULT_MARGIN) -> None:
         self.model, self.meta = load_model(weights)
         self.charset = self.model.spec.charset
         self.max_batch = max_batch
@@ -74,18 +75,24 @@ class RecognizerRunner:
         self.lexicon = lexicon.Lexicon.load(lexicon_path) if lexicon_path else None
         self.lexicon_margin = lexicon_margin
 
-    def read(self, crops: list[np.ndarray]) -> list[Decoded]:
-        results: list[Decoded | None] = [None] * len(crops)
+    def column_probs(self, crops: list[np.ndarray]) -> list[np.ndarray]:
+        """Each crop's ``(W / 4, classes)`` character probabilities, batched by width."""
+        results: list[np.ndarray | None] = [None] * len(crops)
         with torch.inference_mode(), _autocast(self.bf16):
             for group in recognition.width_buckets([c.shape[1] for c in crops], self.max_batch):
                 batch = recognition.pad_crops([crops[i] for i in group])
                 probs = recognition.softmax(self.model(torch.from_numpy(batch)).float().numpy())
                 for b, i in enumerate(group):
-                    p = probs[b, : crops[i].shape[1] // COLUMN_STRIDE]
-                    results[i] = recognition.ctc_greedy(p, self.charset)
-                    if self.lexicon is not None:
-                        results[i] = lexicon.correct(results[i], p, self.lexicon, self.charset, self.lexicon_margin)
+                    results[i] = probs[b, : crops[i].shape[1] // COLUMN_STRIDE]
         return [r for r in results if r is not None]
+
+    def read(self, crops: list[np.ndarray]) -> list[Decoded]:
+        out = []
+        for p in self.column_probs(crops):
+            d = recognition.ctc_greedy(p, self.charset)
+            out.append(d if self.lexicon is None else
+                       lexicon.correct(d, p, self.lexicon, self.charset, self.lexicon_margin))
+        return out
 
     def read_word(self, gray: np.ndarray, tall: float = 1.25) -> Decoded:
         """One cropped word, read upright and, if it is ``tall`` times higher than wide, also turned both ways.

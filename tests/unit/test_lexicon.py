@@ -75,3 +75,28 @@ def test_the_shipped_lexicon_knows_common_words():
     lex = Lexicon.load(DEFAULT_LEXICON)
     assert len(lex.words) > 100_000
     assert {"house", "total", "invoice", "thank"} <= lex.words and "h0use" not in lex
+
+
+def test_the_shipped_lexicon_is_what_build_lexicon_builds():
+    from serve_app.paths import DEFAULT_LEXICON
+    from training.build_lexicon import lexicon_words
+
+    shipped = Lexicon.load(DEFAULT_LEXICON).words
+    dictionary_only = lexicon_words(("dictionary",))
+    assert shipped == lexicon_words()  # rebuild with `python -m training.build_lexicon` when a source changes
+    assert dictionary_only < shipped and {"hdtv", "lcd"} <= shipped - dictionary_only
+
+
+def test_lexicon_sweep_scores_each_lexicon_and_margin():
+    import random
+
+    from serve_app.ocr.predictor import RecognizerRunner
+    from training.synth import render_crop
+    from training.tune_lexicon import sweep
+
+    rng = random.Random(3)
+    items = [render_crop(rng, text, clean=True) for text in ("house", "total", "due")]
+    runner = RecognizerRunner(precision="fp32", lexicon_path=None)
+    result = sweep(runner, items + [(items[0][0], "wrong")], {"none": None, "lex": LEX}, [1.0, 4.0])
+    assert set(result) == {("none", 0.0), ("lex", 1.0), ("lex", 4.0)}
+    assert all(v == 0.75 for v in result.values())  # three clean words read right, the mislabelled one never
