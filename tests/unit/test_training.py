@@ -6,7 +6,7 @@ import numpy as np
 
 from serve_app.ocr.models.weights import load_model
 from serve_app.ocr.predictor import DetectorRunner, RecognizerRunner
-from training import soup, train_crnn, train_ctpn
+from training import train_crnn, train_ctpn
 from training.metrics import bag_counts, cer, prf
 from training.synth import render_crop, render_lines, render_page
 
@@ -60,23 +60,3 @@ def test_metrics():
     assert prf(3, 3, 4) == (1.0, 0.75, 6 / 7)
     assert cer("kitten", "sitting") == 3 / 7
 
-
-def test_soup_averages_weights_and_refuses_other_architectures(tmp_path):
-    import pytest
-    import torch
-
-    from serve_app.ocr.models.crnn import build_crnn
-    from serve_app.ocr.models.weights import save_weights
-
-    torch.manual_seed(0)
-    a, b = build_crnn(case_head=True), build_crnn(case_head=True)
-    save_weights(a, tmp_path / "a.pt", {"steps": 1}, half=False)
-    save_weights(b, tmp_path / "b.pt", {"steps": 2}, half=False)
-    model, meta = soup.soup([tmp_path / "a.pt", tmp_path / "b.pt"])
-    for (k, va), vb, vm in zip(a.state_dict().items(), b.state_dict().values(), model.state_dict().values()):
-        if va.is_floating_point():
-            assert torch.allclose(vm, (va + vb) / 2, atol=1e-6), k
-    assert [m["meta"]["steps"] for m in meta["soup_of"]] == [1, 2]
-    save_weights(build_crnn(case_head=False), tmp_path / "plain.pt")
-    with pytest.raises(SystemExit, match="not the same architecture"):
-        soup.soup([tmp_path / "a.pt", tmp_path / "plain.pt"])
