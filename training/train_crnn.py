@@ -280,7 +280,7 @@ def main(args: argparse.Namespace) -> dict:
             record = {"step": step, "loss": loss.item(), "elapsed_s": time.time() - t0,
                       "synthetic_clean": evaluate(model, heldout),
                       "synthetic_degraded": evaluate(model, heldout_hard)}
-            if check:  # real words no stage has trained on: what checkpoints are chosen by
+            if check:  # real words from images that no run trains on
                 record["borndigital_check"] = evaluate(model, check)
             if dev:
                 record["words_dev"] = evaluate(model, dev)

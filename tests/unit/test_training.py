@@ -59,4 +59,3 @@ def test_metrics():
     assert bag_counts(["Hello, World!", "again"], ["hello world", "AGAIN", "missing"]) == (3, 3, 4)
     assert prf(3, 3, 4) == (1.0, 0.75, 6 / 7)
     assert cer("kitten", "sitting") == 3 / 7
-
