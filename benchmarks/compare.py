@@ -9,8 +9,8 @@ Metrics are those of `training.evaluate` (../shared/README.md): bag-of-words P/R
 wall-clock seconds per image (median, p90) after one warm-up call per set.
 
 - service: the real Serve app started in-process (storage and tracing off, Ray with 2 CPUs); each page is POSTed
-  as a file to ``/api/v1/ocr``. The API has no way to skip detection, so word crops are read by the in-process
-  `RecognizerRunner` with the service's weights and thread count (marked "in-process").
+  as a file to ``/api/v1/ocr``, each word crop to ``/api/v1/ocr?layout=word`` (no detection; the crop is read at
+  several widths, `consensus.read_views`).
 - tesseract: the ``tesseract`` CLI (installed with apt-get if missing), ``OMP_THREAD_LIMIT`` = ``--threads``;
   pages ``--psm 3`` with word boxes from TSV, crops ``--psm 7``. Its times include starting the process.
 - easyocr, rapidocr: only if the package imports and its models are already on disk (nothing is downloaded).
@@ -194,47 +194,40 @@ def tesseract_engine(threads: int) -> Engine:
 
 
 @contextlib.contextmanager
-def service_engine(port: int, words: bool) -> Iterator[Engine]:
-    """The Serve app on a fresh local Ray (2 CPUs); pages go over HTTP, word crops to an in-process recognizer.
-
-    The in-process recognizer uses the replica's thread count (1): 2 threads beside a busy process spin-wait.
-    """
+def service_engine(port: int) -> Iterator[Engine]:
+    """The Serve app on a fresh local Ray (2 CPUs); pages and word crops both go over HTTP."""
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     os.environ.pop("RAY_SERVE_TRACING_EXPORTER_IMPORT_PATH", None)  # tracing off in every replica
     import httpx
     import ray
-    import torch
     from ray import serve
 
     from deployments.app import graph
     from serve_app.config import AppConfig
-    from serve_app.ocr.predictor import RecognizerRunner
-    from serve_app.ocr.processing.recognition import to_gray
 
     cfg = AppConfig.load(overrides={"storage": {"mode": "off"}})
-    recognizer = None
-    if words:
-        torch.set_num_threads(cfg.recognizer.threads)
-        recognizer = RecognizerRunner(**cfg.recognizer.runner_args())
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, _node_ip_address="127.0.0.1",
              _temp_dir=tempfile.mkdtemp(prefix="ray", dir="/tmp"))
     try:
         serve.start(http_options={"host": "127.0.0.1", "port": port}, logging_config={"enable_access_log": False})
         serve.run(graph(cfg), name="ocr", route_prefix="/")
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=300) as client:
-            def page(path: str) -> Words:
+            def post(path: str, layout: str) -> list[dict]:
                 data = Path(path).read_bytes()
                 kind = mimetypes.guess_type(path)[0] or "application/octet-stream"
-                r = client.post("/api/v1/ocr", files={"image": (Path(path).name, data, kind)})
+                r = client.post("/api/v1/ocr", params={"layout": layout},
+                                files={"image": (Path(path).name, data, kind)})
                 r.raise_for_status()
-                return [(w["text"], tuple(w["box"])) for ln in r.json()["lines"] for w in ln["words"]]
+                return r.json()["lines"]
+
+            def page(path: str) -> Words:
+                return [(w["text"], tuple(w["box"])) for ln in post(path, "page") for w in ln["words"]]
 
             def word(path: str) -> str:
-                assert recognizer is not None
-                return recognizer.read_word(to_gray(datasets.load_rgb(path))).text
+                return " ".join(ln["text"] for ln in post(path, "word"))
 
-            yield Engine("service", page, word, notes={"words_dev": "in-process"})
+            yield Engine("service", page, word)
     finally:
         serve.shutdown()
         ray.shutdown()
@@ -268,7 +261,7 @@ def rapidocr_engine() -> Engine:
 @contextlib.contextmanager
 def open_engine(name: str, args: argparse.Namespace) -> Iterator[Engine | None]:
     if name == "service":
-        with service_engine(args.port, "words_dev" in args.sets) as engine:
+        with service_engine(args.port) as engine:
             yield engine
         return
     if name == "tesseract":

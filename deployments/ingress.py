@@ -12,9 +12,9 @@ import time
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from fastapi import Body, FastAPI, File, Request, Response, UploadFile
+from fastapi import Body, FastAPI, File, Query, Request, Response, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
@@ -28,7 +28,8 @@ from deployments import metrics
 from serve_app import __version__, telemetry
 from serve_app.config import AppConfig, resolve_weights
 from serve_app.imaging import ImageError, decode_image
-from serve_app.ocr.pipeline import assemble, make_crops
+from serve_app.ocr.pipeline import assemble, make_crops, word_lines
+from serve_app.ocr.processing.recognition import to_gray
 from serve_app.schemas import CorrectionIn, CorrectionOut, ErrorResponse, OCRResponse
 
 log = logging.getLogger("ray.serve")
@@ -70,6 +71,9 @@ async def _internal(_: Request, exc: Exception) -> JSONResponse:
     log.exception("unhandled error", exc_info=exc)
     return error(500, "internal_error", "the service failed on this request; it has been logged")
 
+
+#: What an uploaded image holds: a photo or page to search for text, or one cropped word.
+Layout = Literal["page", "word"]
 
 MEDIA_TYPES = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp", "BMP": "image/bmp",
                "TIFF": "image/tiff"}
@@ -163,13 +167,17 @@ class Ingress:
         return JSONResponse({"status": "ready", "models": self.models, "storage": storage or "off"})
 
     @api.post("/api/v1/ocr", response_model=OCRResponse, responses=ERRORS)
-    async def ocr(self, image: UploadFile = File(..., description="JPEG, PNG, WebP, BMP or TIFF")):  # noqa: ANN201
+    async def ocr(  # noqa: ANN201
+        self, image: UploadFile = File(..., description="JPEG, PNG, WebP, BMP or TIFF"),
+        layout: Layout = Query("page", description="'page': find the text, then read it; 'word': the image is one "
+                                                   "cropped word (or short line), read it whole at several widths"),
+    ):
         request_id = str(uuid.uuid4())
         with telemetry.tracer.start_as_current_span(
-            "ocr.request", attributes={"http.route": "/api/v1/ocr", "request_id": request_id}
+            "ocr.request", attributes={"http.route": "/api/v1/ocr", "request_id": request_id, "layout": layout}
         ) as span:
             t0 = time.perf_counter()
-            response = await self._admit(request_id, image)
+            response = await self._admit(request_id, image, layout)
             status = response.status_code if isinstance(response, Response) else 200
             code = json.loads(response.body)["error"]["code"] if status != 200 else "ok"
             span.set_attribute("http.status_code", status)
@@ -185,14 +193,14 @@ class Ingress:
             request_log.info(json.dumps(record))
             return response
 
-    async def _admit(self, request_id: str, image: UploadFile) -> dict[str, Any] | JSONResponse:
+    async def _admit(self, request_id: str, image: UploadFile, layout: Layout) -> dict[str, Any] | JSONResponse:
         limits = self.cfg.ingress
         busy = {"Retry-After": str(limits.retry_after_s)}
         if self.inflight >= self.max_inflight:
             return error(503, "overloaded", "the service is at capacity; retry shortly", request_id, busy)
         self.inflight += 1
         try:
-            return await self._ocr(request_id, image)
+            return await self._ocr(request_id, image, layout)
         except ImageError as exc:
             return error(exc.status, exc.code, str(exc), request_id)
         except BackPressureError:
@@ -200,23 +208,29 @@ class Ingress:
         finally:
             self.inflight -= 1
 
-    async def _ocr(self, request_id: str, upload: UploadFile) -> dict[str, Any]:
+    async def _ocr(self, request_id: str, upload: UploadFile, layout: Layout) -> dict[str, Any]:
         limits = self.cfg.ingress
         t0 = time.perf_counter()
         data = await upload.read(limits.max_upload_bytes + 1)
         decoded = decode_image(data, limits.max_upload_bytes, limits.max_pixels)
         trace.get_current_span().set_attributes(
             {"image.width": decoded.width, "image.height": decoded.height, "image.bytes": len(data)})
-        t1 = time.perf_counter()
-        with telemetry.tracer.start_as_current_span("detect") as span:
-            lines = await self.detector.detect.remote(decoded.pixels)
-            span.set_attribute("lines", len(lines))
-        t2 = time.perf_counter()
-        crops = make_crops(decoded.pixels, lines, self.cfg.recognizer.max_crop_width)
-        with telemetry.tracer.start_as_current_span("recognize", attributes={"crops": len(crops)}):
-            readings = await self.recognizer.recognize.remote([c.pixels for c in crops]) if crops else []
-        t3 = time.perf_counter()
-        results = assemble(lines, crops, readings, limits.min_line_confidence, limits.min_word_confidence)
+        t1 = t2 = time.perf_counter()
+        if layout == "word":
+            with telemetry.tracer.start_as_current_span("recognize", attributes={"crops": 1}):
+                reading = await self.recognizer.read_word.remote(decoded.pixels)
+            t3 = time.perf_counter()
+            results = word_lines(to_gray(decoded.pixels), reading)
+        else:
+            with telemetry.tracer.start_as_current_span("detect") as span:
+                lines = await self.detector.detect.remote(decoded.pixels)
+                span.set_attribute("lines", len(lines))
+            t2 = time.perf_counter()
+            crops = make_crops(decoded.pixels, lines, self.cfg.recognizer.max_crop_width)
+            with telemetry.tracer.start_as_current_span("recognize", attributes={"crops": len(crops)}):
+                readings = await self.recognizer.recognize.remote([c.pixels for c in crops]) if crops else []
+            t3 = time.perf_counter()
+            results = assemble(lines, crops, readings, limits.min_line_confidence, limits.min_word_confidence)
         m = metrics.ingress()
         m["images"].inc()
         for stage, ms in (("decode", t1 - t0), ("detect", t2 - t1), ("recognize", t3 - t2)):

@@ -11,7 +11,7 @@ from ray import serve
 from deployments import metrics
 from serve_app import telemetry
 from serve_app.config import RecognizerSettings
-from serve_app.ocr.processing.recognition import Decoded
+from serve_app.ocr.processing.recognition import Decoded, to_gray
 
 
 @serve.deployment(name="Recognizer")
@@ -43,6 +43,11 @@ class Recognizer:
             out.append(readings[i: i + len(crops)])
             i += len(crops)
         return out
+
+    async def read_word(self, pixels: np.ndarray) -> Decoded:
+        """A whole image that is one word, read at several widths (``layout=word``); not batched."""
+        with telemetry.tracer.start_as_current_span("crnn.word", attributes={"width": int(pixels.shape[1])}):
+            return self.runner.read_word(to_gray(pixels))
 
     def stats(self) -> dict[str, Any]:
         return {"batch_sizes": list(self.batch_sizes), "model": self.runner.meta.get("version", "unversioned")}

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
 from serve_app.ocr.pipeline import MIN_WORD_CONFIDENCE
+from serve_app.ocr.processing.consensus import DEFAULT_WORD_SCALES
 from serve_app.ocr.processing.detection import DetectionParams
 from serve_app.ocr.processing.lexicon import DEFAULT_MARGIN
 from serve_app.paths import ASSETS, DEFAULT_DETECTOR, DEFAULT_LEXICON, DEFAULT_RECOGNIZER
@@ -90,11 +91,15 @@ class RecognizerSettings(_Strict):
     )
     lexicon_margin: float = Field(DEFAULT_MARGIN, ge=0, le=20,
                                   description="how much less likely (log) a lexicon spelling may be")
+    word_scales: list[Annotated[float, Field(ge=0.25, le=4)]] = Field(
+        list(DEFAULT_WORD_SCALES), min_length=1, max_length=8,
+        description="width scales a single word crop is read at; [1.0] for one reading")
 
     def runner_args(self) -> dict[str, Any]:
         """Keyword arguments of `RecognizerRunner`, with asset paths resolved."""
         return {"weights": resolve_weights(self.weights), "max_batch": self.max_crops_per_forward,
                 "precision": self.precision, "lexicon_margin": self.lexicon_margin,
+                "word_scales": tuple(self.word_scales),
                 "lexicon_path": resolve_weights(self.lexicon) if self.lexicon else None}
 
 

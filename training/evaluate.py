@@ -20,6 +20,7 @@ import torch
 
 from serve_app.ocr.models.weights import DEFAULT_DETECTOR, DEFAULT_RECOGNIZER
 from serve_app.ocr.predictor import DetectorRunner, OCRPredictor, RecognizerRunner
+from serve_app.ocr.processing.consensus import DEFAULT_WORD_SCALES
 from serve_app.ocr.processing.detection import DetectionParams
 from serve_app.ocr.processing.lexicon import DEFAULT_MARGIN
 from serve_app.ocr.processing.recognition import to_gray
@@ -41,6 +42,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"], help="as the service's setting")
     p.add_argument("--lexicon", default=str(DEFAULT_LEXICON), help="word list for corrections ('' for none)")
     p.add_argument("--lexicon-margin", type=float, default=DEFAULT_MARGIN)
+    p.add_argument("--word-scales", nargs="+", type=float, default=list(DEFAULT_WORD_SCALES),
+                   help="width scales each word crop is read at ('1' for one reading)")
     p.add_argument("--json", default=None, help="also write the results here")
     return p
 
@@ -99,7 +102,7 @@ def main(args: argparse.Namespace) -> list[dict]:
     torch.set_num_threads(args.threads)
     params = DetectionParams() if args.short_side is None else DetectionParams(short_side=args.short_side)
     recognizer = RecognizerRunner(args.recognizer, precision=args.precision, lexicon_path=args.lexicon or None,
-                                  lexicon_margin=args.lexicon_margin)
+                                  lexicon_margin=args.lexicon_margin, word_scales=tuple(args.word_scales))
     predictor = OCRPredictor(DetectorRunner(args.detector, params, args.precision), recognizer)
     rows = []
     for name in args.sets:

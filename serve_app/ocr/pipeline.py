@@ -17,6 +17,9 @@ from serve_app.ocr.processing.textlines import TextLine
 #: TRAIN-only frames: on rebuilt ICDAR 2015 frames and SROIE receipts it trades a little recall for more precision.
 MIN_WORD_CONFIDENCE = 0.7
 
+#: A word image this many times higher than wide is also read turned a quarter each way (`read_word`).
+TALL_WORD = 1.25
+
 
 @dataclass(frozen=True)
 class LineResult:
@@ -57,3 +60,20 @@ def assemble(
     return out
 
 
+
+
+def word_lines(gray: np.ndarray, reading: Decoded, tall: float = TALL_WORD) -> list[LineResult]:
+    """The answer for an image that is one word (``layout=word``): one line covering the whole image.
+
+    Word boxes come from the CTC columns of the upright reading; a tall image may have been read turned, so its
+    words get the whole image. Nothing is dropped for low confidence: the caller said there is a word here.
+    """
+    h, w = gray.shape[:2]
+    box = (0.0, 0.0, float(w), float(h))
+    if not reading.text.strip():
+        return []
+    if h > tall * w:
+        words = [Word(t, box, reading.confidence) for t in reading.text.split()]
+    else:
+        words = recognition.split_words(reading, Crop(recognition.normalise(gray), *box), box)
+    return [LineResult(box, " ".join(wd.text for wd in words), reading.confidence, words)]

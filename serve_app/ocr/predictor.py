@@ -12,8 +12,8 @@ import numpy as np
 import torch
 
 from serve_app.ocr.models.weights import DEFAULT_DETECTOR, DEFAULT_RECOGNIZER, load_model
-from serve_app.ocr.pipeline import LineResult, assemble, make_crops
-from serve_app.ocr.processing import detection, lexicon, recognition
+from serve_app.ocr.pipeline import TALL_WORD, LineResult, assemble, make_crops
+from serve_app.ocr.processing import consensus, detection, lexicon, recognition
 from serve_app.ocr.processing.recognition import COLUMN_STRIDE, Decoded
 from serve_app.ocr.processing.textlines import TextLine
 from serve_app.paths import DEFAULT_LEXICON
@@ -67,13 +67,15 @@ class RecognizerRunner:
 
     def __init__(self, weights: str | Path = DEFAULT_RECOGNIZER, max_batch: int = 32, precision: str = "auto",
                  lexicon_path: str | Path | None = DEFAULT_LEXICON,
-                 lexicon_margin: float = lexicon.DEFAULT_MARGIN) -> None:
+                 lexicon_margin: float = lexicon.DEFAULT_MARGIN,
+                 word_scales: tuple[float, ...] = consensus.DEFAULT_WORD_SCALES) -> None:
         self.model, self.meta = load_model(weights)
         self.charset = self.model.spec.charset
         self.max_batch = max_batch
         self.bf16 = use_bf16(precision)
         self.lexicon = lexicon.Lexicon.load(lexicon_path) if lexicon_path else None
         self.lexicon_margin = lexicon_margin
+        self.word_scales = tuple(word_scales) or (1.0,)
 
     def column_probs(self, crops: list[np.ndarray]) -> list[np.ndarray]:
         """Each crop's ``(W / 4, classes)`` character probabilities, batched by width."""
@@ -94,15 +96,24 @@ class RecognizerRunner:
                        lexicon.correct(d, p, self.lexicon, self.charset, self.lexicon_margin))
         return out
 
-    def read_word(self, gray: np.ndarray, tall: float = 1.25) -> Decoded:
+    def read_word(self, gray: np.ndarray, tall: float = TALL_WORD) -> Decoded:
         """One cropped word, read upright and, if it is ``tall`` times higher than wide, also turned both ways.
 
-        Such crops are usually rotated text; the most confident of the readings wins.
+        Such crops are usually rotated text; the most confident of the readings wins. Each orientation is read
+        at every width scale of ``word_scales`` and the views agree on one spelling (`consensus.read_views`).
         """
-        candidates = [gray]
+        turns = [gray]
         if gray.shape[0] > tall * gray.shape[1]:
-            candidates += [np.rot90(gray, 1), np.rot90(gray, -1)]
-        readings = self.read([recognition.normalise(np.ascontiguousarray(c)) for c in candidates])
+            turns += [np.rot90(gray, 1), np.rot90(gray, -1)]
+        if self.word_scales == (1.0,):
+            readings = self.read([recognition.normalise(np.ascontiguousarray(c)) for c in turns])
+            return max(readings, key=lambda d: d.confidence)
+        views = [consensus.resize_width(recognition.normalise(np.ascontiguousarray(c)), s)
+                 for c in turns for s in self.word_scales]
+        probs = self.column_probs(views)
+        n = len(self.word_scales)
+        readings = [consensus.read_views(probs[i:i + n], self.lexicon, self.charset, self.lexicon_margin)
+                    for i in range(0, len(probs), n)]
         return max(readings, key=lambda d: d.confidence)
 
 

@@ -60,6 +60,25 @@ def test_jpeg_and_webp_work_too(client):
         assert r.json()["text"] == "hello world"
 
 
+def test_a_cropped_word_is_read_whole_with_layout_word(client):
+    img, truth = render_lines(["Rescue"], size=30)
+    (x0, y0, x1, y1) = truth[0].box
+    word = img.crop((x0 - 4, y0 - 3, x1 + 4, y1 + 3))
+    for pic in (word, word.rotate(90, expand=True)):  # a tall crop is also read turned
+        r = client.post("/api/v1/ocr", params={"layout": "word"}, files={"image": ("w.png", png(pic), "image/png")})
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert body["text"] == "Rescue" and len(body["lines"]) == 1
+        line = body["lines"][0]
+        assert line["box"] == [0, 0, pic.width, pic.height]
+        (w,) = line["words"]
+        assert 0 <= w["box"][0] < w["box"][2] <= pic.width and 0 < w["confidence"] <= 1
+        assert body["timings"]["detect_ms"] == 0 and body["timings"]["recognize_ms"] > 0
+    r = client.post("/api/v1/ocr", params={"layout": "paragraph"}, files={"image": ("w.png", png(word), "image/png")})
+    assert r.status_code == 422 and r.json()["error"]["code"] == "invalid_request"
+    assert "layout" in r.json()["error"]["message"]
+
+
 def test_blank_image_has_no_lines(client):
     r = post(client, png(Image.new("RGB", (300, 200), (255, 255, 255))))
     assert r.status_code == 200 and r.json()["lines"] == []
