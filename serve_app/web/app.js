@@ -67,7 +67,8 @@ async function read() {
   setStatus("Reading…", "busy");
   $("read").disabled = true;
   try {
-    const r = await fetch("/api/v1/ocr", { method: "POST", body: form });
+    const url = $("as-word").checked ? "/api/v1/ocr?layout=word" : "/api/v1/ocr";
+    const r = await fetch(url, { method: "POST", body: form });
     const data = await r.json().catch(() => ({}));
     if (!r.ok) {
       const msg = data.error ? data.error.message : r.statusText;

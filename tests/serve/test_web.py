@@ -90,6 +90,24 @@ def test_region_sends_only_that_region_and_boxes_land_on_the_full_image(page, pa
     assert abs(ry - y0) < 10 and abs(ry + rh - y1) < 10 and abs(rx - x0) < 20  # mapped back to the full image
 
 
+def test_one_selected_word_is_read_without_detection(page, page_png, serve_url):
+    path, (w, h), truth = page_png
+    page.set_input_files("#file", str(path))
+    page.wait_for_selector("#prep:has-text('JPEG')")
+    word, (x0, y0, x1, y1) = truth[1].words[0]  # "Total"
+    box = page.locator("#canvas").bounding_box()
+    sx, sy = box["width"] / w, box["height"] / h
+    page.mouse.move(box["x"] + (x0 - 6) * sx, box["y"] + (y0 - 4) * sy)
+    page.mouse.down()
+    page.mouse.move(box["x"] + (x1 + 6) * sx, box["y"] + (y1 + 4) * sy, steps=5)
+    page.mouse.up()
+    page.check("#as-word")
+    page.click("#read")
+    page.wait_for_selector("#results:not([hidden])", timeout=60_000)
+    assert [i.input_value() for i in page.query_selector_all("#lines input")] == [word]
+    assert any(u.startswith(serve_url + "/api/v1/ocr?layout=word") for u in page.requests)
+
+
 def test_a_correction_is_sent_and_accepted(page, page_png):
     path, _, _ = page_png
     page.set_input_files("#file", str(path))
