@@ -181,7 +181,7 @@ class Ingress:
             status = response.status_code if isinstance(response, Response) else 200
             code = json.loads(response.body)["error"]["code"] if status != 200 else "ok"
             span.set_attribute("http.status_code", status)
-            metrics.ingress()["requests"].inc(tags={"status": str(status), "code": code})
+            metrics.ingress()["requests"].inc(tags={"status": str(status), "code": code, "layout": layout})
             record = {"event": "ocr", "request_id": request_id, "trace_id": telemetry.trace_id(), "status": status,
                       "code": code, "total_ms": round((time.perf_counter() - t0) * 1e3, 1)}
             if isinstance(response, dict):
@@ -233,8 +233,9 @@ class Ingress:
             results = assemble(lines, crops, readings, limits.min_line_confidence, limits.min_word_confidence)
         m = metrics.ingress()
         m["images"].inc()
-        for stage, ms in (("decode", t1 - t0), ("detect", t2 - t1), ("recognize", t3 - t2)):
-            m["stage_ms"].observe(ms * 1e3, tags={"stage": stage})
+        stages = (("decode", t1 - t0), ("detect", t2 - t1), ("recognize", t3 - t2))
+        for stage, ms in stages if layout == "page" else (stages[0], stages[2]):
+            m["stage_ms"].observe(ms * 1e3, tags={"stage": stage, "layout": layout})
         m["lines"].observe(len(results))
         m["words"].observe(sum(len(r.words) for r in results))
         m["pixels"].observe(decoded.width * decoded.height / 1e6)

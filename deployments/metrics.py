@@ -15,11 +15,11 @@ MS_BUCKETS = [5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000]
 @functools.cache
 def ingress() -> dict:
     return {
-        "requests": Counter("ocr_requests_total", "OCR requests by HTTP status and error code.",
-                            tag_keys=("status", "code")),
+        "requests": Counter("ocr_requests_total", "OCR requests by HTTP status, error code and layout.",
+                            tag_keys=("status", "code", "layout")),
         "images": Counter("ocr_images_total", "Images read successfully."),
-        "stage_ms": Histogram("ocr_stage_latency_ms", "Time per stage of an OCR request.", boundaries=MS_BUCKETS,
-                              tag_keys=("stage",)),
+        "stage_ms": Histogram("ocr_stage_latency_ms", "Time per stage of an OCR request, by layout.",
+                              boundaries=MS_BUCKETS, tag_keys=("stage", "layout")),
         "lines": Histogram("ocr_lines_per_image", "Text lines found per image.",
                            boundaries=[1, 2, 5, 10, 20, 50, 100]),
         "words": Histogram("ocr_words_per_image", "Words read per image.", boundaries=[1, 5, 10, 25, 50, 100, 250]),

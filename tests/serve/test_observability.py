@@ -82,11 +82,13 @@ def test_custom_metrics_reach_prometheus(client, metrics_port):
         r = client.post("/api/v1/ocr", files={"image": ("m.png", png([f"metric {i}"]), "image/png")})
         assert r.status_code == 200
     assert client.post("/api/v1/ocr", files={"image": ("x.txt", b"not an image", "text/plain")}).status_code == 415
+    word = client.post("/api/v1/ocr", params={"layout": "word"}, files={"image": ("w.png", png(["word"]), "image/png")})
+    assert word.status_code == 200
     deadline = time.monotonic() + 90
     text = ""
     while time.monotonic() < deadline:
         text = scrape(metrics_port)
-        if value(text, "ray_ocr_requests_total", status="415") >= 1 and "ray_ocr_spool_depth" in text:
+        if value(text, "ray_ocr_requests_total", layout="word") >= 1 and "ray_ocr_spool_depth" in text:
             break
         time.sleep(2)
     assert value(text, "ray_ocr_requests_total", status="200") >= 3
@@ -94,6 +96,10 @@ def test_custom_metrics_reach_prometheus(client, metrics_port):
     assert value(text, "ray_ocr_images_total") >= 3
     assert value(text, "ray_ocr_stage_latency_ms_count", stage="detect") >= 3
     assert value(text, "ray_ocr_stage_latency_ms_sum", stage="detect") > 0
+    # a word needs no detection: it is counted by layout and has no detect stage
+    assert value(text, "ray_ocr_requests_total", status="200", layout="word") >= 1
+    assert value(text, "ray_ocr_stage_latency_ms_count", stage="recognize", layout="word") >= 1
+    assert value(text, "ray_ocr_stage_latency_ms_count", stage="detect", layout="word") == 0
     assert value(text, "ray_ocr_lines_per_image_count") >= 3
     assert value(text, "ray_ocr_recognizer_batch_crops_count") >= 1
     assert "ray_ocr_spool_depth" in text and "ray_ocr_archiver_lag_seconds" in text
