@@ -50,13 +50,15 @@ def db_counts(pg_url: str, bodies: list[dict]) -> tuple[int, int]:
 
 
 def test_every_result_is_stored_once_with_its_image_and_boxes(client, pg_url, storage_dirs):
-    uploads = [png_bytes([f"stored line {i}", "second line"]) for i in range(3)]
+    uploads = [png_bytes([f"stored line {i}", "second line"]) for i in range(3)] + [png_bytes(["word"])]
     bodies = []
-    for data in uploads:
-        r = client.post("/api/v1/ocr", files={"image": ("s.png", data, "image/png")})
+    for i, data in enumerate(uploads):  # the last one as a single word: stored the same way
+        r = client.post("/api/v1/ocr", params={"layout": "word" if i == 3 else "page"},
+                        files={"image": ("s.png", data, "image/png")})
         assert r.status_code == 200
         bodies.append(r.json())
-    expected = (3, _boxes(bodies))
+    assert _boxes(bodies[3:]) == 2  # one line covering the image, and its word
+    expected = (4, _boxes(bodies))
     poll(lambda: db_counts(pg_url, bodies) == expected)
     time.sleep(0.5)
     assert db_counts(pg_url, bodies) == expected  # and nothing more arrives
