@@ -74,6 +74,7 @@ def eval_pages(predictor: OCRPredictor, name: str, limit: int | None) -> dict:
 def eval_words(recognizer: RecognizerRunner, limit: int | None) -> dict:
     items = datasets.read_manifest("eval/words_dev")[:limit]
     correct, cers, seconds = 0, [], []
+    by_source: dict[str, list[bool]] = {}
     for it in items:
         gray = to_gray(datasets.load_rgb(it["path"]))
         t0 = time.perf_counter()
@@ -81,8 +82,10 @@ def eval_words(recognizer: RecognizerRunner, limit: int | None) -> dict:
         seconds.append(time.perf_counter() - t0)
         pred, gt = normalise_text(text).replace(" ", ""), normalise_text(it["text"]).replace(" ", "")
         correct += pred == gt
+        by_source.setdefault(it.get("dataset", "?"), []).append(pred == gt)
         cers.append(cer(pred, gt))
     return {"set": "words_dev", "n": len(items), "accuracy": correct / max(len(items), 1), "cer": float(np.mean(cers)),
+            "by_dataset": {k: float(np.mean(v)) for k, v in sorted(by_source.items())},
             "s_median": float(np.median(seconds)), "s_p90": float(np.percentile(seconds, 90))}
 
 
@@ -111,6 +114,9 @@ def main(args: argparse.Namespace) -> list[dict]:
         else:
             rows.append(eval_pages(predictor, name, args.limit))
     print(table(rows))
+    for r in rows:
+        if "by_dataset" in r:
+            print("words_dev by source: " + ", ".join(f"{k} {v:.3f}" for k, v in r["by_dataset"].items()))
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(rows, indent=2))
