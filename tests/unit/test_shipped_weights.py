@@ -35,3 +35,16 @@ def test_shipped_weights_read_rendered_pages_exactly(predictor, font_name, lines
     for r, t in zip(result, truth):
         assert abs(r.box[1] - t.box[1]) < 12 and abs(r.box[3] - t.box[3]) < 12
         assert r.confidence > 0.5
+
+
+@pytest.mark.parametrize("precision", ["fp32", "auto"])
+def test_shipped_weights_read_cropped_words_at_every_width(precision):
+    """The word path (``layout=word``): five widths of each crop agree on the rendered word."""
+    recognizer = RecognizerRunner(precision=precision)
+    assert len(recognizer.word_scales) == 5
+    words = ["Invoice", "4521", "Thank", "jumps", "ORDER"]
+    img, truth = render_lines([" ".join(words)], font_path=font("DejaVuSans.ttf"), size=30)
+    gray = np.asarray(img.convert("L"))
+    for text, (x0, y0, x1, y1) in truth[0].words:
+        crop = gray[max(0, int(y0) - 4): int(y1) + 4, max(0, int(x0) - 5): int(x1) + 5]
+        assert recognizer.read_word(crop).text == text
