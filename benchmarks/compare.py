@@ -108,10 +108,7 @@ def summary_table(results: dict[str, dict[str, dict]], baseline: str = BASELINE)
     rel = ratios(results, baseline)
 
     def cell(rows: dict[str, dict], s: str, key: str, fmt: str) -> str:
-        if s not in rows:
-            return "–"
-        note = rows[s].get("note", "")
-        return format(rows[s][key], fmt) + (f" ({note})" if note == "in-process" else "")
+        return format(rows[s][key], fmt) if s in rows else "–"
 
     out = ["| engine | scenes_dev F1 | scenes s/image | words_dev accuracy | docs_dev F1 | docs s/image "
            "| s/image vs Tesseract |", "|---|---|---|---|---|---|---|"]

@@ -43,7 +43,7 @@ def test_summary_table_ratios_against_tesseract_of_the_same_run():
     results = {
         "service": {"scenes_dev": _row("scenes_dev", 0.5, 1.8), "docs_dev": _row("docs_dev", 0.7, 2.6),
                     "words_dev": {"set": "words_dev", "n": 3, "accuracy": 0.75, "cer": 0.1, "s_median": 0.01,
-                                  "s_p90": 0.02, "note": "in-process"}},
+                                  "s_p90": 0.02}},
         "tesseract": {"scenes_dev": _row("scenes_dev", 0.2, 1.0), "docs_dev": _row("docs_dev", 0.8, 2.0),
                       "words_dev": {"set": "words_dev", "n": 3, "accuracy": 0.5, "cer": 0.3, "s_median": 0.1,
                                     "s_p90": 0.2, "note": "process start included"}},
@@ -56,7 +56,7 @@ def test_summary_table_ratios_against_tesseract_of_the_same_run():
     lines = summary_table(results).splitlines()
     assert lines[0] == ("| engine | scenes_dev F1 | scenes s/image | words_dev accuracy | docs_dev F1 | docs s/image "
                         "| s/image vs Tesseract |")
-    assert lines[2] == "| service | 0.500 | 1.800 | 0.750 (in-process) | 0.700 | 2.600 | 1.8x / 1.3x |"
+    assert lines[2] == "| service | 0.500 | 1.800 | 0.750 | 0.700 | 2.600 | 1.8x / 1.3x |"
     assert lines[3] == "| tesseract | 0.200 | 1.000 | 0.500 | 0.800 | 2.000 | 1.0x / 1.0x |"
     assert lines[4] == "| easyocr | 0.400 | 4.000 | – | – | – | 4.0x / – |"
     assert ratios({"service": results["service"]}) == {"service": {}}  # no Tesseract in the run: no ratio
