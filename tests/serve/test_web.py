@@ -66,17 +66,23 @@ def test_upload_shows_the_words_and_draws_their_boxes(page, page_png, serve_url)
     assert all(u.startswith(serve_url) or u.startswith("blob:") or u.startswith("data:") for u in page.requests)
 
 
+def drag_region(page, size: tuple[int, int], box: tuple[float, ...], mx: float, my: float) -> None:
+    """Drag over ``box`` (image pixels) widened by ``mx``, ``my`` on the displayed canvas."""
+    x0, y0, x1, y1 = box
+    c = page.locator("#canvas").bounding_box()
+    sx, sy = c["width"] / size[0], c["height"] / size[1]
+    page.mouse.move(c["x"] + (x0 - mx) * sx, c["y"] + (y0 - my) * sy)
+    page.mouse.down()
+    page.mouse.move(c["x"] + (x1 + mx) * sx, c["y"] + (y1 + my) * sy, steps=5)
+    page.mouse.up()
+
+
 def test_region_sends_only_that_region_and_boxes_land_on_the_full_image(page, page_png):
     path, (w, h), truth = page_png
     page.set_input_files("#file", str(path))
     page.wait_for_selector("#prep:has-text('JPEG')")
-    x0, y0, x1, y1 = truth[1].box  # the second line, in image (= canvas) pixels
-    box = page.locator("#canvas").bounding_box()
-    sx, sy = box["width"] / w, box["height"] / h
-    page.mouse.move(box["x"] + (x0 - 12) * sx, box["y"] + (y0 - 10) * sy)
-    page.mouse.down()
-    page.mouse.move(box["x"] + (x1 + 12) * sx, box["y"] + (y1 + 10) * sy, steps=5)
-    page.mouse.up()
+    x0, y0, _, y1 = truth[1].box  # the second line, in image (= canvas) pixels
+    drag_region(page, (w, h), truth[1].box, 12, 10)
     assert "region" in page.inner_text("#roi-info")
     page.click("#read")
     page.wait_for_selector("#results:not([hidden])", timeout=60_000)
@@ -94,13 +100,8 @@ def test_one_selected_word_is_read_without_detection(page, page_png, serve_url):
     path, (w, h), truth = page_png
     page.set_input_files("#file", str(path))
     page.wait_for_selector("#prep:has-text('JPEG')")
-    word, (x0, y0, x1, y1) = truth[1].words[0]  # "Total"
-    box = page.locator("#canvas").bounding_box()
-    sx, sy = box["width"] / w, box["height"] / h
-    page.mouse.move(box["x"] + (x0 - 6) * sx, box["y"] + (y0 - 4) * sy)
-    page.mouse.down()
-    page.mouse.move(box["x"] + (x1 + 6) * sx, box["y"] + (y1 + 4) * sy, steps=5)
-    page.mouse.up()
+    word, word_box = truth[1].words[0]  # "Total"
+    drag_region(page, (w, h), word_box, 6, 4)
     page.check("#as-word")
     page.click("#read")
     page.wait_for_selector("#results:not([hidden])", timeout=60_000)
