@@ -60,8 +60,6 @@ def assemble(
     return out
 
 
-
-
 def word_lines(gray: np.ndarray, reading: Decoded, tall: float = TALL_WORD) -> list[LineResult]:
     """The answer for an image that is one word (``layout=word``): one line covering the whole image.
 
