@@ -3,6 +3,7 @@
 import random
 
 import numpy as np
+import pytest
 
 from serve_app.ocr.models.weights import load_model
 from serve_app.ocr.predictor import DetectorRunner, RecognizerRunner
@@ -11,9 +12,10 @@ from training.metrics import bag_counts, cer, prf
 from training.synth import render_crop, render_lines, render_page
 
 
-def test_crnn_trains_resumes_and_exports(tmp_path):
+@pytest.mark.parametrize("variant", ["slim", "full"])
+def test_crnn_trains_resumes_and_exports(tmp_path, variant):
     args = train_crnn.get_args_parser().parse_args(
-        ["--steps", "2", "--batch-size", "4", "--no-real", "--val-every", "2", "--val-size", "4",
+        ["--variant", variant, "--steps", "2", "--batch-size", "4", "--no-real", "--val-every", "2", "--val-size", "4",
          "--out", str(tmp_path / "run")]
     )
     record = train_crnn.main(args)
@@ -22,10 +24,14 @@ def test_crnn_trains_resumes_and_exports(tmp_path):
     assert train_crnn.main(args)["step"] == 3
     args.export, args.export_path = True, str(tmp_path / "crnn.pt")
     train_crnn.main(args)
-    _, meta = load_model(tmp_path / "crnn.pt")
+    model, meta = load_model(tmp_path / "crnn.pt")
     assert meta["steps"] == 3
-    readings = RecognizerRunner(tmp_path / "crnn.pt").read([np.zeros((32, 64), np.float32)])
-    assert len(readings) == 1
+    params = sum(p.numel() for p in model.parameters())
+    assert (params < 3e6) if variant == "slim" else (params > 8e6)
+    assert (tmp_path / "crnn.pt").stat().st_size < 20e6  # fp16 weights stay under the size budget
+    runner = RecognizerRunner(tmp_path / "crnn.pt")
+    assert len(runner.read([np.zeros((32, 64), np.float32)])) == 1
+    assert isinstance(runner.read_word(np.full((30, 90), 200, np.uint8)).text, str)  # the five-width word path
 
 
 def test_ctpn_trains_and_exports(tmp_path):
