@@ -2,11 +2,12 @@
 
     RAY_AUTH_MODE=disabled python -m benchmarks.latency --requests 40 \
         --database-url postgresql://postgres@127.0.0.1:5432/test --rabbitmq-url amqp://guest:guest@127.0.0.1:5672/
+    RAY_AUTH_MODE=disabled python -m benchmarks.latency --layout word --requests 200 --concurrency 8
 
 Starts a fresh local Ray instance per variant (tracing is read from the environment at ``ray.init``), deploys the
 app and prints p50/p90/mean latency and throughput for sequential requests and a concurrent burst on the same
-rendered page. Variants: storage off, storage on (needs both URLs), storage on + tracing (spans exported to a
-local file, sampling 1.0: the worst case).
+rendered page (``--layout word``: one rendered word crop, posted with ``layout=word``). Variants: storage off,
+storage on (needs both URLs), storage on + tracing (spans exported to a local file, sampling 1.0: the worst case).
 """
 
 from __future__ import annotations
@@ -29,24 +30,28 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--database-url", default=os.environ.get("DATABASE_URL"))
     p.add_argument("--rabbitmq-url", default=os.environ.get("RABBITMQ_URL"))
     p.add_argument("--port", type=int, default=8799)
+    p.add_argument("--layout", default="page", choices=["page", "word"], help="a page, or one word crop")
     return p
 
 
-def page() -> bytes:
+def page(layout: str = "page") -> bytes:
     from training.synth import render_lines
 
-    img, _ = render_lines(["Quarterly report 2026", "Revenue grew 14 percent", "Costs fell to 3.2 million",
-                           "Next review on 12/01/2027"], size=28)
+    img, truth = render_lines(["Quarterly report 2026", "Revenue grew 14 percent", "Costs fell to 3.2 million",
+                               "Next review on 12/01/2027"], size=28)
+    if layout == "word":
+        x0, y0, x1, y1 = truth[1].words[0][1]  # "Revenue"
+        img = img.crop((int(x0) - 5, int(y0) - 4, int(x1) + 5, int(y1) + 4))
     buf = io.BytesIO()
     img.save(buf, "JPEG", quality=90)
     return buf.getvalue()
 
 
-async def measure(url: str, data: bytes, n: int, concurrency: int) -> dict[str, float]:
+async def measure(url: str, data: bytes, n: int, concurrency: int, layout: str = "page") -> dict[str, float]:
     async with httpx.AsyncClient(base_url=url, timeout=120) as c:
         async def one() -> float:
             t0 = time.perf_counter()
-            r = await c.post("/api/v1/ocr", files={"image": ("p.jpg", data, "image/jpeg")})
+            r = await c.post("/api/v1/ocr", params={"layout": layout}, files={"image": ("p.jpg", data, "image/jpeg")})
             r.raise_for_status()
             return time.perf_counter() - t0
 
@@ -81,7 +86,8 @@ def run_variant(overrides: dict, env: dict[str, str], args: argparse.Namespace, 
     try:
         serve.start(http_options={"host": "127.0.0.1", "port": args.port}, logging_config={"enable_access_log": False})
         serve.run(graph(AppConfig.load(overrides=overrides)), name="ocr", route_prefix="/")
-        return asyncio.run(measure(f"http://127.0.0.1:{args.port}", data, args.requests, args.concurrency))
+        return asyncio.run(measure(f"http://127.0.0.1:{args.port}", data, args.requests, args.concurrency,
+                                   args.layout))
     finally:
         serve.shutdown()
         ray.shutdown()
@@ -96,7 +102,7 @@ def main(args: argparse.Namespace) -> dict[str, dict[str, float]]:
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     from serve_app.config import TelemetrySettings
 
-    data = page()
+    data = page(args.layout)
     tmp = tempfile.mkdtemp(prefix="ocr-bench-")
     variants: dict[str, tuple[dict, dict[str, str]]] = {"storage off": ({"storage": {"mode": "off"}}, {})}
     if args.database_url and args.rabbitmq_url:

@@ -24,11 +24,13 @@ class Recognizer:
         s = RecognizerSettings.model_validate(settings)
         torch.set_num_threads(s.threads)
         self.runner = RecognizerRunner(**s.runner_args())
-        self.batch_sizes: collections.deque[int] = collections.deque(maxlen=10_000)
+        self.batch_sizes: collections.deque[int] = collections.deque(maxlen=10_000)  # crops per page batch
+        self.word_batch_sizes: collections.deque[int] = collections.deque(maxlen=10_000)  # words per word batch
 
     def reconfigure(self, user_config: dict[str, Any]) -> None:
-        self.recognize.set_max_batch_size(int(user_config["max_batch_size"]))
-        self.recognize.set_batch_wait_timeout_s(float(user_config["batch_wait_timeout_s"]))
+        for method in (self.recognize, self.read_word):
+            method.set_max_batch_size(int(user_config["max_batch_size"]))
+            method.set_batch_wait_timeout_s(float(user_config["batch_wait_timeout_s"]))
 
     @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.005)
     async def recognize(self, requests: list[list[np.ndarray]]) -> list[list[Decoded]]:
@@ -44,10 +46,13 @@ class Recognizer:
             i += len(crops)
         return out
 
-    async def read_word(self, pixels: np.ndarray) -> Decoded:
-        """A whole image that is one word, read at several widths (``layout=word``); not batched."""
-        with telemetry.tracer.start_as_current_span("crnn.word", attributes={"width": int(pixels.shape[1])}):
-            return self.runner.read_word(to_gray(pixels))
+    @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.005)
+    async def read_word(self, images: list[np.ndarray]) -> list[Decoded]:
+        """One call per ``layout=word`` request, each a whole image that is one word; their views share passes."""
+        self.word_batch_sizes.append(len(images))
+        with telemetry.tracer.start_as_current_span("crnn.word", attributes={"words": len(images)}):
+            return self.runner.read_words([to_gray(p) for p in images])
 
     def stats(self) -> dict[str, Any]:
-        return {"batch_sizes": list(self.batch_sizes), "model": self.runner.meta.get("version", "unversioned")}
+        return {"batch_sizes": list(self.batch_sizes), "word_batch_sizes": list(self.word_batch_sizes),
+                "model": self.runner.meta.get("version", "unversioned")}

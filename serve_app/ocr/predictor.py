@@ -89,32 +89,39 @@ class RecognizerRunner:
         return [r for r in results if r is not None]
 
     def read(self, crops: list[np.ndarray]) -> list[Decoded]:
-        out = []
-        for p in self.column_probs(crops):
-            d = recognition.ctc_greedy(p, self.charset)
-            out.append(d if self.lexicon is None else
-                       lexicon.correct(d, p, self.lexicon, self.charset, self.lexicon_margin))
-        return out
+        return [self._decode(p) for p in self.column_probs(crops)]
 
-    def read_word(self, gray: np.ndarray, tall: float = TALL_WORD) -> Decoded:
-        """One cropped word, read upright and, if it is ``tall`` times higher than wide, also turned both ways.
+    def _decode(self, probs: np.ndarray) -> Decoded:
+        d = recognition.ctc_greedy(probs, self.charset)
+        return d if self.lexicon is None else lexicon.correct(d, probs, self.lexicon, self.charset, self.lexicon_margin)
+
+    def read_words(self, grays: list[np.ndarray], tall: float = TALL_WORD) -> list[Decoded]:
+        """Cropped words, each read upright and, if it is ``tall`` times higher than wide, also turned both ways.
 
         Such crops are usually rotated text; the most confident of the readings wins. Each orientation is read
         at every width scale of ``word_scales`` and the views agree on one spelling (`consensus.read_views`).
+        The views of all the words share forward passes.
         """
-        turns = [gray]
-        if gray.shape[0] > tall * gray.shape[1]:
-            turns += [np.rot90(gray, 1), np.rot90(gray, -1)]
-        if self.word_scales == (1.0,):
-            readings = self.read([recognition.normalise(np.ascontiguousarray(c)) for c in turns])
-            return max(readings, key=lambda d: d.confidence)
-        views = [consensus.resize_width(recognition.normalise(np.ascontiguousarray(c)), s)
-                 for c in turns for s in self.word_scales]
-        probs = self.column_probs(views)
         n = len(self.word_scales)
-        readings = [consensus.read_views(probs[i:i + n], self.lexicon, self.charset, self.lexicon_margin)
-                    for i in range(0, len(probs), n)]
-        return max(readings, key=lambda d: d.confidence)
+        views, turns_per_word = [], []
+        for gray in grays:
+            turns = [gray] + ([np.rot90(gray, 1), np.rot90(gray, -1)] if gray.shape[0] > tall * gray.shape[1] else [])
+            turns_per_word.append(len(turns))
+            views += [consensus.resize_width(recognition.normalise(np.ascontiguousarray(t)), s)
+                      for t in turns for s in self.word_scales]
+        probs = self.column_probs(views)
+        out, i = [], 0
+        for k in turns_per_word:
+            readings = [self._decode(probs[j]) if n == 1 else
+                        consensus.read_views(probs[j:j + n], self.lexicon, self.charset, self.lexicon_margin)
+                        for j in range(i, i + k * n, n)]
+            out.append(max(readings, key=lambda d: d.confidence))
+            i += k * n
+        return out
+
+    def read_word(self, gray: np.ndarray, tall: float = TALL_WORD) -> Decoded:
+        """One cropped word (see `read_words`)."""
+        return self.read_words([gray], tall)[0]
 
 
 class OCRPredictor:

@@ -102,6 +102,28 @@ def test_concurrent_requests_are_batched_by_the_detector(serve_url):
     assert max(sizes) > 1, f"no batching: {sizes}"
 
 
+def test_concurrent_words_are_batched_and_each_gets_its_own_reading(serve_url):
+    recognizer = serve.get_deployment_handle("Recognizer", app_name=APP)
+    before = len(recognizer.stats.remote().result()["word_batch_sizes"])
+    words = ["Invoice", "Rescue", "window", "PARKING", "market", "Thank", "coffee", "EXIT"]
+    crops = []
+    for w in words:
+        img, truth = render_lines([w], size=30)
+        x0, y0, x1, y1 = truth[0].box
+        crops.append(png(img.crop((int(x0) - 5, int(y0) - 4, int(x1) + 5, int(y1) + 4))))
+
+    async def burst() -> list[httpx.Response]:
+        async with httpx.AsyncClient(base_url=serve_url, timeout=120) as c:
+            return await asyncio.gather(*(c.post("/api/v1/ocr", params={"layout": "word"},
+                                                 files={"image": ("w.png", d, "image/png")}) for d in crops))
+
+    responses = asyncio.run(burst())
+    assert [r.status_code for r in responses] == [200] * len(words)
+    assert [r.json()["text"] for r in responses] == words
+    sizes = recognizer.stats.remote().result()["word_batch_sizes"][before:]
+    assert sum(sizes) == len(words) and max(sizes) > 1, f"no batching: {sizes}"
+
+
 def _bomb() -> bytes:
     buf = io.BytesIO()
     Image.new("L", (4000, 4000)).save(buf, "PNG")  # 16 MP > the test limit of 8 MP, yet a tiny file
