@@ -62,9 +62,8 @@ def read_views(views: list[np.ndarray], lexicon: Lexicon | None = None, charset:
     per-character likelihood.
     """
     first = ctc_greedy(views[0], charset)
-    candidates = {first.text}
+    candidates = {first.text} | {ctc_greedy(p, charset).text for p in views[1:]}
     for p in views:
-        candidates.add(ctc_greedy(p, charset).text)
         candidates.update(text for text, _ in ctc_nbest(p, charset, beam))
     candidates.discard("")
     if not candidates:
