@@ -226,7 +226,7 @@ class Ingress:
                 lines = await self.detector.detect.remote(decoded.pixels)
                 span.set_attribute("lines", len(lines))
             t2 = time.perf_counter()
-            crops = make_crops(decoded.pixels, lines, self.cfg.recognizer.max_crop_width)
+            crops = make_crops(decoded.pixels, lines, self.cfg.recognizer.max_crop_width, self.cfg.recognizer.min_tilt)
             with telemetry.tracer.start_as_current_span("recognize", attributes={"crops": len(crops)}):
                 readings = await self.recognizer.recognize.remote([c.pixels for c in crops]) if crops else []
             t3 = time.perf_counter()

@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
-from serve_app.ocr.pipeline import MIN_WORD_CONFIDENCE
+from serve_app.ocr.pipeline import MIN_TILT, MIN_WORD_CONFIDENCE
 from serve_app.ocr.processing.consensus import DEFAULT_WORD_SCALES
 from serve_app.ocr.processing.detection import DetectionParams
 from serve_app.ocr.processing.lexicon import DEFAULT_MARGIN
@@ -82,6 +82,8 @@ class RecognizerSettings(_Strict):
     batch_wait_timeout_s: float = Field(0.005, ge=0, le=5)
     max_crops_per_forward: int = Field(32, ge=1, le=512)
     max_crop_width: int = Field(1600, ge=64, le=8192)
+    min_tilt: float = Field(MIN_TILT, ge=0, description="lines sloping at least this much (dy/dx) are cut along "
+                            "their own axis and levelled before reading; a large value turns this off")
     num_cpus: float = Field(1.0, ge=0)
     threads: int = Field(1, ge=1)
     precision: Precision = Field("auto", description=_PRECISION_HELP)
@@ -91,6 +93,8 @@ class RecognizerSettings(_Strict):
     )
     lexicon_margin: float = Field(DEFAULT_MARGIN, ge=0, le=20,
                                   description="how much less likely (log) a lexicon spelling may be")
+    lexicon_split: bool = Field(True, description="in page lines, a word the lexicon lacks may be read as "
+                                "several it has, where the CTC allows a space between them (text set tight)")
     word_scales: list[Annotated[float, Field(ge=0.25, le=4)]] = Field(
         list(DEFAULT_WORD_SCALES), min_length=1, max_length=8,
         description="width scales a single word crop is read at; [1.0] for one reading")
@@ -99,7 +103,7 @@ class RecognizerSettings(_Strict):
         """Keyword arguments of `RecognizerRunner`, with asset paths resolved."""
         return {"weights": resolve_weights(self.weights), "max_batch": self.max_crops_per_forward,
                 "precision": self.precision, "lexicon_margin": self.lexicon_margin,
-                "word_scales": tuple(self.word_scales),
+                "word_scales": tuple(self.word_scales), "lexicon_split": self.lexicon_split,
                 "lexicon_path": resolve_weights(self.lexicon) if self.lexicon else None}
 
 

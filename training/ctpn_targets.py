@@ -1,7 +1,10 @@
-"""CTPN training targets: split each text-line box into 16 px strips and label the anchors of each strip's column.
+"""CTPN training targets: split each text line into 16 px strips and label the anchors of each strip's column.
 
-Anchors whose vertical IoU with a strip reaches 0.7 (and each strip's best anchor) are text; those below 0.5 with
-every strip are background; the rest are ignored. Columns within 32 px of a line's end learn the side offset.
+A line is an axis-aligned box ``(x0, y0, x1, y1)`` or a quadrilateral ``((x, y) x 4)``. For a quadrilateral each
+strip gets the quadrilateral's own vertical extent within that strip, so a tilted line is learnt as a staircase of
+short proposals, which is how CTPN's fixed-width anchors can follow it. Anchors whose vertical IoU with their
+strip reaches 0.7 (and each strip's best anchor) are text; those below 0.5 with every strip are background; the
+rest are ignored. Columns within 32 px of a line's end learn the side offset.
 """
 
 from __future__ import annotations
@@ -25,8 +28,36 @@ class Targets:
     side_mask: np.ndarray  # (h, w, k) bool
 
 
+def as_quads(lines: np.ndarray) -> np.ndarray:
+    """Boxes ``(L, 4)`` or quadrilaterals ``(L, 4, 2)`` to quadrilaterals, clockwise from the top left."""
+    lines = np.asarray(lines, dtype=np.float32)
+    if lines.ndim == 3:
+        return lines
+    lines = lines.reshape(-1, 4)
+    x0, y0, x1, y1 = lines.T
+    return np.stack([np.stack([x0, y0], 1), np.stack([x1, y0], 1), np.stack([x1, y1], 1), np.stack([x0, y1], 1)], 1)
+
+
+def clip_x(poly: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    """A convex polygon ``(n, 2)`` cut to ``lo <= x <= hi`` (Sutherland-Hodgman against two vertical edges)."""
+    for edge, sign in ((lo, 1.0), (hi, -1.0)):
+        out = []
+        for i in range(len(poly)):
+            a, b = poly[i], poly[(i + 1) % len(poly)]
+            a_in, b_in = sign * (a[0] - edge) >= 0, sign * (b[0] - edge) >= 0
+            if a_in != b_in:
+                t = (edge - a[0]) / (b[0] - a[0])
+                out.append((edge, a[1] + t * (b[1] - a[1])))
+            if b_in:
+                out.append((b[0], b[1]))
+        poly = np.asarray(out, dtype=np.float32).reshape(-1, 2)
+        if not len(poly):
+            break
+    return poly
+
+
 def make_targets(lines: np.ndarray, h: int, w: int, stride: int = 16) -> Targets:
-    """Targets for one image from line boxes ``(L, 4)`` (x0, y0, x1, y1 in network pixels) on an ``h x w`` grid."""
+    """Targets for one image from line boxes ``(L, 4)`` or quadrilaterals ``(L, 4, 2)`` (network pixels)."""
     cxa, cya, ha = anchor_grid(h, w, stride)
     ay0, ay1 = cya - ha / 2, cya + ha / 2  # (h, w, k)
     k = ha.shape[-1]
@@ -35,25 +66,38 @@ def make_targets(lines: np.ndarray, h: int, w: int, stride: int = 16) -> Targets
     positive = np.zeros((h, w, k), dtype=bool)
     side = np.zeros((h, w, k), dtype=np.float32)
     side_mask = np.zeros((h, w, k), dtype=bool)
-    for x0, y0, x1, y1 in lines:
+    for quad in as_quads(lines):
+        x0, x1 = float(quad[:, 0].min()), float(quad[:, 0].max())
+        if x1 - x0 < 4 or np.ptp(quad[:, 1]) < 4:
+            continue
         j0 = int(np.clip(np.floor(x0 / stride), 0, w - 1))
         j1 = int(np.clip(np.floor((x1 - 1) / stride), 0, w - 1))
-        if x1 - x0 < 4 or y1 - y0 < 4:
+        ious = {}
+        for j in range(j0, j1 + 1):
+            strip = clip_x(quad, j * stride, (j + 1) * stride)
+            if len(strip) < 3:
+                continue
+            y0, y1 = float(strip[:, 1].min()), float(strip[:, 1].max())
+            if y1 - y0 < 2:
+                continue
+            iou = vertical_iou(ay0[:, j], ay1[:, j], np.float32(y0), np.float32(y1))  # (h, k)
+            target = encode_vertical(np.float32((y0 + y1) / 2), np.float32(y1 - y0), cya[:, j], ha[:, j])
+            ious[j] = iou
+            better = iou > best[:, j]
+            best[:, j] = np.where(better, iou, best[:, j])
+            vertical[:, j] = np.where(better[..., None], target, vertical[:, j])
+            top = np.unravel_index(int(np.argmax(iou)), iou.shape)
+            positive[top[0], j, top[1]] = True
+            vertical[top[0], j, top[1]] = target[top]
+        if not ious:
             continue
-        iou = vertical_iou(ay0[:, j0], ay1[:, j0], np.float32(y0), np.float32(y1))  # (h, k), same for every column
-        target = encode_vertical(np.float32((y0 + y1) / 2), np.float32(y1 - y0), cya[:, j0], ha[:, j0])
-        top = np.unravel_index(int(np.argmax(iou)), iou.shape)
-        cols = slice(j0, j1 + 1)
-        better = iou[:, None, :] > best[:, cols]
-        best[:, cols] = np.where(better, iou[:, None, :], best[:, cols])
-        vertical[:, cols] = np.where(better[..., None], target[:, None], vertical[:, cols])
-        positive[top[0], cols, top[1]] = True
-        vertical[top[0], cols, top[1]] = target[top]
         for x_end in (x0, x1):
+            if not 0 <= x_end <= w * stride:  # the line goes on beyond the crop: its end is not here
+                continue
             j_lo, j_hi = max(0, int((x_end - SIDE_RANGE) // stride)), min(w, int((x_end + SIDE_RANGE) // stride) + 1)
             for j in range(j_lo, j_hi):
                 if abs(cxa[0, j, 0] - x_end) <= SIDE_RANGE:
-                    m = iou > NEG_IOU
+                    m = ious[min(ious, key=lambda c: abs(c - j))] > NEG_IOU  # the nearest strip of this line
                     side[:, j][m] = encode_side(np.float32(x_end), cxa[:, j][m])
                     side_mask[:, j] |= m
     labels = np.full((h, w, k), -1, dtype=np.int64)

@@ -55,6 +55,24 @@ def held_out(name: str, every: int = 5) -> bool:
     return int(hashlib.sha1(Path(name).name.encode()).hexdigest(), 16) % every == 0
 
 
+def ic15_layouts(part: str = "all") -> list[list[tuple[int, list[list[float]]]]]:
+    """ICDAR 2015 TRAIN frames as lists of (index into ``read_manifest("train/words")``, quadrilateral).
+
+    ``../shared/train`` has the frames' word crops and where each was cut from, not the frames. ``part`` is
+    ``fit`` (four frames in five: the detector may train on them), ``check`` (the fifth, held out by a hash of the
+    frame's name, to choose settings and checkpoints with) or ``all``.
+    """
+    frames: dict[str, list[tuple[int, list[list[float]]]]] = {}
+    for i, rec in enumerate(read_manifest("train/words")):
+        name, poly = rec.get("source_image"), rec.get("source_poly")
+        if not name or not poly or (part != "all" and held_out(name) != (part == "check")):
+            continue
+        xs, ys = [p[0] for p in poly], [p[1] for p in poly]
+        if max(xs) - min(xs) >= 2 and max(ys) - min(ys) >= 2:
+            frames.setdefault(name, []).append((i, poly))
+    return [frames[k] for k in sorted(frames)]
+
+
 def line_crops(folder: str = "train/receipts_sroie", pad: float = 0.2,
                keep: Callable[[dict[str, Any]], bool] | None = None) -> list[tuple[np.ndarray, str]]:
     """Crops of every labelled box of a page set (SROIE lines), with some context, as grayscale arrays."""

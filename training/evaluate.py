@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from serve_app.ocr.models.weights import DEFAULT_DETECTOR, DEFAULT_RECOGNIZER
+from serve_app.ocr.pipeline import MIN_TILT
 from serve_app.ocr.predictor import DetectorRunner, OCRPredictor, RecognizerRunner
 from serve_app.ocr.processing.consensus import DEFAULT_WORD_SCALES
 from serve_app.ocr.processing.detection import DetectionParams
@@ -39,6 +40,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--detector", default=str(DEFAULT_DETECTOR))
     p.add_argument("--recognizer", default=str(DEFAULT_RECOGNIZER))
     p.add_argument("--short-side", type=int, default=None, help="override detection input scale")
+    p.add_argument("--min-tilt", type=float, default=MIN_TILT, help="lines sloping this much are cut levelled")
     p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"], help="as the service's setting")
     p.add_argument("--lexicon", default=str(DEFAULT_LEXICON), help="word list for corrections ('' for none)")
     p.add_argument("--lexicon-margin", type=float, default=DEFAULT_MARGIN)
@@ -106,7 +108,7 @@ def main(args: argparse.Namespace) -> list[dict]:
     params = DetectionParams() if args.short_side is None else DetectionParams(short_side=args.short_side)
     recognizer = RecognizerRunner(args.recognizer, precision=args.precision, lexicon_path=args.lexicon or None,
                                   lexicon_margin=args.lexicon_margin, word_scales=tuple(args.word_scales))
-    predictor = OCRPredictor(DetectorRunner(args.detector, params, args.precision), recognizer)
+    predictor = OCRPredictor(DetectorRunner(args.detector, params, args.precision), recognizer, args.min_tilt)
     rows = []
     for name in args.sets:
         if name == "words_dev":

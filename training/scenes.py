@@ -49,6 +49,52 @@ def scene_background(rng: random.Random, w: int, h: int) -> Image.Image:
     return img
 
 
+def _perspective(quad: np.ndarray, w: int, h: int) -> list[float]:
+    """PIL PERSPECTIVE coefficients from frame points of ``quad`` (clockwise from top-left) to a ``w`` x ``h`` crop."""
+    a, b = [], []
+    for (x, y), (u, v) in zip(quad, ((0, 0), (w, 0), (w, h), (0, h))):
+        a += [[x, y, 1, 0, 0, 0, -u * x, -u * y], [0, 0, 0, x, y, 1, -v * x, -v * y]]
+        b += [u, v]
+    return np.linalg.solve(np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)).tolist()
+
+
+def paste_quad(canvas: Image.Image, crop: Image.Image, quad: list | np.ndarray) -> None:
+    """Warp a word crop back into the quadrilateral it was cut from, so its real tilt and perspective return."""
+    q = np.asarray(quad, dtype=np.float64)
+    x0, y0 = np.floor(q.min(0)).astype(int)
+    x1, y1 = np.ceil(q.max(0)).astype(int)
+    size = (int(x1 - x0) + 1, int(y1 - y0) + 1)
+    coeffs = _perspective(q - [x0, y0], *crop.size)
+    warped = crop.transform(size, Image.PERSPECTIVE, coeffs, resample=Image.BILINEAR)
+    mask = Image.new("L", crop.size, 255).transform(size, Image.PERSPECTIVE, coeffs, resample=Image.BILINEAR)
+    canvas.paste(warped, (int(x0), int(y0)), mask)
+
+
+def render_layout(rng: random.Random, size: int, words: list[tuple[np.ndarray, np.ndarray]],
+                  frame: tuple[int, int] = (1280, 720)) -> tuple[np.ndarray, np.ndarray]:
+    """A ``size`` x ``size`` crop of a real ICDAR 2015 TRAIN frame layout and its word quadrilaterals ``(L, 4, 2)``.
+
+    ``words`` are one frame's real word crops with the quadrilateral each was cut from. Each goes back into its
+    quadrilateral on a camera-like background, so tilt, perspective, sizes and neighbours are the frame's own.
+    The frame is rescaled as the service rescales a 720p frame (x1.33), give or take, and cut around a word.
+    """
+    canvas = scene_background(rng, *frame)
+    for crop, quad in words:
+        paste_quad(canvas, Image.fromarray(crop), quad)
+    s = 4 / 3 * rng.uniform(0.7, 1.4)
+    canvas = canvas.resize((round(frame[0] * s), round(frame[1] * s)), Image.BILINEAR)
+    quads = np.asarray([q for _, q in words], dtype=np.float32).reshape(-1, 4, 2) * s
+    cx, cy = quads[rng.randrange(len(quads))].mean(0) if len(quads) else (canvas.width / 2, canvas.height / 2)
+    x = int(np.clip(cx - rng.uniform(0.1, 0.9) * size, 0, max(0, canvas.width - size)))
+    y = int(np.clip(cy - rng.uniform(0.1, 0.9) * size, 0, max(0, canvas.height - size)))
+    img = np.asarray(canvas.crop((x, y, x + size, y + size)))
+    quads -= np.array([x, y], dtype=np.float32)
+    # keep words whose whole height is in the crop; a word cut through vertically would teach wrong heights
+    keep = (quads[:, :, 1].min(1) >= 0) & (quads[:, :, 1].max(1) <= size) & \
+        (quads[:, :, 0].max(1) > 8) & (quads[:, :, 0].min(1) < size - 8)
+    return img, quads[keep]
+
+
 def _overlaps(box: tuple[float, float, float, float], taken: list[tuple[float, float, float, float]]) -> bool:
     return any(box[0] < t[2] and t[0] < box[2] and box[1] < t[3] and t[1] < box[3] for t in taken)
 

@@ -31,7 +31,7 @@ from serve_app.ocr.processing.detection import MEAN, STD
 from training import checkpoint, datasets
 from training.ctpn_targets import make_targets
 from training.loop import Budget, add_common_args, export_fp32, pick_device, stream_loader, warm_start
-from training.scenes import render_scene
+from training.scenes import render_layout, render_scene
 from training.schedule import lr_at, set_lr
 from training.synth import render_page
 
@@ -48,6 +48,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--synth-fraction", type=float, default=0.3, help="share of synthetic pages")
     p.add_argument("--scene-fraction", type=float, default=0.3, help="share of scenes made of real word crops")
+    p.add_argument("--layout-fraction", type=float, default=0.0,
+                   help="share of ICDAR 2015 TRAIN frame layouts (`fit` part), words in their real quadrilaterals")
     p.add_argument("--no-real", action="store_true", help="synthetic pages only (no ../shared needed)")
     p.add_argument("--save-every", type=int, default=250)
     p.add_argument("--out", default="runs/ctpn")
@@ -78,11 +80,17 @@ class PageSampler:
     """Square training crops with line boxes: synthetic pages, synthetic scenes or real TRAIN pages."""
 
     def __init__(self, rng: random.Random, size: int, synth_fraction: float, real: list[tuple[str, list]],
-                 scene_fraction: float = 0.0, word_crops: list[np.ndarray] | None = None) -> None:
+                 scene_fraction: float = 0.0, word_crops: list[np.ndarray] | None = None,
+                 layout_fraction: float = 0.0, layouts: list[list[tuple[int, list]]] | None = None) -> None:
         self.rng, self.size, self.synth_fraction, self.real = rng, size, synth_fraction, real
         self.scene_fraction, self.word_crops = scene_fraction, word_crops or []
+        self.layout_fraction, self.layouts = layout_fraction, layouts or []
 
     def __call__(self) -> tuple[np.ndarray, np.ndarray]:
+        """A crop and its lines: boxes ``(L, 4)``, or quadrilaterals ``(L, 4, 2)`` for frame layouts."""
+        if self.layouts and self.word_crops and self.rng.random() < self.layout_fraction:
+            layout = self.layouts[self.rng.randrange(len(self.layouts))]
+            return render_layout(self.rng, self.size, [(self.word_crops[i], np.asarray(q)) for i, q in layout])
         r = self.rng.random()
         if self.word_crops and r < self.scene_fraction:
             return render_scene(self.rng, self.size, self.word_crops)
@@ -177,10 +185,12 @@ def main(args: argparse.Namespace) -> dict:
     warm_start(model, args.init, step)
     real = [] if args.no_real else real_pages()
     crops = [] if args.no_real else word_crops_rgb()
-    print(f"{len(real)} real TRAIN pages, {len(crops)} word crops for scenes")
+    layouts = [] if args.no_real or not args.layout_fraction else datasets.ic15_layouts("fit")
+    print(f"{len(real)} real TRAIN pages, {len(crops)} word crops for scenes, {len(layouts)} frame layouts")
 
     def samples(rng: random.Random):  # noqa: ANN202 - runs in each data worker
-        return PageSampler(rng, args.size, args.synth_fraction, real, args.scene_fraction, crops).samples()
+        return PageSampler(rng, args.size, args.synth_fraction, real, args.scene_fraction, crops,
+                           args.layout_fraction, layouts).samples()
 
     loader = stream_loader(samples, args.seed * 1000 + step, args.workers, batch_size=args.batch_size)
     model = model.to(memory_format=torch.channels_last).train()

@@ -17,6 +17,9 @@ from serve_app.ocr.processing.textlines import TextLine
 #: TRAIN-only frames: on rebuilt ICDAR 2015 frames and SROIE receipts it trades a little recall for more precision.
 MIN_WORD_CONFIDENCE = 0.7
 
+#: Lines whose centre line slopes at least this much (dy/dx) are cut along their own axis (`make_crops`).
+MIN_TILT = 0.03
+
 #: A word image this many times higher than wide is also read turned a quarter each way (`read_word`).
 TALL_WORD = 1.25
 
@@ -38,8 +41,12 @@ class LineResult:
         }
 
 
-def make_crops(image: np.ndarray, lines: list[TextLine], max_width: int = 1600) -> list[Crop]:
-    return [recognition.crop_line(image, ln.box, max_width=max_width) for ln in lines]
+def make_crops(image: np.ndarray, lines: list[TextLine], max_width: int = 1600,
+               min_tilt: float = MIN_TILT) -> list[Crop]:
+    """Level lines are cut as boxes; lines whose centre slope reaches ``min_tilt`` are cut along their axis."""
+    return [recognition.crop_tilted(image, ln.poly, max_width=max_width)
+            if abs(recognition.line_slope(ln.poly)) >= min_tilt else
+            recognition.crop_line(image, ln.box, max_width=max_width) for ln in lines]
 
 
 def assemble(

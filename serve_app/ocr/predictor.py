@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from serve_app.ocr.models.weights import DEFAULT_DETECTOR, DEFAULT_RECOGNIZER, load_model
-from serve_app.ocr.pipeline import TALL_WORD, LineResult, assemble, make_crops
+from serve_app.ocr.pipeline import MIN_TILT, TALL_WORD, LineResult, assemble, make_crops
 from serve_app.ocr.processing import consensus, detection, lexicon, recognition
 from serve_app.ocr.processing.recognition import COLUMN_STRIDE, Decoded
 from serve_app.ocr.processing.textlines import TextLine
@@ -68,7 +68,8 @@ class RecognizerRunner:
     def __init__(self, weights: str | Path = DEFAULT_RECOGNIZER, max_batch: int = 32, precision: str = "auto",
                  lexicon_path: str | Path | None = DEFAULT_LEXICON,
                  lexicon_margin: float = lexicon.DEFAULT_MARGIN,
-                 word_scales: tuple[float, ...] = consensus.DEFAULT_WORD_SCALES) -> None:
+                 word_scales: tuple[float, ...] = consensus.DEFAULT_WORD_SCALES,
+                 lexicon_split: bool = True) -> None:
         self.model, self.meta = load_model(weights)
         self.charset = self.model.spec.charset
         self.max_batch = max_batch
@@ -76,6 +77,7 @@ class RecognizerRunner:
         self.lexicon = lexicon.Lexicon.load(lexicon_path) if lexicon_path else None
         self.lexicon_margin = lexicon_margin
         self.word_scales = tuple(word_scales) or (1.0,)
+        self.lexicon_split = lexicon_split
 
     def column_probs(self, crops: list[np.ndarray]) -> list[np.ndarray]:
         """Each crop's ``(W / 4, classes)`` character probabilities, batched by width."""
@@ -89,11 +91,13 @@ class RecognizerRunner:
         return [r for r in results if r is not None]
 
     def read(self, crops: list[np.ndarray]) -> list[Decoded]:
-        return [self._decode(p) for p in self.column_probs(crops)]
+        """Line crops; a run-together word may come back as several (``lexicon_split``)."""
+        return [self._decode(p, self.lexicon_split) for p in self.column_probs(crops)]
 
-    def _decode(self, probs: np.ndarray) -> Decoded:
+    def _decode(self, probs: np.ndarray, split: bool = False) -> Decoded:
         d = recognition.ctc_greedy(probs, self.charset)
-        return d if self.lexicon is None else lexicon.correct(d, probs, self.lexicon, self.charset, self.lexicon_margin)
+        return d if self.lexicon is None else lexicon.correct(d, probs, self.lexicon, self.charset,
+                                                              self.lexicon_margin, split=split)
 
     def read_words(self, grays: list[np.ndarray], tall: float = TALL_WORD) -> list[Decoded]:
         """Cropped words, each read upright and, if it is ``tall`` times higher than wide, also turned both ways.
@@ -127,12 +131,14 @@ class RecognizerRunner:
 class OCRPredictor:
     """Detection, crops, recognition and assembly in one process."""
 
-    def __init__(self, detector: DetectorRunner | None = None, recognizer: RecognizerRunner | None = None) -> None:
+    def __init__(self, detector: DetectorRunner | None = None, recognizer: RecognizerRunner | None = None,
+                 min_tilt: float = MIN_TILT) -> None:
         self.detector = detector or DetectorRunner()
         self.recognizer = recognizer or RecognizerRunner()
+        self.min_tilt = min_tilt
 
     def __call__(self, image: np.ndarray) -> list[LineResult]:
         lines = self.detector.detect([image])[0]
-        crops = make_crops(image, lines)
+        crops = make_crops(image, lines, min_tilt=self.min_tilt)
         readings = self.recognizer.read([c.pixels for c in crops]) if crops else []
         return assemble(lines, crops, readings)

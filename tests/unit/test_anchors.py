@@ -12,7 +12,7 @@ from serve_app.ocr.processing.anchors import (
     proposals,
     vertical_iou,
 )
-from training.ctpn_targets import make_targets
+from training.ctpn_targets import as_quads, clip_x, make_targets
 
 
 def test_anchor_heights_follow_the_paper():
@@ -72,3 +72,36 @@ def test_proposals_decode_fixed_width_boxes_on_the_grid():
     widths = boxes[:, 2] - boxes[:, 0]
     assert np.allclose(widths, 15.0)
     assert set(boxes[:, 0].tolist()) == {0.0, 16.0, 32.0}
+
+
+def test_a_box_and_its_quadrilateral_give_the_same_targets():
+    box = np.array([[20, 40, 200, 70], [250, 100, 300, 150]], dtype=np.float32)
+    quads = as_quads(box)
+    assert quads.shape == (2, 4, 2)
+    a, b = make_targets(box, 12, 20), make_targets(quads, 12, 20)
+    for field in ("labels", "vertical", "side", "side_mask"):
+        assert np.array_equal(getattr(a, field), getattr(b, field)), field
+
+
+def test_targets_follow_a_tilted_line_strip_by_strip():
+    """A line rising 0.25 px per px: each 16 px column learns the quadrilateral's own extent there."""
+    quad = np.array([[[16, 100], [208, 52], [208, 82], [16, 130]]], dtype=np.float32)
+    t = make_targets(quad, 12, 16)
+    _, cy, ha = anchor_grid(12, 16)
+    dcy, dh = decode_vertical(t.vertical, cy, ha)
+    centres = {}
+    for i, j, k in np.argwhere(t.labels == 1):
+        centres.setdefault(int(j), []).append(dcy[i, j, k])
+        x_lo, x_hi = 16 * j, 16 * j + 16
+        assert dh[i, j, k] == pytest.approx(30 + 0.25 * 16, abs=1e-2)  # thickness plus one column's rise
+        assert dcy[i, j, k] == pytest.approx(115 - 0.25 * ((x_lo + x_hi) / 2 - 16), abs=1e-2)
+    assert sorted(centres) == list(range(1, 13))
+    assert np.all(np.diff([np.mean(centres[j]) for j in sorted(centres)]) < 0)  # climbing to the right
+
+
+def test_clip_x_cuts_a_polygon_to_a_vertical_strip():
+    poly = np.array([[0, 0], [10, 5], [10, 15], [0, 10]], dtype=np.float32)
+    strip = clip_x(poly, 2, 4)
+    assert strip[:, 0].min() == pytest.approx(2) and strip[:, 0].max() == pytest.approx(4)
+    assert strip[:, 1].min() == pytest.approx(1) and strip[:, 1].max() == pytest.approx(12)
+    assert len(clip_x(poly, 20, 30)) == 0

@@ -100,3 +100,25 @@ def test_lexicon_sweep_scores_each_lexicon_and_margin():
     result = sweep(runner, items + [(items[0][0], "wrong")], {"none": None, "lex": LEX}, [1.0, 4.0])
     assert set(result) == {("none", 0.0), ("lex", 1.0), ("lex", 4.0)}
     assert all(v == 0.75 for v in result.values())  # three clean words read right, the mislabelled one never
+
+
+def test_words_run_together_are_split_where_the_ctc_allows_a_space():
+    # greedy reads "totaldue": the column between "l" and "d" is mostly blank, a space is the runner-up
+    spec = [sure(ch) for ch in "total"] + [{"_": 0.7, " ": 0.25}] + [sure(ch) for ch in "due"]
+    probs = columns(spec)
+    greedy = ctc_greedy(probs)
+    assert greedy.text == "totaldue"
+    fixed = correct(greedy, probs, LEX, split=True)
+    assert fixed.text == "total due" and len(fixed.columns) == len(fixed.text)
+    assert fixed.columns[0] == greedy.columns[0] and fixed.columns[-1] == greedy.columns[-1]
+    assert correct(greedy, probs, LEX).text == "totaldue"  # off unless asked (single word crops)
+    assert correct(greedy, probs, LEX, split=True, min_part=4).text == "totaldue"  # "due" is too short a part
+
+
+def test_a_split_needs_both_the_ctc_and_the_dictionary():
+    spec = [sure(ch) for ch in "total"] + [{"_": 0.999, " ": 1e-4}] + [sure(ch) for ch in "due"]
+    probs = columns(spec)  # no room for a space: the beam prunes it
+    assert correct(ctc_greedy(probs), probs, LEX, split=True).text == "totaldue"
+    spec = [sure(ch) for ch in "tota"] + [{"_": 0.7, " ": 0.25}] + [sure(ch) for ch in "xdue"]
+    probs = columns(spec)  # a space is likely, but "tota" and "xdue" are not words
+    assert correct(ctc_greedy(probs), probs, LEX, split=True).text == "totaxdue"

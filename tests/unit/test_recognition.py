@@ -1,13 +1,16 @@
 import numpy as np
 import pytest
+from PIL import Image, ImageDraw
 
 from serve_app.ocr.alphabet import CHARSET, encode, sanitize
-from serve_app.ocr.pipeline import assemble
+from serve_app.ocr.pipeline import assemble, make_crops
 from serve_app.ocr.processing.recognition import (
     Crop,
     Decoded,
     crop_line,
+    crop_tilted,
     ctc_greedy,
+    line_slope,
     normalise,
     pad_crops,
     split_words,
@@ -108,3 +111,50 @@ def test_assemble_drops_doubtful_words_but_keeps_the_line():
     (line,) = assemble(lines, crops, readings, min_word_confidence=0.0)
     assert line.text == "hi xq"
     assert assemble(lines, crops, [Decoded("xq", [6, 8], [0.4, 0.5])]) == []
+
+
+def _rotate(points: np.ndarray, degrees: float, centre: tuple[float, float]) -> np.ndarray:
+    """Points turned as PIL's ``Image.rotate(degrees)`` turns pixels (counter-clockwise on screen)."""
+    a = np.radians(degrees)
+    c, s = np.cos(a), np.sin(a)
+    d = points - centre
+    return np.stack([centre[0] + c * d[:, 0] + s * d[:, 1], centre[1] - s * d[:, 0] + c * d[:, 1]], 1)
+
+
+def test_a_tilted_line_is_cut_along_its_axis_and_levelled():
+    img = Image.new("L", (600, 400), 255)
+    ImageDraw.Draw(img).rectangle([100, 140, 399, 159], fill=0)  # a bar 300 x 20
+    img = img.rotate(10, resample=Image.BILINEAR, center=(250, 150), fillcolor=255)
+    quad = _rotate(np.array([[100, 140], [400, 140], [400, 160], [100, 160]], float), 10, (250, 150))
+    # CTPN's quadrilateral: vertical sides at the line's ends, top and bottom edges fitted along them
+    x0, x1 = quad[:, 0].min(), quad[:, 0].max()
+    slope = np.tan(np.radians(-10))
+    c0 = (quad[0, 1] + quad[3, 1]) / 2 - slope * (quad[[0, 3], 0].mean() - x0)
+    half = 10 / np.cos(np.radians(10))
+    poly = ((x0, c0 - half), (x1, c0 + slope * (x1 - x0) - half), (x1, c0 + slope * (x1 - x0) + half),
+            (x0, c0 + half))
+    assert line_slope(poly) == pytest.approx(slope)
+    crop = crop_tilted(np.asarray(img), poly)
+    ink = crop.pixels < 0
+    cols = np.flatnonzero(ink.any(axis=0))
+    rows_per_col = [np.flatnonzero(ink[:, j]) for j in cols[5:-5]]
+    tops, bottoms = [r[0] for r in rows_per_col], [r[-1] for r in rows_per_col]
+    assert max(tops) - min(tops) <= 1 and max(bottoms) - min(bottoms) <= 1  # level: the bar is a band
+    assert 14 <= bottoms[0] - tops[0] <= 26  # most of the 32 rows, not a sliver of a tall box
+    # crop columns map back to image x along the line (for word boxes)
+    to_x = lambda col: crop.x0 + col / crop.scale  # noqa: E731
+    assert to_x(cols[0]) == pytest.approx(x0, abs=4) and to_x(cols[-1] + 1) == pytest.approx(x1, abs=4)
+    boxed = crop_line(np.asarray(img), (x0, min(p[1] for p in poly), x1, max(p[1] for p in poly)))
+    assert (boxed.pixels < 0).mean(axis=0).max() < 0.5  # the box cut holds the bar as a thin diagonal
+
+
+def test_make_crops_levels_only_lines_that_slope_enough():
+    image = np.full((200, 400, 3), 255, np.uint8)
+    level = TextLine((10, 10, 200, 40), ((10, 10), (200, 10), (200, 40), (10, 40)), 0.9, 10)
+    tilted = TextLine((10, 60, 200, 130), ((10, 100), (200, 60), (200, 90), (10, 130)), 0.9, 10)
+    a, b = make_crops(image, [level, tilted], min_tilt=0.05)
+    assert (a.x0, a.x1) == (crop_line(image, level.box).x0, crop_line(image, level.box).x1)
+    (c,) = make_crops(image, [tilted], min_tilt=1e9)
+    assert c.pixels.shape[1] == crop_line(image, tilted.box).pixels.shape[1]
+    assert b.pixels.shape[1] > 2 * c.pixels.shape[1]  # levelled: as long as the line is, not a squeezed tall box
+    assert abs(b.pixels.shape[1] - a.pixels.shape[1]) < 0.15 * a.pixels.shape[1]  # like a level line of its size

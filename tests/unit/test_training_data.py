@@ -15,6 +15,7 @@ from serve_app.ocr.alphabet import encode
 from training import datasets, pack, train_crnn, train_ctpn
 from training.augment import augment_real_crop, curve, jitter_margins, perspective, perspective_coeffs
 from training.corpus import recased_line
+from training.ctpn_targets import make_targets
 from training.loop import Budget
 from training.scenes import render_scene
 from training.train_crnn import Sampler, case_folded_log_probs, make_batch
@@ -159,3 +160,40 @@ def test_born_digital_check_words_are_a_fixed_image_level_split():
     # the parts come from disjoint images, and a logo repeated across images is not checked on
     fit_pixels = {g.tobytes() for g, _ in fit}
     assert not any(g.tobytes() in fit_pixels for g, _ in held if g.size)
+
+
+def test_ic15_frame_layouts_split_by_frame_and_train_the_detector_on_quadrilaterals():
+    fit, check = datasets.ic15_layouts("fit"), datasets.ic15_layouts("check")
+    assert len(fit) > 3 * len(check) > 0
+    records = datasets.read_manifest("train/words")
+    frame_of = lambda layout: {records[i]["source_image"] for i, _ in layout}  # noqa: E731
+    assert not set().union(*map(frame_of, fit)) & set().union(*map(frame_of, check))
+    assert all(len(frame_of(layout)) == 1 for layout in fit[:50])
+    crops = [datasets.load_rgb(records[i]["path"]) for i, _ in fit[0]]
+    sampler = train_ctpn.PageSampler(random.Random(3), 320, 0.0, [], 0.0, crops_by_index(fit[0], crops),
+                                     layout_fraction=1.0, layouts=[fit[0]])
+    img, quads = sampler()
+    assert img.shape == (320, 320, 3) and quads.ndim == 3 and quads.shape[1:] == (4, 2) and len(quads) >= 1
+    assert (quads[:, :, 1] >= 0).all() and (quads[:, :, 1] <= 320).all()  # whole heights inside the crop
+    assert (make_targets(quads, 20, 20).labels == 1).sum() >= len(quads)  # the targets mark the words' columns
+
+
+def crops_by_index(layout: list, crops: list[np.ndarray]) -> list[np.ndarray | None]:
+    """A word-crop list indexed like the manifest, holding only one layout's crops."""
+    out: list[np.ndarray | None] = [None] * (max(i for i, _ in layout) + 1)
+    for (i, _), crop in zip(layout, crops):
+        out[i] = crop
+    return out
+
+
+def test_a_layout_crop_pastes_words_into_their_quadrilaterals():
+    from training.scenes import render_layout
+
+    crop = np.zeros((20, 60, 3), np.uint8)  # a black word crop
+    quad = np.array([[100, 120], [160, 100], [166, 118], [106, 138]], np.float32)  # tilted by about 18 degrees
+    img, quads = render_layout(random.Random(0), 320, [(crop, quad)])
+    assert quads.shape == (1, 4, 2)
+    q = quads[0]
+    inside = np.asarray(Image.fromarray(img).convert("L"))[int(q[:, 1].mean()) - 2: int(q[:, 1].mean()) + 3,
+                                                           int(q[:, 0].mean()) - 2: int(q[:, 0].mean()) + 3]
+    assert inside.max() < 40  # the centre of the quadrilateral is the pasted black word

@@ -105,11 +105,24 @@ def _word_spans(decoded: Decoded, length: int) -> list[tuple[int, int, int, int]
     return spans
 
 
+def _known(hyp: str, lexicon: Lexicon, split: bool, min_part: int) -> bool:
+    """A dictionary word; with ``split``, also words run together whose every part is one (the CTC put a space)."""
+    if not hyp or hyp.startswith(" ") or hyp.endswith(" "):
+        return False
+    if " " not in hyp:
+        return hyp in lexicon
+    parts = hyp.split(" ")
+    return split and all(len(key(p)) >= min_part and p in lexicon for p in parts)
+
+
 def correct(decoded: Decoded, probs: np.ndarray, lexicon: Lexicon, charset: str = CHARSET,
-            margin: float = DEFAULT_MARGIN, beam: int = 10, min_letters: int = 2) -> Decoded:
+            margin: float = DEFAULT_MARGIN, beam: int = 10, min_letters: int = 2, split: bool = False,
+            min_part: int = 2) -> Decoded:
     """``decoded`` (a greedy reading of ``probs``) with out-of-lexicon words replaced where the CTC allows it.
 
-    Replacement characters are spread evenly over the old word's columns, so word boxes stay where they were.
+    With ``split`` a replacement may be several dictionary words (each at least ``min_part`` letters) where the
+    beam found a space the greedy path missed: scene text is often set tight, and "READYFORTHEWORLD" matches
+    nothing. Replacement characters are spread evenly over the old word's columns, so word boxes stay put.
     """
     text, columns, char_probs = decoded.text, list(decoded.columns), list(decoded.probs)
     offset = 0
@@ -122,7 +135,7 @@ def correct(decoded: Decoded, probs: np.ndarray, lexicon: Lexicon, charset: str 
         for hyp, score in hyps:
             if score < hyps[0][1] - margin:
                 break
-            if " " not in hyp and hyp and hyp in lexicon:
+            if _known(hyp, lexicon, split, min_part):
                 best = hyp
                 break
         if best is None or best == word:

@@ -60,6 +60,48 @@ def crop_line(
     return Crop(normalise(gray, max_width), float(ix0), float(iy0), float(ix1), float(iy1))
 
 
+def line_slope(poly: tuple[tuple[float, float], ...]) -> float:
+    """Slope (dy/dx) of a line quadrilateral's centre line; CTPN fits top and bottom edges across its proposals."""
+    (x0, t0), (x1, t1), (_, b1), (_, b0) = poly[:4]
+    return ((t1 + b1) - (t0 + b0)) / 2 / max(x1 - x0, 1e-6)
+
+
+def crop_tilted(
+    image: np.ndarray, poly: tuple[tuple[float, float], ...], pad_y: float = 0.15, pad_x: float = 0.25,
+    max_width: int = 1600,
+) -> Crop:
+    """Cut a tilted line out along its own axis, so the recognizer sees it level, as it was trained to.
+
+    An axis-aligned box around tilted text is tall and holds the line diagonally, squeezed to a few pixels once
+    the crop is scaled to 32 px high. The crop here is turned by the centre line's angle; its thickness is the
+    quadrilateral's mean vertical height times the cosine. ``x0``/``x1`` of the result are where the crop's
+    ends fall along x on the centre line, so CTC columns still map to image x linearly (`split_words`).
+    """
+    (x0, t0), (x1, t1), (_, b1), (_, b0) = poly[:4]
+    c0, c1 = (t0 + b0) / 2, (t1 + b1) / 2
+    angle = np.arctan2(c1 - c0, x1 - x0)
+    cos, sin = float(np.cos(angle)), float(np.sin(angle))
+    thick = max(((b0 - t0) + (b1 - t1)) / 2 * cos, 1.0)
+    out_w = float(np.hypot(x1 - x0, c1 - c0)) + 2 * pad_x * thick
+    out_h = thick * (1 + 2 * pad_y)
+    # output (u, v) -> image (x, y): start half a crop-height off the centre line's padded left end
+    ox = x0 - pad_x * thick * cos + out_h / 2 * sin
+    oy = c0 - pad_x * thick * sin - out_h / 2 * cos
+    corners_x = [ox, ox + out_w * cos, ox - out_h * sin, ox + out_w * cos - out_h * sin]
+    corners_y = [oy, oy + out_w * sin, oy + out_h * cos, oy + out_w * sin + out_h * cos]
+    h_img, w_img = image.shape[:2]
+    rx0, ry0 = max(int(min(corners_x)), 0), max(int(min(corners_y)), 0)
+    rx1, ry1 = min(int(np.ceil(max(corners_x))) + 1, w_img), min(int(np.ceil(max(corners_y))) + 1, h_img)
+    gray = to_gray(image[ry0:max(ry1, ry0 + 1), rx0:max(rx1, rx0 + 1)])
+    w_px, h_px = max(int(round(out_w)), 1), max(int(round(out_h)), 1)
+    warped = Image.fromarray(gray).transform(
+        (w_px, h_px), Image.AFFINE, (cos, -sin, ox - rx0, sin, cos, oy - ry0), resample=Image.BILINEAR,
+        fillcolor=int(np.median(gray)),
+    )
+    mid_x0 = ox - out_h / 2 * sin
+    return Crop(normalise(np.asarray(warped), max_width), mid_x0, min(t0, t1), mid_x0 + out_w * cos, max(b0, b1))
+
+
 def width_buckets(widths: list[int], max_batch: int = 32, max_ratio: float = 1.5) -> list[list[int]]:
     """Indices grouped so each batch's widths differ by at most ``max_ratio``: little padding, few batches."""
     order = sorted(range(len(widths)), key=lambda i: widths[i])
