@@ -12,6 +12,9 @@ class WordOut(BaseModel):
 
 
 class LineOut(WordOut):
+    poly: list[list[float]] = Field(
+        description="the line's quadrilateral, four [x, y] points clockwise from the top left; its top and bottom "
+                    "edges follow tilted text, where the box holds it diagonally")
     words: list[WordOut]
 
 

@@ -30,10 +30,14 @@ class LineResult:
     text: str
     confidence: float
     words: list[Word]
+    poly: tuple[tuple[float, float], ...] | None = None  # the line's quadrilateral; None: the box itself
 
     def to_dict(self) -> dict:
+        x0, y0, x1, y1 = self.box
+        poly = self.poly or ((x0, y0), (x1, y0), (x1, y1), (x0, y1))
         return {
             "box": [round(v, 1) for v in self.box],
+            "poly": [[round(float(x), 1), round(float(y), 1)] for x, y in poly],
             "text": self.text,
             "confidence": round(self.confidence, 4),
             "words": [{"box": [round(v, 1) for v in w.box], "text": w.text, "confidence": round(w.confidence, 4)}
@@ -63,7 +67,7 @@ def assemble(
         conf = float(np.mean([p for p in dec.probs])) if dec.probs else 0.0
         if conf < min_confidence:
             continue
-        out.append(LineResult(ln.box, " ".join(w.text for w in words), conf, words))
+        out.append(LineResult(ln.box, " ".join(w.text for w in words), conf, words, ln.poly))
     return out
 
 

@@ -99,6 +99,15 @@ function rect(box, dx, dy, cls, conf, index) {
   return r;
 }
 
+function polygon(points, dx, dy, cls, conf, index) {
+  const p = document.createElementNS("http://www.w3.org/2000/svg", "polygon");
+  p.setAttribute("points", points.map(([x, y]) => `${x + dx},${y + dy}`).join(" "));
+  p.setAttribute("class", cls); p.setAttribute("stroke", colour(conf)); p.dataset.line = index;
+  p.addEventListener("mouseenter", () => highlight(index, true));
+  p.addEventListener("mouseleave", () => highlight(index, false));
+  return p;
+}
+
 function highlight(index, on) {
   document.querySelectorAll(`[data-line="${index}"]`).forEach((el) => el.classList.toggle("hot", on));
 }
@@ -111,7 +120,8 @@ function showResult(data, region) {
   const list = $("lines");
   list.innerHTML = "";
   data.lines.forEach((line, i) => {
-    overlay.appendChild(rect(line.box, region.x, region.y, "line", line.confidence, i));
+    overlay.appendChild(line.poly ? polygon(line.poly, region.x, region.y, "line", line.confidence, i)
+      : rect(line.box, region.x, region.y, "line", line.confidence, i));
     line.words.forEach((w) => overlay.appendChild(rect(w.box, region.x, region.y, "word", w.confidence, i)));
     const li = document.createElement("li");
     li.dataset.line = i;

@@ -45,6 +45,8 @@ def test_rendered_words_come_back_right(client):
         x0, y0, x1, y1 = line["box"]
         ex0, ey0, ex1, ey1 = expected.box
         assert abs(y0 - ey0) < 12 and abs(y1 - ey1) < 12 and abs(x0 - ex0) < 20 and abs(x1 - ex1) < 20
+        xs, ys = zip(*line["poly"])  # a level line's quadrilateral is its box, up to the fitted edges
+        assert len(xs) == 4 and (min(xs), max(xs)) == (x0, x1) and y0 - 1 <= min(ys) and max(ys) <= y1 + 1
         for word, (_, (wx0, _, wx1, _)) in zip(line["words"], expected.words):
             assert abs(word["box"][0] - wx0) < 16 and abs(word["box"][2] - wx1) < 16
     t = body["timings"]

@@ -55,7 +55,7 @@ def test_upload_shows_the_words_and_draws_their_boxes(page, page_png, serve_url)
     page.wait_for_selector("#results:not([hidden])", timeout=60_000)
     values = [i.input_value() for i in page.query_selector_all("#lines input")]
     assert values == LINES
-    assert len(page.query_selector_all("#overlay rect.line")) == 3
+    assert len(page.query_selector_all("#overlay polygon.line")) == 3  # lines are drawn as their quadrilaterals
     assert len(page.query_selector_all("#overlay rect.word")) == sum(len(x.split()) for x in LINES)
     assert "total" in page.inner_text("#timings")
     assert page.get_attribute("#sent-info", "data-width") == str(w)
@@ -90,10 +90,9 @@ def test_region_sends_only_that_region_and_boxes_land_on_the_full_image(page, pa
     sent_h = int(page.get_attribute("#sent-info", "data-height"))
     assert sent_w < w and sent_h < h / 2  # only the region travelled
     assert [i.input_value() for i in page.query_selector_all("#lines input")] == [LINES[1]]
-    rect = page.query_selector("#overlay rect.line")
-    rx, ry = float(rect.get_attribute("x")), float(rect.get_attribute("y"))
-    rh = float(rect.get_attribute("height"))
-    assert abs(ry - y0) < 10 and abs(ry + rh - y1) < 10 and abs(rx - x0) < 20  # mapped back to the full image
+    points = page.get_attribute("#overlay polygon.line", "points")
+    xs, ys = zip(*[map(float, p.split(",")) for p in points.split()])
+    assert abs(min(ys) - y0) < 10 and abs(max(ys) - y1) < 10 and abs(min(xs) - x0) < 20  # mapped to the full image
 
 
 def test_one_selected_word_is_read_without_detection(page, page_png, serve_url):
