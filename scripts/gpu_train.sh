@@ -24,7 +24,8 @@ $PY -m training.train_crnn --device "$DEVICE" --workers "${CRNN_WORKERS:-7}" --b
   --lr "${CRNN_LR:-7e-4}" --steps 30000 --time-limit "$T" --val-every 500 --synth-fraction "${CRNN_SYNTH:-0.5}" \
   --variant "$CRNN_VARIANT" "${CRNN_FROM[@]}" --out "$RUNS/crnn" --snapshot "$OUT/$CRNN_NAME" > "$OUT/crnn.log" 2>&1 &
 $PY -m training.train_ctpn --device "$DEVICE" --workers "${CTPN_WORKERS:-8}" --batch-size "${CTPN_BATCH:-16}" \
-  --size 512 --lr "${CTPN_LR:-5e-4}" --steps 30000 --synth-fraction 0.25 --scene-fraction 0.35 --time-limit "$T" --save-every 250 \
+  --size 512 --lr "${CTPN_LR:-5e-4}" --steps 30000 --synth-fraction 0.25 --scene-fraction "${CTPN_SCENES:-0.3}" \
+  --layout-fraction "${CTPN_LAYOUTS:-0.5}" --time-limit "$T" --save-every 250 \
   --init serve_app/assets/ctpn_mobilenet_v3.pt --out "$RUNS/ctpn" --snapshot "$OUT/ctpn_mobilenet_v3.pt" > "$OUT/ctpn.log" 2>&1 &
 wait
 $PY -m training.train_crnn --variant "$CRNN_VARIANT" --out "$RUNS/crnn" --export --export-path "$OUT/$CRNN_NAME" \

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from serve_app.ocr.pipeline import MIN_TILT
+from serve_app.ocr.pipeline import MIN_TILT, MIN_WORD_CONFIDENCE
 from serve_app.ocr.predictor import DetectorRunner, OCRPredictor, RecognizerRunner
 from serve_app.ocr.processing.detection import DetectionParams
 from training import datasets
@@ -32,6 +32,9 @@ from training.metrics import bag_counts, prf
 from training.scenes import paste_quad, scene_background
 
 FRAME_W, FRAME_H = 1280, 720
+
+#: Settings of the pipeline around the detector that the grid may also vary (`OCRPredictor` attributes).
+PIPELINE_KNOBS = {"min_tilt": MIN_TILT, "min_word_confidence": MIN_WORD_CONFIDENCE}
 
 
 def layout_frames(n: int, seed: int = 0, warp: bool = True, part: str = "check") -> list[tuple[np.ndarray, list[str]]]:
@@ -91,7 +94,7 @@ def score(predictor: OCRPredictor, frames: list[tuple[np.ndarray, list[str]]]) -
 
 def parse_grid(items: list[str]) -> dict[str, list[float]]:
     """``["short_side=720,960", "score_threshold=0.5"]`` to ``{"short_side": [720, 960], ...}``."""
-    fields = {f.name: f.type for f in dataclasses.fields(DetectionParams)} | {"min_tilt": float}
+    fields = {f.name: f.type for f in dataclasses.fields(DetectionParams)} | dict.fromkeys(PIPELINE_KNOBS, float)
     grid = {}
     for item in items:
         name, _, values = item.partition("=")
@@ -118,8 +121,9 @@ def main(args: argparse.Namespace) -> list[dict]:
         setting = dict(zip(grid, values))
         if "short_side" in setting and "max_side" not in setting:  # keep 16:9 frames at the asked short side
             setting["max_side"] = max(1280, int(setting["short_side"]) * 16 // 9 // 16 * 16)
-        predictor.min_tilt = float(setting.get("min_tilt", MIN_TILT))
-        knobs = {k: v for k, v in setting.items() if k != "min_tilt"}
+        for knob, default in PIPELINE_KNOBS.items():
+            setattr(predictor, knob, float(setting.get(knob, default)))
+        knobs = {k: v for k, v in setting.items() if k not in PIPELINE_KNOBS}
         detector.params = dataclasses.replace(DetectionParams(), **knobs)
         r = {**setting, **score(predictor, frames)}
         rows.append(r)
@@ -139,5 +143,6 @@ if __name__ == "__main__":
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
-    p.add_argument("grid", nargs="*", help="NAME=V1,V2 for any DetectionParams field; the rest keep their defaults")
+    p.add_argument("grid", nargs="*", help="NAME=V1,V2 for any DetectionParams field, min_tilt or "
+                   "min_word_confidence; the rest keep their defaults")
     main(p.parse_args())

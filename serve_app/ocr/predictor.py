@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from serve_app.ocr.models.weights import DEFAULT_DETECTOR, DEFAULT_RECOGNIZER, load_model
-from serve_app.ocr.pipeline import MIN_TILT, TALL_WORD, LineResult, assemble, make_crops
+from serve_app.ocr.pipeline import MIN_TILT, MIN_WORD_CONFIDENCE, TALL_WORD, LineResult, assemble, make_crops
 from serve_app.ocr.processing import consensus, detection, lexicon, recognition
 from serve_app.ocr.processing.recognition import COLUMN_STRIDE, Decoded
 from serve_app.ocr.processing.textlines import TextLine
@@ -132,13 +132,14 @@ class OCRPredictor:
     """Detection, crops, recognition and assembly in one process."""
 
     def __init__(self, detector: DetectorRunner | None = None, recognizer: RecognizerRunner | None = None,
-                 min_tilt: float = MIN_TILT) -> None:
+                 min_tilt: float = MIN_TILT, min_word_confidence: float = MIN_WORD_CONFIDENCE) -> None:
         self.detector = detector or DetectorRunner()
         self.recognizer = recognizer or RecognizerRunner()
         self.min_tilt = min_tilt
+        self.min_word_confidence = min_word_confidence
 
     def __call__(self, image: np.ndarray) -> list[LineResult]:
         lines = self.detector.detect([image])[0]
         crops = make_crops(image, lines, min_tilt=self.min_tilt)
         readings = self.recognizer.read([c.pixels for c in crops]) if crops else []
-        return assemble(lines, crops, readings)
+        return assemble(lines, crops, readings, min_word_confidence=self.min_word_confidence)
