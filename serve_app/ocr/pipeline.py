@@ -18,7 +18,7 @@ from serve_app.ocr.processing.textlines import TextLine
 MIN_WORD_CONFIDENCE = 0.7
 
 #: Lines whose centre line slopes at least this much (dy/dx) are cut along their own axis (`make_crops`).
-MIN_TILT = 0.03
+MIN_TILT = 0.015
 
 #: A word image this many times higher than wide is also read turned a quarter each way (`read_word`).
 TALL_WORD = 1.25
