@@ -94,6 +94,7 @@ def postprocess(
     out = []
     for ln in lines:
         box = tuple(float(v) for v in clip_boxes(np.asarray(ln.box) / scale, width, height))
-        poly = tuple((x / scale, y / scale) for x, y in ln.poly)
+        poly = tuple((min(max(x / scale, 0.0), float(width)), min(max(y / scale, 0.0), float(height)))
+                     for x, y in ln.poly)  # kept inside the image, like the box
         out.append(TextLine(box, poly, ln.score, ln.num_proposals))  # type: ignore[arg-type]
     return out
