@@ -12,6 +12,7 @@ import random
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
+from training.augment import perspective_coeffs
 from training.corpus import random_line
 from training.fonts import latin_fonts
 from training.synth import contrasting_colours, draw_line, font_at, line_extent
@@ -49,22 +50,14 @@ def scene_background(rng: random.Random, w: int, h: int) -> Image.Image:
     return img
 
 
-def _perspective(quad: np.ndarray, w: int, h: int) -> list[float]:
-    """PIL PERSPECTIVE coefficients from frame points of ``quad`` (clockwise from top-left) to a ``w`` x ``h`` crop."""
-    a, b = [], []
-    for (x, y), (u, v) in zip(quad, ((0, 0), (w, 0), (w, h), (0, h))):
-        a += [[x, y, 1, 0, 0, 0, -u * x, -u * y], [0, 0, 0, x, y, 1, -v * x, -v * y]]
-        b += [u, v]
-    return np.linalg.solve(np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)).tolist()
-
-
 def paste_quad(canvas: Image.Image, crop: Image.Image, quad: list | np.ndarray) -> None:
     """Warp a word crop back into the quadrilateral it was cut from, so its real tilt and perspective return."""
     q = np.asarray(quad, dtype=np.float64)
     x0, y0 = np.floor(q.min(0)).astype(int)
     x1, y1 = np.ceil(q.max(0)).astype(int)
     size = (int(x1 - x0) + 1, int(y1 - y0) + 1)
-    coeffs = _perspective(q - [x0, y0], *crop.size)
+    w, h = crop.size
+    coeffs = perspective_coeffs(np.array([[0, 0], [w, 0], [w, h], [0, h]], dtype=np.float64), q - [x0, y0])
     warped = crop.transform(size, Image.PERSPECTIVE, coeffs, resample=Image.BILINEAR)
     mask = Image.new("L", crop.size, 255).transform(size, Image.PERSPECTIVE, coeffs, resample=Image.BILINEAR)
     canvas.paste(warped, (int(x0), int(y0)), mask)
