@@ -29,7 +29,7 @@ from serve_app.ocr.alphabet import encode
 from serve_app.ocr.models.crnn import CRNN, build_crnn
 from serve_app.ocr.models.weights import ASSETS, read_weights, save_weights
 from serve_app.ocr.processing.recognition import COLUMN_STRIDE, ctc_greedy, normalise, pad_crops, softmax
-from training import checkpoint, datasets
+from training import checkpoint, datasets, scene_lines
 from training.augment import augment_real_crop
 from training.corpus import recased_line
 from training.loop import Budget, add_common_args, export_fp32, pick_device, stream_loader, warm_start
@@ -58,6 +58,10 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--sroie-share", type=float, default=0.35, help="share of SROIE lines among the real samples")
     p.add_argument("--vocab-share", type=float, default=0.3,
                    help="share of synthetic samples that render receipt words in random casing")
+    p.add_argument("--scene-lines", type=int, default=0,
+                   help="add ICDAR 2015 TRAIN line crops cut as the service cuts them (training/scene_lines.py), "
+                   "from this many renders of each fit frame; 0: none")
+    p.add_argument("--scene-line-share", type=float, default=0.3, help="share of those among the real samples")
     p.add_argument("--val-every", type=int, default=1000)
     p.add_argument("--val-size", type=int, default=400)
     p.add_argument("--out", default="runs/crnn")
@@ -76,15 +80,21 @@ class Sampler:
 
     def __init__(self, rng: random.Random, synth_fraction: float, words: list[tuple[np.ndarray, str]],
                  lines: list[tuple[np.ndarray, str]] | None = None, lines_share: float = 0.0,
-                 vocab: list[str] | None = None, vocab_share: float = 0.3) -> None:
+                 vocab: list[str] | None = None, vocab_share: float = 0.3,
+                 scene: list[tuple[np.ndarray, str]] | None = None, scene_share: float = 0.0) -> None:
         self.rng, self.synth_fraction = rng, synth_fraction
         self.words, self.lines, self.lines_share = words, lines or [], lines_share if lines else 0.0
         self.vocab, self.vocab_share = vocab or [], vocab_share if vocab else 0.0
+        self.scene, self.scene_share = scene or [], scene_share if scene else 0.0
 
     def __call__(self) -> Sample:
-        if not (self.words or self.lines) or self.rng.random() < self.synth_fraction:
+        if not (self.words or self.lines or self.scene) or self.rng.random() < self.synth_fraction:
             text = recased_line(self.rng, self.vocab) if self.rng.random() < self.vocab_share else None
             return (*render_crop(self.rng, text), False)
+        if self.scene and (not (self.words or self.lines) or self.rng.random() < self.scene_share):
+            # already cut as the service cuts them: distorted only half the time
+            gray, text = self.scene[self.rng.randrange(len(self.scene))]
+            return (gray if self.rng.random() < 0.5 else augment_real_crop(self.rng, gray)), text, False
         case_free = not self.words or self.rng.random() < self.lines_share
         pool = self.lines if case_free else self.words
         gray, text = pool[self.rng.randrange(len(pool))]
@@ -232,6 +242,7 @@ def main(args: argparse.Namespace) -> dict:
 
     words: list[tuple[np.ndarray, str]] = []
     lines: list[tuple[np.ndarray, str]] = []
+    scene: list[tuple[np.ndarray, str]] = []
     if not args.no_real:
         if "words" in args.real_sets:
             words = datasets.cached("train_words", datasets.word_crops)
@@ -239,13 +250,16 @@ def main(args: argparse.Namespace) -> dict:
             words = words + datasets.cached("train_borndigital_fit", lambda: datasets.borndigital_words("fit"))
         if "sroie" in args.real_sets:
             lines = [(g, t.upper()) for g, t in datasets.cached("train_sroie", datasets.line_crops)]
-        print(f"{len(words)} real TRAIN word crops, {len(lines)} receipt lines")
+        if args.scene_lines:
+            scene = scene_lines.cached(args.scene_lines)
+        print(f"{len(words)} real TRAIN word crops, {len(lines)} receipt lines, {len(scene)} scene lines")
     # the receipts' own words, rendered in every casing: their labels are all capitals, the print is not
     vocab = sorted({w for _, t in lines for w in t.split() if len(w) > 1 and any(c.isalpha() for c in w)})
     seed = args.seed * 1000 + step  # a resumed run continues with fresh samples
 
     def batches(rng: random.Random):  # noqa: ANN202 - runs in each data worker
-        sampler = Sampler(rng, args.synth_fraction, words, lines, args.sroie_share, vocab, args.vocab_share)
+        sampler = Sampler(rng, args.synth_fraction, words, lines, args.sroie_share, vocab, args.vocab_share,
+                          scene, args.scene_line_share)
         return (make_batch(b) for b in sampler.batches(args.batch_size))
 
     loader = stream_loader(batches, seed, args.workers)

@@ -24,12 +24,14 @@ import numpy as np
 import torch
 from PIL import Image
 
+from serve_app.ocr.models.weights import DEFAULT_DETECTOR, DEFAULT_RECOGNIZER
 from serve_app.ocr.pipeline import MIN_TILT, MIN_WORD_CONFIDENCE
 from serve_app.ocr.predictor import DetectorRunner, OCRPredictor, RecognizerRunner
 from serve_app.ocr.processing.detection import DetectionParams
 from training import datasets
 from training.metrics import bag_counts, prf
-from training.scenes import paste_quad, scene_background
+from training.scene_lines import rebuild_frame
+from training.scenes import scene_background
 
 FRAME_W, FRAME_H = 1280, 720
 
@@ -50,19 +52,18 @@ def layout_frames(n: int, seed: int = 0, warp: bool = True, part: str = "check")
     rng.shuffle(layouts)
     frames = []
     for layout in layouts[:n]:
+        if warp:
+            image, words, _ = rebuild_frame(rng, layout, records, (FRAME_W, FRAME_H))
+            frames.append((image, words))
+            continue
         canvas = scene_background(rng, FRAME_W, FRAME_H)
-        words = []
         for i, poly in layout:
             crop = Image.fromarray(datasets.load_rgb(records[i]["path"]))
-            if warp:
-                paste_quad(canvas, crop, poly)
-            else:
-                xs, ys = [p[0] for p in poly], [p[1] for p in poly]
-                x0, y0 = int(max(0, min(xs))), int(max(0, min(ys)))
-                x1, y1 = int(min(FRAME_W, max(xs))), int(min(FRAME_H, max(ys)))
-                canvas.paste(crop.resize((max(x1 - x0, 1), max(y1 - y0, 1)), Image.BILINEAR), (x0, y0))
-            words.append(records[i]["text"])
-        frames.append((np.asarray(canvas), words))
+            xs, ys = [p[0] for p in poly], [p[1] for p in poly]
+            x0, y0 = int(max(0, min(xs))), int(max(0, min(ys)))
+            x1, y1 = int(min(FRAME_W, max(xs))), int(min(FRAME_H, max(ys)))
+            canvas.paste(crop.resize((max(x1 - x0, 1), max(y1 - y0, 1)), Image.BILINEAR), (x0, y0))
+        frames.append((np.asarray(canvas), [records[i]["text"] for i, _ in layout]))
     return frames
 
 
@@ -111,7 +112,8 @@ def main(args: argparse.Namespace) -> list[dict]:
         frames = layout_frames(args.frames, args.seed, warp=args.layout == "quad", part=args.part)
     else:
         frames = receipts(args.frames) if args.set == "receipts" else borndigital(args.frames)
-    detector, recognizer = DetectorRunner(precision=args.precision), RecognizerRunner(precision=args.precision)
+    detector = DetectorRunner(args.detector or DEFAULT_DETECTOR, precision=args.precision)
+    recognizer = RecognizerRunner(args.recognizer or DEFAULT_RECOGNIZER, precision=args.precision)
     predictor = OCRPredictor(detector, recognizer)
     grid = parse_grid(args.grid)
     rows = []
@@ -142,6 +144,8 @@ if __name__ == "__main__":
                    help="which IC15 TRAIN frames: the detector trains on 'fit' ones since CTPN stage 4")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--detector", default=None, help="CTPN weights to check (default: the shipped ones)")
+    p.add_argument("--recognizer", default=None, help="CRNN weights to check (default: the shipped ones)")
     p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
     p.add_argument("grid", nargs="*", help="NAME=V1,V2 for any DetectionParams field, min_tilt or "
                    "min_word_confidence; the rest keep their defaults")

@@ -139,7 +139,11 @@ class OCRPredictor:
         self.min_word_confidence = min_word_confidence
 
     def __call__(self, image: np.ndarray) -> list[LineResult]:
+        return self.detect_and_read(image)[1]
+
+    def detect_and_read(self, image: np.ndarray) -> tuple[list[TextLine], list[LineResult]]:
+        """The detected lines as well as the answer, so evaluation can tell missed text from misread text."""
         lines = self.detector.detect([image])[0]
         crops = make_crops(image, lines, min_tilt=self.min_tilt)
         readings = self.recognizer.read([c.pixels for c in crops]) if crops else []
-        return assemble(lines, crops, readings, min_word_confidence=self.min_word_confidence)
+        return lines, assemble(lines, crops, readings, min_word_confidence=self.min_word_confidence)

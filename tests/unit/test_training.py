@@ -65,3 +65,26 @@ def test_metrics():
     assert bag_counts(["Hello, World!", "again"], ["hello world", "AGAIN", "missing"]) == (3, 3, 4)
     assert prf(3, 3, 4) == (1.0, 0.75, 6 / 7)
     assert cer("kitten", "sitting") == 3 / 7
+
+
+def test_soup_interpolates_two_weights_files_of_one_model(tmp_path):
+    import argparse
+
+    import torch
+
+    from serve_app.ocr.models.crnn import build_crnn
+    from serve_app.ocr.models.weights import save_weights
+    from training import soup
+
+    torch.manual_seed(0)
+    a, b = build_crnn(), build_crnn()
+    save_weights(a, tmp_path / "a.pt"), save_weights(b, tmp_path / "b.pt")
+    soup.main(argparse.Namespace(start=tmp_path / "a.pt", tuned=tmp_path / "b.pt", alpha=0.25, out=tmp_path / "s.pt"))
+    (sa, _), (sb, _), (ss, meta) = (load_model(tmp_path / f"{n}.pt") for n in "abs")
+    assert meta["alpha"] == 0.25 and meta["trained_by"] == "training/soup.py"
+    name = next(k for k, v in ss.state_dict().items() if v.is_floating_point() and v.numel() > 100)
+    want = 0.75 * sa.state_dict()[name] + 0.25 * sb.state_dict()[name]
+    assert torch.allclose(ss.state_dict()[name], want, atol=2e-3)  # fp16 storage
+    assert not torch.allclose(ss.state_dict()[name], sb.state_dict()[name], atol=2e-3)
+    with pytest.raises(ValueError, match="different parameters"):
+        soup.interpolate({"w": torch.zeros(2)}, {"v": torch.zeros(2)}, 0.5)

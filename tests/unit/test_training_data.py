@@ -197,3 +197,54 @@ def test_a_layout_crop_pastes_words_into_their_quadrilaterals():
     inside = np.asarray(Image.fromarray(img).convert("L"))[int(q[:, 1].mean()) - 2: int(q[:, 1].mean()) + 3,
                                                            int(q[:, 0].mean()) - 2: int(q[:, 0].mean()) + 3]
     assert inside.max() < 40  # the centre of the quadrilateral is the pasted black word
+
+
+def _line(x0: float, y0: float, x1: float, y1: float):
+    from serve_app.ocr.processing.textlines import TextLine
+
+    return TextLine((x0, y0, x1, y1), ((x0, y0), (x1, y0), (x1, y1), (x0, y1)), 0.9, 4)
+
+
+def test_scene_line_labels_hold_the_words_inside_in_order_or_nothing():
+    from training.scene_lines import line_label
+
+    quad = lambda x0, x1: np.array([[x0, 100], [x1, 100], [x1, 130], [x0, 130]], np.float32)  # noqa: E731
+    texts, quads = ["world", "hello", "far"], np.stack([quad(200, 280), quad(100, 180), quad(600, 660)])
+    assert line_label(_line(95, 95, 290, 135), texts, quads) == "hello world"  # ordered along the line
+    assert line_label(_line(95, 95, 240, 135), texts, quads) is None  # ends inside "world"
+    assert line_label(_line(95, 95, 185, 135), texts, quads) == "hello"
+    assert line_label(_line(95, 95, 185, 135), ["world", "###", "far"], quads) is None  # a don't-care word
+    assert line_label(_line(300, 95, 500, 135), texts, quads) is None  # holds no word
+    # a line that misses the words' centres but runs over their lower halves
+    assert line_label(_line(95, 120, 290, 160), texts, quads) is None
+
+
+def test_scene_lines_are_cut_by_the_shipped_detector_as_the_service_cuts_them():
+    from training import scene_lines
+
+    items = scene_lines.build(part="check", limit=3)
+    records = datasets.read_manifest("train/words")
+    words = {records[i]["text"] for layout in datasets.ic15_layouts("check")[:3] for i, _ in layout}
+    assert len(items) >= 3
+    for gray, label in items:
+        assert gray.dtype == np.uint8 and gray.shape[0] == 32 and gray.shape[1] >= 16
+        assert set(label.split()) <= words
+
+
+def test_sampler_draws_scene_lines_at_their_share_with_case_kept():
+    words = [(np.full((32, 80), 200, np.uint8), "Word")]
+    scene = [(np.full((32, 160), 90, np.uint8), "Two Words")]
+    sampler = Sampler(random.Random(0), 0.0, words, scene=scene, scene_share=0.5)
+    drawn = [sampler() for _ in range(400)]
+    share = sum(text == "Two Words" for _, text, _ in drawn) / len(drawn)
+    assert 0.4 < share < 0.6 and not any(free for *_, free in drawn)
+
+
+def test_point_in_polygon_and_word_centres_for_the_found_rate():
+    from serve_app.ocr.processing.geometry import inside
+    from training.evaluate import word_centre
+
+    tilted = [(0, 10), (100, 0), (100, 20), (0, 30)]
+    assert inside(tilted, 50, 15) and not inside(tilted, 50, 28) and not inside(tilted, 101, 10)
+    assert word_centre({"box": [0, 0, 10, 4]}) == (5, 2)
+    assert word_centre({"box": [0, 0, 10, 4], "poly": tilted}) == (50, 15)  # the quadrilateral wins

@@ -1,4 +1,4 @@
-"""Box helpers shared by detection and recognition: NMS, clipping, scaling."""
+"""Box helpers shared by detection, recognition and evaluation: NMS, clipping, point in polygon."""
 
 from __future__ import annotations
 
@@ -33,3 +33,13 @@ def clip_boxes(boxes: np.ndarray, width: int, height: int) -> np.ndarray:
     out[..., [0, 2]] = np.clip(out[..., [0, 2]], 0, width - 1)
     out[..., [1, 3]] = np.clip(out[..., [1, 3]], 0, height - 1)
     return out
+
+
+def inside(poly: np.ndarray | list, x: float, y: float) -> bool:
+    """Even-odd rule: whether point ``(x, y)`` lies inside polygon ``poly`` (``(N, 2)`` vertices)."""
+    pts = np.asarray(poly, dtype=np.float64)
+    hit = False
+    for (x1, y1), (x2, y2) in zip(pts, np.roll(pts, -1, axis=0)):
+        if (y1 > y) != (y2 > y) and x < (x2 - x1) * (y - y1) / (y2 - y1) + x1:
+            hit = not hit
+    return hit
