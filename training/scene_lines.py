@@ -13,7 +13,9 @@ order along it; lines that cut a word short or brush past one outside are droppe
 from __future__ import annotations
 
 import argparse
+import hashlib
 import random
+from pathlib import Path
 
 import numpy as np
 from PIL import Image
@@ -22,6 +24,7 @@ from serve_app.ocr.alphabet import sanitize
 from serve_app.ocr.pipeline import make_crops
 from serve_app.ocr.processing.geometry import inside
 from serve_app.ocr.processing.textlines import TextLine
+from serve_app.paths import DEFAULT_DETECTOR
 from training import datasets
 from training.scenes import paste_quad, scene_background
 
@@ -90,8 +93,12 @@ def build(part: str = "fit", renders: int = 1, seed: int = 0, weights: str | Non
 
 
 def cached(renders: int = 1, part: str = "fit") -> list[tuple[np.ndarray, str]]:
-    """The built crops (under runs/cache), labels mapped to our alphabet as `datasets.word_crops` maps words."""
-    items = datasets.cached(f"ic15_scene_lines_{part}_x{renders}", lambda: build(part, renders))
+    """The built crops (under runs/cache), labels mapped to our alphabet as `datasets.word_crops` maps words.
+
+    The cache is keyed by the shipped detector's bytes: a retrained CTPN cuts other lines, so it gets fresh crops.
+    """
+    detector = hashlib.sha1(Path(DEFAULT_DETECTOR).read_bytes()).hexdigest()[:8]
+    items = datasets.cached(f"ic15_scene_lines_{part}_x{renders}_{detector}", lambda: build(part, renders))
     return [(gray, text) for gray, text in ((g, sanitize(t)) for g, t in items) if text.strip()]
 
 
