@@ -26,19 +26,25 @@ from serve_app.ocr.processing.geometry import inside
 from serve_app.ocr.processing.textlines import TextLine
 from serve_app.paths import DEFAULT_DETECTOR
 from training import datasets
-from training.scenes import paste_quad, scene_background
+from training.clutter import photo_light
+from training.scenes import camera_background, paste_quad
 
 FRAME = (1280, 720)
 
 
 def rebuild_frame(rng: random.Random, layout: list[tuple[int, list[list[float]]]], records: list[dict],
-                  frame: tuple[int, int] = FRAME) -> tuple[np.ndarray, list[str], np.ndarray]:
-    """One IC15 TRAIN frame from its word crops: RGB image, texts and quadrilaterals ``(L, 4, 2)``."""
-    canvas = scene_background(rng, *frame)
+                  frame: tuple[int, int] = FRAME, busy: bool = False) -> tuple[np.ndarray, list[str], np.ndarray]:
+    """One IC15 TRAIN frame from its word crops: RGB image, texts and quadrilaterals ``(L, 4, 2)``.
+
+    A ``busy`` frame has clutter behind the words and uneven light over all of it (`training.clutter`).
+    """
+    canvas = camera_background(rng, *frame, busy=busy)
     texts = []
     for i, poly in layout:
         paste_quad(canvas, Image.fromarray(datasets.load_rgb(records[i]["path"])), poly)
         texts.append(records[i]["text"])
+    if busy:
+        canvas = photo_light(rng, canvas)
     quads = np.asarray([poly for _, poly in layout], dtype=np.float32).reshape(-1, 4, 2)
     return np.asarray(canvas), texts, quads
 

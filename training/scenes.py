@@ -13,6 +13,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
 from training.augment import perspective_coeffs
+from training.clutter import clutter, photo_light
 from training.corpus import random_line
 from training.fonts import latin_fonts
 from training.synth import contrasting_colours, draw_line, font_at, line_extent
@@ -50,6 +51,12 @@ def scene_background(rng: random.Random, w: int, h: int) -> Image.Image:
     return img
 
 
+def camera_background(rng: random.Random, w: int, h: int, busy: bool = False) -> Image.Image:
+    """`scene_background`, with man-made clutter drawn over it when ``busy`` (`training.clutter`)."""
+    img = scene_background(rng, w, h)
+    return clutter(rng, img) if busy else img
+
+
 def paste_quad(canvas: Image.Image, crop: Image.Image, quad: list | np.ndarray) -> None:
     """Warp a word crop back into the quadrilateral it was cut from, so its real tilt and perspective return."""
     q = np.asarray(quad, dtype=np.float64)
@@ -64,16 +71,19 @@ def paste_quad(canvas: Image.Image, crop: Image.Image, quad: list | np.ndarray) 
 
 
 def render_layout(rng: random.Random, size: int, words: list[tuple[np.ndarray, np.ndarray]],
-                  frame: tuple[int, int] = (1280, 720)) -> tuple[np.ndarray, np.ndarray]:
+                  frame: tuple[int, int] = (1280, 720), busy: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """A ``size`` x ``size`` crop of a real ICDAR 2015 TRAIN frame layout and its word quadrilaterals ``(L, 4, 2)``.
 
     ``words`` are one frame's real word crops with the quadrilateral each was cut from. Each goes back into its
     quadrilateral on a camera-like background, so tilt, perspective, sizes and neighbours are the frame's own.
     The frame is rescaled as the service rescales a 720p frame (x1.33), give or take, and cut around a word.
+    A ``busy`` frame has clutter behind the words and uneven light over all of it, as real frames do.
     """
-    canvas = scene_background(rng, *frame)
+    canvas = camera_background(rng, *frame, busy=busy)
     for crop, quad in words:
         paste_quad(canvas, Image.fromarray(crop), quad)
+    if busy:
+        canvas = photo_light(rng, canvas)
     s = 4 / 3 * rng.uniform(0.7, 1.4)
     canvas = canvas.resize((round(frame[0] * s), round(frame[1] * s)), Image.BILINEAR)
     quads = np.asarray([q for _, q in words], dtype=np.float32).reshape(-1, 4, 2) * s
@@ -92,9 +102,10 @@ def _overlaps(box: tuple[float, float, float, float], taken: list[tuple[float, f
     return any(box[0] < t[2] and t[0] < box[2] and box[1] < t[3] and t[1] < box[3] for t in taken)
 
 
-def render_scene(rng: random.Random, size: int, crops: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+def render_scene(rng: random.Random, size: int, crops: list[np.ndarray],
+                 busy: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """A ``size`` x ``size`` RGB scene and its text-line boxes ``(L, 4)``; ``crops`` are real RGB word crops."""
-    img = scene_background(rng, size, size)
+    img = camera_background(rng, size, size, busy=busy)
     taken: list[tuple[float, float, float, float]] = []
     lines: list[tuple[float, float, float, float]] = []
     for _ in range(rng.randint(2, 14)):
@@ -136,6 +147,8 @@ def render_scene(rng: random.Random, size: int, crops: list[np.ndarray]) -> tupl
             draw_line(draw, font, text, x, y, contrasting_colours(rng)[0])
             taken.append(b)
             lines.append(b)
+    if busy:
+        img = photo_light(rng, img)
     arr = np.asarray(img).copy()
     boxes = np.array(lines, dtype=np.float32).reshape(-1, 4)
     return arr, boxes

@@ -50,6 +50,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--scene-fraction", type=float, default=0.3, help="share of scenes made of real word crops")
     p.add_argument("--layout-fraction", type=float, default=0.0,
                    help="share of ICDAR 2015 TRAIN frame layouts (`fit` part), words in their real quadrilaterals")
+    p.add_argument("--clutter-fraction", type=float, default=0.0,
+                   help="share of layouts and scenes drawn busy: clutter behind the words, uneven light over all")
     p.add_argument("--no-real", action="store_true", help="synthetic pages only (no ../shared needed)")
     p.add_argument("--save-every", type=int, default=250)
     p.add_argument("--out", default="runs/ctpn")
@@ -81,19 +83,25 @@ class PageSampler:
 
     def __init__(self, rng: random.Random, size: int, synth_fraction: float, real: list[tuple[str, list]],
                  scene_fraction: float = 0.0, word_crops: list[np.ndarray] | None = None,
-                 layout_fraction: float = 0.0, layouts: list[list[tuple[int, list]]] | None = None) -> None:
+                 layout_fraction: float = 0.0, layouts: list[list[tuple[int, list]]] | None = None,
+                 clutter_fraction: float = 0.0) -> None:
         self.rng, self.size, self.synth_fraction, self.real = rng, size, synth_fraction, real
         self.scene_fraction, self.word_crops = scene_fraction, word_crops or []
         self.layout_fraction, self.layouts = layout_fraction, layouts or []
+        self.clutter_fraction = clutter_fraction
+
+    def _busy(self) -> bool:
+        return self.clutter_fraction > 0 and self.rng.random() < self.clutter_fraction
 
     def __call__(self) -> tuple[np.ndarray, np.ndarray]:
         """A crop and its lines: boxes ``(L, 4)``, or quadrilaterals ``(L, 4, 2)`` for frame layouts."""
         if self.layouts and self.word_crops and self.rng.random() < self.layout_fraction:
             layout = self.layouts[self.rng.randrange(len(self.layouts))]
-            return render_layout(self.rng, self.size, [(self.word_crops[i], np.asarray(q)) for i, q in layout])
+            return render_layout(self.rng, self.size, [(self.word_crops[i], np.asarray(q)) for i, q in layout],
+                                 busy=self._busy())
         r = self.rng.random()
         if self.word_crops and r < self.scene_fraction:
-            return render_scene(self.rng, self.size, self.word_crops)
+            return render_scene(self.rng, self.size, self.word_crops, busy=self._busy())
         if not self.real or r < self.scene_fraction + self.synth_fraction:
             img, lines = render_page(self.rng, self.size, self.size)
             return np.asarray(img), np.array([ln.box for ln in lines], dtype=np.float32).reshape(-1, 4)
@@ -190,7 +198,7 @@ def main(args: argparse.Namespace) -> dict:
 
     def samples(rng: random.Random):  # noqa: ANN202 - runs in each data worker
         return PageSampler(rng, args.size, args.synth_fraction, real, args.scene_fraction, crops,
-                           args.layout_fraction, layouts).samples()
+                           args.layout_fraction, layouts, args.clutter_fraction).samples()
 
     loader = stream_loader(samples, args.seed * 1000 + step, args.workers, batch_size=args.batch_size)
     model = model.to(memory_format=torch.channels_last).train()

@@ -142,8 +142,13 @@ def test_ic15_layouts_put_train_crops_back_where_they_were_cut():
 
     frames = layout_frames(3, seed=0)
     assert len(frames) == 3
-    for image, words in frames:
+    for image, words, centres in frames:
         assert image.shape == (FRAME_H, FRAME_W, 3) and words and all(isinstance(w, str) for w in words)
+        assert centres.shape == (len(words), 2) and (centres >= 0).all()
+    busy = layout_frames(3, seed=0, busy=True)
+    for (plain, words, centres), (image, busy_words, busy_centres) in zip(frames, busy):
+        # the same words in the same places; only what lies around them (and the light) changed
+        assert busy_words == words and np.allclose(busy_centres, centres) and not np.array_equal(image, plain)
     assert parse_grid(["short_side=720,960", "score_threshold=0.5"]) == {"short_side": [720, 960],
                                                                          "score_threshold": [0.5]}
     with pytest.raises(SystemExit, match="unknown detection setting"):
@@ -248,3 +253,42 @@ def test_point_in_polygon_and_word_centres_for_the_found_rate():
     assert inside(tilted, 50, 15) and not inside(tilted, 50, 28) and not inside(tilted, 101, 10)
     assert word_centre({"box": [0, 0, 10, 4]}) == (5, 2)
     assert word_centre({"box": [0, 0, 10, 4], "poly": tilted}) == (50, 15)  # the quadrilateral wins
+
+
+def test_clutter_and_camera_light_are_seeded_and_change_the_frame():
+    from training.clutter import clutter, photo_light
+
+    def busy(seed: int) -> np.ndarray:
+        rng = random.Random(seed)
+        return np.asarray(photo_light(rng, clutter(rng, Image.new("RGB", (320, 180), (128, 128, 128)))))
+
+    a, b = busy(7), busy(7)
+    assert a.shape == (180, 320, 3) and a.dtype == np.uint8
+    assert np.array_equal(a, b) and not np.array_equal(a, busy(8))
+    assert a.std() > 10  # structure and uneven light over what was a flat grey
+
+
+def test_busy_layouts_put_the_words_over_the_clutter():
+    from training.scenes import render_layout
+
+    crop = np.full((40, 120, 3), 250, np.uint8)  # a flat crop: any structure inside it would be clutter on top
+    quad = np.array([[100, 100], [220, 100], [220, 140], [100, 140]], np.float32)
+    for seed in range(3):
+        img, quads = render_layout(random.Random(seed), 320, [(crop, quad)], busy=True)
+        x0, y0 = quads[0].min(0).astype(int) + 3
+        x1, y1 = quads[0].max(0).astype(int) - 3
+        gray = np.asarray(Image.fromarray(img).convert("L"), dtype=np.float32)
+        assert gray[y0:y1, x0:x1].std() < 8 < gray.std()
+
+
+def test_detection_check_counts_words_inside_detected_lines():
+    from serve_app.ocr.predictor import DetectorRunner, OCRPredictor, RecognizerRunner
+    from training.synth import render_lines
+    from training.tune_detection import score
+
+    img, lines = render_lines(["OPEN DAILY 9 TO 5"], size=36)
+    image = np.asarray(img)
+    x0, y0, x1, y1 = lines[0].box
+    centres = np.array([[(x0 + x1) / 2, (y0 + y1) / 2], [5.0, image.shape[0] - 5.0]])  # the line, an empty corner
+    r = score(OCRPredictor(DetectorRunner(), RecognizerRunner()), [(image, ["OPEN", "DAILY"], centres)])
+    assert r["found"] == 0.5 and r["recall"] == 1.0
