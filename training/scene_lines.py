@@ -26,8 +26,7 @@ from serve_app.ocr.processing.geometry import inside
 from serve_app.ocr.processing.textlines import TextLine
 from serve_app.paths import DEFAULT_DETECTOR
 from training import datasets
-from training.clutter import photo_light
-from training.scenes import camera_background, paste_quad
+from training.scenes import compose_frame
 
 FRAME = (1280, 720)
 
@@ -38,13 +37,9 @@ def rebuild_frame(rng: random.Random, layout: list[tuple[int, list[list[float]]]
 
     A ``busy`` frame has clutter behind the words and uneven light over all of it (`training.clutter`).
     """
-    canvas = camera_background(rng, *frame, busy=busy)
-    texts = []
-    for i, poly in layout:
-        paste_quad(canvas, Image.fromarray(datasets.load_rgb(records[i]["path"])), poly)
-        texts.append(records[i]["text"])
-    if busy:
-        canvas = photo_light(rng, canvas)
+    crops = [(Image.fromarray(datasets.load_rgb(records[i]["path"])), poly) for i, poly in layout]
+    canvas = compose_frame(rng, crops, frame, busy)
+    texts = [records[i]["text"] for i, _ in layout]
     quads = np.asarray([poly for _, poly in layout], dtype=np.float32).reshape(-1, 4, 2)
     return np.asarray(canvas), texts, quads
 

@@ -70,6 +70,15 @@ def paste_quad(canvas: Image.Image, crop: Image.Image, quad: list | np.ndarray) 
     canvas.paste(warped, (int(x0), int(y0)), mask)
 
 
+def compose_frame(rng: random.Random, words: list[tuple[Image.Image, np.ndarray]], frame: tuple[int, int],
+                  busy: bool = False) -> Image.Image:
+    """A whole frame: each word crop warped into its quadrilateral on a background, lit as a camera would when busy."""
+    canvas = camera_background(rng, *frame, busy=busy)
+    for crop, quad in words:
+        paste_quad(canvas, crop, quad)
+    return photo_light(rng, canvas) if busy else canvas
+
+
 def render_layout(rng: random.Random, size: int, words: list[tuple[np.ndarray, np.ndarray]],
                   frame: tuple[int, int] = (1280, 720), busy: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """A ``size`` x ``size`` crop of a real ICDAR 2015 TRAIN frame layout and its word quadrilaterals ``(L, 4, 2)``.
@@ -79,11 +88,7 @@ def render_layout(rng: random.Random, size: int, words: list[tuple[np.ndarray, n
     The frame is rescaled as the service rescales a 720p frame (x1.33), give or take, and cut around a word.
     A ``busy`` frame has clutter behind the words and uneven light over all of it, as real frames do.
     """
-    canvas = camera_background(rng, *frame, busy=busy)
-    for crop, quad in words:
-        paste_quad(canvas, Image.fromarray(crop), quad)
-    if busy:
-        canvas = photo_light(rng, canvas)
+    canvas = compose_frame(rng, [(Image.fromarray(crop), quad) for crop, quad in words], frame, busy)
     s = 4 / 3 * rng.uniform(0.7, 1.4)
     canvas = canvas.resize((round(frame[0] * s), round(frame[1] * s)), Image.BILINEAR)
     quads = np.asarray([q for _, q in words], dtype=np.float32).reshape(-1, 4, 2) * s
