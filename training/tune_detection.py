@@ -35,6 +35,7 @@ from serve_app.ocr.predictor import DetectorRunner, OCRPredictor, RecognizerRunn
 from serve_app.ocr.processing.detection import DetectionParams
 from serve_app.ocr.processing.geometry import inside
 from training import datasets
+from training.evaluate import word_centre
 from training.metrics import bag_counts, prf
 from training.scene_lines import rebuild_frame
 from training.scenes import scene_background
@@ -48,9 +49,8 @@ PIPELINE_KNOBS = {"min_tilt": MIN_TILT, "min_word_confidence": MIN_WORD_CONFIDEN
 Frame = tuple[np.ndarray, list[str], np.ndarray]  # RGB image, labelled words, their centres (N, 2)
 
 
-def _centres(boxes: list[list[float]]) -> np.ndarray:
-    b = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
-    return np.stack([(b[:, 0] + b[:, 2]) / 2, (b[:, 1] + b[:, 3]) / 2], axis=1)
+def _centres(words: list[dict]) -> np.ndarray:
+    return np.asarray([word_centre(w) for w in words], dtype=np.float64).reshape(-1, 2)
 
 
 def layout_frames(n: int, seed: int = 0, warp: bool = True, part: str = "check", busy: bool = False) -> list[Frame]:
@@ -85,7 +85,7 @@ def layout_frames(n: int, seed: int = 0, warp: bool = True, part: str = "check",
 
 def receipts(n: int) -> list[Frame]:
     """The first ``n`` SROIE TRAIN receipts, to check that scene-friendly settings do not hurt documents."""
-    return [(datasets.load_rgb(r["path"]), [w["text"] for w in r["words"]], _centres([w["box"] for w in r["words"]]))
+    return [(datasets.load_rgb(r["path"]), [w["text"] for w in r["words"]], _centres(r["words"]))
             for r in datasets.read_manifest("train/receipts_sroie")[:n]]
 
 
@@ -95,7 +95,7 @@ def borndigital(n: int) -> list[Frame]:
     frames = []
     for it in items[:n]:
         words = [w for w in it["words"] if not w.get("ignore")]
-        frames.append((datasets.load_rgb(it["path"]), [w["text"] for w in words], _centres([w["box"] for w in words])))
+        frames.append((datasets.load_rgb(it["path"]), [w["text"] for w in words], _centres(words)))
     return frames
 
 
