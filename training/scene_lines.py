@@ -71,8 +71,12 @@ def line_label(line: TextLine, texts: list[str], quads: np.ndarray, slack: float
 
 
 def build(part: str = "fit", renders: int = 1, seed: int = 0, weights: str | None = None,
-          limit: int | None = None) -> list[tuple[np.ndarray, str]]:
-    """Grayscale uint8 line crops (32 px high, as the recognizer gets them) and their labels."""
+          limit: int | None = None, busy: float = 0.0) -> list[tuple[np.ndarray, str]]:
+    """Grayscale uint8 line crops (32 px high, as the recognizer gets them) and their labels.
+
+    A ``busy`` share of the frames gets clutter and uneven light: real frames do, and the detector finds words
+    there that it misses on a clean background, which the CRNN then has to read.
+    """
     from serve_app.ocr.predictor import DetectorRunner  # torch, only when building
 
     detector = DetectorRunner(**({"weights": weights} if weights else {}))
@@ -82,7 +86,7 @@ def build(part: str = "fit", renders: int = 1, seed: int = 0, weights: str | Non
     out = []
     for r in range(renders):
         for k, layout in enumerate(layouts):
-            image, texts, quads = rebuild_frame(rng, layout, records)
+            image, texts, quads = rebuild_frame(rng, layout, records, busy=busy > 0 and rng.random() < busy)
             lines = detector.detect([image])[0]
             for line, crop in zip(lines, make_crops(image, lines)):
                 label = line_label(line, texts, quads)
@@ -93,13 +97,14 @@ def build(part: str = "fit", renders: int = 1, seed: int = 0, weights: str | Non
     return out
 
 
-def cached(renders: int = 1, part: str = "fit") -> list[tuple[np.ndarray, str]]:
+def cached(renders: int = 1, part: str = "fit", busy: float = 0.0) -> list[tuple[np.ndarray, str]]:
     """The built crops (under runs/cache), labels mapped to our alphabet as `datasets.word_crops` maps words.
 
     The cache is keyed by the shipped detector's bytes: a retrained CTPN cuts other lines, so it gets fresh crops.
     """
     detector = hashlib.sha1(Path(DEFAULT_DETECTOR).read_bytes()).hexdigest()[:8]
-    items = datasets.cached(f"ic15_scene_lines_{part}_x{renders}_{detector}", lambda: build(part, renders))
+    name = f"ic15_scene_lines_{part}_x{renders}_{detector}" + (f"_busy{round(busy * 100)}" if busy else "")
+    items = datasets.cached(name, lambda: build(part, renders, busy=busy))
     return [(gray, text) for gray, text in ((g, sanitize(t)) for g, t in items) if text.strip()]
 
 
@@ -107,9 +112,10 @@ if __name__ == "__main__":
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--renders", type=int, default=1, help="times each frame is rebuilt on a fresh background")
     p.add_argument("--part", default="fit", choices=["fit", "check", "all"])
+    p.add_argument("--busy", type=float, default=0.0, help="share of frames with clutter and uneven light")
     p.add_argument("--show", type=int, default=10)
     args = p.parse_args()
-    items = cached(args.renders, args.part)
+    items = cached(args.renders, args.part, args.busy)
     words = sum(len(t.split()) for _, t in items)
     print(f"{len(items)} line crops holding {words} words")
     for gray, text in items[: args.show]:

@@ -62,6 +62,8 @@ def get_args_parser() -> argparse.ArgumentParser:
                    help="add ICDAR 2015 TRAIN line crops cut as the service cuts them (training/scene_lines.py), "
                    "from this many renders of each fit frame; 0: none")
     p.add_argument("--scene-line-share", type=float, default=0.3, help="share of those among the real samples")
+    p.add_argument("--scene-line-busy", type=float, default=0.0,
+                   help="share of those frames rebuilt with clutter and uneven light (training/clutter.py)")
     p.add_argument("--val-every", type=int, default=1000)
     p.add_argument("--val-size", type=int, default=400)
     p.add_argument("--out", default="runs/crnn")
@@ -251,7 +253,7 @@ def main(args: argparse.Namespace) -> dict:
         if "sroie" in args.real_sets:
             lines = [(g, t.upper()) for g, t in datasets.cached("train_sroie", datasets.line_crops)]
         if args.scene_lines:
-            scene = scene_lines.cached(args.scene_lines)
+            scene = scene_lines.cached(args.scene_lines, busy=args.scene_line_busy)
         print(f"{len(words)} real TRAIN word crops, {len(lines)} receipt lines, {len(scene)} scene lines")
     # the receipts' own words, rendered in every casing: their labels are all capitals, the print is not
     vocab = sorted({w for _, t in lines for w in t.split() if len(w) > 1 and any(c.isalpha() for c in w)})

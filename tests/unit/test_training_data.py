@@ -224,10 +224,11 @@ def test_scene_line_labels_hold_the_words_inside_in_order_or_nothing():
     assert line_label(_line(95, 120, 290, 160), texts, quads) is None
 
 
-def test_scene_lines_are_cut_by_the_shipped_detector_as_the_service_cuts_them():
+@pytest.mark.parametrize("busy", [0.0, 1.0])
+def test_scene_lines_are_cut_by_the_shipped_detector_as_the_service_cuts_them(busy: float):
     from training import scene_lines
 
-    items = scene_lines.build(part="check", limit=3)
+    items = scene_lines.build(part="check", limit=3, busy=busy)
     records = datasets.read_manifest("train/words")
     words = {records[i]["text"] for layout in datasets.ic15_layouts("check")[:3] for i, _ in layout}
     assert len(items) >= 3
