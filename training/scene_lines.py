@@ -8,6 +8,7 @@ exactly as `pipeline.make_crops` cuts it. Its label is the frame's words whose c
 order along it; lines that cut a word short or brush past one outside are dropped, so no label lies.
 
     python -m training.scene_lines --renders 1 --show 20   # build (cached under runs/cache) and print a few
+    python -m training.scene_lines --busy 0.6               # 60 % of the frames cluttered and unevenly lit
 """
 
 from __future__ import annotations
