@@ -29,3 +29,10 @@ def save(ckpt: Path, model: nn.Module, opt: torch.optim.Optimizer, step: int, hi
     torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step, "history": history,
                 "args": vars(args)}, tmp)
     tmp.replace(ckpt)  # a crash while saving never leaves a broken last.pt
+
+
+def trained_args(ckpt: Path) -> dict | None:
+    """The options the run in ``ckpt`` trained with, for an export's metadata (not the export call's own)."""
+    if not ckpt.is_file():
+        return None
+    return torch.load(ckpt, map_location="cpu", weights_only=False).get("args")

@@ -4,8 +4,10 @@
     tar -xJf .pack/fonts.tar.xz -C .pack
     OCR_SHARED_DIR=.pack/shared OCR_FONT_DIRS=.pack/fonts OCR_WORDLIST=.pack/words.txt.gz python -m training.train_crnn
 
-The copy keeps the manifests' format but re-encodes images smaller (grayscale receipts at training scale, JPEG), so
-it fits the 64 MiB a device call can carry. It is a cache, never committed (``.pack/`` is ignored by git).
+The copy keeps the manifests' format but re-encodes images smaller (grayscale receipts at training scale, WebP), so
+it fits the 64 MiB a device call can carry with the repository (47 MiB with the busy scene lines, which are packed
+built, since building them needs our detector and the frames). It is a cache, never committed (``.pack/`` is
+ignored by git).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from training import datasets
+from training import datasets, scene_lines
 from training.corpus import dictionary
 from training.fonts import latin_fonts
 
@@ -62,6 +64,15 @@ def pack_crops(folder: str, out: Path, max_height: int, quality: int) -> None:
             f.write(json.dumps({**rec, "image": rel}) + "\n")
 
 
+def pack_scene_lines(out: Path, name: str, items: list[tuple[np.ndarray, str]], quality: int) -> None:
+    """Built scene lines, where `scene_lines.cached` finds them: the GPU machine cannot rebuild them (no frames)."""
+    folder = out / scene_lines.PACKED / name
+    with open(folder / "manifest.jsonl", "w") if _mk(folder / "images") else None as f:
+        for k, (gray, text) in enumerate(items):
+            _save(Image.fromarray(gray), folder / "images" / f"{k:05d}.webp", quality)
+            f.write(json.dumps({"image": f"images/{k:05d}.webp", "text": text}) + "\n")
+
+
 def _mk(path: Path) -> bool:
     path.mkdir(parents=True, exist_ok=True)
     return True
@@ -82,6 +93,8 @@ def main(args: argparse.Namespace) -> None:
     pack_crops("eval/words_dev", shared, 64, 85)  # validation only, as on the CPU
     pack_pages("receipts_sroie", shared, args.receipt_line_height, True, args.receipt_quality, args.receipts)
     pack_pages("borndigital_ic13", shared, 40, False, 85, None)
+    for busy in args.scene_lines:
+        pack_scene_lines(shared, scene_lines.cache_name(busy=busy), scene_lines.cached(busy=busy), 90)
     with tarfile.open(out / "fonts.tar.xz", "w:xz") as tar:  # unpack there with tar -xJf
         for f in latin_fonts():
             if Path(f).stat().st_size <= args.max_font_kb * 1024:
@@ -89,7 +102,7 @@ def main(args: argparse.Namespace) -> None:
     with gzip.open(out / "words.txt.gz", "wt") as f:
         f.write("\n".join(dictionary()))
     for part in ("shared/train/words", "shared/eval", "shared/train/receipts_sroie", "shared/train/borndigital_ic13",
-                 "fonts.tar.xz", "words.txt.gz"):
+                 f"shared/{scene_lines.PACKED}", "fonts.tar.xz", "words.txt.gz"):
         print(f"{part}: {size_mb(out / part):.1f} MiB")
     print(f"total {size_mb(out):.1f} MiB")
 
@@ -99,7 +112,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=".pack")
     p.add_argument("--receipts", type=int, default=None, help="first N receipts only")
     p.add_argument("--receipt-line-height", type=float, default=26)
-    p.add_argument("--receipt-quality", type=int, default=60)
+    p.add_argument("--receipt-quality", type=int, default=40)
+    p.add_argument("--scene-lines", type=float, nargs="*", default=[0.6], metavar="BUSY",
+                   help="pack the built scene lines of these busy shares (built first if missing)")
     p.add_argument("--max-font-kb", type=int, default=400, help="leave out larger font files")
     return p
 

@@ -30,6 +30,7 @@ from training import datasets
 from training.scenes import compose_frame
 
 FRAME = (1280, 720)
+PACKED = "train/scene_lines"  # where `training.pack` writes built lines, under the shared folder
 
 
 def rebuild_frame(rng: random.Random, layout: list[tuple[int, list[list[float]]]], records: list[dict],
@@ -98,14 +99,20 @@ def build(part: str = "fit", renders: int = 1, seed: int = 0, weights: str | Non
     return out
 
 
-def cached(renders: int = 1, part: str = "fit", busy: float = 0.0) -> list[tuple[np.ndarray, str]]:
-    """The built crops (under runs/cache), labels mapped to our alphabet as `datasets.word_crops` maps words.
-
-    The cache is keyed by the shipped detector's bytes: a retrained CTPN cuts other lines, so it gets fresh crops.
-    """
+def cache_name(renders: int = 1, part: str = "fit", busy: float = 0.0) -> str:
+    """Keyed by the shipped detector's bytes: a retrained CTPN cuts other lines, so it gets fresh crops."""
     detector = hashlib.sha1(Path(DEFAULT_DETECTOR).read_bytes()).hexdigest()[:8]
-    name = f"ic15_scene_lines_{part}_x{renders}_{detector}" + (f"_busy{round(busy * 100)}" if busy else "")
-    items = datasets.cached(name, lambda: build(part, renders, busy=busy))
+    return f"ic15_scene_lines_{part}_x{renders}_{detector}" + (f"_busy{round(busy * 100)}" if busy else "")
+
+
+def cached(renders: int = 1, part: str = "fit", busy: float = 0.0) -> list[tuple[np.ndarray, str]]:
+    """The built crops (under runs/cache, or a packed copy), labels mapped to our alphabet as words are."""
+    name = cache_name(renders, part, busy)
+    packed = datasets.shared_dir() / PACKED / name
+    if (packed / "manifest.jsonl").is_file():  # a GPU machine reads the lines `training.pack` built here
+        items = [(np.asarray(Image.open(it["path"]).convert("L")), it["text"]) for it in datasets.read_manifest(packed)]
+    else:
+        items = datasets.cached(name, lambda: build(part, renders, busy=busy))
     return [(gray, text) for gray, text in ((g, sanitize(t)) for g, t in items) if text.strip()]
 
 

@@ -3,8 +3,9 @@
     python -m training.train_crnn --steps 12000 --out runs/crnn            # train (resumes runs/crnn/last.pt)
     python -m training.train_crnn --steps 12000 --out runs/crnn --export   # write serve_app/assets/crnn_slim.pt
     python -m training.train_crnn --steps 20 --batch-size 8 --no-real      # smoke run on tiny data
-    python -m training.train_crnn --device cuda --workers 7 --batch-size 128 --time-limit 440 \
-        --init serve_app/assets/crnn_slim.pt --real-sets words sroie       # a GPU fine-tuning run (see docs)
+    python -m training.train_crnn --device cuda --workers 14 --batch-size 128 --time-limit 430 \
+        --variant full --real-sets words sroie borndigital                 # the shipped model's first stage (see
+                                                                           # scripts/gpu_train.sh and its card)
 
 SROIE transcriptions are upper case whatever the print, so their loss is case-insensitive: for those samples the
 CTC sees each letter's probability as the sum of its two cases (`case_folded_log_probs`). The CRNN's output layer
@@ -68,7 +69,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--val-size", type=int, default=400)
     p.add_argument("--out", default="runs/crnn")
     p.add_argument("--export", action="store_true", help="export last.pt to the assets folder and stop")
-    p.add_argument("--export-path", default=str(ASSETS / "crnn_slim.pt"))
+    p.add_argument("--export-path", default=None, help="default: serve_app/assets/crnn_<variant>.pt")
     p.add_argument("--export-fp32", default=None, help="with --export: also write full-precision weights here")
     add_common_args(p)
     return p
@@ -231,8 +232,9 @@ def main(args: argparse.Namespace) -> dict:
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
     ckpt, step, history = checkpoint.resume(args.out, model, opt)
     if args.export:
-        meta = {"trained_by": "training/train_crnn.py", "steps": step, "args": vars(args), "history": history}
-        path = save_weights(model, args.export_path, meta)
+        meta = {"trained_by": "training/train_crnn.py", "steps": step,
+                "args": checkpoint.trained_args(ckpt) or vars(args), "history": history}
+        path = save_weights(model, args.export_path or ASSETS / f"crnn_{args.variant}.pt", meta)
         print(f"exported {path} ({path.stat().st_size / 1e6:.1f} MB)")
         if args.export_fp32:
             export_fp32(model, args.export_fp32, meta)

@@ -184,7 +184,8 @@ def main(args: argparse.Namespace) -> dict:
     ckpt, step, history = checkpoint.resume(args.out, model, opt)
     if args.export:
         path = args.export_path or ASSETS / f"ctpn_{args.backbone}.pt"
-        meta = {"trained_by": "training/train_ctpn.py", "steps": step, "args": vars(args), "history": history[-5:]}
+        meta = {"trained_by": "training/train_ctpn.py", "steps": step,
+                "args": checkpoint.trained_args(ckpt) or vars(args), "history": history[-5:]}
         path = save_weights(model, path, meta)
         print(f"exported {path} ({path.stat().st_size / 1e6:.1f} MB)")
         if args.export_fp32:

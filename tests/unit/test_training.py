@@ -22,10 +22,10 @@ def test_crnn_trains_resumes_and_exports(tmp_path, variant):
     assert record["step"] == 2 and 0 <= record["synthetic_clean"]["cer"]
     args.steps = 3  # resume: one more step from the checkpoint
     assert train_crnn.main(args)["step"] == 3
-    args.export, args.export_path = True, str(tmp_path / "crnn.pt")
-    train_crnn.main(args)
+    train_crnn.main(train_crnn.get_args_parser().parse_args(  # the export call names no training options
+        ["--variant", variant, "--out", str(tmp_path / "run"), "--export", "--export-path", str(tmp_path / "crnn.pt")]))
     model, meta = load_model(tmp_path / "crnn.pt")
-    assert meta["steps"] == 3
+    assert meta["steps"] == 3 and meta["args"]["no_real"] and meta["args"]["steps"] == 3  # the run's own options
     params = sum(p.numel() for p in model.parameters())
     assert (params < 3e6) if variant == "slim" else (params > 8e6)
     assert (tmp_path / "crnn.pt").stat().st_size < 20e6  # fp16 weights stay under the size budget

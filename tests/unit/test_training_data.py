@@ -115,6 +115,20 @@ def test_pack_keeps_the_manifest_format_with_scaled_boxes(tmp_path, monkeypatch)
     assert datasets.load_rgb(item["path"]).shape == (100, 200, 3)
 
 
+def test_packed_scene_lines_are_read_instead_of_rebuilt(tmp_path, monkeypatch):
+    from training import scene_lines
+
+    rng = np.random.default_rng(0)
+    items = [(rng.integers(0, 256, (32, 40 + 8 * k), dtype=np.uint8), f"line {k}") for k in range(3)]
+    pack.pack_scene_lines(tmp_path, scene_lines.cache_name(busy=0.6), items, quality=90)
+    monkeypatch.setenv("OCR_SHARED_DIR", str(tmp_path))
+    monkeypatch.setattr(scene_lines, "build", lambda *a, **k: pytest.fail("packed lines must not be rebuilt"))
+    got = scene_lines.cached(busy=0.6)
+    assert [t for _, t in got] == ["line 0", "line 1", "line 2"]
+    assert [g.shape for g, _ in got] == [g.shape for g, _ in items] and got[0][0].dtype == np.uint8
+    assert np.abs(got[2][0].astype(int) - items[2][0]).mean() < 40  # lossy, but the same picture
+
+
 def test_receipt_words_are_rendered_in_every_casing():
     rng = random.Random(1)
     vocab = ["TOTAL", "QTY", "CASH"]
