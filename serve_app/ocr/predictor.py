@@ -71,6 +71,7 @@ class RecognizerRunner:
                  word_scales: tuple[float, ...] = consensus.DEFAULT_WORD_SCALES,
                  lexicon_split: bool = True) -> None:
         self.model, self.meta = load_model(weights)
+        self.model = self.model.to(memory_format=torch.channels_last)  # oneDNN's convolutions: 20 % off a receipt
         self.charset = self.model.spec.charset
         self.max_batch = max_batch
         self.bf16 = use_bf16(precision)
