@@ -1,11 +1,11 @@
 """Average two weights files of one architecture: a fine-tuned model pulled part-way back to where it started.
 
-Fine-tuning the CRNN on detected scene lines (stage 9) taught it the crops the service cuts, but it drifted on
-tight word crops. Interpolating its weights with the model it started from (WiSE-FT, Wortsman et al. 2022) keeps
+Fine-tuning the slim CRNN on detected scene lines (its stage 9) taught it the crops the service cuts, but it drifted
+on tight word crops. Interpolating its weights with the model it started from (WiSE-FT, Wortsman et al. 2022) keeps
 most of the gain and the old model's robustness; both come from one ancestor, so their weights stay compatible.
 The CTPN ships the same way: stage 5 (busy frames) halfway back to stage 4.
 
-    python -m training.soup serve_app/assets/crnn_slim.pt runs/crnn9/snap2982.pt --alpha 0.5 --out soup.pt
+    python -m training.soup serve_app/assets/ctpn_mobilenet_v3.pt runs/ctpn5/snap2892.pt --alpha 0.5 --out soup.pt
 """
 
 from __future__ import annotations

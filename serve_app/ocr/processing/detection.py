@@ -27,7 +27,7 @@ class DetectionParams:
     short_side: int = 960
     max_side: int = 1696
     max_upscale: float = 2.0
-    score_threshold: float = 0.5
+    score_threshold: float = 0.4  # 0.5 until the full CRNN: its word-confidence filter drops the extra noise
     nms_threshold: float = 0.3
     max_proposals: int = 2000
     line_min_score: float = 0.6
