@@ -39,5 +39,6 @@ wait
 [ "$ONLY" != crnn ] && $PY -m training.train_ctpn --out "$RUNS/ctpn" --export --export-path "$OUT/ctpn_mobilenet_v3.pt" \
   --export-fp32 "$OUT/ctpn_fp32.pt" >> "$OUT/ctpn.log" 2>&1
 ls -la "$OUT"
-[ "$ONLY" != ctpn ] && tr "\r" "\n" < "$OUT/crnn.log" | grep -o "{\"step.*" | tail -1
-[ "$ONLY" != crnn ] && tr "\r" "\n" < "$OUT/ctpn.log" | grep -o "{\"step.*" | tail -1
+for m in crnn ctpn; do  # each trained model's last validation record
+  if [ -f "$OUT/$m.log" ]; then tr "\r" "\n" < "$OUT/$m.log" | grep -o "{\"step.*" | tail -1; fi
+done
