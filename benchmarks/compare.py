@@ -62,6 +62,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=None, help="first N items of each set")
     p.add_argument("--threads", type=int, default=2, help="Tesseract's OMP_THREAD_LIMIT")
     p.add_argument("--port", type=int, default=8798, help="HTTP port of the local Serve app")
+    p.add_argument("--precision", default=None, choices=["auto", "fp32", "bf16", "int8"],
+                   help="the service's detector and recognizer precision (default: the config's)")
     p.add_argument("--json", default=None, help="also write every number here")
     return p
 
@@ -191,7 +193,7 @@ def tesseract_engine(threads: int) -> Engine:
 
 
 @contextlib.contextmanager
-def service_engine(port: int) -> Iterator[Engine]:
+def service_engine(port: int, precision: str | None = None) -> Iterator[Engine]:
     """The Serve app on a fresh local Ray (2 CPUs); pages and word crops both go over HTTP."""
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
@@ -203,7 +205,10 @@ def service_engine(port: int) -> Iterator[Engine]:
     from deployments.app import graph
     from serve_app.config import AppConfig
 
-    cfg = AppConfig.load(overrides={"storage": {"mode": "off"}})
+    overrides: dict = {"storage": {"mode": "off"}}
+    if precision:
+        overrides |= {"detector": {"precision": precision}, "recognizer": {"precision": precision}}
+    cfg = AppConfig.load(overrides=overrides)
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, _node_ip_address="127.0.0.1",
              _temp_dir=tempfile.mkdtemp(prefix="ray", dir="/tmp"))
     try:
@@ -258,7 +263,7 @@ def rapidocr_engine() -> Engine:
 @contextlib.contextmanager
 def open_engine(name: str, args: argparse.Namespace) -> Iterator[Engine | None]:
     if name == "service":
-        with service_engine(args.port) as engine:
+        with service_engine(args.port, args.precision) as engine:
             yield engine
         return
     if name == "tesseract":

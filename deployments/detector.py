@@ -42,5 +42,6 @@ class Detector:
         return lines
 
     def stats(self) -> dict[str, Any]:
-        """Batch sizes seen so far (tests and benchmarks read them) and the weights' metadata."""
-        return {"batch_sizes": list(self.batch_sizes), "model": self.runner.meta.get("version", "unversioned")}
+        """Batch sizes seen so far (tests and benchmarks read them), the weights' metadata and the precision run."""
+        return {"batch_sizes": list(self.batch_sizes), "model": self.runner.meta.get("version", "unversioned"),
+                "precision": self.runner.precision}

@@ -156,7 +156,7 @@ class Ingress:
     async def readyz(self) -> JSONResponse:
         retry = {"Retry-After": str(self.cfg.ingress.retry_after_s)}
         try:
-            await asyncio.wait_for(
+            detector, recognizer = await asyncio.wait_for(
                 asyncio.gather(self.detector.stats.remote(), self.recognizer.stats.remote()), timeout=5
             )
             storage = await asyncio.wait_for(self.sidecar.status.remote(), 5) if self.sidecar else None
@@ -164,7 +164,9 @@ class Ingress:
             return error(503, "not_ready", f"a deployment is not answering: {type(exc).__name__}", headers=retry)
         if storage and storage["spool_full"]:
             return error(503, "spool_full", "the result spool is full: results would be lost", headers=retry)
-        return JSONResponse({"status": "ready", "models": self.models, "storage": storage or "off"})
+        precision = {"detector": detector["precision"], "recognizer": recognizer["precision"]}
+        return JSONResponse({"status": "ready", "models": self.models, "precision": precision,
+                             "storage": storage or "off"})
 
     @api.post("/api/v1/ocr", response_model=OCRResponse, responses=ERRORS)
     async def ocr(  # noqa: ANN201

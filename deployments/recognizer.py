@@ -55,4 +55,4 @@ class Recognizer:
 
     def stats(self) -> dict[str, Any]:
         return {"batch_sizes": list(self.batch_sizes), "word_batch_sizes": list(self.word_batch_sizes),
-                "model": self.runner.meta.get("version", "unversioned")}
+                "model": self.runner.meta.get("version", "unversioned"), "precision": self.runner.precision}

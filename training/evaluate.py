@@ -42,7 +42,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--recognizer", default=str(DEFAULT_RECOGNIZER))
     p.add_argument("--short-side", type=int, default=None, help="override detection input scale")
     p.add_argument("--min-tilt", type=float, default=MIN_TILT, help="lines sloping this much are cut levelled")
-    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"], help="as the service's setting")
+    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "int8"],
+                   help="as the service's setting")
     p.add_argument("--lexicon", default=str(DEFAULT_LEXICON), help="word list for corrections ('' for none)")
     p.add_argument("--lexicon-margin", type=float, default=DEFAULT_MARGIN)
     p.add_argument("--word-scales", nargs="+", type=float, default=list(DEFAULT_WORD_SCALES),

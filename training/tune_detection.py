@@ -171,7 +171,7 @@ if __name__ == "__main__":
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--detector", default=None, help="CTPN weights to check (default: the shipped ones)")
     p.add_argument("--recognizer", default=None, help="CRNN weights to check (default: the shipped ones)")
-    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
+    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "int8"])
     p.add_argument("grid", nargs="*", help="NAME=V1,V2 for any DetectionParams field, min_tilt or "
                    "min_word_confidence; the rest keep their defaults")
     main(p.parse_args())

@@ -10,7 +10,10 @@ from PIL import Image
 from ray import serve
 
 from deployments.app import graph
-from serve_app.config import AppConfig
+from serve_app.config import AppConfig, resolve_weights
+from serve_app.ocr.models import quantize
+from serve_app.ocr.models.weights import read_weights
+from serve_app.ocr.predictor import resolve_precision
 from training.synth import render_lines
 
 from .conftest import APP, TEST_OVERRIDES
@@ -188,10 +191,14 @@ def test_overload_answers_503_with_retry_after(serve_url, app_config):
         serve.run(graph(app_config), name=APP, route_prefix="/")
 
 
-def test_health_readiness_and_openapi(client):
+def test_health_readiness_and_openapi(client, app_config):
     assert client.get("/healthz").json() == {"status": "ok"}
     r = client.get("/readyz")
     assert r.status_code == 200 and r.json()["status"] == "ready"
+    # the replicas run the precision this CPU and the weights' calibration call for (int8 where there is no bf16)
+    expected = {name: resolve_precision(s.precision, quantize.has_calibration(read_weights(resolve_weights(s.weights))))
+                for name, s in (("detector", app_config.detector), ("recognizer", app_config.recognizer))}
+    assert r.json()["precision"] == expected
     spec = client.get("/openapi.json").json()
     assert "/api/v1/ocr" in spec["paths"]
     assert {"400", "413", "415", "422", "503"} <= set(spec["paths"]["/api/v1/ocr"]["post"]["responses"])

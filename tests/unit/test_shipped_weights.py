@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from serve_app.ocr.predictor import DetectorRunner, OCRPredictor, RecognizerRunner
+from serve_app.ocr.predictor import DetectorRunner, OCRPredictor, RecognizerRunner, native_bf16
 from training.fonts import latin_fonts
 from training.metrics import edit_distance
 from training.synth import render_lines
@@ -16,9 +16,13 @@ PAGES = [
 ]
 
 
-@pytest.fixture(scope="module", params=["fp32", "auto"])
+#: Every precision the service can run in; ``auto`` is one of them (bf16 where native, else int8).
+PRECISIONS = ["fp32", "int8", pytest.param("bf16", marks=pytest.mark.skipif(
+    not native_bf16(), reason="this CPU has no bf16 instructions (emulated bf16 is never chosen)"))]
+
+
+@pytest.fixture(scope="module", params=PRECISIONS)
 def predictor(request):
-    """Both precisions the service can run in (``auto`` is bf16 on CPUs with bf16 instructions)."""
     return OCRPredictor(DetectorRunner(precision=request.param), RecognizerRunner(precision=request.param))
 
 
@@ -39,7 +43,7 @@ def test_shipped_weights_read_rendered_pages_exactly(predictor, font_name, lines
         assert r.confidence > 0.5
 
 
-@pytest.mark.parametrize("precision", ["fp32", "auto"])
+@pytest.mark.parametrize("precision", PRECISIONS)
 def test_shipped_weights_read_cropped_words_at_every_width(precision):
     """The word path (``layout=word``): five widths of each crop agree on the rendered word."""
     recognizer = RecognizerRunner(precision=precision)

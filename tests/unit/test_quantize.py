@@ -1,0 +1,93 @@
+"""Int8 convolutions from stored calibration: stored, reloaded, close to fp32, and refused without calibration."""
+
+import numpy as np
+import pytest
+import torch
+
+from serve_app.ocr.models import quantize
+from serve_app.ocr.models.crnn import build_crnn
+from serve_app.ocr.models.ctpn import build_ctpn
+from serve_app.ocr.models.weights import read_weights, save_weights
+from serve_app.ocr.predictor import DetectorRunner, RecognizerRunner, native_bf16, resolve_precision
+from training.calibrate import calibrate
+
+pytestmark = pytest.mark.skipif(quantize.engine() is None, reason="no quantized CPU engine in this build")
+
+
+def _quantized_modules(model: torch.nn.Module) -> list[str]:
+    return [type(m).__name__ for m in model.modules() if ".quantized." in type(m).__module__]
+
+
+def _crops(rng: np.random.Generator, n: int) -> list[np.ndarray]:
+    """Stand-ins for normalised line crops: dark strokes on light ground, of varied width, in [-1, 1]."""
+    out = []
+    for _ in range(n):
+        w = int(rng.integers(8, 40)) * 4
+        img = np.ones((32, w), np.float32) * rng.uniform(0.3, 1.0)
+        for x in rng.integers(0, w - 3, size=w // 6):
+            img[8:24, x:x + 2] = rng.uniform(-1.0, -0.3)
+        out.append(img)
+    return out
+
+
+@pytest.fixture(scope="module")
+def crnn_path(tmp_path_factory):
+    torch.manual_seed(0)
+    path = save_weights(build_crnn(variant="slim").eval(), tmp_path_factory.mktemp("q") / "crnn.pt", {"v": 1})
+    calibrate(path, _crops(np.random.default_rng(0), 40), "random strokes")
+    return path
+
+
+def test_calibration_adds_observer_ranges_and_keeps_the_weights(crnn_path, tmp_path):
+    blob = read_weights(crnn_path)
+    assert blob["meta"]["v"] == 1 and "random strokes" in blob["meta"]["int8_calibration"]
+    assert all("activation_post_process" in k for k in blob["int8"])
+    mins = [v for k, v in blob["int8"].items() if k.endswith("min_val")]
+    assert mins and all(torch.isfinite(v).all() for v in mins)  # every observer saw data
+    assert blob["state_dict"]["features.0.weight"].dtype == torch.float16
+
+
+def test_int8_crnn_reads_like_fp32(crnn_path):
+    fp32 = RecognizerRunner(crnn_path, precision="fp32", lexicon_path=None)
+    int8 = RecognizerRunner(crnn_path, precision="int8", lexicon_path=None)
+    assert int8.precision == "int8"
+    assert "QuantizedConv2d" not in _quantized_modules(fp32.model)
+    assert any(name.startswith("Conv") for name in _quantized_modules(int8.model))
+    crops = _crops(np.random.default_rng(1), 12)  # not the calibration crops
+    a, b = fp32.column_probs(crops), int8.column_probs(crops)
+    assert [p.shape for p in a] == [p.shape for p in b]
+    diff = np.concatenate([np.abs(x - y).ravel() for x, y in zip(a, b)])
+    assert diff.max() > 0  # really a different computation
+    assert diff.mean() < 0.01
+
+
+def test_int8_ctpn_detects_like_fp32(tmp_path):
+    torch.manual_seed(0)
+    path = save_weights(build_ctpn(head_channels=64).eval(), tmp_path / "ctpn.pt")
+    rng = np.random.default_rng(0)
+    images = [rng.normal(0, 1, (3, 96, 128)).astype(np.float32) for _ in range(6)]
+    calibrate(path, images, "noise")
+    fp32, int8 = DetectorRunner(path, precision="fp32"), DetectorRunner(path, precision="int8")
+    x = torch.from_numpy(rng.normal(0, 1, (1, 3, 96, 128)).astype(np.float32))
+    with torch.inference_mode():
+        a, b = fp32.model(x), int8.model(x)
+    assert any(name.startswith("Conv") for name in _quantized_modules(int8.model))
+    for key in ("scores", "vertical", "side"):
+        rel = (a[key] - b[key]).norm() / a[key].norm()
+        assert 0 < rel < 0.1, key
+
+
+def test_int8_needs_calibration(tmp_path):
+    path = save_weights(build_crnn(variant="slim").eval(), tmp_path / "plain.pt")
+    with pytest.raises(ValueError, match=r"training\.calibrate"):
+        RecognizerRunner(path, precision="int8", lexicon_path=None)
+    assert RecognizerRunner(path, precision="fp32", lexicon_path=None).precision == "fp32"
+
+
+def test_auto_never_picks_emulated_bf16():
+    assert resolve_precision("fp32", calibrated=True) == "fp32"
+    if native_bf16():
+        assert resolve_precision("auto", calibrated=True) == "bf16"
+    else:
+        assert resolve_precision("auto", calibrated=True) == ("int8" if quantize.auto_ok() else "fp32")
+        assert resolve_precision("auto", calibrated=False) == "fp32"
