@@ -31,6 +31,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--rabbitmq-url", default=os.environ.get("RABBITMQ_URL"))
     p.add_argument("--port", type=int, default=8799)
     p.add_argument("--layout", default="page", choices=["page", "word"], help="a page, or one word crop")
+    p.add_argument("--precision", default=None, choices=["auto", "fp32", "bf16", "int8"],
+                   help="the detector's and recognizer's precision (default: the config's)")
     return p
 
 
@@ -104,10 +106,11 @@ def main(args: argparse.Namespace) -> dict[str, dict[str, float]]:
 
     data = page(args.layout)
     tmp = tempfile.mkdtemp(prefix="ocr-bench-")
-    variants: dict[str, tuple[dict, dict[str, str]]] = {"storage off": ({"storage": {"mode": "off"}}, {})}
+    models = {m: {"precision": args.precision} for m in ("detector", "recognizer")} if args.precision else {}
+    variants: dict[str, tuple[dict, dict[str, str]]] = {"storage off": ({"storage": {"mode": "off"}, **models}, {})}
     if args.database_url and args.rabbitmq_url:
         on = {"storage": {"database_url": args.database_url, "rabbitmq_url": args.rabbitmq_url,
-                          "image_dir": f"{tmp}/images", "spool_dir": f"{tmp}/spool"}}
+                          "image_dir": f"{tmp}/images", "spool_dir": f"{tmp}/spool"}, **models}
         variants["storage on"] = (on, {})
         tracing = TelemetrySettings(exporter="file").environment("bench")
         variants["storage on + tracing"] = (on, {**tracing, "OCR_TRACE_FILE": f"{tmp}/spans.jsonl"})

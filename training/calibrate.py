@@ -39,8 +39,7 @@ def crnn_inputs(n: int, seed: int) -> list[np.ndarray]:
     rng = random.Random(seed)
     words = datasets.word_crops()
     born = datasets.borndigital_words("fit")
-    late = [r for r in datasets.read_manifest("train/receipts_sroie")[LATE_RECEIPTS:]]
-    names = {r["image"] for r in late}
+    names = {r["image"] for r in datasets.read_manifest("train/receipts_sroie")[LATE_RECEIPTS:]}
     lines = datasets.line_crops(keep=lambda it: it["image"] in names)
     out = []
     for source, k in ((words, n // 3), (born, n // 3), (lines, n - 2 * (n // 3))):
