@@ -34,6 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
+from serve_app.ocr.predictor import PRECISIONS
 from training import datasets
 from training.evaluate import SETS, _inside, table
 from training.metrics import bag_counts, cer, normalise_text, prf
@@ -62,7 +63,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=None, help="first N items of each set")
     p.add_argument("--threads", type=int, default=2, help="Tesseract's OMP_THREAD_LIMIT")
     p.add_argument("--port", type=int, default=8798, help="HTTP port of the local Serve app")
-    p.add_argument("--precision", default=None, choices=["auto", "fp32", "bf16", "int8"],
+    p.add_argument("--precision", default=None, choices=PRECISIONS,
                    help="the service's detector and recognizer precision (default: the config's)")
     p.add_argument("--json", default=None, help="also write every number here")
     return p
@@ -203,12 +204,9 @@ def service_engine(port: int, precision: str | None = None) -> Iterator[Engine]:
     from ray import serve
 
     from deployments.app import graph
-    from serve_app.config import AppConfig
+    from serve_app.config import AppConfig, precision_overrides
 
-    overrides: dict = {"storage": {"mode": "off"}}
-    if precision:
-        overrides |= {"detector": {"precision": precision}, "recognizer": {"precision": precision}}
-    cfg = AppConfig.load(overrides=overrides)
+    cfg = AppConfig.load(overrides={"storage": {"mode": "off"}, **precision_overrides(precision)})
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, _node_ip_address="127.0.0.1",
              _temp_dir=tempfile.mkdtemp(prefix="ray", dir="/tmp"))
     try:

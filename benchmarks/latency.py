@@ -22,6 +22,8 @@ import time
 
 import httpx
 
+from serve_app.ocr.predictor import PRECISIONS
+
 
 def get_args_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -31,7 +33,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--rabbitmq-url", default=os.environ.get("RABBITMQ_URL"))
     p.add_argument("--port", type=int, default=8799)
     p.add_argument("--layout", default="page", choices=["page", "word"], help="a page, or one word crop")
-    p.add_argument("--precision", default=None, choices=["auto", "fp32", "bf16", "int8"],
+    p.add_argument("--precision", default=None, choices=PRECISIONS,
                    help="the detector's and recognizer's precision (default: the config's)")
     return p
 
@@ -102,11 +104,11 @@ def run_variant(overrides: dict, env: dict[str, str], args: argparse.Namespace, 
 
 def main(args: argparse.Namespace) -> dict[str, dict[str, float]]:
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    from serve_app.config import TelemetrySettings
+    from serve_app.config import TelemetrySettings, precision_overrides
 
     data = page(args.layout)
     tmp = tempfile.mkdtemp(prefix="ocr-bench-")
-    models = {m: {"precision": args.precision} for m in ("detector", "recognizer")} if args.precision else {}
+    models = precision_overrides(args.precision)
     variants: dict[str, tuple[dict, dict[str, str]]] = {"storage off": ({"storage": {"mode": "off"}, **models}, {})}
     if args.database_url and args.rabbitmq_url:
         on = {"storage": {"database_url": args.database_url, "rabbitmq_url": args.rabbitmq_url,

@@ -47,9 +47,14 @@ def resolve_weights(path: Path) -> Path:
     return path if path.is_absolute() else ASSETS / path
 
 
-Precision = Literal["auto", "fp32", "bf16", "int8"]
+Precision = Literal["auto", "fp32", "bf16", "int8"]  # = predictor.PRECISIONS (tested)
 _PRECISION_HELP = ("bf16 halves CPU time where the CPU has bf16 instructions; int8 convolutions cut it 2-3x where it "
                    "has not. auto: bf16 where native, else int8 if the weights carry calibration, else fp32")
+
+
+def precision_overrides(precision: str | None) -> dict[str, Any]:
+    """Overrides (`AppConfig.load`) that run both models in ``precision``; none for ``None`` (the config's own)."""
+    return {m: {"precision": precision} for m in ("detector", "recognizer")} if precision else {}
 
 
 class DetectorSettings(_Strict):

@@ -20,7 +20,7 @@ import torch
 
 from serve_app.ocr.models.weights import DEFAULT_DETECTOR, DEFAULT_RECOGNIZER
 from serve_app.ocr.pipeline import MIN_TILT
-from serve_app.ocr.predictor import DetectorRunner, OCRPredictor, RecognizerRunner
+from serve_app.ocr.predictor import PRECISIONS, DetectorRunner, OCRPredictor, RecognizerRunner
 from serve_app.ocr.processing.consensus import DEFAULT_WORD_SCALES
 from serve_app.ocr.processing.detection import DetectionParams
 from serve_app.ocr.processing.geometry import inside
@@ -42,7 +42,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--recognizer", default=str(DEFAULT_RECOGNIZER))
     p.add_argument("--short-side", type=int, default=None, help="override detection input scale")
     p.add_argument("--min-tilt", type=float, default=MIN_TILT, help="lines sloping this much are cut levelled")
-    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "int8"],
+    p.add_argument("--precision", default="auto", choices=PRECISIONS,
                    help="as the service's setting")
     p.add_argument("--lexicon", default=str(DEFAULT_LEXICON), help="word list for corrections ('' for none)")
     p.add_argument("--lexicon-margin", type=float, default=DEFAULT_MARGIN)

@@ -31,7 +31,7 @@ from PIL import Image
 
 from serve_app.ocr.models.weights import DEFAULT_DETECTOR, DEFAULT_RECOGNIZER
 from serve_app.ocr.pipeline import MIN_TILT, MIN_WORD_CONFIDENCE
-from serve_app.ocr.predictor import DetectorRunner, OCRPredictor, RecognizerRunner
+from serve_app.ocr.predictor import PRECISIONS, DetectorRunner, OCRPredictor, RecognizerRunner
 from serve_app.ocr.processing.detection import DetectionParams
 from serve_app.ocr.processing.geometry import inside
 from training import datasets
@@ -171,7 +171,7 @@ if __name__ == "__main__":
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--detector", default=None, help="CTPN weights to check (default: the shipped ones)")
     p.add_argument("--recognizer", default=None, help="CRNN weights to check (default: the shipped ones)")
-    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "int8"])
+    p.add_argument("--precision", default="auto", choices=PRECISIONS)
     p.add_argument("grid", nargs="*", help="NAME=V1,V2 for any DetectionParams field, min_tilt or "
                    "min_word_confidence; the rest keep their defaults")
     main(p.parse_args())

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from serve_app.ocr.models.weights import DEFAULT_RECOGNIZER
-from serve_app.ocr.predictor import RecognizerRunner
+from serve_app.ocr.predictor import PRECISIONS, RecognizerRunner
 from serve_app.ocr.processing import lexicon
 from serve_app.ocr.processing.recognition import ctc_greedy, normalise
 from training import datasets
@@ -77,6 +77,6 @@ if __name__ == "__main__":
     p.add_argument("--lexicons", nargs="+", default=["dictionary", "dictionary+wordfreq"],
                    help="sources joined by '+': dictionary, wordfreq")
     p.add_argument("--margins", nargs="+", type=float, default=[2.0, 3.0, 4.0, 5.0])
-    p.add_argument("--precision", default="fp32", choices=["auto", "fp32", "bf16", "int8"])
+    p.add_argument("--precision", default="fp32", choices=PRECISIONS)
     p.add_argument("--threads", type=int, default=1)
     main(p.parse_args())

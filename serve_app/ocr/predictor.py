@@ -19,6 +19,9 @@ from serve_app.ocr.processing.recognition import COLUMN_STRIDE, Decoded
 from serve_app.ocr.processing.textlines import TextLine
 from serve_app.paths import DEFAULT_LEXICON
 
+#: What ``precision`` may be set to (the config's ``Precision`` and every command line's ``--precision``).
+PRECISIONS = ("auto", "fp32", "bf16", "int8")
+
 
 def native_bf16() -> bool:
     return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())

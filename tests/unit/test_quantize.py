@@ -1,14 +1,23 @@
 """Int8 convolutions from stored calibration: stored, reloaded, close to fp32, and refused without calibration."""
 
+import typing
+
 import numpy as np
 import pytest
 import torch
 
+from serve_app.config import Precision
 from serve_app.ocr.models import quantize
 from serve_app.ocr.models.crnn import build_crnn
 from serve_app.ocr.models.ctpn import build_ctpn
 from serve_app.ocr.models.weights import read_weights, save_weights
-from serve_app.ocr.predictor import DetectorRunner, RecognizerRunner, native_bf16, resolve_precision
+from serve_app.ocr.predictor import (
+    PRECISIONS,
+    DetectorRunner,
+    RecognizerRunner,
+    native_bf16,
+    resolve_precision,
+)
 from training.calibrate import calibrate
 
 pytestmark = pytest.mark.skipif(quantize.engine() is None, reason="no quantized CPU engine in this build")
@@ -85,6 +94,7 @@ def test_int8_needs_calibration(tmp_path):
 
 
 def test_auto_never_picks_emulated_bf16():
+    assert typing.get_args(Precision) == PRECISIONS  # the config accepts exactly what the runners resolve
     assert resolve_precision("fp32", calibrated=True) == "fp32"
     if native_bf16():
         assert resolve_precision("auto", calibrated=True) == "bf16"
