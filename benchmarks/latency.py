@@ -19,6 +19,7 @@ import os
 import statistics
 import tempfile
 import time
+from pathlib import Path
 
 import httpx
 
@@ -33,6 +34,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--rabbitmq-url", default=os.environ.get("RABBITMQ_URL"))
     p.add_argument("--port", type=int, default=8799)
     p.add_argument("--layout", default="page", choices=["page", "word"], help="a page, or one word crop")
+    p.add_argument("--image", default=None, help="post this image file instead of the rendered one (a 720p frame, "
+                   "a receipt); read as --layout says")
     p.add_argument("--precision", default=None, choices=PRECISIONS,
                    help="the detector's and recognizer's precision (default: the config's)")
     return p
@@ -106,7 +109,7 @@ def main(args: argparse.Namespace) -> dict[str, dict[str, float]]:
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     from serve_app.config import TelemetrySettings, precision_overrides
 
-    data = page(args.layout)
+    data = Path(args.image).read_bytes() if args.image else page(args.layout)
     tmp = tempfile.mkdtemp(prefix="ocr-bench-")
     models = precision_overrides(args.precision)
     variants: dict[str, tuple[dict, dict[str, str]]] = {"storage off": ({"storage": {"mode": "off"}, **models}, {})}

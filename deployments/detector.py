@@ -18,12 +18,11 @@ from serve_app.ocr.processing.textlines import TextLine
 @serve.deployment(name="Detector")
 class Detector:
     def __init__(self, settings: dict[str, Any]) -> None:
-        import torch
-
+        from serve_app.ocr import runtime
         from serve_app.ocr.predictor import DetectorRunner
 
         s = DetectorSettings.model_validate(settings)
-        torch.set_num_threads(s.threads)
+        runtime.setup(s.threads)
         self.runner = DetectorRunner(resolve_weights(s.weights), DetectionParams(**s.detection.model_dump()),
                                      s.precision)
         self.batch_sizes: collections.deque[int] = collections.deque(maxlen=10_000)

@@ -17,12 +17,11 @@ from serve_app.ocr.processing.recognition import Decoded, to_gray
 @serve.deployment(name="Recognizer")
 class Recognizer:
     def __init__(self, settings: dict[str, Any]) -> None:
-        import torch
-
+        from serve_app.ocr import runtime
         from serve_app.ocr.predictor import RecognizerRunner
 
         s = RecognizerSettings.model_validate(settings)
-        torch.set_num_threads(s.threads)
+        runtime.setup(s.threads)
         self.runner = RecognizerRunner(**s.runner_args())
         self.batch_sizes: collections.deque[int] = collections.deque(maxlen=10_000)  # crops per page batch
         self.word_batch_sizes: collections.deque[int] = collections.deque(maxlen=10_000)  # words per word batch

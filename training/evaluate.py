@@ -16,8 +16,8 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 
+from serve_app.ocr import runtime
 from serve_app.ocr.models.weights import DEFAULT_DETECTOR, DEFAULT_RECOGNIZER
 from serve_app.ocr.pipeline import MIN_TILT
 from serve_app.ocr.predictor import PRECISIONS, DetectorRunner, OCRPredictor, RecognizerRunner
@@ -118,7 +118,7 @@ def table(rows: list[dict]) -> str:
 
 
 def main(args: argparse.Namespace) -> list[dict]:
-    torch.set_num_threads(args.threads)
+    runtime.setup(args.threads)
     params = DetectionParams() if args.short_side is None else DetectionParams(short_side=args.short_side)
     recognizer = RecognizerRunner(args.recognizer, precision=args.precision, lexicon_path=args.lexicon or None,
                                   lexicon_margin=args.lexicon_margin, word_scales=tuple(args.word_scales))

@@ -26,9 +26,9 @@ import random
 import time
 
 import numpy as np
-import torch
 from PIL import Image
 
+from serve_app.ocr import runtime
 from serve_app.ocr.models.weights import DEFAULT_DETECTOR, DEFAULT_RECOGNIZER
 from serve_app.ocr.pipeline import MIN_TILT, MIN_WORD_CONFIDENCE
 from serve_app.ocr.predictor import PRECISIONS, DetectorRunner, OCRPredictor, RecognizerRunner
@@ -129,7 +129,7 @@ def parse_grid(items: list[str]) -> dict[str, list[float]]:
 
 
 def main(args: argparse.Namespace) -> list[dict]:
-    torch.set_num_threads(args.threads)
+    runtime.setup(args.threads)
     if args.set == "ic15-layouts":
         frames = layout_frames(args.frames, args.seed, warp=args.layout == "quad", part=args.part, busy=args.busy)
     else:

@@ -75,7 +75,9 @@ class DetectorRunner:
         results: list[list[TextLine]] = [[] for _ in images]
         with torch.inference_mode(), _autocast(self.bf16):
             for idx in groups.values():
-                x = torch.from_numpy(np.stack([prepared[i][0] for i in idx])).to(memory_format=torch.channels_last)
+                arrays = [prepared[i][0] for i in idx]
+                hwc = arrays[0][None] if len(arrays) == 1 else np.stack(arrays)
+                x = torch.from_numpy(hwc).permute(0, 3, 1, 2)  # NCHW in channels_last memory, no copy
                 out = {k: v.float().numpy() for k, v in self.model(x).items()}
                 for b, i in enumerate(idx):
                     h, w = images[i].shape[:2]

@@ -1,0 +1,39 @@
+"""Process-wide settings for a process that runs the networks: intra-op threads, and how freed memory is kept.
+
+Deployments call `setup` once in their constructor; in-process evaluation calls it before its first image.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import platform
+
+import torch
+
+#: glibc's `mallopt` parameters (malloc.h).
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+
+#: Blocks up to this size are reused from the heap: a 1696 px detector input is 19.5 MB, the largest activation of
+#: the CTPN 26 MB. 32 MiB is the most glibc allows on 64-bit.
+MMAP_THRESHOLD = 32 * 1024 * 1024
+
+
+def keep_freed_memory() -> bool:
+    """Make glibc keep freed activation buffers for the next forward pass instead of returning them to the kernel.
+
+    By default every buffer over 128 kB is a fresh ``mmap``: each pass over a 720p frame faulted in and zeroed
+    about 35,000 pages again. Raising the mmap and trim thresholds cut the detector's page faults 3.5x and its
+    system time in half, and a frame's detection from about 365 to 320 ms (2 threads, 2-core AVX2 VM). The cost is
+    that a replica's resident memory stays at its peak. False where the C library is not glibc (nothing changed).
+    """
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        return False
+    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+    return bool(libc.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(libc.mallopt(_M_TRIM_THRESHOLD, 1 << 30))
+
+
+def setup(threads: int) -> None:
+    """``threads`` intra-op threads (one per core the process may use), and freed memory kept (`keep_freed_memory`)."""
+    torch.set_num_threads(threads)
+    keep_freed_memory()

@@ -1,0 +1,35 @@
+"""The detector's input: what `preprocess` hands the network, and that batching images does not change lines."""
+
+import numpy as np
+from PIL import Image
+
+from serve_app.ocr.predictor import DetectorRunner
+from serve_app.ocr.processing import detection
+from serve_app.ocr.processing.detection import MEAN, STD, DetectionParams
+from training.synth import render_lines
+
+
+def test_preprocess_normalises_channels_last_and_pads_with_the_mean_colour():
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, size=(50, 70, 3), dtype=np.uint8)
+    p = DetectionParams(short_side=100, max_side=1000, max_upscale=2.0)
+    arr, scale = detection.preprocess(image, p)
+    assert scale == 2.0
+    assert arr.shape == (112, 144, 3) and arr.dtype == np.float32  # 100 x 140, padded to multiples of 16
+    resized = np.asarray(Image.fromarray(image).resize((140, 100), Image.BILINEAR), dtype=np.float32)
+    np.testing.assert_allclose(arr[:100, :140], (resized / 255.0 - MEAN) / STD, atol=1e-5)
+    assert not arr[100:].any() and not arr[:, 140:].any()
+
+
+def test_a_batch_of_frames_finds_the_lines_each_finds_alone():
+    """Same-sized images share a forward pass (stacked channels-last); the lines must not depend on that."""
+    a, _ = render_lines(["Invoice number 4521", "Total due 38.90"], size=30)
+    b, _ = render_lines(["The quick brown fox", "Thank you"], size=30)
+    w, h = max(a.width, b.width), max(a.height, b.height)
+    frames = [np.asarray(im.crop((0, 0, w, h))) for im in (a, b)]  # PIL pads the crop with black
+    runner = DetectorRunner(precision="fp32")
+    together = runner.detect(frames)
+    alone = [runner.detect([f])[0] for f in frames]
+    assert [len(x) for x in together] == [2, 2]
+    for t, s in zip(together, alone):
+        np.testing.assert_allclose([ln.box for ln in t], [ln.box for ln in s], atol=0.5)
