@@ -74,7 +74,7 @@ def test_int8_ctpn_detects_like_fp32(tmp_path):
     torch.manual_seed(0)
     path = save_weights(build_ctpn(head_channels=64).eval(), tmp_path / "ctpn.pt")
     rng = np.random.default_rng(0)
-    images = [rng.normal(0, 1, (3, 96, 128)).astype(np.float32) for _ in range(6)]
+    images = [rng.normal(0, 1, (96, 128, 3)).astype(np.float32) for _ in range(6)]  # as preprocess returns them
     calibrate(path, images, "noise")
     fp32, int8 = DetectorRunner(path, precision="fp32"), DetectorRunner(path, precision="int8")
     x = torch.from_numpy(rng.normal(0, 1, (1, 3, 96, 128)).astype(np.float32))
