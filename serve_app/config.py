@@ -65,7 +65,7 @@ class DetectorSettings(_Strict):
     batch_wait_timeout_s: float = Field(0.01, ge=0, le=5)
     num_cpus: float = Field(1.0, ge=0)
     threads: int = Field(2, ge=1, description="torch intra-op threads: a lone frame is detected on two cores "
-                         "(0.56 -> 0.46 s at 720p on a 2-core AVX2 VM), and throughput under load held")
+                         "(720p on a 2-core AVX2 VM: 0.56-0.60 -> 0.46-0.47 s), and throughput under load held")
     precision: Precision = Field("auto", description=_PRECISION_HELP)
     detection: DetectionSettings = DetectionSettings()
 

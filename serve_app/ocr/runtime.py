@@ -22,10 +22,11 @@ MMAP_THRESHOLD = 32 * 1024 * 1024
 def keep_freed_memory() -> bool:
     """Make glibc keep freed activation buffers for the next forward pass instead of returning them to the kernel.
 
-    By default every buffer over 128 kB is a fresh ``mmap``: each pass over a 720p frame faulted in and zeroed
-    about 35,000 pages again. Raising the mmap and trim thresholds cut the detector's page faults 3.5x and its
-    system time in half, and a frame's detection from about 365 to 320 ms (2 threads, 2-core AVX2 VM). The cost is
-    that a replica's resident memory stays at its peak. False where the C library is not glibc (nothing changed).
+    By default glibc maps large buffers fresh and trims the heap once enough of it is free, so each pass over a 720p
+    frame faulted in and zeroed about 35,000 pages again. Raising the mmap and trim thresholds cut the detector's
+    page faults 3.5x and its system time by more than half, and a frame's detection from about 345-370 to 300-340 ms
+    (2 threads, 2-core AVX2 VM). The cost: a replica's resident memory stays at its peak. False where the C library
+    is not glibc (nothing changed then).
     """
     if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
         return False
