@@ -28,7 +28,7 @@ from deployments import metrics
 from serve_app import __version__, telemetry
 from serve_app.config import AppConfig, resolve_weights
 from serve_app.imaging import ImageError, decode_image
-from serve_app.ocr.pipeline import assemble, make_crops, word_lines
+from serve_app.ocr.pipeline import assemble, make_crops, to_upload_pixels, word_lines
 from serve_app.ocr.processing.recognition import to_gray
 from serve_app.schemas import CorrectionIn, CorrectionOut, ErrorResponse, OCRResponse
 
@@ -214,7 +214,8 @@ class Ingress:
         limits = self.cfg.ingress
         t0 = time.perf_counter()
         data = await upload.read(limits.max_upload_bytes + 1)
-        decoded = decode_image(data, limits.max_upload_bytes, limits.max_pixels)
+        keep_side = 2 * self.cfg.detector.detection.max_side if limits.jpeg_draft else None
+        decoded = decode_image(data, limits.max_upload_bytes, limits.max_pixels, keep_side)
         trace.get_current_span().set_attributes(
             {"image.width": decoded.width, "image.height": decoded.height, "image.bytes": len(data)})
         t1 = t2 = time.perf_counter()
@@ -233,6 +234,7 @@ class Ingress:
                 readings = await self.recognizer.recognize.remote([c.pixels for c in crops]) if crops else []
             t3 = time.perf_counter()
             results = assemble(lines, crops, readings, limits.min_line_confidence, limits.min_word_confidence)
+        results = to_upload_pixels(results, *decoded.scale)
         m = metrics.ingress()
         m["images"].inc()
         stages = (("decode", t1 - t0), ("detect", t2 - t1), ("recognize", t3 - t2))

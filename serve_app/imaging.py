@@ -1,4 +1,10 @@
-"""Decode an upload safely: known formats only, size and pixel limits (decompression bombs), EXIF rotation."""
+"""Decode an upload safely: known formats only, size and pixel limits (decompression bombs), EXIF rotation.
+
+Large JPEGs are decoded at a reduced size (`keep_side`): libjpeg can scale by 1/2, 1/4 or 1/8 inside the inverse
+DCT, which costs less than a full decode. A 600 dpi receipt scan (4961x7016) took 0.34 s to decode in full and
+0.08 s at half size, and a quarter of the pixels then travel to the detector and are resized and cut into crops.
+The answer still speaks in the upload's own pixels: `DecodedImage.scale` maps back.
+"""
 
 from __future__ import annotations
 
@@ -41,20 +47,36 @@ class EmptyUpload(ImageError):
 
 @dataclass(frozen=True)
 class DecodedImage:
-    pixels: np.ndarray  # RGB uint8 (H, W, 3)
+    pixels: np.ndarray  # RGB uint8 (H, W, 3), upright; smaller than the upload where a JPEG was reduced
     format: str
+    width: int = 0  # the upload's upright size: what boxes in answers refer to (0: that of ``pixels``)
+    height: int = 0
+
+    def __post_init__(self) -> None:
+        if not self.width:
+            object.__setattr__(self, "width", int(self.pixels.shape[1]))
+            object.__setattr__(self, "height", int(self.pixels.shape[0]))
 
     @property
-    def width(self) -> int:
-        return int(self.pixels.shape[1])
-
-    @property
-    def height(self) -> int:
-        return int(self.pixels.shape[0])
+    def scale(self) -> tuple[float, float]:
+        """Upload pixels per decoded pixel, along x and y (1.0 unless a JPEG was reduced)."""
+        return self.width / self.pixels.shape[1], self.height / self.pixels.shape[0]
 
 
-def decode_image(data: bytes, max_bytes: int, max_pixels: int) -> DecodedImage:
-    """Bytes to RGB pixels, or an `ImageError` that says exactly what is wrong."""
+def draft_size(width: int, height: int, keep_side: int | None) -> tuple[int, int] | None:
+    """The size to ask libjpeg for so that the long side stays at least ``keep_side``; None: decode in full."""
+    if not keep_side or max(width, height) < 2 * keep_side:
+        return None
+    f = keep_side / max(width, height)
+    return max(1, int(width * f)), max(1, int(height * f))
+
+
+def decode_image(data: bytes, max_bytes: int, max_pixels: int, keep_side: int | None = None) -> DecodedImage:
+    """Bytes to RGB pixels, or an `ImageError` that says exactly what is wrong.
+
+    A JPEG whose long side is at least twice ``keep_side`` is decoded at 1/2, 1/4 or 1/8 of its size, as far as
+    the long side stays at least ``keep_side``.
+    """
     if not data:
         raise EmptyUpload("the uploaded file is empty")
     if len(data) > max_bytes:
@@ -71,7 +93,13 @@ def decode_image(data: bytes, max_bytes: int, max_pixels: int) -> DecodedImage:
                 raise ImageTooLarge(f"image is {w}x{h} = {w * h} pixels; the limit is {max_pixels} pixels")
             if w < 1 or h < 1:
                 raise CorruptImage("image has no pixels")
+            size = draft_size(w, h, keep_side) if fmt in ("JPEG", "MPO") else None
+            if size is not None:
+                im.draft("RGB", size)
+            before = im.size
             im = ImageOps.exif_transpose(im)
+            if im.size != before:  # turned a quarter: the upload's axes swap too
+                w, h = h, w
             rgb = np.asarray(im.convert("RGB"))
     except UnidentifiedImageError:
         raise NotAnImage("the upload is not an image this service can read (JPEG, PNG, WebP, BMP or TIFF)") from None
@@ -81,4 +109,4 @@ def decode_image(data: bytes, max_bytes: int, max_pixels: int) -> DecodedImage:
         raise
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise CorruptImage(f"the image could not be decoded: {exc}") from None
-    return DecodedImage(rgb, "JPEG" if fmt == "MPO" else fmt)
+    return DecodedImage(rgb, "JPEG" if fmt == "MPO" else fmt, w, h)

@@ -5,7 +5,7 @@ No torch here: the ingress deployment uses these between its calls to the detect
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -71,6 +71,18 @@ def assemble(
             continue
         out.append(LineResult(ln.box, " ".join(w.text for w in words), conf, words, ln.poly))
     return out
+
+
+def to_upload_pixels(results: list[LineResult], sx: float, sy: float) -> list[LineResult]:
+    """Results found on a reduced decode (`imaging.decode_image`) in the upload's own pixels."""
+    if sx == 1.0 and sy == 1.0:
+        return results
+
+    def box(b: tuple[float, float, float, float]) -> tuple[float, float, float, float]:
+        return b[0] * sx, b[1] * sy, b[2] * sx, b[3] * sy
+
+    return [replace(r, box=box(r.box), words=[replace(w, box=box(w.box)) for w in r.words],
+                    poly=tuple((x * sx, y * sy) for x, y in r.poly) if r.poly else None) for r in results]
 
 
 def word_lines(gray: np.ndarray, reading: Decoded, tall: float = TALL_WORD) -> list[LineResult]:

@@ -65,6 +65,22 @@ def test_jpeg_and_webp_work_too(client):
         assert r.json()["text"] == "hello world"
 
 
+def test_a_large_jpeg_is_read_reduced_and_answered_in_its_own_pixels(client, app_config):
+    # long side >= 4x the detector's max_side: decoded at half size (`jpeg_draft`), boxes scaled back
+    width = 4 * app_config.detector.detection.max_side + 16
+    img, truth = render_lines(KNOWN_LINES, size=112, width=width)
+    r = post(client, png(img, "JPEG"), name="scan.jpg")
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["image"] == {"width": img.width, "height": img.height, "format": "JPEG"}
+    assert [ln["text"] for ln in body["lines"]] == KNOWN_LINES
+    for line, expected in zip(body["lines"], truth):
+        x0, y0, x1, y1 = line["box"]
+        ex0, ey0, ex1, ey1 = expected.box
+        assert abs(y0 - ey0) < 40 and abs(y1 - ey1) < 40 and abs(x0 - ex0) < 64 and abs(x1 - ex1) < 64
+        assert abs(line["words"][-1]["box"][2] - ex1) < 64
+
+
 def test_a_cropped_word_is_read_whole_with_layout_word(client):
     img, truth = render_lines(["Rescue"], size=30)
     (x0, y0, x1, y1) = truth[0].box

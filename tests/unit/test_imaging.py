@@ -56,3 +56,47 @@ def test_exif_orientation_is_applied():
     exif[0x0112] = 6  # rotate 90 degrees clockwise to display
     Image.new("RGB", (40, 20)).save(buf, "JPEG", exif=exif)
     assert decode_image(buf.getvalue(), MB, 10_000).pixels.shape == (40, 20, 3)
+
+
+def _pattern(w: int, h: int) -> Image.Image:
+    """Smooth gradients, so a reduced decode can be compared with a resized full one."""
+    x, y = np.meshgrid(np.linspace(0, 255, w), np.linspace(0, 255, h))
+    return Image.fromarray(np.stack([x, y, (x + y) / 2], -1).astype(np.uint8))
+
+
+@pytest.mark.parametrize(("size", "keep", "decoded"), [
+    ((1000, 700), 125, (125, 88)),  # 1/8: the long side stays >= 125
+    ((1000, 700), 200, (250, 175)),  # 1/4 (1/8 would be 125 < 200)
+    ((1000, 700), 300, (500, 350)),  # 1/2
+    ((1000, 700), 500, (500, 350)),
+    ((1000, 700), 501, (1000, 700)),  # under twice keep_side: in full
+    ((1000, 700), None, (1000, 700)),
+])
+def test_large_jpegs_decode_reduced_and_say_by_how_much(size, keep, decoded):
+    buf = io.BytesIO()
+    _pattern(*size).save(buf, "JPEG", quality=95)
+    img = decode_image(buf.getvalue(), MB, 10_000_000, keep_side=keep)
+    assert img.pixels.shape == (decoded[1], decoded[0], 3)
+    assert (img.width, img.height) == size  # answers refer to the upload's pixels
+    assert img.scale == pytest.approx((size[0] / decoded[0], size[1] / decoded[1]))
+    if keep:
+        assert max(img.pixels.shape[:2]) >= keep
+    full = np.asarray(_pattern(*size).resize(decoded, Image.BILINEAR), dtype=np.float32)
+    assert np.abs(img.pixels.astype(np.float32) - full).mean() < 3  # the same picture, smaller
+
+
+def test_only_jpegs_are_reduced():
+    buf = io.BytesIO()
+    _pattern(1000, 700).save(buf, "PNG")
+    img = decode_image(buf.getvalue(), MB * 4, 10_000_000, keep_side=200)
+    assert img.pixels.shape == (700, 1000, 3) and img.scale == (1.0, 1.0)
+
+
+def test_reduced_jpeg_with_exif_rotation_keeps_upright_upload_size():
+    buf = io.BytesIO()
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    _pattern(800, 400).save(buf, "JPEG", exif=exif)
+    img = decode_image(buf.getvalue(), MB, 10_000_000, keep_side=200)
+    assert img.pixels.shape == (200, 100, 3)  # turned upright and reduced by 4
+    assert (img.width, img.height) == (400, 800) and img.scale == (4.0, 4.0)

@@ -3,7 +3,7 @@ import pytest
 from PIL import Image, ImageDraw
 
 from serve_app.ocr.alphabet import CHARSET, encode, sanitize
-from serve_app.ocr.pipeline import assemble, make_crops
+from serve_app.ocr.pipeline import assemble, make_crops, to_upload_pixels
 from serve_app.ocr.processing.recognition import (
     Crop,
     Decoded,
@@ -100,6 +100,17 @@ def test_assemble_joins_words_and_drops_empty_readings():
     (line,) = assemble(lines, crops, readings)
     assert line.text == "hi there" and [w.text for w in line.words] == ["hi", "there"]
     assert line.to_dict()["words"][1]["text"] == "there"
+
+
+def test_results_of_a_reduced_decode_map_back_to_upload_pixels():
+    poly = ((0.0, 2.0), (100.0, 0.0), (100.0, 30.0), (0.0, 32.0))
+    lines = [TextLine((0, 0, 100, 32), poly, 0.9, 5)]
+    crops = [Crop(np.zeros((32, 100), np.float32), 0, 0, 100, 32)]
+    (line,) = assemble(lines, crops, [Decoded("hi there", list(range(0, 16, 2)), [0.9] * 8)])
+    (big,) = to_upload_pixels([line], 2.0, 3.0)
+    assert big.box == (0, 0, 200, 96) and big.poly == ((0, 6), (200, 0), (200, 90), (0, 96))
+    assert [w.box for w in big.words] == [(a * 2, b * 3, c * 2, d * 3) for a, b, c, d in (w.box for w in line.words)]
+    assert big.text == line.text and to_upload_pixels([line], 1.0, 1.0) == [line]
 
 
 def test_assemble_drops_doubtful_words_but_keeps_the_line():
