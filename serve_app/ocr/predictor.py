@@ -45,8 +45,9 @@ def resolve_precision(precision: str, calibrated: bool) -> str:
     Int8 convolutions (`quantize`, needs the weights' calibration) beat bf16 wherever bf16 runs on vector units:
     on a 2-core AMD EPYC with AVX-512 BF16 and VNNI (Zen 4) they took a quarter off every set (scene frame 0.225 ->
     0.167 s, receipt 0.662 -> 0.526 s, same F1), and on AVX2-only CPUs, where bf16 is emulated, they are 2-3x
-    faster than fp32. AMX tiles run bf16 matrix products several times faster still (a CTPN pass 485 -> 195 ms),
-    so there bf16 stays. Int8 on Arm is untested, so there it must be asked for; emulated bf16 is never chosen.
+    faster than fp32. AMX tiles ran bf16 2.5x faster than AVX-512 did (a CTPN pass 485 -> 195 ms, one thread)
+    and int8 there was never measured, so there bf16 stays. Int8 on Arm is untested, so there it must be asked
+    for; emulated bf16 is never chosen.
     """
     if precision == "auto":
         if calibrated and quantize.auto_ok() and "amx_bf16" not in cpu_flags():
