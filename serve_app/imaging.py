@@ -49,13 +49,8 @@ class EmptyUpload(ImageError):
 class DecodedImage:
     pixels: np.ndarray  # RGB uint8 (H, W, 3), upright; smaller than the upload where a JPEG was reduced
     format: str
-    width: int = 0  # the upload's upright size: what boxes in answers refer to (0: that of ``pixels``)
-    height: int = 0
-
-    def __post_init__(self) -> None:
-        if not self.width:
-            object.__setattr__(self, "width", int(self.pixels.shape[1]))
-            object.__setattr__(self, "height", int(self.pixels.shape[0]))
+    width: int  # the upload's upright size: what boxes in answers refer to
+    height: int
 
     @property
     def scale(self) -> tuple[float, float]:
