@@ -21,6 +21,21 @@ def test_preprocess_normalises_channels_last_and_pads_with_the_mean_colour():
     assert not arr[100:].any() and not arr[:, 140:].any()
 
 
+def test_preprocess_shrinks_like_pillows_antialiased_bilinear_filter():
+    """Large pages are shrunk; the torch resize must see what Pillow's filter (used in training) makes of them."""
+    rng = np.random.default_rng(1)
+    blocks = rng.integers(0, 256, size=(60, 45, 3), dtype=np.uint8)
+    image = np.ascontiguousarray(np.repeat(np.repeat(blocks, 5, 0), 5, 1))
+    image.setflags(write=False)  # as Ray hands it over
+    p = DetectionParams(short_side=150, max_side=200)
+    arr, scale = detection.preprocess(image, p)
+    assert scale == 200 / 300 and arr.shape == (208, 160, 3)  # 300 x 225 -> 200 x 150, padded
+    resized = np.asarray(Image.fromarray(image).resize((150, 200), Image.BILINEAR), dtype=np.float32)
+    grey_levels = np.abs(arr[:200, :150] - (resized / 255.0 - MEAN) / STD) * 255.0 * STD
+    assert grey_levels.max() < 1.01 and grey_levels.mean() < 0.2  # a rounding apart at most
+    assert not arr[200:].any() and not arr[:, 150:].any()
+
+
 def test_a_batch_of_frames_finds_the_lines_each_finds_alone():
     """Same-sized images share a forward pass (stacked channels-last); the lines must not depend on that."""
     a, _ = render_lines(["Invoice number 4521", "Total due 38.90"], size=30)

@@ -79,3 +79,52 @@ def test_postprocess_maps_lines_back_to_original_pixels():
     x0, y0, x1, y1 = lines[0].box
     assert x0 == pytest.approx(32 / 2, abs=8) and x1 == pytest.approx(191 / 2, abs=8)
     assert (y0 + y1) / 2 == pytest.approx(55.5 / 2, abs=0.5) and y1 - y0 == pytest.approx(33 / 2, abs=0.5)
+
+
+def _paper_rule(boxes: np.ndarray, scores: np.ndarray, max_gap: int, min_overlap: float) -> list[list[int]]:
+    """The graph rule as a plain loop over proposals and pixel columns: the oracle for the vectorised linker."""
+    def fits(a: int, b: int) -> bool:
+        ha, hb = boxes[a, 3] - boxes[a, 1] + 1, boxes[b, 3] - boxes[b, 1] + 1
+        inter = min(boxes[a, 3], boxes[b, 3]) - max(boxes[a, 1], boxes[b, 1]) + 1
+        return max(inter, 0) / min(ha, hb) >= min_overlap and min(ha, hb) / max(ha, hb) >= min_overlap
+
+    xs = [round(float(b[0])) for b in boxes]
+
+    def nearest(a: int, step: int) -> list[int]:
+        for dx in range(1, max_gap + 1):
+            hit = [b for b in range(len(boxes)) if xs[b] == xs[a] + step * dx and fits(a, b)]
+            if hit:
+                return hit
+        return []
+
+    succ, has_pred = [-1] * len(boxes), [False] * len(boxes)
+    for a in range(len(boxes)):
+        right = nearest(a, +1)
+        if not right:
+            continue
+        b = max(right, key=lambda k: (scores[k], -k))
+        if scores[a] >= max(scores[k] for k in nearest(b, -1)) and not has_pred[b]:
+            succ[a], has_pred[b] = b, True
+    chains = []
+    for start in (a for a in range(len(boxes)) if not has_pred[a]):
+        chain = [start]
+        while succ[chain[-1]] >= 0:
+            chain.append(succ[chain[-1]])
+        chains.append(chain)
+    return chains
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_linking_follows_the_paper_rule_on_crowded_random_proposals(seed):
+    """Many rows, columns on the 16 px grid, ragged heights and tied scores: every link must match the plain rule."""
+    rng = np.random.default_rng(seed)
+    n = 400
+    x = rng.integers(0, 40, n) * 16 + rng.choice([0, 0, 0, 0.5, 3], n)  # a few off the grid, some exactly halfway
+    y = rng.uniform(0, 300, n)
+    h = rng.uniform(8, 40, n)
+    boxes = np.stack([x, y, x + 15, y + h], axis=1).astype(np.float32)
+    scores = rng.choice([0.7, 0.8, 0.9, 0.95], n).astype(np.float32)  # few values: ties everywhere
+    for max_gap, min_overlap in ((50, 0.5), (20, 0.7)):
+        got = link_proposals(boxes, scores, max_gap, min_overlap)
+        assert got == _paper_rule(boxes, scores, max_gap, min_overlap)
+        assert sum(len(c) > 1 for c in got) > 10  # the test links something

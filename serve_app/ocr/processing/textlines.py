@@ -22,50 +22,67 @@ class TextLine:
     num_proposals: int
 
 
-def _overlaps(boxes: np.ndarray, i: int, cand: np.ndarray, min_overlap: float) -> np.ndarray:
+def candidate_pairs(boxes: np.ndarray, max_gap: int, min_overlap: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Pairs (i, j), j 1..``max_gap`` px right of i, whose vertical overlap and height similarity reach ``min_overlap``.
+
+    Returns both indices and the gap. Pairs come from a window over the proposals sorted by x, so the work grows
+    with proposals x neighbours, not with their square.
+    """
+    n = len(boxes)
+    x = np.rint(boxes[:, 0]).astype(np.int64)  # rint, like round(), sends halves to even
+    order = np.argsort(x, kind="stable")
+    xs = x[order]
+    lo = np.searchsorted(xs, xs + 1, "left")
+    hi = np.searchsorted(xs, xs + max_gap, "right")
+    counts = hi - lo
+    first = np.cumsum(counts) - counts
+    a = np.repeat(np.arange(n), counts)
+    b = np.arange(int(counts.sum())) - np.repeat(first - lo, counts)
+    i, j = order[a], order[b]
     h_i = boxes[i, 3] - boxes[i, 1] + 1
-    h_c = boxes[cand, 3] - boxes[cand, 1] + 1
-    inter = np.minimum(boxes[i, 3], boxes[cand, 3]) - np.maximum(boxes[i, 1], boxes[cand, 1]) + 1
-    v_overlap = np.clip(inter, 0, None) / np.minimum(h_i, h_c)
-    similarity = np.minimum(h_i, h_c) / np.maximum(h_i, h_c)
-    return cand[(v_overlap >= min_overlap) & (similarity >= min_overlap)]
+    h_j = boxes[j, 3] - boxes[j, 1] + 1
+    inter = np.minimum(boxes[i, 3], boxes[j, 3]) - np.maximum(boxes[i, 1], boxes[j, 1]) + 1
+    short, tall = np.minimum(h_i, h_j), np.maximum(h_i, h_j)
+    ok = (np.clip(inter, 0, None) / short >= min_overlap) & (short / tall >= min_overlap)
+    return i[ok], j[ok], (x[j] - x[i])[ok]
 
 
-def _neighbours(
-    boxes: np.ndarray, i: int, by_x: dict[int, np.ndarray], step: int, max_gap: int, min_overlap: float
-) -> np.ndarray:
-    """Proposals at the nearest x (right if step > 0, left otherwise) that overlap *i* enough."""
-    x = int(round(boxes[i, 0]))
-    for dx in range(1, max_gap + 1):
-        cand = by_x.get(x + step * dx)
-        if cand is None:
-            continue
-        hit = _overlaps(boxes, i, cand, min_overlap)
-        if hit.size:
-            return hit
-    return np.empty(0, dtype=np.int64)
+def _nearest(owner: np.ndarray, gap: np.ndarray, n: int) -> np.ndarray:
+    """Which pairs have the smallest gap among the pairs of their owner (a proposal's nearest column)."""
+    best = np.full(n, np.iinfo(np.int64).max)
+    np.minimum.at(best, owner, gap)
+    return gap == best[owner]
 
 
 def link_proposals(
     boxes: np.ndarray, scores: np.ndarray, max_gap: int = 50, min_overlap: float = 0.7
 ) -> list[list[int]]:
-    """Group proposal indices into chains (left to right) with the paper's graph rule."""
+    """Group proposal indices into chains (left to right) with the paper's graph rule.
+
+    The successor of *i* is the best-scoring proposal (the lowest index among equals) in the nearest column to its
+    right that overlaps it enough; they link when no proposal in the nearest such column to that successor's left
+    scores higher than *i*, and the successor has no precursor yet (proposals are visited in index order).
+    """
     n = len(boxes)
-    by_x: dict[int, list[int]] = {}
-    for i in range(n):
-        by_x.setdefault(int(round(boxes[i, 0])), []).append(i)
-    table = {k: np.asarray(v, dtype=np.int64) for k, v in by_x.items()}
+    i, j, gap = candidate_pairs(boxes, max_gap, min_overlap)
     succ = np.full(n, -1, dtype=np.int64)
+    if i.size:
+        right = _nearest(i, gap, n)
+        ri, rj = i[right], j[right]
+        pick = np.lexsort((rj, -scores[rj], ri))  # per i: highest score, then lowest index
+        ri, rj = ri[pick], rj[pick]
+        firsts = np.flatnonzero(np.r_[True, ri[1:] != ri[:-1]])
+        nxt = np.full(n, -1, dtype=np.int64)
+        nxt[ri[firsts]] = rj[firsts]
+        left = _nearest(j, gap, n)
+        best_prev = np.full(n, -np.inf)
+        np.maximum.at(best_prev, j[left], scores[i[left]])
+        src = np.flatnonzero(nxt >= 0)
+        src = src[scores[src] >= best_prev[nxt[src]]]
+        _, winner = np.unique(nxt[src], return_index=True)  # src is ascending: the first i claims j
+        succ[src[winner]] = nxt[src[winner]]
     has_pred = np.zeros(n, dtype=bool)
-    for i in range(n):
-        nxt = _neighbours(boxes, i, table, +1, max_gap, min_overlap)
-        if not nxt.size:
-            continue
-        j = int(nxt[np.argmax(scores[nxt])])
-        prev = _neighbours(boxes, j, table, -1, max_gap, min_overlap)
-        if prev.size and scores[i] >= scores[prev].max() and not has_pred[j]:
-            succ[i] = j
-            has_pred[j] = True
+    has_pred[succ[succ >= 0]] = True
     chains = []
     for start in np.flatnonzero(~has_pred):
         chain = [int(start)]
