@@ -18,6 +18,7 @@ from deployments.ingress import Ingress
 from deployments.recognizer import Recognizer
 from deployments.sidecar import Sidecar
 from serve_app.config import AppConfig
+from serve_app.ocr import runtime
 
 log = logging.getLogger(__name__)
 
@@ -28,13 +29,13 @@ def graph(cfg: AppConfig) -> Application:
         num_replicas=d.num_replicas,
         max_ongoing_requests=d.max_ongoing_requests,
         user_config={"max_batch_size": d.max_batch_size, "batch_wait_timeout_s": d.batch_wait_timeout_s},
-        ray_actor_options={"num_cpus": d.num_cpus},
+        ray_actor_options={"num_cpus": d.num_cpus, "runtime_env": {"env_vars": runtime.REPLICA_ENV}},
     ).bind(d.model_dump(mode="json"))
     recognizer = Recognizer.options(
         autoscaling_config=r.autoscaling.to_serve(),
         max_ongoing_requests=r.max_ongoing_requests,
         user_config={"max_batch_size": r.max_batch_size, "batch_wait_timeout_s": r.batch_wait_timeout_s},
-        ray_actor_options={"num_cpus": r.num_cpus},
+        ray_actor_options={"num_cpus": r.num_cpus, "runtime_env": {"env_vars": runtime.REPLICA_ENV}},
     ).bind(r.model_dump(mode="json"))
     sidecar = archiver = None
     if cfg.storage.resolved().enabled:

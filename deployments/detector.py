@@ -11,6 +11,7 @@ from ray import serve
 from deployments import metrics
 from serve_app import telemetry
 from serve_app.config import DetectorSettings, resolve_weights
+from serve_app.ocr import runtime
 from serve_app.ocr.processing.detection import DetectionParams
 from serve_app.ocr.processing.textlines import TextLine
 
@@ -18,7 +19,6 @@ from serve_app.ocr.processing.textlines import TextLine
 @serve.deployment(name="Detector")
 class Detector:
     def __init__(self, settings: dict[str, Any]) -> None:
-        from serve_app.ocr import runtime
         from serve_app.ocr.predictor import DetectorRunner
 
         s = DetectorSettings.model_validate(settings)
@@ -26,6 +26,7 @@ class Detector:
         self.runner = DetectorRunner(resolve_weights(s.weights), DetectionParams(**s.detection.model_dump()),
                                      s.precision)
         self.batch_sizes: collections.deque[int] = collections.deque(maxlen=10_000)
+        self.page_faults: collections.deque[int] = collections.deque(maxlen=10_000)  # per batch, see runtime
 
     def reconfigure(self, user_config: dict[str, Any]) -> None:
         self.detect.set_max_batch_size(int(user_config["max_batch_size"]))
@@ -36,11 +37,13 @@ class Detector:
         self.batch_sizes.append(len(images))
         metrics.detector().observe(len(images))
         with telemetry.tracer.start_as_current_span("ctpn", attributes={"batch_size": len(images)}) as span:
+            faults = runtime.minor_faults()
             lines = self.runner.detect(images)
+            self.page_faults.append(runtime.minor_faults() - faults)
             span.set_attribute("lines", sum(len(x) for x in lines))
         return lines
 
     def stats(self) -> dict[str, Any]:
-        """Batch sizes seen so far (tests and benchmarks read them), the weights' metadata and the precision run."""
-        return {"batch_sizes": list(self.batch_sizes), "model": self.runner.meta.get("version", "unversioned"),
-                "precision": self.runner.precision}
+        """Batch sizes and page faults per batch so far (tests read them), the weights' metadata, the precision."""
+        return {"batch_sizes": list(self.batch_sizes), "page_faults": list(self.page_faults),
+                "model": self.runner.meta.get("version", "unversioned"), "precision": self.runner.precision}

@@ -11,13 +11,13 @@ from ray import serve
 from deployments import metrics
 from serve_app import telemetry
 from serve_app.config import RecognizerSettings
+from serve_app.ocr import runtime
 from serve_app.ocr.processing.recognition import Decoded, to_gray
 
 
 @serve.deployment(name="Recognizer")
 class Recognizer:
     def __init__(self, settings: dict[str, Any]) -> None:
-        from serve_app.ocr import runtime
         from serve_app.ocr.predictor import RecognizerRunner
 
         s = RecognizerSettings.model_validate(settings)
@@ -25,6 +25,7 @@ class Recognizer:
         self.runner = RecognizerRunner(**s.runner_args())
         self.batch_sizes: collections.deque[int] = collections.deque(maxlen=10_000)  # crops per page batch
         self.word_batch_sizes: collections.deque[int] = collections.deque(maxlen=10_000)  # words per word batch
+        self.page_faults: collections.deque[int] = collections.deque(maxlen=10_000)  # per page batch, see runtime
 
     def reconfigure(self, user_config: dict[str, Any]) -> None:
         for method in (self.recognize, self.read_word):
@@ -38,7 +39,9 @@ class Recognizer:
         self.batch_sizes.append(len(flat))
         metrics.recognizer().observe(len(flat))
         with telemetry.tracer.start_as_current_span("crnn", attributes={"crops": len(flat), "requests": len(requests)}):
+            faults = runtime.minor_faults()
             readings = self.runner.read(flat) if flat else []
+            self.page_faults.append(runtime.minor_faults() - faults)
         out, i = [], 0
         for crops in requests:
             out.append(readings[i: i + len(crops)])
@@ -54,4 +57,5 @@ class Recognizer:
 
     def stats(self) -> dict[str, Any]:
         return {"batch_sizes": list(self.batch_sizes), "word_batch_sizes": list(self.word_batch_sizes),
+                "page_faults": list(self.page_faults),
                 "model": self.runner.meta.get("version", "unversioned"), "precision": self.runner.precision}
