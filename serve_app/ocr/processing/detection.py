@@ -55,7 +55,7 @@ def preprocess(image: np.ndarray, p: DetectionParams) -> tuple[np.ndarray, float
 
     Channels stay last: that is the memory layout oneDNN's convolutions want (`torch.channels_last`), so the
     network reads this array without a copy. Resizing and normalising run in torch, on the caller's intra-op
-    threads, straight from uint8: a 720p frame at 1696 px took 52 ms with Pillow and NumPy, 20-28 ms this way, a
+    threads, straight from uint8: a 720p frame at 1696 px took 52-64 ms with Pillow and NumPy, 17-28 ms this way, a
     receipt 65-80 against about 20 ms (2 threads, AVX2). The resize is Pillow's bilinear filter (antialiased when
     shrinking), equal to within one grey level.
     """
