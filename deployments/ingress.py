@@ -231,7 +231,8 @@ class Ingress:
             t2 = time.perf_counter()
             crops = make_crops(decoded.pixels, lines, self.cfg.recognizer.max_crop_width, self.cfg.recognizer.min_tilt)
             with telemetry.tracer.start_as_current_span("recognize", attributes={"crops": len(crops)}):
-                readings = await self.recognizer.recognize.remote([c.pixels for c in crops]) if crops else []
+                readings = (await self.recognizer.recognize.remote([c.pixels for c in crops], self.inflight == 1)
+                            if crops else [])
             t3 = time.perf_counter()
             results = assemble(lines, crops, readings, limits.min_line_confidence, limits.min_word_confidence)
         results = to_upload_pixels(results, *decoded.scale)

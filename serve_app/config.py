@@ -93,6 +93,9 @@ class RecognizerSettings(_Strict):
                             "their own axis and levelled before reading; a large value turns this off")
     num_cpus: float = Field(1.0, ge=0)
     threads: int = Field(1, ge=1)
+    many_crops: int = Field(16, ge=1, description="a batch of at least this many crops (a page of text) is read on "
+                            "``many_crops_threads`` threads: the detector's cores are idle while a lone page is read")
+    many_crops_threads: int = Field(2, ge=1)
     precision: Precision = Field("auto", description=_PRECISION_HELP)
     lexicon: Path | None = Field(
         Path(DEFAULT_LEXICON.name),

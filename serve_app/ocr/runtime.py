@@ -5,10 +5,12 @@ Deployments call `setup` once in their constructor; in-process evaluation calls 
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import platform
 import resource
+from collections.abc import Iterator
 
 import torch
 
@@ -53,3 +55,16 @@ def setup(threads: int) -> None:
     """``threads`` intra-op threads (one per core the process may use), and freed memory kept (`keep_freed_memory`)."""
     torch.set_num_threads(threads)
     keep_freed_memory()
+
+
+@contextlib.contextmanager
+def threads(n: int) -> Iterator[None]:
+    """Run a block on ``n`` intra-op threads, then go back to the process's own number."""
+    before = torch.get_num_threads()
+    if n != before:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        if n != before:
+            torch.set_num_threads(before)

@@ -22,7 +22,8 @@ TEST_OVERRIDES = {
     "ingress": {"max_upload_bytes": 2 * 1024 * 1024, "max_pixels": 8_000_000},
     # a longer batch window makes grouping of concurrent requests certain on a busy 2-core machine
     "detector": {"max_batch_size": 4, "batch_wait_timeout_s": 0.2},
-    "recognizer": {"autoscaling": {"min_replicas": 1, "max_replicas": 1}},
+    # a 4-line page counts as "many crops" so the lone-page threads are tested on small, fast pages
+    "recognizer": {"autoscaling": {"min_replicas": 1, "max_replicas": 1}, "many_crops": 4},
 }
 
 

@@ -158,6 +158,47 @@ def test_concurrent_words_are_batched_and_each_gets_its_own_reading(serve_url):
     assert sum(sizes) == len(words) and max(sizes) > 1, f"no batching: {sizes}"
 
 
+PAGE_LINES = ["Order 7731 shipped", "Parcel weight 2.4 kg", "Delivery on Monday", "Signed by Laura"]
+
+
+def test_a_lone_page_is_read_on_the_idle_cores_and_a_burst_is_not(serve_url, app_config):
+    """One page in flight: its crops are read on ``many_crops_threads`` (the detector's core is idle). Pages at
+    once: one thread each, or two replicas' threads would fight over two cores."""
+    settings = app_config.recognizer
+    assert settings.many_crops <= len(PAGE_LINES) and settings.many_crops_threads > settings.threads
+    recognizer = serve.get_deployment_handle("Recognizer", app_name=APP)
+
+    def since(before: dict) -> dict:
+        now = recognizer.stats.remote().result()
+        return {k: now[k][len(before[k]):] for k in ("alone", "batch_threads")}
+
+    page = png(render_lines(PAGE_LINES, size=28)[0])
+    with httpx.Client(base_url=serve_url, timeout=120) as c:
+        before = recognizer.stats.remote().result()
+        assert c.post("/api/v1/ocr", files={"image": ("p.png", page, "image/png")}).json()["text"] == \
+            "\n".join(PAGE_LINES)
+        assert since(before) == {"alone": [True], "batch_threads": [settings.many_crops_threads]}
+        before = recognizer.stats.remote().result()
+        small = png(render_lines(KNOWN_LINES, size=28)[0])
+        assert c.post("/api/v1/ocr", files={"image": ("s.png", small, "image/png")}).json()["text"] == \
+            "\n".join(KNOWN_LINES)
+        assert since(before) == {"alone": [True], "batch_threads": [settings.threads]}  # 3 crops < many_crops
+
+    async def burst() -> list[httpx.Response]:
+        async with httpx.AsyncClient(base_url=serve_url, timeout=120) as c:
+            return await asyncio.gather(*(c.post("/api/v1/ocr", files={"image": ("p.png", page, "image/png")})
+                                          for _ in range(6)))
+
+    before = recognizer.stats.remote().result()
+    responses = asyncio.run(burst())
+    assert [r.json()["text"] for r in responses] == ["\n".join(PAGE_LINES)] * 6
+    seen = since(before)
+    # all six are in flight before the first is detected (the detector waits 0.2 s to batch); only the last
+    # page of the burst can find itself alone
+    assert len(seen["alone"]) == 6 and seen["alone"].count(True) <= 1, seen
+    assert seen["batch_threads"].count(settings.many_crops_threads) <= 1, seen
+
+
 def _bomb() -> bytes:
     buf = io.BytesIO()
     Image.new("L", (4000, 4000)).save(buf, "PNG")  # 16 MP > the test limit of 8 MP, yet a tiny file

@@ -25,3 +25,14 @@ def test_freed_buffers_are_reused_without_page_faults():
     for _ in range(5):
         assert forward_like_pass() == 10 * 4 * 1024 * 1024 // 4096
     assert resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before < 500
+
+
+def test_threads_are_lent_for_a_block_and_given_back():
+    torch = pytest.importorskip("torch")
+    own = torch.get_num_threads()
+    with runtime.threads(own + 1):
+        assert torch.get_num_threads() == own + 1
+    assert torch.get_num_threads() == own
+    with pytest.raises(RuntimeError), runtime.threads(own + 1):
+        raise RuntimeError("a failed read")
+    assert torch.get_num_threads() == own  # given back even when the block fails
