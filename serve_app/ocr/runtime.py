@@ -41,8 +41,9 @@ def keep_freed_memory() -> bool:
 #: arena for every thread. Serve runs a replica's model on a worker thread, and glibc gives each such thread an arena
 #: of its own whose heaps (64 MiB at most) are unmapped as soon as they empty, whatever the trim threshold: each
 #: detector pass over a 720p frame faulted in 10-28 k pages again (50-90 ms of system time). With one arena the
-#: thresholds of `keep_freed_memory` hold for every thread: 0-5 faults per pass, and a frame's detection inside the
-#: replica took 329 against 375 ms (2 threads, 2-core AVX2 EPYC). glibc reads this once, when the process starts.
+#: thresholds of `keep_freed_memory` hold for every thread: 0-5 faults in most passes (now and then 5-13 k while the
+#: shared heap grows), and a frame's detection inside the replica took 329 against 375 ms (2 threads, 2-core AVX2
+#: EPYC). glibc reads this once, when the process starts.
 REPLICA_ENV: dict[str, str] = {"GLIBC_TUNABLES": "glibc.malloc.arena_max=1"}
 
 
