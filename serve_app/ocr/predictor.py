@@ -59,12 +59,14 @@ def resolve_precision(precision: str, calibrated: bool) -> str:
 
 
 def _load(weights: str | Path, precision: str) -> tuple[torch.nn.Module, dict, str]:
-    """Model, metadata and resolved precision; int8 swaps the convolutions for their quantized versions."""
+    """Model, metadata and resolved precision; int8 swaps in quantized convolutions (and a bf16 LSTM where native)."""
     blob = read_weights(weights)
     model = model_from_blob(blob).to(memory_format=torch.channels_last)  # oneDNN's convolutions: 20 % off a receipt
     resolved = resolve_precision(precision, quantize.has_calibration(blob))
     if resolved == "int8":
         quantize.quantize(model, blob["int8"])
+        if native_bf16():
+            quantize.bf16_recurrent(model)
     return model, blob.get("meta", {}), resolved
 
 

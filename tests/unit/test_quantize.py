@@ -128,3 +128,36 @@ def test_cpu_flags_read_from_this_machine():
         assert flags, "Linux lists CPU flags in /proc/cpuinfo"
     if "avx512_bf16" in flags or "amx_bf16" in flags:
         assert native_bf16(), "the flags and oneDNN disagree about bf16"
+
+
+@pytest.mark.parametrize("bf16", [True, False])
+def test_int8_lstm_runs_in_bf16_only_where_bf16_is_native(monkeypatch, crnn_path, bf16):
+    # emulated bf16 is slower than fp32, so the LSTM stays fp32 there; the probe is replaced to test both paths
+    monkeypatch.setattr(predictor, "native_bf16", lambda: bf16)
+    int8 = RecognizerRunner(crnn_path, precision="int8", lexicon_path=None)
+    fp32 = RecognizerRunner(crnn_path, precision="fp32", lexicon_path=None)
+    lstm_dtype = next(int8.model.rnn.parameters()).dtype
+    assert lstm_dtype == (torch.bfloat16 if bf16 else torch.float32)
+    assert next(fp32.model.rnn.parameters()).dtype == torch.float32  # only int8 mixes precisions
+    crops = _crops(np.random.default_rng(2), 12)
+    a, b = fp32.column_probs(crops), int8.column_probs(crops)
+    assert all(p.dtype == np.float32 for p in b)
+    diff = np.concatenate([np.abs(x - y).ravel() for x, y in zip(a, b)])
+    assert 0 < diff.mean() < 0.02
+
+
+def test_int8_ctpn_with_a_bf16_lstm_detects_like_fp32(monkeypatch, tmp_path):
+    monkeypatch.setattr(predictor, "native_bf16", lambda: True)
+    torch.manual_seed(0)
+    path = save_weights(build_ctpn(head_channels=64).eval(), tmp_path / "ctpn.pt")
+    rng = np.random.default_rng(0)
+    calibrate(path, [rng.normal(0, 1, (96, 128, 3)).astype(np.float32) for _ in range(6)], "noise")
+    fp32, mixed = DetectorRunner(path, precision="fp32"), DetectorRunner(path, precision="int8")
+    assert isinstance(mixed.model.rnn, quantize.Bf16Recurrent)
+    x = torch.from_numpy(rng.normal(0, 1, (1, 3, 96, 128)).astype(np.float32))
+    with torch.inference_mode():
+        a, b = fp32.model(x), mixed.model(x)
+    for key in ("scores", "vertical", "side"):
+        assert b[key].dtype == torch.float32
+        rel = (a[key] - b[key]).norm() / a[key].norm()
+        assert 0 < rel < 0.1, key

@@ -9,6 +9,10 @@ stay in fp32 (the shared CPU notes found no gain from dynamic int8 there).
 
 The quantized part of each network is the one whose input is an image, so one `prepare` covers it: the CRNN's
 conv stack and the CTPN's backbone with its 3x3 window (`FLOAT_MODULES` inside it stay in fp32).
+
+Where the CPU has bf16 instructions of its own (AVX-512 BF16 without AMX, where `auto` picks int8), the int8
+networks' LSTMs run in bf16 instead (`bf16_recurrent`): there the BiLSTM was 40 % of the CRNN's time on receipt
+lines and 22 % of a CTPN pass.
 """
 
 from __future__ import annotations
@@ -98,3 +102,26 @@ def auto_ok() -> bool:
 def has_calibration(blob: dict[str, Any]) -> bool:
     """Whether a weights file's contents (`weights.read_weights`) carry int8 ranges from `training.calibrate`."""
     return bool(blob.get("int8"))
+
+
+class Bf16Recurrent(nn.Module):
+    """An LSTM kept in bf16 inside an fp32 network: it takes and gives fp32, like the module it replaces."""
+
+    def __init__(self, rnn: nn.LSTM) -> None:
+        super().__init__()
+        self.rnn = rnn.to(torch.bfloat16)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        seq, state = self.rnn(x.to(torch.bfloat16))
+        return seq.float(), state
+
+
+def bf16_recurrent(model: CRNN | CTPN) -> CRNN | CTPN:
+    """Run ``model.rnn`` in bf16 (in place). Only where bf16 is native: emulated, it is slower than fp32.
+
+    On a 2-core AMD Zen 4 (AVX-512 BF16, 2 threads) the CRNN read 387 receipt lines in 1.90 s against 2.27 s and
+    a CTPN pass over a 720p frame took 101 against 114 ms; 386 of the 387 lines read the same.
+    """
+    if not isinstance(model.rnn, Bf16Recurrent):
+        model.rnn = Bf16Recurrent(model.rnn)
+    return model
