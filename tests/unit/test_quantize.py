@@ -73,14 +73,18 @@ def test_int8_crnn_reads_like_fp32(crnn_path):
     assert diff.mean() < 0.01
 
 
-def test_int8_ctpn_detects_like_fp32(tmp_path):
+@pytest.fixture(scope="module")
+def ctpn_path(tmp_path_factory):
     torch.manual_seed(0)
-    path = save_weights(build_ctpn(head_channels=64).eval(), tmp_path / "ctpn.pt")
+    path = save_weights(build_ctpn(head_channels=64).eval(), tmp_path_factory.mktemp("q") / "ctpn.pt")
     rng = np.random.default_rng(0)
-    images = [rng.normal(0, 1, (96, 128, 3)).astype(np.float32) for _ in range(6)]  # as preprocess returns them
-    calibrate(path, images, "noise")
-    fp32, int8 = DetectorRunner(path, precision="fp32"), DetectorRunner(path, precision="int8")
-    x = torch.from_numpy(rng.normal(0, 1, (1, 3, 96, 128)).astype(np.float32))
+    calibrate(path, [rng.normal(0, 1, (96, 128, 3)).astype(np.float32) for _ in range(6)], "noise")  # as preprocessed
+    return path
+
+
+def test_int8_ctpn_detects_like_fp32(ctpn_path):
+    fp32, int8 = DetectorRunner(ctpn_path, precision="fp32"), DetectorRunner(ctpn_path, precision="int8")
+    x = torch.from_numpy(np.random.default_rng(1).normal(0, 1, (1, 3, 96, 128)).astype(np.float32))
     with torch.inference_mode():
         a, b = fp32.model(x), int8.model(x)
     assert any(name.startswith("Conv") for name in _quantized_modules(int8.model))
@@ -146,15 +150,11 @@ def test_int8_lstm_runs_in_bf16_only_where_bf16_is_native(monkeypatch, crnn_path
     assert 0 < diff.mean() < 0.02
 
 
-def test_int8_ctpn_with_a_bf16_lstm_detects_like_fp32(monkeypatch, tmp_path):
+def test_int8_ctpn_with_a_bf16_lstm_detects_like_fp32(monkeypatch, ctpn_path):
     monkeypatch.setattr(predictor, "native_bf16", lambda: True)
-    torch.manual_seed(0)
-    path = save_weights(build_ctpn(head_channels=64).eval(), tmp_path / "ctpn.pt")
-    rng = np.random.default_rng(0)
-    calibrate(path, [rng.normal(0, 1, (96, 128, 3)).astype(np.float32) for _ in range(6)], "noise")
-    fp32, mixed = DetectorRunner(path, precision="fp32"), DetectorRunner(path, precision="int8")
+    fp32, mixed = DetectorRunner(ctpn_path, precision="fp32"), DetectorRunner(ctpn_path, precision="int8")
     assert isinstance(mixed.model.rnn, quantize.Bf16Recurrent)
-    x = torch.from_numpy(rng.normal(0, 1, (1, 3, 96, 128)).astype(np.float32))
+    x = torch.from_numpy(np.random.default_rng(1).normal(0, 1, (1, 3, 96, 128)).astype(np.float32))
     with torch.inference_mode():
         a, b = fp32.model(x), mixed.model(x)
     for key in ("scores", "vertical", "side"):
