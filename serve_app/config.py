@@ -49,7 +49,7 @@ def resolve_weights(path: Path) -> Path:
 
 Precision = Literal["auto", "fp32", "bf16", "int8"]  # = predictor.PRECISIONS (tested)
 _PRECISION_HELP = ("int8 convolutions cut CPU time 2-3x against fp32, bf16 halves it where native. auto: int8 on "
-                   "x86-64 without AMX if the weights carry calibration (LSTMs in bf16 where native), else bf16 where "
+                   "x86-64 if the weights carry calibration (LSTMs in bf16 where native), else bf16 where "
                    "native, else fp32")
 
 

@@ -6,7 +6,6 @@ The Serve deployments call the same pieces (`DetectorRunner`, `RecognizerRunner`
 from __future__ import annotations
 
 import contextlib
-import functools
 from pathlib import Path
 
 import numpy as np
@@ -28,29 +27,17 @@ def native_bf16() -> bool:
     return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 
-@functools.cache
-def cpu_flags() -> frozenset[str]:
-    """The CPU's feature flags as Linux lists them (empty elsewhere: then nothing is assumed)."""
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return frozenset()
-    line = next((ln for ln in text.splitlines() if ln.startswith(("flags", "Features"))), "")
-    return frozenset(line.partition(":")[2].split())
-
-
 def resolve_precision(precision: str, calibrated: bool) -> str:
-    """The precision to run in: as asked, or (``auto``) int8 on x86-64 without AMX, bf16 with AMX or on Arm BF16.
+    """As asked, or (``auto``) int8 on x86-64 with calibrated weights, else bf16 where native, else fp32.
 
-    Int8 convolutions (`quantize`, needs the weights' calibration) beat bf16 wherever bf16 runs on vector units:
-    on a 2-core AMD EPYC with AVX-512 BF16 and VNNI (Zen 4) they took a quarter off every set (scene frame 0.225 ->
-    0.167 s, receipt 0.662 -> 0.526 s, same F1), and on AVX2-only CPUs, where bf16 is emulated, they are 2-3x
-    faster than fp32. AMX tiles ran bf16 2.5x faster than AVX-512 did (a CTPN pass 485 -> 195 ms, one thread)
-    and int8 there was never measured, so there bf16 stays. Int8 on Arm is untested, so there it must be asked
-    for; emulated bf16 is never chosen.
+    Int8 convolutions (`quantize`, needs the weights' calibration) beat bf16 on every x86-64 CPU measured: on a
+    2-core AMD EPYC with AVX-512 BF16 and VNNI (Zen 4) they took a quarter off every set (scene frame 0.225 ->
+    0.167 s, receipt 0.662 -> 0.526 s, same F1), on a 2-core Xeon with AMX tiles a third (CTPN pass 239 -> 151 ms,
+    361 receipt lines 2.0-2.7 -> 1.3-1.8 s, 2 threads), and on AVX2-only CPUs, where bf16 is emulated, they are
+    2-3x faster than fp32. Int8 on Arm is untested, so there it must be asked for; emulated bf16 is never chosen.
     """
     if precision == "auto":
-        if calibrated and quantize.auto_ok() and "amx_bf16" not in cpu_flags():
+        if calibrated and quantize.auto_ok():
             return "int8"
         return "bf16" if native_bf16() else "fp32"
     if precision == "int8" and not calibrated:

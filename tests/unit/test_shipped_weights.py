@@ -16,7 +16,7 @@ PAGES = [
 ]
 
 
-#: Every precision the service can run in; ``auto`` is one of them (int8 on x86-64 without AMX, else bf16).
+#: Every precision the service can run in; ``auto`` is one of them (int8 on x86-64, else bf16 or fp32).
 PRECISIONS = ["fp32", "int8", pytest.param("bf16", marks=pytest.mark.skipif(
     not native_bf16(), reason="this CPU has no bf16 instructions (emulated bf16 is never chosen)"))]
 
