@@ -70,27 +70,50 @@ def paste_quad(canvas: Image.Image, crop: Image.Image, quad: list | np.ndarray) 
     canvas.paste(warped, (int(x0), int(y0)), mask)
 
 
+def faded(rng: random.Random, crop: Image.Image) -> Image.Image:
+    """A word crop with its contrast cut to 30-80 %: faint signs, glare and haze, the words a detector misses most."""
+    a = np.asarray(crop, dtype=np.float32)
+    mean = a.reshape(-1, a.shape[-1]).mean(0) if a.ndim == 3 else a.mean()
+    k = rng.uniform(0.3, 0.8)
+    return Image.fromarray(np.clip(mean + k * (a - mean), 0, 255).astype(np.uint8))
+
+
+def low_resolution(rng: random.Random, img: Image.Image) -> Image.Image:
+    """The image shrunk to 45-85 % and enlarged back: small camera text, soft after the service's own upscaling."""
+    f = rng.uniform(0.45, 0.85)
+    small = img.resize((max(1, round(img.width * f)), max(1, round(img.height * f))), Image.BILINEAR)
+    return small.resize(img.size, Image.BILINEAR)
+
+
 def compose_frame(rng: random.Random, words: list[tuple[Image.Image, np.ndarray]], frame: tuple[int, int],
-                  busy: bool = False) -> Image.Image:
-    """A whole frame: each word crop warped into its quadrilateral on a background, lit as a camera would when busy."""
+                  busy: bool = False, hard: bool = False) -> Image.Image:
+    """A whole frame: each word crop warped into its quadrilateral on a background, lit as a camera would when busy.
+
+    In a ``hard`` frame half the words are faded (`faded`).
+    """
     canvas = camera_background(rng, *frame, busy=busy)
     for crop, quad in words:
-        paste_quad(canvas, crop, quad)
+        paste_quad(canvas, faded(rng, crop) if hard and rng.random() < 0.5 else crop, quad)
     return photo_light(rng, canvas) if busy else canvas
 
 
 def render_layout(rng: random.Random, size: int, words: list[tuple[np.ndarray, np.ndarray]],
-                  frame: tuple[int, int] = (1280, 720), busy: bool = False) -> tuple[np.ndarray, np.ndarray]:
+                  frame: tuple[int, int] = (1280, 720), busy: bool = False,
+                  hard: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """A ``size`` x ``size`` crop of a real ICDAR 2015 TRAIN frame layout and its word quadrilaterals ``(L, 4, 2)``.
 
     ``words`` are one frame's real word crops with the quadrilateral each was cut from. Each goes back into its
     quadrilateral on a camera-like background, so tilt, perspective, sizes and neighbours are the frame's own.
     The frame is rescaled as the service rescales a 720p frame (x1.33), give or take, and cut around a word.
-    A ``busy`` frame has clutter behind the words and uneven light over all of it, as real frames do.
+    A ``busy`` frame has clutter behind the words and uneven light over all of it, as real frames do. A ``hard``
+    one is scaled smaller (x0.55-1.1), has faded words, and half the time loses resolution (`low_resolution`):
+    small, faint words are those the detector misses most on held-out layouts.
     """
-    canvas = compose_frame(rng, [(Image.fromarray(crop), quad) for crop, quad in words], frame, busy)
-    s = 4 / 3 * rng.uniform(0.7, 1.4)
+    canvas = compose_frame(rng, [(Image.fromarray(crop), quad) for crop, quad in words], frame, busy, hard)
+    s = 4 / 3 * (rng.uniform(0.55, 1.1) if hard else rng.uniform(0.7, 1.4))
     canvas = canvas.resize((round(frame[0] * s), round(frame[1] * s)), Image.BILINEAR)
+    if hard and rng.random() < 0.5:
+        canvas = low_resolution(rng, canvas)
     quads = np.asarray([q for _, q in words], dtype=np.float32).reshape(-1, 4, 2) * s
     cx, cy = quads[rng.randrange(len(quads))].mean(0) if len(quads) else (canvas.width / 2, canvas.height / 2)
     x = int(np.clip(cx - rng.uniform(0.1, 0.9) * size, 0, max(0, canvas.width - size)))

@@ -33,7 +33,7 @@ from serve_app.ocr.processing.recognition import COLUMN_STRIDE, ctc_greedy, norm
 from training import checkpoint, datasets, scene_lines
 from training.augment import augment_real_crop
 from training.corpus import recased_line
-from training.loop import Budget, add_common_args, export_fp32, pick_device, stream_loader, warm_start
+from training.loop import Budget, add_common_args, autocast, export_fp32, pick_device, stream_loader, warm_start
 from training.metrics import cer, normalise_text
 from training.schedule import lr_at, set_lr
 from training.synth import render_crop
@@ -282,7 +282,8 @@ def main(args: argparse.Namespace) -> dict:
     t0 = time.time()
     while not budget.done(step):
         x, targets, in_lens, t_lens, case_free = next(loader)
-        logits = model(x.to(device, non_blocking=True))
+        with autocast(device, args.amp):
+            logits = model(x.to(device, non_blocking=True))
         logp = logits.float().log_softmax(-1).transpose(0, 1)  # T, N, C for CTCLoss
         loss = ctc(case_folded_log_probs(logp, case_free), targets.to(device), in_lens, t_lens)
         set_lr(opt, lr_at(budget.virtual_step(step), args.steps, args.lr))

@@ -30,7 +30,7 @@ from serve_app.ocr.models.weights import ASSETS, save_weights
 from serve_app.ocr.processing.detection import MEAN, STD
 from training import checkpoint, datasets
 from training.ctpn_targets import make_targets
-from training.loop import Budget, add_common_args, export_fp32, pick_device, stream_loader, warm_start
+from training.loop import Budget, add_common_args, autocast, export_fp32, pick_device, stream_loader, warm_start
 from training.scenes import render_layout, render_scene
 from training.schedule import lr_at, set_lr
 from training.synth import render_page
@@ -52,6 +52,8 @@ def get_args_parser() -> argparse.ArgumentParser:
                    help="share of ICDAR 2015 TRAIN frame layouts (`fit` part), words in their real quadrilaterals")
     p.add_argument("--clutter-fraction", type=float, default=0.0,
                    help="share of layouts and scenes drawn busy: clutter behind the words, uneven light over all")
+    p.add_argument("--hard-fraction", type=float, default=0.0,
+                   help="share of frame layouts drawn hard: smaller, faded words, some at lost resolution")
     p.add_argument("--no-real", action="store_true", help="synthetic pages only (no ../shared needed)")
     p.add_argument("--save-every", type=int, default=250)
     p.add_argument("--out", default="runs/ctpn")
@@ -84,11 +86,11 @@ class PageSampler:
     def __init__(self, rng: random.Random, size: int, synth_fraction: float, real: list[tuple[str, list]],
                  scene_fraction: float = 0.0, word_crops: list[np.ndarray] | None = None,
                  layout_fraction: float = 0.0, layouts: list[list[tuple[int, list]]] | None = None,
-                 clutter_fraction: float = 0.0) -> None:
+                 clutter_fraction: float = 0.0, hard_fraction: float = 0.0) -> None:
         self.rng, self.size, self.synth_fraction, self.real = rng, size, synth_fraction, real
         self.scene_fraction, self.word_crops = scene_fraction, word_crops or []
         self.layout_fraction, self.layouts = layout_fraction, layouts or []
-        self.clutter_fraction = clutter_fraction
+        self.clutter_fraction, self.hard_fraction = clutter_fraction, hard_fraction
 
     def _busy(self) -> bool:
         return self.clutter_fraction > 0 and self.rng.random() < self.clutter_fraction
@@ -98,7 +100,7 @@ class PageSampler:
         if self.layouts and self.word_crops and self.rng.random() < self.layout_fraction:
             layout = self.layouts[self.rng.randrange(len(self.layouts))]
             return render_layout(self.rng, self.size, [(self.word_crops[i], np.asarray(q)) for i, q in layout],
-                                 busy=self._busy())
+                                 busy=self._busy(), hard=self.rng.random() < self.hard_fraction)
         r = self.rng.random()
         if self.word_crops and r < self.scene_fraction:
             return render_scene(self.rng, self.size, self.word_crops, busy=self._busy())
@@ -199,7 +201,7 @@ def main(args: argparse.Namespace) -> dict:
 
     def samples(rng: random.Random):  # noqa: ANN202 - runs in each data worker
         return PageSampler(rng, args.size, args.synth_fraction, real, args.scene_fraction, crops,
-                           args.layout_fraction, layouts, args.clutter_fraction).samples()
+                           args.layout_fraction, layouts, args.clutter_fraction, args.hard_fraction).samples()
 
     loader = stream_loader(samples, args.seed * 1000 + step, args.workers, batch_size=args.batch_size)
     model = model.to(memory_format=torch.channels_last).train()
@@ -209,7 +211,9 @@ def main(args: argparse.Namespace) -> dict:
     while not budget.done(step):
         images, labels, vertical, side, side_mask = (t.to(device, non_blocking=True) for t in next(loader))
         x = to_tensor(images).to(memory_format=torch.channels_last)
-        outputs = model(x)
+        with autocast(device, args.amp):
+            outputs = model(x)
+        outputs = {k: v.float() for k, v in outputs.items()}
         loss, parts = ctpn_loss(outputs, labels, vertical, side, side_mask)
         set_lr(opt, lr_at(budget.virtual_step(step), args.steps, args.lr))
         opt.zero_grad(set_to_none=True)

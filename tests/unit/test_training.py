@@ -12,11 +12,11 @@ from training.metrics import bag_counts, cer, prf
 from training.synth import render_crop, render_lines, render_page
 
 
-@pytest.mark.parametrize("variant", ["slim", "full"])
-def test_crnn_trains_resumes_and_exports(tmp_path, variant):
+@pytest.mark.parametrize(("variant", "amp"), [("slim", "bf16"), ("full", "off")])
+def test_crnn_trains_resumes_and_exports(tmp_path, variant, amp):
     args = train_crnn.get_args_parser().parse_args(
         ["--variant", variant, "--steps", "2", "--batch-size", "4", "--no-real", "--val-every", "2", "--val-size", "4",
-         "--out", str(tmp_path / "run")]
+         "--amp", amp, "--out", str(tmp_path / "run")]
     )
     record = train_crnn.main(args)
     assert record["step"] == 2 and 0 <= record["synthetic_clean"]["cer"]
@@ -34,10 +34,11 @@ def test_crnn_trains_resumes_and_exports(tmp_path, variant):
     assert isinstance(runner.read_word(np.full((30, 90), 200, np.uint8)).text, str)  # the five-width word path
 
 
-def test_ctpn_trains_and_exports(tmp_path):
+@pytest.mark.parametrize("amp", ["off", "bf16"])
+def test_ctpn_trains_and_exports(tmp_path, amp):
     args = train_ctpn.get_args_parser().parse_args(
         ["--steps", "2", "--batch-size", "2", "--size", "128", "--no-real", "--save-every", "2",
-         "--head-channels", "32", "--out", str(tmp_path / "run")]
+         "--head-channels", "32", "--amp", amp, "--out", str(tmp_path / "run")]
     )
     record = train_ctpn.main(args)
     assert record["step"] == 2 and record["cls"] > 0

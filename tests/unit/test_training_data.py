@@ -307,3 +307,45 @@ def test_detection_check_counts_words_inside_detected_lines():
     centres = np.array([[(x0 + x1) / 2, (y0 + y1) / 2], [5.0, image.shape[0] - 5.0]])  # the line, an empty corner
     r = score(OCRPredictor(DetectorRunner(), RecognizerRunner()), [(image, ["OPEN", "DAILY"], centres)])
     assert r["found"] == 0.5 and r["recall"] == 1.0
+
+
+def test_faded_words_keep_their_mean_and_lose_contrast():
+    from training.scenes import faded
+
+    a = np.zeros((20, 60, 3), np.uint8)
+    a[:, 30:] = 200  # half dark, half light
+    for seed in range(5):
+        out = np.asarray(faded(random.Random(seed), Image.fromarray(a)), dtype=np.float32)
+        assert abs(out.mean() - a.mean()) < 1.5
+        assert 0.25 * a.std() < out.std() < 0.85 * a.std()
+
+
+def test_low_resolution_keeps_the_size_and_softens_edges():
+    from training.scenes import low_resolution
+
+    a = np.zeros((64, 64), np.uint8)
+    a[:, ::2] = 255  # the finest stripes there are
+    out = np.asarray(low_resolution(random.Random(0), Image.fromarray(a)), dtype=np.float32)
+    assert out.shape == a.shape and out.std() < 0.6 * a.std()
+
+
+def test_hard_layouts_are_smaller_and_fainter():
+    from training.scenes import render_layout
+
+    crop = np.zeros((20, 60, 3), np.uint8)
+    crop[5:15, 10:50] = 255  # a white bar on black: the word's contrast
+    quad = np.array([[600, 340], [680, 340], [680, 370], [600, 370]], np.float32)
+    heights: dict[bool, list[float]] = {False: [], True: []}
+    contrast: dict[bool, list[float]] = {False: [], True: []}
+    for hard in (False, True):
+        for seed in range(30):
+            img, quads = render_layout(random.Random(seed), 320, [(crop, quad)], hard=hard)
+            gray = np.asarray(Image.fromarray(img).convert("L"), dtype=np.float32)
+            for q in quads:
+                heights[hard].append(float(np.ptp(q[:, 1])))
+                (x0, y0), (x1, y1) = np.clip(q.min(0), 0, 320).astype(int), np.clip(q.max(0), 0, 320).astype(int)
+                if x1 - x0 >= 4:  # words cut at the crop's side keep only part of themselves
+                    contrast[hard].append(float(gray[y0:y1, x0:x1].std()))
+    assert max(heights[True]) < 30 * 4 / 3 * 1.1 + 1 < max(heights[False])
+    assert np.median(heights[True]) < np.median(heights[False])
+    assert np.mean(contrast[True]) < 0.85 * np.mean(contrast[False])
