@@ -34,7 +34,7 @@ class DetectionParams:
     max_proposals: int = 2000
     line_min_score: float = 0.6
     line_max_gap: int = 50
-    line_min_overlap: float = 0.5  # 0.55 split tilted lines where a digit's proposal is taller than its neighbours'
+    line_min_overlap: float = 0.45  # 0.5 split tilted lines where a digit's proposal is taller than its neighbours'
     line_min_proposals: int = 2
 
 
