@@ -95,12 +95,15 @@ class PageSampler:
     def _busy(self) -> bool:
         return self.clutter_fraction > 0 and self.rng.random() < self.clutter_fraction
 
+    def _hard(self) -> bool:  # draws nothing when off, so older seeded recipes make the same data
+        return self.hard_fraction > 0 and self.rng.random() < self.hard_fraction
+
     def __call__(self) -> tuple[np.ndarray, np.ndarray]:
         """A crop and its lines: boxes ``(L, 4)``, or quadrilaterals ``(L, 4, 2)`` for frame layouts."""
         if self.layouts and self.word_crops and self.rng.random() < self.layout_fraction:
             layout = self.layouts[self.rng.randrange(len(self.layouts))]
             return render_layout(self.rng, self.size, [(self.word_crops[i], np.asarray(q)) for i, q in layout],
-                                 busy=self._busy(), hard=self.rng.random() < self.hard_fraction)
+                                 busy=self._busy(), hard=self._hard())
         r = self.rng.random()
         if self.word_crops and r < self.scene_fraction:
             return render_scene(self.rng, self.size, self.word_crops, busy=self._busy())
