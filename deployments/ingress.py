@@ -234,7 +234,8 @@ class Ingress:
                 readings = (await self.recognizer.recognize.remote([c.pixels for c in crops], self.inflight == 1)
                             if crops else [])
             t3 = time.perf_counter()
-            results = assemble(lines, crops, readings, limits.min_line_confidence, limits.min_word_confidence)
+            results = assemble(lines, crops, readings, limits.min_line_confidence, limits.min_word_confidence,
+                               limits.min_unknown_word_confidence)
         results = to_upload_pixels(results, *decoded.scale)
         m = metrics.ingress()
         m["images"].inc()

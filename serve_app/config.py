@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
-from serve_app.ocr.pipeline import MIN_TILT, MIN_WORD_CONFIDENCE
+from serve_app.ocr.pipeline import MIN_TILT, MIN_UNKNOWN_WORD_CONFIDENCE, MIN_WORD_CONFIDENCE
 from serve_app.ocr.processing.consensus import DEFAULT_WORD_SCALES
 from serve_app.ocr.processing.detection import DetectionParams
 from serve_app.ocr.processing.lexicon import DEFAULT_MARGIN
@@ -130,6 +130,9 @@ class IngressSettings(_Strict):
     min_line_confidence: float = Field(0.0, ge=0, le=1)
     min_word_confidence: float = Field(MIN_WORD_CONFIDENCE, ge=0, le=1,
                                        description="words read with a lower mean character probability are dropped")
+    min_unknown_word_confidence: float = Field(
+        MIN_UNKNOWN_WORD_CONFIDENCE, ge=0, le=1,
+        description="the same bar for words of letters only that the recognizer's lexicon does not know")
     log_text: bool = Field(False, description="put recognized text into request logs (debugging only)")
 
 

@@ -30,7 +30,7 @@ from PIL import Image
 
 from serve_app.ocr import runtime
 from serve_app.ocr.models.weights import DEFAULT_DETECTOR, DEFAULT_RECOGNIZER
-from serve_app.ocr.pipeline import MIN_TILT, MIN_WORD_CONFIDENCE
+from serve_app.ocr.pipeline import MIN_TILT, MIN_UNKNOWN_WORD_CONFIDENCE, MIN_WORD_CONFIDENCE
 from serve_app.ocr.predictor import PRECISIONS, DetectorRunner, OCRPredictor, RecognizerRunner
 from serve_app.ocr.processing.detection import DetectionParams
 from serve_app.ocr.processing.geometry import inside
@@ -43,7 +43,8 @@ from training.scenes import scene_background
 FRAME_W, FRAME_H = 1280, 720
 
 #: Settings of the pipeline around the detector that the grid may also vary (`OCRPredictor` attributes).
-PIPELINE_KNOBS = {"min_tilt": MIN_TILT, "min_word_confidence": MIN_WORD_CONFIDENCE}
+PIPELINE_KNOBS = {"min_tilt": MIN_TILT, "min_word_confidence": MIN_WORD_CONFIDENCE,
+                  "min_unknown_word_confidence": MIN_UNKNOWN_WORD_CONFIDENCE}
 
 
 Frame = tuple[np.ndarray, list[str], np.ndarray]  # RGB image, labelled words, their centres (N, 2)
@@ -172,6 +173,6 @@ if __name__ == "__main__":
     p.add_argument("--detector", default=None, help="CTPN weights to check (default: the shipped ones)")
     p.add_argument("--recognizer", default=None, help="CRNN weights to check (default: the shipped ones)")
     p.add_argument("--precision", default="auto", choices=PRECISIONS)
-    p.add_argument("grid", nargs="*", help="NAME=V1,V2 for any DetectionParams field, min_tilt or "
-                   "min_word_confidence; the rest keep their defaults")
+    p.add_argument("grid", nargs="*", help="NAME=V1,V2 for any DetectionParams field, min_tilt, "
+                   "min_word_confidence or min_unknown_word_confidence; the rest keep their defaults")
     main(p.parse_args())

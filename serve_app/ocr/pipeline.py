@@ -19,6 +19,12 @@ from serve_app.ocr.processing.textlines import TextLine
 #: weights tests read ("x" in "Qty 2 x 4.50"). It trades a little recall for more precision (docs/accuracy.md).
 MIN_WORD_CONFIDENCE = 0.75
 
+#: Words of letters only that the lexicon does not know (after its corrections) need this much instead. Misreads
+#: of scene text mostly spell no word ("SUBWOY", "Thavsi"); names and brands that do are usually read confidently.
+#: Chosen with `training.tune_detection` on the same TRAIN-only checks (docs/accuracy.md): 0.92 took busy layouts
+#: 0.587 -> 0.606 and plain ones 0.693 -> 0.713 with receipts unchanged; 0.9-0.95 score within 0.005 of it.
+MIN_UNKNOWN_WORD_CONFIDENCE = 0.92
+
 #: Lines whose centre line slopes at least this much (dy/dx) are cut along their own axis (`make_crops`).
 MIN_TILT = 0.015
 
@@ -57,13 +63,13 @@ def make_crops(image: np.ndarray, lines: list[TextLine], max_width: int = 1600,
 
 def assemble(
     lines: list[TextLine], crops: list[Crop], readings: list[Decoded], min_confidence: float = 0.0,
-    min_word_confidence: float = MIN_WORD_CONFIDENCE,
+    min_word_confidence: float = MIN_WORD_CONFIDENCE, min_unknown_word_confidence: float = MIN_UNKNOWN_WORD_CONFIDENCE,
 ) -> list[LineResult]:
     """Join detection and recognition: words split at spaces, empty or doubtful ones dropped, reading order kept."""
     out = []
     for ln, crop, dec in zip(lines, crops, readings):
-        words = [w for w in recognition.split_words(dec, crop, ln.box)
-                 if w.text and w.confidence >= min_word_confidence]
+        words = [w for w in recognition.split_words(dec, crop, ln.box) if w.text and w.confidence >= (
+            min_word_confidence if w.known else max(min_word_confidence, min_unknown_word_confidence))]
         if not words:
             continue
         conf = float(np.mean([p for p in dec.probs])) if dec.probs else 0.0

@@ -13,7 +13,15 @@ import torch
 
 from serve_app.ocr.models import quantize
 from serve_app.ocr.models.weights import DEFAULT_DETECTOR, DEFAULT_RECOGNIZER, model_from_blob, read_weights
-from serve_app.ocr.pipeline import MIN_TILT, MIN_WORD_CONFIDENCE, TALL_WORD, LineResult, assemble, make_crops
+from serve_app.ocr.pipeline import (
+    MIN_TILT,
+    MIN_UNKNOWN_WORD_CONFIDENCE,
+    MIN_WORD_CONFIDENCE,
+    TALL_WORD,
+    LineResult,
+    assemble,
+    make_crops,
+)
 from serve_app.ocr.processing import consensus, detection, lexicon, recognition
 from serve_app.ocr.processing.recognition import COLUMN_STRIDE, Decoded
 from serve_app.ocr.processing.textlines import TextLine
@@ -125,8 +133,10 @@ class RecognizerRunner:
 
     def _decode(self, probs: np.ndarray, split: bool = False) -> Decoded:
         d = recognition.ctc_greedy(probs, self.charset)
-        return d if self.lexicon is None else lexicon.correct(d, probs, self.lexicon, self.charset,
-                                                              self.lexicon_margin, split=split)
+        if self.lexicon is None:
+            return d
+        d = lexicon.correct(d, probs, self.lexicon, self.charset, self.lexicon_margin, split=split)
+        return lexicon.mark_known(d, self.lexicon)
 
     def read_words(self, grays: list[np.ndarray], tall: float = TALL_WORD) -> list[Decoded]:
         """Cropped words, each read upright and, if it is ``tall`` times higher than wide, also turned both ways.
@@ -161,11 +171,13 @@ class OCRPredictor:
     """Detection, crops, recognition and assembly in one process."""
 
     def __init__(self, detector: DetectorRunner | None = None, recognizer: RecognizerRunner | None = None,
-                 min_tilt: float = MIN_TILT, min_word_confidence: float = MIN_WORD_CONFIDENCE) -> None:
+                 min_tilt: float = MIN_TILT, min_word_confidence: float = MIN_WORD_CONFIDENCE,
+                 min_unknown_word_confidence: float = MIN_UNKNOWN_WORD_CONFIDENCE) -> None:
         self.detector = detector or DetectorRunner()
         self.recognizer = recognizer or RecognizerRunner()
         self.min_tilt = min_tilt
         self.min_word_confidence = min_word_confidence
+        self.min_unknown_word_confidence = min_unknown_word_confidence
 
     def __call__(self, image: np.ndarray) -> list[LineResult]:
         return self.detect_and_read(image)[1]
@@ -175,4 +187,5 @@ class OCRPredictor:
         lines = self.detector.detect([image])[0]
         crops = make_crops(image, lines, min_tilt=self.min_tilt)
         readings = self.recognizer.read([c.pixels for c in crops]) if crops else []
-        return lines, assemble(lines, crops, readings, min_word_confidence=self.min_word_confidence)
+        return lines, assemble(lines, crops, readings, min_word_confidence=self.min_word_confidence,
+                               min_unknown_word_confidence=self.min_unknown_word_confidence)

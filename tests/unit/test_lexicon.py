@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from serve_app.ocr.alphabet import CHARSET
-from serve_app.ocr.processing.lexicon import Lexicon, correct, ctc_nbest
-from serve_app.ocr.processing.recognition import ctc_greedy
+from serve_app.ocr.processing.lexicon import Lexicon, correct, ctc_nbest, mark_known
+from serve_app.ocr.processing.recognition import Crop, Decoded, ctc_greedy, split_words
 
 LEX = Lexicon(frozenset({"house", "total", "due"}))
 
@@ -59,6 +59,15 @@ def test_confident_readings_numbers_and_other_words_stay():
     fixed = correct(ctc_greedy(probs), probs, LEX)
     assert fixed.text == "Total due 38.90"  # the case of what was read is kept
     assert len(fixed.columns) == len(fixed.text) and fixed.columns == ctc_greedy(probs).columns
+
+
+def test_words_of_letters_only_that_the_lexicon_lacks_are_marked_unknown():
+    reading = mark_known(Decoded("TOTAL Hcuse 38.90 A1B2 & due!", list(range(29)), [0.9] * 29), LEX)
+    assert reading.known == (True, False, True, True, True, True)  # digits and punctuation: nothing to vouch for
+    crop = Crop(np.zeros((32, 120), np.float32), 0, 0, 120, 32)
+    words = split_words(reading, crop, (0, 0, 120, 32))
+    assert [(w.text, w.known) for w in words][:2] == [("TOTAL", True), ("Hcuse", False)]
+    assert all(w.known for w in split_words(Decoded("xq zz", [0, 2, 4, 6, 8], [0.9] * 5), crop, (0, 0, 120, 32)))
 
 
 def test_lexicon_files_are_compared_case_and_punctuation_free(tmp_path):

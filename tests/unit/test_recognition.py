@@ -124,6 +124,19 @@ def test_assemble_drops_doubtful_words_but_keeps_the_line():
     assert assemble(lines, crops, [Decoded("xq", [6, 8], [0.4, 0.5])]) == []
 
 
+def test_words_the_lexicon_does_not_know_need_more_confidence():
+    lines = [TextLine((0, 0, 100, 32), (), 0.9, 5)]
+    crops = [Crop(np.zeros((32, 100), np.float32), 0, 0, 100, 32)]
+    reading = Decoded("open Subwoy 24", list(range(0, 28, 2)), [0.88] * 14,
+                      known=(True, False, True))
+    (line,) = assemble(lines, crops, [reading])
+    assert line.text == "open 24"  # 0.88 passes the plain bar (0.75) but not the unknown-word bar
+    (line,) = assemble(lines, crops, [reading], min_unknown_word_confidence=0.85)
+    assert line.text == "open Subwoy 24"
+    # the unknown-word bar never lowers the plain one
+    assert assemble(lines, crops, [reading], min_word_confidence=0.9, min_unknown_word_confidence=0.0) == []
+
+
 def _rotate(points: np.ndarray, degrees: float, centre: tuple[float, float]) -> np.ndarray:
     """Points turned as PIL's ``Image.rotate(degrees)`` turns pixels (counter-clockwise on screen)."""
     a = np.radians(degrees)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import gzip
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -87,6 +87,18 @@ class Lexicon:
 
     def __contains__(self, word: str) -> bool:
         return key(word) in self.words
+
+
+def mark_known(decoded: Decoded, lexicon: Lexicon) -> Decoded:
+    """Flag each word that is letters only and not in the lexicon, so doubtful ones can be held to a higher bar.
+
+    Numbers, prices and codes (any digit) and punctuation count as known: no dictionary could vouch for them.
+    """
+    flags = []
+    for word in decoded.text.split():
+        k = key(word)
+        flags.append(not k.isalpha() or k in lexicon.words)
+    return replace(decoded, known=tuple(flags))
 
 
 def _word_spans(decoded: Decoded, length: int) -> list[tuple[int, int, int, int]]:

@@ -126,11 +126,16 @@ def pad_crops(crops: list[np.ndarray]) -> np.ndarray:
 
 @dataclass
 class Decoded:
-    """A greedy CTC reading: the text, and for each character its output column and probability."""
+    """A greedy CTC reading: the text, and for each character its output column and probability.
+
+    ``known`` says for each word of ``text.split()`` whether the lexicon vouches for it (`lexicon.mark_known`);
+    None where no lexicon looked.
+    """
 
     text: str
     columns: list[int] = field(default_factory=list)
     probs: list[float] = field(default_factory=list)
+    known: tuple[bool, ...] | None = None
 
     @property
     def confidence(self) -> float:
@@ -159,6 +164,7 @@ class Word:
     text: str
     box: tuple[float, float, float, float]
     confidence: float
+    known: bool = True  # False: letters only, and not a word of the lexicon
 
 
 def split_words(decoded: Decoded, crop: Crop, line_box: tuple[float, float, float, float]) -> list[Word]:
@@ -178,17 +184,19 @@ def split_words(decoded: Decoded, crop: Crop, line_box: tuple[float, float, floa
         return crop.x0 + (col * COLUMN_STRIDE + COLUMN_STRIDE / 2) / crop.scale
 
     start = None
+    known = decoded.known or ()
     for i, ch in enumerate(decoded.text + " "):
         if ch != " " and start is None:
             start = i
         elif ch == " " and start is not None:
             text = decoded.text[start:i]
+            k = len(words)
             x0 = max(line_box[0], to_x(cols[start] - half))
             x1 = min(line_box[2], to_x(cols[i - 1] + half))
             if x1 <= x0:
                 x0, x1 = line_box[0], line_box[2]
             conf = float(np.mean(decoded.probs[start:i]))
-            words.append(Word(text, (x0, line_box[1], x1, line_box[3]), conf))
+            words.append(Word(text, (x0, line_box[1], x1, line_box[3]), conf, known[k] if k < len(known) else True))
             start = None
     return words
 
