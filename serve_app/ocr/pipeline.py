@@ -21,8 +21,9 @@ MIN_WORD_CONFIDENCE = 0.75
 
 #: Words of letters only that the lexicon does not know (after its corrections) need this much instead. Misreads
 #: of scene text mostly spell no word ("SUBWOY", "Thavsi"); names and brands that do are usually read confidently.
-#: Chosen with `training.tune_detection` on the same TRAIN-only checks (docs/accuracy.md): 0.92 took busy layouts
-#: 0.587 -> 0.606 and plain ones 0.693 -> 0.713 with receipts unchanged; 0.9-0.95 score within 0.005 of it.
+#: Chosen on the same TRAIN-only checks (`training.tune_detection min_unknown_word_confidence=...`, docs/accuracy.md):
+#: 0.92 took busy layouts 0.587 -> 0.606 and plain ones 0.693 -> 0.713 with receipts unchanged; 0.9-0.95 score
+#: within 0.005 of it.
 MIN_UNKNOWN_WORD_CONFIDENCE = 0.92
 
 #: Lines whose centre line slopes at least this much (dy/dx) are cut along their own axis (`make_crops`).
