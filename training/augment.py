@@ -59,6 +59,40 @@ def curve(rng: random.Random, img: Image.Image, max_amplitude: float = 0.15) -> 
     return Image.fromarray(out)
 
 
+def arc(rng: random.Random, gray: np.ndarray, max_angle: float = 2.6) -> np.ndarray:
+    """Set a crop's text along a circle, as round signs do: the glyphs turn with it (`curve` only shifts columns).
+
+    The text's middle line keeps its length and spans up to ``max_angle`` radians, over or under the centre.
+    """
+    h, w = gray.shape
+    angle = rng.uniform(0.4, max(0.4, min(max_angle, w / (0.8 * h))))
+    radius = w / angle
+    over = rng.random() < 0.6  # text over the centre (tops outward) is the commoner sign layout
+    # forward-map the crop's border to find the output's extent
+    xs = np.concatenate([np.linspace(0, w, 32), np.linspace(0, w, 32), np.zeros(8), np.full(8, w)])
+    ys = np.concatenate([np.zeros(32), np.full(32, h), np.linspace(0, h, 8), np.linspace(0, h, 8)])
+    theta = (xs - w / 2) / radius
+    r = radius + (h / 2 - ys) if over else radius - h / 2 + ys
+    px, py = r * np.sin(theta), (-r * np.cos(theta)) if over else r * np.cos(theta)
+    x0, y0 = px.min(), py.min()
+    ow, oh = int(np.ceil(px.max() - x0)) + 1, int(np.ceil(py.max() - y0)) + 1
+    gx, gy = np.meshgrid(np.arange(ow) + x0, np.arange(oh) + y0)
+    dist = np.hypot(gx, gy)
+    theta = np.arctan2(gx, -gy) if over else np.arctan2(gx, gy)
+    sx = w / 2 + radius * theta - 0.5
+    sy = (h / 2 - (dist - radius) if over else dist - (radius - h / 2)) - 0.5
+    inside = (sx >= 0) & (sx <= w - 1) & (sy >= 0) & (sy <= h - 1)
+    sx, sy = np.clip(sx, 0, w - 1), np.clip(sy, 0, h - 1)
+    ix, iy = np.minimum(sx.astype(int), w - 2 if w > 1 else 0), np.minimum(sy.astype(int), h - 2 if h > 1 else 0)
+    fx, fy = sx - ix, sy - iy
+    g = gray.astype(np.float32)
+    jx, jy = np.minimum(ix + 1, w - 1), np.minimum(iy + 1, h - 1)
+    out = (g[iy, ix] * (1 - fx) * (1 - fy) + g[iy, jx] * fx * (1 - fy)
+           + g[jy, ix] * (1 - fx) * fy + g[jy, jx] * fx * fy)
+    out[~inside] = _edge_fill(gray)
+    return np.rint(out).astype(np.uint8)
+
+
 def jitter_margins(rng: random.Random, gray: np.ndarray, amount: float = 0.12) -> np.ndarray:
     """Cut into or pad each side by up to ``amount`` of the height, as a detector's boxes would."""
     h = gray.shape[0]

@@ -31,7 +31,7 @@ from serve_app.ocr.models.crnn import CRNN, build_crnn
 from serve_app.ocr.models.weights import ASSETS, read_weights, save_weights
 from serve_app.ocr.processing.recognition import COLUMN_STRIDE, ctc_greedy, normalise, pad_crops, softmax
 from training import checkpoint, datasets, scene_lines
-from training.augment import augment_real_crop
+from training.augment import arc, augment_real_crop
 from training.corpus import recased_line
 from training.loop import Budget, add_common_args, autocast, export_fp32, pick_device, stream_loader, warm_start
 from training.metrics import cer, normalise_text
@@ -65,6 +65,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--scene-line-share", type=float, default=0.3, help="share of those among the real samples")
     p.add_argument("--scene-line-busy", type=float, default=0.0,
                    help="share of those frames rebuilt with clutter and uneven light (training/clutter.py)")
+    p.add_argument("--arc-share", type=float, default=0.0,
+                   help="share of synthetic and real word samples set along a circle (augment.arc), as round signs")
     p.add_argument("--val-every", type=int, default=1000)
     p.add_argument("--val-size", type=int, default=400)
     p.add_argument("--out", default="runs/crnn")
@@ -84,8 +86,9 @@ class Sampler:
     def __init__(self, rng: random.Random, synth_fraction: float, words: list[tuple[np.ndarray, str]],
                  lines: list[tuple[np.ndarray, str]] | None = None, lines_share: float = 0.0,
                  vocab: list[str] | None = None, vocab_share: float = 0.3,
-                 scene: list[tuple[np.ndarray, str]] | None = None, scene_share: float = 0.0) -> None:
-        self.rng, self.synth_fraction = rng, synth_fraction
+                 scene: list[tuple[np.ndarray, str]] | None = None, scene_share: float = 0.0,
+                 arc_share: float = 0.0) -> None:
+        self.rng, self.synth_fraction, self.arc_share = rng, synth_fraction, arc_share
         self.words, self.lines, self.lines_share = words, lines or [], lines_share if lines else 0.0
         self.vocab, self.vocab_share = vocab or [], vocab_share if vocab else 0.0
         self.scene, self.scene_share = scene or [], scene_share if scene else 0.0
@@ -93,7 +96,8 @@ class Sampler:
     def __call__(self) -> Sample:
         if not (self.words or self.lines or self.scene) or self.rng.random() < self.synth_fraction:
             text = recased_line(self.rng, self.vocab) if self.rng.random() < self.vocab_share else None
-            return (*render_crop(self.rng, text), False)
+            gray, text = render_crop(self.rng, text)
+            return self._maybe_arc(gray), text, False
         if self.scene and (not (self.words or self.lines) or self.rng.random() < self.scene_share):
             # already cut as the service cuts them: distorted only half the time
             gray, text = self.scene[self.rng.randrange(len(self.scene))]
@@ -101,7 +105,14 @@ class Sampler:
         case_free = not self.words or self.rng.random() < self.lines_share
         pool = self.lines if case_free else self.words
         gray, text = pool[self.rng.randrange(len(pool))]
-        return augment_real_crop(self.rng, gray), text, case_free
+        gray = augment_real_crop(self.rng, gray)
+        return (gray if case_free else self._maybe_arc(gray)), text, case_free
+
+    def _maybe_arc(self, gray: np.ndarray) -> np.ndarray:
+        """Bend a word along a circle with probability ``arc_share`` (no draw at all when it is 0, so seeds hold)."""
+        if self.arc_share and self.rng.random() < self.arc_share:
+            return arc(self.rng, gray)
+        return gray
 
     def batches(self, batch_size: int, pool: int = 8):  # noqa: ANN201
         """Endless batches of similar widths: draw ``pool`` batches' worth, sort by aspect, deal them out."""
@@ -263,7 +274,7 @@ def main(args: argparse.Namespace) -> dict:
 
     def batches(rng: random.Random):  # noqa: ANN202 - runs in each data worker
         sampler = Sampler(rng, args.synth_fraction, words, lines, args.sroie_share, vocab, args.vocab_share,
-                          scene, args.scene_line_share)
+                          scene, args.scene_line_share, args.arc_share)
         return (make_batch(b) for b in sampler.batches(args.batch_size))
 
     loader = stream_loader(batches, seed, args.workers)

@@ -13,7 +13,7 @@ from PIL import Image
 
 from serve_app.ocr.alphabet import encode
 from training import datasets, pack, train_crnn, train_ctpn
-from training.augment import augment_real_crop, curve, jitter_margins, perspective, perspective_coeffs
+from training.augment import arc, augment_real_crop, curve, jitter_margins, perspective, perspective_coeffs
 from training.corpus import recased_line
 from training.ctpn_targets import make_targets
 from training.loop import Budget
@@ -48,6 +48,24 @@ def test_geometric_distortions_keep_the_ink():
     assert cut.shape[0] >= 8 and cut.shape[1] >= 8
     out = augment_real_crop(random.Random(4), np.asarray(img))
     assert out.dtype == np.uint8 and out.ndim == 2
+
+
+def test_arc_bends_a_word_along_a_circle_and_keeps_its_ink():
+    bar = np.full((30, 160), 255, np.uint8)
+    bar[10:20, 10:150] = 0  # a dark bar standing in for a word
+    directions = set()
+    for seed in range(6):
+        bent = arc(random.Random(seed), bar)
+        assert np.array_equal(bent, arc(random.Random(seed), bar))  # a seed reproduces it
+        ink = bent < 128
+        assert abs(int(ink.sum()) - 1400) < 0.25 * 1400  # the middle line keeps its length
+        rows = np.arange(bent.shape[0])[:, None]
+        centre = (ink * rows).sum(0) / np.maximum(ink.sum(0), 1)
+        cols = np.flatnonzero(ink.sum(0))
+        mid, ends = centre[cols[len(cols) // 2]], (centre[cols[2]] + centre[cols[-3]]) / 2
+        assert abs(mid - ends) > 4  # bent, not just shifted
+        directions.add(mid < ends)
+    assert directions == {True, False}  # over and under the centre
 
 
 def test_scenes_place_real_crops_as_labelled_lines():
