@@ -16,7 +16,7 @@ from training.synth import render_crop, render_lines, render_page
 def test_crnn_trains_resumes_and_exports(tmp_path, variant, amp):
     args = train_crnn.get_args_parser().parse_args(
         ["--variant", variant, "--steps", "2", "--batch-size", "4", "--no-real", "--val-every", "2", "--val-size", "4",
-         "--amp", amp, "--out", str(tmp_path / "run")]
+         "--amp", amp, "--arc-share", "0.5", "--out", str(tmp_path / "run")]
     )
     record = train_crnn.main(args)
     assert record["step"] == 2 and 0 <= record["synthetic_clean"]["cer"]
@@ -26,6 +26,7 @@ def test_crnn_trains_resumes_and_exports(tmp_path, variant, amp):
         ["--variant", variant, "--out", str(tmp_path / "run"), "--export", "--export-path", str(tmp_path / "crnn.pt")]))
     model, meta = load_model(tmp_path / "crnn.pt")
     assert meta["steps"] == 3 and meta["args"]["no_real"] and meta["args"]["steps"] == 3  # the run's own options
+    assert meta["args"]["arc_share"] == 0.5
     params = sum(p.numel() for p in model.parameters())
     assert (params < 3e6) if variant == "slim" else (params > 8e6)
     assert (tmp_path / "crnn.pt").stat().st_size < 20e6  # fp16 weights stay under the size budget
