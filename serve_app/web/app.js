@@ -2,7 +2,7 @@
 // draw the boxes over the image, and send corrections. No framework, no network beyond this service.
 const MAX_HEIGHT = 720;
 const $ = (id) => document.getElementById(id);
-const state = { canvas: null, roi: null, result: null, drag: null, file: null, decoded: false };
+const state = { canvas: null, roi: null, result: null, drag: null, file: null, decoded: false, alpha: false };
 
 function setStatus(text, kind = "") {
   const s = $("status");
@@ -33,28 +33,38 @@ async function loadFile(file) {
   const scale = Math.min(1, MAX_HEIGHT / bitmap.height);
   const c = $("canvas");
   c.width = Math.round(bitmap.width * scale); c.height = Math.round(bitmap.height * scale);
-  c.getContext("2d").drawImage(bitmap, 0, 0, c.width, c.height);
+  const ctx = c.getContext("2d");
+  ctx.drawImage(bitmap, 0, 0, c.width, c.height);
   state.decoded = true;
+  state.alpha = hasTransparency(ctx, c.width, c.height);
   $("overlay").setAttribute("viewBox", `0 0 ${c.width} ${c.height}`);
-  const jpeg = await toJpeg(c, 0, 0, c.width, c.height);
-  const saved = file.size - jpeg.size;
-  $("prep").textContent = `${bitmap.width}×${bitmap.height} → ${c.width}×${c.height} JPEG, ${fmtBytes(file.size)} → ` +
-    `${fmtBytes(jpeg.size)} (${saved > 0 ? "saved " + fmtBytes(saved) : "no saving"})`;
+  const sent = await encodeRegion(c, 0, 0, c.width, c.height);
+  const saved = file.size - sent.size;
+  $("prep").textContent = `${bitmap.width}×${bitmap.height} → ${c.width}×${c.height} ${state.alpha ? "PNG (transparent)" : "JPEG"}, ` +
+    `${fmtBytes(file.size)} → ${fmtBytes(sent.size)} (${saved > 0 ? "saved " + fmtBytes(saved) : "no saving"})`;
 }
 
-function toJpeg(src, x, y, w, h) {
+function hasTransparency(ctx, w, h) {
+  const px = ctx.getImageData(0, 0, w, h).data;
+  for (let i = 3; i < px.length; i += 4) if (px[i] < 255) return true;
+  return false;
+}
+
+// JPEG has no alpha: a browser turns transparent pixels black, which hides dark text. Transparent images go as
+// PNG, and the service lays them over a background that contrasts with their ink.
+function encodeRegion(src, x, y, w, h) {
   const out = document.createElement("canvas");
   out.width = w; out.height = h;
   out.getContext("2d").drawImage(src, x, y, w, h, 0, 0, w, h);
-  return new Promise((resolve) => out.toBlob(resolve, "image/jpeg", 0.9));
+  return new Promise((resolve) => (state.alpha ? out.toBlob(resolve, "image/png") : out.toBlob(resolve, "image/jpeg", 0.9)));
 }
 
 async function read() {
   const region = state.roi || { x: 0, y: 0, w: $("canvas").width, h: $("canvas").height };
   let body, name = "upload";
   if (state.decoded) {
-    body = await toJpeg($("canvas"), region.x, region.y, region.w, region.h);
-    name = "image.jpg";
+    body = await encodeRegion($("canvas"), region.x, region.y, region.w, region.h);
+    name = state.alpha ? "image.png" : "image.jpg";
   } else {
     body = state.file;
     name = state.file.name || name;

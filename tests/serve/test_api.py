@@ -5,6 +5,7 @@ import io
 import random
 
 import httpx
+import numpy as np
 import pytest
 from PIL import Image
 from ray import serve
@@ -63,6 +64,22 @@ def test_jpeg_and_webp_work_too(client):
         r = post(client, png(img, fmt), name=f"x.{fmt.lower()}")
         assert r.status_code == 200, r.text
         assert r.json()["text"] == "hello world"
+
+
+def test_transparent_and_sixteen_bit_uploads_are_read(client):
+    """Text as alpha over hidden black (dark and light ink) and a 16-bit grey scan: nothing is lost in decoding."""
+    img, _ = render_lines(["Thank you"], size=30)
+    ink = 255 - np.asarray(img.convert("L"))
+    uploads = {}
+    for name, colour in (("dark", 0), ("light", 255)):
+        rgba = np.zeros((*ink.shape, 4), np.uint8)
+        rgba[..., :3], rgba[..., 3] = colour, ink
+        uploads[name] = png(Image.fromarray(rgba, "RGBA"))
+    uploads["16-bit"] = png(Image.fromarray(np.asarray(img.convert("L")).astype(np.uint16) * 257))
+    for name, data in uploads.items():
+        r = post(client, data)
+        assert r.status_code == 200, r.text
+        assert r.json()["text"] == "Thank you", name
 
 
 def test_a_large_jpeg_is_read_reduced_and_answered_in_its_own_pixels(client, app_config):

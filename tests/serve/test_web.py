@@ -4,7 +4,9 @@ import random
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 
 from training.synth import render_lines
 
@@ -64,6 +66,20 @@ def test_upload_shows_the_words_and_draws_their_boxes(page, page_png, serve_url)
     page.set_viewport_size({"width": 390, "height": 844})
     page.screenshot(path=str(ARTIFACTS / "web-phone.png"), full_page=True)
     assert all(u.startswith(serve_url) or u.startswith("blob:") or u.startswith("data:") for u in page.requests)
+
+
+def test_a_transparent_image_is_sent_with_its_alpha_and_read(page, tmp_path):
+    """A browser's JPEG turns transparent pixels black, which would hide dark text: such images go as PNG."""
+    img, _ = render_lines(LINES[:1], size=28)
+    rgba = np.zeros((img.height, img.width, 4), np.uint8)
+    rgba[..., 3] = 255 - np.asarray(img.convert("L"))  # black ink as alpha over transparent black
+    path = tmp_path / "logo.png"
+    Image.fromarray(rgba, "RGBA").save(path)
+    page.set_input_files("#file", str(path))
+    page.wait_for_selector("#prep:has-text('PNG (transparent)')")
+    page.click("#read")
+    page.wait_for_selector("#results:not([hidden])", timeout=60_000)
+    assert [i.input_value() for i in page.query_selector_all("#lines input")] == LINES[:1]
 
 
 def drag_region(page, size: tuple[int, int], box: tuple[float, ...], mx: float, my: float) -> None:

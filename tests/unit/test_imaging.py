@@ -100,3 +100,52 @@ def test_reduced_jpeg_with_exif_rotation_keeps_upright_upload_size():
     img = decode_image(buf.getvalue(), MB, 10_000_000, keep_side=200)
     assert img.pixels.shape == (200, 100, 3)  # turned upright and reduced by 4
     assert (img.width, img.height) == (400, 800) and img.scale == (4.0, 4.0)
+
+
+def _ink_on_transparent(ink: tuple[int, int, int]) -> Image.Image:
+    """A bar of ``ink`` on fully transparent pixels that hide black (what most exporters write)."""
+    im = Image.new("RGBA", (64, 32), (0, 0, 0, 0))
+    im.paste((*ink, 255), (10, 10, 30, 20))
+    return im
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "WEBP", "TIFF"])
+@pytest.mark.parametrize("ink,background", [((0, 0, 0), 255), ((255, 255, 255), 0), ((20, 40, 200), 255)])
+def test_transparent_pixels_become_a_background_that_contrasts_with_the_ink(fmt, ink, background):
+    buf = io.BytesIO()
+    _ink_on_transparent(ink).save(buf, fmt, **({"lossless": True} if fmt == "WEBP" else {}))
+    px = decode_image(buf.getvalue(), MB, 10_000).pixels
+    assert px.shape == (32, 64, 3) and px.dtype == np.uint8
+    assert (px[0, 0] == background).all()  # not the black the transparent pixels hid
+    assert tuple(px[15, 20]) == ink
+
+
+def test_a_palette_png_with_a_transparent_entry_is_flattened_too():
+    im = Image.new("P", (40, 20), 1)
+    im.putpalette([0, 0, 0, 0, 0, 0])  # both entries black: only the transparency tells the bar from the rest
+    im.paste(0, (5, 5, 15, 15))
+    buf = io.BytesIO()
+    im.save(buf, "PNG", transparency=1)
+    px = decode_image(buf.getvalue(), MB, 10_000).pixels
+    assert tuple(px[0, 0]) == (255, 255, 255) and tuple(px[10, 10]) == (0, 0, 0)
+
+
+def test_sixteen_bit_greys_keep_their_contrast():
+    grey = np.full((20, 40), 60_000, np.uint16)
+    grey[5:15, 5:20] = 2_000
+    buf = io.BytesIO()
+    Image.fromarray(grey).save(buf, "PNG")
+    assert Image.open(io.BytesIO(buf.getvalue())).mode.startswith("I")
+    px = decode_image(buf.getvalue(), MB, 10_000).pixels
+    assert px.shape == (20, 40, 3)
+    assert tuple(px[0, 0]) == (233,) * 3 and tuple(px[10, 10]) == (8,) * 3  # by 257, not clipped to white
+
+
+@pytest.mark.parametrize("paper,ink,expected", [(0.9, 0.1, (230, 26)), (-3.0, 900.0, (0, 255))])
+def test_float_tiffs_come_out_as_their_greys(paper, ink, expected):
+    grey = np.full((20, 40), paper, np.float32)
+    grey[5:15, 5:20] = ink
+    buf = io.BytesIO()
+    Image.fromarray(grey).save(buf, "TIFF")
+    px = decode_image(buf.getvalue(), MB, 10_000).pixels
+    assert (px[0, 0, 0], px[10, 10, 0]) == expected  # [0, 1] scaled by 255; other ranges stretched to their ends
