@@ -106,7 +106,8 @@ def to_rgb(im: Image.Image) -> np.ndarray:
         return np.repeat(_grey8(im)[..., None], 3, axis=-1)
     if im.has_transparency_data:
         rgba = im if im.mode == "RGBA" else im.convert("RGBA")
-        im = Image.alpha_composite(Image.new("RGBA", rgba.size, _background(rgba)), rgba)
+        if rgba.getchannel("A").getextrema()[0] < 255:  # most RGBA screenshots are opaque: no compositing
+            im = Image.alpha_composite(Image.new("RGBA", rgba.size, _background(rgba)), rgba)
     return np.asarray(im.convert("RGB"))
 
 
