@@ -76,17 +76,17 @@ def _grey8(im: Image.Image) -> np.ndarray:
     16-bit greys by their container's range, floats in [0, 1] or [0, 255] as such, anything else stretched
     between its own extremes.
     """
-    a = np.asarray(im)
-    lo, hi = (float(a.min()), float(a.max())) if a.size else (0.0, 0.0)
+    a = np.array(im, dtype=np.float32)  # one float copy, scaled in place: a 40 MP scan stays near 160 MB
+    lo, hi = float(a.min()), float(a.max())
     if im.mode.startswith("I;16") or (im.mode == "I" and 0 <= lo and 255 < hi <= 65535):
-        scaled = a / 257.0
+        a *= 1 / 257
     elif im.mode == "F" and 0 <= lo and hi <= 1:
-        scaled = a * 255.0
-    elif 0 <= lo and hi <= 255:
-        scaled = a
-    else:
-        scaled = (a - lo) * (255.0 / max(hi - lo, 1e-12))
-    return np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
+        a *= 255
+    elif lo < 0 or hi > 255:
+        a -= lo
+        a *= 255 / max(hi - lo, 1e-12)
+    np.rint(a, out=a)
+    return np.clip(a, 0, 255, out=a).astype(np.uint8)
 
 
 def _background(rgba: Image.Image) -> tuple[int, int, int, int]:
