@@ -173,13 +173,16 @@ class Ingress:
         self, image: UploadFile = File(..., description="JPEG, PNG, WebP, BMP or TIFF"),
         layout: Layout = Query("page", description="'page': find the text, then read it; 'word': the image is one "
                                                    "cropped word (or short line), read it whole at several widths"),
+        page: int = Query(1, ge=1, description="which page of a multi-page TIFF (frame of an animated WebP or PNG) "
+                                               "to read, from 1; the answer's `image.pages` says how many there are"),
     ):
         request_id = str(uuid.uuid4())
         with telemetry.tracer.start_as_current_span(
-            "ocr.request", attributes={"http.route": "/api/v1/ocr", "request_id": request_id, "layout": layout}
+            "ocr.request", attributes={"http.route": "/api/v1/ocr", "request_id": request_id, "layout": layout,
+                                       "page": page}
         ) as span:
             t0 = time.perf_counter()
-            response = await self._admit(request_id, image, layout)
+            response = await self._admit(request_id, image, layout, page)
             status = response.status_code if isinstance(response, Response) else 200
             code = json.loads(response.body)["error"]["code"] if status != 200 else "ok"
             span.set_attribute("http.status_code", status)
@@ -189,20 +192,21 @@ class Ingress:
             if isinstance(response, dict):
                 record.update(timings={k: round(v, 1) for k, v in response["timings"].items()},
                               lines=len(response["lines"]), width=response["image"]["width"],
-                              height=response["image"]["height"])
+                              height=response["image"]["height"], page=page, pages=response["image"]["pages"])
                 if self.cfg.ingress.log_text:
                     record["text"] = response["text"]
             request_log.info(json.dumps(record))
             return response
 
-    async def _admit(self, request_id: str, image: UploadFile, layout: Layout) -> dict[str, Any] | JSONResponse:
+    async def _admit(self, request_id: str, image: UploadFile, layout: Layout,
+                     page: int) -> dict[str, Any] | JSONResponse:
         limits = self.cfg.ingress
         busy = {"Retry-After": str(limits.retry_after_s)}
         if self.inflight >= self.max_inflight:
             return error(503, "overloaded", "the service is at capacity; retry shortly", request_id, busy)
         self.inflight += 1
         try:
-            return await self._ocr(request_id, image, layout)
+            return await self._ocr(request_id, image, layout, page)
         except ImageError as exc:
             return error(exc.status, exc.code, str(exc), request_id)
         except BackPressureError:
@@ -210,14 +214,15 @@ class Ingress:
         finally:
             self.inflight -= 1
 
-    async def _ocr(self, request_id: str, upload: UploadFile, layout: Layout) -> dict[str, Any]:
+    async def _ocr(self, request_id: str, upload: UploadFile, layout: Layout, page: int) -> dict[str, Any]:
         limits = self.cfg.ingress
         t0 = time.perf_counter()
         data = await upload.read(limits.max_upload_bytes + 1)
         keep_side = 2 * self.cfg.detector.detection.max_side if limits.jpeg_draft else None
-        decoded = decode_image(data, limits.max_upload_bytes, limits.max_pixels, keep_side)
+        decoded = decode_image(data, limits.max_upload_bytes, limits.max_pixels, keep_side, page)
         trace.get_current_span().set_attributes(
-            {"image.width": decoded.width, "image.height": decoded.height, "image.bytes": len(data)})
+            {"image.width": decoded.width, "image.height": decoded.height, "image.bytes": len(data),
+             "image.pages": decoded.pages})
         t1 = t2 = time.perf_counter()
         if layout == "word":
             with telemetry.tracer.start_as_current_span("recognize", attributes={"crops": 1}):
@@ -247,7 +252,8 @@ class Ingress:
         m["pixels"].observe(decoded.width * decoded.height / 1e6)
         body: dict[str, Any] = {
             "request_id": request_id,
-            "image": {"width": decoded.width, "height": decoded.height, "format": decoded.format},
+            "image": {"width": decoded.width, "height": decoded.height, "format": decoded.format,
+                      "page": decoded.page, "pages": decoded.pages},
             "lines": [r.to_dict() for r in results],
             "text": "\n".join(r.text for r in results),
             "timings": {"decode_ms": (t1 - t0) * 1e3, "detect_ms": (t2 - t1) * 1e3, "recognize_ms": (t3 - t2) * 1e3,

@@ -19,9 +19,12 @@ class LineOut(WordOut):
 
 
 class ImageInfo(BaseModel):
-    width: int
+    width: int = Field(description="of the page read, upright")
     height: int
     format: str
+    page: int = Field(1, ge=1, description="which page (frame) of the upload was read, from 1")
+    pages: int = Field(1, ge=1, description="how many pages (frames) the upload holds: a multi-page TIFF, an "
+                                            "animated WebP or PNG; read another with `?page=N`")
 
 
 class Timings(BaseModel):

@@ -2,7 +2,7 @@
 // draw the boxes over the image, and send corrections. No framework, no network beyond this service.
 const MAX_HEIGHT = 720;
 const $ = (id) => document.getElementById(id);
-const state = { canvas: null, roi: null, result: null, drag: null, file: null, decoded: false, alpha: false };
+const state = { canvas: null, roi: null, result: null, drag: null, file: null, decoded: false, alpha: false, page: 1 };
 
 function setStatus(text, kind = "") {
   const s = $("status");
@@ -15,16 +15,21 @@ function fmtBytes(n) {
   return n > 1e6 ? `${(n / 1e6).toFixed(2)} MB` : `${Math.round(n / 1e3)} kB`;
 }
 
+// A TIFF may hold several pages, and a browser shows at most the first: it goes to the service as it is, which
+// reads the page asked for and says how many there are.
+const isTiff = (file) => file.type === "image/tiff" || /\.tiff?$/i.test(file.name || "");
+
 async function loadFile(file) {
-  state.file = file; state.roi = null; state.result = null;
+  state.file = file; state.roi = null; state.result = null; state.page = 1;
   $("results").hidden = true; $("overlay").innerHTML = ""; $("clear-roi").disabled = true; $("roi-info").textContent = "";
-  $("stage").hidden = false;
+  $("stage").hidden = false; $("pager").hidden = true;
   setStatus("");
   let bitmap;
   try {
+    if (isTiff(file)) throw new Error("sent as it is");
     bitmap = await createImageBitmap(file, { imageOrientation: "from-image" });
   } catch {
-    // the browser cannot decode it: let the service say what is wrong with it
+    // the browser cannot decode it (or it is a TIFF): let the service read it, or say what is wrong with it
     state.decoded = false;
     $("prep").textContent = `${file.name || "pasted file"}: ${fmtBytes(file.size)} (sent as it is)`;
     const c = $("canvas"); c.width = 1; c.height = 1;
@@ -77,7 +82,11 @@ async function read() {
   setStatus("Reading…", "busy");
   $("read").disabled = true;
   try {
-    const url = $("as-word").checked ? "/api/v1/ocr?layout=word" : "/api/v1/ocr";
+    const params = new URLSearchParams();
+    if ($("as-word").checked) params.set("layout", "word");
+    if (state.page > 1) params.set("page", state.page);
+    const query = params.toString();
+    const url = query ? `/api/v1/ocr?${query}` : "/api/v1/ocr";
     const r = await fetch(url, { method: "POST", body: form });
     const data = await r.json().catch(() => ({}));
     if (!r.ok) {
@@ -86,12 +95,25 @@ async function read() {
       throw new Error(`${hint ? hint + ": " : ""}${msg} (HTTP ${r.status})`);
     }
     showResult(data, region);
-    setStatus(`Found ${data.lines.length} line${data.lines.length === 1 ? "" : "s"}.`);
+    showPages(data.image);
+    const where = data.image.pages > 1 ? ` on page ${data.image.page} of ${data.image.pages}` : "";
+    setStatus(`Found ${data.lines.length} line${data.lines.length === 1 ? "" : "s"}${where}.`);
   } catch (err) {
     setStatus(err.message, "error");
   } finally {
     $("read").disabled = false;
   }
+}
+
+function showPages(image) {
+  const select = $("page");
+  $("pager").hidden = image.pages < 2;
+  if (select.options.length !== image.pages) {
+    select.innerHTML = "";
+    for (let p = 1; p <= image.pages; p++) select.add(new Option(String(p), String(p)));
+  }
+  select.value = String(image.page);
+  $("page-count").textContent = `of ${image.pages}`;
 }
 
 function colour(conf) {
@@ -220,6 +242,7 @@ function setupInput() {
     if (item) loadFile(item.getAsFile());
   });
   $("read").addEventListener("click", read);
+  $("page").addEventListener("change", (ev) => { state.page = Number(ev.target.value); read(); });
   $("copy").addEventListener("click", async () => {
     const text = [...document.querySelectorAll("#lines input")].map((i) => i.value).join("\n");
     try { await navigator.clipboard.writeText(text); setStatus("Copied."); } catch { setStatus("Copy failed: select the text instead.", "error"); }

@@ -39,7 +39,7 @@ def test_rendered_words_come_back_right(client):
     r = post(client, png(img))
     assert r.status_code == 200, r.text
     body = r.json()
-    assert body["image"] == {"width": img.width, "height": img.height, "format": "PNG"}
+    assert body["image"] == {"width": img.width, "height": img.height, "format": "PNG", "page": 1, "pages": 1}
     assert [ln["text"] for ln in body["lines"]] == KNOWN_LINES
     assert body["text"] == "\n".join(KNOWN_LINES)
     for line, expected in zip(body["lines"], truth):
@@ -82,6 +82,27 @@ def test_transparent_and_sixteen_bit_uploads_are_read(client):
         assert r.json()["text"] == "Thank you", name
 
 
+def test_each_page_of_a_multi_page_tiff_is_read_on_request(client):
+    """A scanned letter of two pages: page 1 by default, page 2 when asked, a JSON error past the last."""
+    texts = [["Dear reader", "page one"], ["Kind regards", "the second page"]]
+    ims = [render_lines(t, size=28, width=w)[0].convert("L") for t, w in zip(texts, (420, 520))]
+    buf = io.BytesIO()
+    ims[0].save(buf, "TIFF", save_all=True, append_images=ims[1:], compression="tiff_lzw")
+    for page, params in ((1, {}), (1, {"page": 1}), (2, {"page": 2})):
+        r = client.post("/api/v1/ocr", params=params, files={"image": ("letter.tif", buf.getvalue(), "image/tiff")})
+        assert r.status_code == 200, r.text
+        body = r.json()
+        im = ims[page - 1]
+        assert body["image"] == {"width": im.width, "height": im.height, "format": "TIFF", "page": page, "pages": 2}
+        assert body["text"] == "\n".join(texts[page - 1])
+    r = client.post("/api/v1/ocr", params={"page": 3}, files={"image": ("letter.tif", buf.getvalue(), "image/tiff")})
+    assert r.status_code == 422 and r.json()["error"] == {
+        "code": "page_out_of_range", "message": "page 3 was asked for; the image has 2 pages"}
+    assert r.json()["request_id"]
+    r = client.post("/api/v1/ocr", params={"page": 0}, files={"image": ("letter.tif", buf.getvalue(), "image/tiff")})
+    assert r.status_code == 422 and r.json()["error"]["code"] == "invalid_request" and "page" in r.text
+
+
 def test_a_large_jpeg_is_read_reduced_and_answered_in_its_own_pixels(client, app_config):
     # long side >= 4x the detector's max_side: decoded at half size (`jpeg_draft`), boxes scaled back
     width = 4 * app_config.detector.detection.max_side + 16
@@ -89,7 +110,7 @@ def test_a_large_jpeg_is_read_reduced_and_answered_in_its_own_pixels(client, app
     r = post(client, png(img, "JPEG"), name="scan.jpg")
     assert r.status_code == 200, r.text
     body = r.json()
-    assert body["image"] == {"width": img.width, "height": img.height, "format": "JPEG"}
+    assert body["image"] == {"width": img.width, "height": img.height, "format": "JPEG", "page": 1, "pages": 1}
     assert [ln["text"] for ln in body["lines"]] == KNOWN_LINES
     for line, expected in zip(body["lines"], truth):
         x0, y0, x1, y1 = line["box"]

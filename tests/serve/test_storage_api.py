@@ -88,6 +88,20 @@ def test_image_data_and_corrections_endpoints(client):
     ]
 
 
+def test_the_page_read_is_stored_with_the_whole_upload(client):
+    ims = [Image.open(io.BytesIO(png_bytes([text]))).convert("L") for text in ("first page", "second page")]
+    buf = io.BytesIO()
+    ims[0].save(buf, "TIFF", save_all=True, append_images=ims[1:])
+    body = client.post("/api/v1/ocr", params={"page": 2}, files={"image": ("two.tif", buf.getvalue(), "image/tiff")})
+    assert body.status_code == 200, body.text
+    rid = body.json()["request_id"]
+    stored = poll(lambda: (r := client.get(f"/api/v1/images/{rid}/data")).status_code == 200 and r.json())
+    assert {k: stored["image"][k] for k in ("format", "page", "pages")} == {"format": "TIFF", "page": 2, "pages": 2}
+    assert [ln["text"] for ln in stored["lines"]] == [ln["text"] for ln in body.json()["lines"]]
+    image = client.get(f"/api/v1/images/{rid}")
+    assert image.headers["content-type"] == "image/tiff" and image.content == buf.getvalue()
+
+
 @pytest.mark.parametrize("suffix", ["", "/data"])
 def test_image_ids_are_validated(client, suffix):
     r = client.get(f"/api/v1/images/not-a-uuid{suffix}")

@@ -60,6 +60,7 @@ def test_upload_shows_the_words_and_draws_their_boxes(page, page_png, serve_url)
     assert len(page.query_selector_all("#overlay polygon.line")) == 3  # lines are drawn as their quadrilaterals
     assert len(page.query_selector_all("#overlay rect.word")) == sum(len(x.split()) for x in LINES)
     assert "total" in page.inner_text("#timings")
+    assert not page.is_visible("#pager")  # one page: no page choice
     assert page.get_attribute("#sent-info", "data-width") == str(w)
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "web-desktop.png"), full_page=True)
@@ -80,6 +81,22 @@ def test_a_transparent_image_is_sent_with_its_alpha_and_read(page, tmp_path):
     page.click("#read")
     page.wait_for_selector("#results:not([hidden])", timeout=60_000)
     assert [i.input_value() for i in page.query_selector_all("#lines input")] == LINES[:1]
+
+
+def test_every_page_of_a_tiff_can_be_read(page, tmp_path, serve_url):
+    """A browser shows at most a TIFF's first page: the file goes as it is, and the page offers the others."""
+    texts = [LINES[:1], LINES[1:2]]
+    ims = [render_lines(t, size=28)[0] for t in texts]
+    path = tmp_path / "letter.tiff"
+    ims[0].save(path, save_all=True, append_images=ims[1:])
+    page.set_input_files("#file", str(path))
+    page.wait_for_selector("#status:has-text('on page 1 of 2')", timeout=60_000)
+    assert "sent as it is" in page.inner_text("#prep") and page.is_visible("#pager")
+    assert [i.input_value() for i in page.query_selector_all("#lines input")] == texts[0]
+    page.select_option("#page", "2")
+    page.wait_for_selector("#status:has-text('on page 2 of 2')", timeout=60_000)
+    assert [i.input_value() for i in page.query_selector_all("#lines input")] == texts[1]
+    assert any(u.startswith(serve_url + "/api/v1/ocr?page=2") for u in page.requests)
 
 
 def drag_region(page, size: tuple[int, int], box: tuple[float, ...], mx: float, my: float) -> None:
@@ -165,5 +182,6 @@ def test_page_is_labelled_for_keyboard_and_screen_readers(page):
     assert page.locator("label[for=file]").count() == 1
     assert page.get_attribute("#drop", "tabindex") == "0"
     assert page.get_attribute("#status", "role") == "status"
+    assert page.locator("#pager select#page").count() == 1  # the page choice is labelled by its own text
 
 

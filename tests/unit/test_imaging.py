@@ -4,7 +4,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from serve_app.imaging import CorruptImage, EmptyUpload, ImageTooLarge, NotAnImage, UnsupportedFormat, decode_image
+from serve_app.imaging import (
+    CorruptImage,
+    EmptyUpload,
+    ImageTooLarge,
+    NotAnImage,
+    PageOutOfRange,
+    UnsupportedFormat,
+    decode_image,
+)
 
 MB = 1024 * 1024
 
@@ -149,3 +157,39 @@ def test_float_tiffs_come_out_as_their_greys(paper, ink, expected):
     Image.fromarray(grey).save(buf, "TIFF")
     px = decode_image(buf.getvalue(), MB, 10_000).pixels
     assert (px[0, 0, 0], px[10, 10, 0]) == expected  # [0, 1] scaled by 255; other ranges stretched to their ends
+
+
+def pages(fmt: str, sizes: list[tuple[int, int]], **kw) -> bytes:
+    """One page per size, each filled with its own grey (page i: 40 * i) so that a test can tell which came back."""
+    ims = [Image.new("L" if i % 2 else "RGB", size, 40 * (i + 1) if i % 2 else (40 * (i + 1),) * 3)
+           for i, size in enumerate(sizes)]
+    buf = io.BytesIO()
+    ims[0].save(buf, fmt, save_all=True, append_images=ims[1:], **kw)
+    return buf.getvalue()
+
+
+def test_every_page_of_a_multi_page_tiff_is_read_and_counted():
+    data = pages("TIFF", [(40, 20), (60, 30), (30, 50)], compression="tiff_lzw")
+    for page, (w, h) in enumerate([(40, 20), (60, 30), (30, 50)], start=1):
+        img = decode_image(data, MB, 10_000, page=page)
+        assert (img.page, img.pages, img.width, img.height) == (page, 3, w, h)
+        assert img.pixels.shape == (h, w, 3) and int(img.pixels[0, 0, 0]) == 40 * page
+    with pytest.raises(PageOutOfRange, match="page 4 was asked for; the image has 3 pages") as info:
+        decode_image(data, MB, 10_000, page=4)
+    assert info.value.status == 422 and info.value.code == "page_out_of_range"
+
+
+def test_the_pixel_limit_holds_for_the_page_asked_for():
+    data = pages("TIFF", [(40, 20), (200, 100)])
+    assert decode_image(data, MB, 10_000).pages == 2
+    with pytest.raises(ImageTooLarge, match="200x100"):
+        decode_image(data, MB, 10_000, page=2)
+
+
+def test_frames_of_an_animated_webp_are_pages_and_a_single_image_has_one():
+    data = pages("WEBP", [(40, 20)] * 3, lossless=True, duration=100)
+    assert [int(decode_image(data, MB, 10_000, page=p).pixels[0, 0, 0]) for p in (1, 2, 3)] == [40, 80, 120]
+    single = decode_image(encoded("PNG"), MB, 10_000)
+    assert (single.page, single.pages) == (1, 1)
+    with pytest.raises(PageOutOfRange, match=r"the image has 1 page$"):
+        decode_image(encoded("JPEG"), MB, 10_000, page=2)
