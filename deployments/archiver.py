@@ -14,13 +14,12 @@ from ray import serve
 
 from deployments import metrics
 from serve_app.config import StorageSettings
+from serve_app.imaging import MEDIA_TYPES
 from serve_app.storage import repository
 from serve_app.storage.archive import Archiver, apply_retention
 from serve_app.storage.migrate import migrate
 
 log = logging.getLogger("ray.serve")
-MEDIA_TYPES = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp", "BMP": "image/bmp",
-               "TIFF": "image/tiff"}
 
 
 @serve.deployment(name="Archiver", ray_actor_options={"num_cpus": 0}, num_replicas=1)

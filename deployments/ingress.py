@@ -27,7 +27,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from deployments import metrics
 from serve_app import __version__, telemetry
 from serve_app.config import AppConfig, resolve_weights
-from serve_app.imaging import ImageError, decode_image
+from serve_app.imaging import MEDIA_TYPES, ImageError, decode_image
 from serve_app.ocr.pipeline import assemble, make_crops, to_upload_pixels, word_lines
 from serve_app.ocr.processing.recognition import to_gray
 from serve_app.schemas import CorrectionIn, CorrectionOut, ErrorResponse, OCRResponse
@@ -74,9 +74,6 @@ async def _internal(_: Request, exc: Exception) -> JSONResponse:
 
 #: What an uploaded image holds: a photo or page to search for text, or one cropped word.
 Layout = Literal["page", "word"]
-
-MEDIA_TYPES = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp", "BMP": "image/bmp",
-               "TIFF": "image/tiff"}
 
 
 WEB = Path(__file__).resolve().parents[1] / "serve_app" / "web"
@@ -170,11 +167,12 @@ class Ingress:
 
     @api.post("/api/v1/ocr", response_model=OCRResponse, responses=ERRORS)
     async def ocr(  # noqa: ANN201
-        self, image: UploadFile = File(..., description="JPEG, PNG, WebP, BMP or TIFF"),
+        self, image: UploadFile = File(..., description="JPEG, PNG, WebP, BMP, TIFF or PDF"),
         layout: Layout = Query("page", description="'page': find the text, then read it; 'word': the image is one "
                                                    "cropped word (or short line), read it whole at several widths"),
-        page: int = Query(1, ge=1, description="which page of a multi-page TIFF (frame of an animated WebP or PNG) "
-                                               "to read, from 1; the answer's `image.pages` says how many there are"),
+        page: int = Query(1, ge=1, description="which page of a PDF or multi-page TIFF (frame of an animated WebP or "
+                                               "PNG) to read, from 1; the answer's `image.pages` says how many there "
+                                               "are"),
     ):
         request_id = str(uuid.uuid4())
         with telemetry.tracer.start_as_current_span(
@@ -219,7 +217,7 @@ class Ingress:
         t0 = time.perf_counter()
         data = await upload.read(limits.max_upload_bytes + 1)
         keep_side = 2 * self.cfg.detector.detection.max_side if limits.jpeg_draft else None
-        decoded = decode_image(data, limits.max_upload_bytes, limits.max_pixels, keep_side, page)
+        decoded = decode_image(data, limits.max_upload_bytes, limits.max_pixels, keep_side, page, limits.pdf_dpi)
         trace.get_current_span().set_attributes(
             {"image.width": decoded.width, "image.height": decoded.height, "image.bytes": len(data),
              "image.pages": decoded.pages})
@@ -253,7 +251,7 @@ class Ingress:
         body: dict[str, Any] = {
             "request_id": request_id,
             "image": {"width": decoded.width, "height": decoded.height, "format": decoded.format,
-                      "page": decoded.page, "pages": decoded.pages},
+                      "page": decoded.page, "pages": decoded.pages, "dpi": decoded.dpi},
             "lines": [r.to_dict() for r in results],
             "text": "\n".join(r.text for r in results),
             "timings": {"decode_ms": (t1 - t0) * 1e3, "detect_ms": (t2 - t1) * 1e3, "recognize_ms": (t3 - t2) * 1e3,

@@ -124,6 +124,8 @@ class IngressSettings(_Strict):
     max_pixels: int = Field(40_000_000, ge=1024, description="width x height after decoding; bombs are refused")
     jpeg_draft: bool = Field(True, description="decode JPEGs whose long side is at least 4x the detector's max_side "
                              "at 1/2, 1/4 or 1/8 size, keeping at least 2x (a 600 dpi scan: 0.34 -> 0.08 s)")
+    pdf_dpi: float = Field(200, ge=36, le=600, description="PDF pages are rendered at this resolution (less for pages "
+                           "that would pass max_pixels or 4x the detector's max_side)")
     max_inflight: int = Field(32, ge=1, description="OCR requests in progress per replica before 503")
     retry_after_s: int = Field(1, ge=1)
     max_ongoing_requests: int = Field(64, ge=1)

@@ -9,20 +9,28 @@ DCT, which costs less than a full decode. A 600 dpi receipt scan (4961x7016) too
 0.08 s at half size, and a quarter of the pixels then travel to the detector and are resized and cut into crops.
 The answer still speaks in the upload's own pixels: `DecodedImage.scale` maps back.
 
-One page of a multi-page upload (a TIFF scan, an animated WebP or PNG) is decoded per request, the one asked for;
-the page count comes from the headers, so a client learns what else the file holds without it being decoded.
+One page of a multi-page upload (a TIFF scan, a PDF, an animated WebP or PNG) is decoded per request, the one asked
+for; the page count comes from the headers, so a client learns what else the file holds without it being decoded.
+A PDF page is rendered by PDFium (Chromium's PDF engine) at ``pdf_dpi``, less where the page is so large that it
+would pass the pixel limit or twice ``keep_side``: the resolution is ours to choose, so a poster is not refused.
 """
 
 from __future__ import annotations
 
 import io
+import math
+import threading
 import warnings
 from dataclasses import dataclass
 
 import numpy as np
+import pypdfium2 as pdfium
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-ALLOWED_FORMATS = {"JPEG", "PNG", "WEBP", "BMP", "TIFF", "MPO"}
+ALLOWED_FORMATS = {"JPEG", "PNG", "WEBP", "BMP", "TIFF", "MPO"}  # and PDF, which Pillow does not read
+#: The media type an upload is stored and served back with, by the format `decode_image` reports.
+MEDIA_TYPES = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp", "BMP": "image/bmp",
+               "TIFF": "image/tiff", "PDF": "application/pdf"}
 
 
 class ImageError(ValueError):
@@ -69,6 +77,7 @@ class DecodedImage:
     height: int
     page: int = 1  # which page (frame) of the upload these pixels are, from 1
     pages: int = 1  # how many it holds
+    dpi: float | None = None  # PDF pages: the resolution rendered at (pixels = points * dpi / 72)
 
     @property
     def scale(self) -> tuple[float, float]:
@@ -125,8 +134,53 @@ def to_rgb(im: Image.Image) -> np.ndarray:
     return np.asarray(im.convert("RGB"))
 
 
+_PDFIUM = threading.Lock()  # PDFium is not thread-safe: one document at a time per process
+
+
+def is_pdf(data: bytes) -> bool:
+    """PDF readers accept the header anywhere in the first 1024 bytes."""
+    return b"%PDF-" in data[:1024]
+
+
+def pdf_scale(width_pt: float, height_pt: float, dpi: float, max_pixels: int, keep_side: int | None) -> float:
+    """Pixels per point: ``dpi`` / 72 unless the page would pass ``max_pixels`` or ``keep_side``."""
+    s = min(dpi / 72, math.sqrt(max_pixels / max(width_pt * height_pt, 1e-9)))
+    if keep_side:
+        s = min(s, keep_side / max(width_pt, height_pt))
+    while math.ceil(width_pt * s) * math.ceil(height_pt * s) > max_pixels:  # rounding up must not pass the limit
+        s *= 0.995
+    return s
+
+
+def decode_pdf(data: bytes, max_pixels: int, keep_side: int | None, page: int, dpi: float) -> DecodedImage:
+    """One page of a PDF as RGB pixels on white."""
+    with _PDFIUM:
+        try:
+            doc = pdfium.PdfDocument(data)
+        except pdfium.PdfiumError as exc:
+            reason = "it is password protected" if "password" in str(exc).lower() else str(exc)
+            raise CorruptImage(f"the PDF could not be opened: {reason}") from None
+        try:
+            pages = len(doc)
+            if not 1 <= page <= pages:
+                raise PageOutOfRange(f"page {page} was asked for; the PDF has {pages} page{'s' * (pages > 1)}")
+            pg = doc[page - 1]
+            w_pt, h_pt = pg.get_size()  # upright: the page's own rotation is taken into account, as in rendering
+            if not (w_pt >= 1 and h_pt >= 1):
+                raise CorruptImage(f"PDF page {page} has no area ({w_pt:.0f} x {h_pt:.0f} points)")
+            scale = pdf_scale(w_pt, h_pt, dpi, max_pixels, keep_side)
+            try:
+                rgb = np.array(pg.render(scale=scale, rev_byteorder=True, fill_color=(255, 255, 255, 255),
+                                         may_draw_forms=True).to_numpy()[..., :3])
+            except pdfium.PdfiumError as exc:
+                raise CorruptImage(f"PDF page {page} could not be rendered: {exc}") from None
+        finally:
+            doc.close()
+    return DecodedImage(rgb, "PDF", rgb.shape[1], rgb.shape[0], page, pages, round(scale * 72, 2))
+
+
 def decode_image(data: bytes, max_bytes: int, max_pixels: int, keep_side: int | None = None,
-                 page: int = 1) -> DecodedImage:
+                 page: int = 1, pdf_dpi: float = 200) -> DecodedImage:
     """Bytes to RGB pixels of one ``page`` (from 1), or an `ImageError` that says exactly what is wrong.
 
     A JPEG whose long side is at least twice ``keep_side`` is decoded at 1/2, 1/4 or 1/8 of its size, as far as
@@ -143,7 +197,8 @@ def decode_image(data: bytes, max_bytes: int, max_pixels: int, keep_side: int | 
             im = Image.open(io.BytesIO(data))
             fmt = im.format or "unknown"
             if fmt not in ALLOWED_FORMATS:
-                raise UnsupportedFormat(f"image format {fmt} is not accepted; send JPEG, PNG, WebP, BMP or TIFF")
+                raise UnsupportedFormat(
+                    f"image format {fmt} is not accepted; send JPEG, PNG, WebP, BMP, TIFF or PDF")
             pages = getattr(im, "n_frames", 1) if fmt in PAGED_FORMATS else 1  # headers only, no pixels
             if not 1 <= page <= pages:
                 raise PageOutOfRange(f"page {page} was asked for; the image has {pages} page{'s' * (pages > 1)}")
@@ -163,7 +218,10 @@ def decode_image(data: bytes, max_bytes: int, max_pixels: int, keep_side: int | 
                 w, h = h, w
             rgb = to_rgb(im)
     except UnidentifiedImageError:
-        raise NotAnImage("the upload is not an image this service can read (JPEG, PNG, WebP, BMP or TIFF)") from None
+        if is_pdf(data):
+            return decode_pdf(data, max_pixels, keep_side, page, pdf_dpi)
+        raise NotAnImage("the upload is not an image this service can read (JPEG, PNG, WebP, BMP, TIFF or "
+                         "PDF)") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise ImageTooLarge(f"image refused as a decompression bomb: {exc}") from None
     except ImageError:

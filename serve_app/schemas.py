@@ -19,12 +19,14 @@ class LineOut(WordOut):
 
 
 class ImageInfo(BaseModel):
-    width: int = Field(description="of the page read, upright")
+    width: int = Field(description="of the page read, upright (a PDF page: as rendered)")
     height: int
     format: str
     page: int = Field(1, ge=1, description="which page (frame) of the upload was read, from 1")
-    pages: int = Field(1, ge=1, description="how many pages (frames) the upload holds: a multi-page TIFF, an "
-                                            "animated WebP or PNG; read another with `?page=N`")
+    pages: int = Field(1, ge=1, description="how many pages (frames) the upload holds: a PDF, a multi-page TIFF, "
+                                            "an animated WebP or PNG; read another with `?page=N`")
+    dpi: float | None = Field(None, description="PDF pages only: the resolution the page was rendered at; boxes are "
+                                                "in these pixels (points = pixels x 72 / dpi)")
 
 
 class Timings(BaseModel):

@@ -30,7 +30,7 @@ from serve_app.storage.publisher import open_channel
 
 log = logging.getLogger(__name__)
 EXTENSIONS = {"image/jpeg": "jpg", "image/png": "png", "image/webp": "webp", "image/bmp": "bmp",
-              "image/tiff": "tiff"}
+              "image/tiff": "tiff", "application/pdf": "pdf"}
 
 
 @contextlib.asynccontextmanager

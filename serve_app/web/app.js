@@ -1,4 +1,4 @@
-// show-off OCR page: choose an image, scale it to <= 720 px high as JPEG, optionally pick a region, read it,
+// show-off OCR page: choose an image (or a PDF), scale it to <= 720 px high as JPEG, optionally pick a region, read it,
 // draw the boxes over the image, and send corrections. No framework, no network beyond this service.
 const MAX_HEIGHT = 720;
 const $ = (id) => document.getElementById(id);
@@ -15,9 +15,9 @@ function fmtBytes(n) {
   return n > 1e6 ? `${(n / 1e6).toFixed(2)} MB` : `${Math.round(n / 1e3)} kB`;
 }
 
-// A TIFF may hold several pages, and a browser shows at most the first: it goes to the service as it is, which
-// reads the page asked for and says how many there are.
-const isTiff = (file) => file.type === "image/tiff" || /\.tiff?$/i.test(file.name || "");
+// A PDF or a TIFF may hold several pages, and a browser draws at most a TIFF's first: they go to the service as
+// they are, which reads the page asked for and says how many there are.
+const isPaged = (file) => ["image/tiff", "application/pdf"].includes(file.type) || /\.(tiff?|pdf)$/i.test(file.name || "");
 
 async function loadFile(file) {
   state.file = file; state.roi = null; state.result = null; state.page = 1;
@@ -26,10 +26,10 @@ async function loadFile(file) {
   setStatus("");
   let bitmap;
   try {
-    if (isTiff(file)) throw new Error("sent as it is");
+    if (isPaged(file)) throw new Error("sent as it is");
     bitmap = await createImageBitmap(file, { imageOrientation: "from-image" });
   } catch {
-    // the browser cannot decode it (or it is a TIFF): let the service read it, or say what is wrong with it
+    // the browser cannot decode it (or it is a PDF or TIFF): let the service read it, or say what is wrong with it
     state.decoded = false;
     $("prep").textContent = `${file.name || "pasted file"}: ${fmtBytes(file.size)} (sent as it is)`;
     const c = $("canvas"); c.width = 1; c.height = 1;

@@ -17,6 +17,7 @@ from serve_app.ocr.models.weights import read_weights
 from serve_app.ocr.predictor import resolve_precision
 from training.synth import render_lines
 
+from ..pdfs import text_pdf
 from .conftest import APP, TEST_OVERRIDES
 
 pytestmark = pytest.mark.serve
@@ -39,7 +40,8 @@ def test_rendered_words_come_back_right(client):
     r = post(client, png(img))
     assert r.status_code == 200, r.text
     body = r.json()
-    assert body["image"] == {"width": img.width, "height": img.height, "format": "PNG", "page": 1, "pages": 1}
+    assert body["image"] == {"width": img.width, "height": img.height, "format": "PNG", "page": 1, "pages": 1,
+                             "dpi": None}
     assert [ln["text"] for ln in body["lines"]] == KNOWN_LINES
     assert body["text"] == "\n".join(KNOWN_LINES)
     for line, expected in zip(body["lines"], truth):
@@ -93,7 +95,8 @@ def test_each_page_of_a_multi_page_tiff_is_read_on_request(client):
         assert r.status_code == 200, r.text
         body = r.json()
         im = ims[page - 1]
-        assert body["image"] == {"width": im.width, "height": im.height, "format": "TIFF", "page": page, "pages": 2}
+        assert body["image"] == {"width": im.width, "height": im.height, "format": "TIFF", "page": page, "pages": 2,
+                                 "dpi": None}
         assert body["text"] == "\n".join(texts[page - 1])
     r = client.post("/api/v1/ocr", params={"page": 3}, files={"image": ("letter.tif", buf.getvalue(), "image/tiff")})
     assert r.status_code == 422 and r.json()["error"] == {
@@ -103,6 +106,25 @@ def test_each_page_of_a_multi_page_tiff_is_read_on_request(client):
     assert r.status_code == 422 and r.json()["error"]["code"] == "invalid_request" and "page" in r.text
 
 
+def test_each_page_of_a_pdf_is_rendered_and_read(client, app_config):
+    texts = [["Invoice number 4521", "Total due 38.90"], ["Kind regards"]]
+    data = text_pdf(texts, size=16, width=360, height=144)
+    dpi = app_config.ingress.pdf_dpi
+    for page in (1, 2):
+        r = client.post("/api/v1/ocr", params={"page": page}, files={"image": ("bill.pdf", data, "application/pdf")})
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert body["image"] == {"width": round(360 * dpi / 72), "height": round(144 * dpi / 72), "format": "PDF",
+                                 "page": page, "pages": 2, "dpi": dpi}
+        assert body["text"] == "\n".join(texts[page - 1])
+        x0, y0, _, _ = body["lines"][0]["box"]  # the first line starts 36 pt from the left, its top near 36 pt down
+        assert abs(x0 - 36 * dpi / 72) < 12 and abs(y0 - 36 * dpi / 72) < 16
+    r = client.post("/api/v1/ocr", params={"page": 3}, files={"image": ("bill.pdf", data, "application/pdf")})
+    assert r.status_code == 422 and r.json()["error"]["code"] == "page_out_of_range"
+    r = client.post("/api/v1/ocr", files={"image": ("bill.pdf", data[:300], "application/pdf")})
+    assert r.status_code == 400 and r.json()["error"]["code"] == "corrupt_image" and "PDF" in r.text
+
+
 def test_a_large_jpeg_is_read_reduced_and_answered_in_its_own_pixels(client, app_config):
     # long side >= 4x the detector's max_side: decoded at half size (`jpeg_draft`), boxes scaled back
     width = 4 * app_config.detector.detection.max_side + 16
@@ -110,7 +132,8 @@ def test_a_large_jpeg_is_read_reduced_and_answered_in_its_own_pixels(client, app
     r = post(client, png(img, "JPEG"), name="scan.jpg")
     assert r.status_code == 200, r.text
     body = r.json()
-    assert body["image"] == {"width": img.width, "height": img.height, "format": "JPEG", "page": 1, "pages": 1}
+    assert body["image"] == {"width": img.width, "height": img.height, "format": "JPEG", "page": 1, "pages": 1,
+                             "dpi": None}
     assert [ln["text"] for ln in body["lines"]] == KNOWN_LINES
     for line, expected in zip(body["lines"], truth):
         x0, y0, x1, y1 = line["box"]

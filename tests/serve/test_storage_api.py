@@ -10,6 +10,8 @@ from PIL import Image
 
 from training.synth import render_lines
 
+from ..pdfs import text_pdf
+
 pytestmark = pytest.mark.serve
 
 
@@ -88,18 +90,23 @@ def test_image_data_and_corrections_endpoints(client):
     ]
 
 
-def test_the_page_read_is_stored_with_the_whole_upload(client):
-    ims = [Image.open(io.BytesIO(png_bytes([text]))).convert("L") for text in ("first page", "second page")]
-    buf = io.BytesIO()
-    ims[0].save(buf, "TIFF", save_all=True, append_images=ims[1:])
-    body = client.post("/api/v1/ocr", params={"page": 2}, files={"image": ("two.tif", buf.getvalue(), "image/tiff")})
+@pytest.mark.parametrize("fmt", ["TIFF", "PDF"])
+def test_the_page_read_is_stored_with_the_whole_upload(client, fmt):
+    if fmt == "PDF":
+        data, media_type = text_pdf([["first page"], ["second page"]]), "application/pdf"
+    else:
+        ims = [Image.open(io.BytesIO(png_bytes([text]))).convert("L") for text in ("first page", "second page")]
+        buf = io.BytesIO()
+        ims[0].save(buf, "TIFF", save_all=True, append_images=ims[1:])
+        data, media_type = buf.getvalue(), "image/tiff"
+    body = client.post("/api/v1/ocr", params={"page": 2}, files={"image": ("two", data, media_type)})
     assert body.status_code == 200, body.text
     rid = body.json()["request_id"]
     stored = poll(lambda: (r := client.get(f"/api/v1/images/{rid}/data")).status_code == 200 and r.json())
-    assert {k: stored["image"][k] for k in ("format", "page", "pages")} == {"format": "TIFF", "page": 2, "pages": 2}
-    assert [ln["text"] for ln in stored["lines"]] == [ln["text"] for ln in body.json()["lines"]]
+    assert {k: stored["image"][k] for k in ("format", "page", "pages")} == {"format": fmt, "page": 2, "pages": 2}
+    assert [ln["text"] for ln in stored["lines"]] == [ln["text"] for ln in body.json()["lines"]] == ["second page"]
     image = client.get(f"/api/v1/images/{rid}")
-    assert image.headers["content-type"] == "image/tiff" and image.content == buf.getvalue()
+    assert image.headers["content-type"] == media_type and image.content == data
 
 
 @pytest.mark.parametrize("suffix", ["", "/data"])

@@ -10,6 +10,8 @@ from PIL import Image
 
 from training.synth import render_lines
 
+from ..pdfs import text_pdf
+
 pytestmark = pytest.mark.serve
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -83,12 +85,16 @@ def test_a_transparent_image_is_sent_with_its_alpha_and_read(page, tmp_path):
     assert [i.input_value() for i in page.query_selector_all("#lines input")] == LINES[:1]
 
 
-def test_every_page_of_a_tiff_can_be_read(page, tmp_path, serve_url):
-    """A browser shows at most a TIFF's first page: the file goes as it is, and the page offers the others."""
+@pytest.mark.parametrize("kind", ["tiff", "pdf"])
+def test_every_page_of_a_tiff_or_pdf_can_be_read(page, tmp_path, serve_url, kind):
+    """A browser draws no PDF and at most a TIFF's first page: the file goes as it is, and the page offers the rest."""
     texts = [LINES[:1], LINES[1:2]]
-    ims = [render_lines(t, size=28)[0] for t in texts]
-    path = tmp_path / "letter.tiff"
-    ims[0].save(path, save_all=True, append_images=ims[1:])
+    path = tmp_path / f"letter.{kind}"
+    if kind == "pdf":
+        path.write_bytes(text_pdf(texts))
+    else:
+        ims = [render_lines(t, size=28)[0] for t in texts]
+        ims[0].save(path, save_all=True, append_images=ims[1:])
     page.set_input_files("#file", str(path))
     page.wait_for_selector("#status:has-text('on page 1 of 2')", timeout=60_000)
     assert "sent as it is" in page.inner_text("#prep") and page.is_visible("#pager")
@@ -178,7 +184,7 @@ def test_api_docs_load_with_no_request_leaving_the_machine(browser, serve_url):
 
 
 def test_page_is_labelled_for_keyboard_and_screen_readers(page):
-    assert page.get_attribute("#file", "accept") == "image/*"
+    assert page.get_attribute("#file", "accept") == "image/*,application/pdf"
     assert page.locator("label[for=file]").count() == 1
     assert page.get_attribute("#drop", "tabindex") == "0"
     assert page.get_attribute("#status", "role") == "status"

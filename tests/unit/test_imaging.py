@@ -13,6 +13,7 @@ from serve_app.imaging import (
     UnsupportedFormat,
     decode_image,
 )
+from tests.pdfs import text_pdf
 
 MB = 1024 * 1024
 
@@ -193,3 +194,37 @@ def test_frames_of_an_animated_webp_are_pages_and_a_single_image_has_one():
     assert (single.page, single.pages) == (1, 1)
     with pytest.raises(PageOutOfRange, match=r"the image has 1 page$"):
         decode_image(encoded("JPEG"), MB, 10_000, page=2)
+
+
+def test_a_pdf_page_is_rendered_at_the_asked_resolution_and_counted():
+    data = text_pdf([["first page"], ["second", "page"]], width=360, height=144)
+    for page in (1, 2):
+        img = decode_image(data, MB, 10_000_000, keep_side=3392, page=page, pdf_dpi=150)
+        assert (img.format, img.page, img.pages, img.dpi) == ("PDF", page, 2, 150)
+        assert (img.width, img.height) == (750, 300) == (img.pixels.shape[1], img.pixels.shape[0])  # points x 150/72
+        assert tuple(img.pixels[0, 0]) == (255, 255, 255) and (img.pixels < 100).any()  # ink on white paper
+    assert (decode_image(data, MB, 10_000_000, page=1).pixels < 100).sum() != (
+        decode_image(data, MB, 10_000_000, page=2).pixels < 100).sum()
+    with pytest.raises(PageOutOfRange, match="page 3 was asked for; the PDF has 2 pages"):
+        decode_image(data, MB, 10_000_000, page=3)
+
+
+def test_a_pdf_page_turned_by_its_rotate_entry_comes_out_upright():
+    img = decode_image(text_pdf([["turned"]], width=360, height=144, rotate=90), MB, 10_000_000, pdf_dpi=72)
+    assert img.pixels.shape == (360, 144, 3)
+
+
+def test_a_poster_sized_pdf_page_is_rendered_within_the_limits_not_refused():
+    data = text_pdf([["poster"]], width=3000, height=2000)  # 42 x 28 inches: 46 MP at 200 dpi
+    img = decode_image(data, MB, 1_000_000, keep_side=3392)
+    assert img.width * img.height <= 1_000_000 and img.dpi < 200 and img.width / img.height == pytest.approx(1.5, 0.01)
+    img = decode_image(data, MB, 40_000_000, keep_side=1000)
+    assert img.width <= 1000 and img.dpi == pytest.approx(24, abs=0.01)
+
+
+@pytest.mark.parametrize("data", [b"%PDF-1.7\nnot really a PDF", text_pdf([["cut"]])[:200]],
+                         ids=["garbage", "truncated"])
+def test_a_broken_pdf_is_a_corrupt_image(data):
+    with pytest.raises(CorruptImage, match="PDF") as info:
+        decode_image(data, MB, 10_000_000)
+    assert info.value.status == 400
