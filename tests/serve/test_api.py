@@ -15,9 +15,9 @@ from serve_app.config import AppConfig, resolve_weights
 from serve_app.ocr.models import quantize
 from serve_app.ocr.models.weights import read_weights
 from serve_app.ocr.predictor import resolve_precision
+from training.pdfs import text_pdf
 from training.synth import render_lines
 
-from ..pdfs import text_pdf
 from .conftest import APP, TEST_OVERRIDES
 
 pytestmark = pytest.mark.serve

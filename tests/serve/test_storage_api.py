@@ -8,9 +8,8 @@ import asyncpg
 import pytest
 from PIL import Image
 
+from training.pdfs import text_pdf
 from training.synth import render_lines
-
-from ..pdfs import text_pdf
 
 pytestmark = pytest.mark.serve
 

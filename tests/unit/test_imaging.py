@@ -13,7 +13,7 @@ from serve_app.imaging import (
     UnsupportedFormat,
     decode_image,
 )
-from tests.pdfs import text_pdf
+from training.pdfs import text_pdf
 
 MB = 1024 * 1024
 

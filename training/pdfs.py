@@ -1,4 +1,7 @@
-"""Small PDFs for tests, written by hand: born-digital text pages (base-14 Helvetica) with an optional /Rotate."""
+"""Born-digital PDF pages written by hand: base-14 Helvetica text, an optional /Rotate.
+
+The known input of tests and of `benchmarks.pdf_pages`; no PDF library is needed to make them.
+"""
 
 
 def text_pdf(pages: list[list[str]], size: float = 20, width: float = 420, height: float = 200,
