@@ -85,18 +85,28 @@ class DetectorRunner:
         for i, (arr, _) in enumerate(prepared):
             groups.setdefault(arr.shape, []).append(i)
         results: list[list[TextLine]] = [[] for _ in images]
-        with torch.inference_mode(), _autocast(self.bf16):
-            for idx in groups.values():
-                arrays = [prepared[i][0] for i in idx]
-                hwc = arrays[0][None] if len(arrays) == 1 else np.stack(arrays)
-                x = torch.from_numpy(hwc).permute(0, 3, 1, 2)  # NCHW in channels_last memory, no copy
-                out = {k: v.float().numpy() for k, v in self.model(x).items()}
-                for b, i in enumerate(idx):
-                    h, w = images[i].shape[:2]
-                    results[i] = detection.postprocess(
-                        out["scores"][b], out["vertical"][b], out["side"][b], prepared[i][1], w, h, self.params
-                    )
+        for idx in groups.values():
+            arrays = [prepared[i][0] for i in idx]
+            views = [(arrays, 0)]
+            if self.params.views > 1:  # the same frames half an anchor row down and right (`detection.shifted`)
+                views.append(([detection.shifted(a) for a in arrays], detection.VIEW_SHIFT))
+            found: list[list[tuple[np.ndarray, ...]]] = [[] for _ in idx]
+            for view, shift in views:
+                out = self._forward(view)
+                for b in range(len(idx)):
+                    found[b].append(detection.view_proposals(out["scores"][b], out["vertical"][b], out["side"][b],
+                                                             shift))
+            for b, i in enumerate(idx):
+                h, w = images[i].shape[:2]
+                boxes, scores, side_x = (np.concatenate(parts) for parts in zip(*found[b], strict=True))
+                results[i] = detection.lines_from_proposals(boxes, scores, side_x, prepared[i][1], w, h, self.params)
         return results
+
+    def _forward(self, arrays: list[np.ndarray]) -> dict[str, np.ndarray]:
+        hwc = arrays[0][None] if len(arrays) == 1 else np.stack(arrays)
+        with torch.inference_mode(), _autocast(self.bf16):
+            x = torch.from_numpy(hwc).permute(0, 3, 1, 2)  # NCHW in channels_last memory, no copy
+            return {k: v.float().numpy() for k, v in self.model(x).items()}
 
 
 class RecognizerRunner:
