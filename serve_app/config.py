@@ -42,8 +42,8 @@ class DetectionSettings(_Strict):
     line_min_proposals: int = Field(_DEFAULT_DETECTION.line_min_proposals, ge=1)
     views: int = Field(_DEFAULT_DETECTION.views, ge=1, le=2,
                        description="2: also read the frame moved by half an anchor row, which finds lines whose "
-                                   "centre falls between anchor rows (scenes_dev F1 +0.02, 9 pt pages +0.04) at "
-                                   "twice the detector's time; 1: once")
+                                   "centre falls between anchor rows (scenes_dev F1 +0.02, 9 pt pages +0.04) for "
+                                   "about twice the detector's time; 1: once, for throughput")
 
 
 def resolve_weights(path: Path) -> Path:

@@ -18,8 +18,6 @@ from torchvision import models
 
 from serve_app.ocr.processing.anchors import NUM_ANCHORS
 
-STRIDE = 16
-
 
 @dataclass(frozen=True)
 class CTPNSpec:

@@ -7,13 +7,15 @@ from __future__ import annotations
 
 import numpy as np
 
+#: The network's output stride: one set of anchors every 16 px, in rows and columns.
+STRIDE = 16
 ANCHOR_WIDTH = 16
 #: The paper's 10 heights: 11 px growing by 1/0.7 per step.
 ANCHOR_HEIGHTS = np.array([11, 16, 23, 33, 48, 68, 97, 139, 198, 283], dtype=np.float32)
 NUM_ANCHORS = len(ANCHOR_HEIGHTS)
 
 
-def anchor_grid(h: int, w: int, stride: int = 16) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def anchor_grid(h: int, w: int, stride: int = STRIDE) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Centre x, centre y and height of every anchor, each shaped ``(h, w, k)``."""
     cy = (np.arange(h, dtype=np.float32) * stride + (stride - 1) / 2)[:, None, None]
     cx = (np.arange(w, dtype=np.float32) * stride + (stride - 1) / 2)[None, :, None]
@@ -51,7 +53,7 @@ def vertical_iou(y0a: np.ndarray, y1a: np.ndarray, y0b: np.ndarray, y1b: np.ndar
 
 
 def proposals(
-    scores: np.ndarray, vertical: np.ndarray, side: np.ndarray, stride: int = 16
+    scores: np.ndarray, vertical: np.ndarray, side: np.ndarray, stride: int = STRIDE
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Turn one image's raw outputs into proposal boxes.
 

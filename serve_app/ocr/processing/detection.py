@@ -9,12 +9,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from serve_app.ocr.processing.anchors import proposals
+from serve_app.ocr.processing.anchors import STRIDE, proposals
 from serve_app.ocr.processing.geometry import clip_boxes, nms
 from serve_app.ocr.processing.textlines import TextLine, build_lines
 
-#: CTPN's anchors sit on this grid of network pixels; the second view (`shifted`) moves the frame by half of it.
-STRIDE = 16
+#: The second view (`shifted`) moves the frame by half the grid of network pixels CTPN's anchors sit on.
 VIEW_SHIFT = STRIDE // 2
 
 #: ImageNet statistics: the input normalisation every backbone here was designed around.
@@ -84,8 +83,8 @@ def shifted(arr: np.ndarray, k: int = VIEW_SHIFT) -> np.ndarray:
     Anchors sit in rows 16 px apart: text whose centre falls between two rows overlaps no anchor of its height
     enough, and its line is lost whole, whatever its contrast (5 of the 57 lines of a 9 pt PDF page, always the same
     ones; moving the page down by 4 network pixels moves which). Half a row further, that text sits on a row. The
-    views' proposals are fused before NMS (`view_proposals`); the shift is also half an anchor's width, which helps
-    the sides of short words.
+    views' proposals are fused before NMS (`view_proposals`). Moving it right by half an anchor's width as well
+    scored higher on the TRAIN checks than moving it down only (busy IC15 layouts 0.619 against 0.608).
     """
     ph, pw = arr.shape[:2]
     out = np.zeros((ph + STRIDE, pw + STRIDE, arr.shape[2]), dtype=arr.dtype)
