@@ -31,6 +31,15 @@ def poll(fn, timeout: float = 60.0, interval: float = 0.25):
         time.sleep(interval)
 
 
+def stored_data(client, rid: str) -> dict:
+    """The stored results of one answer, once they are there: the image's row may be written first, by its file."""
+    def ready():
+        r = client.get(f"/api/v1/images/{rid}/data")
+        return r.status_code == 200 and r.json()["image"]["format"] is not None and r.json()
+
+    return poll(ready)
+
+
 def db_counts(pg_url: str, bodies: list[dict]) -> tuple[int, int]:
     """Stored images (with data and file) and box rows for these answers only: other tests may still be archiving."""
     import asyncio
@@ -73,7 +82,7 @@ def test_image_data_and_corrections_endpoints(client):
     data = png_bytes(["correct me please"])
     body = client.post("/api/v1/ocr", files={"image": ("c.png", data, "image/png")}).json()
     rid = body["request_id"]
-    stored = poll(lambda: (r := client.get(f"/api/v1/images/{rid}/data")).status_code == 200 and r.json())
+    stored = stored_data(client, rid)
     assert [ln["text"] for ln in stored["lines"]] == [ln["text"] for ln in body["lines"]]
     assert stored["image"]["width"] == body["image"]["width"]
     image = client.get(f"/api/v1/images/{rid}")
@@ -101,7 +110,7 @@ def test_the_page_read_is_stored_with_the_whole_upload(client, fmt):
     body = client.post("/api/v1/ocr", params={"page": 2}, files={"image": ("two", data, media_type)})
     assert body.status_code == 200, body.text
     rid = body.json()["request_id"]
-    stored = poll(lambda: (r := client.get(f"/api/v1/images/{rid}/data")).status_code == 200 and r.json())
+    stored = stored_data(client, rid)
     assert {k: stored["image"][k] for k in ("format", "page", "pages")} == {"format": fmt, "page": 2, "pages": 2}
     assert [ln["text"] for ln in stored["lines"]] == [ln["text"] for ln in body.json()["lines"]] == ["second page"]
     image = client.get(f"/api/v1/images/{rid}")
