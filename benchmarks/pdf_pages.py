@@ -23,11 +23,10 @@ import time
 import numpy as np
 from PIL import Image
 
-from serve_app.config import AppConfig, resolve_weights
+from serve_app.config import AppConfig
 from serve_app.imaging import decode_image
 from serve_app.ocr import runtime
 from serve_app.ocr.predictor import DetectorRunner, OCRPredictor, RecognizerRunner
-from serve_app.ocr.processing.detection import DetectionParams
 from training import datasets
 from training.corpus import random_line
 from training.metrics import bag_counts, prf
@@ -122,9 +121,7 @@ def main(args: argparse.Namespace) -> None:
     runtime.setup(args.threads)
     cfg = AppConfig()
     det, rec = cfg.detector, cfg.recognizer
-    detector = DetectorRunner(resolve_weights(det.weights), DetectionParams(**det.detection.model_dump()),
-                              det.precision)
-    predictor = OCRPredictor(detector, RecognizerRunner(**rec.runner_args()),
+    predictor = OCRPredictor(DetectorRunner(**det.runner_args()), RecognizerRunner(**rec.runner_args()),
                              rec.min_tilt, cfg.ingress.min_word_confidence, cfg.ingress.min_unknown_word_confidence)
     print("| PDF | pages | precision | recall | F1 | render ms | s/page |")
     print("|---|---|---|---|---|---|---|")

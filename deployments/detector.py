@@ -10,9 +10,8 @@ from ray import serve
 
 from deployments import metrics
 from serve_app import telemetry
-from serve_app.config import DetectorSettings, resolve_weights
+from serve_app.config import DetectorSettings
 from serve_app.ocr import runtime
-from serve_app.ocr.processing.detection import DetectionParams
 from serve_app.ocr.processing.textlines import TextLine
 
 
@@ -23,8 +22,7 @@ class Detector:
 
         s = DetectorSettings.model_validate(settings)
         runtime.setup(s.threads)
-        self.runner = DetectorRunner(resolve_weights(s.weights), DetectionParams(**s.detection.model_dump()),
-                                     s.precision)
+        self.runner = DetectorRunner(**s.runner_args())
         self.batch_sizes: collections.deque[int] = collections.deque(maxlen=10_000)
         self.page_faults: collections.deque[int] = collections.deque(maxlen=10_000)  # per batch, see runtime
 

@@ -74,6 +74,11 @@ class DetectorSettings(_Strict):
     precision: Precision = Field("auto", description=_PRECISION_HELP)
     detection: DetectionSettings = DetectionSettings()
 
+    def runner_args(self) -> dict[str, Any]:
+        """Keyword arguments of `DetectorRunner`, with the weights path resolved."""
+        return {"weights": resolve_weights(self.weights), "params": DetectionParams(**self.detection.model_dump()),
+                "precision": self.precision}
+
 
 class AutoscalingSettings(_Strict):
     min_replicas: int = Field(1, ge=0)
