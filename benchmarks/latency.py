@@ -8,6 +8,8 @@ Starts a fresh local Ray instance per variant (tracing is read from the environm
 app and prints p50/p90/mean latency and throughput for sequential requests and a concurrent burst on the same
 rendered page (``--layout word``: one rendered word crop, posted with ``layout=word``). Variants: storage off,
 storage on (needs both URLs), storage on + tracing (spans exported to a local file, sampling 1.0: the worst case).
+While the burst runs, a health check every 20 ms measures how long the ingress keeps others waiting
+(``healthz_*``).
 """
 
 from __future__ import annotations
@@ -58,7 +60,7 @@ async def measure(url: str, data: bytes, n: int, concurrency: int, layout: str =
     async with httpx.AsyncClient(base_url=url, timeout=120) as c:
         async def one() -> float:
             t0 = time.perf_counter()
-            r = await c.post("/api/v1/ocr", params={"layout": layout}, files={"image": ("p.jpg", data, "image/jpeg")})
+            r = await c.post("/api/v1/ocr", params={"layout": layout}, files={"image": ("upload", data)})
             r.raise_for_status()
             return time.perf_counter() - t0
 
@@ -72,11 +74,26 @@ async def measure(url: str, data: bytes, n: int, concurrency: int, layout: str =
             async with sem:
                 return await one()
 
+        probes: list[float] = []
+        done = asyncio.Event()
+
+        async def probe() -> None:  # how long a health check waits while the burst runs: a blocked event loop shows
+            while not done.is_set():
+                p0 = time.perf_counter()
+                (await c.get("/healthz")).raise_for_status()
+                probes.append(time.perf_counter() - p0)
+                await asyncio.sleep(0.02)
+
+        prober = asyncio.create_task(probe())
         burst = await asyncio.gather(*(limited() for _ in range(n)))
         wall = time.perf_counter() - t0
+        done.set()
+        await prober
     q = statistics.quantiles(seq, n=10)
     return {"p50_ms": statistics.median(seq) * 1e3, "p90_ms": q[-1] * 1e3, "mean_ms": statistics.mean(seq) * 1e3,
-            f"c{concurrency}_p50_ms": statistics.median(burst) * 1e3, f"c{concurrency}_rps": n / wall}
+            f"c{concurrency}_p50_ms": statistics.median(burst) * 1e3, f"c{concurrency}_rps": n / wall,
+            "healthz_p50_ms": statistics.median(probes) * 1e3,
+            "healthz_p90_ms": statistics.quantiles(probes, n=10)[-1] * 1e3, "healthz_max_ms": max(probes) * 1e3}
 
 
 def run_variant(overrides: dict, env: dict[str, str], args: argparse.Namespace, data: bytes) -> dict[str, float]:

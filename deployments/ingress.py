@@ -5,14 +5,18 @@ No ``from __future__ import annotations`` here: FastAPI must see real types on t
 
 import asyncio
 import collections
+import contextvars
 import hashlib
 import json
 import logging
+import threading
 import time
 import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from fastapi import Body, FastAPI, File, Query, Request, Response, UploadFile
 from fastapi.exceptions import RequestValidationError
@@ -72,6 +76,8 @@ async def _internal(_: Request, exc: Exception) -> JSONResponse:
     return error(500, "internal_error", "the service failed on this request; it has been logged")
 
 
+T = TypeVar("T")
+
 #: What an uploaded image holds: a photo or page to search for text, or one cropped word.
 Layout = Literal["page", "word"]
 
@@ -108,8 +114,20 @@ class Ingress:
         self.recent: collections.OrderedDict[str, float] = collections.OrderedDict()  # ids answered lately
         self.inflight = 0
         self.max_inflight = self.cfg.ingress.max_inflight
+        # decoding and crop cutting hold a core for up to half a second (a 24 MP PNG): not on the event loop,
+        # which meanwhile answers health probes and other requests' results
+        self.cpu = ThreadPoolExecutor(self.cfg.ingress.decode_threads, thread_name_prefix="ingress-cpu")
         self.models = {"detector": _fingerprint(resolve_weights(self.cfg.detector.weights)),
                        "recognizer": _fingerprint(resolve_weights(self.cfg.recognizer.weights))}
+
+    async def _in_thread(self, span: str, fn: Callable[..., T], *args: Any) -> T:
+        """``fn(*args)`` in the ingress's CPU threads, traced as ``span`` under the request's own span."""
+        def run() -> T:
+            thread = threading.current_thread().name
+            with telemetry.tracer.start_as_current_span(span, attributes={"thread.name": thread}):
+                return fn(*args)
+
+        return await asyncio.get_running_loop().run_in_executor(self.cpu, contextvars.copy_context().run, run)
 
     def reconfigure(self, user_config: dict[str, Any]) -> None:
         """Admission limit, changeable without a restart (``user_config: {max_inflight: N}``)."""
@@ -217,7 +235,8 @@ class Ingress:
         t0 = time.perf_counter()
         data = await upload.read(limits.max_upload_bytes + 1)
         keep_side = 2 * self.cfg.detector.detection.max_side if limits.jpeg_draft else None
-        decoded = decode_image(data, limits.max_upload_bytes, limits.max_pixels, keep_side, page, limits.pdf_dpi)
+        decoded = await self._in_thread("decode", decode_image, data, limits.max_upload_bytes, limits.max_pixels,
+                                        keep_side, page, limits.pdf_dpi)
         trace.get_current_span().set_attributes(
             {"image.width": decoded.width, "image.height": decoded.height, "image.bytes": len(data),
              "image.pages": decoded.pages})
@@ -232,7 +251,8 @@ class Ingress:
                 lines = await self.detector.detect.remote(decoded.pixels)
                 span.set_attribute("lines", len(lines))
             t2 = time.perf_counter()
-            crops = make_crops(decoded.pixels, lines, self.cfg.recognizer.max_crop_width, self.cfg.recognizer.min_tilt)
+            crops = await self._in_thread("crop", make_crops, decoded.pixels, lines, self.cfg.recognizer.max_crop_width,
+                                          self.cfg.recognizer.min_tilt)
             with telemetry.tracer.start_as_current_span("recognize", attributes={"crops": len(crops)}):
                 readings = (await self.recognizer.recognize.remote([c.pixels for c in crops], self.inflight == 1)
                             if crops else [])

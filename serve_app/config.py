@@ -136,6 +136,8 @@ class IngressSettings(_Strict):
     pdf_dpi: float = Field(200, ge=36, le=600, description="PDF pages are rendered at this resolution (less for pages "
                            "that would pass max_pixels or 4x the detector's max_side)")
     max_inflight: int = Field(32, ge=1, description="OCR requests in progress per replica before 503")
+    decode_threads: int = Field(2, ge=1, description="uploads decoded (and lines cut into crops) at once per "
+                                "replica, in threads beside the event loop, which keeps answering meanwhile")
     retry_after_s: int = Field(1, ge=1)
     max_ongoing_requests: int = Field(64, ge=1)
     min_line_confidence: float = Field(0.0, ge=0, le=1)

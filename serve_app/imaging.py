@@ -20,7 +20,6 @@ from __future__ import annotations
 import io
 import math
 import threading
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -191,38 +190,36 @@ def decode_image(data: bytes, max_bytes: int, max_pixels: int, keep_side: int | 
         raise EmptyUpload("the uploaded file is empty")
     if len(data) > max_bytes:
         raise ImageTooLarge(f"upload is {len(data)} bytes; the limit is {max_bytes} bytes")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            im = Image.open(io.BytesIO(data))
-            fmt = im.format or "unknown"
-            if fmt not in ALLOWED_FORMATS:
-                raise UnsupportedFormat(
-                    f"image format {fmt} is not accepted; send JPEG, PNG, WebP, BMP, TIFF or PDF")
-            pages = getattr(im, "n_frames", 1) if fmt in PAGED_FORMATS else 1  # headers only, no pixels
-            if not 1 <= page <= pages:
-                raise PageOutOfRange(f"page {page} was asked for; the image has {pages} page{'s' * (pages > 1)}")
-            if page > 1:
-                im.seek(page - 1)
-            w, h = im.size  # pages of one TIFF may differ in size
-            if w * h > max_pixels:  # checked from the header, before any pixel is decoded
-                raise ImageTooLarge(f"image is {w}x{h} = {w * h} pixels; the limit is {max_pixels} pixels")
-            if w < 1 or h < 1:
-                raise CorruptImage("image has no pixels")
-            size = draft_size(w, h, keep_side) if fmt in ("JPEG", "MPO") else None
-            if size is not None:
-                im.draft("RGB", size)
-            before = im.size
-            im = ImageOps.exif_transpose(im)
-            if im.size != before:  # turned a quarter: the upload's axes swap too
-                w, h = h, w
-            rgb = to_rgb(im)
+    try:  # no warnings.catch_warnings here: it is not thread-safe, and decoding runs in threads (the ingress)
+        im = Image.open(io.BytesIO(data))
+        fmt = im.format or "unknown"
+        if fmt not in ALLOWED_FORMATS:
+            raise UnsupportedFormat(
+                f"image format {fmt} is not accepted; send JPEG, PNG, WebP, BMP, TIFF or PDF")
+        pages = getattr(im, "n_frames", 1) if fmt in PAGED_FORMATS else 1  # headers only, no pixels
+        if not 1 <= page <= pages:
+            raise PageOutOfRange(f"page {page} was asked for; the image has {pages} page{'s' * (pages > 1)}")
+        if page > 1:
+            im.seek(page - 1)
+        w, h = im.size  # pages of one TIFF may differ in size
+        if w * h > max_pixels:  # checked from the header, before any pixel is decoded
+            raise ImageTooLarge(f"image is {w}x{h} = {w * h} pixels; the limit is {max_pixels} pixels")
+        if w < 1 or h < 1:
+            raise CorruptImage("image has no pixels")
+        size = draft_size(w, h, keep_side) if fmt in ("JPEG", "MPO") else None
+        if size is not None:
+            im.draft("RGB", size)
+        before = im.size
+        im = ImageOps.exif_transpose(im)
+        if im.size != before:  # turned a quarter: the upload's axes swap too
+            w, h = h, w
+        rgb = to_rgb(im)
     except UnidentifiedImageError:
         if is_pdf(data):
             return decode_pdf(data, max_pixels, keep_side, page, pdf_dpi)
         raise NotAnImage("the upload is not an image this service can read (JPEG, PNG, WebP, BMP, TIFF or "
                          "PDF)") from None
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+    except Image.DecompressionBombError as exc:  # past twice Pillow's own limit: refused on opening
         raise ImageTooLarge(f"image refused as a decompression bomb: {exc}") from None
     except ImageError:
         raise

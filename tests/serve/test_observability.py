@@ -32,7 +32,7 @@ def test_one_trace_from_ingress_to_sql_honouring_traceparent(client, span_file):
                     headers={"traceparent": TRACEPARENT})
     assert r.status_code == 200
     rid = r.json()["request_id"]
-    needed = {"ocr.request", "detect", "recognize", "ctpn", "crnn", "publish imageDataQueue",
+    needed = {"ocr.request", "decode", "detect", "crop", "recognize", "ctpn", "crnn", "publish imageDataQueue",
               "consume imageDataQueue", "sql INSERT image, image_box", "publish imageQueue", "consume imageQueue"}
     deadline = time.monotonic() + 60
     while not needed <= {s["name"] for s in spans_of(span_file, TRACE_ID)} and time.monotonic() < deadline:
@@ -56,6 +56,9 @@ def test_one_trace_from_ingress_to_sql_honouring_traceparent(client, span_file):
     assert root["attributes"]["http.status_code"] == 200 and root["attributes"]["image.width"] > 0
     assert "ocr.request" in ancestors(one("ctpn")) and "detect" in ancestors(one("ctpn"))
     assert "recognize" in ancestors(one("crnn"))
+    for name in ("decode", "crop"):  # CPU work of the ingress runs beside its event loop, still in the trace
+        assert one(name)["parent_id"] == root["span_id"]
+        assert one(name)["attributes"]["thread.name"].startswith("ingress-cpu"), one(name)
     publish, consume, sql = one("publish imageDataQueue"), one("consume imageDataQueue"), one(
         "sql INSERT image, image_box")
     assert "ocr.request" in ancestors(publish)

@@ -1,4 +1,5 @@
 import io
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -228,3 +229,28 @@ def test_a_broken_pdf_is_a_corrupt_image(data):
     with pytest.raises(CorruptImage, match="PDF") as info:
         decode_image(data, MB, 10_000_000)
     assert info.value.status == 400
+
+
+def png(im: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    im.save(buf, "PNG")
+    return buf.getvalue()
+
+
+def test_uploads_decoded_in_several_threads_at_once_come_out_as_alone():
+    # the ingress decodes in a thread pool: nothing process-wide (PDFium, warning filters) may leak between uploads
+    uploads = [(pages("TIFF", [(90, 40), (60, 120)]), 2), (text_pdf([["one"], ["two"]]), 2),
+               (encoded("PNG", size=(300, 200), mode="L"), 1), (png(_pattern(900, 600)), 1),
+               (encoded("JPEG", size=(800, 400)), 1), (text_pdf([["cut"]])[:200], 1)]
+
+    def decode(data: bytes, page: int) -> tuple:
+        try:
+            img = decode_image(data, 10 * MB, 10_000_000, page=page, pdf_dpi=100)
+        except Exception as exc:  # noqa: BLE001 - errors must match too
+            return type(exc).__name__, str(exc)
+        return img.format, img.page, img.pages, img.pixels.tobytes()
+
+    alone = [decode(*u) for u in uploads]
+    with ThreadPoolExecutor(4) as pool:
+        for _ in range(5):
+            assert list(pool.map(lambda u: decode(*u), uploads * 3)) == alone * 3
