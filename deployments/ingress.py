@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
+import numpy as np
 from fastapi import Body, FastAPI, File, Query, Request, Response, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_swagger_ui_html
@@ -32,7 +33,18 @@ from deployments import metrics
 from serve_app import __version__, telemetry
 from serve_app.config import AppConfig, resolve_weights
 from serve_app.imaging import MEDIA_TYPES, ImageError, decode_image
-from serve_app.ocr.pipeline import assemble, make_crops, to_upload_pixels, word_lines
+from serve_app.ocr.pipeline import (
+    ROTATIONS,
+    LineResult,
+    assemble,
+    best_rotation,
+    make_crops,
+    to_upload_pixels,
+    turned,
+    unturned,
+    upright_enough,
+    word_lines,
+)
 from serve_app.ocr.processing.recognition import to_gray
 from serve_app.schemas import CorrectionIn, CorrectionOut, ErrorResponse, OCRResponse
 
@@ -80,6 +92,8 @@ T = TypeVar("T")
 
 #: What an uploaded image holds: a photo or page to search for text, or one cropped word.
 Layout = Literal["page", "word"]
+#: Degrees clockwise to turn the upload before reading it, or "auto": the service finds the turn that reads.
+Rotate = Literal["0", "90", "180", "270", "auto"]
 
 
 WEB = Path(__file__).resolve().parents[1] / "serve_app" / "web"
@@ -191,14 +205,18 @@ class Ingress:
         page: int = Query(1, ge=1, description="which page of a PDF or multi-page TIFF (frame of an animated WebP or "
                                                "PNG) to read, from 1; the answer's `image.pages` says how many there "
                                                "are"),
+        rotate: Rotate = Query("0", description="degrees to turn the image clockwise before reading it (a page "
+                                                "scanned sideways: 90 or 270), or 'auto': read as uploaded unless the "
+                                                "words are doubtful, then read all four ways and keep the one that "
+                                                "reads most (up to 4x the time); boxes stay in the upload's pixels"),
     ):
         request_id = str(uuid.uuid4())
         with telemetry.tracer.start_as_current_span(
             "ocr.request", attributes={"http.route": "/api/v1/ocr", "request_id": request_id, "layout": layout,
-                                       "page": page}
+                                       "page": page, "rotate": rotate}
         ) as span:
             t0 = time.perf_counter()
-            response = await self._admit(request_id, image, layout, page)
+            response = await self._admit(request_id, image, layout, page, rotate)
             status = response.status_code if isinstance(response, Response) else 200
             code = json.loads(response.body)["error"]["code"] if status != 200 else "ok"
             span.set_attribute("http.status_code", status)
@@ -208,21 +226,22 @@ class Ingress:
             if isinstance(response, dict):
                 record.update(timings={k: round(v, 1) for k, v in response["timings"].items()},
                               lines=len(response["lines"]), width=response["image"]["width"],
-                              height=response["image"]["height"], page=page, pages=response["image"]["pages"])
+                              height=response["image"]["height"], page=page, pages=response["image"]["pages"],
+                              rotation=response["image"]["rotation"])
                 if self.cfg.ingress.log_text:
                     record["text"] = response["text"]
             request_log.info(json.dumps(record))
             return response
 
-    async def _admit(self, request_id: str, image: UploadFile, layout: Layout,
-                     page: int) -> dict[str, Any] | JSONResponse:
+    async def _admit(self, request_id: str, image: UploadFile, layout: Layout, page: int,
+                     rotate: Rotate) -> dict[str, Any] | JSONResponse:
         limits = self.cfg.ingress
         busy = {"Retry-After": str(limits.retry_after_s)}
         if self.inflight >= self.max_inflight:
             return error(503, "overloaded", "the service is at capacity; retry shortly", request_id, busy)
         self.inflight += 1
         try:
-            return await self._ocr(request_id, image, layout, page)
+            return await self._ocr(request_id, image, layout, page, rotate)
         except ImageError as exc:
             return error(exc.status, exc.code, str(exc), request_id)
         except BackPressureError:
@@ -230,7 +249,8 @@ class Ingress:
         finally:
             self.inflight -= 1
 
-    async def _ocr(self, request_id: str, upload: UploadFile, layout: Layout, page: int) -> dict[str, Any]:
+    async def _ocr(self, request_id: str, upload: UploadFile, layout: Layout, page: int,
+                   rotate: Rotate) -> dict[str, Any]:
         limits = self.cfg.ingress
         t0 = time.perf_counter()
         data = await upload.read(limits.max_upload_bytes + 1)
@@ -240,29 +260,23 @@ class Ingress:
         trace.get_current_span().set_attributes(
             {"image.width": decoded.width, "image.height": decoded.height, "image.bytes": len(data),
              "image.pages": decoded.pages})
-        t1 = t2 = time.perf_counter()
-        if layout == "word":
+        t1 = time.perf_counter()
+        rotation = 0 if rotate == "auto" else int(rotate)
+        if layout == "word":  # a tall word is already read turned a quarter each way: "auto" reads it as it comes
+            pixels = await self._in_thread("turn", turned, decoded.pixels, rotation) if rotation else decoded.pixels
             with telemetry.tracer.start_as_current_span("recognize", attributes={"crops": 1}):
-                reading = await self.recognizer.read_word.remote(decoded.pixels)
-            t3 = time.perf_counter()
-            results = word_lines(to_gray(decoded.pixels), reading)
+                reading = await self.recognizer.read_word.remote(pixels)
+            detect_s, recognize_s = 0.0, time.perf_counter() - t1
+            results = unturned(word_lines(to_gray(pixels), reading), rotation, *decoded.pixels.shape[1::-1])
+        elif rotate == "auto":
+            rotation, (results, detect_s, recognize_s) = await self._upright(decoded.pixels)
         else:
-            with telemetry.tracer.start_as_current_span("detect") as span:
-                lines = await self.detector.detect.remote(decoded.pixels)
-                span.set_attribute("lines", len(lines))
-            t2 = time.perf_counter()
-            crops = await self._in_thread("crop", make_crops, decoded.pixels, lines, self.cfg.recognizer.max_crop_width,
-                                          self.cfg.recognizer.min_tilt)
-            with telemetry.tracer.start_as_current_span("recognize", attributes={"crops": len(crops)}):
-                readings = (await self.recognizer.recognize.remote([c.pixels for c in crops], self.inflight == 1)
-                            if crops else [])
-            t3 = time.perf_counter()
-            results = assemble(lines, crops, readings, limits.min_line_confidence, limits.min_word_confidence,
-                               limits.min_unknown_word_confidence)
+            results, detect_s, recognize_s = await self._read_page(decoded.pixels, rotation)
+        trace.get_current_span().set_attribute("image.rotation", rotation)
         results = to_upload_pixels(results, *decoded.scale)
         m = metrics.ingress()
         m["images"].inc()
-        stages = (("decode", t1 - t0), ("detect", t2 - t1), ("recognize", t3 - t2))
+        stages = (("decode", t1 - t0), ("detect", detect_s), ("recognize", recognize_s))
         for stage, ms in stages if layout == "page" else (stages[0], stages[2]):
             m["stage_ms"].observe(ms * 1e3, tags={"stage": stage, "layout": layout})
         m["lines"].observe(len(results))
@@ -271,10 +285,10 @@ class Ingress:
         body: dict[str, Any] = {
             "request_id": request_id,
             "image": {"width": decoded.width, "height": decoded.height, "format": decoded.format,
-                      "page": decoded.page, "pages": decoded.pages, "dpi": decoded.dpi},
+                      "page": decoded.page, "pages": decoded.pages, "dpi": decoded.dpi, "rotation": rotation},
             "lines": [r.to_dict() for r in results],
             "text": "\n".join(r.text for r in results),
-            "timings": {"decode_ms": (t1 - t0) * 1e3, "detect_ms": (t2 - t1) * 1e3, "recognize_ms": (t3 - t2) * 1e3,
+            "timings": {"decode_ms": (t1 - t0) * 1e3, "detect_ms": detect_s * 1e3, "recognize_ms": recognize_s * 1e3,
                         "total_ms": (time.perf_counter() - t0) * 1e3},
             "models": self.models,
         }
@@ -284,6 +298,40 @@ class Ingress:
             self.sidecar.forward.remote(request_id, data, MEDIA_TYPES[decoded.format], stored)
             self._remember(request_id)
         return body
+
+    async def _read_page(self, pixels: np.ndarray, degrees: int) -> tuple[list[LineResult], float, float]:
+        """Find and read the text of ``pixels`` turned ``degrees`` clockwise.
+
+        Returns the results in the unturned pixels, and the seconds spent detecting and recognizing.
+        """
+        height, width = pixels.shape[:2]
+        if degrees:
+            pixels = await self._in_thread("turn", turned, pixels, degrees)
+        t0 = time.perf_counter()
+        with telemetry.tracer.start_as_current_span("detect", attributes={"rotation": degrees}) as span:
+            lines = await self.detector.detect.remote(pixels)
+            span.set_attribute("lines", len(lines))
+        t1 = time.perf_counter()
+        crops = await self._in_thread("crop", make_crops, pixels, lines, self.cfg.recognizer.max_crop_width,
+                                      self.cfg.recognizer.min_tilt)
+        with telemetry.tracer.start_as_current_span("recognize", attributes={"crops": len(crops)}):
+            readings = (await self.recognizer.recognize.remote([c.pixels for c in crops], self.inflight == 1)
+                        if crops else [])
+        t2 = time.perf_counter()
+        limits = self.cfg.ingress
+        results = assemble(lines, crops, readings, limits.min_line_confidence, limits.min_word_confidence,
+                           limits.min_unknown_word_confidence)
+        return unturned(results, degrees, width, height), t1 - t0, t2 - t1
+
+    async def _upright(self, pixels: np.ndarray) -> tuple[int, tuple[list[LineResult], float, float]]:
+        """``rotate=auto``: the page as uploaded unless its words are doubtful; then the turn that reads most."""
+        first = await self._read_page(pixels, 0)
+        if upright_enough(first[0]):
+            return 0, first
+        turns = dict(zip(ROTATIONS, [first, *await asyncio.gather(*(self._read_page(pixels, d)
+                                                                      for d in ROTATIONS[1:]))], strict=True))
+        best = best_rotation({d: r[0] for d, r in turns.items()})
+        return best, (turns[best][0], sum(r[1] for r in turns.values()), sum(r[2] for r in turns.values()))
 
     def _remember(self, request_id: str) -> None:
         self.recent[request_id] = time.monotonic()

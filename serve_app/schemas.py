@@ -13,8 +13,9 @@ class WordOut(BaseModel):
 
 class LineOut(WordOut):
     poly: list[list[float]] = Field(
-        description="the line's quadrilateral, four [x, y] points clockwise from the top left; its top and bottom "
-                    "edges follow tilted text, where the box holds it diagonally")
+        description="the line's quadrilateral, four [x, y] points clockwise from the top left of the text as it "
+                    "reads (in a page read turned, not the image's top left); its top and bottom edges follow "
+                    "tilted text, where the box holds it diagonally")
     words: list[WordOut]
 
 
@@ -27,6 +28,9 @@ class ImageInfo(BaseModel):
                                             "an animated WebP or PNG; read another with `?page=N`")
     dpi: float | None = Field(None, description="PDF pages only: the resolution the page was rendered at; boxes are "
                                                 "in these pixels (points = pixels x 72 / dpi)")
+    rotation: int = Field(0, description="degrees the image was turned clockwise to be read (`?rotate=`); boxes and "
+                                         "polygons are in the upload's own pixels all the same, polygons' corners in "
+                                         "reading order")
 
 
 class Timings(BaseModel):

@@ -33,6 +33,17 @@ MIN_TILT = 0.015
 TALL_WORD = 1.25
 
 
+#: Quarter turns an image may be read at, in degrees clockwise (`turned`, the ``rotate`` query parameter).
+ROTATIONS = (0, 90, 180, 270)
+
+#: With ``rotate=auto``, a reading of the upload as it comes that has at least `UPRIGHT_WORDS` words averaging at
+#: least `UPRIGHT_CONFIDENCE` is kept without trying the other three turns. Chosen on 15 TRAIN receipts and 40
+#: born-digital TRAIN images read at all four turns: upright, 43 of 55 stop there; none of the 165 turned readings
+#: does (upside-down receipts average up to 0.91, and a sideways banner can hold three short words at 0.97).
+UPRIGHT_CONFIDENCE = 0.95
+UPRIGHT_WORDS = 4
+
+
 @dataclass(frozen=True)
 class LineResult:
     box: tuple[float, float, float, float]
@@ -107,3 +118,51 @@ def word_lines(gray: np.ndarray, reading: Decoded, tall: float = TALL_WORD) -> l
     else:
         words = recognition.split_words(reading, Crop(recognition.normalise(gray), *box), box)
     return [LineResult(box, " ".join(wd.text for wd in words), reading.confidence, words)]
+
+
+def turned(image: np.ndarray, degrees: int) -> np.ndarray:
+    """The image turned ``degrees`` clockwise (one of `ROTATIONS`), contiguous for the models."""
+    return np.ascontiguousarray(np.rot90(image, -(degrees // 90))) if degrees % 360 else image
+
+
+def unturned(results: list[LineResult], degrees: int, width: int, height: int) -> list[LineResult]:
+    """Results read on the image turned ``degrees`` clockwise, in the pixels of the unturned ``width`` x ``height``.
+
+    Polygons keep their corners in reading order (the text's top left first), so a client can draw the line the way
+    it reads; boxes are the axis-aligned bounds of the turned-back corners.
+    """
+    back = {90: lambda x, y: (y, height - x), 180: lambda x, y: (width - x, height - y),
+            270: lambda x, y: (width - y, x)}.get(degrees % 360)
+    if back is None:
+        return results
+
+    def corners(b: tuple[float, float, float, float]) -> tuple[tuple[float, float], ...]:
+        x0, y0, x1, y1 = b
+        return tuple(back(x, y) for x, y in ((x0, y0), (x1, y0), (x1, y1), (x0, y1)))
+
+    def bounds(pts: tuple[tuple[float, float], ...]) -> tuple[float, float, float, float]:
+        xs, ys = [p[0] for p in pts], [p[1] for p in pts]
+        return min(xs), min(ys), max(xs), max(ys)
+
+    return [replace(r, box=bounds(corners(r.box)), words=[replace(w, box=bounds(corners(w.box))) for w in r.words],
+                    poly=tuple(back(x, y) for x, y in r.poly) if r.poly else corners(r.box)) for r in results]
+
+
+def reading_score(results: list[LineResult]) -> float:
+    """How much confident text a reading holds: the characters of its words, each weighted by its confidence.
+
+    Read the wrong way up, a page still yields lines, but fewer words pass the confidence filters and those that do
+    are short: on TRAIN receipts the upright reading scores 1.5-2.5x the upside-down one and 5-10x a sideways one.
+    """
+    return sum(len(w.text) * w.confidence for r in results for w in r.words)
+
+
+def upright_enough(results: list[LineResult]) -> bool:
+    """``rotate=auto`` keeps a reading of the upload as it comes, without trying other turns, when this holds."""
+    confs = [w.confidence for r in results for w in r.words]
+    return len(confs) >= UPRIGHT_WORDS and float(np.mean(confs)) >= UPRIGHT_CONFIDENCE
+
+
+def best_rotation(readings: dict[int, list[LineResult]]) -> int:
+    """The turn whose reading holds the most confident text (`reading_score`); a tie keeps the smallest turn."""
+    return max(sorted(readings), key=lambda d: reading_score(readings[d]))

@@ -17,10 +17,15 @@ from serve_app.ocr.pipeline import (
     MIN_TILT,
     MIN_UNKNOWN_WORD_CONFIDENCE,
     MIN_WORD_CONFIDENCE,
+    ROTATIONS,
     TALL_WORD,
     LineResult,
     assemble,
+    best_rotation,
     make_crops,
+    turned,
+    unturned,
+    upright_enough,
 )
 from serve_app.ocr.processing import consensus, detection, lexicon, recognition
 from serve_app.ocr.processing.recognition import COLUMN_STRIDE, Decoded
@@ -191,6 +196,24 @@ class OCRPredictor:
 
     def __call__(self, image: np.ndarray) -> list[LineResult]:
         return self.detect_and_read(image)[1]
+
+    def read(self, image: np.ndarray, rotate: int | str = 0) -> tuple[int, list[LineResult]]:
+        """The answer for ``image`` turned as the ingress's ``rotate`` says (degrees clockwise, or "auto").
+
+        Returns the turn it was read at and the results in the image's own pixels.
+        """
+        h, w = image.shape[:2]
+
+        def at(degrees: int) -> list[LineResult]:
+            return unturned(self(turned(image, degrees)), degrees, w, h)
+
+        if rotate != "auto":
+            return int(rotate), at(int(rotate))
+        readings = {0: at(0)}
+        if not upright_enough(readings[0]):
+            readings.update({d: at(d) for d in ROTATIONS[1:]})
+        best = best_rotation(readings)
+        return best, readings[best]
 
     def detect_and_read(self, image: np.ndarray) -> tuple[list[TextLine], list[LineResult]]:
         """The detected lines as well as the answer, so evaluation can tell missed text from misread text."""

@@ -41,13 +41,14 @@ async def store_result(
     models = result.get("models", {})
     async with conn.transaction():
         await conn.execute(
-            "INSERT INTO image (id, creation_timestamp, width, height, format, page, pages, detector_model, "
-            "recognizer_model, timings) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (id) DO UPDATE "
-            "SET width = EXCLUDED.width, height = EXCLUDED.height, format = EXCLUDED.format, page = EXCLUDED.page, "
-            "pages = EXCLUDED.pages, detector_model = EXCLUDED.detector_model, "
-            "recognizer_model = EXCLUDED.recognizer_model, timings = EXCLUDED.timings",
+            "INSERT INTO image (id, creation_timestamp, width, height, format, page, pages, rotation, "
+            "detector_model, recognizer_model, timings) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) "
+            "ON CONFLICT (id) DO UPDATE SET width = EXCLUDED.width, height = EXCLUDED.height, "
+            "format = EXCLUDED.format, page = EXCLUDED.page, pages = EXCLUDED.pages, rotation = EXCLUDED.rotation, "
+            "detector_model = EXCLUDED.detector_model, recognizer_model = EXCLUDED.recognizer_model, "
+            "timings = EXCLUDED.timings",
             image_id, created, img.get("width"), img.get("height"), img.get("format"), img.get("page", 1),
-            img.get("pages", 1), models.get("detector"), models.get("recognizer"),
+            img.get("pages", 1), img.get("rotation", 0), models.get("detector"), models.get("recognizer"),
             json.dumps(result.get("timings", {})),
         )
         stored = await conn.fetchval("SELECT data_stored FROM image WHERE id = $1 FOR UPDATE", image_id)
@@ -101,7 +102,7 @@ async def image_data(pool: asyncpg.Pool, image_id: uuid.UUID) -> dict[str, Any] 
         "id": str(img["id"]),
         "created": img["creation_timestamp"].isoformat(),
         "image": {"width": img["width"], "height": img["height"], "format": img["format"], "page": img["page"],
-                  "pages": img["pages"], "stored": img["path"] is not None},
+                  "pages": img["pages"], "rotation": img["rotation"], "stored": img["path"] is not None},
         "models": {"detector": img["detector_model"], "recognizer": img["recognizer_model"]},
         "lines": lines,
         "corrections": [{"id": str(c["correction_id"]), "line_index": c["line_index"], "value": c["value"],

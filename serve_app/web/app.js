@@ -85,6 +85,7 @@ async function read() {
     const params = new URLSearchParams();
     if ($("as-word").checked) params.set("layout", "word");
     if (state.page > 1) params.set("page", state.page);
+    if ($("find-turn").checked) params.set("rotate", "auto");
     const query = params.toString();
     const url = query ? `/api/v1/ocr?${query}` : "/api/v1/ocr";
     const r = await fetch(url, { method: "POST", body: form });
@@ -97,7 +98,8 @@ async function read() {
     showResult(data, region);
     showPages(data.image);
     const where = data.image.pages > 1 ? ` on page ${data.image.page} of ${data.image.pages}` : "";
-    setStatus(`Found ${data.lines.length} line${data.lines.length === 1 ? "" : "s"}${where}.`);
+    const turn = data.image.rotation ? `, read turned ${data.image.rotation}° clockwise` : "";
+    setStatus(`Found ${data.lines.length} line${data.lines.length === 1 ? "" : "s"}${where}${turn}.`);
   } catch (err) {
     setStatus(err.message, "error");
   } finally {

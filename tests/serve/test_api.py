@@ -41,7 +41,7 @@ def test_rendered_words_come_back_right(client):
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["image"] == {"width": img.width, "height": img.height, "format": "PNG", "page": 1, "pages": 1,
-                             "dpi": None}
+                             "dpi": None, "rotation": 0}
     assert [ln["text"] for ln in body["lines"]] == KNOWN_LINES
     assert body["text"] == "\n".join(KNOWN_LINES)
     for line, expected in zip(body["lines"], truth):
@@ -96,7 +96,7 @@ def test_each_page_of_a_multi_page_tiff_is_read_on_request(client):
         body = r.json()
         im = ims[page - 1]
         assert body["image"] == {"width": im.width, "height": im.height, "format": "TIFF", "page": page, "pages": 2,
-                                 "dpi": None}
+                                 "dpi": None, "rotation": 0}
         assert body["text"] == "\n".join(texts[page - 1])
     r = client.post("/api/v1/ocr", params={"page": 3}, files={"image": ("letter.tif", buf.getvalue(), "image/tiff")})
     assert r.status_code == 422 and r.json()["error"] == {
@@ -115,7 +115,7 @@ def test_each_page_of_a_pdf_is_rendered_and_read(client, app_config):
         assert r.status_code == 200, r.text
         body = r.json()
         assert body["image"] == {"width": round(360 * dpi / 72), "height": round(144 * dpi / 72), "format": "PDF",
-                                 "page": page, "pages": 2, "dpi": dpi}
+                                 "page": page, "pages": 2, "dpi": dpi, "rotation": 0}
         assert body["text"] == "\n".join(texts[page - 1])
         x0, y0, _, _ = body["lines"][0]["box"]  # the first line starts 36 pt from the left, its top near 36 pt down
         assert abs(x0 - 36 * dpi / 72) < 12 and abs(y0 - 36 * dpi / 72) < 16
@@ -133,13 +133,44 @@ def test_a_large_jpeg_is_read_reduced_and_answered_in_its_own_pixels(client, app
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["image"] == {"width": img.width, "height": img.height, "format": "JPEG", "page": 1, "pages": 1,
-                             "dpi": None}
+                             "dpi": None, "rotation": 0}
     assert [ln["text"] for ln in body["lines"]] == KNOWN_LINES
     for line, expected in zip(body["lines"], truth):
         x0, y0, x1, y1 = line["box"]
         ex0, ey0, ex1, ey1 = expected.box
         assert abs(y0 - ey0) < 40 and abs(y1 - ey1) < 40 and abs(x0 - ex0) < 64 and abs(x1 - ex1) < 64
         assert abs(line["words"][-1]["box"][2] - ex1) < 64
+
+
+@pytest.mark.parametrize(("turn", "back"), [(Image.Transpose.ROTATE_90, 90), (Image.Transpose.ROTATE_180, 180)])
+def test_a_page_uploaded_sideways_or_upside_down_is_read_with_rotate(client, turn, back):
+    img, truth = render_lines(KNOWN_LINES, size=28)
+    upload = img.transpose(turn)  # ROTATE_90 turns a quarter counter-clockwise: 90 clockwise brings it back
+    W, H = img.size
+
+    def point(x: float, y: float) -> tuple[float, float]:  # where a point of the upright page lies in the upload
+        return (y, W - x) if back == 90 else (W - x, H - y)
+
+    def to_upload(box: tuple[float, float, float, float]) -> tuple[float, ...]:
+        (ax, ay), (bx, by) = point(*box[:2]), point(*box[2:])
+        return min(ax, bx), min(ay, by), max(ax, bx), max(ay, by)
+
+    as_is = post(client, png(upload)).json()
+    assert as_is["image"]["rotation"] == 0 and as_is["text"] != "\n".join(KNOWN_LINES)
+    for rotate in (str(back), "auto"):
+        r = client.post("/api/v1/ocr", params={"rotate": rotate}, files={"image": ("p.png", png(upload))})
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert body["image"]["rotation"] == back and (body["image"]["width"], body["image"]["height"]) == upload.size
+        assert [ln["text"] for ln in body["lines"]] == KNOWN_LINES
+        for line, expected in zip(body["lines"], truth):  # boxes in the upload's own pixels, on the text
+            assert np.allclose(line["box"], to_upload(expected.box), atol=20), (line["box"], expected.box)
+            for word, (_, wbox) in zip(line["words"], expected.words):
+                assert np.allclose(word["box"], to_upload(wbox), atol=20)
+            # the polygon starts at the top left of the text as it reads
+            assert np.allclose(line["poly"][0], point(*expected.box[:2]), atol=20), (line["poly"], expected.box)
+    r = client.post("/api/v1/ocr", params={"rotate": "45"}, files={"image": ("p.png", png(img))})
+    assert r.status_code == 422 and r.json()["error"]["code"] == "invalid_request" and "rotate" in r.text
 
 
 def test_a_cropped_word_is_read_whole_with_layout_word(client):

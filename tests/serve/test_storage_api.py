@@ -191,3 +191,19 @@ def test_archiver_replica_killed_mid_stream_no_loss_no_duplicates(serve_url, pg_
     poll(lambda: db_counts(pg_url, bodies) == expected, timeout=180)
     time.sleep(1)
     assert db_counts(pg_url, bodies) == expected
+
+
+def test_a_page_read_turned_is_stored_with_its_turn_and_boxes_in_upload_pixels(client):
+    upload = Image.open(io.BytesIO(png_bytes(["turned over"]))).transpose(Image.Transpose.ROTATE_180)
+    buf = io.BytesIO()
+    upload.save(buf, "PNG")
+    body = client.post("/api/v1/ocr", params={"rotate": "180"}, files={"image": ("t.png", buf.getvalue())})
+    assert body.status_code == 200, body.text
+    answer = body.json()
+    assert answer["image"]["rotation"] == 180 and answer["text"] == "turned over"
+    stored = stored_data(client, answer["request_id"])
+    assert stored["image"]["rotation"] == 180
+    (line,) = answer["lines"]
+    assert [ln["box"] for ln in stored["lines"]] == [pytest.approx(line["box"], abs=1)]  # stored in whole pixels
+    x0, y0, x1, y1 = line["box"]
+    assert 0 <= x0 < x1 <= upload.width and 0 <= y0 < y1 <= upload.height

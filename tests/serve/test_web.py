@@ -146,6 +146,20 @@ def test_one_selected_word_is_read_without_detection(page, page_png, serve_url):
     assert any(u.startswith(serve_url + "/api/v1/ocr?layout=word") for u in page.requests)
 
 
+def test_a_page_upside_down_is_read_when_it_may_be_turned(page, page_png, tmp_path, serve_url):
+    path, _, _ = page_png
+    turned = tmp_path / "upside-down.png"
+    Image.open(path).transpose(Image.Transpose.ROTATE_180).save(turned)
+    page.set_input_files("#file", str(turned))
+    page.wait_for_selector("#prep:has-text('JPEG')")
+    page.check("#find-turn")
+    page.click("#read")
+    page.wait_for_selector("#results:not([hidden])", timeout=60_000)
+    assert [i.input_value() for i in page.query_selector_all("#lines input")] == LINES
+    assert "read turned 180° clockwise" in page.inner_text("#status")
+    assert any(u.startswith(serve_url + "/api/v1/ocr?rotate=auto") for u in page.requests)
+
+
 def test_a_correction_is_sent_and_accepted(page, page_png):
     path, _, _ = page_png
     page.set_input_files("#file", str(path))
