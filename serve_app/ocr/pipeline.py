@@ -5,6 +5,7 @@ No torch here: the ingress deployment uses these between its calls to the detect
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -91,16 +92,28 @@ def assemble(
     return out
 
 
+def moved(results: list[LineResult], point: Callable[[float, float], tuple[float, float]]) -> list[LineResult]:
+    """Results with every corner sent through ``point``; boxes become the bounds of their moved corners.
+
+    Polygons keep their corners' order, so after a turn the first is still the text's own top left.
+    """
+    def corners(b: tuple[float, float, float, float]) -> tuple[tuple[float, float], ...]:
+        x0, y0, x1, y1 = b
+        return tuple(point(x, y) for x, y in ((x0, y0), (x1, y0), (x1, y1), (x0, y1)))
+
+    def bounds(pts: tuple[tuple[float, float], ...]) -> tuple[float, float, float, float]:
+        xs, ys = [p[0] for p in pts], [p[1] for p in pts]
+        return min(xs), min(ys), max(xs), max(ys)
+
+    return [replace(r, box=bounds(corners(r.box)), words=[replace(w, box=bounds(corners(w.box))) for w in r.words],
+                    poly=tuple(point(x, y) for x, y in r.poly) if r.poly else corners(r.box)) for r in results]
+
+
 def to_upload_pixels(results: list[LineResult], sx: float, sy: float) -> list[LineResult]:
     """Results found on a reduced decode (`imaging.decode_image`) in the upload's own pixels."""
     if sx == 1.0 and sy == 1.0:
         return results
-
-    def box(b: tuple[float, float, float, float]) -> tuple[float, float, float, float]:
-        return b[0] * sx, b[1] * sy, b[2] * sx, b[3] * sy
-
-    return [replace(r, box=box(r.box), words=[replace(w, box=box(w.box)) for w in r.words],
-                    poly=tuple((x * sx, y * sy) for x, y in r.poly) if r.poly else None) for r in results]
+    return moved(results, lambda x, y: (x * sx, y * sy))
 
 
 def word_lines(gray: np.ndarray, reading: Decoded, tall: float = TALL_WORD) -> list[LineResult]:
@@ -133,19 +146,7 @@ def unturned(results: list[LineResult], degrees: int, width: int, height: int) -
     """
     back = {90: lambda x, y: (y, height - x), 180: lambda x, y: (width - x, height - y),
             270: lambda x, y: (width - y, x)}.get(degrees % 360)
-    if back is None:
-        return results
-
-    def corners(b: tuple[float, float, float, float]) -> tuple[tuple[float, float], ...]:
-        x0, y0, x1, y1 = b
-        return tuple(back(x, y) for x, y in ((x0, y0), (x1, y0), (x1, y1), (x0, y1)))
-
-    def bounds(pts: tuple[tuple[float, float], ...]) -> tuple[float, float, float, float]:
-        xs, ys = [p[0] for p in pts], [p[1] for p in pts]
-        return min(xs), min(ys), max(xs), max(ys)
-
-    return [replace(r, box=bounds(corners(r.box)), words=[replace(w, box=bounds(corners(w.box))) for w in r.words],
-                    poly=tuple(back(x, y) for x, y in r.poly) if r.poly else corners(r.box)) for r in results]
+    return moved(results, back) if back else results
 
 
 def reading_score(results: list[LineResult]) -> float:
