@@ -5,8 +5,7 @@ No torch here: the ingress deployment uses these between its calls to the detect
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -39,21 +38,11 @@ TALL_WORD = 1.25
 ROTATIONS = (0, 90, 180, 270)
 
 #: With ``rotate=auto``, a reading of the upload as it comes that has at least `UPRIGHT_WORDS` words averaging at
-#: least `UPRIGHT_CONFIDENCE`, and at least `UPRIGHT_SCORE` confident characters (`reading_score`), is kept without
-#: trying the other three turns. Chosen on 15 TRAIN receipts and 40 born-digital TRAIN images read at all four
-#: turns: upright, 43 of 55 stop there; none of the 165 turned readings does (upside-down receipts average up to
-#: 0.91, and a sideways banner can hold three short words at 0.97). The characters keep a page of text turned a
-#: quarter from stopping on five confident single letters read off its columns ("O", "m", "U"); on TRAIN they
-#: change no decision.
+#: least `UPRIGHT_CONFIDENCE` is kept without trying the other three turns. Chosen on 15 TRAIN receipts and 40
+#: born-digital TRAIN images read at all four turns: upright, 43 of 55 stop there; none of the 165 turned readings
+#: does (upside-down receipts average up to 0.91, and a sideways banner can hold three short words at 0.97).
 UPRIGHT_CONFIDENCE = 0.95
 UPRIGHT_WORDS = 4
-UPRIGHT_SCORE = 12.0
-
-#: With ``rotate=auto`` a turn is judged on the readings of its widest lines only, and only the chosen turn is read
-#: whole. On the same TRAIN receipts and born-digital images plus 55 rebuilt IC15 layouts, each uploaded at all four
-#: turns (440 cases), judging by the 8 (12, 16) widest lines took the same shortcuts and chose the same turns as
-#: judging by whole readings.
-SAMPLE_LINES = 8
 
 
 @dataclass(frozen=True)
@@ -172,46 +161,9 @@ def reading_score(results: list[LineResult]) -> float:
 def upright_enough(results: list[LineResult]) -> bool:
     """``rotate=auto`` keeps a reading of the upload as it comes, without trying other turns, when this holds."""
     confs = [w.confidence for r in results for w in r.words]
-    return (len(confs) >= UPRIGHT_WORDS and float(np.mean(confs)) >= UPRIGHT_CONFIDENCE
-            and reading_score(results) >= UPRIGHT_SCORE)
+    return len(confs) >= UPRIGHT_WORDS and float(np.mean(confs)) >= UPRIGHT_CONFIDENCE
 
 
 def best_rotation(readings: dict[int, list[LineResult]]) -> int:
     """The turn whose reading holds the most confident text (`reading_score`); a tie keeps the smallest turn."""
     return max(sorted(readings), key=lambda d: reading_score(readings[d]))
-
-
-def widest(lines: list[TextLine], k: int = SAMPLE_LINES) -> list[int]:
-    """The indexes of the ``k`` widest lines, in reading order."""
-    return sorted(sorted(range(len(lines)), key=lambda i: lines[i].box[0] - lines[i].box[2])[:k])
-
-
-async def find_turn(
-    find: Callable[[int], Awaitable[tuple[list[TextLine], list[Crop]]]],
-    read: Callable[[list[Crop]], Awaitable[list[Decoded]]],
-    keep: Callable[[list[TextLine], list[Crop], list[Decoded]], list[LineResult]],
-) -> tuple[int, list[LineResult]]:
-    """``rotate=auto``: the turn to read an image at, and its results (in the turned image's pixels).
-
-    ``find(degrees)`` detects the lines of the image turned ``degrees`` clockwise and cuts their crops; ``read``
-    reads crops; ``keep`` assembles the answer (`assemble` with the service's filters). The upload as it comes is
-    judged first and kept when its widest lines read `upright_enough`; otherwise the other three turns are judged
-    too (at once) and the one whose widest lines hold most confident text (`best_rotation`) is read whole.
-    """
-    async def judge(degrees: int) -> tuple[list[TextLine], list[Crop], list[int], list[Decoded]]:
-        lines, crops = await find(degrees)
-        sample = widest(lines)
-        return lines, crops, sample, (await read([crops[i] for i in sample]) if sample else [])
-
-    def sampled(lines: list[TextLine], crops: list[Crop], sample: list[int], readings: list[Decoded]) -> list:
-        return keep([lines[i] for i in sample], [crops[i] for i in sample], readings)
-
-    judged = {0: await judge(0)}
-    if not upright_enough(sampled(*judged[0])):
-        judged.update(zip(ROTATIONS[1:], await asyncio.gather(*(judge(d) for d in ROTATIONS[1:])), strict=True))
-    best = best_rotation({d: sampled(*j) for d, j in judged.items()})
-    lines, crops, sample, readings = judged[best]
-    rest = [i for i in range(len(lines)) if i not in set(sample)]
-    by_index = dict(zip(sample, readings, strict=True))
-    by_index.update(zip(rest, await read([crops[i] for i in rest]) if rest else [], strict=True))
-    return best, keep(lines, crops, [by_index[i] for i in range(len(lines))])

@@ -1,26 +1,19 @@
 """Reading an upload turned a quarter or a half: the image turned, the answer turned back, the turn chosen."""
 
-import asyncio
-
 import numpy as np
 import pytest
 
 from serve_app.ocr.pipeline import (
     ROTATIONS,
-    SAMPLE_LINES,
     UPRIGHT_CONFIDENCE,
     UPRIGHT_WORDS,
     LineResult,
-    assemble,
     best_rotation,
-    find_turn,
     turned,
     unturned,
     upright_enough,
-    widest,
 )
-from serve_app.ocr.processing.recognition import Crop, Decoded, Word
-from serve_app.ocr.processing.textlines import TextLine
+from serve_app.ocr.processing.recognition import Word
 
 
 def ink_box(gray: np.ndarray) -> tuple[int, int, int, int]:
@@ -67,45 +60,4 @@ def test_only_a_confident_reading_of_the_upload_skips_the_other_turns():
     assert upright_enough(reading(*[("TOTAL", sure)] * UPRIGHT_WORDS))
     assert not upright_enough(reading(*[("OS", unsure)] * UPRIGHT_WORDS))
     assert not upright_enough(reading(*[("TOTAL", sure)] * (UPRIGHT_WORDS - 1)))  # too few words to be sure
-    assert not upright_enough(reading(*[("O", 0.99)] * 5))  # single letters read off the columns of a turned page
     assert not upright_enough([])  # nothing read: maybe it is sideways
-
-
-def _page(right: int, doubtful_upright: bool = True):
-    """`find_turn`'s collaborators for a page that reads at turn ``right``: 12 lines per turn, of growing width."""
-    found, reads = [], []
-
-    async def find(degrees: int):
-        found.append(degrees)
-        lines = [TextLine((0, 40 * i, 100 + 10 * i, 40 * i + 32), (), 0.9, 3) for i in range(12)]
-        crops = [Crop(np.full((32, 8), degrees, np.float32), *ln.box) for ln in lines]
-        return lines, crops
-
-    async def read(crops):
-        reads.append((int(crops[0].pixels[0, 0]), len(crops)))
-        sure = int(crops[0].pixels[0, 0]) == right or not doubtful_upright
-        return [Decoded("TOTAL 1250" if sure else "ol", list(range(0, 20, 2)) if sure else [0, 2],
-                        [0.99] * 10 if sure else [0.6] * 2) for _ in crops]
-
-    def keep(lines, crops, readings):
-        return assemble(lines, crops, readings)
-
-    return find, read, keep, found, reads
-
-
-def test_a_turned_page_is_judged_on_its_widest_lines_and_only_the_winner_is_read_whole():
-    find, read, keep, found, reads = _page(right=180)
-    degrees, results = asyncio.run(find_turn(find, read, keep))
-    assert degrees == 180 and sorted(found) == list(ROTATIONS)
-    assert [r.text for r in results] == ["TOTAL 1250"] * 12  # every line of the winner, in order
-    assert [r.box[1] for r in results] == [40 * i for i in range(12)]
-    judged = [n for d, n in reads[:4]]
-    assert judged == [SAMPLE_LINES] * 4 and reads[4] == (180, 12 - SAMPLE_LINES)  # the rest of the winner only
-    assert widest([TextLine((0, 0, w, 1), (), 1, 1) for w in (5, 50, 9, 40)], 2) == [1, 3]  # in reading order
-
-
-def test_an_upload_that_reads_upright_is_not_turned_at_all():
-    find, read, keep, found, reads = _page(right=0)
-    degrees, results = asyncio.run(find_turn(find, read, keep))
-    assert degrees == 0 and found == [0] and len(results) == 12
-    assert reads == [(0, SAMPLE_LINES), (0, 12 - SAMPLE_LINES)]
