@@ -19,7 +19,7 @@ import numpy as np
 
 from serve_app.ocr import runtime
 from serve_app.ocr.models.weights import DEFAULT_DETECTOR, DEFAULT_RECOGNIZER
-from serve_app.ocr.pipeline import MIN_TILT, turned, unturned
+from serve_app.ocr.pipeline import MIN_TILT, ROTATIONS, turned, unturned
 from serve_app.ocr.predictor import PRECISIONS, DetectorRunner, OCRPredictor, RecognizerRunner
 from serve_app.ocr.processing.consensus import DEFAULT_WORD_SCALES
 from serve_app.ocr.processing.detection import DetectionParams
@@ -48,9 +48,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--lexicon-margin", type=float, default=DEFAULT_MARGIN)
     p.add_argument("--word-scales", nargs="+", type=float, default=list(DEFAULT_WORD_SCALES),
                    help="width scales each word crop is read at ('1' for one reading)")
-    p.add_argument("--rotate", default="0", choices=["0", "90", "180", "270", "auto"],
+    p.add_argument("--rotate", default="0", choices=[*map(str, ROTATIONS), "auto"],
                    help="as the service's ?rotate=: turn pages this far clockwise before reading, or find the turn")
-    p.add_argument("--turn", type=int, default=0, choices=[0, 90, 180, 270],
+    p.add_argument("--turn", type=int, default=0, choices=ROTATIONS,
                    help="turn each page this far clockwise first, as if it had been uploaded sideways")
     p.add_argument("--json", default=None, help="also write the results here")
     return p
