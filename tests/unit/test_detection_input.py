@@ -1,6 +1,7 @@
 """The detector's input: what `preprocess` hands the network, and that batching images does not change lines."""
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from serve_app.ocr.predictor import DetectorRunner
@@ -86,3 +87,19 @@ def test_lines_between_anchor_rows_are_found_on_a_dense_pdf_page():
     centres = [(36 + 9 + i * 1.4 * 9) * 200 / 72 - pitch / 4 for i in range(len(lines))]
     missed = [i for i, y in enumerate(centres) if not any(ln.box[1] < y < ln.box[3] for ln in found)]
     assert missed == []
+
+
+@pytest.mark.parametrize("precision", ["fp32", "int8"])
+def test_the_two_views_share_one_stem_pass(precision):
+    """The frame's own view is exactly a pass of its own; the moved view, built from its stem, nearly so."""
+    img, _ = render_lines(["Invoice number 4521", "Total due 38.90", "Thank you"], size=30)
+    runner = DetectorRunner(precision=precision)
+    frame, _ = detection.preprocess(np.asarray(img), runner.params)
+    (own, zero), (moved, shift) = runner._two_views([frame])
+    assert (zero, shift) == (0, detection.VIEW_SHIFT)
+    alone = runner._forward([frame])
+    for key in ("scores", "vertical", "side"):
+        np.testing.assert_array_equal(own[key], alone[key])
+    p, q = (detection.softmax_text(o["scores"]) for o in (moved, runner._forward([detection.shifted(frame)])))
+    assert p.shape == q.shape and (q > 0.5).sum() > 100  # the frame has text for the scores to differ on
+    assert np.abs(p - q).mean() < 0.005  # moved by a cell too few or too many: 0.017-0.019

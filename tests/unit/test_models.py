@@ -17,6 +17,18 @@ def test_ctpn_outputs_one_set_of_anchors_per_16px_cell(backbone):
     assert out["side"].shape == (2, 4, 6, 10)
 
 
+@pytest.mark.parametrize("backbone", BACKBONES)
+def test_ctpn_stem_ends_at_its_stride_and_the_trunk_finishes_the_pass(backbone):
+    model = build_ctpn(backbone=backbone, head_channels=64).eval()
+    x = torch.randn(1, 3, 64, 96)
+    with torch.inference_mode():
+        stem = model.stem(x)
+        assert stem.shape[2:] == (64 // model.stem_stride, 96 // model.stem_stride)
+        whole, parts = model(x), model.trunk(stem)
+    for key in whole:
+        torch.testing.assert_close(whole[key], parts[key])
+
+
 def test_unknown_names_are_errors():
     with pytest.raises(ValueError, match="unknown CTPN backbone"):
         build_ctpn(backbone="alexnet")

@@ -91,6 +91,16 @@ def test_int8_ctpn_detects_like_fp32(ctpn_path):
         assert 0 < rel < 0.1, key
 
 
+def test_int8_ctpn_keeps_its_stem_apart(ctpn_path):
+    int8 = DetectorRunner(ctpn_path, precision="int8").model
+    assert len(int8.backbone) == 2 and int8.stem_modules == 1  # stem graph, rest graph
+    x = torch.from_numpy(np.random.default_rng(1).normal(0, 1, (1, 3, 96, 128)).astype(np.float32))
+    with torch.inference_mode():
+        assert int8.stem(x).shape[2:] == (96 // int8.stem_stride, 128 // int8.stem_stride)
+    with pytest.raises(ValueError, match="no module named"):
+        quantize.split_graph(int8.backbone[1], "0.99.")
+
+
 def test_int8_needs_calibration(tmp_path):
     path = save_weights(build_crnn(variant="slim").eval(), tmp_path / "plain.pt")
     with pytest.raises(ValueError, match=r"training\.calibrate"):

@@ -43,6 +43,10 @@ def _backbone(name: str) -> tuple[nn.Module, int]:
 
 BACKBONES = ("mobilenet_v3", "resnet18", "vgg16")
 
+#: Per backbone: how many of its leading modules work at stride 8 or finer, and that stride. Moving an image by a
+#: multiple of the stride moves this stem's features by whole cells, which lets two views of one frame share it.
+STEMS: dict[str, tuple[int, int]] = {"mobilenet_v3": (7, 8), "resnet18": (6, 8), "vgg16": (17, 8)}
+
 
 class CTPN(nn.Module):
     """Images ``(N, 3, H, W)`` (H, W multiples of 16, normalised) in; per anchor raw outputs out.
@@ -62,9 +66,18 @@ class CTPN(nn.Module):
         self.scores = nn.Linear(c, 2 * NUM_ANCHORS)
         self.vertical = nn.Linear(c, 2 * NUM_ANCHORS)
         self.side = nn.Linear(c, NUM_ANCHORS)
+        self.stem_modules, self.stem_stride = STEMS[spec.backbone]
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        f = self.window(self.backbone(x))  # N, C, h, w
+        return self.trunk(self.stem(x))
+
+    def stem(self, x: torch.Tensor) -> torch.Tensor:
+        """The backbone's first modules, to stride ``stem_stride`` (`DetectorRunner` runs them once for two views)."""
+        return self.backbone[:self.stem_modules](x)
+
+    def trunk(self, stem: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The rest of the network from the stem's features: what `forward` returns."""
+        f = self.window(self.backbone[self.stem_modules:](stem))  # N, C, h, w
         n, c, h, w = f.shape
         rows = f.permute(0, 2, 3, 1).reshape(n * h, w, c)  # each feature row is a sequence
         seq, _ = self.rnn(rows)

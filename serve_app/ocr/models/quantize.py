@@ -23,6 +23,7 @@ import warnings
 from typing import Any
 
 import torch
+import torch.fx
 from torch import nn
 
 from serve_app.ocr.models.crnn import CRNN
@@ -89,9 +90,42 @@ def quantize(model: nn.Module, state: dict[str, torch.Tensor]) -> nn.Module:
         converted = convert_fx(prepared)
     if isinstance(model, CRNN):
         model.features = converted
-    else:
-        model.backbone, model.window = converted, nn.Identity()
+    else:  # keep `CTPN.stem` apart from the rest: two views of a frame share one stem pass
+        model.backbone = nn.Sequential(*split_graph(converted, f"0.{model.stem_modules}."))
+        model.stem_modules, model.window = 1, nn.Identity()
     return model
+
+
+def split_graph(gm: torch.fx.GraphModule, prefix: str) -> tuple[torch.fx.GraphModule, torch.fx.GraphModule]:
+    """``gm`` cut before its first module named ``prefix...``: two modules whose composition is ``gm``.
+
+    The value feeding that module is the only one allowed to cross the cut (true between MobileNet's blocks, whose
+    skip connections stay inside a block); constants (``get_attr``) are read where they are used.
+    """
+    nodes = list(gm.graph.nodes)
+    first = next((n for n in nodes if n.op == "call_module" and str(n.target).startswith(prefix)), None)
+    if first is None:
+        raise ValueError(f"no module named {prefix}* in this graph")
+    cut = first.args[0]
+    if not isinstance(cut, torch.fx.Node):
+        raise ValueError(f"{first.target} does not take a computed value")
+    head, tail = torch.fx.Graph(), torch.fx.Graph()
+    before: dict[torch.fx.Node, torch.fx.Node] = {}
+    for n in nodes[:nodes.index(cut) + 1]:
+        before[n] = head.node_copy(n, lambda a: before[a])
+    head.output(before[cut])
+    after: dict[torch.fx.Node, torch.fx.Node] = {cut: tail.placeholder("stem")}
+
+    def arg(a: torch.fx.Node) -> torch.fx.Node:
+        if a not in after:
+            if a.op != "get_attr":
+                raise ValueError(f"{a.name} crosses the cut before {first.target} besides its input")
+            after[a] = tail.node_copy(a)
+        return after[a]
+
+    for n in nodes[nodes.index(cut) + 1:]:
+        after[n] = tail.node_copy(n, arg)
+    return torch.fx.GraphModule(gm, head), torch.fx.GraphModule(gm, tail)
 
 
 def auto_ok() -> bool:
