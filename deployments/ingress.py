@@ -34,18 +34,18 @@ from serve_app import __version__, telemetry
 from serve_app.config import AppConfig, resolve_weights
 from serve_app.imaging import MEDIA_TYPES, ImageError, decode_image
 from serve_app.ocr.pipeline import (
-    ROTATIONS,
+    Found,
     LineResult,
     assemble,
-    best_rotation,
+    find_turn,
     make_crops,
     to_upload_pixels,
     turned,
     unturned,
-    upright_enough,
     word_lines,
 )
-from serve_app.ocr.processing.recognition import to_gray
+from serve_app.ocr.processing.recognition import Crop, Decoded, to_gray
+from serve_app.ocr.processing.textlines import TextLine
 from serve_app.schemas import CorrectionIn, CorrectionOut, ErrorResponse, OCRResponse
 
 log = logging.getLogger("ray.serve")
@@ -268,10 +268,8 @@ class Ingress:
                 reading = await self.recognizer.read_word.remote(pixels)
             detect_s, recognize_s = 0.0, time.perf_counter() - t1
             results = unturned(word_lines(to_gray(pixels), reading), rotation, *decoded.pixels.shape[1::-1])
-        elif rotate == "auto":
-            rotation, (results, detect_s, recognize_s) = await self._upright(decoded.pixels)
         else:
-            results, detect_s, recognize_s = await self._read_page(decoded.pixels, rotation)
+            rotation, results, detect_s, recognize_s = await self._read_page(decoded.pixels, rotate)
         trace.get_current_span().set_attribute("image.rotation", rotation)
         results = to_upload_pixels(results, *decoded.scale)
         m = metrics.ingress()
@@ -299,39 +297,53 @@ class Ingress:
             self._remember(request_id)
         return body
 
-    async def _read_page(self, pixels: np.ndarray, degrees: int) -> tuple[list[LineResult], float, float]:
-        """Find and read the text of ``pixels`` turned ``degrees`` clockwise.
-
-        Returns the results in the unturned pixels, and the seconds spent detecting and recognizing.
-        """
-        height, width = pixels.shape[:2]
+    async def _find(self, pixels: np.ndarray, degrees: int, spent: dict[str, float]) -> Found:
+        """The text lines of ``pixels`` turned ``degrees`` clockwise, and their crops; adds to ``spent["detect"]``."""
         if degrees:
             pixels = await self._in_thread("turn", turned, pixels, degrees)
         t0 = time.perf_counter()
         with telemetry.tracer.start_as_current_span("detect", attributes={"rotation": degrees}) as span:
             lines = await self.detector.detect.remote(pixels)
             span.set_attribute("lines", len(lines))
-        t1 = time.perf_counter()
+        spent["detect"] += time.perf_counter() - t0
         crops = await self._in_thread("crop", make_crops, pixels, lines, self.cfg.recognizer.max_crop_width,
                                       self.cfg.recognizer.min_tilt)
+        return lines, crops
+
+    async def _recognize(self, crops: list[Crop], spent: dict[str, float]) -> list[Decoded]:
+        t0 = time.perf_counter()
         with telemetry.tracer.start_as_current_span("recognize", attributes={"crops": len(crops)}):
             readings = (await self.recognizer.recognize.remote([c.pixels for c in crops], self.inflight == 1)
                         if crops else [])
-        t2 = time.perf_counter()
-        limits = self.cfg.ingress
-        results = assemble(lines, crops, readings, limits.min_line_confidence, limits.min_word_confidence,
-                           limits.min_unknown_word_confidence)
-        return unturned(results, degrees, width, height), t1 - t0, t2 - t1
+        spent["recognize"] += time.perf_counter() - t0
+        return readings
 
-    async def _upright(self, pixels: np.ndarray) -> tuple[int, tuple[list[LineResult], float, float]]:
-        """``rotate=auto``: the page as uploaded unless its words are doubtful; then the turn that reads most."""
-        first = await self._read_page(pixels, 0)
-        if upright_enough(first[0]):
-            return 0, first
-        turns = dict(zip(ROTATIONS, [first, *await asyncio.gather(*(self._read_page(pixels, d)
-                                                                      for d in ROTATIONS[1:]))], strict=True))
-        best = best_rotation({d: r[0] for d, r in turns.items()})
-        return best, (turns[best][0], sum(r[1] for r in turns.values()), sum(r[2] for r in turns.values()))
+    def _assemble(self, lines: list[TextLine], crops: list[Crop], readings: list[Decoded]) -> list[LineResult]:
+        limits = self.cfg.ingress
+        return assemble(lines, crops, readings, limits.min_line_confidence, limits.min_word_confidence,
+                        limits.min_unknown_word_confidence)
+
+    async def _read_page(self, pixels: np.ndarray, rotate: Rotate) -> tuple[int, list[LineResult], float, float]:
+        """Find and read the text of ``pixels`` at the turn ``rotate`` asks for, or finds (`find_turn`).
+
+        Returns the turn, the results in the unturned pixels, and the seconds spent detecting and recognizing.
+        """
+        spent = {"detect": 0.0, "recognize": 0.0}
+
+        async def find(degrees: int) -> Found:
+            return await self._find(pixels, degrees, spent)
+
+        async def read(crops: list[Crop]) -> list[Decoded]:
+            return await self._recognize(crops, spent)
+
+        if rotate == "auto":
+            degrees, results = await find_turn(find, read, self._assemble)
+        else:
+            degrees = int(rotate)
+            lines, crops = await find(degrees)
+            results = self._assemble(lines, crops, await read(crops))
+        height, width = pixels.shape[:2]
+        return degrees, unturned(results, degrees, width, height), spent["detect"], spent["recognize"]
 
     def _remember(self, request_id: str) -> None:
         self.recent[request_id] = time.monotonic()

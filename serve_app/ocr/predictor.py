@@ -5,6 +5,7 @@ The Serve deployments call the same pieces (`DetectorRunner`, `RecognizerRunner`
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from pathlib import Path
 
@@ -17,18 +18,17 @@ from serve_app.ocr.pipeline import (
     MIN_TILT,
     MIN_UNKNOWN_WORD_CONFIDENCE,
     MIN_WORD_CONFIDENCE,
-    ROTATIONS,
     TALL_WORD,
+    Found,
     LineResult,
     assemble,
-    best_rotation,
+    find_turn,
     make_crops,
     turned,
     unturned,
-    upright_enough,
 )
 from serve_app.ocr.processing import consensus, detection, lexicon, recognition
-from serve_app.ocr.processing.recognition import COLUMN_STRIDE, Decoded
+from serve_app.ocr.processing.recognition import COLUMN_STRIDE, Crop, Decoded
 from serve_app.ocr.processing.textlines import TextLine
 from serve_app.paths import DEFAULT_LEXICON
 
@@ -249,23 +249,27 @@ class OCRPredictor:
 
         Returns the turn it was read at and the results in the image's own pixels.
         """
-        h, w = image.shape[:2]
+        if rotate == "auto":
+            async def find(degrees: int) -> Found:
+                pixels = turned(image, degrees)
+                lines = self.detector.detect([pixels])[0]
+                return lines, make_crops(pixels, lines, min_tilt=self.min_tilt)
 
-        def at(degrees: int) -> list[LineResult]:
-            return unturned(self(turned(image, degrees)), degrees, w, h)
+            async def read(crops: list[Crop]) -> list[Decoded]:
+                return self.recognizer.read([c.pixels for c in crops])
 
-        if rotate != "auto":
-            return int(rotate), at(int(rotate))
-        readings = {0: at(0)}
-        if not upright_enough(readings[0]):
-            readings.update({d: at(d) for d in ROTATIONS[1:]})
-        best = best_rotation(readings)
-        return best, readings[best]
+            degrees, results = asyncio.run(find_turn(find, read, self._assemble))
+        else:
+            degrees = int(rotate)
+            results = self(turned(image, degrees))
+        return degrees, unturned(results, degrees, image.shape[1], image.shape[0])
+
+    def _assemble(self, lines: list[TextLine], crops: list[Crop], readings: list[Decoded]) -> list[LineResult]:
+        return assemble(lines, crops, readings, min_word_confidence=self.min_word_confidence,
+                        min_unknown_word_confidence=self.min_unknown_word_confidence)
 
     def detect_and_read(self, image: np.ndarray) -> tuple[list[TextLine], list[LineResult]]:
         """The detected lines as well as the answer, so evaluation can tell missed text from misread text."""
         lines = self.detector.detect([image])[0]
         crops = make_crops(image, lines, min_tilt=self.min_tilt)
-        readings = self.recognizer.read([c.pixels for c in crops]) if crops else []
-        return lines, assemble(lines, crops, readings, min_word_confidence=self.min_word_confidence,
-                               min_unknown_word_confidence=self.min_unknown_word_confidence)
+        return lines, self._assemble(lines, crops, self.recognizer.read([c.pixels for c in crops]) if crops else [])

@@ -1,19 +1,28 @@
 """Reading an upload turned a quarter or a half: the image turned, the answer turned back, the turn chosen."""
 
+import asyncio
+
 import numpy as np
 import pytest
 
 from serve_app.ocr.pipeline import (
     ROTATIONS,
+    SAMPLE_LINES,
     UPRIGHT_CONFIDENCE,
+    UPRIGHT_SCORE,
     UPRIGHT_WORDS,
     LineResult,
+    assemble,
     best_rotation,
+    find_turn,
+    reading_score,
     turned,
     unturned,
     upright_enough,
+    widest,
 )
-from serve_app.ocr.processing.recognition import Word
+from serve_app.ocr.processing.recognition import Crop, Decoded, Word
+from serve_app.ocr.processing.textlines import TextLine
 
 
 def ink_box(gray: np.ndarray) -> tuple[int, int, int, int]:
@@ -61,3 +70,56 @@ def test_only_a_confident_reading_of_the_upload_skips_the_other_turns():
     assert not upright_enough(reading(*[("OS", unsure)] * UPRIGHT_WORDS))
     assert not upright_enough(reading(*[("TOTAL", sure)] * (UPRIGHT_WORDS - 1)))  # too few words to be sure
     assert not upright_enough([])  # nothing read: maybe it is sideways
+    letters = reading(("G", 0.95), ("6", 0.95), ("A", 0.99), ("G=E", 0.98))  # read off the columns of a turned receipt
+    assert not upright_enough(letters) and reading_score(letters) < UPRIGHT_SCORE
+
+
+def _page(right: int, upright_sure: float = 0.6):
+    """`find_turn`'s collaborators for a page that reads well at turn ``right``: 12 lines per turn, of growing width.
+
+    Lines found at any other turn read "ol" at ``upright_sure`` (the upload as it comes) or 0.6 confidence.
+    """
+    found, reads = [], []
+
+    async def find(degrees: int):
+        found.append(degrees)
+        lines = [TextLine((0, 40 * i, 100 + 10 * i, 40 * i + 32), (), 0.9, 3) for i in range(12)]
+        return lines, [Crop(np.full((32, 8), degrees, np.float32), *ln.box) for ln in lines]
+
+    async def read(crops):
+        degrees = int(crops[0].pixels[0, 0])
+        reads.append((degrees, len(crops)))
+        if degrees == right:
+            return [Decoded("TOTAL 1250", list(range(0, 20, 2)), [0.99] * 10) for _ in crops]
+        sure = upright_sure if degrees == 0 else 0.6
+        return [Decoded("ol", [0, 2], [sure] * 2) for _ in crops]
+
+    def keep(lines, crops, readings):
+        return assemble(lines, crops, readings, min_word_confidence=0.5)
+
+    return find, read, keep, found, reads
+
+
+def test_a_turned_page_is_judged_on_its_widest_lines_and_only_the_winner_is_read_whole():
+    find, read, keep, found, reads = _page(right=180)
+    degrees, results = asyncio.run(find_turn(find, read, keep))
+    assert degrees == 180 and sorted(found) == list(ROTATIONS)
+    assert [r.text for r in results] == ["TOTAL 1250"] * 12  # every line of the winner, in order
+    assert [r.box[1] for r in results] == [40 * i for i in range(12)]
+    assert reads[0] == (0, 12)  # the upload as it comes is read whole
+    assert sorted(reads[1:4]) == [(90, SAMPLE_LINES), (180, SAMPLE_LINES), (270, SAMPLE_LINES)]
+    assert reads[4:] == [(180, 12 - SAMPLE_LINES)]  # then the rest of the winner only
+    assert widest([TextLine((0, 0, w, 1), (), 1, 1) for w in (5, 50, 9, 40)], 2) == [1, 3]  # in reading order
+
+
+def test_an_upload_that_reads_upright_is_read_once():
+    find, read, keep, found, reads = _page(right=0)
+    degrees, results = asyncio.run(find_turn(find, read, keep))
+    assert degrees == 0 and found == [0] and reads == [(0, 12)] and len(results) == 12
+
+
+def test_a_doubtful_upload_that_still_reads_best_as_it_comes_is_not_read_again():
+    find, read, keep, found, reads = _page(right=-1, upright_sure=0.7)  # no turn reads well; the upload reads best
+    degrees, results = asyncio.run(find_turn(find, read, keep))
+    assert degrees == 0 and sorted(found) == list(ROTATIONS) and len(results) == 12
+    assert [n for d, n in reads if d == 0] == [12]  # the upload's whole reading is kept, not repeated
