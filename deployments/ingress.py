@@ -207,8 +207,9 @@ class Ingress:
                                                "are"),
         rotate: Rotate = Query("0", description="degrees to turn the image clockwise before reading it (a page "
                                                 "scanned sideways: 90 or 270), or 'auto': read as uploaded unless the "
-                                                "words are doubtful, then read all four ways and keep the one that "
-                                                "reads most (up to 4x the time); boxes stay in the upload's pixels"),
+                                                "words are doubtful, then judge the other three turns on their widest "
+                                                "lines and read the one that reads most (2-4x the time); boxes stay "
+                                                "in the upload's pixels"),
     ):
         request_id = str(uuid.uuid4())
         with telemetry.tracer.start_as_current_span(
