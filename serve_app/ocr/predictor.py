@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Coroutine
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -31,6 +34,8 @@ from serve_app.ocr.processing import consensus, detection, lexicon, recognition
 from serve_app.ocr.processing.recognition import COLUMN_STRIDE, Crop, Decoded
 from serve_app.ocr.processing.textlines import TextLine
 from serve_app.paths import DEFAULT_LEXICON
+
+T = TypeVar("T")
 
 #: What ``precision`` may be set to (the config's ``Precision`` and every command line's ``--precision``).
 PRECISIONS = ("auto", "fp32", "bf16", "int8")
@@ -68,6 +73,16 @@ def _load(weights: str | Path, precision: str) -> tuple[torch.nn.Module, dict, s
         if native_bf16():
             quantize.bf16_recurrent(model)
     return model, blob.get("meta", {}), resolved
+
+
+def _run(coroutine: Coroutine[Any, Any, T]) -> T:
+    """`asyncio.run`, also where an event loop is already running (a notebook, an async caller): on a thread then."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coroutine)
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
 
 
 def _nchw(arrays: list[np.ndarray]) -> torch.Tensor:
@@ -258,7 +273,7 @@ class OCRPredictor:
             async def read(crops: list[Crop]) -> list[Decoded]:
                 return self.recognizer.read([c.pixels for c in crops])
 
-            degrees, results = asyncio.run(find_turn(find, read, self._assemble))
+            degrees, results = _run(find_turn(find, read, self._assemble))
         else:
             degrees = int(rotate)
             results = self(turned(image, degrees))

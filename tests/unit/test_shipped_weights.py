@@ -1,5 +1,7 @@
 """The shipped weights read fixed rendered pages exactly: guards against a broken export or a bad retrain."""
 
+import asyncio
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -73,3 +75,15 @@ def test_shipped_weights_read_tilted_lines(angle):
     for r in result:
         (x0, t0), (x1, t1) = r.poly[0], r.poly[1]
         assert (t1 - t0) / (x1 - x0) == pytest.approx(-np.tan(np.radians(angle)), abs=0.05)  # edges follow it
+
+
+def test_shipped_weights_find_the_turn_of_an_upside_down_page_also_from_async_code(predictor):
+    """`OCRPredictor.read(..., "auto")` runs `find_turn` on an event loop of its own, inside a running one too."""
+    img, _ = render_lines(PAGES[0][1], font_path=font(PAGES[0][0]), size=30)
+    upside_down = np.ascontiguousarray(np.asarray(img)[::-1, ::-1])
+
+    async def from_a_coroutine():
+        return predictor.read(upside_down, "auto")
+
+    for rotation, result in (predictor.read(upside_down, "auto"), asyncio.run(from_a_coroutine())):
+        assert rotation == 180 and [r.text for r in result] == PAGES[0][1]
