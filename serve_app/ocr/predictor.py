@@ -40,6 +40,10 @@ T = TypeVar("T")
 #: What ``precision`` may be set to (the config's ``Precision`` and every command line's ``--precision``).
 PRECISIONS = ("auto", "fp32", "bf16", "int8")
 
+#: The CTPN's BiLSTM batch is padded to a multiple of this where it runs in bf16 (`ctpn._padded_rows`): on a 2-core
+#: Xeon with AMX the detection of a 720p frame took 0.170 -> 0.157 s, a receipt 0.157 -> 0.129 s.
+BF16_ROW_MULTIPLE = 8
+
 
 def native_bf16() -> bool:
     return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
@@ -72,6 +76,8 @@ def _load(weights: str | Path, precision: str) -> tuple[torch.nn.Module, dict, s
         quantize.quantize(model, blob["int8"])
         if native_bf16():
             quantize.bf16_recurrent(model)
+    if hasattr(model, "row_multiple") and (resolved == "bf16" or (resolved == "int8" and native_bf16())):
+        model.row_multiple = BF16_ROW_MULTIPLE
     return model, blob.get("meta", {}), resolved
 
 

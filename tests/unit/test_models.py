@@ -29,6 +29,21 @@ def test_ctpn_stem_ends_at_its_stride_and_the_trunk_finishes_the_pass(backbone):
         torch.testing.assert_close(whole[key], parts[key])
 
 
+def test_ctpn_pads_its_lstm_rows_without_changing_the_answer():
+    model = build_ctpn(head_channels=64).eval()
+    x = torch.randn(1, 3, 80, 96)  # 5 feature rows of 6 cells
+    batches: list[int] = []
+    model.rnn.register_forward_hook(lambda _m, args, _out: batches.append(args[0].shape[0]))
+    with torch.inference_mode():
+        plain = model(x)
+        model.row_multiple = 8
+        padded = model(x)
+    assert batches == [5, 8]
+    for key in plain:
+        assert padded[key].shape == plain[key].shape
+        torch.testing.assert_close(padded[key], plain[key])
+
+
 def test_unknown_names_are_errors():
     with pytest.raises(ValueError, match="unknown CTPN backbone"):
         build_ctpn(backbone="alexnet")

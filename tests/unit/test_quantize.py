@@ -13,6 +13,7 @@ from serve_app.ocr.models.crnn import build_crnn
 from serve_app.ocr.models.ctpn import build_ctpn
 from serve_app.ocr.models.weights import read_weights, save_weights
 from serve_app.ocr.predictor import (
+    BF16_ROW_MULTIPLE,
     PRECISIONS,
     DetectorRunner,
     RecognizerRunner,
@@ -159,3 +160,15 @@ def test_int8_ctpn_with_a_bf16_lstm_detects_like_fp32(monkeypatch, ctpn_path):
         assert b[key].dtype == torch.float32
         rel = (a[key] - b[key]).norm() / a[key].norm()
         assert 0 < rel < 0.1, key
+
+
+@pytest.mark.parametrize(("precision", "bf16", "expected"), [
+    ("int8", True, BF16_ROW_MULTIPLE),  # its LSTM runs in bf16
+    ("int8", False, 1),
+    ("bf16", True, BF16_ROW_MULTIPLE),  # autocast runs the LSTM in bf16 too
+    ("fp32", True, 1),  # fp32's LSTM has no slow batch sizes: padding would only cost
+])
+def test_ctpn_lstm_rows_are_padded_only_where_the_lstm_runs_in_bf16(monkeypatch, ctpn_path, precision, bf16,
+                                                                     expected):
+    monkeypatch.setattr(predictor, "native_bf16", lambda: bf16)
+    assert DetectorRunner(ctpn_path, precision=precision).model.row_multiple == expected
