@@ -44,4 +44,5 @@ class Detector:
     def stats(self) -> dict[str, Any]:
         """Batch sizes and page faults per batch so far (tests read them), the weights' metadata, the precision."""
         return {"batch_sizes": list(self.batch_sizes), "page_faults": list(self.page_faults),
-                "model": self.runner.meta.get("version", "unversioned"), "precision": self.runner.precision}
+                "model": self.runner.meta.get("version", "unversioned"), "precision": self.runner.precision,
+                "env": runtime.replica_env()}

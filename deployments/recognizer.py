@@ -72,4 +72,5 @@ class Recognizer:
         return {"batch_sizes": list(self.batch_sizes), "word_batch_sizes": list(self.word_batch_sizes),
                 "page_faults": list(self.page_faults), "batch_threads": list(self.batch_threads),
                 "alone": list(self.alone),
-                "model": self.runner.meta.get("version", "unversioned"), "precision": self.runner.precision}
+                "model": self.runner.meta.get("version", "unversioned"), "precision": self.runner.precision,
+                "env": runtime.replica_env()}

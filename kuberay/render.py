@@ -71,7 +71,6 @@ def _container(cfg: AppConfig, name: str, cpu: str, memory: str, gpu: int = 0) -
             {"name": "RABBITMQ_URL", "valueFrom": {"secretKeyRef": {"name": STORAGE_SECRET, "key": "rabbitmq-url"}}},
             {"name": "OCR_IMAGE_DIR", "value": "/data/images"},
             {"name": "OCR_SPOOL_DIR", "value": "/data/spool"},
-            {"name": "OMP_WAIT_POLICY", "value": "PASSIVE"},
             {"name": "RAY_USAGE_STATS_ENABLED", "value": "0"},
             *({"name": k, "value": v} for k, v in cfg.telemetry.environment(__version__).items()),
         ],

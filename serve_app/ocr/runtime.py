@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import ctypes.util
+import os
 import platform
 import resource
 from collections.abc import Iterator
@@ -44,7 +45,20 @@ def keep_freed_memory() -> bool:
 #: thresholds of `keep_freed_memory` hold for every thread: 0-5 faults in most passes (now and then 5-13 k while the
 #: shared heap grows), and a frame's detection inside the replica took 329 against 375 ms (2 threads, 2-core AVX2
 #: EPYC). glibc reads this once, when the process starts.
-REPLICA_ENV: dict[str, str] = {"GLIBC_TUNABLES": "glibc.malloc.arena_max=1"}
+#:
+#: And how long torch's OpenMP threads spin, waiting for the next parallel region, before they sleep. An LSTM is
+#: hundreds of small parallel regions back to back: threads that sleep at once (``OMP_WAIT_POLICY=PASSIVE``) are
+#: woken for each, and a lone receipt took 418 against 266 ms to answer. Threads that spin libgomp's default 300,000
+#: rounds keep cores busy that a request waiting in another replica needs: 4 clients at a time got 3.1 receipts per
+#: second against 4.0. 10,000 rounds keeps most of both: 285 ms alone, 3.5 per second (a 720p frame: 208 against
+#: 201 ms alone, 3.7 against 3.6 per second; `benchmarks.latency --concurrency 4`, three rounds, 2-core Xeon
+#: with AMX; docs/accuracy.md).
+REPLICA_ENV: dict[str, str] = {"GLIBC_TUNABLES": "glibc.malloc.arena_max=1", "GOMP_SPINCOUNT": "10000"}
+
+
+def replica_env() -> dict[str, str | None]:
+    """The values of `REPLICA_ENV`'s variables in this process (a replica reports them: they must reach it)."""
+    return {k: os.environ.get(k) for k in REPLICA_ENV}
 
 
 def minor_faults() -> int:

@@ -12,6 +12,7 @@ from ray import serve
 
 from deployments.app import graph
 from serve_app.config import AppConfig, resolve_weights
+from serve_app.ocr import runtime
 from serve_app.ocr.models import quantize
 from serve_app.ocr.models.weights import read_weights
 from serve_app.ocr.predictor import resolve_precision
@@ -213,6 +214,14 @@ def test_concurrent_requests_are_batched_by_the_detector(serve_url):
     sizes = detector.stats.remote().result()["batch_sizes"][before:]
     assert sum(sizes) == 8
     assert max(sizes) > 1, f"no batching: {sizes}"
+
+
+def test_both_model_replicas_run_with_the_replica_environment():
+    """One malloc arena and a short OpenMP spin (`runtime.REPLICA_ENV`) are read once, when a process starts: only
+    the deployments' ``runtime_env`` puts them there, locally and on KubeRay alike."""
+    for name in ("Detector", "Recognizer"):
+        env = serve.get_deployment_handle(name, app_name=APP).stats.remote().result()["env"]
+        assert env == runtime.REPLICA_ENV, name
 
 
 def test_the_detector_replica_reuses_freed_memory_from_frame_to_frame(client):
