@@ -76,6 +76,8 @@ def test_width_buckets_keep_similar_widths_together():
     groups = width_buckets(widths, max_batch=8, max_ratio=1.5)
     as_widths = sorted(sorted(widths[i] for i in g) for g in groups)
     assert as_widths == [[100, 105, 110], [400, 420], [1000]]
+    by_default = sorted(sorted(widths[i] for i in g) for g in width_buckets(widths))  # BUCKET_RATIO: 3x
+    assert by_default == [[100, 105, 110], [400, 420, 1000]]
     assert sorted(i for g in width_buckets(widths, max_batch=2) for i in g) == list(range(6))
     assert all(len(g) <= 2 for g in width_buckets(widths, max_batch=2))
 
