@@ -42,7 +42,7 @@ class Detector:
         return lines
 
     def stats(self) -> dict[str, Any]:
-        """Batch sizes and page faults per batch so far (tests read them), the weights' metadata, the precision."""
+        """Batch sizes and page faults per batch (tests read them), weights' metadata, precision, the replica env."""
         return {"batch_sizes": list(self.batch_sizes), "page_faults": list(self.page_faults),
                 "model": self.runner.meta.get("version", "unversioned"), "precision": self.runner.precision,
                 "env": runtime.replica_env()}

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from serve_app.ocr.models import quantize
+from serve_app.ocr.models.ctpn import CTPN
 from serve_app.ocr.models.weights import DEFAULT_DETECTOR, DEFAULT_RECOGNIZER, model_from_blob, read_weights
 from serve_app.ocr.pipeline import (
     MIN_TILT,
@@ -76,7 +77,7 @@ def _load(weights: str | Path, precision: str) -> tuple[torch.nn.Module, dict, s
         quantize.quantize(model, blob["int8"])
         if native_bf16():
             quantize.bf16_recurrent(model)
-    if hasattr(model, "row_multiple") and (resolved == "bf16" or (resolved == "int8" and native_bf16())):
+    if isinstance(model, CTPN) and (resolved == "bf16" or (resolved == "int8" and native_bf16())):
         model.row_multiple = BF16_ROW_MULTIPLE
     return model, blob.get("meta", {}), resolved
 
