@@ -52,7 +52,8 @@ def keep_freed_memory() -> bool:
 #: rounds keep cores busy that a request waiting in another replica needs: 4 clients at a time got 3.1 receipts per
 #: second against 4.0. 10,000 rounds keeps most of both: 285 ms alone, 3.5 per second (a 720p frame: 208 against
 #: 201 ms alone, 3.7 against 3.6 per second; `benchmarks.latency --concurrency 4`, three rounds, 2-core Xeon
-#: with AMX; docs/accuracy.md).
+#: with AMX; docs/accuracy.md). On a 2-core AMD Zen 4 receipts gain alike (1.70 -> 1.98 per second under load) but
+#: frames lose: 274 against 249 ms alone, 2.5 against 2.9 per second. Kept until more CPUs are measured.
 REPLICA_ENV: dict[str, str] = {"GLIBC_TUNABLES": "glibc.malloc.arena_max=1", "GOMP_SPINCOUNT": "10000"}
 
 

@@ -98,7 +98,8 @@ def _padded_rows(rows: torch.Tensor, multiple: int) -> torch.Tensor:
 
     oneDNN's bf16 LSTM takes 2.5-4x as long per row at some batch sizes (53, 59, 61, 67, 106, 107, 122: the row
     counts of 720p frames and tall receipts) as at multiples of 8 (a 2-core Xeon with AMX, 2 threads; fp32 shows
-    no such steps). Padding costs at most seven rows.
+    no such steps). Padding costs at most seven rows: on a 2-core AMD Zen 4, whose steps fall elsewhere (31, 41,
+    121 rows), it is neutral.
     """
     extra = -rows.shape[0] % multiple
     return torch.cat([rows, rows.new_zeros(extra, *rows.shape[1:])]) if extra else rows
