@@ -40,10 +40,20 @@ def load_rgb(path: str) -> np.ndarray:
         return np.asarray(im.convert("RGB"))
 
 
-def word_crops(folder: str = "train/words") -> list[tuple[np.ndarray, str]]:
-    """Labelled word crops as grayscale arrays (labels mapped to our alphabet)."""
+def word_crops(folder: str = "train/words", part: str = "all") -> list[tuple[np.ndarray, str]]:
+    """Labelled word crops as grayscale arrays (labels mapped to our alphabet).
+
+    ``part`` splits the crops cut from ICDAR 2015 TRAIN frames as `ic15_layouts` splits the frames: ``check`` is
+    the crops of the held-out fifth, ``fit`` everything else (IIIT5K included). A recognizer trained on ``fit``
+    leaves real scene words to choose decoding settings with; the born-digital ``check`` words are too easy.
+    """
+    if part not in ("all", "fit", "check"):
+        raise ValueError(f"unknown part '{part}': all, fit or check")
     out = []
     for it in read_manifest(folder):
+        frame = it.get("source_image")
+        if part != "all" and (frame is not None and held_out(frame)) != (part == "check"):
+            continue
         text = sanitize(it["text"]).strip()
         if text:
             out.append((to_gray(load_rgb(it["path"])), text))

@@ -56,6 +56,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--real-sets", nargs="+", default=["words", "sroie"], choices=["words", "sroie", "borndigital"],
                    help="real TRAIN crops to mix in (SROIE with a case-insensitive loss; born-digital words "
                         "without the images held out for checking, see datasets.borndigital_words)")
+    p.add_argument("--words-part", default="all", choices=["all", "fit"],
+                   help="'fit': train on the word crops without those of the held-out IC15 frames, and report "
+                        "accuracy on those (ic15_check) at every validation; see datasets.word_crops")
     p.add_argument("--sroie-share", type=float, default=0.35, help="share of SROIE lines among the real samples")
     p.add_argument("--vocab-share", type=float, default=0.3,
                    help="share of synthetic samples that render receipt words in random casing")
@@ -260,7 +263,9 @@ def main(args: argparse.Namespace) -> dict:
     scene: list[tuple[np.ndarray, str]] = []
     if not args.no_real:
         if "words" in args.real_sets:
-            words = datasets.cached("train_words", datasets.word_crops)
+            part = args.words_part
+            words = datasets.cached("train_words" + ("" if part == "all" else f"_{part}"),
+                                    lambda: datasets.word_crops(part=part))
         if "borndigital" in args.real_sets:
             words = words + datasets.cached("train_borndigital_fit", lambda: datasets.borndigital_words("fit"))
         if "sroie" in args.real_sets:
@@ -286,6 +291,8 @@ def main(args: argparse.Namespace) -> dict:
     dev = words_dev() if not args.no_real else []
     check = [] if args.no_real else datasets.cached("train_borndigital_check",
                                                     lambda: datasets.borndigital_words("check"))
+    ic15_check = datasets.cached("train_words_check", lambda: datasets.word_crops(part="check")) \
+        if not args.no_real and args.words_part == "fit" else []
     ctc = nn.CTCLoss(blank=0, zero_infinity=True)
     model.train()
     budget = Budget(args.steps, args.time_limit)
@@ -312,6 +319,8 @@ def main(args: argparse.Namespace) -> dict:
                       "synthetic_degraded": evaluate(model, heldout_hard)}
             if check:  # real words from images that no run trains on
                 record["borndigital_check"] = evaluate(model, check)
+            if ic15_check:  # real scene words from the held-out frames, with --words-part fit
+                record["ic15_check"] = evaluate(model, ic15_check)
             if dev:
                 record["words_dev"] = evaluate(model, dev)
             model.train()

@@ -1,5 +1,6 @@
 """The training data paths: distortions, synthetic scenes, case-insensitive CTC for SROIE, budgets and packing."""
 
+import json
 import random
 import re
 import subprocess
@@ -367,3 +368,30 @@ def test_hard_layouts_are_smaller_and_fainter():
     assert max(heights[True]) < 30 * 4 / 3 * 1.1 + 1 < max(heights[False])
     assert np.median(heights[True]) < np.median(heights[False])
     assert np.mean(contrast[True]) < 0.85 * np.mean(contrast[False])
+
+
+def test_word_crops_hold_out_the_crops_of_the_detectors_check_frames(tmp_path, monkeypatch):
+    """`--words-part fit` must leave out exactly the IC15 crops whose frames `ic15_layouts` holds out."""
+    frames = [f"img_{k}.jpg" for k in range(1, 40)]
+    held = [f for f in frames if datasets.held_out(f)]
+    assert held and len(held) < len(frames)  # the hash holds out some of these frames, not all
+    folder = tmp_path / "train" / "words"
+    (folder / "images").mkdir(parents=True)
+    records = []
+    for k, frame in enumerate(frames):
+        Image.new("RGB", (24, 8), (k, k, k)).save(folder / "images" / f"ic15_{k}.png")
+        records.append({"image": f"images/ic15_{k}.png", "text": f"w{k}", "source_image": frame,
+                        "source_poly": [[0, 0], [24, 0], [24, 8], [0, 8]]})
+    Image.new("RGB", (24, 8)).save(folder / "images" / "iiit5k.png")
+    records.append({"image": "images/iiit5k.png", "text": "iiit"})  # no frame: always trained on
+    (folder / "manifest.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    monkeypatch.setenv("OCR_SHARED_DIR", str(tmp_path))
+
+    texts = {part: [t for _, t in datasets.word_crops(part=part)] for part in ("all", "fit", "check")}
+    assert sorted(texts["fit"] + texts["check"]) == sorted(texts["all"]) and len(texts["all"]) == len(records)
+    assert "iiit" in texts["fit"]
+    assert set(texts["check"]) == {f"w{frames.index(f)}" for f in held}
+    layout_frames = {records[i]["source_image"] for layout in datasets.ic15_layouts("check") for i, _ in layout}
+    assert layout_frames == set(held)
+    with pytest.raises(ValueError, match="unknown part"):
+        datasets.word_crops(part="dev")
