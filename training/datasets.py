@@ -51,8 +51,7 @@ def word_crops(folder: str = "train/words", part: str = "all") -> list[tuple[np.
         raise ValueError(f"unknown part '{part}': all, fit or check")
     out = []
     for it in read_manifest(folder):
-        frame = it.get("source_image")
-        if part != "all" and (frame is not None and held_out(frame)) != (part == "check"):
+        if not in_part(it.get("source_image"), part):
             continue
         text = sanitize(it["text"]).strip()
         if text:
@@ -65,6 +64,11 @@ def held_out(name: str, every: int = 5) -> bool:
     return int(hashlib.sha1(Path(name).name.encode()).hexdigest(), 16) % every == 0
 
 
+def in_part(frame: str | None, part: str) -> bool:
+    """Whether an item cut from ``frame`` (None: from no IC15 frame) belongs to ``part``: all, fit or check."""
+    return part == "all" or (frame is not None and held_out(frame)) == (part == "check")
+
+
 def ic15_layouts(part: str = "all") -> list[list[tuple[int, list[list[float]]]]]:
     """ICDAR 2015 TRAIN frames as lists of (index into ``read_manifest("train/words")``, quadrilateral).
 
@@ -75,7 +79,7 @@ def ic15_layouts(part: str = "all") -> list[list[tuple[int, list[list[float]]]]]
     frames: dict[str, list[tuple[int, list[list[float]]]]] = {}
     for i, rec in enumerate(read_manifest("train/words")):
         name, poly = rec.get("source_image"), rec.get("source_poly")
-        if not name or not poly or (part != "all" and held_out(name) != (part == "check")):
+        if not name or not poly or not in_part(name, part):
             continue
         xs, ys = [p[0] for p in poly], [p[1] for p in poly]
         if max(xs) - min(xs) >= 2 and max(ys) - min(ys) >= 2:
