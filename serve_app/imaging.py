@@ -92,16 +92,23 @@ def draft_size(width: int, height: int, keep_side: int | None) -> tuple[int, int
     return max(1, int(width * f)), max(1, int(height * f))
 
 
+def _stored_range(hi: float) -> int:
+    """The largest value of the fewest even number of bits, from 8, that holds ``hi``."""
+    bits = max(8, int(hi).bit_length())
+    return (1 << (bits + bits % 2)) - 1
+
+
 def _grey8(im: Image.Image) -> np.ndarray:
     """Greys of more than 8 bits in 8, as a viewer shows them.
 
-    16-bit greys by their container's range, floats in [0, 1] or [0, 255] as such, anything else stretched
-    between its own extremes.
+    16-bit greys by the range of the bits they use (8, 10, 12, 14 or 16: cameras, scanners and medical images
+    store 10- and 12-bit data in 16-bit files, which by the container's range came out black with at most 16
+    grey levels), floats in [0, 1] or [0, 255] as such, anything else stretched between its own extremes.
     """
     a = np.array(im, dtype=np.float32)  # one float copy, scaled in place: a 40 MP scan stays near 160 MB
     lo, hi = float(a.min()), float(a.max())
     if im.mode.startswith("I;16") or (im.mode == "I" and 0 <= lo and 255 < hi <= 65535):
-        a *= 1 / 257
+        a *= 255 / _stored_range(hi)
     elif im.mode == "F" and 0 <= lo and hi <= 1:
         a *= 255
     elif lo < 0 or hi > 255:

@@ -151,6 +151,19 @@ def test_sixteen_bit_greys_keep_their_contrast():
     assert tuple(px[0, 0]) == (233,) * 3 and tuple(px[10, 10]) == (8,) * 3  # by 257, not clipped to white
 
 
+@pytest.mark.parametrize("bits", [8, 10, 12, 14, 16])
+def test_greys_of_fewer_bits_in_a_sixteen_bit_file_keep_their_contrast(bits):
+    top = 2**bits - 1  # a dark photo: its paper under half the range, so its top value needs a bit less
+    grey = np.full((20, 40), round(0.45 * top), np.uint16)
+    grey[5:15, 5:20] = round(0.05 * top)
+    for fmt in ("PNG", "TIFF"):
+        buf = io.BytesIO()
+        Image.fromarray(grey).save(buf, fmt)
+        assert Image.open(io.BytesIO(buf.getvalue())).mode.startswith("I;16")
+        px = decode_image(buf.getvalue(), MB, 10_000).pixels.astype(int)
+        assert abs(px[0, 0, 0] - 115) <= 1 and abs(px[10, 10, 0] - 13) <= 1, (fmt, px[0, 0, 0], px[10, 10, 0])
+
+
 @pytest.mark.parametrize("paper,ink,expected", [(0.9, 0.1, (230, 26)), (-3.0, 900.0, (0, 255))])
 def test_float_tiffs_come_out_as_their_greys(paper, ink, expected):
     grey = np.full((20, 40), paper, np.float32)
