@@ -227,23 +227,34 @@ class RecognizerRunner:
 
         Such crops are usually rotated text; the most confident of the readings wins. Each orientation is read
         at every width scale of ``word_scales`` and the views agree on one spelling (`consensus.read_views`).
-        The views of all the words share forward passes.
+        Where a scale would leave the first view's reading too few columns per character, that view is read
+        wider instead (`consensus.fitted_scales`). The views of all the words share forward passes.
         """
         n = len(self.word_scales)
-        views, turns_per_word = [], []
+        upright, turns_per_word = [], []
         for gray in grays:
             turns = [gray] + ([np.rot90(gray, 1), np.rot90(gray, -1)] if gray.shape[0] > tall * gray.shape[1] else [])
             turns_per_word.append(len(turns))
-            views += [consensus.resize_width(recognition.normalise(np.ascontiguousarray(t)), s)
-                      for t in turns for s in self.word_scales]
-        probs = self.column_probs(views)
+            upright += [recognition.normalise(np.ascontiguousarray(t)) for t in turns]
+        probs = self.column_probs([consensus.resize_width(u, s) for u in upright for s in self.word_scales])
+        views: list[list[np.ndarray | None]] = []  # per orientation, its views' probabilities
+        wider: list[tuple[int, int, np.ndarray]] = []  # (orientation, view, crop): views to read at a raised scale
+        for k, u in enumerate(upright):
+            read = dict(zip(self.word_scales, probs[k * n:(k + 1) * n]))
+            first = probs[k * n]
+            scales = consensus.fitted_scales(self.word_scales, len(first), self.word_scales[0],
+                                             len(recognition.ctc_greedy(first, self.charset).text))
+            views.append([read.get(s) for s in scales])
+            wider += [(k, v, consensus.resize_width(u, s)) for v, s in enumerate(scales) if s not in read]
+        if wider:
+            for (k, v, _), p in zip(wider, self.column_probs([c for _, _, c in wider])):
+                views[k][v] = p
+        readings = [consensus.read_views(v, self.lexicon, self.charset, self.lexicon_margin) if n > 1
+                    else self._decode(v[0]) for v in views]
         out, i = [], 0
         for k in turns_per_word:
-            readings = [self._decode(probs[j]) if n == 1 else
-                        consensus.read_views(probs[j:j + n], self.lexicon, self.charset, self.lexicon_margin)
-                        for j in range(i, i + k * n, n)]
-            out.append(max(readings, key=lambda d: d.confidence))
-            i += k * n
+            out.append(max(readings[i:i + k], key=lambda d: d.confidence))
+            i += k
         return out
 
     def read_word(self, gray: np.ndarray, tall: float = TALL_WORD) -> Decoded:

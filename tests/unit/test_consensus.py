@@ -5,7 +5,7 @@ import itertools
 import numpy as np
 import pytest
 
-from serve_app.ocr.processing.consensus import log_likelihoods, read_views, resize_width
+from serve_app.ocr.processing.consensus import fitted_scales, log_likelihoods, read_views, resize_width
 from serve_app.ocr.processing.lexicon import Lexicon
 from serve_app.ocr.processing.recognition import ctc_greedy
 from tests.unit.test_lexicon import columns, sure
@@ -58,3 +58,16 @@ def test_the_lexicon_picks_a_dictionary_spelling_close_to_the_consensus():
     assert read_views([v1, v2], lex, margin=0.0).text == "h0use"  # no slack: the likelier spelling stays
     sure0 = columns([sure("h"), {"0": 0.97, "o": 0.01}, sure("u"), sure("s"), sure("e")])
     assert read_views([sure0, sure0], lex).text == "h0use"  # both views are sure of "0": not a near miss
+
+
+def test_scales_are_raised_only_where_a_view_would_give_too_few_columns_per_character():
+    scales = (1.0, 0.7, 0.85, 1.15, 1.4)
+    # 40 columns at scale 1 for 8 characters: 0.7 still gives 3.5 per character, nothing changes
+    assert fitted_scales(scales, 40, 1.0, 8) == scales
+    # 10 columns for 8 characters: every view needs at least 1.5 * 8 = 12 columns, so scale 1.2 at the least
+    assert fitted_scales(scales, 10, 1.0, 8) == (1.2, 1.4)
+    # the same measured on a view read at 0.5
+    assert fitted_scales(scales, 5, 0.5, 8) == (1.2, 1.4)
+    assert fitted_scales(scales, 10, 1.0, 8, min_columns=0) == scales
+    assert fitted_scales(scales, 0, 1.0, 0) == scales  # nothing read: nothing to fit
+

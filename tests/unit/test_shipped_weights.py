@@ -61,6 +61,22 @@ def test_shipped_weights_read_cropped_words_at_every_width(precision):
     assert [d.text for d in recognizer.read_words(crops)] == expected  # together, as the batched deployment does
 
 
+@pytest.mark.parametrize("precision", PRECISIONS)
+def test_shipped_weights_read_condensed_words_without_dropping_letters(precision):
+    """Text squeezed to a third of its width: no view is read so narrow that the word no longer fits its columns.
+
+    Read at 0.7 of that width as well, six of these lost a letter ("Invice", "Eveyone", "Specia").
+    """
+    words = ["Invoice", "Everyone", "Special", "Station", "Toppings", "Minimum", "Thank", "Harvest"]
+    img, truth = render_lines([" ".join(words)], font_path=font("DejaVuSans.ttf"), size=30)
+    gray = np.asarray(img.convert("L"))
+    crops = [gray[max(0, int(y0) - 4): int(y1) + 4, max(0, int(x0) - 5): int(x1) + 5]
+             for _, (x0, y0, x1, y1) in truth[0].words]
+    condensed = [np.asarray(Image.fromarray(c).resize((round(c.shape[1] * 0.35), c.shape[0]), Image.BILINEAR))
+                 for c in crops]
+    assert [d.text for d in RecognizerRunner(precision=precision).read_words(condensed)] == words
+
+
 @pytest.mark.parametrize("angle", [-12, -10, 10, 14])
 def test_shipped_weights_read_tilted_lines(angle):
     """Scene text is often tilted: the detector follows it and each line is cut levelled before reading."""

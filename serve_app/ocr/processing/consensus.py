@@ -4,7 +4,9 @@ A single greedy reading depends on how the crop happens to be scaled: a narrow g
 columns, a wide one may be read twice. Stretching the crop horizontally moves where the columns fall. Each view
 proposes its best spellings (CTC prefix beam search), every proposal is scored by its CTC log-likelihood under
 every view, and the highest mean wins. A lexicon then replaces an out-of-dictionary winner by the best dictionary
-spelling within ``margin`` of it, as `lexicon.correct` does for a single view.
+spelling within ``margin`` of it, as `lexicon.correct` does for a single view. A view is never squeezed below
+`MIN_COLUMNS_PER_CHAR` columns per character of the first view's reading (`fitted_scales`): CTC needs a column per
+character, so a too-narrow view vetoes the right spelling of condensed text.
 """
 
 from __future__ import annotations
@@ -22,6 +24,22 @@ from serve_app.ocr.processing.recognition import Decoded, ctc_greedy
 #: Width scales a single word crop is read at (`RecognizerRunner.read_word`). Chosen on held-out real words that
 #: no model trained on (ICDAR 2013 born-digital TRAIN, the fifth part); see docs/accuracy.md.
 DEFAULT_WORD_SCALES: tuple[float, ...] = (1.0, 0.7, 0.85, 1.15, 1.4)
+
+
+#: Fewest output columns per character that a view may give the word (`fitted_scales`). Condensed text squeezed to
+#: 0.7 of its width left the right spelling unlikely or impossible (CTC needs a column per character) in that view,
+#: and the mean over the views lost it. Chosen on TRAIN words; see docs/accuracy.md.
+MIN_COLUMNS_PER_CHAR = 1.5
+
+
+def fitted_scales(scales: tuple[float, ...], columns: int, scale: float, letters: int,
+                  min_columns: float = MIN_COLUMNS_PER_CHAR) -> tuple[float, ...]:
+    """``scales`` raised where they would give a word of ``letters`` characters under ``min_columns`` columns each.
+
+    ``columns`` is the number of columns the view at ``scale`` gave. Scales that end up equal are read once.
+    """
+    lowest = min_columns * letters * scale / max(columns, 1)
+    return tuple(dict.fromkeys(max(s, lowest) for s in scales))
 
 
 def resize_width(gray: np.ndarray, factor: float) -> np.ndarray:
