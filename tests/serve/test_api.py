@@ -248,7 +248,10 @@ def test_concurrent_words_are_batched_and_each_gets_its_own_reading(serve_url):
     for w in words:
         img, truth = render_lines([w], size=30)
         x0, y0, x1, y1 = truth[0].box
-        crops.append(png(img.crop((int(x0) - 5, int(y0) - 4, int(x1) + 5, int(y1) + 4))))
+        crop = img.crop((int(x0) - 5, int(y0) - 4, int(x1) + 5, int(y1) + 4))
+        if w == "Invoice":  # condensed: its narrow views are read wider, in a pass of their own within the batch
+            crop = crop.resize((round(crop.width * 0.35), crop.height), Image.BILINEAR)
+        crops.append(png(crop))
 
     async def burst() -> list[httpx.Response]:
         async with httpx.AsyncClient(base_url=serve_url, timeout=120) as c:
