@@ -26,7 +26,6 @@ from serve_app.ocr.models.weights import ASSETS
 from serve_app.ocr.processing.lexicon import key
 from training.corpus import dictionary
 
-
 #: The rarest `wordfreq` words the lexicon takes (Zipf scale: log10 of uses per 10^9 words). Chosen on TRAIN data
 #: against the whole list and floors of 1.5 to 3.5 (docs/accuracy.md).
 MIN_ZIPF = 2.0

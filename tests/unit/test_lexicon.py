@@ -94,7 +94,7 @@ def test_the_shipped_lexicon_is_what_build_lexicon_builds():
     dictionary_only = lexicon_words(("dictionary",))
     assert shipped == lexicon_words()  # rebuild with `python -m training.build_lexicon` when a source changes
     assert dictionary_only < shipped and {"hdtv", "lcd"} <= shipped - dictionary_only
-    assert not {"everyon", "specia", "witr"} & shipped  # wordfreq's rarest tokens, misreads that spell them stay unknown
+    assert not {"everyon", "specia", "witr"} & shipped  # wordfreq's rarest tokens: misreads spelling them stay unknown
 
 
 def test_lexicon_sweep_scores_each_lexicon_and_margin():
