@@ -70,4 +70,3 @@ def test_scales_are_raised_only_where_a_view_would_give_too_few_columns_per_char
     assert fitted_scales(scales, 5, 0.5, 8) == (1.2, 1.4)
     assert fitted_scales(scales, 10, 1.0, 8, min_columns=0) == scales
     assert fitted_scales(scales, 0, 1.0, 0) == scales  # nothing read: nothing to fit
-
