@@ -29,7 +29,7 @@ from ray.serve.exceptions import BackPressureError
 from ray.serve.handle import DeploymentHandle
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from deployments import metrics
+from deployments import metrics, retries
 from serve_app import __version__, telemetry
 from serve_app.config import AppConfig, resolve_weights
 from serve_app.imaging import MEDIA_TYPES, ImageError, decode_image
@@ -89,6 +89,12 @@ async def _internal(_: Request, exc: Exception) -> JSONResponse:
 
 
 T = TypeVar("T")
+
+
+def _replica_lost(deployment: str, exc: BaseException, giving_up: bool) -> None:
+    metrics.ingress()["replicas_lost"].inc(tags={"model": deployment})
+    log.warning("a %s replica was lost during a call (%s); %s", deployment, type(exc).__name__,
+                "answering 503" if giving_up else "sending the call again")
 
 #: What an uploaded image holds: a photo or page to search for text, or one cropped word.
 Layout = Literal["page", "word"]
@@ -217,6 +223,7 @@ class Ingress:
                                        "page": page, "rotate": rotate}
         ) as span:
             t0 = time.perf_counter()
+            lost = retries.track()
             response = await self._admit(request_id, image, layout, page, rotate)
             status = response.status_code if isinstance(response, Response) else 200
             code = json.loads(response.body)["error"]["code"] if status != 200 else "ok"
@@ -224,6 +231,9 @@ class Ingress:
             metrics.ingress()["requests"].inc(tags={"status": str(status), "code": code, "layout": layout})
             record = {"event": "ocr", "request_id": request_id, "trace_id": telemetry.trace_id(), "status": status,
                       "code": code, "total_ms": round((time.perf_counter() - t0) * 1e3, 1)}
+            if lost:  # model calls sent again because their replica was lost
+                record["replicas_lost"] = lost
+                span.set_attribute("replicas_lost", sum(lost.values()))
             if isinstance(response, dict):
                 record.update(timings={k: round(v, 1) for k, v in response["timings"].items()},
                               lines=len(response["lines"]), width=response["image"]["width"],
@@ -247,6 +257,8 @@ class Ingress:
             return error(exc.status, exc.code, str(exc), request_id)
         except BackPressureError:
             return error(503, "overloaded", "the models' queues are full; retry shortly", request_id, busy)
+        except retries.ModelUnavailable as exc:
+            return error(503, "model_unavailable", str(exc), request_id, busy)
         finally:
             self.inflight -= 1
 
@@ -266,7 +278,7 @@ class Ingress:
         if layout == "word":  # a tall word is already read turned a quarter each way: "auto" reads it as it comes
             pixels = await self._in_thread("turn", turned, decoded.pixels, rotation) if rotation else decoded.pixels
             with telemetry.tracer.start_as_current_span("recognize", attributes={"crops": 1}):
-                reading = await self.recognizer.read_word.remote(pixels)
+                reading = await self._call("Recognizer", lambda: self.recognizer.read_word.remote(pixels))
             detect_s, recognize_s = 0.0, time.perf_counter() - t1
             results = unturned(word_lines(to_gray(pixels), reading), rotation, *decoded.pixels.shape[1::-1])
         else:
@@ -298,13 +310,17 @@ class Ingress:
             self._remember(request_id)
         return body
 
+    async def _call(self, deployment: str, call: Callable[[], Any]) -> Any:
+        """A model call, sent again if the replica serving it is lost (`retries`)."""
+        return await retries.call_with_retries(call, deployment, self.cfg.ingress.model_retries, _replica_lost)
+
     async def _find(self, pixels: np.ndarray, degrees: int, spent: dict[str, float]) -> Found:
         """The text lines of ``pixels`` turned ``degrees`` clockwise, and their crops; adds to ``spent["detect"]``."""
         if degrees:
             pixels = await self._in_thread("turn", turned, pixels, degrees)
         t0 = time.perf_counter()
         with telemetry.tracer.start_as_current_span("detect", attributes={"rotation": degrees}) as span:
-            lines = await self.detector.detect.remote(pixels)
+            lines = await self._call("Detector", lambda: self.detector.detect.remote(pixels))
             span.set_attribute("lines", len(lines))
         spent["detect"] += time.perf_counter() - t0
         crops = await self._in_thread("crop", make_crops, pixels, lines, self.cfg.recognizer.max_crop_width,
@@ -314,8 +330,9 @@ class Ingress:
     async def _recognize(self, crops: list[Crop], spent: dict[str, float]) -> list[Decoded]:
         t0 = time.perf_counter()
         with telemetry.tracer.start_as_current_span("recognize", attributes={"crops": len(crops)}):
-            readings = (await self.recognizer.recognize.remote([c.pixels for c in crops], self.inflight == 1)
-                        if crops else [])
+            alone = self.inflight == 1
+            readings = (await self._call("Recognizer", lambda: self.recognizer.recognize.remote(
+                [c.pixels for c in crops], alone)) if crops else [])
         spent["recognize"] += time.perf_counter() - t0
         return readings
 

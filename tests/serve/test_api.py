@@ -379,3 +379,67 @@ def test_health_readiness_and_openapi(client, app_config):
     spec = client.get("/openapi.json").json()
     assert "/api/v1/ocr" in spec["paths"]
     assert {"400", "413", "415", "422", "503"} <= set(spec["paths"]["/api/v1/ocr"]["post"]["responses"])
+
+
+def _ingress_log_records(request_ids: set[str], timeout: float = 30) -> dict[str, dict]:
+    """The JSON request log lines of ``request_ids`` from the ingress replicas' log files."""
+    import glob
+    import json
+    import time
+
+    import ray
+
+    logs_dir = ray._private.worker._global_node.get_logs_dir_path()
+    deadline, records = time.monotonic() + timeout, {}
+    while set(records) != request_ids and time.monotonic() < deadline:
+        for path in glob.glob(f"{logs_dir}/serve/replica_*Ingress*.log"):
+            for ln in open(path, errors="replace"):
+                if '"event": "ocr"' in ln:
+                    record = json.loads(ln[ln.index('{"event"'):])
+                    if record["request_id"] in request_ids:
+                        records[record["request_id"]] = record
+        time.sleep(0.5)
+    return records
+
+
+def test_a_detector_replica_lost_mid_burst_every_request_is_still_answered(client, serve_url):
+    """Detection is pure, so a call whose replica dies is sent again (`deployments.retries`), not answered 500.
+
+    Eight frames keep the detector busy for a second or two; its replica is killed while they are in it, the
+    controller starts a new one, and every request gets its own words.
+    """
+    import time
+
+    import ray
+
+    names = ["Amber", "Bridge", "Copper", "Delta", "Garden", "Harbor", "Silver", "Winter"]
+    uploads = []
+    for i, name in enumerate(names):
+        text, _ = render_lines([f"{name} replica lost", "Request answered"], size=28)
+        frame = Image.new("RGB", (1280, 720), (255, 255, 255))
+        frame.paste(text, (100 + 40 * i, 200))
+        uploads.append(png(frame))
+
+    async def burst() -> list[httpx.Response]:
+        async with httpx.AsyncClient(base_url=serve_url, timeout=180) as c:
+            return await asyncio.gather(
+                *(c.post("/api/v1/ocr", files={"image": ("r.png", d, "image/png")}) for d in uploads))
+
+    async def kill_during_burst() -> list[httpx.Response]:
+        sent = asyncio.create_task(burst())
+        await asyncio.sleep(0.6)  # the uploads are decoded and the first batch is being detected
+        (actor,) = [a["name"] for a in ray.util.list_named_actors(all_namespaces=True) if "#Detector#" in a["name"]]
+        ray.kill(ray.get_actor(actor, namespace="serve"), no_restart=True)
+        return await sent
+
+    try:
+        responses = asyncio.run(kill_during_burst())
+        assert [r.status_code for r in responses] == [200] * 8, [r.text[:200] for r in responses]
+        assert [r.json()["text"] for r in responses] == [f"{n} replica lost\nRequest answered" for n in names]
+        records = _ingress_log_records({r.json()["request_id"] for r in responses})
+        lost = [rec.get("replicas_lost", {}).get("Detector", 0) for rec in records.values()]
+        assert len(records) == 8 and sum(lost) >= 1, f"no request was in the killed replica: {lost}"
+    finally:
+        deadline = time.monotonic() + 120  # leave the app whole for the tests after this one
+        while client.get("/readyz").status_code != 200 and time.monotonic() < deadline:
+            time.sleep(1)

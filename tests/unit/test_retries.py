@@ -1,0 +1,52 @@
+"""Model calls sent again when their replica is lost (`deployments.retries`), without Ray running."""
+
+import asyncio
+
+import pytest
+from ray.exceptions import ActorDiedError, ActorUnavailableError
+
+from deployments import retries
+
+
+def _flaky(failures: list[BaseException], answer: str = "lines"):
+    calls = []
+
+    async def call() -> str:
+        calls.append(1)
+        if len(calls) <= len(failures):
+            raise failures[len(calls) - 1]
+        return answer
+
+    return call, calls
+
+
+def test_a_call_whose_replica_died_is_sent_again_and_counted():
+    call, calls = _flaky([ActorDiedError(), ActorUnavailableError("node gone", None)])
+    heard = []
+
+    async def run() -> tuple[str, dict[str, int]]:
+        lost = retries.track()
+        answer = await retries.call_with_retries(call, "Detector", retries=2, backoff_s=0.001,
+                                                 on_lost=lambda d, e, last: heard.append((d, type(e).__name__, last)))
+        return answer, lost
+
+    answer, lost = asyncio.run(run())
+    assert answer == "lines" and len(calls) == 3
+    assert lost == {"Detector": 2}
+    assert heard == [("Detector", "ActorDiedError", False), ("Detector", "ActorUnavailableError", False)]
+
+
+def test_too_many_losses_end_in_model_unavailable():
+    call, calls = _flaky([ActorDiedError()] * 3)
+    heard = []
+    with pytest.raises(retries.ModelUnavailable, match=r"Recognizer replica .* lost 2 times") as caught:
+        asyncio.run(retries.call_with_retries(call, "Recognizer", retries=1, backoff_s=0.001,
+                                              on_lost=lambda d, e, last: heard.append(last)))
+    assert caught.value.deployment == "Recognizer" and len(calls) == 2 and heard == [False, True]
+
+
+def test_a_failure_of_the_model_code_is_not_retried():
+    call, calls = _flaky([ValueError("bad input")])
+    with pytest.raises(ValueError, match="bad input"):
+        asyncio.run(retries.call_with_retries(call, "Detector", retries=2, backoff_s=0.001))
+    assert len(calls) == 1
