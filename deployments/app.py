@@ -50,7 +50,7 @@ def graph(cfg: AppConfig) -> Application:
     return Ingress.options(
         num_replicas=i.num_replicas,
         max_ongoing_requests=i.max_ongoing_requests,
-        user_config={"max_inflight": i.max_inflight},
+        user_config={"max_inflight": i.max_inflight, "request_timeout_s": i.request_timeout_s},
         ray_actor_options={"num_cpus": 0},
     ).bind(detector, recognizer, cfg.model_dump(mode="json"), sidecar, archiver)
 

@@ -59,7 +59,7 @@ api = FastAPI(
     redoc_url=None,
 )
 ERRORS: dict[int | str, dict[str, Any]] = {
-    s: {"model": ErrorResponse} for s in (400, 413, 415, 422, 503)
+    s: {"model": ErrorResponse} for s in (400, 413, 415, 422, 503, 504)
 }
 
 
@@ -134,6 +134,7 @@ class Ingress:
         self.recent: collections.OrderedDict[str, float] = collections.OrderedDict()  # ids answered lately
         self.inflight = 0
         self.max_inflight = self.cfg.ingress.max_inflight
+        self.request_timeout_s = self.cfg.ingress.request_timeout_s
         # decoding and crop cutting hold a core for up to half a second (a 24 MP PNG): not on the event loop,
         # which meanwhile answers health probes and other requests' results
         self.cpu = ThreadPoolExecutor(self.cfg.ingress.decode_threads, thread_name_prefix="ingress-cpu")
@@ -150,8 +151,9 @@ class Ingress:
         return await asyncio.get_running_loop().run_in_executor(self.cpu, contextvars.copy_context().run, run)
 
     def reconfigure(self, user_config: dict[str, Any]) -> None:
-        """Admission limit, changeable without a restart (``user_config: {max_inflight: N}``)."""
+        """Admission limit and deadline, changeable without a restart (``user_config: {max_inflight: N, ...}``)."""
         self.max_inflight = int(user_config.get("max_inflight", self.cfg.ingress.max_inflight))
+        self.request_timeout_s = float(user_config.get("request_timeout_s", self.cfg.ingress.request_timeout_s))
 
     @api.get("/", include_in_schema=False)
     async def page(self) -> FileResponse:
@@ -252,7 +254,10 @@ class Ingress:
             return error(503, "overloaded", "the service is at capacity; retry shortly", request_id, busy)
         self.inflight += 1
         try:
-            return await self._ocr(request_id, image, layout, page, rotate)
+            return await asyncio.wait_for(self._ocr(request_id, image, layout, page, rotate), self.request_timeout_s)
+        except TimeoutError:
+            return error(504, "timeout", f"no answer within {self.request_timeout_s:g} s (ingress.request_timeout_s); "
+                         "the models may be overloaded or restarting: retry later", request_id, busy)
         except ImageError as exc:
             return error(exc.status, exc.code, str(exc), request_id)
         except BackPressureError:

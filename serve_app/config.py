@@ -136,6 +136,9 @@ class IngressSettings(_Strict):
     pdf_dpi: float = Field(200, ge=36, le=600, description="PDF pages are rendered at this resolution (less for pages "
                            "that would pass max_pixels or 4x the detector's max_side)")
     max_inflight: int = Field(32, ge=1, description="OCR requests in progress per replica before 503")
+    request_timeout_s: float = Field(60.0, gt=0, description="an OCR request not answered within this many seconds "
+                                     "gets 504 timeout (a hung or crash-looping model replica must not hold a "
+                                     "client forever); work already queued in a model replica still runs")
     decode_threads: int = Field(2, ge=1, description="uploads decoded (and lines cut into crops) at once per "
                                 "replica, in threads beside the event loop, which keeps answering meanwhile")
     retry_after_s: int = Field(1, ge=1)

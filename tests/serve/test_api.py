@@ -368,6 +368,22 @@ def test_overload_answers_503_with_retry_after(serve_url, app_config):
         serve.run(graph(app_config), name=APP, route_prefix="/")
 
 
+def test_a_request_past_its_deadline_gets_504_and_the_service_goes_on(client, app_config):
+    hurried = AppConfig.load(overrides={**TEST_OVERRIDES,
+                                        "ingress": {**TEST_OVERRIDES["ingress"], "request_timeout_s": 0.05}})
+    page = png(render_lines(KNOWN_LINES, size=28)[0])
+    serve.run(graph(hurried), name=APP, route_prefix="/")
+    try:
+        late = post(client, page)  # detecting alone takes longer than 50 ms
+        assert late.status_code == 504, late.text
+        assert late.json()["error"]["code"] == "timeout" and "0.05 s" in late.json()["error"]["message"]
+        assert late.json()["request_id"] and late.headers["Retry-After"] == "1"
+    finally:
+        serve.run(graph(app_config), name=APP, route_prefix="/")
+    r = post(client, page)  # the abandoned answers left nothing behind
+    assert r.status_code == 200 and [ln["text"] for ln in r.json()["lines"]] == KNOWN_LINES
+
+
 def test_health_readiness_and_openapi(client, app_config):
     assert client.get("/healthz").json() == {"status": "ok"}
     r = client.get("/readyz")
@@ -378,7 +394,7 @@ def test_health_readiness_and_openapi(client, app_config):
     assert r.json()["precision"] == expected
     spec = client.get("/openapi.json").json()
     assert "/api/v1/ocr" in spec["paths"]
-    assert {"400", "413", "415", "422", "503"} <= set(spec["paths"]["/api/v1/ocr"]["post"]["responses"])
+    assert {"400", "413", "415", "422", "503", "504"} <= set(spec["paths"]["/api/v1/ocr"]["post"]["responses"])
 
 
 def _ingress_log_records(request_ids: set[str], timeout: float = 30) -> dict[str, dict]:

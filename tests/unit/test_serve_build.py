@@ -28,7 +28,8 @@ def test_serve_build_reflects_the_typed_config(tmp_path):
     assert default["Detector"]["user_config"] == {"max_batch_size": 4, "batch_wait_timeout_s": 0.01}
     changed = serve_build(
         tmp_path, "recognizer:\n  autoscaling:\n    max_replicas: 7\ndetector:\n  max_batch_size: 6\n"
+        "ingress:\n  request_timeout_s: 30\n"
     )
     assert changed["Recognizer"]["autoscaling_config"]["max_replicas"] == 7
     assert changed["Detector"]["user_config"]["max_batch_size"] == 6
-    assert changed["Ingress"]["user_config"] == {"max_inflight": 32}
+    assert changed["Ingress"]["user_config"] == {"max_inflight": 32, "request_timeout_s": 30.0}
