@@ -92,9 +92,9 @@ T = TypeVar("T")
 
 
 def _replica_lost(deployment: str, exc: BaseException, giving_up: bool) -> None:
-    metrics.ingress()["replicas_lost"].inc(tags={"model": deployment})
+    metrics.ingress()["replicas_lost"].inc(tags={"target": deployment})
     log.warning("a %s replica was lost during a call (%s); %s", deployment, type(exc).__name__,
-                "answering 503" if giving_up else "sending the call again")
+                "giving up" if giving_up else "sending the call again")
 
 #: What an uploaded image holds: a photo or page to search for text, or one cropped word.
 Layout = Literal["page", "word"]
@@ -133,6 +133,7 @@ class Ingress:
             log.warning("storage is OFF: OCR results are not being stored (set DATABASE_URL and RABBITMQ_URL)")
         self.recent: collections.OrderedDict[str, float] = collections.OrderedDict()  # ids answered lately
         self.inflight = 0
+        self.handovers: set[asyncio.Task] = set()  # answers on their way to the sidecar: held until it has them
         self.max_inflight = self.cfg.ingress.max_inflight
         self.request_timeout_s = self.cfg.ingress.request_timeout_s
         # decoding and crop cutting hold a core for up to half a second (a 24 MP PNG): not on the event loop,
@@ -262,8 +263,8 @@ class Ingress:
             return error(exc.status, exc.code, str(exc), request_id)
         except BackPressureError:
             return error(503, "overloaded", "the models' queues are full; retry shortly", request_id, busy)
-        except retries.ModelUnavailable as exc:
-            return error(503, "model_unavailable", str(exc), request_id, busy)
+        except retries.ReplicaLost as exc:
+            return error(503, "model_unavailable", f"{exc}; retry shortly", request_id, busy)
         finally:
             self.inflight -= 1
 
@@ -309,15 +310,32 @@ class Ingress:
             "models": self.models,
         }
         if self.sidecar is not None:
-            # fire and forget: the answer never waits for storage
+            # off the request path: the answer never waits for storage
             stored = {**body, "created_at": datetime.now(UTC).isoformat()}
-            self.sidecar.forward.remote(request_id, data, MEDIA_TYPES[decoded.format], stored)
+            handover = asyncio.create_task(self._hand_over(request_id, data, MEDIA_TYPES[decoded.format], stored))
+            self.handovers.add(handover)
+            handover.add_done_callback(self.handovers.discard)
             self._remember(request_id)
         return body
 
+    async def _hand_over(self, request_id: str, data: bytes, media_type: str, stored: dict[str, Any]) -> None:
+        """Give a finished answer to the sidecar, again if its replica was lost before it had spooled the answer.
+
+        A handover made twice is spooled twice, and the archiver stores a request once whatever arrives.
+        """
+        try:
+            spooled = await retries.call_with_retries(
+                lambda: self.sidecar.forward.remote(request_id, data, media_type, stored), "Sidecar",
+                self.cfg.ingress.replica_retries, _replica_lost)
+        except retries.ReplicaLost as exc:
+            log.error("the result of request %s is lost: %s", request_id, exc)
+            return
+        if not spooled:
+            log.error("the result of request %s is lost: the sidecar's spool is full", request_id)
+
     async def _call(self, deployment: str, call: Callable[[], Any]) -> Any:
         """A model call, sent again if the replica serving it is lost (`retries`)."""
-        return await retries.call_with_retries(call, deployment, self.cfg.ingress.model_retries, _replica_lost)
+        return await retries.call_with_retries(call, deployment, self.cfg.ingress.replica_retries, _replica_lost)
 
     async def _find(self, pixels: np.ndarray, degrees: int, spent: dict[str, float]) -> Found:
         """The text lines of ``pixels`` turned ``degrees`` clockwise, and their crops; adds to ``spent["detect"]``."""

@@ -18,8 +18,8 @@ def ingress() -> dict:
         "requests": Counter("ocr_requests_total", "OCR requests by HTTP status, error code and layout.",
                             tag_keys=("status", "code", "layout")),
         "images": Counter("ocr_images_total", "Images read successfully."),
-        "replicas_lost": Counter("ocr_model_replicas_lost_total", "Model calls whose replica was lost mid-call "
-                                 "(each was sent again or answered 503).", tag_keys=("model",)),
+        "replicas_lost": Counter("ocr_replicas_lost_total", "Calls from the ingress whose replica was lost mid-call "
+                                 "(each was sent again, or given up).", tag_keys=("target",)),
         "stage_ms": Histogram("ocr_stage_latency_ms", "Time per stage of an OCR request, by layout.",
                               boundaries=MS_BUCKETS, tag_keys=("stage", "layout")),
         "lines": Histogram("ocr_lines_per_image", "Text lines found per image.",

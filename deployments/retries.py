@@ -1,8 +1,10 @@
-"""Model calls that survive the loss of the replica serving them.
+"""Calls from the ingress that survive the loss of the replica serving them.
 
-Detection and recognition are pure functions of their input, so a call whose replica died (killed, out of memory,
-its node lost) can be sent again: Serve routes it to another replica, or holds it until the controller has started
-a replacement. Without this, every request in flight on a lost detector replica answered 500.
+Detection and recognition are pure functions of their input, and the sidecar spools a result that the archiver
+stores once however often it arrives, so a call whose replica died (killed, out of memory, its node lost) can be
+sent again: Serve routes it to another replica, or holds it until the controller has started a replacement.
+Without this, every request in flight on a lost detector replica answered 500, and a result whose handover was
+in a sidecar replica when it died would not have been stored.
 """
 
 from __future__ import annotations
@@ -26,11 +28,11 @@ REPLICA_LOST = (RayActorError, ReplicaUnavailableError)
 _lost: contextvars.ContextVar[dict[str, int] | None] = contextvars.ContextVar("replicas_lost", default=None)
 
 
-class ModelUnavailable(Exception):
-    """A model call lost its replica more times than allowed; the request should be retried later (503)."""
+class ReplicaLost(Exception):
+    """A call lost its replica more times than allowed."""
 
     def __init__(self, deployment: str, attempts: int) -> None:
-        super().__init__(f"the {deployment} replica serving this request was lost {attempts} times; retry shortly")
+        super().__init__(f"the {deployment} replica serving this call was lost {attempts} times in a row")
         self.deployment = deployment
 
 
@@ -59,6 +61,6 @@ async def call_with_retries(call: Callable[[], Awaitable[T]], deployment: str, r
             if on_lost is not None:
                 on_lost(deployment, exc, attempt == retries)
             if attempt == retries:
-                raise ModelUnavailable(deployment, attempt + 1) from exc
+                raise ReplicaLost(deployment, attempt + 1) from exc
             await asyncio.sleep(backoff_s * 2**attempt)
     raise AssertionError("unreachable")

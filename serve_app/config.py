@@ -142,8 +142,9 @@ class IngressSettings(_Strict):
     decode_threads: int = Field(2, ge=1, description="uploads decoded (and lines cut into crops) at once per "
                                 "replica, in threads beside the event loop, which keeps answering meanwhile")
     retry_after_s: int = Field(1, ge=1)
-    model_retries: int = Field(2, ge=0, description="times a detector or recognizer call is sent again when the "
-                               "replica serving it is lost (killed, out of memory, its node gone); then 503")
+    replica_retries: int = Field(2, ge=0, description="times a call to a detector, recognizer or sidecar replica is "
+                                 "sent again when the replica serving it is lost (killed, out of memory, its node "
+                                 "gone); then a model call answers 503 model_unavailable")
     max_ongoing_requests: int = Field(64, ge=1)
     min_line_confidence: float = Field(0.0, ge=0, le=1)
     min_word_confidence: float = Field(MIN_WORD_CONFIDENCE, ge=0, le=1,

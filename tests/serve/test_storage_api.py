@@ -207,3 +207,30 @@ def test_a_page_read_turned_is_stored_with_its_turn_and_boxes_in_upload_pixels(c
     assert [ln["box"] for ln in stored["lines"]] == [pytest.approx(line["box"], abs=1)]  # stored in whole pixels
     x0, y0, x1, y1 = line["box"]
     assert 0 <= x0 < x1 <= upload.width and 0 <= y0 < y1 <= upload.height
+
+
+def test_sidecar_replica_killed_as_results_arrive_none_is_lost(serve_url, pg_url):
+    """Answers are handed to the sidecar off the request path; a handover whose replica died is made again."""
+    import asyncio
+
+    import httpx
+    import ray
+
+    uploads = [png_bytes([f"word{i}"]) for i in range(30)]  # within the admission limit (32)
+
+    async def go() -> list[dict]:
+        async with httpx.AsyncClient(base_url=serve_url, timeout=120) as c:
+            sent = [asyncio.create_task(c.post("/api/v1/ocr", params={"layout": "word"},
+                                               files={"image": ("s.png", d, "image/png")})) for d in uploads]
+            await asyncio.wait(sent, return_when=asyncio.FIRST_COMPLETED)  # handovers have begun
+            (name,) = [a["name"] for a in ray.util.list_named_actors(all_namespaces=True) if "#Sidecar#" in a["name"]]
+            ray.kill(ray.get_actor(name, namespace="serve"), no_restart=True)
+            rs = await asyncio.gather(*sent)
+        assert [r.status_code for r in rs] == [200] * len(uploads)
+        return [r.json() for r in rs]
+
+    bodies = asyncio.run(go())
+    expected = (30, _boxes(bodies))
+    poll(lambda: db_counts(pg_url, bodies) == expected, timeout=120)
+    time.sleep(1)
+    assert db_counts(pg_url, bodies) == expected

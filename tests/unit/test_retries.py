@@ -36,10 +36,10 @@ def test_a_call_whose_replica_died_is_sent_again_and_counted():
     assert heard == [("Detector", "ActorDiedError", False), ("Detector", "ActorUnavailableError", False)]
 
 
-def test_too_many_losses_end_in_model_unavailable():
+def test_too_many_losses_end_in_replica_lost():
     call, calls = _flaky([ActorDiedError()] * 3)
     heard = []
-    with pytest.raises(retries.ModelUnavailable, match=r"Recognizer replica .* lost 2 times") as caught:
+    with pytest.raises(retries.ReplicaLost, match=r"Recognizer replica .* lost 2 times") as caught:
         asyncio.run(retries.call_with_retries(call, "Recognizer", retries=1, backoff_s=0.001,
                                               on_lost=lambda d, e, last: heard.append(last)))
     assert caught.value.deployment == "Recognizer" and len(calls) == 2 and heard == [False, True]
