@@ -92,7 +92,8 @@ async function read() {
     const data = await r.json().catch(() => ({}));
     if (!r.ok) {
       const msg = data.error ? data.error.message : r.statusText;
-      const hint = { 413: "Too large", 415: "Not an image we can read", 503: "The service is busy, try again" }[r.status];
+      const hint = { 413: "Too large", 415: "Not an image we can read", 500: "The service failed, try again",
+                     503: "The service is busy, try again", 504: "No answer in time, try again" }[r.status];
       throw new Error(`${hint ? hint + ": " : ""}${msg} (HTTP ${r.status})`);
     }
     showResult(data, region);
