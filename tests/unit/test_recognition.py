@@ -3,7 +3,7 @@ import pytest
 from PIL import Image, ImageDraw
 
 from serve_app.ocr.alphabet import CHARSET, encode, sanitize
-from serve_app.ocr.pipeline import assemble, make_crops, to_upload_pixels
+from serve_app.ocr.pipeline import STEEP_TILT, assemble, make_crops, to_upload_pixels
 from serve_app.ocr.processing.recognition import (
     Crop,
     Decoded,
@@ -178,9 +178,27 @@ def test_make_crops_levels_only_lines_that_slope_enough():
     image = np.full((200, 400, 3), 255, np.uint8)
     level = TextLine((10, 10, 200, 40), ((10, 10), (200, 10), (200, 40), (10, 40)), 0.9, 10)
     tilted = TextLine((10, 60, 200, 130), ((10, 100), (200, 60), (200, 90), (10, 130)), 0.9, 10)
-    a, b = make_crops(image, [level, tilted], min_tilt=0.05)
+    a, b = make_crops(image, [level, tilted], min_tilt=0.05, steep_tilt=1e9)  # the margin: the test below
     assert (a.x0, a.x1) == (crop_line(image, level.box).x0, crop_line(image, level.box).x1)
     (c,) = make_crops(image, [tilted], min_tilt=1e9)
     assert c.pixels.shape[1] == crop_line(image, tilted.box).pixels.shape[1]
     assert b.pixels.shape[1] > 2 * c.pixels.shape[1]  # levelled: as long as the line is, not a squeezed tall box
     assert abs(b.pixels.shape[1] - a.pixels.shape[1]) < 0.15 * a.pixels.shape[1]  # like a level line of its size
+
+
+def test_steep_lines_are_cut_with_less_margin_above_and_below():
+    """A steep line's crop is mostly text (`STEEP_PAD_Y`); a gently tilted one keeps crop_tilted's margin."""
+
+    def ink_share(slope: float, steep_tilt: float = STEEP_TILT) -> float:
+        img = Image.new("L", (700, 400), 255)
+        x0, x1, top, v = 100.0, 500.0, 120.0, 24.0  # a band 24 px high (vertically) along the slope
+        poly = ((x0, top), (x1, top + slope * (x1 - x0)), (x1, top + slope * (x1 - x0) + v), (x0, top + v))
+        ImageDraw.Draw(img).polygon(poly, fill=0)
+        line = TextLine((x0, top, x1, top + slope * (x1 - x0) + v), poly, 0.9, 20)
+        (crop,) = make_crops(np.asarray(img.convert("RGB")), [line], steep_tilt=steep_tilt)
+        middle = crop.pixels[:, crop.pixels.shape[1] // 3: 2 * crop.pixels.shape[1] // 3]
+        return float((middle < 0).mean())
+
+    assert ink_share(0.03) < 0.82  # 1 / (1 + 2 x 0.15) of the rows
+    assert ink_share(0.2) > 0.88  # 1 / (1 + 2 x 0.04)
+    assert ink_share(0.2, steep_tilt=1e9) < 0.82  # the margin is what changed
