@@ -96,6 +96,7 @@ def _replica_lost(deployment: str, exc: BaseException, giving_up: bool) -> None:
     log.warning("a %s replica was lost during a call (%s); %s", deployment, type(exc).__name__,
                 "giving up" if giving_up else "sending the call again")
 
+
 #: What an uploaded image holds: a photo or page to search for text, or one cropped word.
 Layout = Literal["page", "word"]
 #: Degrees clockwise to turn the upload before reading it, or "auto": the service finds the turn that reads.
@@ -234,7 +235,7 @@ class Ingress:
             metrics.ingress()["requests"].inc(tags={"status": str(status), "code": code, "layout": layout})
             record = {"event": "ocr", "request_id": request_id, "trace_id": telemetry.trace_id(), "status": status,
                       "code": code, "total_ms": round((time.perf_counter() - t0) * 1e3, 1)}
-            if lost:  # model calls sent again because their replica was lost
+            if lost:  # calls sent again because their replica was lost
                 record["replicas_lost"] = lost
                 span.set_attribute("replicas_lost", sum(lost.values()))
             if isinstance(response, dict):
