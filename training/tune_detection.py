@@ -9,6 +9,7 @@ incidental scene text. The detector trains on the ``fit`` frames, so settings ar
 
     python -m training.tune_detection --frames 100 short_side=720,960 score_threshold=0.7,0.5
     python -m training.tune_detection --frames 150 min_tilt=0.03,0.05,1e9   # how tilted lines are cut
+    python -m training.tune_detection --frames 186 --busy steep_tilt=0.03,0.05,0.08,1e9   # which get less margin
     python -m training.tune_detection --set receipts --frames 30 short_side=720,960
     python -m training.tune_detection --frames 186 --busy --detector runs/ctpn5/snap2500.pt   # cluttered, lit frames
 
@@ -30,7 +31,7 @@ from PIL import Image
 
 from serve_app.ocr import runtime
 from serve_app.ocr.models.weights import DEFAULT_DETECTOR, DEFAULT_RECOGNIZER
-from serve_app.ocr.pipeline import MIN_TILT, MIN_UNKNOWN_WORD_CONFIDENCE, MIN_WORD_CONFIDENCE
+from serve_app.ocr.pipeline import MIN_TILT, MIN_UNKNOWN_WORD_CONFIDENCE, MIN_WORD_CONFIDENCE, STEEP_TILT
 from serve_app.ocr.predictor import PRECISIONS, DetectorRunner, OCRPredictor, RecognizerRunner
 from serve_app.ocr.processing.detection import DetectionParams
 from serve_app.ocr.processing.geometry import inside
@@ -43,7 +44,7 @@ from training.scenes import scene_background
 FRAME_W, FRAME_H = 1280, 720
 
 #: Settings of the pipeline around the detector that the grid may also vary (`OCRPredictor` attributes).
-PIPELINE_KNOBS = {"min_tilt": MIN_TILT, "min_word_confidence": MIN_WORD_CONFIDENCE,
+PIPELINE_KNOBS = {"min_tilt": MIN_TILT, "steep_tilt": STEEP_TILT, "min_word_confidence": MIN_WORD_CONFIDENCE,
                   "min_unknown_word_confidence": MIN_UNKNOWN_WORD_CONFIDENCE}
 
 
@@ -173,6 +174,6 @@ if __name__ == "__main__":
     p.add_argument("--detector", default=None, help="CTPN weights to check (default: the shipped ones)")
     p.add_argument("--recognizer", default=None, help="CRNN weights to check (default: the shipped ones)")
     p.add_argument("--precision", default="auto", choices=PRECISIONS)
-    p.add_argument("grid", nargs="*", help="NAME=V1,V2 for any DetectionParams field, min_tilt, "
+    p.add_argument("grid", nargs="*", help="NAME=V1,V2 for any DetectionParams field, min_tilt, steep_tilt, "
                    "min_word_confidence or min_unknown_word_confidence; the rest keep their defaults")
     main(p.parse_args())

@@ -22,6 +22,7 @@ from serve_app.ocr.pipeline import (
     MIN_TILT,
     MIN_UNKNOWN_WORD_CONFIDENCE,
     MIN_WORD_CONFIDENCE,
+    STEEP_TILT,
     TALL_WORD,
     Found,
     LineResult,
@@ -271,6 +272,7 @@ class OCRPredictor:
         self.detector = detector or DetectorRunner()
         self.recognizer = recognizer or RecognizerRunner()
         self.min_tilt = min_tilt
+        self.steep_tilt = STEEP_TILT  # from this slope on, lines are cut with less margin (`make_crops`)
         self.min_word_confidence = min_word_confidence
         self.min_unknown_word_confidence = min_unknown_word_confidence
 
@@ -286,7 +288,7 @@ class OCRPredictor:
             async def find(degrees: int) -> Found:
                 pixels = turned(image, degrees)
                 lines = self.detector.detect([pixels])[0]
-                return lines, make_crops(pixels, lines, min_tilt=self.min_tilt)
+                return lines, make_crops(pixels, lines, min_tilt=self.min_tilt, steep_tilt=self.steep_tilt)
 
             async def read(crops: list[Crop]) -> list[Decoded]:
                 return self.recognizer.read([c.pixels for c in crops])
@@ -304,5 +306,5 @@ class OCRPredictor:
     def detect_and_read(self, image: np.ndarray) -> tuple[list[TextLine], list[LineResult]]:
         """The detected lines as well as the answer, so evaluation can tell missed text from misread text."""
         lines = self.detector.detect([image])[0]
-        crops = make_crops(image, lines, min_tilt=self.min_tilt)
+        crops = make_crops(image, lines, min_tilt=self.min_tilt, steep_tilt=self.steep_tilt)
         return lines, self._assemble(lines, crops, self.recognizer.read([c.pixels for c in crops]) if crops else [])
