@@ -6,8 +6,9 @@ import asyncio
 import contextlib
 import logging
 import uuid
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 from ray import serve
@@ -18,8 +19,15 @@ from serve_app.imaging import MEDIA_TYPES
 from serve_app.storage import repository
 from serve_app.storage.archive import Archiver, apply_retention
 from serve_app.storage.migrate import migrate
+from serve_app.storage.repository import StorageUnavailable
 
 log = logging.getLogger("ray.serve")
+
+T = TypeVar("T")
+
+#: A read of stored results that takes longer than this is given up as `StorageUnavailable`: an unreachable
+#: database host would otherwise hold the request for asyncpg's 60 s connect timeout.
+READ_TIMEOUT_S = 10.0
 
 
 @serve.deployment(name="Archiver", ray_actor_options={"num_cpus": 0}, num_replicas=1)
@@ -55,20 +63,36 @@ class ArchiverDeployment:
                 log.warning("retention failed: %s: %s", type(exc).__name__, exc)
             await asyncio.sleep(self.settings.retention_interval_s)
 
+    async def _read(self, what: str, read: Callable[[], Awaitable[T]]) -> T:
+        """A read of stored results; any failure of the database or the disk becomes `StorageUnavailable`.
+
+        The queries are fixed, so what fails here is the storage itself (refused or dropped connections, a
+        timeout, an unreadable file), not the request.
+        """
+        try:
+            return await asyncio.wait_for(read(), READ_TIMEOUT_S)
+        except Exception as exc:  # noqa: BLE001 - see above: reported to the caller as unavailable storage
+            log.warning("reading %s failed: %s: %s", what, type(exc).__name__, exc)
+            raise StorageUnavailable(f"stored results cannot be read right now ({type(exc).__name__})") from None
+
     async def image(self, image_id: str) -> tuple[bytes, str] | None:
         """The stored image bytes and media type, or None when unknown (or not archived yet)."""
-        rec = await repository.image_record(self.pool, uuid.UUID(image_id))
-        if rec is None or rec["path"] is None:
-            return None
-        path = Path(self.settings.image_dir) / rec["path"]
-        try:
-            data = await asyncio.to_thread(path.read_bytes)
-        except FileNotFoundError:
-            return None
-        return data, MEDIA_TYPES.get(rec["format"] or "", "application/octet-stream")
+        async def read() -> tuple[bytes, str] | None:
+            rec = await repository.image_record(self.pool, uuid.UUID(image_id))
+            if rec is None or rec["path"] is None:
+                return None
+            path = Path(self.settings.image_dir) / rec["path"]
+            try:
+                data = await asyncio.to_thread(path.read_bytes)
+            except FileNotFoundError:  # deleted by retention after the row was read
+                return None
+            return data, MEDIA_TYPES.get(rec["format"] or "", "application/octet-stream")
+
+        return await self._read(f"image {image_id}", read)
 
     async def data(self, image_id: str) -> dict[str, Any] | None:
-        return await repository.image_data(self.pool, uuid.UUID(image_id))
+        return await self._read(f"the results of {image_id}",
+                                lambda: repository.image_data(self.pool, uuid.UUID(image_id)))
 
     async def status(self) -> dict[str, Any]:
         return self.archiver.status()

@@ -47,6 +47,7 @@ from serve_app.ocr.pipeline import (
 from serve_app.ocr.processing.recognition import Crop, Decoded, to_gray
 from serve_app.ocr.processing.textlines import TextLine
 from serve_app.schemas import CorrectionIn, CorrectionOut, ErrorResponse, OCRResponse
+from serve_app.storage.repository import StorageUnavailable
 
 log = logging.getLogger("ray.serve")
 request_log = logging.getLogger("ray.serve.ocr.requests")  # one JSON line per OCR request, in the replica log
@@ -266,6 +267,10 @@ class Ingress:
             return error(503, "overloaded", "the models' queues are full; retry shortly", request_id, busy)
         except retries.ReplicaLost as exc:
             return error(503, "model_unavailable", f"{exc}; retry shortly", request_id, busy)
+        except Exception:  # a fault in our code or a model's: answered with the id its log line carries
+            log.exception("request %s failed", request_id)
+            return error(500, "internal_error", "the service failed on this request; it has been logged under its "
+                         "request_id", request_id)
         finally:
             self.inflight -= 1
 
@@ -392,6 +397,14 @@ class Ingress:
         while len(self.recent) > 10_000:
             self.recent.popitem(last=False)
 
+    async def _stored(self, read: Callable[[], Any]) -> tuple[Any, JSONResponse | None]:
+        """A read from the archiver, or the 503 to answer when the database cannot be reached right now."""
+        try:
+            return await self._call("Archiver", read), None
+        except (StorageUnavailable, retries.ReplicaLost) as exc:
+            return None, error(503, "storage_unavailable", f"{exc}; retry shortly",
+                               headers={"Retry-After": str(self.cfg.ingress.retry_after_s)})
+
     def _storage(self, image_id: str) -> tuple[str | None, JSONResponse | None]:
         """Validate an id and that storage is on; returns the canonical id or an error response."""
         try:
@@ -404,23 +417,28 @@ class Ingress:
 
     @api.get("/api/v1/images/{image_id}", response_class=Response,
              responses={200: {"content": {"image/*": {}}}, 400: {"model": ErrorResponse},
-                        404: {"model": ErrorResponse}})
+                        404: {"model": ErrorResponse}, 503: {"model": ErrorResponse}})
     async def image(self, image_id: str) -> Response:
         canonical, problem = self._storage(image_id)
         if problem:
             return problem
-        found = await self.archiver.image.remote(canonical)
+        found, problem = await self._stored(lambda: self.archiver.image.remote(canonical))
+        if problem:
+            return problem
         if found is None:
             return error(404, "not_found", f"no stored image {canonical}")
         data, media_type = found
         return Response(data, media_type=media_type, headers={"Cache-Control": "private, max-age=86400"})
 
-    @api.get("/api/v1/images/{image_id}/data", responses={400: {"model": ErrorResponse}, 404: {"model": ErrorResponse}})
+    @api.get("/api/v1/images/{image_id}/data",
+             responses={400: {"model": ErrorResponse}, 404: {"model": ErrorResponse}, 503: {"model": ErrorResponse}})
     async def image_data(self, image_id: str) -> JSONResponse:
         canonical, problem = self._storage(image_id)
         if problem:
             return problem
-        found = await self.archiver.data.remote(canonical)
+        found, problem = await self._stored(lambda: self.archiver.data.remote(canonical))
+        if problem:
+            return problem
         if found is None:
             return error(404, "not_found", f"no stored results for image {canonical}")
         return JSONResponse(found)
@@ -431,8 +449,12 @@ class Ingress:
         canonical, problem = self._storage(image_id)
         if problem:
             return problem
-        if canonical not in self.recent and await self.archiver.data.remote(canonical) is None:
-            return error(404, "not_found", f"no image {canonical} to correct")
+        if canonical not in self.recent:  # answered by another replica, or long ago: the database knows
+            found, problem = await self._stored(lambda: self.archiver.data.remote(canonical))
+            if problem:
+                return problem
+            if found is None:
+                return error(404, "not_found", f"no image {canonical} to correct")
         cid = await self.sidecar.correct.remote(canonical, correction.value, correction.line_index)
         if cid is None:
             return error(503, "spool_full", "corrections cannot be accepted right now",

@@ -10,6 +10,14 @@ from typing import Any
 import asyncpg
 
 
+class StorageUnavailable(RuntimeError):
+    """The database (or the image store) could not answer a read: down, refusing connections, or too slow.
+
+    Raised by the archiver's reads so that the API can answer 503 and ask the client to come back, rather than
+    500: the stored data is intact, only out of reach for now.
+    """
+
+
 def _int(v: float) -> int:
     return int(round(v))
 

@@ -459,3 +459,56 @@ def test_a_detector_replica_lost_mid_burst_every_request_is_still_answered(clien
         deadline = time.monotonic() + 120  # leave the app whole for the tests after this one
         while client.get("/readyz").status_code != 200 and time.monotonic() < deadline:
             time.sleep(1)
+
+
+@serve.deployment(name="Detector", ray_actor_options={"num_cpus": 0})
+class FailingDetector:
+    """A fault inside the model code, which the shipped models cannot be made to raise on any input found."""
+
+    async def detect(self, pixels: np.ndarray) -> list:
+        raise RuntimeError("the detector failed on this input")
+
+    async def stats(self) -> dict:
+        return {"precision": "fp32"}
+
+
+@serve.deployment(name="Recognizer", ray_actor_options={"num_cpus": 0})
+class FailingRecognizer:
+    async def read_word(self, pixels: np.ndarray) -> list:
+        raise RuntimeError("the recognizer failed on this input")
+
+    async def stats(self) -> dict:
+        return {"precision": "fp32"}
+
+
+def test_a_fault_in_a_model_answers_500_with_its_request_id_counted_and_logged(serve_url, app_config, metrics_port):
+    """Not retried (the same input would fail again), and not anonymous: the client gets the request id that the
+    log line and the ``ray_ocr_requests_total{status="500"}`` counter carry, so an operator can find it."""
+    import time
+
+    from deployments.ingress import Ingress
+
+    from .test_observability import scrape, value
+
+    faulty = Ingress.options(ray_actor_options={"num_cpus": 0}).bind(
+        FailingDetector.bind(), FailingRecognizer.bind(), app_config.model_dump(mode="json"))
+    serve.run(faulty, name="faulty", route_prefix="/faulty")
+    try:
+        with httpx.Client(base_url=serve_url, timeout=60) as c:
+            r = c.post("/faulty/api/v1/ocr", files={"image": ("f.png", png(render_lines(["never read"], size=28)[0]))})
+            word = c.post("/faulty/api/v1/ocr", params={"layout": "word"},
+                          files={"image": ("w.png", png(render_lines(["never"], size=28)[0]))})
+        for answer in (r, word):
+            assert answer.status_code == 500, answer.text[:300]
+            assert answer.json()["error"]["code"] == "internal_error"
+        ids = {r.json()["request_id"], word.json()["request_id"]}
+        records = _ingress_log_records(ids)
+        assert {rec["status"] for rec in records.values()} == {500} and len(records) == 2
+        assert {rec["code"] for rec in records.values()} == {"internal_error"}
+        deadline, count = time.monotonic() + 60, 0.0
+        while count < 2 and time.monotonic() < deadline:
+            count = value(scrape(metrics_port), "ray_ocr_requests_total", status="500", code="internal_error")
+            time.sleep(2)
+        assert count >= 2
+    finally:
+        serve.delete("faulty")
