@@ -91,6 +91,10 @@ async def _internal(_: Request, exc: Exception) -> JSONResponse:
 
 T = TypeVar("T")
 
+#: On a graceful shutdown the ingress waits this long for answers still on their way to the sidecar. It must stay
+#: under the deployment's ``graceful_shutdown_timeout_s`` (Serve's default 20 s), after which the replica is killed.
+HANDOVER_DRAIN_S = 15.0
+
 
 def _replica_lost(deployment: str, exc: BaseException, giving_up: bool) -> None:
     metrics.ingress()["replicas_lost"].inc(tags={"target": deployment})
@@ -323,6 +327,21 @@ class Ingress:
             handover.add_done_callback(self.handovers.discard)
             self._remember(request_id)
         return body
+
+    async def __del__(self) -> None:
+        """On a graceful shutdown (a redeploy, a scale-down), hand over the answers already given before exiting.
+
+        Serve awaits this after the last request has been answered; without it, an answer whose handover was still
+        waiting (for a sidecar replica being restarted, say) was dropped with the replica's event loop.
+        """
+        pending = set(self.handovers)
+        if not pending:
+            return
+        log.info("handing %d answers to the sidecar before shutting down", len(pending))
+        _, late = await asyncio.wait(pending, timeout=HANDOVER_DRAIN_S)
+        if late:
+            log.error("%d answers were not handed to the sidecar within %g s of shutting down: they are lost",
+                      len(late), HANDOVER_DRAIN_S)
 
     async def _hand_over(self, request_id: str, data: bytes, media_type: str, stored: dict[str, Any]) -> None:
         """Give a finished answer to the sidecar, again if its replica was lost before it had spooled the answer.

@@ -262,3 +262,38 @@ def test_stored_results_answer_503_while_the_database_is_down_and_nothing_is_los
     bodies = [before, during.json()]
     expected = (2, _boxes(bodies))
     poll(lambda: db_counts(pg_url, bodies) == expected, timeout=120)
+
+
+def test_results_on_their_way_to_the_sidecar_when_the_ingress_is_replaced_are_stored(serve_url, pg_url, app_config):
+    """A redeploy replaces the ingress replica gracefully; answers it had given but not yet handed to the sidecar
+    (whose replica is restarting here, so the handovers wait) reach storage before the old replica exits."""
+    import asyncio
+
+    import httpx
+    import ray
+    from ray import serve
+
+    from deployments.app import graph
+    from serve_app.config import AppConfig
+
+    from .conftest import APP, TEST_OVERRIDES
+
+    uploads = [png_bytes([f"drain{i}"]) for i in range(12)]
+
+    async def answered() -> list[dict]:
+        (name,) = [a["name"] for a in ray.util.list_named_actors(all_namespaces=True) if "#Sidecar#" in a["name"]]
+        ray.kill(ray.get_actor(name, namespace="serve"), no_restart=True)
+        async with httpx.AsyncClient(base_url=serve_url, timeout=120) as c:
+            rs = await asyncio.gather(*(c.post("/api/v1/ocr", params={"layout": "word"},
+                                               files={"image": ("s.png", d, "image/png")}) for d in uploads))
+        assert [r.status_code for r in rs] == [200] * len(uploads)
+        return [r.json() for r in rs]
+
+    bodies = asyncio.run(answered())
+    changed = AppConfig.load(overrides={**TEST_OVERRIDES, "ingress": {**TEST_OVERRIDES["ingress"], "retry_after_s": 2}})
+    try:
+        serve.run(graph(changed), name=APP, route_prefix="/")  # a new ingress replica; the old one shuts down
+    finally:
+        serve.run(graph(app_config), name=APP, route_prefix="/")
+    expected = (len(uploads), _boxes(bodies))
+    poll(lambda: db_counts(pg_url, bodies) == expected, timeout=120)
