@@ -30,6 +30,14 @@ T = TypeVar("T")
 READ_TIMEOUT_S = 10.0
 
 
+#: While the database cannot be reached at start, attempts are spaced 1 s apart, doubling up to this.
+CONNECT_BACKOFF_MAX_S = 10.0
+
+#: What `status` and the gauges report before the archiver is consuming.
+IDLE_STATUS = {"connected": False, "images": 0, "results": 0, "corrections": 0, "duplicates": 0,
+               "dead_lettered": 0, "retried": 0, "failures": 0, "lag_s": 0.0}
+
+
 @serve.deployment(name="Archiver", ray_actor_options={"num_cpus": 0}, num_replicas=1)
 class ArchiverDeployment:
     async def __init__(self, settings: dict[str, Any]) -> None:
@@ -37,19 +45,50 @@ class ArchiverDeployment:
         if not s.enabled:
             raise ValueError("the archiver needs DATABASE_URL and RABBITMQ_URL (or storage.* settings)")
         self.settings = s
-        self.pool = await asyncpg.create_pool(s.database_url, min_size=1, max_size=4)
-        async with self.pool.acquire() as conn:
-            applied = await migrate(conn)
+        self.pool: asyncpg.Pool | None = None
+        self.archiver: Archiver | None = None
+        self._retention: asyncio.Task | None = None
+        loop = asyncio.get_running_loop()
+        self._start = loop.create_task(self._connect())
+        self._gauges = loop.create_task(self._report())
+
+    async def _connect(self) -> None:
+        """Reach the database and migrate it, then consume; until then the results wait in the queues.
+
+        Not in the constructor: a database that starts after Ray, or is down at a redeploy, failed the constructor
+        over and over until Serve marked the archiver DEPLOY_FAILED (about 20 s), and nothing was stored again.
+        """
+        s, delay = self.settings, 1.0
+        while True:
+            try:
+                pool = await asyncpg.create_pool(s.database_url, min_size=1, max_size=4, timeout=READ_TIMEOUT_S)
+            except Exception as exc:  # noqa: BLE001 - refused, unreachable, not accepting: try again later
+                log.warning("the database cannot be reached yet (%s: %s); trying again in %g s",
+                            type(exc).__name__, exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(2 * delay, CONNECT_BACKOFF_MAX_S)
+                continue
+            try:
+                async with pool.acquire() as conn:
+                    applied = await migrate(conn)
+            except Exception as exc:  # noqa: BLE001 - dropped mid-way: migrations are transactional, retry
+                pool.terminate()
+                log.warning("migrating the database failed (%s: %s); trying again in %g s",
+                            type(exc).__name__, exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(2 * delay, CONNECT_BACKOFF_MAX_S)
+                continue
+            break
         log.info("database ready (migrations applied now: %s)", applied or "none")
-        self.archiver = Archiver(s.rabbitmq_url, self.pool, s.image_dir, s.archiver_prefetch)
+        self.pool = pool
+        self.archiver = Archiver(s.rabbitmq_url, pool, s.image_dir, s.archiver_prefetch)
         self.archiver.start()
         self._retention = asyncio.get_running_loop().create_task(self._retention_loop())
-        self._gauges = asyncio.get_running_loop().create_task(self._report())
 
     async def _report(self) -> None:
         gauges = metrics.storage()
         while True:
-            s = self.archiver.status()
+            s = await self.status()
             gauges["archiver_lag_s"].set(s["lag_s"])
             for kind in ("images", "results", "corrections", "duplicates", "dead_lettered"):
                 gauges["archived"].set(s[kind], tags={"kind": kind})
@@ -69,6 +108,8 @@ class ArchiverDeployment:
         The queries are fixed, so what fails here is the storage itself (refused or dropped connections, a
         timeout, an unreadable file), not the request.
         """
+        if self.pool is None:
+            raise StorageUnavailable("stored results cannot be read yet: the database has not been reached")
         try:
             return await asyncio.wait_for(read(), READ_TIMEOUT_S)
         except Exception as exc:  # noqa: BLE001 - see above: reported to the caller as unavailable storage
@@ -95,10 +136,14 @@ class ArchiverDeployment:
                                 lambda: repository.image_data(self.pool, uuid.UUID(image_id)))
 
     async def status(self) -> dict[str, Any]:
-        return self.archiver.status()
+        return self.archiver.status() if self.archiver else dict(IDLE_STATUS)
 
     async def __del__(self) -> None:
         with contextlib.suppress(Exception):
-            self._retention.cancel()
-            await self.archiver.close()
-            await self.pool.close()
+            self._start.cancel()
+            if self._retention:
+                self._retention.cancel()
+            if self.archiver:
+                await self.archiver.close()
+            if self.pool:
+                await self.pool.close()

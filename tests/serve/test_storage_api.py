@@ -297,3 +297,57 @@ def test_results_on_their_way_to_the_sidecar_when_the_ingress_is_replaced_are_st
         serve.run(graph(app_config), name=APP, route_prefix="/")
     expected = (len(uploads), _boxes(bodies))
     poll(lambda: db_counts(pg_url, bodies) == expected, timeout=120)
+
+
+def test_the_archiver_comes_up_before_its_database_and_then_stores_what_waited(serve_url, amqp_url, tmp_path):
+    """PostgreSQL refusing connections while the app deploys (a database that starts after Ray) must not fail the
+    deployment: the archiver comes up, its reads raise `StorageUnavailable`, and once the database lets it in it
+    applies the migrations and stores what waited in the queues."""
+    import asyncio
+
+    from ray import serve
+
+    from deployments.archiver import ArchiverDeployment
+    from serve_app.storage.messages import data_message, image_message
+    from serve_app.storage.publisher import Publisher
+    from serve_app.storage.repository import StorageUnavailable
+    from serve_app.storage.spool import Spool
+    from tests.conftest import PG_ADMIN, _admin, _run
+
+    db = f"ocr_late_{uuid.uuid4().hex[:10]}"
+    _run(_admin(f'CREATE DATABASE "{db}"'))
+    _run(_admin(f'ALTER DATABASE "{db}" ALLOW_CONNECTIONS false'))
+    settings = {"mode": "on", "database_url": PG_ADMIN.rsplit("/", 1)[0] + f"/{db}", "rabbitmq_url": amqp_url,
+                "image_dir": str(tmp_path / "images"), "spool_dir": str(tmp_path / "spool")}
+    rid, png = str(uuid.uuid4()), png_bytes(["late database"])
+    result = {"image": {"width": 300, "height": 60, "format": "PNG"}, "lines": [
+        {"box": [5, 5, 200, 40], "text": "late database", "confidence": 0.9, "words": []}]}
+
+    async def publish() -> None:
+        publisher = Publisher(amqp_url, Spool(tmp_path / "publisher", 100, 10**7))
+        publisher.start()
+        assert publisher.submit(image_message(rid, png, "image/png")) and publisher.submit(data_message(rid, result))
+        deadline = time.monotonic() + 30
+        while publisher.status()["spool_depth"] and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+        await publisher.close()
+
+    try:
+        archiver = serve.run(ArchiverDeployment.bind(settings), name="late_db", route_prefix=None)
+        with pytest.raises(StorageUnavailable):
+            archiver.data.remote(rid).result(timeout_s=30)
+        asyncio.run(publish())
+        time.sleep(1)
+        _run(_admin(f'ALTER DATABASE "{db}" ALLOW_CONNECTIONS true'))
+        def read(method: str):  # None until stored; the first reads may still find the database out of reach
+            try:
+                return getattr(archiver, method).remote(rid).result(timeout_s=30)
+            except StorageUnavailable:
+                return None
+
+        stored = poll(lambda: read("data"), timeout=120)
+        assert [ln["text"] for ln in stored["lines"]] == ["late database"]
+        assert poll(lambda: read("image"), timeout=60) == (png, "image/png")
+    finally:
+        serve.delete("late_db")
+        _run(_admin(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)'))
