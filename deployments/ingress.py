@@ -355,6 +355,9 @@ class Ingress:
         except retries.ReplicaLost as exc:
             log.error("the result of request %s is lost: %s", request_id, exc)
             return
+        except Exception:  # in a background task: logged here, or nowhere
+            log.exception("the result of request %s is lost: the sidecar failed to take it", request_id)
+            return
         if not spooled:
             log.error("the result of request %s is lost: the sidecar's spool is full", request_id)
 

@@ -16,7 +16,7 @@ from serve_app.storage.messages import Message
 
 
 class SpoolFull(RuntimeError):
-    """The spool holds its limit of messages or bytes; the caller decides what to report."""
+    """The spool holds its limit of messages or bytes, or its disk refused the write; the caller reports it."""
 
 
 class Spool:
@@ -29,6 +29,7 @@ class Spool:
             tmp.unlink(missing_ok=True)
         files = self.pending()
         self._count, self._bytes = len(files), sum(f.stat().st_size for f in files)
+        self.write_error: str | None = None  # why the last write failed (a full disk); None once one succeeds
 
     def put(self, msg: Message) -> Path:
         header = json.dumps({"queue": msg.queue, "headers": msg.headers, "content_type": msg.content_type,
@@ -41,11 +42,20 @@ class Spool:
             self._bytes += size
         path = self.dir / f"{time.time_ns():020d}-{msg.message_id}.msg"
         tmp = path.with_suffix(".tmp")
-        with open(tmp, "wb") as f:
-            f.write(header + b"\n" + msg.body)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        try:
+            with open(tmp, "wb") as f:
+                f.write(header + b"\n" + msg.body)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except OSError as exc:  # a full or failing disk: the message was never spooled
+            tmp.unlink(missing_ok=True)
+            with self._lock:
+                self._count -= 1
+                self._bytes -= size
+            self.write_error = f"{type(exc).__name__}: {exc}"
+            raise SpoolFull(f"the spool cannot be written: {self.write_error}") from exc
+        self.write_error = None
         return path
 
     def pending(self) -> list[Path]:
@@ -79,4 +89,5 @@ class Spool:
 
     @property
     def full(self) -> bool:
-        return self._count >= self.max_messages or self._bytes >= self.max_bytes
+        """At its limits, or its disk refused the last write."""
+        return self._count >= self.max_messages or self._bytes >= self.max_bytes or self.write_error is not None

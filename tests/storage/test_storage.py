@@ -120,6 +120,35 @@ def test_spool_is_bounded_survives_restart_and_drops_half_written_files(tmp_path
     assert reopened.depth == 2 and not reopened.full
 
 
+@pytest.fixture
+def small_disk(tmp_path):
+    """A real 64 kB file system (tmpfs), so that writes fail with ENOSPC as on a full disk."""
+    import subprocess
+
+    where = tmp_path / "small"
+    where.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(where)], capture_output=True).returncode:
+        pytest.skip("mounting a tmpfs needs root: no small disk to fill")
+    yield where
+    subprocess.run(["umount", "-l", str(where)], check=False)
+
+
+def test_a_full_disk_refuses_a_message_cleanly_and_reports_the_spool_full(tmp_path, small_disk):
+    """A write the disk refuses is a refused message (counted, logged, ``submit`` False), not an exception that
+    loses it silently; the spool reports itself full (so ``/readyz`` turns 503) until a write succeeds again."""
+    publisher = Publisher("amqp://guest:guest@127.0.0.1:1/none", Spool(small_disk, 1000, 10**9))
+    assert publisher.submit(image_message(str(uuid.uuid4()), b"x" * 20_000, "image/png"))
+    big = image_message(str(uuid.uuid4()), b"x" * 80_000, "image/png")
+    assert publisher.submit(big) is False
+    status = publisher.status()
+    assert status["dropped"] == 1 and status["spool_full"] and status["spool_depth"] == 1
+    assert not list(small_disk.glob("*.tmp")) and len(list(small_disk.glob("*.msg"))) == 1
+    reopened_count = Spool(small_disk, 1000, 10**9).size_bytes
+    assert publisher.spool.size_bytes == reopened_count  # the byte count did not drift
+    assert publisher.submit(image_message(str(uuid.uuid4()), b"x" * 100, "image/png"))
+    assert not publisher.status()["spool_full"] and publisher.status()["spool_depth"] == 2
+
+
 def test_results_images_and_corrections_are_archived_exactly_once(run, pg_url, amqp_url, tmp_path):
     async def go():
         async with pipeline(pg_url, amqp_url, tmp_path) as (pool, publisher, archiver):
