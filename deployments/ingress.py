@@ -140,6 +140,7 @@ class Ingress:
         self.recent: collections.OrderedDict[str, float] = collections.OrderedDict()  # ids answered lately
         self.inflight = 0
         self.handovers: set[asyncio.Task] = set()  # answers on their way to the sidecar: held until it has them
+        self.pending_bytes = 0  # upload bytes those handovers hold
         self.max_inflight = self.cfg.ingress.max_inflight
         self.request_timeout_s = self.cfg.ingress.request_timeout_s
         # decoding and crop cutting hold a core for up to half a second (a 24 MP PNG): not on the event loop,
@@ -233,13 +234,15 @@ class Ingress:
         ) as span:
             t0 = time.perf_counter()
             lost = retries.track()
-            response = await self._admit(request_id, image, layout, page, rotate)
+            notes: dict[str, Any] = {}  # what the request's log line should say beyond its answer
+            response = await self._admit(request_id, image, layout, page, rotate, notes)
             status = response.status_code if isinstance(response, Response) else 200
             code = json.loads(response.body)["error"]["code"] if status != 200 else "ok"
             span.set_attribute("http.status_code", status)
             metrics.ingress()["requests"].inc(tags={"status": str(status), "code": code, "layout": layout})
             record = {"event": "ocr", "request_id": request_id, "trace_id": telemetry.trace_id(), "status": status,
                       "code": code, "total_ms": round((time.perf_counter() - t0) * 1e3, 1)}
+            record.update(notes)
             if lost:  # calls sent again because their replica was lost
                 record["replicas_lost"] = lost
                 span.set_attribute("replicas_lost", sum(lost.values()))
@@ -253,15 +256,16 @@ class Ingress:
             request_log.info(json.dumps(record))
             return response
 
-    async def _admit(self, request_id: str, image: UploadFile, layout: Layout, page: int,
-                     rotate: Rotate) -> dict[str, Any] | JSONResponse:
+    async def _admit(self, request_id: str, image: UploadFile, layout: Layout, page: int, rotate: Rotate,
+                     notes: dict[str, Any]) -> dict[str, Any] | JSONResponse:
         limits = self.cfg.ingress
         busy = {"Retry-After": str(limits.retry_after_s)}
         if self.inflight >= self.max_inflight:
             return error(503, "overloaded", "the service is at capacity; retry shortly", request_id, busy)
         self.inflight += 1
         try:
-            return await asyncio.wait_for(self._ocr(request_id, image, layout, page, rotate), self.request_timeout_s)
+            return await asyncio.wait_for(self._ocr(request_id, image, layout, page, rotate, notes),
+                                          self.request_timeout_s)
         except TimeoutError:
             return error(504, "timeout", f"no answer within {self.request_timeout_s:g} s (ingress.request_timeout_s); "
                          "the models may be overloaded or restarting: retry later", request_id, busy)
@@ -278,8 +282,8 @@ class Ingress:
         finally:
             self.inflight -= 1
 
-    async def _ocr(self, request_id: str, upload: UploadFile, layout: Layout, page: int,
-                   rotate: Rotate) -> dict[str, Any]:
+    async def _ocr(self, request_id: str, upload: UploadFile, layout: Layout, page: int, rotate: Rotate,
+                   notes: dict[str, Any]) -> dict[str, Any]:
         limits = self.cfg.ingress
         t0 = time.perf_counter()
         data = await upload.read(limits.max_upload_bytes + 1)
@@ -320,13 +324,36 @@ class Ingress:
             "models": self.models,
         }
         if self.sidecar is not None:
-            # off the request path: the answer never waits for storage
-            stored = {**body, "created_at": datetime.now(UTC).isoformat()}
-            handover = asyncio.create_task(self._hand_over(request_id, data, MEDIA_TYPES[decoded.format], stored))
-            self.handovers.add(handover)
-            handover.add_done_callback(self.handovers.discard)
-            self._remember(request_id)
+            self._store(request_id, data, MEDIA_TYPES[decoded.format], body, notes)
         return body
+
+    def _store(self, request_id: str, data: bytes, media_type: str, body: dict[str, Any],
+               notes: dict[str, Any]) -> None:
+        """Hand the answer to the sidecar off the request path: the answer never waits for storage.
+
+        Until the sidecar has it, the upload stays in this replica's memory; while the sidecar restarts or hangs
+        those add up, so past ``max_pending_handover_mb`` an answer is not stored rather than the replica growing
+        until it is killed for memory, with every request and handover in it.
+        """
+        budget = self.cfg.ingress.max_pending_handover_mb * 2**20
+        if self.pending_bytes + len(data) > budget:
+            notes["stored"] = False
+            metrics.ingress()["not_stored"].inc(tags={"reason": "handover_backlog"})
+            log.error("the result of request %s is not stored: %d answers (%.1f MB) are still waiting for the "
+                      "sidecar (ingress.max_pending_handover_mb)", request_id, len(self.handovers),
+                      self.pending_bytes / 2**20)
+            return
+        stored = {**body, "created_at": datetime.now(UTC).isoformat()}
+        self.pending_bytes += len(data)
+        handover = asyncio.create_task(self._hand_over(request_id, data, media_type, stored))
+        self.handovers.add(handover)
+
+        def done(task: asyncio.Task) -> None:
+            self.handovers.discard(task)
+            self.pending_bytes -= len(data)
+
+        handover.add_done_callback(done)
+        self._remember(request_id)
 
     async def __del__(self) -> None:
         """On a graceful shutdown (a redeploy, a scale-down), hand over the answers already given before exiting.

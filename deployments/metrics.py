@@ -20,6 +20,8 @@ def ingress() -> dict:
         "images": Counter("ocr_images_total", "Images read successfully."),
         "replicas_lost": Counter("ocr_replicas_lost_total", "Calls from the ingress whose replica was lost mid-call "
                                  "(each was sent again, or given up).", tag_keys=("target",)),
+        "not_stored": Counter("ocr_results_not_stored_total", "Answers given but not handed to storage, by reason.",
+                              tag_keys=("reason",)),
         "stage_ms": Histogram("ocr_stage_latency_ms", "Time per stage of an OCR request, by layout.",
                               boundaries=MS_BUCKETS, tag_keys=("stage", "layout")),
         "lines": Histogram("ocr_lines_per_image", "Text lines found per image.",

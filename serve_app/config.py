@@ -145,6 +145,9 @@ class IngressSettings(_Strict):
     replica_retries: int = Field(2, ge=0, description="times a call to a detector, recognizer or sidecar replica is "
                                  "sent again when the replica serving it is lost (killed, out of memory, its node "
                                  "gone); then a model call answers 503 model_unavailable")
+    max_pending_handover_mb: float = Field(
+        256, gt=0, description="uploads held per replica while their answers wait for the sidecar (restarting or "
+        "hung); past this an answer is not stored (logged, counted), so the ingress is never killed for memory")
     max_ongoing_requests: int = Field(64, ge=1)
     min_line_confidence: float = Field(0.0, ge=0, le=1)
     min_word_confidence: float = Field(MIN_WORD_CONFIDENCE, ge=0, le=1,

@@ -351,3 +351,54 @@ def test_the_archiver_comes_up_before_its_database_and_then_stores_what_waited(s
     finally:
         serve.delete("late_db")
         _run(_admin(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)'))
+
+
+def test_a_hung_sidecar_holds_at_most_the_handover_budget_in_the_ingress(serve_url, pg_url, app_config):
+    """While the sidecar hangs (its process stopped), answers still flow, and the ingress holds the uploads waiting
+    for it only up to ``ingress.max_pending_handover_mb``: past that an answer is not stored, and says so in its log
+    line, rather than the ingress growing until it is killed for memory and loses them all."""
+    import os
+    import signal
+
+    import httpx
+    import numpy as np
+    import ray
+    from ray import serve
+
+    from deployments.app import graph
+    from serve_app.config import AppConfig
+
+    from .conftest import APP, TEST_OVERRIDES
+    from .test_api import _ingress_log_records
+
+    def noisy_png(seed: int) -> bytes:  # about 0.6 MB: noise does not compress
+        pixels = np.random.default_rng(seed).integers(0, 255, (400, 600, 3), dtype=np.uint8)
+        pixels[130:200, 40:560] = 255
+        buf = io.BytesIO()
+        Image.fromarray(pixels).save(buf, "PNG")
+        return buf.getvalue()
+
+    uploads = [noisy_png(i) for i in range(3)]
+    assert all(500_000 < len(u) < 1_000_000 for u in uploads)
+    tight = AppConfig.load(overrides={**TEST_OVERRIDES,
+                                      "ingress": {**TEST_OVERRIDES["ingress"], "max_pending_handover_mb": 1}})
+    serve.run(graph(tight), name=APP, route_prefix="/")
+    (name,) = [a["name"] for a in ray.util.list_named_actors(all_namespaces=True) if "#Sidecar#" in a["name"]]
+    pid = ray.get(ray.get_actor(name, namespace="serve").__ray_call__.remote(lambda _: os.getpid()))
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        with httpx.Client(base_url=serve_url, timeout=60) as c:
+            rs = [c.post("/api/v1/ocr", params={"layout": "word"}, files={"image": ("n.png", u, "image/png")})
+                  for u in uploads]
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    try:
+        assert [r.status_code for r in rs] == [200] * 3
+        bodies = [r.json() for r in rs]
+        poll(lambda: db_counts(pg_url, bodies[:1])[0] == 1, timeout=120)  # the first fitted in the budget
+        time.sleep(2)
+        assert db_counts(pg_url, bodies[1:])[0] == 0
+        records = _ingress_log_records({b["request_id"] for b in bodies})
+        assert [records[b["request_id"]].get("stored") for b in bodies] == [None, False, False]
+    finally:
+        serve.run(graph(app_config), name=APP, route_prefix="/")
