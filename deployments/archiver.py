@@ -48,6 +48,7 @@ class ArchiverDeployment:
         self.pool: asyncpg.Pool | None = None
         self.archiver: Archiver | None = None
         self._retention: asyncio.Task | None = None
+        self.database_up = False  # as of the last probe (`_report`, every 2 s)
         loop = asyncio.get_running_loop()
         self._start = loop.create_task(self._connect())
         self._gauges = loop.create_task(self._report())
@@ -85,9 +86,20 @@ class ArchiverDeployment:
         self.archiver.start()
         self._retention = asyncio.get_running_loop().create_task(self._retention_loop())
 
+    async def _probe(self) -> bool:
+        """Whether the database answers a trivial query now (within 2 s)."""
+        if self.pool is None:
+            return False
+        try:
+            return await asyncio.wait_for(self.pool.fetchval("SELECT 1"), 2) == 1
+        except Exception:  # noqa: BLE001 - any failure means down
+            return False
+
     async def _report(self) -> None:
         gauges = metrics.storage()
         while True:
+            self.database_up = await self._probe()
+            gauges["database_up"].set(int(self.database_up))
             s = await self.status()
             gauges["archiver_lag_s"].set(s["lag_s"])
             for kind in ("images", "results", "corrections", "duplicates", "dead_lettered"):
@@ -136,7 +148,7 @@ class ArchiverDeployment:
                                 lambda: repository.image_data(self.pool, uuid.UUID(image_id)))
 
     async def status(self) -> dict[str, Any]:
-        return self.archiver.status() if self.archiver else dict(IDLE_STATUS)
+        return {**(self.archiver.status() if self.archiver else IDLE_STATUS), "database_up": self.database_up}
 
     async def __del__(self) -> None:
         with contextlib.suppress(Exception):

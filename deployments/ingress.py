@@ -209,9 +209,19 @@ class Ingress:
             return error(503, "not_ready", f"a deployment is not answering: {type(exc).__name__}", headers=retry)
         if storage and storage["spool_full"]:
             return error(503, "spool_full", "the result spool is full: results would be lost", headers=retry)
+        if storage is not None:  # reported, not required: while the database is down results wait in the queues
+            storage["database"] = await self._database_state()
         precision = {"detector": detector["precision"], "recognizer": recognizer["precision"]}
         return JSONResponse({"status": "ready", "models": self.models, "precision": precision,
                              "storage": storage or "off"})
+
+    async def _database_state(self) -> str:
+        """"up" or "down" as the archiver last found PostgreSQL; "unknown" if the archiver does not answer."""
+        try:
+            status = await asyncio.wait_for(self.archiver.status.remote(), 2)
+        except Exception:  # noqa: BLE001 - restarting or gone: readiness does not depend on it
+            return "unknown"
+        return "up" if status["database_up"] else "down"
 
     @api.post("/api/v1/ocr", response_model=OCRResponse, responses=ERRORS)
     async def ocr(  # noqa: ANN201

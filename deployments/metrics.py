@@ -49,6 +49,7 @@ def storage() -> dict:
         "spool_full": Gauge("ocr_spool_full", "1 while the spool refuses messages."),
         "publish_failures": Gauge("ocr_publish_failures", "Failed publish attempts since the sidecar started."),
         "dropped": Gauge("ocr_messages_dropped", "Messages refused by a full spool since the sidecar started."),
+        "database_up": Gauge("ocr_database_up", "1 while the archiver's database answers (probed every 2 s)."),
         "archiver_lag_s": Gauge("ocr_archiver_lag_seconds", "Age of the last archived message when stored."),
         "archived": Gauge("ocr_archived_total", "Messages archived since the archiver started.", tag_keys=("kind",)),
     }

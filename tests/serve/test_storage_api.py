@@ -256,8 +256,11 @@ def test_stored_results_answer_503_while_the_database_is_down_and_nothing_is_los
         assert r.status_code == 503 and r.json()["error"]["code"] == "storage_unavailable", r.text[:300]
         during = client.post("/api/v1/ocr", files={"image": ("d.png", png_bytes(["read meanwhile"]), "image/png")})
         assert during.status_code == 200 and during.json()["text"] == "read meanwhile"
+        # ready all the same (answers wait in the queues), and saying where the database stands
+        poll(lambda: (r := client.get("/readyz")).status_code == 200 and r.json()["storage"]["database"] == "down")
     finally:
         _run(_admin(f'ALTER DATABASE "{pg_database}" ALLOW_CONNECTIONS true'))
+    poll(lambda: client.get("/readyz").json()["storage"]["database"] == "up")
     assert stored_data(client, rid)["lines"][0]["text"] == "stored before"
     bodies = [before, during.json()]
     expected = (2, _boxes(bodies))
