@@ -88,3 +88,15 @@ def test_grafana_dashboard_covers_every_custom_metric():
     assert defined and all(f"ray_{name}" in exprs for name in defined), defined
     documented = (repo / "docs/operations.md").read_text()
     assert all(f"ray_{name}" in documented for name in defined)
+
+
+def test_every_test_the_fault_table_names_exists():
+    """docs/operations.md names the test that shows each fault; a renamed or removed test must not leave it stale."""
+    import re
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[2]
+    named = re.findall(r"`(\w+/test_\w+\.py)::(test_\w+)`", (repo / "docs/operations.md").read_text())
+    assert len(named) >= 10
+    for path, name in named:
+        assert re.search(rf"^def {name}\(", (repo / "tests" / path).read_text(), re.M), f"{path}::{name}"
