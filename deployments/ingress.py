@@ -30,6 +30,7 @@ from ray.serve.handle import DeploymentHandle
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from deployments import metrics, retries
+from deployments.handovers import Handovers
 from serve_app import __version__, telemetry
 from serve_app.config import AppConfig, resolve_weights
 from serve_app.imaging import MEDIA_TYPES, ImageError, decode_image
@@ -139,8 +140,8 @@ class Ingress:
             log.warning("storage is OFF: OCR results are not being stored (set DATABASE_URL and RABBITMQ_URL)")
         self.recent: collections.OrderedDict[str, float] = collections.OrderedDict()  # ids answered lately
         self.inflight = 0
-        self.handovers: set[asyncio.Task] = set()  # answers on their way to the sidecar: held until it has them
-        self.pending_bytes = 0  # upload bytes those handovers hold
+        # answers on their way to the sidecar, held until it has them, within a budget of upload bytes
+        self.handovers = Handovers(self.cfg.ingress.max_pending_handover_mb * 2**20)
         self.max_inflight = self.cfg.ingress.max_inflight
         self.request_timeout_s = self.cfg.ingress.request_timeout_s
         # decoding and crop cutting hold a core for up to half a second (a 24 MP PNG): not on the event loop,
@@ -341,29 +342,18 @@ class Ingress:
                notes: dict[str, Any]) -> None:
         """Hand the answer to the sidecar off the request path: the answer never waits for storage.
 
-        Until the sidecar has it, the upload stays in this replica's memory; while the sidecar restarts or hangs
-        those add up, so past ``max_pending_handover_mb`` an answer is not stored rather than the replica growing
-        until it is killed for memory, with every request and handover in it.
+        Past ``ingress.max_pending_handover_mb`` of uploads still waiting for the sidecar, it is not stored: noted in
+        the request's log line and counted.
         """
-        budget = self.cfg.ingress.max_pending_handover_mb * 2**20
-        if self.pending_bytes + len(data) > budget:
-            notes["stored"] = False
-            metrics.ingress()["not_stored"].inc(tags={"reason": "handover_backlog"})
-            log.error("the result of request %s is not stored: %d answers (%.1f MB) are still waiting for the "
-                      "sidecar (ingress.max_pending_handover_mb)", request_id, len(self.handovers),
-                      self.pending_bytes / 2**20)
-            return
         stored = {**body, "created_at": datetime.now(UTC).isoformat()}
-        self.pending_bytes += len(data)
-        handover = asyncio.create_task(self._hand_over(request_id, data, media_type, stored))
-        self.handovers.add(handover)
-
-        def done(task: asyncio.Task) -> None:
-            self.handovers.discard(task)
-            self.pending_bytes -= len(data)
-
-        handover.add_done_callback(done)
-        self._remember(request_id)
+        if self.handovers.start(len(data), lambda: self._hand_over(request_id, data, media_type, stored)):
+            self._remember(request_id)
+            return
+        notes["stored"] = False
+        metrics.ingress()["not_stored"].inc(tags={"reason": "handover_backlog"})
+        log.error("the result of request %s is not stored: %d answers (%.1f MB) are still waiting for the sidecar "
+                  "(ingress.max_pending_handover_mb)", request_id, len(self.handovers.tasks),
+                  self.handovers.pending_bytes / 2**20)
 
     async def __del__(self) -> None:
         """On a graceful shutdown (a redeploy, a scale-down), hand over the answers already given before exiting.
@@ -371,14 +361,7 @@ class Ingress:
         Serve awaits this after the last request has been answered; without it, an answer whose handover was still
         waiting (for a sidecar replica being restarted, say) was dropped with the replica's event loop.
         """
-        pending = set(self.handovers)
-        if not pending:
-            return
-        log.info("handing %d answers to the sidecar before shutting down", len(pending))
-        _, late = await asyncio.wait(pending, timeout=HANDOVER_DRAIN_S)
-        if late:
-            log.error("%d answers were not handed to the sidecar within %g s of shutting down: they are lost",
-                      len(late), HANDOVER_DRAIN_S)
+        await self.handovers.drain(HANDOVER_DRAIN_S)
 
     async def _hand_over(self, request_id: str, data: bytes, media_type: str, stored: dict[str, Any]) -> None:
         """Give a finished answer to the sidecar, again if its replica was lost before it had spooled the answer.

@@ -1,0 +1,53 @@
+"""Answers on their way from the ingress to the sidecar: off the request path, bounded, drained at shutdown.
+
+Plain asyncio, no Ray: the ingress gives it the call that hands one answer over (`Ingress._hand_over`), so the
+budget and the drain are tested without a cluster (`tests/unit/test_handovers.py`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+
+log = logging.getLogger("ray.serve")
+
+
+class Handovers:
+    """Background handovers and the upload bytes they hold until the sidecar has them.
+
+    While the sidecar restarts or hangs those bytes add up; past ``budget_bytes`` an answer is not handed over
+    (`start` says so), so the replica never grows until it is killed for memory with every request in it.
+    """
+
+    def __init__(self, budget_bytes: float) -> None:
+        self.budget_bytes = budget_bytes
+        self.tasks: set[asyncio.Task] = set()
+        self.pending_bytes = 0
+
+    def start(self, size: int, hand_over: Callable[[], Awaitable[None]]) -> bool:
+        """Run ``hand_over()`` in the background, holding ``size`` bytes until it ends; False past the budget."""
+        if self.pending_bytes + size > self.budget_bytes:
+            return False
+        self.pending_bytes += size
+        task = asyncio.get_running_loop().create_task(hand_over())
+        self.tasks.add(task)
+
+        def done(finished: asyncio.Task) -> None:
+            self.tasks.discard(finished)
+            self.pending_bytes -= size
+
+        task.add_done_callback(done)
+        return True
+
+    async def drain(self, timeout_s: float) -> int:
+        """Wait up to ``timeout_s`` for the handovers in progress; returns how many did not finish."""
+        pending = set(self.tasks)
+        if not pending:
+            return 0
+        log.info("handing %d answers to the sidecar before shutting down", len(pending))
+        _, late = await asyncio.wait(pending, timeout=timeout_s)
+        if late:
+            log.error("%d answers were not handed to the sidecar within %g s of shutting down: they are lost",
+                      len(late), timeout_s)
+        return len(late)
