@@ -461,19 +461,13 @@ def test_a_detector_replica_lost_mid_burst_every_request_is_still_answered(clien
             time.sleep(1)
 
 
-@serve.deployment(name="Detector", ray_actor_options={"num_cpus": 0})
-class FailingDetector:
+@serve.deployment(ray_actor_options={"num_cpus": 0})
+class FailingModel:
     """A fault inside the model code, which the shipped models cannot be made to raise on any input found."""
 
     async def detect(self, pixels: np.ndarray) -> list:
         raise RuntimeError("the detector failed on this input")
 
-    async def stats(self) -> dict:
-        return {"precision": "fp32"}
-
-
-@serve.deployment(name="Recognizer", ray_actor_options={"num_cpus": 0})
-class FailingRecognizer:
     async def read_word(self, pixels: np.ndarray) -> list:
         raise RuntimeError("the recognizer failed on this input")
 
@@ -491,7 +485,8 @@ def test_a_fault_in_a_model_answers_500_with_its_request_id_counted_and_logged(s
     from .test_observability import scrape, value
 
     faulty = Ingress.options(ray_actor_options={"num_cpus": 0}).bind(
-        FailingDetector.bind(), FailingRecognizer.bind(), app_config.model_dump(mode="json"))
+        FailingModel.options(name="Detector").bind(), FailingModel.options(name="Recognizer").bind(),
+        app_config.model_dump(mode="json"))
     serve.run(faulty, name="faulty", route_prefix="/faulty")
     try:
         with httpx.Client(base_url=serve_url, timeout=60) as c:
