@@ -11,6 +11,7 @@ from PIL import Image
 from ray import serve
 
 from deployments.app import graph
+from serve_app.client import OCRClient, OCRError
 from serve_app.config import AppConfig, resolve_weights
 from serve_app.ocr import runtime
 from serve_app.ocr.models import quantize
@@ -500,10 +501,18 @@ def test_a_fault_in_a_model_answers_500_with_its_request_id_counted_and_logged(s
         records = _ingress_log_records(ids)
         assert {rec["status"] for rec in records.values()} == {500} and len(records) == 2
         assert {rec["code"] for rec in records.values()} == {"internal_error"}
+        async def via_client() -> OCRError:  # the shipped client does not send a fault of ours again
+            async with OCRClient(f"{serve_url}/faulty") as c:
+                with pytest.raises(OCRError) as caught:
+                    await c.ocr(png(render_lines(["never read"], size=28)[0]), "f.png")
+                return caught.value
+
+        fault = asyncio.run(via_client())
+        assert (fault.status, fault.code, fault.attempts) == (500, "internal_error", 1) and fault.request_id
         deadline, count = time.monotonic() + 60, 0.0
-        while count < 2 and time.monotonic() < deadline:
+        while count < 3 and time.monotonic() < deadline:
             count = value(scrape(metrics_port), "ray_ocr_requests_total", status="500", code="internal_error")
             time.sleep(2)
-        assert count >= 2
+        assert count >= 3
     finally:
         serve.delete("faulty")

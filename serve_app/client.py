@@ -1,0 +1,209 @@
+"""A client for the OCR API that retries what is worth retrying, and a command line that reads files with it.
+
+A lost replica or a full queue should cost the caller time, not an answer. The command line reads files, or every
+page of a PDF, through it:
+
+    python -m serve_app.client page.jpg scan.pdf --pages all             # text of each page, in order
+    python -m serve_app.client crops/*.png --layout word --json --concurrency 4 > out.jsonl
+
+What is retried: 503 (overloaded, a model replica lost too often, storage down; after its ``Retry-After``),
+504 (no answer within the service's deadline), 502, a 500 that is not our JSON (Serve's HTTP proxy answers so
+when the ingress replica holding the request is lost) and a dropped connection. What is not: every 4xx (the input
+is wrong and stays wrong) and our JSON 500 ``internal_error`` (a fault for this input; its ``request_id`` is what
+to report). Reading a page is pure, so sending it again is safe; with storage on, a request whose answer was lost
+on the way back may be stored twice, under two ids.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import mimetypes
+import random
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+RETRIED_STATUSES = frozenset({500, 502, 503, 504})
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    attempts: int = 6  # tries in all, the first included
+    backoff_s: float = 0.5  # the first wait where the answer gives no Retry-After; doubles each time
+    max_backoff_s: float = 10.0
+    deadline_s: float = 300.0  # no new try starts after this long
+
+
+@dataclass(frozen=True)
+class Answer:
+    body: dict[str, Any]
+    attempts: int  # 1 when the first try was answered
+
+
+class OCRError(Exception):
+    """The service said no (or never answered): what it said, and after how many tries."""
+
+    def __init__(self, status: int, code: str, message: str, request_id: str | None, attempts: int) -> None:
+        super().__init__(f"{status} {code}: {message}" + (f" (request_id {request_id})" if request_id else ""))
+        self.status, self.code, self.message, self.request_id, self.attempts = (
+            status, code, message, request_id, attempts)
+
+
+def retry_delay(response: httpx.Response | None, attempt: int, policy: RetryPolicy,
+                rng: random.Random | None = None) -> float:
+    """Seconds to wait before try ``attempt + 1``.
+
+    The service's ``Retry-After`` where it gave one (capped), else exponential backoff with jitter, so that
+    clients turned away together do not all come back together.
+    """
+    header = response.headers.get("Retry-After") if response is not None else None
+    if header is not None:
+        try:
+            return min(max(float(header), 0.0), policy.max_backoff_s)
+        except ValueError:  # an HTTP date: not sent by us; fall back to backoff
+            pass
+    ceiling = min(policy.backoff_s * 2 ** (attempt - 1), policy.max_backoff_s)
+    return (rng or random).uniform(ceiling / 2, ceiling)
+
+
+def error_of(response: httpx.Response) -> tuple[str, str, str | None]:
+    """(code, message, request_id) of an error answer; a body that is not ours (a proxy's) gets code ``http_error``."""
+    try:
+        body = response.json()
+        return body["error"]["code"], body["error"]["message"], body.get("request_id")
+    except (ValueError, KeyError, TypeError):
+        return "http_error", response.text.strip()[:200] or response.reason_phrase, None
+
+
+def is_retried(response: httpx.Response) -> bool:
+    if response.status_code not in RETRIED_STATUSES:
+        return False
+    return response.status_code != 500 or error_of(response)[0] != "internal_error"
+
+
+class OCRClient:
+    """One connection pool to one service; safe to share between concurrent tasks."""
+
+    def __init__(self, url: str = "http://127.0.0.1:8000", *, timeout_s: float = 120.0,
+                 policy: RetryPolicy = RetryPolicy()) -> None:
+        self.policy = policy
+        self._http = httpx.AsyncClient(base_url=url, timeout=timeout_s)
+
+    async def __aenter__(self) -> OCRClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def ocr(self, data: bytes, filename: str = "image", *, layout: str = "page", page: int = 1,
+                  rotate: str | int = "0") -> Answer:
+        """``POST /api/v1/ocr``, sent again while the failure is one of those above and the policy allows."""
+        params = {"layout": layout, "page": page, "rotate": str(rotate)}
+        mime = mimetypes.guess_type(filename)[0] or "application/octet-stream"
+        start = time.monotonic()
+        for attempt in range(1, self.policy.attempts + 1):
+            response: httpx.Response | None = None
+            try:
+                response = await self._http.post("/api/v1/ocr", params=params,
+                                                  files={"image": (filename, data, mime)})
+            except (httpx.TransportError, httpx.TimeoutException) as exc:
+                failure = OCRError(0, "connection_error", f"{type(exc).__name__}: {exc}", None, attempt)
+            else:
+                if response.status_code == 200:
+                    return Answer(response.json(), attempt)
+                failure = OCRError(response.status_code, *error_of(response), attempt)
+                if not is_retried(response):
+                    raise failure
+            delay = retry_delay(response, attempt, self.policy)
+            if attempt == self.policy.attempts or time.monotonic() - start + delay > self.policy.deadline_s:
+                raise failure
+            await asyncio.sleep(delay)
+        raise AssertionError("unreachable: the loop returns or raises")
+
+    async def ocr_pages(self, data: bytes, filename: str = "document.pdf", *, pages: str = "all",
+                        rotate: str | int = "0") -> list[Answer]:
+        """Every page of a PDF or multi-page TIFF (``pages="all"``), or those named (``"1,3-4"``), in order.
+
+        The first answer says how many there are; the rest are read concurrently, each sending the upload whole.
+        """
+        wanted = parse_pages(pages)
+        first = await self.ocr(data, filename, page=wanted[0] if wanted else 1, rotate=rotate)
+        held = first.body["image"]["pages"]
+        rest = [p for p in (wanted or range(1, held + 1)) if p != first.body["image"]["page"]]
+        answers = await asyncio.gather(*(self.ocr(data, filename, page=p, rotate=rotate) for p in rest))
+        return sorted([first, *answers], key=lambda a: a.body["image"]["page"])
+
+
+def parse_pages(spec: str) -> list[int]:
+    """``"all"`` -> [] (every page); ``"1,3-4"`` -> [1, 3, 4]."""
+    if spec == "all":
+        return []
+    pages: list[int] = []
+    for part in spec.split(","):
+        low, _, high = part.partition("-")
+        pages.extend(range(int(low), int(high or low) + 1))
+    if not pages or min(pages) < 1:
+        raise ValueError(f"pages must be 'all' or numbers from 1 such as '1,3-4', not {spec!r}")
+    return sorted(set(pages))
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("files", nargs="+", type=Path)
+    p.add_argument("--url", default="http://127.0.0.1:8000")
+    p.add_argument("--layout", default="page", choices=["page", "word"])
+    p.add_argument("--pages", default="1", help="'all', or which pages of a PDF or TIFF, e.g. '1,3-4'")
+    p.add_argument("--rotate", default="0", choices=["0", "90", "180", "270", "auto"])
+    p.add_argument("--concurrency", type=int, default=2, help="files in flight at once")
+    p.add_argument("--attempts", type=int, default=RetryPolicy.attempts)
+    p.add_argument("--json", action="store_true", help="one JSON object per page read (JSON lines)")
+    return p
+
+
+async def run(args: argparse.Namespace) -> int:
+    """Reads the files, prints them in the order given; the exit status is 1 if any could not be read."""
+    gate = asyncio.Semaphore(args.concurrency)
+    async with OCRClient(args.url, policy=RetryPolicy(attempts=args.attempts)) as client:
+        async def one(path: Path) -> list[dict[str, Any]]:
+            async with gate:
+                try:
+                    data = path.read_bytes()
+                    if args.layout == "word":
+                        answers = [await client.ocr(data, path.name, layout="word", rotate=args.rotate)]
+                    else:
+                        answers = await client.ocr_pages(data, path.name, pages=args.pages, rotate=args.rotate)
+                except OCRError as exc:
+                    return [{"file": str(path), "error": {"status": exc.status, "code": exc.code,
+                                                          "message": exc.message}, "request_id": exc.request_id,
+                             "attempts": exc.attempts}]
+                except OSError as exc:
+                    return [{"file": str(path), "error": {"status": 0, "code": "unreadable_file",
+                                                          "message": str(exc)}, "request_id": None, "attempts": 0}]
+                return [{"file": str(path), "attempts": a.attempts, **a.body} for a in answers]
+
+        results = await asyncio.gather(*(one(path) for path in args.files))
+    failed = 0
+    for records in results:
+        for record in records:
+            failed += "error" in record
+            if args.json:
+                print(json.dumps(record, ensure_ascii=False))
+            elif "error" in record:
+                print(f"== {record['file']}: {record['error']['code']}: {record['error']['message']}", file=sys.stderr)
+            else:
+                print(f"== {record['file']} page {record['image']['page']}/{record['image']['pages']}")
+                print(record["text"])
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(asyncio.run(run(get_args_parser().parse_args())))

@@ -1,0 +1,103 @@
+"""The shipped client (`serve_app.client`) against the real Serve app: every page of a PDF, and the faults it
+must ride out (a full admission queue, a lost ingress replica) without losing an answer."""
+
+import asyncio
+import json
+import subprocess
+import sys
+import time
+
+import pytest
+import ray
+from PIL import Image
+from ray import serve
+
+from deployments.app import graph
+from serve_app.client import OCRClient, OCRError, RetryPolicy
+from serve_app.config import AppConfig
+from training.pdfs import text_pdf
+from training.synth import render_lines
+
+from .conftest import APP, TEST_OVERRIDES
+from .test_api import png
+
+pytestmark = pytest.mark.serve
+
+
+def test_the_command_line_reads_every_page_of_a_pdf_and_reports_what_it_could_not(serve_url, tmp_path):
+    texts = [["Invoice number 4521", "Total due 38.90"], ["Kind regards"], ["Page three"]]
+    (tmp_path / "bill.pdf").write_bytes(text_pdf(texts, size=16, width=360, height=144))
+    (tmp_path / "notes.txt").write_text("not a picture")
+    run = subprocess.run([sys.executable, "-m", "serve_app.client", str(tmp_path / "bill.pdf"),
+                          str(tmp_path / "notes.txt"), "--pages", "all", "--json", "--url", serve_url],
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 1, run.stderr  # one file could not be read
+    records = [json.loads(line) for line in run.stdout.splitlines()]
+    pages = [r for r in records if r["file"].endswith("bill.pdf")]
+    assert [(r["image"]["page"], r["image"]["pages"]) for r in pages] == [(1, 3), (2, 3), (3, 3)]
+    assert [r["text"] for r in pages] == ["\n".join(t) for t in texts]
+    assert len({r["request_id"] for r in pages}) == 3
+    (bad,) = [r for r in records if r["file"].endswith("notes.txt")]
+    assert bad["error"]["code"] == "unsupported_media_type" and bad["attempts"] == 1  # a 4xx is never retried
+    assert bad["request_id"]
+
+
+def test_the_client_waits_out_a_full_admission_queue(serve_url, app_config):
+    """With one request admitted at a time, six sent together get 503 ``overloaded`` but for one; the client
+    waits the answer's Retry-After and sends them again until every one is read."""
+    tight = AppConfig.load(overrides={**TEST_OVERRIDES, "ingress": {**TEST_OVERRIDES["ingress"], "max_inflight": 1}})
+    serve.run(graph(tight), name=APP, route_prefix="/")  # user_config only: the replicas reconfigure in place
+    words = ["Amber", "Bridge", "Copper", "Delta", "Garden", "Harbor"]
+
+    async def read_all() -> list:
+        async with OCRClient(serve_url, policy=RetryPolicy(attempts=20, deadline_s=120)) as client:
+            return await asyncio.gather(*(client.ocr(png(render_lines([w], size=28)[0]), "w.png") for w in words))
+
+    try:
+        answers = asyncio.run(read_all())
+    finally:
+        serve.run(graph(app_config), name=APP, route_prefix="/")
+    assert [a.body["text"] for a in answers] == words
+    assert max(a.attempts for a in answers) > 1, [a.attempts for a in answers]
+
+
+def test_the_client_rides_out_a_lost_ingress_replica(client, serve_url):
+    """Serve's proxy answers the requests inside a killed ingress replica with a plain-text 500 (it cannot send an
+    upload again; `benchmarks.faults`); the client can, and every request gets its own words."""
+    names = ["Amber", "Bridge", "Copper", "Delta", "Garden", "Harbor"]
+    uploads = []
+    for i, name in enumerate(names):
+        text, _ = render_lines([f"{name} ingress lost"], size=28)
+        frame = Image.new("RGB", (1280, 720), (255, 255, 255))
+        frame.paste(text, (100 + 40 * i, 200))
+        uploads.append(png(frame))
+
+    async def kill_during_burst() -> list:
+        async with OCRClient(serve_url, policy=RetryPolicy(attempts=8, deadline_s=180)) as c:
+            sent = [asyncio.create_task(c.ocr(data, f"{i}.png")) for i, data in enumerate(uploads)]
+            await asyncio.sleep(0.6)  # decoded, and in the detector's first batch
+            (actor,) = [a["name"] for a in ray.util.list_named_actors(all_namespaces=True) if "#Ingress#" in a["name"]]
+            ray.kill(ray.get_actor(actor, namespace="serve"), no_restart=True)
+            return await asyncio.gather(*sent, return_exceptions=True)
+
+    try:
+        answers = asyncio.run(kill_during_burst())
+        failed = [a for a in answers if isinstance(a, BaseException)]
+        assert not failed, failed
+        assert [a.body["text"] for a in answers] == [f"{n} ingress lost" for n in names]
+        assert max(a.attempts for a in answers) > 1, "no request was in the killed replica"
+    finally:
+        deadline = time.monotonic() + 120  # leave the app whole for the tests after this one
+        while client.get("/readyz").status_code != 200 and time.monotonic() < deadline:
+            time.sleep(1)
+
+
+def test_a_page_past_the_last_is_an_error_at_once(serve_url):
+    async def ask() -> OCRError:
+        async with OCRClient(serve_url) as c:
+            with pytest.raises(OCRError) as caught:
+                await c.ocr_pages(text_pdf([["One page"]]), "one.pdf", pages="1-2")
+            return caught.value
+
+    error = asyncio.run(ask())
+    assert (error.status, error.code, error.attempts) == (422, "page_out_of_range", 1)
