@@ -88,8 +88,7 @@ async function read() {
     if ($("find-turn").checked) params.set("rotate", "auto");
     const query = params.toString();
     const url = query ? `/api/v1/ocr?${query}` : "/api/v1/ocr";
-    const r = await fetch(url, { method: "POST", body: form });
-    const data = await r.json().catch(() => ({}));
+    const { r, data } = await postAgainWhileBusy(url, form);
     if (!r.ok) {
       const msg = data.error ? data.error.message : r.statusText;
       const hint = { 413: "Too large", 415: "Not an image we can read", 500: "The service failed, try again",
@@ -105,6 +104,21 @@ async function read() {
     setStatus(err.message, "error");
   } finally {
     $("read").disabled = false;
+  }
+}
+
+// Sends the upload again while the service is busy (503, after its Retry-After, growing) or lost the replica
+// holding it (Serve's proxy answers that with a 500 that is not our JSON), as serve_app.client does; a 4xx, a
+// 504 after a minute's wait and our own JSON 500 are shown at once.
+async function postAgainWhileBusy(url, form, tries = 5) {
+  for (let attempt = 1; ; attempt++) {
+    const r = await fetch(url, { method: "POST", body: form });
+    const data = await r.json().catch(() => ({}));
+    const again = r.status === 503 || r.status === 502 || (r.status === 500 && !data.error);
+    if (!again || attempt === tries) return { r, data };
+    const wait = Math.min(Math.max(Number(r.headers.get("Retry-After")) || 1, 2 ** (attempt - 1)), 10);
+    setStatus(`The service is busy: trying again in ${wait} s (${attempt} of ${tries - 1})…`, "busy");
+    await new Promise((done) => setTimeout(done, wait * 1000));
   }
 }
 

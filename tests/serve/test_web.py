@@ -2,8 +2,11 @@
 
 import random
 import shutil
+import threading
+import time
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pytest
 from PIL import Image
@@ -170,6 +173,39 @@ def test_a_correction_is_sent_and_accepted(page, page_png):
     first.locator("input").fill("Invoice number 4522")
     first.locator("button.fix").click()
     page.wait_for_selector("#lines li .sent:has-text('accepted')", timeout=30_000)
+
+
+def test_a_busy_service_is_asked_again_until_it_reads_the_page(page, page_png, serve_url, app_config):
+    """One request admitted at a time, and the detector holding each 3 s for a batch: the page's upload is turned
+    away with 503 while another is read; the page says so, waits the Retry-After, sends it again and shows it."""
+    from ray import serve
+
+    from deployments.app import graph
+    from serve_app.config import AppConfig
+
+    from .conftest import APP, TEST_OVERRIDES
+
+    held = AppConfig.load(overrides={**TEST_OVERRIDES, "ingress": {**TEST_OVERRIDES["ingress"], "max_inflight": 1},
+                                     "detector": {"max_batch_size": 4, "batch_wait_timeout_s": 3.0}})
+    serve.run(graph(held), name=APP, route_prefix="/")  # user_config only: the replicas reconfigure in place
+    statuses: list[int] = []
+    page.on("response", lambda r: statuses.append(r.status) if "/api/v1/ocr" in r.url else None)
+    path, _, _ = page_png
+    other = threading.Thread(target=lambda: httpx.post(
+        serve_url + "/api/v1/ocr", files={"image": ("o.png", path.read_bytes(), "image/png")}, timeout=60))
+    try:
+        page.set_input_files("#file", str(path))
+        page.wait_for_selector("#prep:has-text('JPEG')")
+        other.start()
+        time.sleep(0.5)  # the other upload is admitted and waits in the detector's batch
+        page.click("#read")
+        page.wait_for_selector("#status:has-text('trying again')", timeout=10_000)
+        page.wait_for_selector("#results:not([hidden])", timeout=60_000)
+    finally:
+        other.join()
+        serve.run(graph(app_config), name=APP, route_prefix="/")
+    assert [i.input_value() for i in page.query_selector_all("#lines input")] == LINES
+    assert statuses[0] == 503 and statuses[-1] == 200, statuses
 
 
 @pytest.mark.parametrize(
