@@ -29,7 +29,7 @@ from ray.serve.exceptions import BackPressureError
 from ray.serve.handle import DeploymentHandle
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from deployments import metrics, retries
+from deployments import api_keys, metrics, retries
 from deployments.handovers import Handovers
 from serve_app import __version__, telemetry
 from serve_app.config import AppConfig, resolve_weights
@@ -61,7 +61,7 @@ api = FastAPI(
     redoc_url=None,
 )
 ERRORS: dict[int | str, dict[str, Any]] = {
-    s: {"model": ErrorResponse} for s in (400, 413, 415, 422, 503, 504)
+    s: {"model": ErrorResponse} for s in (400, 401, 413, 415, 422, 503, 504)
 }
 
 
@@ -69,6 +69,21 @@ def error(status: int, code: str, message: str, request_id: str | None = None,
           headers: dict[str, str] | None = None) -> JSONResponse:
     body = ErrorResponse.model_validate({"error": {"code": code, "message": message}, "request_id": request_id})
     return JSONResponse(body.model_dump(exclude_none=True), status_code=status, headers=headers)
+
+
+#: Read where the replica starts, from its environment (`api_keys`); empty: the API is open.
+API_KEYS = api_keys.load()
+
+
+@api.middleware("http")
+async def _require_api_key(request: Request, call_next: Callable[[Request], Any]) -> Response:
+    """401 for an ``/api/`` request without one of the keys, before its upload is read or admitted."""
+    if API_KEYS and api_keys.guarded(request.url.path, request.scope.get("root_path", "")) and \
+            not api_keys.allowed(API_KEYS, api_keys.presented(request.headers)):
+        metrics.ingress()["requests"].inc(tags={"status": "401", "code": "unauthorized", "layout": "none"})
+        return error(401, "unauthorized", "this API needs a key: send 'Authorization: Bearer <key>' or "
+                     "'X-API-Key: <key>'", str(uuid.uuid4()), {"WWW-Authenticate": "Bearer"})
+    return await call_next(request)
 
 
 @api.exception_handler(RequestValidationError)

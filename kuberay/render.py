@@ -29,6 +29,7 @@ def _str(dumper: yaml.SafeDumper, value: str) -> yaml.Node:
 _Dumper.add_representer(str, _str)
 RAY_VERSION = "2.60.0"
 STORAGE_SECRET = "ocr-storage"
+API_KEYS_SECRET = "ocr-api-keys"
 IMAGES_PVC = "ocr-images"
 
 
@@ -69,6 +70,8 @@ def _container(cfg: AppConfig, name: str, cpu: str, memory: str, gpu: int = 0) -
         "env": [
             {"name": "DATABASE_URL", "valueFrom": {"secretKeyRef": {"name": STORAGE_SECRET, "key": "database-url"}}},
             {"name": "RABBITMQ_URL", "valueFrom": {"secretKeyRef": {"name": STORAGE_SECRET, "key": "rabbitmq-url"}}},
+            # the API behind the public Ingress asks for one of these keys (deployments/api_keys.py)
+            {"name": "OCR_API_KEYS", "valueFrom": {"secretKeyRef": {"name": API_KEYS_SECRET, "key": "keys"}}},
             {"name": "OCR_IMAGE_DIR", "value": "/data/images"},
             {"name": "OCR_SPOOL_DIR", "value": "/data/spool"},
             {"name": "RAY_USAGE_STATS_ENABLED", "value": "0"},
@@ -157,6 +160,7 @@ def core_objects(cfg: AppConfig) -> dict[str, list[dict[str, Any]]]:
         {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": app_ns}},
         secret(STORAGE_SECRET, app_ns, {"database-url": f"postgresql://ocr:change-me@{pg_host}:5432/ocr",
                                         "rabbitmq-url": f"amqp://ocr:change-me@{mq_host}:5672/"}),
+        secret(API_KEYS_SECRET, app_ns, {"keys": "change-me-to-a-long-random-key"}),
         {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": IMAGES_PVC, "namespace": app_ns},
          "spec": {"accessModes": ["ReadWriteMany"], "resources": {"requests": {"storage": c.image_volume_size}}}},
         {"apiVersion": "networking.k8s.io/v1", "kind": "Ingress",

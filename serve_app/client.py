@@ -20,6 +20,7 @@ import argparse
 import asyncio
 import json
 import mimetypes
+import os
 import random
 import sys
 import time
@@ -91,9 +92,12 @@ class OCRClient:
     """One connection pool to one service; safe to share between concurrent tasks."""
 
     def __init__(self, url: str = "http://127.0.0.1:8000", *, timeout_s: float = 120.0,
-                 policy: RetryPolicy = RetryPolicy()) -> None:
+                 policy: RetryPolicy = RetryPolicy(), api_key: str | None = None) -> None:
+        """``api_key``: for a service that asks for one (``OCR_API_KEYS`` there); default ``$OCR_API_KEY``."""
         self.policy = policy
-        self._http = httpx.AsyncClient(base_url=url, timeout=timeout_s)
+        api_key = api_key or os.environ.get("OCR_API_KEY")
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else None
+        self._http = httpx.AsyncClient(base_url=url, timeout=timeout_s, headers=headers)
 
     async def __aenter__(self) -> OCRClient:
         return self
@@ -165,6 +169,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--rotate", default="0", choices=["0", "90", "180", "270", "auto"])
     p.add_argument("--concurrency", type=int, default=2, help="files in flight at once")
     p.add_argument("--attempts", type=int, default=RetryPolicy.attempts)
+    p.add_argument("--api-key", default=None, help="where the service asks for one (default: $OCR_API_KEY)")
     p.add_argument("--json", action="store_true", help="one JSON object per page read (JSON lines)")
     return p
 
@@ -172,7 +177,7 @@ def get_args_parser() -> argparse.ArgumentParser:
 async def run(args: argparse.Namespace) -> int:
     """Reads the files, prints them in the order given; the exit status is 1 if any could not be read."""
     gate = asyncio.Semaphore(args.concurrency)
-    async with OCRClient(args.url, policy=RetryPolicy(attempts=args.attempts)) as client:
+    async with OCRClient(args.url, policy=RetryPolicy(attempts=args.attempts), api_key=args.api_key) as client:
         async def one(path: Path) -> list[dict[str, Any]]:
             async with gate:
                 try:

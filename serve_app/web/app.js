@@ -4,6 +4,19 @@ const MAX_HEIGHT = 720;
 const $ = (id) => document.getElementById(id);
 const state = { canvas: null, roi: null, result: null, drag: null, file: null, decoded: false, alpha: false, page: 1 };
 
+// The key of a service that asks for one (it answers 401): kept for this tab only, sent with every API call.
+function apiHeaders(extra = {}) {
+  const key = $("api-key").value.trim();
+  if (key) sessionStorage.setItem("ocr-api-key", key);
+  return key ? { ...extra, Authorization: `Bearer ${key}` } : extra;
+}
+
+function askForKey() {
+  $("key-row").hidden = false;
+  $("api-key").focus();
+  return new Error("This service needs an API key: enter it beside “Read text” and press that again (HTTP 401)");
+}
+
 function setStatus(text, kind = "") {
   const s = $("status");
   s.textContent = text;
@@ -87,7 +100,7 @@ async function read() {
     if (state.page > 1) params.set("page", state.page);
     if ($("find-turn").checked) params.set("rotate", "auto");
     const query = params.toString();
-    const url = query ? `/api/v1/ocr?${query}` : "/api/v1/ocr";
+    const url = query ? `api/v1/ocr?${query}` : "api/v1/ocr";
     const { r, data } = await postAgainWhileBusy(url, form);
     if (!r.ok) {
       const msg = data.error ? data.error.message : r.statusText;
@@ -112,8 +125,9 @@ async function read() {
 // 504 after a minute's wait and our own JSON 500 are shown at once.
 async function postAgainWhileBusy(url, form, tries = 5) {
   for (let attempt = 1; ; attempt++) {
-    const r = await fetch(url, { method: "POST", body: form });
+    const r = await fetch(url, { method: "POST", body: form, headers: apiHeaders() });
     const data = await r.json().catch(() => ({}));
+    if (r.status === 401) throw askForKey();
     const again = r.status === 503 || r.status === 502 || (r.status === 500 && !data.error);
     if (!again || attempt === tries) return { r, data };
     const wait = Math.min(Math.max(Number(r.headers.get("Retry-After")) || 1, 2 ** (attempt - 1)), 10);
@@ -196,11 +210,12 @@ async function correct(index, li) {
   if (!value) { out.textContent = "Type the right text first"; out.className = "error"; return; }
   out.textContent = "sending…"; out.className = "sent";
   try {
-    const r = await fetch(`/api/v1/images/${state.result.request_id}/corrections`, {
-      method: "POST", headers: { "Content-Type": "application/json" },
+    const r = await fetch(`api/v1/images/${state.result.request_id}/corrections`, {
+      method: "POST", headers: apiHeaders({ "Content-Type": "application/json" }),
       body: JSON.stringify({ value, line_index: index }),
     });
     const data = await r.json().catch(() => ({}));
+    if (r.status === 401) throw askForKey();
     if (r.status !== 202) throw new Error(data.error ? data.error.message : `HTTP ${r.status}`);
     out.textContent = "✓ correction accepted";
   } catch (err) {
@@ -273,3 +288,5 @@ function setupInput() {
 
 setupInput();
 setupRegion();
+const savedKey = sessionStorage.getItem("ocr-api-key");
+if (savedKey) { $("api-key").value = savedKey; $("key-row").hidden = false; }

@@ -1,0 +1,98 @@
+"""API keys through a real Serve app: a second ingress (``/keyed``) started with ``OCR_API_KEYS`` in its
+environment, reading with the session's own detector and recognizer."""
+
+import asyncio
+import uuid
+
+import httpx
+import pytest
+from ray import serve
+
+from deployments.ingress import Ingress
+from serve_app.client import OCRClient, OCRError
+from training.synth import render_lines
+
+from .conftest import APP
+from .test_api import png
+
+pytestmark = pytest.mark.serve
+
+KEYS = ("first-key-0123456789", "rotated-key-9876543210")
+LINES = ["Invoice number 4521", "Total due 38.90"]
+
+
+@pytest.fixture(scope="module")
+def keyed(serve_url, app_config):
+    ingress = Ingress.options(ray_actor_options={
+        "num_cpus": 0, "runtime_env": {"env_vars": {"OCR_API_KEYS": ",".join(KEYS)}}})
+    app = ingress.bind(serve.get_deployment_handle("Detector", app_name=APP),
+                       serve.get_deployment_handle("Recognizer", app_name=APP), app_config.model_dump(mode="json"))
+    serve.run(app, name="keyed", route_prefix="/keyed")
+    yield f"{serve_url}/keyed"
+    serve.delete("keyed")
+
+
+def read(url: str, headers: dict[str, str] | None = None) -> httpx.Response:
+    data = png(render_lines(LINES, size=28)[0])
+    return httpx.post(f"{url}/api/v1/ocr", files={"image": ("p.png", data, "image/png")}, headers=headers,
+                      timeout=120)
+
+
+def test_the_api_answers_401_without_a_listed_key_and_reads_with_one(keyed):
+    for headers in (None, {"Authorization": "Bearer wrong-key-0123456789"}, {"X-API-Key": KEYS[0][:-1]},
+                    {"Authorization": f"Basic {KEYS[0]}"}):
+        r = read(keyed, headers)
+        assert r.status_code == 401, (headers, r.text)
+        assert r.json()["error"]["code"] == "unauthorized" and r.json()["request_id"]
+        assert r.headers["WWW-Authenticate"] == "Bearer"
+    ok = read(keyed, {"Authorization": f"Bearer {KEYS[0]}"})
+    assert ok.status_code == 200 and ok.json()["text"] == "\n".join(LINES)
+    assert read(keyed, {"X-API-Key": KEYS[1]}).status_code == 200  # a second key, for rotation
+    stored = httpx.get(f"{keyed}/api/v1/images/{uuid.uuid4()}", timeout=30)
+    assert stored.status_code == 401  # every /api/ route, before it looks for anything
+
+
+def test_the_page_docs_and_probes_stay_open(keyed):
+    for path in ("/", "/static/app.js", "/docs", "/docs/openapi.json", "/healthz", "/readyz"):
+        assert httpx.get(keyed + path, timeout=30).status_code == 200, path
+
+
+def test_the_client_sends_its_key_and_is_not_retried_without_one(keyed):
+    async def both() -> tuple:
+        async with OCRClient(keyed, api_key=KEYS[1]) as client:
+            answer = await client.ocr(png(render_lines(LINES, size=28)[0]), "p.png")
+        async with OCRClient(keyed) as client:
+            with pytest.raises(OCRError) as refused:
+                await client.ocr(png(render_lines(LINES, size=28)[0]), "p.png")
+        return answer, refused.value
+
+    answer, refused = asyncio.run(both())
+    assert answer.body["text"] == "\n".join(LINES)
+    assert (refused.status, refused.code, refused.attempts) == (401, "unauthorized", 1)
+
+
+def test_the_web_page_asks_for_the_key_and_then_reads(keyed, tmp_path):
+    from .test_web import CHROMIUM, LAUNCH_ARGS  # the same headless Chromium as the page's own tests
+
+    playwright = pytest.importorskip("playwright.sync_api")
+    path = tmp_path / "page.png"
+    render_lines(LINES, size=28)[0].save(path)
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=LAUNCH_ARGS)
+        try:
+            page = browser.new_page()
+            page.goto(keyed + "/")  # under a route prefix: the page's calls are relative to it
+            assert page.is_hidden("#key-row")
+            page.set_input_files("#file", str(path))
+            page.wait_for_selector("#prep:has-text('JPEG')")
+            page.click("#read")
+            page.wait_for_selector("#status.error:has-text('API key')", timeout=60_000)
+            assert page.is_visible("#key-row")
+            page.fill("#api-key", KEYS[0])
+            page.click("#read")
+            page.wait_for_selector("#results:not([hidden])", timeout=60_000)
+            assert [i.input_value() for i in page.query_selector_all("#lines input")] == LINES
+            page.reload()  # the key is kept for the tab
+            assert page.input_value("#api-key") == KEYS[0]
+        finally:
+            browser.close()
