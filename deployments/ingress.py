@@ -107,9 +107,11 @@ async def _internal(_: Request, exc: Exception) -> JSONResponse:
 
 T = TypeVar("T")
 
-#: On a graceful shutdown the ingress waits this long for answers still on their way to the sidecar. It must stay
-#: under the deployment's ``graceful_shutdown_timeout_s`` (Serve's default 20 s), after which the replica is killed.
-HANDOVER_DRAIN_S = 15.0
+#: On a graceful shutdown the ingress waits this long for answers still on their way to the sidecar: long enough for
+#: a sidecar replaced in the same redeploy to start (18 s on a busy 2-core machine, with every replica restarting).
+HANDOVER_DRAIN_S = 45.0
+#: Serve kills a replica this long after asking it to stop: the drain, plus the requests still being answered.
+SHUTDOWN_TIMEOUT_S = HANDOVER_DRAIN_S + 15
 
 
 def _replica_lost(deployment: str, exc: BaseException, giving_up: bool) -> None:
@@ -143,7 +145,7 @@ def _fingerprint(path: Path) -> str:
         return f"{path.stem}@missing"
 
 
-@serve.deployment(name="Ingress")
+@serve.deployment(name="Ingress", graceful_shutdown_timeout_s=SHUTDOWN_TIMEOUT_S)
 @serve.ingress(api)
 class Ingress:
     def __init__(self, detector: DeploymentHandle, recognizer: DeploymentHandle, config: dict[str, Any],

@@ -2,6 +2,7 @@
 environment, reading with the session's own detector and recognizer."""
 
 import asyncio
+import time
 import uuid
 
 import httpx
@@ -14,6 +15,7 @@ from training.synth import render_lines
 
 from .conftest import APP
 from .test_api import png
+from .test_observability import scrape, value
 
 pytestmark = pytest.mark.serve
 
@@ -38,7 +40,7 @@ def read(url: str, headers: dict[str, str] | None = None) -> httpx.Response:
                       timeout=120)
 
 
-def test_the_api_answers_401_without_a_listed_key_and_reads_with_one(keyed):
+def test_the_api_answers_401_without_a_listed_key_and_reads_with_one(keyed, metrics_port):
     for headers in (None, {"Authorization": "Bearer wrong-key-0123456789"}, {"X-API-Key": KEYS[0][:-1]},
                     {"Authorization": f"Basic {KEYS[0]}"}):
         r = read(keyed, headers)
@@ -50,6 +52,11 @@ def test_the_api_answers_401_without_a_listed_key_and_reads_with_one(keyed):
     assert read(keyed, {"X-API-Key": KEYS[1]}).status_code == 200  # a second key, for rotation
     stored = httpx.get(f"{keyed}/api/v1/images/{uuid.uuid4()}", timeout=30)
     assert stored.status_code == 401  # every /api/ route, before it looks for anything
+    deadline, refused = time.monotonic() + 60, 0.0
+    while refused < 5 and time.monotonic() < deadline:  # counted, for an operator to see
+        refused = value(scrape(metrics_port), "ray_ocr_requests_total", status="401", code="unauthorized")
+        time.sleep(2)
+    assert refused >= 5
 
 
 def test_the_page_docs_and_probes_stay_open(keyed):
