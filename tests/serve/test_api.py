@@ -11,7 +11,7 @@ from PIL import Image
 from ray import serve
 
 from deployments.app import graph
-from serve_app.client import OCRClient, OCRError
+from serve_app.client import OCRClient, OCRError, RetryPolicy
 from serve_app.config import AppConfig, resolve_weights
 from serve_app.ocr import runtime
 from serve_app.ocr.models import quantize
@@ -365,6 +365,17 @@ def test_overload_answers_503_with_retry_after(serve_url, app_config):
         busy = next(r for r in responses if r.status_code == 503)
         assert busy.headers["Retry-After"] == "1"
         assert busy.json()["error"]["code"] == "overloaded"
+
+        # the shipped client waits each 503's Retry-After and sends it again until every one is read
+        words = ["Amber", "Bridge", "Copper", "Delta", "Garden", "Harbor"]
+
+        async def read_all() -> list:
+            async with OCRClient(serve_url, policy=RetryPolicy(attempts=20, deadline_s=120)) as client:
+                return await asyncio.gather(*(client.ocr(png(render_lines([w], size=28)[0]), "w.png") for w in words))
+
+        answers = asyncio.run(read_all())
+        assert [a.body["text"] for a in answers] == words
+        assert max(a.attempts for a in answers) > 1, [a.attempts for a in answers]
     finally:
         serve.run(graph(app_config), name=APP, route_prefix="/")
 

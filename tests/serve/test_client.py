@@ -1,5 +1,5 @@
-"""The shipped client (`serve_app.client`) against the real Serve app: every page of a PDF, and the faults it
-must ride out (a full admission queue, a lost ingress replica) without losing an answer."""
+"""The shipped client (`serve_app.client`) against the real Serve app: every page of a PDF, and a lost ingress
+replica ridden out without losing an answer. A full admission queue: `test_api.py`, in the overload test."""
 
 import asyncio
 import json
@@ -10,15 +10,11 @@ import time
 import pytest
 import ray
 from PIL import Image
-from ray import serve
 
-from deployments.app import graph
 from serve_app.client import OCRClient, OCRError, RetryPolicy
-from serve_app.config import AppConfig
 from training.pdfs import text_pdf
 from training.synth import render_lines
 
-from .conftest import APP, TEST_OVERRIDES
 from .test_api import png
 
 pytestmark = pytest.mark.serve
@@ -40,25 +36,6 @@ def test_the_command_line_reads_every_page_of_a_pdf_and_reports_what_it_could_no
     (bad,) = [r for r in records if r["file"].endswith("notes.txt")]
     assert bad["error"]["code"] == "unsupported_media_type" and bad["attempts"] == 1  # a 4xx is never retried
     assert bad["request_id"]
-
-
-def test_the_client_waits_out_a_full_admission_queue(serve_url, app_config):
-    """With one request admitted at a time, six sent together get 503 ``overloaded`` but for one; the client
-    waits the answer's Retry-After and sends them again until every one is read."""
-    tight = AppConfig.load(overrides={**TEST_OVERRIDES, "ingress": {**TEST_OVERRIDES["ingress"], "max_inflight": 1}})
-    serve.run(graph(tight), name=APP, route_prefix="/")  # user_config only: the replicas reconfigure in place
-    words = ["Amber", "Bridge", "Copper", "Delta", "Garden", "Harbor"]
-
-    async def read_all() -> list:
-        async with OCRClient(serve_url, policy=RetryPolicy(attempts=20, deadline_s=120)) as client:
-            return await asyncio.gather(*(client.ocr(png(render_lines([w], size=28)[0]), "w.png") for w in words))
-
-    try:
-        answers = asyncio.run(read_all())
-    finally:
-        serve.run(graph(app_config), name=APP, route_prefix="/")
-    assert [a.body["text"] for a in answers] == words
-    assert max(a.attempts for a in answers) > 1, [a.attempts for a in answers]
 
 
 def test_the_client_rides_out_a_lost_ingress_replica(client, serve_url):
