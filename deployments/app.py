@@ -17,21 +17,39 @@ from deployments.detector import Detector
 from deployments.ingress import Ingress
 from deployments.recognizer import Recognizer
 from deployments.sidecar import Sidecar
-from serve_app.config import AppConfig
+from deployments.versions import file_stamp, pinned
+from serve_app.config import AppConfig, resolve_weights
 from serve_app.ocr import runtime
 
 log = logging.getLogger(__name__)
 
 
+# Settings a running replica takes without a restart: they reach it as user_config (``reconfigure``) or as Serve's
+# own scaling options, so they stay out of the deployment versions (deployments/versions.py).
+LIVE_SETTINGS: dict[str, set[str]] = {
+    "detector": {"max_batch_size", "batch_wait_timeout_s", "num_replicas", "max_ongoing_requests"},
+    "recognizer": {"max_batch_size", "batch_wait_timeout_s", "autoscaling", "max_ongoing_requests"},
+    "ingress": {"max_inflight", "request_timeout_s", "num_replicas", "max_ongoing_requests"},
+}
+
+
+def _weights(cfg: AppConfig) -> list[str | None]:
+    r = cfg.recognizer
+    return [file_stamp(resolve_weights(cfg.detector.weights)), file_stamp(resolve_weights(r.weights)),
+            file_stamp(resolve_weights(r.lexicon) if r.lexicon else None)]
+
+
 def graph(cfg: AppConfig) -> Application:
     d, r, i = cfg.detector, cfg.recognizer, cfg.ingress
-    detector = Detector.options(
+    built_from = cfg.model_dump(mode="json", exclude=LIVE_SETTINGS)
+    weights = _weights(cfg)
+    detector = pinned(Detector, built_from["detector"], weights[0]).options(
         num_replicas=d.num_replicas,
         max_ongoing_requests=d.max_ongoing_requests,
         user_config={"max_batch_size": d.max_batch_size, "batch_wait_timeout_s": d.batch_wait_timeout_s},
         ray_actor_options={"num_cpus": d.num_cpus, "runtime_env": {"env_vars": runtime.REPLICA_ENV}},
     ).bind(d.model_dump(mode="json"))
-    recognizer = Recognizer.options(
+    recognizer = pinned(Recognizer, built_from["recognizer"], weights[1:]).options(
         autoscaling_config=r.autoscaling.to_serve(),
         max_ongoing_requests=r.max_ongoing_requests,
         user_config={"max_batch_size": r.max_batch_size, "batch_wait_timeout_s": r.batch_wait_timeout_s},
@@ -43,11 +61,11 @@ def graph(cfg: AppConfig) -> Application:
         settings = cfg.storage.model_copy(update={  # replicas may run elsewhere: anchor relative dirs here
             "image_dir": cfg.storage.image_dir.absolute(), "spool_dir": cfg.storage.spool_dir.absolute(),
         }).model_dump(mode="json")
-        sidecar = Sidecar.bind(settings)
-        archiver = ArchiverDeployment.bind(settings)
+        sidecar = pinned(Sidecar, settings).bind(settings)
+        archiver = pinned(ArchiverDeployment, settings).bind(settings)
     else:
         log.warning("storage is OFF: results are not being stored (set DATABASE_URL and RABBITMQ_URL to store them)")
-    return Ingress.options(
+    return pinned(Ingress, built_from, weights, sidecar is not None).options(
         num_replicas=i.num_replicas,
         max_ongoing_requests=i.max_ongoing_requests,
         user_config={"max_inflight": i.max_inflight, "request_timeout_s": i.request_timeout_s},

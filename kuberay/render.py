@@ -39,7 +39,7 @@ def serve_config(cfg: AppConfig) -> dict[str, Any]:
     from ray.serve.deployment import deployment_to_schema
     from ray.serve.schema import ServeApplicationSchema, ServeDeploySchema
 
-    from deployments.app import graph
+    from deployments.app import LIVE_SETTINGS, graph
 
     cluster_cfg = cfg.model_copy(update={"storage": cfg.storage.model_copy(update={
         "mode": "on", "image_dir": Path("/data/images"), "spool_dir": Path("/data/spool")})})
@@ -49,7 +49,9 @@ def serve_config(cfg: AppConfig) -> dict[str, Any]:
         name=cfg.name,
         route_prefix=cfg.route_prefix,
         import_path="deployments.app:build_app",
-        args=cluster_cfg.model_dump(mode="json", exclude={"cluster", "telemetry"}),
+        # live settings travel only in `deployments` (user_config, replica counts): Serve versions a config deploy
+        # by its args, so a change there would restart every replica, a change of those only reconfigures them
+        args=cluster_cfg.model_dump(mode="json", exclude={"cluster": True, "telemetry": True, **LIVE_SETTINGS}),
         runtime_env={},
         deployments=[deployment_to_schema(d) for d in built.deployments],
     ).model_dump(exclude_unset=True, mode="json")

@@ -33,6 +33,16 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def replicas(app: str = APP) -> dict[str, set[str]]:
+    """Live replica actors of ``app`` by deployment. A replica kept through a redeploy keeps its actor name."""
+    out: dict[str, set[str]] = {}
+    for actor in ray.util.list_named_actors(all_namespaces=True):
+        parts = actor["name"].removeprefix("SERVE_REPLICA::").split("#")
+        if len(parts) == 3 and parts[0] == app:
+            out.setdefault(parts[1], set()).add(actor["name"])
+    return out
+
+
 @pytest.fixture(scope="session")
 def app_config() -> AppConfig:
     return AppConfig.load(overrides=TEST_OVERRIDES)

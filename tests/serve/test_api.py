@@ -20,7 +20,7 @@ from serve_app.ocr.predictor import resolve_precision
 from training.pdfs import text_pdf
 from training.synth import render_lines
 
-from .conftest import APP, TEST_OVERRIDES
+from .conftest import APP, TEST_OVERRIDES, replicas
 
 pytestmark = pytest.mark.serve
 
@@ -349,7 +349,10 @@ def test_unknown_route_and_wrong_method_are_json(client):
 
 def test_overload_answers_503_with_retry_after(serve_url, app_config):
     tight = AppConfig.load(overrides={**TEST_OVERRIDES, "ingress": {**TEST_OVERRIDES["ingress"], "max_inflight": 1}})
-    serve.run(graph(tight), name=APP, route_prefix="/")  # only user_config changes: replicas reconfigure in place
+    before = replicas()
+    serve.run(graph(tight), name=APP, route_prefix="/")
+    # only user_config changed: every replica took it in place (deployments/versions.py), no model was reloaded
+    assert replicas() == before and set(before) >= {"Detector", "Recognizer", "Ingress", "Sidecar", "Archiver"}
     try:
         data = png(render_lines(["busy busy"], size=24)[0])
 
@@ -378,6 +381,7 @@ def test_overload_answers_503_with_retry_after(serve_url, app_config):
         assert max(a.attempts for a in answers) > 1, [a.attempts for a in answers]
     finally:
         serve.run(graph(app_config), name=APP, route_prefix="/")
+    assert replicas() == before
 
 
 def test_a_request_past_its_deadline_gets_504_and_the_service_goes_on(client, app_config):

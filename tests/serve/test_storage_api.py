@@ -279,7 +279,7 @@ def test_results_on_their_way_to_the_sidecar_when_the_ingress_is_replaced_are_st
     from deployments.app import graph
     from serve_app.config import AppConfig
 
-    from .conftest import APP, TEST_OVERRIDES
+    from .conftest import APP, TEST_OVERRIDES, replicas
 
     uploads = [png_bytes([f"drain{i}"]) for i in range(12)]
 
@@ -294,8 +294,14 @@ def test_results_on_their_way_to_the_sidecar_when_the_ingress_is_replaced_are_st
 
     bodies = asyncio.run(answered())
     changed = AppConfig.load(overrides={**TEST_OVERRIDES, "ingress": {**TEST_OVERRIDES["ingress"], "retry_after_s": 2}})
+    before = replicas()
     try:
         serve.run(graph(changed), name=APP, route_prefix="/")  # a new ingress replica; the old one shuts down
+        # an ingress setting read at start replaces the ingress alone: the models and the archiver keep running
+        after = replicas()
+        assert after["Ingress"] - before["Ingress"]
+        assert {k: after[k] for k in ("Detector", "Recognizer", "Archiver")} == \
+            {k: before[k] for k in ("Detector", "Recognizer", "Archiver")}
     finally:
         serve.run(graph(app_config), name=APP, route_prefix="/")
     expected = (len(uploads), _boxes(bodies))

@@ -82,7 +82,30 @@ def test_a_config_change_reaches_the_rendered_rayservice(cfg):
     serve_cfg = yaml.safe_load(rayservice(changed)["spec"]["serveConfigV2"])
     (rec,) = [d for d in serve_cfg["applications"][0]["deployments"] if d["name"] == "Recognizer"]
     assert rec["autoscaling_config"]["max_replicas"] == 9
-    assert serve_cfg["applications"][0]["args"]["recognizer"]["autoscaling"]["max_replicas"] == 9
+    assert "autoscaling" not in serve_cfg["applications"][0]["args"]["recognizer"]  # written once, where Serve reads it
+
+
+def _code_version(cfg: AppConfig, **sections: dict) -> str:
+    """Serve's own version of the rendered application: a new one restarts every replica of it."""
+    from ray.serve._private.deploy_utils import get_app_code_version
+    from ray.serve.schema import ServeApplicationSchema
+
+    changed = cfg.model_copy(update={k: getattr(cfg, k).model_copy(update=v) for k, v in sections.items()})
+    (app,) = yaml.safe_load(rayservice(changed)["spec"]["serveConfigV2"])["applications"]
+    return get_app_code_version(ServeApplicationSchema.model_validate(app))
+
+
+def test_a_live_setting_changed_in_the_rayservice_reconfigures_replicas_and_a_model_setting_restarts_them(cfg):
+    """KubeRay applies a serveConfigV2 change to the running cluster; Serve then restarts every replica if the
+    application's version (import path, args) changed, and only reconfigures them otherwise."""
+    base = _code_version(cfg)
+    for live in ({"ingress": {"max_inflight": 3, "request_timeout_s": 9.0, "num_replicas": 5}},
+                 {"detector": {"max_batch_size": 9, "batch_wait_timeout_s": 0.5}},
+                 {"recognizer": {"max_batch_size": 2, "max_ongoing_requests": 3}}):
+        assert _code_version(cfg, **live) == base, live
+    for read_at_start in ({"ingress": {"retry_after_s": 4}}, {"detector": {"threads": 1}},
+                          {"recognizer": {"lexicon_margin": 1.5}}):
+        assert _code_version(cfg, **read_at_start) != base, read_at_start
 
 
 def test_workflow_and_dockerfile_pass_their_linters():
