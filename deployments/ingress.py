@@ -29,7 +29,7 @@ from ray.serve.exceptions import BackPressureError
 from ray.serve.handle import DeploymentHandle
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from deployments import api_keys, metrics, retries
+from deployments import api_keys, cross_origin, metrics, retries
 from deployments.handovers import Handovers
 from serve_app import __version__, telemetry
 from serve_app.config import AppConfig, resolve_weights
@@ -84,6 +84,22 @@ async def _require_api_key(request: Request, call_next: Callable[[Request], Any]
         return error(401, "unauthorized", "this API needs a key: send 'Authorization: Bearer <key>' or "
                      "'X-API-Key: <key>'", str(uuid.uuid4()), {"WWW-Authenticate": "Bearer"})
     return await call_next(request)
+
+
+@api.middleware("http")  # registered after the key check, so it runs before it: a preflight carries no key
+async def _cross_origin(request: Request, call_next: Callable[[Request], Any]) -> Response:
+    """Lets the pages of ``ingress.cors_origins`` call the API and read its answers, refusals included."""
+    origin, origins = request.headers.get("origin"), cross_origin.configured()
+    if origin is None or not cross_origin.allowed(origins, origin):
+        return await call_next(request)
+    if cross_origin.is_preflight(request.method, request.headers):
+        return Response(status_code=204, headers=cross_origin.preflight_headers(origins, origin))
+    response: Response = await call_next(request)
+    for name, value in cross_origin.answer_headers(origins, origin).items():
+        if name == "Vary" and "vary" in response.headers:
+            value = f"{response.headers['vary']}, {value}"
+        response.headers[name] = value
+    return response
 
 
 @api.exception_handler(RequestValidationError)
@@ -151,6 +167,7 @@ class Ingress:
     def __init__(self, detector: DeploymentHandle, recognizer: DeploymentHandle, config: dict[str, Any],
                  sidecar: DeploymentHandle | None = None, archiver: DeploymentHandle | None = None) -> None:
         self.cfg = AppConfig.model_validate(config)
+        cross_origin.configure(self.cfg.ingress.cors_origins)  # for the middleware, which runs outside this instance
         self.detector, self.recognizer = detector, recognizer
         self.sidecar, self.archiver = sidecar, archiver
         if sidecar is None:

@@ -7,11 +7,12 @@ as application args). Unknown keys are rejected so that a typo fails at start in
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from serve_app.ocr.pipeline import MIN_TILT, MIN_UNKNOWN_WORD_CONFIDENCE, MIN_WORD_CONFIDENCE
 from serve_app.ocr.processing.consensus import DEFAULT_WORD_SCALES
@@ -127,6 +128,9 @@ class RecognizerSettings(_Strict):
                 "lexicon_path": resolve_weights(self.lexicon) if self.lexicon else None}
 
 
+_ORIGIN = re.compile(r"^https?://([a-z0-9.-]+|\[[0-9a-f:.]+\])(:[0-9]{1,5})?$")
+
+
 class IngressSettings(_Strict):
     num_replicas: int = Field(1, ge=1)
     max_upload_bytes: int = Field(10 * 1024 * 1024, ge=1024)
@@ -156,6 +160,19 @@ class IngressSettings(_Strict):
         MIN_UNKNOWN_WORD_CONFIDENCE, ge=0, le=1,
         description="the same bar for words of letters only that the recognizer's lexicon does not know")
     log_text: bool = Field(False, description="put recognized text into request logs (debugging only)")
+    cors_origins: list[str] = Field(
+        [], description="origins (scheme://host[:port]) of pages elsewhere that may call the API from a browser, "
+        "or '*' for any; empty: only the service's own page (deployments/cross_origin.py)")
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _origins(cls, origins: list[str]) -> list[str]:
+        """As browsers send them: a trailing slash or a path, the usual mistake, would silently never match."""
+        for origin in origins:
+            if origin != "*" and not _ORIGIN.match(origin):
+                raise ValueError(f"{origin!r} is not an origin: write scheme://host[:port] in lower case, with no "
+                                 "path or trailing slash (https://app.example.com), or '*' for any")
+        return origins
 
 
 class StorageSettings(_Strict):

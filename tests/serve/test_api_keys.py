@@ -1,5 +1,6 @@
-"""API keys through a real Serve app: a second ingress (``/keyed``) started with ``OCR_API_KEYS`` in its
-environment, reading with the session's own detector and recognizer."""
+"""API keys and cross-origin calls through a real Serve app: a second ingress (``/keyed``) started with
+``OCR_API_KEYS`` in its environment and one page origin allowed (``ingress.cors_origins``), reading with the
+session's own detector and recognizer."""
 
 import asyncio
 import time
@@ -24,11 +25,38 @@ LINES = ["Invoice number 4521", "Total due 38.90"]
 
 
 @pytest.fixture(scope="module")
-def keyed(serve_url, app_config):
+def front():
+    """A page served from another origin, a local one as a browser sees it (a page on a public address may not
+    call loopback at all): ``http://localhost:PORT`` may call the keyed API, ``http://127.0.0.1:PORT`` may not."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Page(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = b"<!doctype html><p>another front end</p>"
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Page)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    port = server.server_address[1]
+    yield f"http://localhost:{port}", f"http://127.0.0.1:{port}"
+    server.shutdown()
+
+
+@pytest.fixture(scope="module")
+def keyed(serve_url, app_config, front):
     ingress = Ingress.options(ray_actor_options={
         "num_cpus": 0, "runtime_env": {"env_vars": {"OCR_API_KEYS": ",".join(KEYS)}}})
+    cfg = app_config.model_copy(update={"ingress": app_config.ingress.model_copy(update={"cors_origins": [front[0]]})})
     app = ingress.bind(serve.get_deployment_handle("Detector", app_name=APP),
-                       serve.get_deployment_handle("Recognizer", app_name=APP), app_config.model_dump(mode="json"))
+                       serve.get_deployment_handle("Recognizer", app_name=APP), cfg.model_dump(mode="json"))
     serve.run(app, name="keyed", route_prefix="/keyed")
     yield f"{serve_url}/keyed"
     serve.delete("keyed")
@@ -101,5 +129,69 @@ def test_the_web_page_asks_for_the_key_and_then_reads(keyed, tmp_path):
             assert [i.input_value() for i in page.query_selector_all("#lines input")] == LINES
             page.reload()  # the key is kept for the tab
             assert page.input_value("#api-key") == KEYS[0]
+        finally:
+            browser.close()
+
+
+def preflight(url: str, origin: str) -> httpx.Response:
+    return httpx.options(f"{url}/api/v1/ocr", timeout=30, headers={
+        "Origin": origin, "Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "authorization"})
+
+
+def test_a_listed_origin_is_let_in_without_a_key_for_the_preflight_and_reads_every_answer(keyed, serve_url, front):
+    listed, other = front
+    asked = preflight(keyed, listed)
+    assert asked.status_code == 204 and asked.headers["Access-Control-Allow-Origin"] == listed
+    assert "authorization" in asked.headers["Access-Control-Allow-Headers"].lower()
+    ok = httpx.post(f"{keyed}/api/v1/ocr", files={"image": ("p.png", png(render_lines(LINES, size=28)[0]))},
+                    headers={"Origin": listed, "Authorization": f"Bearer {KEYS[0]}"}, timeout=120)
+    assert ok.status_code == 200 and ok.headers["Access-Control-Allow-Origin"] == listed
+    assert ok.headers["Vary"] == "Origin"
+    refused = read(keyed, {"Origin": listed})  # the page can read why, and that a key is asked for
+    assert refused.status_code == 401 and refused.headers["Access-Control-Allow-Origin"] == listed
+    assert "WWW-Authenticate" in refused.headers["Access-Control-Expose-Headers"]
+    for url, origin in ((keyed, other), (serve_url, listed)):  # not listed; none listed
+        r = preflight(url, origin)
+        assert "Access-Control-Allow-Origin" not in r.headers and r.status_code >= 400, (url, origin, r.status_code)
+        r = httpx.get(f"{url}/healthz", headers={"Origin": origin}, timeout=30)
+        assert r.status_code == 200 and "Access-Control-Allow-Origin" not in r.headers
+
+
+FETCH = """async ({url, key, png}) => {
+    const bytes = Uint8Array.from(atob(png), c => c.charCodeAt(0));
+    const body = new FormData();
+    body.append("image", new Blob([bytes], {type: "image/png"}), "p.png");
+    try {
+        const r = await fetch(url, {method: "POST", body, headers: key ? {"Authorization": "Bearer " + key} : {}});
+        return {status: r.status, body: await r.json(), asks: r.headers.get("WWW-Authenticate")};
+    } catch (e) {
+        return {blocked: String(e)};
+    }
+}"""
+
+
+def test_chromium_lets_a_listed_page_call_the_api_and_blocks_any_other(keyed, serve_url, front):
+    import base64
+
+    from .test_web import CHROMIUM, LAUNCH_ARGS
+
+    playwright = pytest.importorskip("playwright.sync_api")
+    data = base64.b64encode(png(render_lines(LINES, size=28)[0])).decode()
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=LAUNCH_ARGS)
+        try:
+            def call_from(origin: str, url: str, key: str | None) -> dict:
+                page = browser.new_page()
+                page.goto(f"{origin}/")
+                return page.evaluate(FETCH, {"url": f"{url}/api/v1/ocr", "key": key, "png": data})
+
+            listed, other = front
+            read_ = call_from(listed, keyed, KEYS[0])
+            assert read_.get("status") == 200 and read_["body"]["text"] == "\n".join(LINES), read_
+            refused = call_from(listed, keyed, None)
+            assert (refused.get("status"), refused["body"]["error"]["code"], refused["asks"]) == \
+                (401, "unauthorized", "Bearer"), refused
+            assert "blocked" in call_from(other, keyed, KEYS[0])  # not listed
+            assert "blocked" in call_from(listed, serve_url, None)  # the session app lists no origin
         finally:
             browser.close()

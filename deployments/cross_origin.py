@@ -1,0 +1,57 @@
+"""Cross-origin calls from browsers: off unless ``ingress.cors_origins`` names the pages that may call the API.
+
+The service's own page is same-origin and needs none of this. A front end served from elsewhere does: its browser
+first asks (a preflight ``OPTIONS``, which carries no API key, so it is answered before the key check) and then
+reads an answer only if it names the page's origin. Keys travel in headers, not cookies, so credentials are never
+allowed, and ``*`` may stand for any origin.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+METHODS = "GET, POST, OPTIONS"
+#: What a caller may send: the key headers, the upload's type, and a trace context to join.
+ALLOWED_HEADERS = "Authorization, X-API-Key, Content-Type, traceparent, tracestate"
+#: What the calling page's script may read besides the simple headers: when to try again, and why a key is asked.
+EXPOSED_HEADERS = "Retry-After, WWW-Authenticate"
+MAX_AGE_S = 600  # browsers cache a preflight this long (Chromium caps it at 7200)
+
+
+_origins: tuple[str, ...] = ()
+
+
+def configure(origins: Sequence[str]) -> None:
+    """Set where the ingress replica starts.
+
+    Held here, in an imported module: Serve ships the ingress class to its replica by value, with its own copy of
+    the globals of the module that defines it, which the middleware would never see.
+    """
+    global _origins
+    _origins = tuple(origins)
+
+
+def configured() -> tuple[str, ...]:
+    return _origins
+
+
+def allowed(origins: Sequence[str], origin: str) -> bool:
+    return "*" in origins or origin in origins
+
+
+def answer_headers(origins: Sequence[str], origin: str) -> dict[str, str]:
+    """Headers that let the page at ``origin`` read an answer (``allowed`` first)."""
+    headers = {"Access-Control-Allow-Origin": "*" if "*" in origins else origin,
+               "Access-Control-Expose-Headers": EXPOSED_HEADERS}
+    if "*" not in origins:
+        headers["Vary"] = "Origin"  # a cache must not hand this answer to a page of another origin
+    return headers
+
+
+def is_preflight(method: str, headers: Mapping[str, str]) -> bool:
+    return method == "OPTIONS" and "access-control-request-method" in headers
+
+
+def preflight_headers(origins: Sequence[str], origin: str) -> dict[str, str]:
+    return {**answer_headers(origins, origin), "Access-Control-Allow-Methods": METHODS,
+            "Access-Control-Allow-Headers": ALLOWED_HEADERS, "Access-Control-Max-Age": str(MAX_AGE_S)}
