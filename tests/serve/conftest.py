@@ -79,6 +79,8 @@ def serve_url(app_config, pg_url, session_amqp_url, storage_dirs, span_file, met
         log_to_driver=False,
         _node_ip_address="127.0.0.1",
         _temp_dir=tempfile.mkdtemp(prefix="ray", dir="/tmp"),
+        # replicas export metrics every 2 s instead of 10: tests that wait for a counter wait less
+        _system_config={"metrics_report_interval_ms": 2000},
     )
     serve.start(http_options={"host": "127.0.0.1", "port": port}, logging_config={"enable_access_log": False})
     serve.run(graph(app_config), name=APP, route_prefix="/")

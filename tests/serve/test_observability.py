@@ -91,7 +91,10 @@ def test_custom_metrics_reach_prometheus(client, metrics_port):
     text = ""
     while time.monotonic() < deadline:
         text = scrape(metrics_port)
-        if value(text, "ray_ocr_requests_total", layout="word") >= 1 and "ray_ocr_spool_depth" in text:
+        # each process exports on its own clock: wait for the ingress's, the recognizer's, the sidecar's and the
+        # archiver's latest figures
+        if value(text, "ray_ocr_requests_total", layout="word") >= 1 and "ray_ocr_spool_depth" in text and \
+                value(text, "ray_ocr_recognizer_batch_crops_count") >= 1 and "ray_ocr_archiver_lag_seconds" in text:
             break
         time.sleep(2)
     assert value(text, "ray_ocr_requests_total", status="200") >= 3
