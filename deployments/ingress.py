@@ -22,7 +22,7 @@ import numpy as np
 from fastapi import Body, FastAPI, File, Query, Request, Response, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_swagger_ui_html
-from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, PlainTextResponse
 from opentelemetry import trace
 from ray import serve
 from ray.serve.exceptions import BackPressureError
@@ -31,7 +31,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from deployments import api_keys, cross_origin, metrics, retries
 from deployments.handovers import Handovers
-from serve_app import __version__, telemetry
+from serve_app import __version__, hocr, telemetry
 from serve_app.config import AppConfig, resolve_weights
 from serve_app.imaging import MEDIA_TYPES, ImageError, decode_image
 from serve_app.ocr.pipeline import (
@@ -138,6 +138,8 @@ def _replica_lost(deployment: str, exc: BaseException, giving_up: bool) -> None:
 
 #: What an uploaded image holds: a photo or page to search for text, or one cropped word.
 Layout = Literal["page", "word"]
+#: How the answer is written: our JSON, hOCR for tools that read Tesseract's, or the text alone.
+Output = Literal["json", "hocr", "text"]
 #: Degrees clockwise to turn the upload before reading it, or "auto": the service finds the turn that reads.
 Rotate = Literal["0", "90", "180", "270", "auto"]
 
@@ -258,7 +260,9 @@ class Ingress:
             return "unknown"
         return "up" if status["database_up"] else "down"
 
-    @api.post("/api/v1/ocr", response_model=OCRResponse, responses=ERRORS)
+    @api.post("/api/v1/ocr", response_model=OCRResponse, responses={
+        **ERRORS, 200: {"content": {"text/html": {"schema": {"type": "string", "description": "?format=hocr"}},
+                                    "text/plain": {"schema": {"type": "string", "description": "?format=text"}}}}})
     async def ocr(  # noqa: ANN201
         self, image: UploadFile = File(..., description="JPEG, PNG, WebP, BMP, TIFF or PDF"),
         layout: Layout = Query("page", description="'page': find the text, then read it; 'word': the image is one "
@@ -271,6 +275,9 @@ class Ingress:
                                                 "words are doubtful, then judge the other three turns on their widest "
                                                 "lines and read the one that reads most (2-4x the time); boxes stay "
                                                 "in the upload's pixels"),
+        output: Output = Query("json", alias="format", description="'json': the answer below; 'hocr': the same "
+                               "lines and words as hOCR 1.2 (text/html), as Tesseract writes it; 'text': the lines "
+                               "only (text/plain). Errors are JSON whatever is asked"),
     ):
         request_id = str(uuid.uuid4())
         with telemetry.tracer.start_as_current_span(
@@ -299,6 +306,10 @@ class Ingress:
                 if self.cfg.ingress.log_text:
                     record["text"] = response["text"]
             request_log.info(json.dumps(record))
+            if isinstance(response, dict) and output == "hocr":
+                return Response(hocr.to_hocr(response), media_type=hocr.MEDIA_TYPE)
+            if isinstance(response, dict) and output == "text":
+                return PlainTextResponse(response["text"] + "\n" if response["text"] else "")
             return response
 
     async def _admit(self, request_id: str, image: UploadFile, layout: Layout, page: int, rotate: Rotate,

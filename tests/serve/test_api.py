@@ -62,6 +62,31 @@ def test_rendered_words_come_back_right(client):
     assert set(body["models"]) == {"detector", "recognizer"}
 
 
+def test_the_answer_as_hocr_or_text_holds_what_the_json_holds(client):
+    import xml.etree.ElementTree as ET
+
+    img, _ = render_lines(KNOWN_LINES, size=28)
+    files = {"image": ("page.png", png(img), "image/png")}
+    as_json = client.post("/api/v1/ocr", files=files).json()
+    as_hocr = client.post("/api/v1/ocr", params={"format": "hocr"}, files=files)
+    assert as_hocr.status_code == 200 and as_hocr.headers["content-type"].startswith("text/html")
+    root = ET.fromstring(as_hocr.content)
+    ns = {"h": "http://www.w3.org/1999/xhtml"}
+    page = root.find(".//h:div[@class='ocr_page']", ns)
+    assert page.get("title").startswith(f"bbox 0 0 {img.width} {img.height};")
+    lines = page.findall(".//h:span[@class='ocr_line']", ns)
+    assert [[w.text for w in ln.findall("h:span[@class='ocrx_word']", ns)] for ln in lines] == \
+        [[w["text"] for w in ln["words"]] for ln in as_json["lines"]]
+    first = lines[0].find("h:span[@class='ocrx_word']", ns).get("title")
+    assert first.startswith("bbox " + " ".join(str(round(v)) for v in as_json["lines"][0]["words"][0]["box"]))
+    as_text = client.post("/api/v1/ocr", params={"format": "text"}, files=files)
+    assert as_text.headers["content-type"].startswith("text/plain") and as_text.text == as_json["text"] + "\n"
+    wrong = client.post("/api/v1/ocr", params={"format": "xml"}, files=files)
+    assert wrong.status_code == 422 and wrong.json()["error"]["code"] == "invalid_request"
+    refused = client.post("/api/v1/ocr", params={"format": "hocr"}, files={"image": ("x.txt", b"no", "text/plain")})
+    assert refused.status_code == 415 and refused.json()["error"]["code"] == "unsupported_media_type"
+
+
 def test_jpeg_and_webp_work_too(client):
     img, _ = render_lines(["hello world"], size=30)
     for fmt in ("JPEG", "WEBP"):

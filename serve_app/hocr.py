@@ -1,0 +1,78 @@
+"""The OCR answer as hOCR 1.2 (``?format=hocr``), so that our answers can take Tesseract's place.
+
+hOCR is the layout format Tesseract writes and tools such as OCRmyPDF read to lay a text layer over a scan.
+
+One ``ocr_page`` in the upload's own pixels, holding one ``ocr_carea`` and ``ocr_par`` (the service finds lines,
+not blocks or paragraphs; OCRmyPDF reads lines only inside a paragraph) with the ``ocr_line`` elements in reading
+order, each with its ``ocrx_word`` elements. Confidences become ``x_wconf`` (0-100). A page read turned
+(``?rotate=``) carries the turn as each line's ``textangle`` (degrees counter-clockwise, as Tesseract writes it):
+the boxes stay where the text is in the upload. A PDF page carries the resolution it was rendered at as
+``scan_res``.
+"""
+
+from __future__ import annotations
+
+from html import escape
+from typing import Any
+
+from serve_app import __version__
+
+MEDIA_TYPE = "text/html; charset=utf-8"
+
+_HEAD = """<?xml version="1.0" encoding="UTF-8"?>
+<!DOCTYPE html PUBLIC "-//W3C//DTD XHTML 1.0 Transitional//EN"
+    "http://www.w3.org/TR/xhtml1/DTD/xhtml1-transitional.dtd">
+<html xmlns="http://www.w3.org/1999/xhtml" xml:lang="en" lang="en">
+ <head>
+  <title>{title}</title>
+  <meta http-equiv="Content-Type" content="text/html;charset=utf-8"/>
+  <meta name="ocr-system" content="show-off-ocr {version}"/>
+  <meta name="ocr-capabilities" content="ocr_page ocr_carea ocr_par ocr_line ocrx_word"/>
+  <meta name="ocr-number-of-pages" content="{pages}"/>
+ </head>
+ <body>
+"""
+
+
+def _bbox(box: list[float]) -> str:
+    x0, y0, x1, y1 = (round(v) for v in box)
+    return f"bbox {x0} {y0} {x1} {y1}"
+
+
+def _conf(confidence: float) -> str:
+    return f"x_wconf {round(100 * confidence)}"
+
+
+def upload_size(image: dict[str, Any]) -> tuple[int, int]:
+    """Width and height of the upload as it came: the answer gives them for the page upright."""
+    w, h = image["width"], image["height"]
+    return (h, w) if image.get("rotation", 0) in (90, 270) else (w, h)
+
+
+def to_hocr(answer: dict[str, Any]) -> str:
+    """``answer``: the JSON body of ``POST /api/v1/ocr`` (``serve_app.schemas.OCRResponse``)."""
+    image = answer["image"]
+    n = image.get("page", 1)
+    width, height = upload_size(image)
+    page = [_bbox([0, 0, width, height]), f"ppageno {n - 1}"]
+    if image.get("dpi"):
+        page.append(f"scan_res {round(image['dpi'])} {round(image['dpi'])}")
+    turn = f"; textangle {image['rotation']}" if image.get("rotation") else ""
+    out = [_HEAD.format(title=escape(answer["request_id"]), version=__version__, pages=image.get("pages", 1)),
+           f'  <div class="ocr_page" id="page_{n}" title="{"; ".join(page)}">\n']
+    if answer["lines"]:
+        boxes = [line["box"] for line in answer["lines"]]
+        block = _bbox([min(b[0] for b in boxes), min(b[1] for b in boxes), max(b[2] for b in boxes),
+                       max(b[3] for b in boxes)])
+        out.append(f'   <div class="ocr_carea" id="block_{n}_1" title="{block}">\n'
+                   f'    <p class="ocr_par" id="par_{n}_1" title="{block}">\n')
+        for i, line in enumerate(answer["lines"], 1):
+            out.append(f'     <span class="ocr_line" id="line_{n}_{i}" title="{_bbox(line["box"])}{turn}; '
+                       f'{_conf(line["confidence"])}">')
+            words = [f'<span class="ocrx_word" id="word_{n}_{i}_{j}" title="{_bbox(w["box"])}; '
+                     f'{_conf(w["confidence"])}">{escape(w["text"], quote=False)}</span>'
+                     for j, w in enumerate(line["words"], 1)]
+            out.append(" ".join(words) + "</span>\n")
+        out.append("    </p>\n   </div>\n")
+    out.append("  </div>\n </body>\n</html>\n")
+    return "".join(out)

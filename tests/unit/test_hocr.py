@@ -1,0 +1,75 @@
+"""hOCR from an answer: well-formed XHTML with the answer's lines, words, boxes and confidences."""
+
+import xml.etree.ElementTree as ET
+
+from serve_app.hocr import to_hocr
+from serve_app.schemas import OCRResponse
+
+NS = {"h": "http://www.w3.org/1999/xhtml"}
+
+
+def answer(rotation: int = 0, dpi: float | None = None) -> dict:
+    words = [{"box": [10, 20, 58.6, 44], "text": "Fish", "confidence": 0.97},
+             {"box": [66, 20, 140, 44.4], "text": "<&> chips", "confidence": 0.514}]
+    body = {
+        "request_id": "9b1c6a52-7d4e-4a39-9d0a-0c4cf0e4b1f2",
+        "image": {"width": 400, "height": 300, "format": "PNG", "page": 2, "pages": 3, "dpi": dpi,
+                  "rotation": rotation},
+        "lines": [{"box": [10, 20, 140, 44.4], "poly": [[10, 20], [140, 20], [140, 44.4], [10, 44.4]],
+                   "text": "Fish <&> chips", "confidence": 0.8, "words": words},
+                  {"box": [10, 60, 90, 80], "poly": [[10, 60], [90, 60], [90, 80], [10, 80]], "text": "4.50",
+                   "confidence": 0.99, "words": [{"box": [10, 60, 90, 80], "text": "4.50", "confidence": 0.99}]}],
+        "text": "Fish <&> chips\n4.50", "timings": {"decode_ms": 1, "detect_ms": 2, "recognize_ms": 3, "total_ms": 6},
+        "models": {"detector": "ctpn@abc", "recognizer": "crnn@def"},
+    }
+    return OCRResponse.model_validate(body).model_dump()
+
+
+def props(el: ET.Element) -> dict[str, str]:
+    return dict(p.strip().split(" ", 1) for p in el.get("title", "").split(";") if p.strip())
+
+
+def parse(text: str) -> ET.Element:
+    return ET.fromstring(text.encode())  # raises on anything not well-formed
+
+
+def test_lines_and_words_keep_their_text_boxes_and_confidences():
+    body = answer()
+    root = parse(to_hocr(body))
+    (page,) = root.findall(".//h:div[@class='ocr_page']", NS)
+    assert props(page)["bbox"] == "0 0 400 300" and props(page)["ppageno"] == "1"
+    assert "scan_res" not in props(page)  # unknown for a photo
+    (par,) = page.findall("h:div[@class='ocr_carea']/h:p[@class='ocr_par']", NS)
+    assert props(par)["bbox"] == "10 20 140 80"  # all lines: the service does not find paragraphs
+    lines = par.findall("h:span[@class='ocr_line']", NS)
+    assert len(lines) == len(body["lines"])
+    for line, expected in zip(lines, body["lines"], strict=True):
+        words = line.findall("h:span[@class='ocrx_word']", NS)
+        assert [w.text for w in words] == [w["text"] for w in expected["words"]]
+        boxes = [" ".join(str(round(v)) for v in w["box"]) for w in expected["words"]]
+        assert [props(w)["bbox"] for w in words] == boxes
+        assert [int(props(w)["x_wconf"]) for w in words] == [round(100 * w["confidence"]) for w in expected["words"]]
+        assert "textangle" not in props(line)
+    assert len({el.get("id") for el in root.iter() if el.get("id")}) == 1 + 2 + 2 + 3  # ids are unique
+
+
+def test_the_system_and_page_count_are_declared():
+    root = parse(to_hocr(answer()))
+    meta = {m.get("name"): m.get("content") for m in root.findall(".//h:meta", NS) if m.get("name")}
+    assert meta["ocr-system"].startswith("show-off-ocr ") and meta["ocr-number-of-pages"] == "3"
+    assert set(meta["ocr-capabilities"].split()) == {"ocr_page", "ocr_carea", "ocr_par", "ocr_line", "ocrx_word"}
+
+
+def test_a_turned_page_keeps_the_upload_size_and_says_the_turn_and_a_pdf_its_resolution():
+    root = parse(to_hocr(answer(rotation=90, dpi=200.0)))
+    page = root.find(".//h:div[@class='ocr_page']", NS)
+    assert props(page)["bbox"] == "0 0 300 400"  # the answer's size is upright; the upload lies on its side
+    assert props(page)["scan_res"] == "200 200"
+    assert {props(line)["textangle"] for line in root.findall(".//h:span[@class='ocr_line']", NS)} == {"90"}
+
+
+def test_an_empty_page_is_still_a_page():
+    body = answer()
+    body.update(lines=[], text="")
+    page = parse(to_hocr(body)).find(".//h:div[@class='ocr_page']", NS)
+    assert page is not None and list(page) == []
