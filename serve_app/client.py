@@ -5,6 +5,7 @@ page of a PDF, through it:
 
     python -m serve_app.client page.jpg scan.pdf --pages all             # text of each page, in order
     python -m serve_app.client crops/*.png --layout word --json --concurrency 4 > out.jsonl
+    python -m serve_app.client scan.pdf --pages all --hocr out/         # out/scan.pdf.hocr, every page
 
 What is retried: 503 (overloaded, a model replica lost too often, storage down; after its ``Retry-After``),
 504 (no answer within the service's deadline), 502, a 500 that is not our JSON (Serve's HTTP proxy answers so
@@ -29,6 +30,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+
+from serve_app import hocr
 
 RETRIED_STATUSES = frozenset({500, 502, 503, 504})
 
@@ -171,6 +174,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--attempts", type=int, default=RetryPolicy.attempts)
     p.add_argument("--api-key", default=None, help="where the service asks for one (default: $OCR_API_KEY)")
     p.add_argument("--json", action="store_true", help="one JSON object per page read (JSON lines)")
+    p.add_argument("--hocr", type=Path, default=None, metavar="DIR",
+                   help="also write each file's pages read as one hOCR document, DIR/<file name>.hocr")
     return p
 
 
@@ -197,7 +202,11 @@ async def run(args: argparse.Namespace) -> int:
 
         results = await asyncio.gather(*(one(path) for path in args.files))
     failed = 0
-    for records in results:
+    for path, records in zip(args.files, results, strict=True):
+        read = [r for r in records if "error" not in r]
+        if args.hocr and read:
+            args.hocr.mkdir(parents=True, exist_ok=True)
+            (args.hocr / f"{path.name}.hocr").write_text(hocr.document(read, path.name, path.name), "utf-8")
         for record in records:
             failed += "error" in record
             if args.json:

@@ -49,17 +49,18 @@ def upload_size(image: dict[str, Any]) -> tuple[int, int]:
     return (h, w) if image.get("rotation", 0) in (90, 270) else (w, h)
 
 
-def to_hocr(answer: dict[str, Any]) -> str:
-    """``answer``: the JSON body of ``POST /api/v1/ocr`` (``serve_app.schemas.OCRResponse``)."""
+def page_div(answer: dict[str, Any], image_name: str | None = None) -> str:
+    """One ``ocr_page``: ``answer`` is the JSON body of ``POST /api/v1/ocr`` (``serve_app.schemas.OCRResponse``)."""
     image = answer["image"]
     n = image.get("page", 1)
     width, height = upload_size(image)
     page = [_bbox([0, 0, width, height]), f"ppageno {n - 1}"]
+    if image_name:
+        page.insert(0, 'image "{}"'.format(image_name.replace('"', "'")))  # a quote would end the property
     if image.get("dpi"):
         page.append(f"scan_res {round(image['dpi'])} {round(image['dpi'])}")
     turn = f"; textangle {image['rotation']}" if image.get("rotation") else ""
-    out = [_HEAD.format(title=escape(answer["request_id"]), version=__version__, pages=image.get("pages", 1)),
-           f'  <div class="ocr_page" id="page_{n}" title="{"; ".join(page)}">\n']
+    out = [f'  <div class="ocr_page" id="page_{n}" title="{escape("; ".join(page))}">\n']
     if answer["lines"]:
         boxes = [line["box"] for line in answer["lines"]]
         block = _bbox([min(b[0] for b in boxes), min(b[1] for b in boxes), max(b[2] for b in boxes),
@@ -74,5 +75,16 @@ def to_hocr(answer: dict[str, Any]) -> str:
                      for j, w in enumerate(line["words"], 1)]
             out.append(" ".join(words) + "</span>\n")
         out.append("    </p>\n   </div>\n")
-    out.append("  </div>\n </body>\n</html>\n")
+    out.append("  </div>\n")
     return "".join(out)
+
+
+def document(answers: list[dict[str, Any]], title: str | None = None, image_name: str | None = None) -> str:
+    """An hOCR document with one page per answer (the pages of one upload, in order)."""
+    head = _HEAD.format(title=escape(title or answers[0]["request_id"]), version=__version__, pages=len(answers))
+    return head + "".join(page_div(a, image_name) for a in answers) + " </body>\n</html>\n"
+
+
+def to_hocr(answer: dict[str, Any]) -> str:
+    """The answer to one request, as the service writes it for ``?format=hocr``."""
+    return document([answer])

@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 import time
+import xml.etree.ElementTree as ET
 
 import pytest
 import ray
@@ -25,7 +26,8 @@ def test_the_command_line_reads_every_page_of_a_pdf_and_reports_what_it_could_no
     (tmp_path / "bill.pdf").write_bytes(text_pdf(texts, size=16, width=360, height=144))
     (tmp_path / "notes.txt").write_text("not a picture")
     run = subprocess.run([sys.executable, "-m", "serve_app.client", str(tmp_path / "bill.pdf"),
-                          str(tmp_path / "notes.txt"), "--pages", "all", "--json", "--url", serve_url],
+                          str(tmp_path / "notes.txt"), "--pages", "all", "--json", "--url", serve_url,
+                          "--hocr", str(tmp_path / "hocr")],
                          capture_output=True, text=True, timeout=300)
     assert run.returncode == 1, run.stderr  # one file could not be read
     records = [json.loads(line) for line in run.stdout.splitlines()]
@@ -36,6 +38,14 @@ def test_the_command_line_reads_every_page_of_a_pdf_and_reports_what_it_could_no
     (bad,) = [r for r in records if r["file"].endswith("notes.txt")]
     assert bad["error"]["code"] == "unsupported_media_type" and bad["attempts"] == 1  # a 4xx is never retried
     assert bad["request_id"]
+    # the pages read, as one hOCR document per file; none for the file not read
+    assert sorted(p.name for p in (tmp_path / "hocr").iterdir()) == ["bill.pdf.hocr"]
+    root = ET.parse(tmp_path / "hocr" / "bill.pdf.hocr").getroot()
+    ns = {"h": "http://www.w3.org/1999/xhtml"}
+    hocr_pages = root.findall(".//h:div[@class='ocr_page']", ns)
+    assert [p.get("title").split("; ")[2] for p in hocr_pages] == ["ppageno 0", "ppageno 1", "ppageno 2"]
+    assert [" ".join(w.text for w in p.iterfind(".//h:span[@class='ocrx_word']", ns)) for p in hocr_pages] == \
+        [r["text"].replace("\n", " ") for r in pages]
 
 
 def test_the_client_rides_out_a_lost_ingress_replica(client, serve_url):

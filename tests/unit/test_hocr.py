@@ -2,7 +2,7 @@
 
 import xml.etree.ElementTree as ET
 
-from serve_app.hocr import to_hocr
+from serve_app.hocr import document, to_hocr
 from serve_app.schemas import OCRResponse
 
 NS = {"h": "http://www.w3.org/1999/xhtml"}
@@ -56,7 +56,7 @@ def test_lines_and_words_keep_their_text_boxes_and_confidences():
 def test_the_system_and_page_count_are_declared():
     root = parse(to_hocr(answer()))
     meta = {m.get("name"): m.get("content") for m in root.findall(".//h:meta", NS) if m.get("name")}
-    assert meta["ocr-system"].startswith("show-off-ocr ") and meta["ocr-number-of-pages"] == "3"
+    assert meta["ocr-system"].startswith("show-off-ocr ") and meta["ocr-number-of-pages"] == "1"  # in this document
     assert set(meta["ocr-capabilities"].split()) == {"ocr_page", "ocr_carea", "ocr_par", "ocr_line", "ocrx_word"}
 
 
@@ -73,3 +73,17 @@ def test_an_empty_page_is_still_a_page():
     body.update(lines=[], text="")
     page = parse(to_hocr(body)).find(".//h:div[@class='ocr_page']", NS)
     assert page is not None and list(page) == []
+
+
+def test_the_pages_of_one_upload_make_one_document_with_unique_ids():
+    first, second = answer(), answer()
+    first["image"]["page"], second["image"]["page"] = 1, 2
+    root = parse(document([first, second], title="bill.pdf", image_name='my "bill".pdf'))
+    pages = root.findall(".//h:div[@class='ocr_page']", NS)
+    assert [props(p)["ppageno"] for p in pages] == ["0", "1"]
+    assert props(pages[0])["image"] == "\"my 'bill'.pdf\""  # quotes inside the name cannot end the property
+    assert root.find(".//h:title", NS).text == "bill.pdf"
+    meta = {m.get("name"): m.get("content") for m in root.findall(".//h:meta", NS) if m.get("name")}
+    assert meta["ocr-number-of-pages"] == "2"
+    ids = [el.get("id") for el in root.iter() if el.get("id")]
+    assert len(ids) == len(set(ids)) == 2 * (1 + 2 + 2 + 3)
