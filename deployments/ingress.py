@@ -519,7 +519,9 @@ class Ingress:
 
     @api.get("/api/v1/images/{image_id}/data",
              responses={400: {"model": ErrorResponse}, 404: {"model": ErrorResponse}, 503: {"model": ErrorResponse}})
-    async def image_data(self, image_id: str) -> JSONResponse:
+    async def image_data(self, image_id: str, output: Literal["json", "hocr"] = Query(
+            "json", alias="format", description="'hocr': the stored lines and words as hOCR, as `POST /api/v1/ocr"
+            "?format=hocr` wrote them (corrections are not applied)")) -> Response:
         canonical, problem = self._storage(image_id)
         if problem:
             return problem
@@ -528,6 +530,8 @@ class Ingress:
             return problem
         if found is None:
             return error(404, "not_found", f"no stored results for image {canonical}")
+        if output == "hocr":
+            return Response(hocr.to_hocr({**found, "request_id": found["id"]}), media_type=hocr.MEDIA_TYPE)
         return JSONResponse(found)
 
     @api.post("/api/v1/images/{image_id}/corrections", status_code=202, response_model=CorrectionOut,

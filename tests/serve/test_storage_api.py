@@ -3,6 +3,7 @@
 import io
 import time
 import uuid
+import xml.etree.ElementTree as ET
 
 import asyncpg
 import pytest
@@ -85,6 +86,14 @@ def test_image_data_and_corrections_endpoints(client):
     stored = stored_data(client, rid)
     assert [ln["text"] for ln in stored["lines"]] == [ln["text"] for ln in body["lines"]]
     assert stored["image"]["width"] == body["image"]["width"]
+    # the stored words as hOCR: what ?format=hocr answered (the database keeps boxes and confidences as reals)
+    as_hocr = client.get(f"/api/v1/images/{rid}/data", params={"format": "hocr"})
+    assert as_hocr.status_code == 200 and as_hocr.headers["content-type"].startswith("text/html")
+    words = ET.fromstring(as_hocr.content).iterfind(".//{http://www.w3.org/1999/xhtml}span[@class='ocrx_word']")
+    got = [(w.text, [int(v) for v in w.get("title").split(";")[0].split()[1:]]) for w in words]
+    expected = [(w["text"], w["box"]) for ln in body["lines"] for w in ln["words"]]
+    assert [t for t, _ in got] == [t for t, _ in expected]
+    assert all(abs(a - b) <= 1 for (_, box), (_, want) in zip(got, expected) for a, b in zip(box, want))
     image = client.get(f"/api/v1/images/{rid}")
     assert image.status_code == 200 and image.headers["content-type"] == "image/png" and image.content == data
     assert Image.open(io.BytesIO(image.content)).size == (body["image"]["width"], body["image"]["height"])
