@@ -43,18 +43,11 @@ def _conf(confidence: float) -> str:
     return f"x_wconf {round(100 * confidence)}"
 
 
-def upload_size(image: dict[str, Any]) -> tuple[int, int]:
-    """Width and height of the upload as it came: the answer gives them for the page upright."""
-    w, h = image["width"], image["height"]
-    return (h, w) if image.get("rotation", 0) in (90, 270) else (w, h)
-
-
 def page_div(answer: dict[str, Any], image_name: str | None = None) -> str:
     """One ``ocr_page``: ``answer`` is the JSON body of ``POST /api/v1/ocr`` (``serve_app.schemas.OCRResponse``)."""
     image = answer["image"]
     n = image.get("page", 1)
-    width, height = upload_size(image)
-    page = [_bbox([0, 0, width, height]), f"ppageno {n - 1}"]
+    page = [_bbox([0, 0, image["width"], image["height"]]), f"ppageno {n - 1}"]  # the upload's, turned or not
     if image_name:
         page.insert(0, 'image "{}"'.format(image_name.replace('"', "'")))  # a quote would end the property
     if image.get("dpi"):

@@ -20,7 +20,8 @@ class LineOut(WordOut):
 
 
 class ImageInfo(BaseModel):
-    width: int = Field(description="of the page read, upright (a PDF page: as rendered)")
+    width: int = Field(description="of the page read, in the upload's pixels with its EXIF orientation applied (a "
+                                   "PDF page: as rendered); a turn asked for with `?rotate=` does not change it")
     height: int
     format: str
     page: int = Field(1, ge=1, description="which page (frame) of the upload was read, from 1")

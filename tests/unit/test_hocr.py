@@ -63,7 +63,7 @@ def test_the_system_and_page_count_are_declared():
 def test_a_turned_page_keeps_the_upload_size_and_says_the_turn_and_a_pdf_its_resolution():
     root = parse(to_hocr(answer(rotation=90, dpi=200.0)))
     page = root.find(".//h:div[@class='ocr_page']", NS)
-    assert props(page)["bbox"] == "0 0 300 400"  # the answer's size is upright; the upload lies on its side
+    assert props(page)["bbox"] == "0 0 400 300"  # the answer's size and boxes are the upload's, as it lies
     assert props(page)["scan_res"] == "200 200"
     assert {props(line)["textangle"] for line in root.findall(".//h:span[@class='ocr_line']", NS)} == {"90"}
 
