@@ -79,6 +79,15 @@ def test_the_answer_as_hocr_or_text_holds_what_the_json_holds(client):
         [[w["text"] for w in ln["words"]] for ln in as_json["lines"]]
     first = lines[0].find("h:span[@class='ocrx_word']", ns).get("title")
     assert first.startswith("bbox " + " ".join(str(round(v)) for v in as_json["lines"][0]["words"][0]["box"]))
+    # lying on its side and read turned: the page is the upload as it lies, each line says the turn
+    sideways = img.rotate(90, expand=True)  # counter-clockwise: read with a quarter turn clockwise
+    turned = client.post("/api/v1/ocr", params={"format": "hocr", "rotate": "90"},
+                         files={"image": ("side.png", png(sideways), "image/png")})
+    page = ET.fromstring(turned.content).find(".//h:div[@class='ocr_page']", ns)
+    assert page.get("title").startswith(f"bbox 0 0 {sideways.width} {sideways.height};")
+    turned_lines = page.findall(".//h:span[@class='ocr_line']", ns)
+    assert {ln.get("title").split("; ")[1] for ln in turned_lines} == {"textangle 90"}
+    assert [" ".join(w.text for w in ln) for ln in turned_lines] == KNOWN_LINES
     as_text = client.post("/api/v1/ocr", params={"format": "text"}, files=files)
     assert as_text.headers["content-type"].startswith("text/plain") and as_text.text == as_json["text"] + "\n"
     wrong = client.post("/api/v1/ocr", params={"format": "xml"}, files=files)
