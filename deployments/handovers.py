@@ -7,6 +7,7 @@ budget and the drain are tested without a cluster (`tests/unit/test_handovers.py
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 from collections.abc import Awaitable, Callable
 
@@ -25,12 +26,16 @@ class Handovers:
         self.tasks: set[asyncio.Task] = set()
         self.pending_bytes = 0
 
-    def start(self, size: int, hand_over: Callable[[], Awaitable[None]]) -> bool:
-        """Run ``hand_over()`` in the background, holding ``size`` bytes until it ends; False past the budget."""
+    def start(self, size: int, hand_over: Callable[[], Awaitable[None]],
+              context: contextvars.Context | None = None) -> bool:
+        """Run ``hand_over()`` in the background, holding ``size`` bytes until it ends; False past the budget.
+
+        ``context``: the context variables it runs with (default: a copy of the caller's).
+        """
         if self.pending_bytes + size > self.budget_bytes:
             return False
         self.pending_bytes += size
-        task = asyncio.get_running_loop().create_task(hand_over())
+        task = asyncio.get_running_loop().create_task(hand_over(), context=context)
         self.tasks.add(task)
 
         def done(finished: asyncio.Task) -> None:

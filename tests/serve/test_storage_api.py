@@ -60,6 +60,29 @@ def db_counts(pg_url: str, bodies: list[dict]) -> tuple[int, int]:
     return asyncio.new_event_loop().run_until_complete(go())
 
 
+def wait_stored(pg_url: str, bodies: list[dict], expected: tuple[int, int], timeout: float = 60.0) -> None:
+    """Until exactly ``expected`` (images, box rows) are stored for these answers; says what was, if never."""
+    seen: list[tuple[int, int]] = []
+    try:
+        poll(lambda: seen.append(db_counts(pg_url, bodies)) or seen[-1] == expected, timeout=timeout)
+    except AssertionError:
+        import asyncio
+
+        async def rows() -> list:
+            conn = await asyncpg.connect(pg_url)
+            try:
+                return await conn.fetch("SELECT id, data_stored, path IS NOT NULL AS has_file FROM image "
+                                        "WHERE id = ANY($1)", [uuid.UUID(b["request_id"]) for b in bodies])
+            finally:
+                await conn.close()
+
+        found = {str(r["id"]): (r["data_stored"], r["has_file"]) for r in asyncio.new_event_loop().run_until_complete(
+            rows())}
+        missing = [b["request_id"] for b in bodies if found.get(b["request_id"]) != (True, True)]
+        raise AssertionError(f"stored (images, boxes) {seen[-1]}, expected {expected}, within {timeout} s; not "
+                             f"stored whole: {[(rid, found.get(rid)) for rid in missing]}") from None
+
+
 def test_every_result_is_stored_once_with_its_image_and_boxes(client, pg_url, storage_dirs):
     uploads = [png_bytes([f"stored line {i}", "second line"]) for i in range(3)] + [png_bytes(["word"])]
     bodies = []
@@ -70,7 +93,7 @@ def test_every_result_is_stored_once_with_its_image_and_boxes(client, pg_url, st
         bodies.append(r.json())
     assert _boxes(bodies[3:]) == 2  # one line covering the image, and its word
     expected = (4, _boxes(bodies))
-    poll(lambda: db_counts(pg_url, bodies) == expected)
+    wait_stored(pg_url, bodies, expected)
     time.sleep(0.5)
     assert db_counts(pg_url, bodies) == expected  # and nothing more arrives
     image_dir = storage_dirs[0]
@@ -183,7 +206,7 @@ def test_broker_stopped_during_a_burst_every_request_answered_and_stored_once(se
     finally:
         rabbitmqctl("start_app")
     expected = (6, _boxes(bodies))
-    poll(lambda: db_counts(pg_url, bodies) == expected, timeout=120)
+    wait_stored(pg_url, bodies, expected, timeout=120)
     time.sleep(1)
     assert db_counts(pg_url, bodies) == expected
 
@@ -197,7 +220,7 @@ def test_archiver_replica_killed_mid_stream_no_loss_no_duplicates(serve_url, pg_
     ray.kill(ray.get_actor(name, namespace="serve"), no_restart=True)
     bodies += _burst(serve_url, uploads[3:])  # the controller starts a new archiver; messages wait in the queues
     expected = (6, _boxes(bodies))
-    poll(lambda: db_counts(pg_url, bodies) == expected, timeout=180)
+    wait_stored(pg_url, bodies, expected, timeout=180)
     time.sleep(1)
     assert db_counts(pg_url, bodies) == expected
 
@@ -240,7 +263,7 @@ def test_sidecar_replica_killed_as_results_arrive_none_is_lost(serve_url, pg_url
 
     bodies = asyncio.run(go())
     expected = (30, _boxes(bodies))
-    poll(lambda: db_counts(pg_url, bodies) == expected, timeout=120)
+    wait_stored(pg_url, bodies, expected, timeout=120)
     time.sleep(1)
     assert db_counts(pg_url, bodies) == expected
 
@@ -273,7 +296,7 @@ def test_stored_results_answer_503_while_the_database_is_down_and_nothing_is_los
     assert stored_data(client, rid)["lines"][0]["text"] == "stored before"
     bodies = [before, during.json()]
     expected = (2, _boxes(bodies))
-    poll(lambda: db_counts(pg_url, bodies) == expected, timeout=120)
+    wait_stored(pg_url, bodies, expected, timeout=120)
 
 
 def test_results_on_their_way_to_the_sidecar_when_the_ingress_is_replaced_are_stored(serve_url, pg_url, app_config):
@@ -314,7 +337,7 @@ def test_results_on_their_way_to_the_sidecar_when_the_ingress_is_replaced_are_st
     finally:
         serve.run(graph(app_config), name=APP, route_prefix="/")
     expected = (len(uploads), _boxes(bodies))
-    poll(lambda: db_counts(pg_url, bodies) == expected, timeout=120)
+    wait_stored(pg_url, bodies, expected, timeout=120)
 
 
 def test_the_archiver_comes_up_before_its_database_and_then_stores_what_waited(serve_url, amqp_url, tmp_path):
