@@ -60,3 +60,24 @@ def test_drain_waits_for_handovers_in_progress_and_counts_the_late_ones():
         return late, first, late_again, list(done)
 
     assert asyncio.run(run()) == (0, ["quick", "slower"], 1, ["quick", "slower"])
+
+
+def test_a_handover_runs_under_a_request_id_of_its_own_that_the_request_cancellation_does_not_reach():
+    """Serve cancels the calls made under a request (by its internal id) when the request is cancelled."""
+    import contextvars
+
+    from ray.serve import context as serve_context
+
+    from deployments.ingress import _outliving_the_request
+
+    request = serve_context._RequestContext(request_id="r-1", _internal_request_id="parent",
+                                            cancel_on_parent_request_cancel=True, route="/api/v1/ocr")
+
+    def under_request() -> contextvars.Context:
+        serve_context._serve_request_context.set(request)
+        return _outliving_the_request()
+
+    detached = contextvars.copy_context().run(under_request).get(serve_context._serve_request_context)
+    assert detached._internal_request_id not in ("", "parent") and not detached.cancel_on_parent_request_cancel
+    assert (detached.request_id, detached.route) == ("r-1", "/api/v1/ocr")  # logs still name the request
+    assert request.cancel_on_parent_request_cancel  # the request's own context is untouched
