@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import numpy as np
-from fastapi import Body, FastAPI, File, Query, Request, Response, UploadFile
+from fastapi import Body, FastAPI, File, Header, Query, Request, Response, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, PlainTextResponse
@@ -30,7 +30,7 @@ from ray.serve.exceptions import BackPressureError
 from ray.serve.handle import DeploymentHandle
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from deployments import api_keys, cross_origin, metrics, retries
+from deployments import api_keys, cross_origin, metrics, request_ids, retries
 from deployments.handovers import Handovers
 from serve_app import __version__, hocr, telemetry
 from serve_app.config import AppConfig, resolve_weights
@@ -76,6 +76,28 @@ def error(status: int, code: str, message: str, request_id: str | None = None,
 API_KEYS = api_keys.load()
 
 
+INTERNAL_ERROR = "the service failed on this request; it has been logged under its request_id"
+
+
+def _internal_error(exc: BaseException) -> JSONResponse:
+    """A fault in our code, answered as our JSON with the id its log line carries."""
+    request_id = str(uuid.uuid4())
+    log.error("request %s failed", request_id, exc_info=exc)
+    return error(500, "internal_error", INTERNAL_ERROR, request_id)
+
+
+@api.middleware("http")  # registered first, so it runs innermost: the cross-origin headers still go on its 500
+async def _unhandled(request: Request, call_next: Callable[[Request], Any]) -> Response:
+    """A fault outside the OCR route (which answers its own) as our JSON 500, not Starlette's outermost handler's.
+
+    That handler answers outside every middleware, so a page of a listed origin could not read the answer.
+    """
+    try:
+        return await call_next(request)
+    except Exception as exc:  # noqa: BLE001 -- answered and logged, with its traceback
+        return _internal_error(exc)
+
+
 @api.middleware("http")
 async def _require_api_key(request: Request, call_next: Callable[[Request], Any]) -> Response:
     """401 for an ``/api/`` request without one of the keys, before its upload is read or admitted."""
@@ -118,8 +140,8 @@ async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
 
 @api.exception_handler(Exception)
 async def _internal(_: Request, exc: Exception) -> JSONResponse:
-    log.exception("unhandled error", exc_info=exc)
-    return error(500, "internal_error", "the service failed on this request; it has been logged")
+    """The last resort, for a fault in a middleware itself."""
+    return _internal_error(exc)
 
 
 T = TypeVar("T")
@@ -284,7 +306,7 @@ class Ingress:
         **ERRORS, 200: {"content": {"text/html": {"schema": {"type": "string", "description": "?format=hocr"}},
                                     "text/plain": {"schema": {"type": "string", "description": "?format=text"}}}}})
     async def ocr(  # noqa: ANN201
-        self, image: UploadFile = File(..., description="JPEG, PNG, WebP, BMP, TIFF or PDF"),
+        self, request: Request, image: UploadFile = File(..., description="JPEG, PNG, WebP, BMP, TIFF or PDF"),
         layout: Layout = Query("page", description="'page': find the text, then read it; 'word': the image is one "
                                                    "cropped word (or short line), read it whole at several widths"),
         page: int = Query(1, ge=1, description="which page of a PDF or multi-page TIFF (frame of an animated WebP or "
@@ -298,8 +320,12 @@ class Ingress:
         output: Output = Query("json", alias="format", description="'json': the answer below; 'hocr': the same "
                                "lines and words as hOCR 1.2 (text/html), as Tesseract writes it; 'text': the lines "
                                "only (text/plain). Errors are JSON whatever is asked"),
+        idempotency_key: str | None = Header(
+            None, alias="Idempotency-Key", min_length=1, max_length=request_ids.MAX_KEY_LENGTH,
+            description="a string of your choosing, the same for every try of one upload: every try gets the same "
+                        "`request_id`, and the upload and its answer are stored once however often it is sent"),
     ):
-        request_id = str(uuid.uuid4())
+        request_id = request_ids.request_id(idempotency_key, api_keys.presented(request.headers))
         with telemetry.tracer.start_as_current_span(
             "ocr.request", attributes={"http.route": "/api/v1/ocr", "request_id": request_id, "layout": layout,
                                        "page": page, "rotate": rotate}
@@ -353,8 +379,7 @@ class Ingress:
             return error(503, "model_unavailable", f"{exc}; retry shortly", request_id, busy)
         except Exception:  # a fault in our code or a model's: answered with the id its log line carries
             log.exception("request %s failed", request_id)
-            return error(500, "internal_error", "the service failed on this request; it has been logged under its "
-                         "request_id", request_id)
+            return error(500, "internal_error", INTERNAL_ERROR, request_id)
         finally:
             self.inflight -= 1
 
@@ -570,8 +595,14 @@ class Ingress:
                 return problem
             if found is None:
                 return error(404, "not_found", f"no image {canonical} to correct")
-        cid = await self.sidecar.correct.remote(canonical, correction.value, correction.line_index)
-        if cid is None:
+        cid = str(correction.correction_id or uuid.uuid4())
+        try:  # the same id however often it is sent: the archiver stores a correction once
+            spooled = await self._call("Sidecar", lambda: self.sidecar.correct.remote(
+                canonical, correction.value, correction.line_index, cid))
+        except retries.ReplicaLost as exc:
+            return error(503, "storage_unavailable", f"{exc}; the correction was not taken: send it again shortly",
+                         headers={"Retry-After": str(self.cfg.ingress.retry_after_s)})
+        if not spooled:
             return error(503, "spool_full", "corrections cannot be accepted right now",
                          headers={"Retry-After": str(self.cfg.ingress.retry_after_s)})
         return JSONResponse({"correction_id": cid, "image_id": canonical, "status": "accepted"}, status_code=202)

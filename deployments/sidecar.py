@@ -54,13 +54,15 @@ class Sidecar:
             ok = await asyncio.to_thread(self.publisher.submit, msg) and ok
         return ok
 
-    async def correct(self, image_id: str, value: str, line_index: int | None) -> str | None:
-        """Spool a correction; returns its id, or None if the spool was full."""
+    async def correct(self, image_id: str, value: str, line_index: int | None, correction_id: str) -> bool:
+        """Spool a correction; False if the spool was full.
+
+        The caller names it, so that a correction sent again (its replica lost, or its client retrying) is stored once.
+        """
         self._ensure_started()
-        msg = correction_message(image_id, value, line_index)
+        msg = correction_message(image_id, value, line_index, correction_id)
         telemetry.inject(msg.headers)
-        ok = await asyncio.to_thread(self.publisher.submit, msg)
-        return msg.headers["correction_id"] if ok else None
+        return await asyncio.to_thread(self.publisher.submit, msg)
 
     async def check_health(self) -> None:
         self._ensure_started()  # starts publishing right after deployment, before the first result

@@ -11,8 +11,9 @@ What is retried: 503 (overloaded, a model replica lost too often, storage down; 
 504 (no answer within the service's deadline), 502, a 500 that is not our JSON (Serve's HTTP proxy answers so
 when the ingress replica holding the request is lost) and a dropped connection. What is not: every 4xx (the input
 is wrong and stays wrong) and our JSON 500 ``internal_error`` (a fault for this input; its ``request_id`` is what
-to report). Reading a page is pure, so sending it again is safe; with storage on, a request whose answer was lost
-on the way back may be stored twice, under two ids.
+to report). Reading a page is pure, so sending it again is safe; every try of one call carries the same
+``Idempotency-Key``, so that with storage on an upload whose answer was lost on the way back is stored once, under
+one ``request_id``.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import os
 import random
 import sys
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -112,15 +114,20 @@ class OCRClient:
         await self._http.aclose()
 
     async def ocr(self, data: bytes, filename: str = "image", *, layout: str = "page", page: int = 1,
-                  rotate: str | int = "0") -> Answer:
-        """``POST /api/v1/ocr``, sent again while the failure is one of those above and the policy allows."""
+                  rotate: str | int = "0", idempotency_key: str | None = None) -> Answer:
+        """``POST /api/v1/ocr``, sent again while the failure is one of those above and the policy allows.
+
+        ``idempotency_key``: one of your own where a call may be made again later (a job retried after a restart);
+        by default a new one per call, the same for all its tries.
+        """
         params = {"layout": layout, "page": page, "rotate": str(rotate)}
+        headers = {"Idempotency-Key": idempotency_key or str(uuid.uuid4())}
         mime = mimetypes.guess_type(filename)[0] or "application/octet-stream"
         start = time.monotonic()
         for attempt in range(1, self.policy.attempts + 1):
             response: httpx.Response | None = None
             try:
-                response = await self._http.post("/api/v1/ocr", params=params,
+                response = await self._http.post("/api/v1/ocr", params=params, headers=headers,
                                                   files={"image": (filename, data, mime)})
             except (httpx.TransportError, httpx.TimeoutException) as exc:
                 failure = OCRError(0, "connection_error", f"{type(exc).__name__}: {exc}", None, attempt)

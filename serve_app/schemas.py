@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 from pydantic import BaseModel, Field
 
 
@@ -63,6 +65,9 @@ class ErrorResponse(BaseModel):
 class CorrectionIn(BaseModel):
     value: str = Field(min_length=1, max_length=10_000, description="the corrected text")
     line_index: int | None = Field(None, ge=0, description="which line of the answer; omit for the whole image")
+    correction_id: uuid.UUID | None = Field(
+        None, description="an id of your choosing, to send a correction again safely (after a 503 or a dropped "
+        "connection): the first one sent under an id is stored, once; omitted, the service picks one")
 
 
 class CorrectionOut(BaseModel):

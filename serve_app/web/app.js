@@ -101,7 +101,7 @@ async function read() {
     if ($("find-turn").checked) params.set("rotate", "auto");
     const query = params.toString();
     const url = query ? `api/v1/ocr?${query}` : "api/v1/ocr";
-    const { r, data } = await postAgainWhileBusy(url, form);
+    const { r, data } = await postAgainWhileBusy(url, form, { "Idempotency-Key": newId() });
     if (!r.ok) {
       const msg = data.error ? data.error.message : r.statusText;
       const hint = { 413: "Too large", 415: "Not an image we can read", 500: "The service failed, try again",
@@ -123,17 +123,28 @@ async function read() {
 // Sends the upload again while the service is busy (503, after its Retry-After, growing) or lost the replica
 // holding it (Serve's proxy answers that with a 500 that is not our JSON), as serve_app.client does; a 4xx, a
 // 504 after a minute's wait and our own JSON 500 are shown at once.
-async function postAgainWhileBusy(url, form, tries = 5) {
+async function postAgainWhileBusy(url, body, headers = {}, say = (msg) => setStatus(msg, "busy"), tries = 5) {
   for (let attempt = 1; ; attempt++) {
-    const r = await fetch(url, { method: "POST", body: form, headers: apiHeaders() });
+    const r = await fetch(url, { method: "POST", body, headers: apiHeaders(headers) });
     const data = await r.json().catch(() => ({}));
     if (r.status === 401) throw askForKey();
     const again = r.status === 503 || r.status === 502 || (r.status === 500 && !data.error);
     if (!again || attempt === tries) return { r, data };
     const wait = Math.min(Math.max(Number(r.headers.get("Retry-After")) || 1, 2 ** (attempt - 1)), 10);
-    setStatus(`The service is busy: trying again in ${wait} s (${attempt} of ${tries - 1})…`, "busy");
+    say(`The service is busy: trying again in ${wait} s (${attempt} of ${tries - 1})…`);
     await new Promise((done) => setTimeout(done, wait * 1000));
   }
+}
+
+// A random UUID, also where the page is not a secure context (plain http on a cluster address), which
+// crypto.randomUUID needs: a correction sent again carries it, so that the service stores it once.
+function newId() {
+  if (crypto.randomUUID) return crypto.randomUUID();
+  const b = crypto.getRandomValues(new Uint8Array(16));
+  b[6] = (b[6] & 0x0f) | 0x40;
+  b[8] = (b[8] & 0x3f) | 0x80;
+  const hex = [...b].map((x) => x.toString(16).padStart(2, "0")).join("");
+  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
 }
 
 function showPages(image) {
@@ -210,12 +221,10 @@ async function correct(index, li) {
   if (!value) { out.textContent = "Type the right text first"; out.className = "error"; return; }
   out.textContent = "sending…"; out.className = "sent";
   try {
-    const r = await fetch(`api/v1/images/${state.result.request_id}/corrections`, {
-      method: "POST", headers: apiHeaders({ "Content-Type": "application/json" }),
-      body: JSON.stringify({ value, line_index: index }),
-    });
-    const data = await r.json().catch(() => ({}));
-    if (r.status === 401) throw askForKey();
+    const { r, data } = await postAgainWhileBusy(
+      `api/v1/images/${state.result.request_id}/corrections`,
+      JSON.stringify({ value, line_index: index, correction_id: newId() }),
+      { "Content-Type": "application/json" }, (msg) => { out.textContent = msg; });
     if (r.status !== 202) throw new Error(data.error ? data.error.message : `HTTP ${r.status}`);
     out.textContent = "✓ correction accepted";
   } catch (err) {

@@ -79,6 +79,23 @@ def test_the_client_rides_out_a_lost_ingress_replica(client, serve_url):
             time.sleep(1)
 
 
+def test_the_client_names_its_calls_so_that_a_call_made_again_is_one_request(client, serve_url):
+    data = png(render_lines(["Same call"], size=28)[0])
+
+    async def read() -> list:
+        async with OCRClient(serve_url) as c:
+            return await asyncio.gather(c.ocr(data, "a.png", idempotency_key="job 7"),
+                                        c.ocr(data, "a.png", idempotency_key="job 7"), c.ocr(data, "a.png"),
+                                        c.ocr(data, "a.png"))
+
+    keyed, again, plain, other = asyncio.run(read())
+    raw = client.post("/api/v1/ocr", headers={"Idempotency-Key": "job 7"},
+                      files={"image": ("a.png", data, "image/png")})
+    assert keyed.body["request_id"] == again.body["request_id"] == raw.json()["request_id"]
+    assert len({keyed.body["request_id"], plain.body["request_id"], other.body["request_id"]}) == 3
+    assert keyed.body["text"] == plain.body["text"] == "Same call"
+
+
 def test_a_page_past_the_last_is_an_error_at_once(serve_url):
     async def ask() -> OCRError:
         async with OCRClient(serve_url) as c:

@@ -130,6 +130,62 @@ def test_image_data_and_corrections_endpoints(client):
     ]
 
 
+def corrections(pg_url: str, image_id: str) -> list[tuple[str, str]]:
+    """(correction id, value) of every stored correction of one image, oldest first."""
+    import asyncio
+
+    async def go():
+        conn = await asyncpg.connect(pg_url)
+        try:
+            rows = await conn.fetch("SELECT correction_id, value FROM text_correction WHERE image_id = $1 ORDER BY id",
+                                    uuid.UUID(image_id))
+            return [(str(r["correction_id"]), r["value"]) for r in rows]
+        finally:
+            await conn.close()
+
+    return asyncio.new_event_loop().run_until_complete(go())
+
+
+def test_a_correction_sent_again_under_its_id_is_stored_once(client, pg_url):
+    rid = client.post("/api/v1/ocr", files={"image": ("c.png", png_bytes(["twice"]), "image/png")}).json()["request_id"]
+    stored_data(client, rid)
+    cid = str(uuid.uuid4())
+    for _ in range(2):  # a client retrying after a dropped connection sends the same id
+        r = client.post(f"/api/v1/images/{rid}/corrections", json={"value": "Twice", "correction_id": cid})
+        assert r.status_code == 202 and r.json()["correction_id"] == cid
+    other = client.post(f"/api/v1/images/{rid}/corrections", json={"value": "Once"}).json()["correction_id"]
+    assert other != cid
+    poll(lambda: len(corrections(pg_url, rid)) >= 2)
+    time.sleep(1)
+    assert corrections(pg_url, rid) == [(cid, "Twice"), (other, "Once")]
+    bad = client.post(f"/api/v1/images/{rid}/corrections", json={"value": "x", "correction_id": "not-a-uuid"})
+    assert bad.status_code == 422 and "correction_id" in bad.json()["error"]["message"]
+
+
+def test_an_upload_sent_again_under_its_idempotency_key_is_one_request_stored_once(client, pg_url):
+    """A client whose answer was lost on the way back sends the upload again: the same id, stored once."""
+    data = png_bytes(["sent twice"])
+    key = f"job-{uuid.uuid4()}"
+    tries = [client.post("/api/v1/ocr", headers={"Idempotency-Key": key}, files={"image": ("t.png", data, "image/png")})
+             for _ in range(2)]
+    assert [r.status_code for r in tries] == [200, 200]
+    first, again = (r.json() for r in tries)
+    assert first["request_id"] == again["request_id"] and first["lines"] == again["lines"]
+    uuid.UUID(first["request_id"])
+    fresh = client.post("/api/v1/ocr", headers={"Idempotency-Key": f"{key}-2"},
+                        files={"image": ("t.png", data, "image/png")}).json()
+    plain = client.post("/api/v1/ocr", files={"image": ("t.png", data, "image/png")}).json()
+    assert len({first["request_id"], fresh["request_id"], plain["request_id"]}) == 3
+    once = (1, _boxes([first]))
+    wait_stored(pg_url, [first], once)
+    wait_stored(pg_url, [fresh, plain], (2, 2 * _boxes([first])))
+    time.sleep(1)
+    assert db_counts(pg_url, [first]) == once
+    too_long = client.post("/api/v1/ocr", headers={"Idempotency-Key": "k" * 256},
+                           files={"image": ("t.png", data, "image/png")})
+    assert too_long.status_code == 422 and "Idempotency-Key" in too_long.json()["error"]["message"]
+
+
 @pytest.mark.parametrize("fmt", ["TIFF", "PDF"])
 def test_the_page_read_is_stored_with_the_whole_upload(client, fmt):
     if fmt == "PDF":
@@ -266,6 +322,34 @@ def test_sidecar_replica_killed_as_results_arrive_none_is_lost(serve_url, pg_url
     wait_stored(pg_url, bodies, expected, timeout=120)
     time.sleep(1)
     assert db_counts(pg_url, bodies) == expected
+
+
+def test_sidecar_replica_killed_as_corrections_arrive_each_is_accepted_and_stored_once(client, serve_url, pg_url):
+    """A correction whose sidecar replica died under it is sent again under the same id: 202, stored once."""
+    import asyncio
+
+    import httpx
+    import ray
+
+    rid = client.post("/api/v1/ocr", files={"image": ("k.png", png_bytes(["kill"]), "image/png")}).json()["request_id"]
+    stored_data(client, rid)
+    values = [f"correction {i}" for i in range(40)]
+
+    async def go() -> list[httpx.Response]:
+        async with httpx.AsyncClient(base_url=serve_url, timeout=120) as c:
+            sent = [asyncio.create_task(c.post(f"/api/v1/images/{rid}/corrections", json={"value": v}))
+                    for v in values]
+            await asyncio.wait(sent, return_when=asyncio.FIRST_COMPLETED)
+            (name,) = [a["name"] for a in ray.util.list_named_actors(all_namespaces=True) if "#Sidecar#" in a["name"]]
+            ray.kill(ray.get_actor(name, namespace="serve"), no_restart=True)
+            return await asyncio.gather(*sent)
+
+    rs = asyncio.run(go())
+    assert [(r.status_code, r.json().get("error")) for r in rs] == [(202, None)] * len(values)
+    answered = sorted((r.json()["correction_id"], v) for r, v in zip(rs, values))
+    poll(lambda: len(corrections(pg_url, rid)) >= len(values), timeout=120)
+    time.sleep(1)
+    assert sorted(corrections(pg_url, rid)) == answered
 
 
 def test_stored_results_answer_503_while_the_database_is_down_and_nothing_is_lost(client, pg_url, pg_database):

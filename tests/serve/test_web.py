@@ -4,6 +4,7 @@ import random
 import shutil
 import threading
 import time
+import uuid
 from pathlib import Path
 
 import httpx
@@ -163,16 +164,45 @@ def test_a_page_upside_down_is_read_when_it_may_be_turned(page, page_png, tmp_pa
     assert any(u.startswith(serve_url + "/api/v1/ocr?rotate=auto") for u in page.requests)
 
 
-def test_a_correction_is_sent_and_accepted(page, page_png):
+def test_a_correction_turned_away_is_sent_again_under_its_id_and_stored_once(page, page_png, serve_url):
+    """The first try is answered 503 as when the sidecar's replica was lost under it (a fault stood in for here:
+    killing a replica thrice within one call cannot be timed); the page waits its Retry-After and sends it again."""
+    import json
+
     path, _, _ = page_png
     page.set_input_files("#file", str(path))
     page.wait_for_selector("#prep:has-text('JPEG')")
     page.click("#read")
     page.wait_for_selector("#results:not([hidden])", timeout=60_000)
+    sent: list[dict] = []
+    urls: list[str] = []
+
+    def first_turned_away(route) -> None:
+        sent.append(json.loads(route.request.post_data))
+        urls.append(route.request.url)
+        if len(sent) > 1:
+            return route.continue_()
+        return route.fulfill(status=503, headers={"Retry-After": "1"}, content_type="application/json", body=json.dumps(
+            {"error": {"code": "storage_unavailable", "message": "the Sidecar replica was lost 3 times"}}))
+
+    page.route("**/corrections", first_turned_away)
     first = page.locator("#lines li").first
     first.locator("input").fill("Invoice number 4522")
     first.locator("button.fix").click()
     page.wait_for_selector("#lines li .sent:has-text('accepted')", timeout=30_000)
+    assert len(sent) == 2 and sent[0] == sent[1] and sent[0]["value"] == "Invoice number 4522"
+    cid = str(uuid.UUID(sent[0]["correction_id"]))
+    assert urls[0] == urls[1]
+    rid = urls[0].split("/images/")[1].split("/")[0]
+
+    def stored() -> list[dict]:
+        r = httpx.get(f"{serve_url}/api/v1/images/{rid}/data")
+        return r.json()["corrections"] if r.status_code == 200 else []
+
+    deadline = time.monotonic() + 60
+    while not stored() and time.monotonic() < deadline:
+        time.sleep(0.25)
+    assert [(c["id"], c["value"]) for c in stored()] == [(cid, "Invoice number 4522")]
 
 
 def test_a_busy_service_is_asked_again_until_it_reads_the_page(page, page_png, serve_url, app_config):
@@ -189,7 +219,9 @@ def test_a_busy_service_is_asked_again_until_it_reads_the_page(page, page_png, s
                                      "detector": {"max_batch_size": 4, "batch_wait_timeout_s": 3.0}})
     serve.run(graph(held), name=APP, route_prefix="/")  # user_config only: the replicas reconfigure in place
     statuses: list[int] = []
+    keys: list[str | None] = []
     page.on("response", lambda r: statuses.append(r.status) if "/api/v1/ocr" in r.url else None)
+    page.on("request", lambda r: keys.append(r.headers.get("idempotency-key")) if "/api/v1/ocr" in r.url else None)
     path, _, _ = page_png
     other = threading.Thread(target=lambda: httpx.post(
         serve_url + "/api/v1/ocr", files={"image": ("o.png", path.read_bytes(), "image/png")}, timeout=60))
@@ -206,6 +238,7 @@ def test_a_busy_service_is_asked_again_until_it_reads_the_page(page, page_png, s
         serve.run(graph(app_config), name=APP, route_prefix="/")
     assert [i.input_value() for i in page.query_selector_all("#lines input")] == LINES
     assert statuses[0] == 503 and statuses[-1] == 200, statuses
+    assert len(keys) == len(statuses) and len(set(keys)) == 1 and keys[0], keys  # one upload: one id, however often
 
 
 @pytest.mark.parametrize(

@@ -32,7 +32,7 @@ def test_a_preflight_allows_the_key_headers_and_is_cached():
     assert not cross_origin.is_preflight("POST", {"access-control-request-method": "POST"})
     headers = cross_origin.preflight_headers(LISTED, LISTED[0])
     allowed = {h.strip().lower() for h in headers["Access-Control-Allow-Headers"].split(",")}
-    assert {"authorization", "x-api-key", "traceparent"} <= allowed
+    assert {"authorization", "x-api-key", "idempotency-key", "traceparent"} <= allowed
     assert "POST" in headers["Access-Control-Allow-Methods"] and int(headers["Access-Control-Max-Age"]) > 0
 
 
@@ -47,3 +47,38 @@ def test_origins_as_browsers_send_them_are_accepted():
     origins = ["https://app.example.com", "http://localhost:3000", "http://[::1]:8080", "*"]
     assert AppConfig.load(overrides={"ingress": {"cors_origins": origins}}).ingress.cors_origins == origins
     assert AppConfig().ingress.cors_origins == []  # off unless asked for
+
+
+def test_a_fault_outside_the_ocr_route_is_our_json_500_and_a_listed_page_can_read_it(caplog):
+    """Starlette answers an unhandled exception outside every middleware: no CORS headers, no request id.
+
+    The ingress's own middleware stack and handlers, in their order, around a route that fails as a bug would (a
+    fault no real part can be made to produce on demand).
+    """
+    from fastapi import FastAPI
+    from fastapi.testclient import TestClient
+
+    from deployments import ingress
+
+    app = FastAPI()
+    app.user_middleware = list(ingress.api.user_middleware)
+    app.exception_handlers = dict(ingress.api.exception_handlers)
+
+    @app.get("/api/v1/broken")
+    async def broken() -> None:
+        raise KeyError("a bug")
+
+    cross_origin.configure(LISTED)
+    ingress.log.addHandler(caplog.handler)  # Ray's logger does not propagate to the root one
+    try:
+        with TestClient(app, raise_server_exceptions=False) as c:
+            r = c.get("/api/v1/broken", headers={"Origin": LISTED[0]})
+            other = c.get("/api/v1/broken", headers={"Origin": "https://elsewhere.example"})
+    finally:
+        cross_origin.configure(())
+        ingress.log.removeHandler(caplog.handler)
+    assert r.status_code == 500 and r.json()["error"]["code"] == "internal_error"
+    assert r.headers["access-control-allow-origin"] == LISTED[0]
+    rid = r.json()["request_id"]
+    assert any(rid in rec.getMessage() and rec.exc_info for rec in caplog.records)  # logged under the id answered
+    assert other.status_code == 500 and "access-control-allow-origin" not in other.headers
