@@ -17,7 +17,7 @@ from deployments import metrics
 from serve_app.config import StorageSettings
 from serve_app.imaging import MEDIA_TYPES
 from serve_app.storage import repository
-from serve_app.storage.archive import Archiver, apply_retention
+from serve_app.storage.archive import Archiver, apply_retention, delete_image
 from serve_app.storage.migrate import migrate
 from serve_app.storage.repository import StorageUnavailable
 
@@ -35,7 +35,7 @@ CONNECT_BACKOFF_MAX_S = 10.0
 
 #: What `status` and the gauges report before the archiver is consuming.
 IDLE_STATUS = {"connected": False, "images": 0, "results": 0, "corrections": 0, "duplicates": 0,
-               "dead_lettered": 0, "retried": 0, "failures": 0, "lag_s": 0.0}
+               "dead_lettered": 0, "retried": 0, "failures": 0, "discarded": 0, "lag_s": 0.0}
 
 
 @serve.deployment(name="Archiver", ray_actor_options={"num_cpus": 0}, num_replicas=1)
@@ -102,7 +102,7 @@ class ArchiverDeployment:
             gauges["database_up"].set(int(self.database_up))
             s = await self.status()
             gauges["archiver_lag_s"].set(s["lag_s"])
-            for kind in ("images", "results", "corrections", "duplicates", "dead_lettered"):
+            for kind in ("images", "results", "corrections", "duplicates", "dead_lettered", "discarded"):
                 gauges["archived"].set(s[kind], tags={"kind": kind})
             await asyncio.sleep(2)
 
@@ -115,7 +115,7 @@ class ArchiverDeployment:
             await asyncio.sleep(self.settings.retention_interval_s)
 
     async def _read(self, what: str, read: Callable[[], Awaitable[T]]) -> T:
-        """A read of stored results; any failure of the database or the disk becomes `StorageUnavailable`.
+        """A read (or a deletion) of stored results; a failure of the database or disk is `StorageUnavailable`.
 
         The queries are fixed, so what fails here is the storage itself (refused or dropped connections, a
         timeout, an unreadable file), not the request.
@@ -146,6 +146,11 @@ class ArchiverDeployment:
     async def data(self, image_id: str) -> dict[str, Any] | None:
         return await self._read(f"the results of {image_id}",
                                 lambda: repository.image_data(self.pool, uuid.UUID(image_id)))
+
+    async def delete(self, image_id: str) -> bool:
+        """Forget an image at its owner's request, stored yet or not; whether any of it had been stored."""
+        return await self._read(f"deleting {image_id}",
+                                lambda: delete_image(self.pool, self.settings.image_dir, uuid.UUID(image_id)))
 
     async def status(self) -> dict[str, Any]:
         return {**(self.archiver.status() if self.archiver else IDLE_STATUS), "database_up": self.database_up}

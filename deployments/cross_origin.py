@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-METHODS = "GET, POST, OPTIONS"
+METHODS = "GET, POST, DELETE, OPTIONS"
 #: What a caller may send: the key headers, the upload's type, a retry's idempotency key, and a trace context to join.
 ALLOWED_HEADERS = "Authorization, X-API-Key, Content-Type, Idempotency-Key, traceparent, tracestate"
 #: What the calling page's script may read besides the simple headers: when to try again, and why a key is asked.

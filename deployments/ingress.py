@@ -583,6 +583,23 @@ class Ingress:
             return Response(hocr.to_hocr({**found, "request_id": found["id"]}), media_type=hocr.MEDIA_TYPE)
         return JSONResponse(found)
 
+    @api.delete("/api/v1/images/{image_id}", status_code=204, response_class=Response,
+                responses={400: {"model": ErrorResponse}, 503: {"model": ErrorResponse}})
+    async def forget(self, image_id: str) -> Response:
+        """Delete a stored image with its results and corrections now, before retention would.
+
+        Answered 204 whether or not it is stored yet: an answer still on its way to the database is dropped when it
+        arrives, so a client may delete an image as soon as it has its answer.
+        """
+        canonical, problem = self._storage(image_id)
+        if problem:
+            return problem
+        _, problem = await self._stored(lambda: self.archiver.delete.remote(canonical))
+        if problem:
+            return problem
+        self.recent.pop(canonical, None)  # a correction to it is no longer taken on trust
+        return Response(status_code=204)
+
     @api.post("/api/v1/images/{image_id}/corrections", status_code=202, response_model=CorrectionOut,
               responses={400: {"model": ErrorResponse}, 404: {"model": ErrorResponse}, 503: {"model": ErrorResponse}})
     async def correct(self, image_id: str, correction: CorrectionIn = Body(...)) -> JSONResponse:

@@ -1,7 +1,8 @@
 """Consume the three queues into the image store and PostgreSQL, acknowledging only after the commit.
 
 Redeliveries are harmless (writes are idempotent by id); a message that cannot be parsed goes to the dead-letter
-queue with its reason and the consumer goes on; while PostgreSQL or the disk fails nothing is acknowledged.
+queue with its reason and the consumer goes on; while PostgreSQL or the disk fails nothing is acknowledged. A
+message for an image deleted at its owner's request is acknowledged and dropped, its file removed.
 """
 
 from __future__ import annotations
@@ -92,17 +93,31 @@ class Archiver:
         self._channel: aiormq.abc.AbstractChannel | None = None
         self._task: asyncio.Task | None = None
         self.counts = {"images": 0, "results": 0, "corrections": 0, "duplicates": 0, "dead_lettered": 0,
-                       "retried": 0, "failures": 0}
+                       "retried": 0, "failures": 0, "discarded": 0}
         self.last_lag_s = 0.0
 
     # -- storing one message: no AMQP here, so tests can call it directly ------------------------------------
     async def handle(self, queue: str, body: bytes, headers: dict[str, Any], content_type: str | None) -> None:
+        try:
+            await self._store(queue, body, headers, content_type)
+        except repository.ImageDeleted as exc:
+            self.counts["discarded"] += 1
+            log.info("dropped a %s message: %s", queue, exc)
+
+    async def _store(self, queue: str, body: bytes, headers: dict[str, Any], content_type: str | None) -> None:
         if queue == IMAGE_QUEUE:
             rid, created = _request_id(headers), _parse_created(headers)
+            async with self.pool.acquire() as conn:
+                if await repository.is_deleted(conn, rid):
+                    raise repository.ImageDeleted(f"image {rid} was deleted")
             path = image_path(self.image_dir, rid, created, content_type or "")
             await asyncio.to_thread(write_atomically, path, body)
-            async with self.pool.acquire() as conn, _sql("INSERT image"):
-                await repository.store_image_file(conn, rid, str(path.relative_to(self.image_dir)), created)
+            try:
+                async with self.pool.acquire() as conn, _sql("INSERT image"):
+                    await repository.store_image_file(conn, rid, str(path.relative_to(self.image_dir)), created)
+            except repository.ImageDeleted:  # deleted while its file was being written
+                path.unlink(missing_ok=True)
+                raise
             self.counts["images"] += 1
         elif queue == DATA_QUEUE:
             rid, created = _request_id(headers), _parse_created(headers)
@@ -215,6 +230,19 @@ class Archiver:
     def status(self) -> dict[str, Any]:
         return {"connected": self._channel is not None and not self._channel.is_closed, **self.counts,
                 "lag_s": self.last_lag_s}
+
+
+async def delete_image(pool: asyncpg.Pool, image_dir: str | Path, image_id: uuid.UUID) -> bool:
+    """Forget one image at its owner's request; returns whether any of it had been stored.
+
+    Its rows and file go now, and whatever of it is still on its way is dropped when it arrives (`handle`).
+    """
+    async with pool.acquire() as conn, _sql("DELETE image"):
+        stored, path = await repository.delete_image(conn, image_id)
+    if path:
+        (Path(image_dir) / path).unlink(missing_ok=True)
+    log.info("deleted image %s at its owner's request (%s)", image_id, "stored" if stored else "not stored yet")
+    return stored
 
 
 async def apply_retention(pool: asyncpg.Pool, image_dir: str | Path, days: float, now: datetime | None = None) -> int:

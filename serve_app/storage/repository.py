@@ -1,4 +1,8 @@
-"""SQL for results, images and corrections: every write is idempotent by request or correction id."""
+"""SQL for results, images and corrections: every write is idempotent by request or correction id.
+
+An image deleted at its owner's request leaves a row in ``image_deleted``, and every write for it takes the same
+per-image lock and checks that row first, so that a message still on its way never brings the image back.
+"""
 
 from __future__ import annotations
 
@@ -18,6 +22,32 @@ class StorageUnavailable(RuntimeError):
     """
 
 
+class ImageDeleted(Exception):
+    """The image was deleted at its owner's request: whatever still arrives for it is dropped."""
+
+
+#: The first key of the per-image advisory locks (two-key form, apart from the migrations' one-key lock).
+IMAGE_LOCK_CLASS = 0x0CA7
+
+
+async def _lock(conn: asyncpg.Connection, image_id: uuid.UUID) -> None:
+    """Inside a transaction: wait for any other write or deletion of this image, until the transaction ends."""
+    await conn.execute("SELECT pg_advisory_xact_lock($1, $2)", IMAGE_LOCK_CLASS,
+                       int.from_bytes(image_id.bytes[:4], "big", signed=True))
+
+
+async def _writing(conn: asyncpg.Connection, image_id: uuid.UUID) -> None:
+    """Inside a transaction: take the image's lock, then refuse one deleted."""
+    await _lock(conn, image_id)
+    if await conn.fetchval("SELECT EXISTS (SELECT 1 FROM image_deleted WHERE id = $1)", image_id):
+        raise ImageDeleted(f"image {image_id} was deleted")
+
+
+async def is_deleted(conn: asyncpg.Connection, image_id: uuid.UUID) -> bool:
+    """Whether the image was deleted (checked before writing its file, so that none is written for nothing)."""
+    return bool(await conn.fetchval("SELECT EXISTS (SELECT 1 FROM image_deleted WHERE id = $1)", image_id))
+
+
 def _int(v: float) -> int:
     return int(round(v))
 
@@ -34,20 +64,24 @@ def box_rows(image_id: uuid.UUID, lines: list[dict[str, Any]]) -> list[tuple]:
 
 
 async def store_image_file(conn: asyncpg.Connection, image_id: uuid.UUID, path: str, created: datetime) -> None:
-    await conn.execute(
-        "INSERT INTO image (id, path, creation_timestamp) VALUES ($1, $2, $3) "
-        "ON CONFLICT (id) DO UPDATE SET path = EXCLUDED.path",
-        image_id, path, created,
-    )
+    """Record where the image's file is; `ImageDeleted` if it was deleted (the caller removes the file)."""
+    async with conn.transaction():
+        await _writing(conn, image_id)
+        await conn.execute(
+            "INSERT INTO image (id, path, creation_timestamp) VALUES ($1, $2, $3) "
+            "ON CONFLICT (id) DO UPDATE SET path = EXCLUDED.path",
+            image_id, path, created,
+        )
 
 
 async def store_result(
     conn: asyncpg.Connection, image_id: uuid.UUID, result: dict[str, Any], created: datetime
 ) -> bool:
-    """Store an OCR answer once; returns False when it was already stored (a redelivery)."""
+    """Store an OCR answer once; returns False when it was already stored (a redelivery), `ImageDeleted`."""
     img = result.get("image", {})
     models = result.get("models", {})
     async with conn.transaction():
+        await _writing(conn, image_id)
         await conn.execute(
             "INSERT INTO image (id, creation_timestamp, width, height, format, page, pages, rotation, "
             "detector_model, recognizer_model, timings) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) "
@@ -72,13 +106,18 @@ async def store_result(
 
 
 async def store_correction(conn: asyncpg.Connection, correction: dict[str, Any]) -> bool:
-    """Store a correction once (by correction_id); raises ForeignKeyViolationError if the image is not there yet."""
-    status = await conn.execute(
-        "INSERT INTO text_correction (correction_id, image_id, line_index, value) VALUES ($1, $2, $3, $4) "
-        "ON CONFLICT (correction_id) DO NOTHING",
-        uuid.UUID(correction["correction_id"]), uuid.UUID(correction["image_id"]), correction.get("line_index"),
-        correction["value"],
-    )
+    """Store a correction once (by correction_id).
+
+    Raises ForeignKeyViolationError if its image is not there yet, `ImageDeleted` if it never will be.
+    """
+    image_id = uuid.UUID(correction["image_id"])
+    async with conn.transaction():
+        await _writing(conn, image_id)
+        status = await conn.execute(
+            "INSERT INTO text_correction (correction_id, image_id, line_index, value) VALUES ($1, $2, $3, $4) "
+            "ON CONFLICT (correction_id) DO NOTHING",
+            uuid.UUID(correction["correction_id"]), image_id, correction.get("line_index"), correction["value"],
+        )
     return status.endswith(" 1")
 
 
@@ -119,6 +158,23 @@ async def image_data(pool: asyncpg.Pool, image_id: uuid.UUID) -> dict[str, Any] 
 
 
 async def delete_older_than(conn: asyncpg.Connection, cutoff: datetime) -> list[tuple[uuid.UUID, str | None]]:
-    """Delete images created before ``cutoff`` (boxes and corrections cascade); returns their ids and paths."""
-    rows = await conn.fetch("DELETE FROM image WHERE creation_timestamp < $1 RETURNING id, path", cutoff)
+    """Delete images created before ``cutoff`` (boxes and corrections cascade); returns their ids and paths.
+
+    The marks of images deleted before it go too: nothing that old is kept anyway.
+    """
+    async with conn.transaction():
+        rows = await conn.fetch("DELETE FROM image WHERE creation_timestamp < $1 RETURNING id, path", cutoff)
+        await conn.execute("DELETE FROM image_deleted WHERE deleted_at < $1", cutoff)
     return [(r["id"], r["path"]) for r in rows]
+
+
+async def delete_image(conn: asyncpg.Connection, image_id: uuid.UUID) -> tuple[bool, str | None]:
+    """Delete one image (boxes and corrections cascade) and mark it deleted, whether it is stored yet or not.
+
+    Returns whether any of it was stored, and its file's path.
+    """
+    async with conn.transaction():
+        await _lock(conn, image_id)
+        await conn.execute("INSERT INTO image_deleted (id) VALUES ($1) ON CONFLICT (id) DO NOTHING", image_id)
+        row = await conn.fetchrow("DELETE FROM image WHERE id = $1 RETURNING path", image_id)
+    return row is not None, row["path"] if row else None

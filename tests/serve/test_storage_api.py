@@ -352,6 +352,55 @@ def test_sidecar_replica_killed_as_corrections_arrive_each_is_accepted_and_store
     assert sorted(corrections(pg_url, rid)) == answered
 
 
+def _rows_and_files(pg_url: str, storage_dirs, rid: str) -> tuple[int, int, list[str]]:
+    import asyncio
+
+    async def go() -> tuple[int, int]:
+        conn = await asyncpg.connect(pg_url)
+        try:
+            return (await conn.fetchval("SELECT count(*) FROM image WHERE id = $1", uuid.UUID(rid)),
+                    await conn.fetchval("SELECT count(*) FROM image_box WHERE image_id = $1", uuid.UUID(rid)))
+        finally:
+            await conn.close()
+
+    return (*asyncio.new_event_loop().run_until_complete(go()), [p.name for p in storage_dirs[0].rglob(f"{rid}.*")])
+
+
+def test_an_image_deleted_is_gone_and_its_answer_still_on_the_way_is_never_stored(client, pg_url, storage_dirs):
+    from ray import serve
+
+    from tests.conftest import rabbitmqctl
+
+    from .conftest import APP
+
+    rid = client.post("/api/v1/ocr", files={"image": ("d.png", png_bytes(["forget me"]), "image/png")}).json()[
+        "request_id"]
+    stored_data(client, rid)
+    client.post(f"/api/v1/images/{rid}/corrections", json={"value": "Forget me"})
+    assert _rows_and_files(pg_url, storage_dirs, rid)[2] == [f"{rid}.png"]
+    r = client.delete(f"/api/v1/images/{rid}")
+    assert r.status_code == 204 and r.content == b""
+    assert _rows_and_files(pg_url, storage_dirs, rid) == (0, 0, [])
+    assert client.get(f"/api/v1/images/{rid}").status_code == 404
+    assert client.get(f"/api/v1/images/{rid}/data").status_code == 404
+    assert client.post(f"/api/v1/images/{rid}/corrections", json={"value": "x"}).status_code == 404
+    assert client.delete(f"/api/v1/images/{rid}").status_code == 204  # deleting is idempotent
+    assert client.delete("/api/v1/images/nope").json()["error"]["code"] == "invalid_id"
+
+    archiver = serve.get_deployment_handle("Archiver", app_name=APP)
+    discarded = archiver.status.remote().result()["discarded"]
+    rabbitmqctl("stop_app")  # the answer waits in the sidecar's spool
+    try:
+        waiting = client.post("/api/v1/ocr", files={"image": ("w.png", png_bytes(["on its way"]), "image/png")})
+        assert waiting.status_code == 200
+        assert client.delete(f"/api/v1/images/{waiting.json()['request_id']}").status_code == 204
+    finally:
+        rabbitmqctl("start_app")
+    poll(lambda: archiver.status.remote().result()["discarded"] >= discarded + 2, timeout=120)  # image and data
+    time.sleep(1)
+    assert _rows_and_files(pg_url, storage_dirs, waiting.json()["request_id"]) == (0, 0, [])
+
+
 def test_stored_results_answer_503_while_the_database_is_down_and_nothing_is_lost(client, pg_url, pg_database):
     """Reads of stored results need PostgreSQL; while it refuses connections they answer 503 with Retry-After (not
     500), OCR itself goes on, and what was read meanwhile is stored once the database is back."""
@@ -369,6 +418,8 @@ def test_stored_results_answer_503_while_the_database_is_down_and_nothing_is_los
             assert r.json()["error"]["code"] == "storage_unavailable" and r.headers["Retry-After"] == "1"
         # an id this ingress has not answered lately needs the database to be known: not a 404 while it is down
         r = client.post(f"/api/v1/images/{uuid.uuid4()}/corrections", json={"value": "x"})
+        assert r.status_code == 503 and r.json()["error"]["code"] == "storage_unavailable", r.text[:300]
+        r = client.delete(f"/api/v1/images/{uuid.uuid4()}")  # a deletion is never answered before it is done
         assert r.status_code == 503 and r.json()["error"]["code"] == "storage_unavailable", r.text[:300]
         during = client.post("/api/v1/ocr", files={"image": ("d.png", png_bytes(["read meanwhile"]), "image/png")})
         assert during.status_code == 200 and during.json()["text"] == "read meanwhile"

@@ -11,7 +11,7 @@ import asyncpg
 import pytest
 
 from serve_app.storage import repository
-from serve_app.storage.archive import Archiver, apply_retention
+from serve_app.storage.archive import Archiver, apply_retention, delete_image
 from serve_app.storage.messages import (
     DEAD_LETTER_QUEUE,
     IMAGE_QUEUE,
@@ -57,7 +57,7 @@ async def fresh_pool(pg_url: str) -> asyncpg.Pool:
     pool = await asyncpg.create_pool(pg_url, min_size=1, max_size=4)
     async with pool.acquire() as conn:
         await migrate(conn)
-        await conn.execute("TRUNCATE image CASCADE")
+        await conn.execute("TRUNCATE image, image_deleted CASCADE")
     return pool
 
 
@@ -329,3 +329,89 @@ def test_retention_deletes_exactly_the_old_images_rows_and_files(run, pg_url, tm
     assert deleted == 2
     assert left == files == {ids["young"], ids["new"]}
     assert boxes == 2 * 3
+
+
+async def _stored_of(pool: asyncpg.Pool, image_dir, rid: str) -> tuple[int, int, int, list[str]]:
+    """(image rows, box rows, corrections, files) of one image."""
+    image_id = uuid.UUID(rid)
+    return (await pool.fetchval("SELECT count(*) FROM image WHERE id = $1", image_id),
+            await pool.fetchval("SELECT count(*) FROM image_box WHERE image_id = $1", image_id),
+            await pool.fetchval("SELECT count(*) FROM text_correction WHERE image_id = $1", image_id),
+            [p.name for p in image_dir.rglob(f"{rid}.*")])
+
+
+def test_an_image_deleted_is_gone_and_whatever_arrives_for_it_later_is_dropped(run, pg_url, tmp_path):
+    async def go():
+        pool = await fresh_pool(pg_url)
+        archiver = Archiver("amqp://unused", pool, tmp_path)
+        stored, early, kept = (str(uuid.uuid4()) for _ in range(3))
+
+        async def arrive(rid: str) -> None:  # the three messages of one answer and its correction
+            await archiver.handle("imageQueue", b"img", {"request_id": rid}, "image/png")
+            await archiver.handle("imageDataQueue", json.dumps(result(2)).encode(), {"request_id": rid}, None)
+            await archiver.handle("textCorrectionQueue", json.dumps(
+                {"correction_id": str(uuid.uuid4()), "image_id": rid, "value": "fixed"}).encode(), {}, None)
+
+        for rid in (stored, kept):
+            await arrive(rid)
+        before = await _stored_of(pool, tmp_path, stored)
+        was_stored = [await delete_image(pool, tmp_path, uuid.UUID(stored)),
+                      await delete_image(pool, tmp_path, uuid.UUID(early))]  # deleted before anything arrived
+        gone = await _stored_of(pool, tmp_path, stored)
+        for rid in (stored, early):  # redeliveries, and an answer still in a queue when it was deleted
+            await arrive(rid)
+        after = [await _stored_of(pool, tmp_path, rid) for rid in (stored, early, kept)]
+        again = await delete_image(pool, tmp_path, uuid.UUID(stored))
+        counts = dict(archiver.counts)
+        await pool.close()
+        return before, was_stored, gone, after, again, counts
+
+    before, was_stored, gone, after, again, counts = run(go())
+    assert before == (1, 6, 1, [before[3][0]]) and before[3][0].endswith(".png")
+    assert was_stored == [True, False] and again is False
+    assert gone == (0, 0, 0, [])
+    assert after[:2] == [(0, 0, 0, [])] * 2  # nothing came back, not even a file
+    assert after[2][:3] == (1, 6, 1)  # the other image is untouched
+    assert counts["discarded"] == 6 and counts["images"] == 2 and counts["results"] == 2
+
+
+def test_a_deletion_racing_the_answers_on_their_way_always_wins(run, pg_url, tmp_path):
+    """Whichever runs first, a file written or a row inserted while an image is deleted never outlives it."""
+    async def go():
+        pool = await fresh_pool(pg_url)
+        archiver = Archiver("amqp://unused", pool, tmp_path)
+        ids = [str(uuid.uuid4()) for _ in range(40)]
+
+        async def race(i: int, rid: str) -> None:
+            arriving = [archiver.handle("imageQueue", b"img", {"request_id": rid}, "image/png"),
+                        archiver.handle("imageDataQueue", json.dumps(result(1)).encode(), {"request_id": rid}, None)]
+            deleting = delete_image(pool, tmp_path, uuid.UUID(rid))
+            await asyncio.gather(*(arriving + [deleting] if i % 2 else [deleting] + arriving))
+
+        await asyncio.gather(*(race(i, rid) for i, rid in enumerate(ids)))
+        left = [await _stored_of(pool, tmp_path, rid) for rid in ids]
+        marks = await pool.fetchval("SELECT count(*) FROM image_deleted WHERE id = ANY($1)",
+                                    [uuid.UUID(r) for r in ids])
+        await pool.close()
+        return left, marks, archiver.counts
+
+    left, marks, counts = run(go())
+    assert left == [(0, 0, 0, [])] * 40 and marks == 40
+    assert counts["discarded"] > 0  # some messages did arrive after their image was deleted
+
+
+def test_retention_forgets_the_marks_of_images_deleted_before_its_cutoff(run, pg_url, tmp_path):
+    async def go():
+        pool = await fresh_pool(pg_url)
+        now = datetime.now(UTC)
+        old, recent = uuid.uuid4(), uuid.uuid4()
+        for image_id in (old, recent):
+            await delete_image(pool, tmp_path, image_id)
+        await pool.execute("UPDATE image_deleted SET deleted_at = $2 WHERE id = $1", old, now - timedelta(days=8))
+        await apply_retention(pool, tmp_path, days=7, now=now)
+        left = {r["id"] for r in await pool.fetch("SELECT id FROM image_deleted")}
+        await pool.close()
+        return left, recent
+
+    left, recent = run(go())
+    assert left == {recent}
