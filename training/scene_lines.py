@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import inspect
 import random
 from pathlib import Path
 
@@ -99,10 +100,24 @@ def build(part: str = "fit", renders: int = 1, seed: int = 0, weights: str | Non
     return out
 
 
+def cut_rule() -> str:
+    """A short hash of how the service cuts lines: the crop functions and the margins and slopes they are given."""
+    from serve_app.ocr import pipeline
+    from serve_app.ocr.processing import recognition
+
+    parts = [inspect.getsource(f) for f in (pipeline.make_crops, recognition.crop_line, recognition.crop_tilted)]
+    parts += [repr((pipeline.MIN_TILT, pipeline.STEEP_TILT, pipeline.STEEP_PAD_Y, recognition.INPUT_HEIGHT))]
+    return hashlib.sha1("\n".join(parts).encode()).hexdigest()[:6]
+
+
 def cache_name(renders: int = 1, part: str = "fit", busy: float = 0.0) -> str:
-    """Keyed by the shipped detector's bytes: a retrained CTPN cuts other lines, so it gets fresh crops."""
+    """Keyed by the shipped detector's bytes and the cut rule: either changes the crops, so they are built afresh.
+
+    (Keyed by the detector alone, the crops built before steep lines were cut with less margin went on being used.)
+    """
     detector = hashlib.sha1(Path(DEFAULT_DETECTOR).read_bytes()).hexdigest()[:8]
-    return f"ic15_scene_lines_{part}_x{renders}_{detector}" + (f"_busy{round(busy * 100)}" if busy else "")
+    return (f"ic15_scene_lines_{part}_x{renders}_{detector}_cut{cut_rule()}"
+            + (f"_busy{round(busy * 100)}" if busy else ""))
 
 
 def cached(renders: int = 1, part: str = "fit", busy: float = 0.0) -> list[tuple[np.ndarray, str]]:
