@@ -3,7 +3,8 @@
 A client that sends an upload again (its answer lost on the way back, its connection dropped) would otherwise have
 it stored twice, under two ids. With an ``Idempotency-Key`` every try gets the same request id, and the archiver
 stores a request once whatever arrives. The key is scoped by the API key presented, so that two callers who happen
-to choose the same key never share an id.
+to choose the same key never share an id. An id is what reads a stored image, so a guessable key makes a
+guessable id: the shipped client and page send random UUIDs.
 """
 
 from __future__ import annotations
