@@ -39,7 +39,7 @@ async def _lock(conn: asyncpg.Connection, image_id: uuid.UUID) -> None:
 async def _writing(conn: asyncpg.Connection, image_id: uuid.UUID) -> None:
     """Inside a transaction: take the image's lock, then refuse one deleted."""
     await _lock(conn, image_id)
-    if await conn.fetchval("SELECT EXISTS (SELECT 1 FROM image_deleted WHERE id = $1)", image_id):
+    if await is_deleted(conn, image_id):
         raise ImageDeleted(f"image {image_id} was deleted")
 
 
