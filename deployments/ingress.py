@@ -160,6 +160,8 @@ def _outliving_the_request() -> contextvars.Context:
     one whose client is gone, at times just after the answer went out. A handover to the sidecar made under the
     request was then cancelled with it, and its answer never stored (one in 30 in about half the runs of the
     sidecar-kill test). Under a request id of its own that Serve does not cancel with the request's, it runs on.
+    That was not all of it: a handover was still cancelled 34 ms after its client left (CI, 2026-12-05), so the
+    handover also sends its call again when cancelled (`retries.call_with_retries(outlive_cancellation=True)`).
     """
     from ray.serve import context as serve_context
 
@@ -462,7 +464,7 @@ class Ingress:
         try:
             spooled = await retries.call_with_retries(
                 lambda: self.sidecar.forward.remote(request_id, data, media_type, stored), "Sidecar",
-                self.cfg.ingress.replica_retries, _replica_lost)
+                self.cfg.ingress.replica_retries, _replica_lost, outlive_cancellation=True)
         except asyncio.CancelledError:  # not an Exception: say so, or the answer goes without a word
             log.error("the result of request %s is lost: its handover to the sidecar was cancelled", request_id)
             raise

@@ -45,15 +45,28 @@ def track() -> dict[str, int]:
 
 async def call_with_retries(call: Callable[[], Awaitable[T]], deployment: str, retries: int,
                             on_lost: Callable[[str, BaseException, bool], None] | None = None,
-                            backoff_s: float = 0.1) -> T:
+                            backoff_s: float = 0.1, outlive_cancellation: bool = False) -> T:
     """``await call()``, made again up to ``retries`` times while the replica answering it is lost.
 
     ``call`` must build a new request each time (a Serve response can be awaited once). ``on_lost(deployment,
     exception, giving_up)`` hears of every loss, for logs and metrics.
+
+    ``outlive_cancellation``: for work that must not go with the request it was started under (an answer's handover
+    to the sidecar). Serve at times cancels it just after the request's client has gone, whatever request context it
+    runs under; such a cancellation, of the call or of the task awaiting it, counts as one more loss, and the call is
+    made again.
     """
     for attempt in range(retries + 1):
         try:
             return await call()
+        except asyncio.CancelledError as exc:
+            if not outlive_cancellation or attempt == retries:
+                raise
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                task.uncancel()  # this task was cancelled, not only the call: carry on all the same
+            if on_lost is not None:
+                on_lost(deployment, exc, False)
         except REPLICA_LOST as exc:
             lost = _lost.get()
             if lost is not None:

@@ -50,3 +50,50 @@ def test_a_failure_of_the_model_code_is_not_retried():
     with pytest.raises(ValueError, match="bad input"):
         asyncio.run(retries.call_with_retries(call, "Detector", retries=2, backoff_s=0.001))
     assert len(calls) == 1
+
+
+def test_a_handover_outlives_the_cancellation_of_its_call_or_of_its_own_task():
+    """Serve may cancel a handover just after its request's client has gone: it is made again, not lost."""
+    async def run() -> tuple:
+        calls, seen = [], []
+
+        async def cancelled_once() -> str:  # the call itself is cancelled (the awaited response), once
+            calls.append("call")
+            if len(calls) == 1:
+                raise asyncio.CancelledError
+            return "spooled"
+
+        first = await retries.call_with_retries(cancelled_once, "Sidecar", retries=2, backoff_s=0.001,
+                                                on_lost=lambda d, e, g: seen.append((d, type(e).__name__, g)),
+                                                outlive_cancellation=True)
+        gate = asyncio.Event()
+
+        async def waits() -> str:
+            await gate.wait()
+            return "spooled"
+
+        task = asyncio.create_task(retries.call_with_retries(waits, "Sidecar", retries=2, outlive_cancellation=True))
+        await asyncio.sleep(0.01)
+        task.cancel()  # the task awaiting the call is cancelled, once
+        await asyncio.sleep(0.01)
+        gate.set()
+        second = await task
+        return first, len(calls), seen, second, task.cancelling()
+
+    assert asyncio.run(run()) == ("spooled", 2, [("Sidecar", "CancelledError", False)], "spooled", 0)
+
+
+def test_only_a_handover_outlives_cancellation_and_only_so_often():
+    async def always_cancelled() -> None:
+        raise asyncio.CancelledError
+
+    for outlive, tries in ((False, 1), (True, 3)):
+        calls: list[int] = []
+
+        async def call(calls: list[int] = calls) -> None:
+            calls.append(1)
+            await always_cancelled()
+
+        with pytest.raises(asyncio.CancelledError):
+            asyncio.run(retries.call_with_retries(call, "Sidecar", retries=2, outlive_cancellation=outlive))
+        assert len(calls) == tries
