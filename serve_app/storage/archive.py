@@ -107,15 +107,12 @@ class Archiver:
     async def _store(self, queue: str, body: bytes, headers: dict[str, Any], content_type: str | None) -> None:
         if queue == IMAGE_QUEUE:
             rid, created = _request_id(headers), _parse_created(headers)
-            async with self.pool.acquire() as conn:
-                if await repository.is_deleted(conn, rid):
-                    raise repository.ImageDeleted(f"image {rid} was deleted")
             path = image_path(self.image_dir, rid, created, content_type or "")
             await asyncio.to_thread(write_atomically, path, body)
             try:
                 async with self.pool.acquire() as conn, _sql("INSERT image"):
                     await repository.store_image_file(conn, rid, str(path.relative_to(self.image_dir)), created)
-            except repository.ImageDeleted:  # deleted while its file was being written
+            except repository.ImageDeleted:  # deleted before or while its file was written: the file goes too
                 path.unlink(missing_ok=True)
                 raise
             self.counts["images"] += 1

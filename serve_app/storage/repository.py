@@ -44,7 +44,7 @@ async def _writing(conn: asyncpg.Connection, image_id: uuid.UUID) -> None:
 
 
 async def is_deleted(conn: asyncpg.Connection, image_id: uuid.UUID) -> bool:
-    """Whether the image was deleted (checked before writing its file, so that none is written for nothing)."""
+    """Whether the image was deleted at its owner's request."""
     return bool(await conn.fetchval("SELECT EXISTS (SELECT 1 FROM image_deleted WHERE id = $1)", image_id))
 
 
