@@ -101,7 +101,7 @@ async function read() {
     if ($("find-turn").checked) params.set("rotate", "auto");
     const query = params.toString();
     const url = query ? `api/v1/ocr?${query}` : "api/v1/ocr";
-    const { r, data } = await postAgainWhileBusy(url, form, { "Idempotency-Key": newId() });
+    const { r, data } = await sendAgainWhileBusy(url, { method: "POST", body: form, headers: { "Idempotency-Key": newId() } });
     if (!r.ok) {
       const msg = data.error ? data.error.message : r.statusText;
       const hint = { 413: "Too large", 415: "Not an image we can read", 500: "The service failed, try again",
@@ -120,15 +120,16 @@ async function read() {
   }
 }
 
-// Sends the upload again while the service is busy (503, after its Retry-After, growing) or lost the replica
+// Sends a request again while the service is busy (503, after its Retry-After, growing) or lost the replica
 // holding it (Serve's proxy answers that with a 500 that is not our JSON), as serve_app.client does; a 4xx, a
-// 504 after a minute's wait and our own JSON 500 are shown at once.
-async function postAgainWhileBusy(url, body, headers = {}, say = (msg) => setStatus(msg, "busy"), tries = 5) {
+// 504 after a minute's wait, our own JSON 500 and a 503 that waiting cannot change (storage off) come back at once.
+async function sendAgainWhileBusy(url, init, say = (msg) => setStatus(msg, "busy"), tries = 5) {
   for (let attempt = 1; ; attempt++) {
-    const r = await fetch(url, { method: "POST", body, headers: apiHeaders(headers) });
+    const r = await fetch(url, { ...init, headers: apiHeaders(init.headers) });
     const data = await r.json().catch(() => ({}));
     if (r.status === 401) throw askForKey();
-    const again = r.status === 503 || r.status === 502 || (r.status === 500 && !data.error);
+    const lasting = data.error && data.error.code === "storage_disabled";
+    const again = (r.status === 503 && !lasting) || r.status === 502 || (r.status === 500 && !data.error);
     if (!again || attempt === tries) return { r, data };
     const wait = Math.min(Math.max(Number(r.headers.get("Retry-After")) || 1, 2 ** (attempt - 1)), 10);
     say(`The service is busy: trying again in ${wait} s (${attempt} of ${tries - 1})…`);
@@ -188,6 +189,7 @@ function highlight(index, on) {
 
 function showResult(data, region) {
   state.result = data;
+  $("forget").disabled = false;
   const overlay = $("overlay");
   overlay.innerHTML = "";
   if (state.roi) overlay.appendChild(roiRect(state.roi));
@@ -221,14 +223,31 @@ async function correct(index, li) {
   if (!value) { out.textContent = "Type the right text first"; out.className = "error"; return; }
   out.textContent = "sending…"; out.className = "sent";
   try {
-    const { r, data } = await postAgainWhileBusy(
-      `api/v1/images/${state.result.request_id}/corrections`,
-      JSON.stringify({ value, line_index: index, correction_id: newId() }),
-      { "Content-Type": "application/json" }, (msg) => { out.textContent = msg; });
+    const { r, data } = await sendAgainWhileBusy(`api/v1/images/${state.result.request_id}/corrections`, {
+      method: "POST", body: JSON.stringify({ value, line_index: index, correction_id: newId() }),
+      headers: { "Content-Type": "application/json" },
+    }, (msg) => { out.textContent = msg; });
     if (r.status !== 202) throw new Error(data.error ? data.error.message : `HTTP ${r.status}`);
     out.textContent = "✓ correction accepted";
   } catch (err) {
     out.textContent = `Not sent: ${err.message}`; out.className = "error";
+  }
+}
+
+// Deletes what the service stored of this upload (image, boxes, corrections), after asking: it cannot be undone.
+async function forget() {
+  const id = state.result.request_id;
+  if (!confirm("Delete the stored copy of this image, its text and its corrections from the service?")) return;
+  $("forget").disabled = true;
+  setStatus("Deleting…", "busy");
+  try {
+    const { r, data } = await sendAgainWhileBusy(`api/v1/images/${id}`, { method: "DELETE" });
+    if (r.status !== 204) throw new Error(data.error ? data.error.message : `HTTP ${r.status}`);
+    document.querySelectorAll("#lines .fix").forEach((b) => { b.disabled = true; });
+    setStatus("Deleted: the service no longer holds this image, its text or its corrections.");
+  } catch (err) {
+    $("forget").disabled = false;
+    setStatus(`Not deleted: ${err.message}`, "error");
   }
 }
 
@@ -288,6 +307,7 @@ function setupInput() {
     const text = [...document.querySelectorAll("#lines input")].map((i) => i.value).join("\n");
     try { await navigator.clipboard.writeText(text); setStatus("Copied."); } catch { setStatus("Copy failed: select the text instead.", "error"); }
   });
+  $("forget").addEventListener("click", forget);
   $("download").addEventListener("click", () => {
     const a = document.createElement("a");
     a.href = URL.createObjectURL(new Blob([JSON.stringify(state.result, null, 2)], { type: "application/json" }));

@@ -205,6 +205,62 @@ def test_a_correction_turned_away_is_sent_again_under_its_id_and_stored_once(pag
     assert [(c["id"], c["value"]) for c in stored()] == [(cid, "Invoice number 4522")]
 
 
+def read_page(page, path: Path) -> str:
+    """Upload ``path``, read it and return the answer's request id."""
+    with page.expect_response(lambda r: "/api/v1/ocr" in r.url and r.status == 200) as answer:
+        page.set_input_files("#file", str(path))
+        page.wait_for_selector("#prep:has-text('JPEG')")
+        page.click("#read")
+    page.wait_for_selector("#results:not([hidden])", timeout=60_000)
+    return answer.value.json()["request_id"]
+
+
+def test_the_stored_copy_is_deleted_only_when_the_user_confirms(page, page_png, serve_url):
+    rid = read_page(page, page_png[0])
+    deletes: list[str] = []
+    page.on("request", lambda r: deletes.append(r.url) if r.method == "DELETE" else None)
+    page.once("dialog", lambda d: d.dismiss())
+    page.click("#forget")
+    time.sleep(0.5)
+    assert deletes == [] and page.is_enabled("#forget")  # dismissed: nothing sent
+
+    deadline = time.monotonic() + 60  # stored first, so that the deletion has something to delete
+    while httpx.get(f"{serve_url}/api/v1/images/{rid}/data").status_code != 200 and time.monotonic() < deadline:
+        time.sleep(0.25)
+    assert httpx.get(f"{serve_url}/api/v1/images/{rid}").status_code == 200
+    page.once("dialog", lambda d: d.accept())
+    page.click("#forget")
+    page.wait_for_selector("#status:has-text('Deleted')", timeout=30_000)
+    assert deletes == [f"{serve_url}/api/v1/images/{rid}"]
+    assert httpx.get(f"{serve_url}/api/v1/images/{rid}").status_code == 404
+    assert httpx.get(f"{serve_url}/api/v1/images/{rid}/data").status_code == 404
+    assert not page.is_enabled("#forget") and not page.locator("#lines button.fix").first.is_enabled()
+
+
+def test_a_service_that_stores_nothing_is_not_asked_again(page, page_png):
+    """A deployment without storage answers 503 ``storage_disabled``, which no wait changes: the page says so at once
+    instead of retrying (stood in for by a route: the test app stores)."""
+    import json
+
+    read_page(page, page_png[0])
+    calls: list[str] = []
+
+    def storage_off(route) -> None:
+        calls.append(route.request.method)
+        return route.fulfill(status=503, content_type="application/json", body=json.dumps(
+            {"error": {"code": "storage_disabled", "message": "results are not stored by this deployment"}}))
+
+    page.route("**/api/v1/images/**", storage_off)
+    first = page.locator("#lines li").first
+    first.locator("input").fill("Invoice number 4522")
+    first.locator("button.fix").click()
+    page.wait_for_selector("#lines li span.error:has-text('not stored')", timeout=10_000)
+    page.once("dialog", lambda d: d.accept())
+    page.click("#forget")
+    page.wait_for_selector("#status.error:has-text('not stored')", timeout=10_000)
+    assert calls == ["POST", "DELETE"]
+
+
 def test_a_busy_service_is_asked_again_until_it_reads_the_page(page, page_png, serve_url, app_config):
     """One request admitted at a time, and the detector holding each 3 s for a batch: the page's upload is turned
     away with 503 while another is read; the page says so, waits the Retry-After, sends it again and shows it."""
