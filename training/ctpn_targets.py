@@ -4,10 +4,13 @@ A line is an axis-aligned box ``(x0, y0, x1, y1)`` or a quadrilateral ``((x, y) 
 strip gets the quadrilateral's own vertical extent within that strip, so a tilted line is learnt as a staircase of
 short proposals, which is how CTPN's fixed-width anchors can follow it. Anchors whose vertical IoU with their
 strip reaches 0.7 (and each strip's best anchor) are text; those below 0.5 with every strip are background; the
-rest are ignored, and so are a strip's near-ties: anchors within `TIE_RATIO` of its best IoU. Text 8-18 px high
-overlaps its best anchors under 0.7, and often two of them (in neighbouring rows, or of neighbouring heights)
-about equally; the paper's rule made the best one text and its near twin background, two contradicting labels
-for one picture, in about 3 of 10 strips of such text. Columns within 32 px of a line's end learn the side offset.
+rest are ignored. Columns within 32 px of a line's end learn the side offset.
+
+``tie_ratio`` (off by default, and for every shipped stage) also ignores a strip's near-ties: anchors within that
+share of its best IoU. Text 8-18 px high overlaps its best anchors under 0.7, often two of them (neighbouring rows
+or heights) about equally, and the paper's rule then makes the best one text and its near twin background: two
+contradicting labels for one picture, in about 3 of 10 strips of such text. Trained with 0.8 for 3,000 CPU steps it
+did no better than the same run without it (`docs/accuracy.md`, 2026-12-05).
 """
 
 from __future__ import annotations
@@ -21,8 +24,6 @@ from serve_app.ocr.processing.anchors import ANCHOR_WIDTH, anchor_grid, encode_s
 POS_IOU = 0.7
 NEG_IOU = 0.5
 SIDE_RANGE = 32
-#: An anchor whose IoU with a strip is at least this share of the strip's best is never background.
-TIE_RATIO = 0.8
 
 
 @dataclass
@@ -61,7 +62,7 @@ def clip_x(poly: np.ndarray, lo: float, hi: float) -> np.ndarray:
     return poly
 
 
-def make_targets(lines: np.ndarray, h: int, w: int, stride: int = 16) -> Targets:
+def make_targets(lines: np.ndarray, h: int, w: int, stride: int = 16, tie_ratio: float | None = None) -> Targets:
     """Targets for one image from line boxes ``(L, 4)`` or quadrilaterals ``(L, 4, 2)`` (network pixels)."""
     cxa, cya, ha = anchor_grid(h, w, stride)
     ay0, ay1 = cya - ha / 2, cya + ha / 2  # (h, w, k)
@@ -93,8 +94,8 @@ def make_targets(lines: np.ndarray, h: int, w: int, stride: int = 16) -> Targets
             best[:, j] = np.where(better, iou, best[:, j])
             vertical[:, j] = np.where(better[..., None], target, vertical[:, j])
             top = np.unravel_index(int(np.argmax(iou)), iou.shape)
-            if iou[top] > 0:
-                tied[:, j] |= iou >= TIE_RATIO * iou[top]
+            if tie_ratio is not None and iou[top] > 0:
+                tied[:, j] |= iou >= tie_ratio * iou[top]
             positive[top[0], j, top[1]] = True
             vertical[top[0], j, top[1]] = target[top]
         if not ious:

@@ -54,6 +54,8 @@ def get_args_parser() -> argparse.ArgumentParser:
                    help="share of layouts and scenes drawn busy: clutter behind the words, uneven light over all")
     p.add_argument("--hard-fraction", type=float, default=0.0,
                    help="share of frame layouts drawn hard: smaller, faded words, some at lost resolution")
+    p.add_argument("--tie-ratio", type=float, default=None,
+                   help="also ignore anchors within this share of a strip's best IoU (`ctpn_targets`); off: the paper")
     p.add_argument("--no-real", action="store_true", help="synthetic pages only (no ../shared needed)")
     p.add_argument("--save-every", type=int, default=250)
     p.add_argument("--out", default="runs/ctpn")
@@ -86,11 +88,12 @@ class PageSampler:
     def __init__(self, rng: random.Random, size: int, synth_fraction: float, real: list[tuple[str, list]],
                  scene_fraction: float = 0.0, word_crops: list[np.ndarray] | None = None,
                  layout_fraction: float = 0.0, layouts: list[list[tuple[int, list]]] | None = None,
-                 clutter_fraction: float = 0.0, hard_fraction: float = 0.0) -> None:
+                 clutter_fraction: float = 0.0, hard_fraction: float = 0.0, tie_ratio: float | None = None) -> None:
         self.rng, self.size, self.synth_fraction, self.real = rng, size, synth_fraction, real
         self.scene_fraction, self.word_crops = scene_fraction, word_crops or []
         self.layout_fraction, self.layouts = layout_fraction, layouts or []
         self.clutter_fraction, self.hard_fraction = clutter_fraction, hard_fraction
+        self.tie_ratio = tie_ratio
 
     def _busy(self) -> bool:
         return self.clutter_fraction > 0 and self.rng.random() < self.clutter_fraction
@@ -118,7 +121,7 @@ class PageSampler:
         grid = self.size // 16
         while True:
             img, boxes = self()
-            t = make_targets(boxes, grid, grid)
+            t = make_targets(boxes, grid, grid, tie_ratio=self.tie_ratio)
             yield img, t.labels, t.vertical, t.side, t.side_mask
 
     def _crop(self, img: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -204,7 +207,8 @@ def main(args: argparse.Namespace) -> dict:
 
     def samples(rng: random.Random):  # noqa: ANN202 - runs in each data worker
         return PageSampler(rng, args.size, args.synth_fraction, real, args.scene_fraction, crops,
-                           args.layout_fraction, layouts, args.clutter_fraction, args.hard_fraction).samples()
+                           args.layout_fraction, layouts, args.clutter_fraction, args.hard_fraction,
+                           args.tie_ratio).samples()
 
     loader = stream_loader(samples, args.seed * 1000 + step, args.workers, batch_size=args.batch_size)
     model = model.to(memory_format=torch.channels_last).train()

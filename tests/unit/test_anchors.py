@@ -107,15 +107,19 @@ def test_clip_x_cuts_a_polygon_to_a_vertical_strip():
     assert len(clip_x(poly, 20, 30)) == 0
 
 
-def test_a_small_line_between_two_anchor_rows_gives_its_twin_anchor_no_background_label():
+def test_a_small_line_between_two_anchor_rows_gives_its_twin_anchor_no_background_label_if_asked():
     """14 px text centred on the border of rows 0 and 1: both rows' anchors overlap it equally (IoU < 0.5)."""
     line = np.array([[16, 8.5, 96, 22.5]], dtype=np.float32)
-    t = make_targets(line, 6, 8)
+    t = make_targets(line, 6, 8, tie_ratio=0.8)
     _, cy, ha = anchor_grid(6, 8)
     iou = vertical_iou(cy[:, 2] - ha[:, 2] / 2, cy[:, 2] + ha[:, 2] / 2, np.float32(8.5), np.float32(22.5))
     top = np.unravel_index(int(np.argmax(iou)), iou.shape)
     twin = (1 - top[0], top[1])
     assert iou[top] < 0.5 and iou[twin] == pytest.approx(iou[top])  # the same picture from either row
     assert t.labels[top[0], 2, top[1]] == 1
-    assert t.labels[twin[0], 2, twin[1]] == -1  # was 0: background for a twin of the text anchor
+    assert t.labels[twin[0], 2, twin[1]] == -1  # the paper's rule: background for a twin of the text anchor
     assert (t.labels[4:, 2] == 0).all()  # anchors far below stay background
+    paper = make_targets(line, 6, 8)  # the default: the paper's rule, as every shipped stage trained
+    assert paper.labels[twin[0], 2, twin[1]] == 0
+    changed = paper.labels != t.labels
+    assert changed.any() and (paper.labels[changed] == 0).all() and (t.labels[changed] == -1).all()  # bg -> ignored
