@@ -1,5 +1,6 @@
 """The web page in real headless Chromium (Debian's) against the real app: upload, region, correction, errors, docs."""
 
+import json
 import random
 import shutil
 import threading
@@ -164,16 +165,26 @@ def test_a_page_upside_down_is_read_when_it_may_be_turned(page, page_png, tmp_pa
     assert any(u.startswith(serve_url + "/api/v1/ocr?rotate=auto") for u in page.requests)
 
 
+def read_page(page, path: Path) -> str:
+    """Upload ``path``, read it and return the answer's request id."""
+    with page.expect_response(lambda r: "/api/v1/ocr" in r.url and r.status == 200) as answer:
+        page.set_input_files("#file", str(path))
+        page.wait_for_selector("#prep:has-text('JPEG')")
+        page.click("#read")
+    page.wait_for_selector("#results:not([hidden])", timeout=60_000)
+    return answer.value.json()["request_id"]
+
+
+def answer_error(route, status: int, code: str, message: str, headers: dict[str, str] | None = None) -> None:
+    """Answer a routed request as the service answers an error (a fault stood in for where noted)."""
+    route.fulfill(status=status, headers=headers or {}, content_type="application/json",
+                  body=json.dumps({"error": {"code": code, "message": message}}))
+
+
 def test_a_correction_turned_away_is_sent_again_under_its_id_and_stored_once(page, page_png, serve_url):
     """The first try is answered 503 as when the sidecar's replica was lost under it (a fault stood in for here:
     killing a replica thrice within one call cannot be timed); the page waits its Retry-After and sends it again."""
-    import json
-
-    path, _, _ = page_png
-    page.set_input_files("#file", str(path))
-    page.wait_for_selector("#prep:has-text('JPEG')")
-    page.click("#read")
-    page.wait_for_selector("#results:not([hidden])", timeout=60_000)
+    rid = read_page(page, page_png[0])
     sent: list[dict] = []
     urls: list[str] = []
 
@@ -182,8 +193,8 @@ def test_a_correction_turned_away_is_sent_again_under_its_id_and_stored_once(pag
         urls.append(route.request.url)
         if len(sent) > 1:
             return route.continue_()
-        return route.fulfill(status=503, headers={"Retry-After": "1"}, content_type="application/json", body=json.dumps(
-            {"error": {"code": "storage_unavailable", "message": "the Sidecar replica was lost 3 times"}}))
+        return answer_error(route, 503, "storage_unavailable", "the Sidecar replica was lost 3 times",
+                            {"Retry-After": "1"})
 
     page.route("**/corrections", first_turned_away)
     first = page.locator("#lines li").first
@@ -192,8 +203,7 @@ def test_a_correction_turned_away_is_sent_again_under_its_id_and_stored_once(pag
     page.wait_for_selector("#lines li .sent:has-text('accepted')", timeout=30_000)
     assert len(sent) == 2 and sent[0] == sent[1] and sent[0]["value"] == "Invoice number 4522"
     cid = str(uuid.UUID(sent[0]["correction_id"]))
-    assert urls[0] == urls[1]
-    rid = urls[0].split("/images/")[1].split("/")[0]
+    assert urls == [f"{serve_url}/api/v1/images/{rid}/corrections"] * 2
 
     def stored() -> list[dict]:
         r = httpx.get(f"{serve_url}/api/v1/images/{rid}/data")
@@ -203,16 +213,6 @@ def test_a_correction_turned_away_is_sent_again_under_its_id_and_stored_once(pag
     while not stored() and time.monotonic() < deadline:
         time.sleep(0.25)
     assert [(c["id"], c["value"]) for c in stored()] == [(cid, "Invoice number 4522")]
-
-
-def read_page(page, path: Path) -> str:
-    """Upload ``path``, read it and return the answer's request id."""
-    with page.expect_response(lambda r: "/api/v1/ocr" in r.url and r.status == 200) as answer:
-        page.set_input_files("#file", str(path))
-        page.wait_for_selector("#prep:has-text('JPEG')")
-        page.click("#read")
-    page.wait_for_selector("#results:not([hidden])", timeout=60_000)
-    return answer.value.json()["request_id"]
 
 
 def test_the_stored_copy_is_deleted_only_when_the_user_confirms(page, page_png, serve_url):
@@ -240,15 +240,12 @@ def test_the_stored_copy_is_deleted_only_when_the_user_confirms(page, page_png, 
 def test_a_service_that_stores_nothing_is_not_asked_again(page, page_png):
     """A deployment without storage answers 503 ``storage_disabled``, which no wait changes: the page says so at once
     instead of retrying (stood in for by a route: the test app stores)."""
-    import json
-
     read_page(page, page_png[0])
     calls: list[str] = []
 
     def storage_off(route) -> None:
         calls.append(route.request.method)
-        return route.fulfill(status=503, content_type="application/json", body=json.dumps(
-            {"error": {"code": "storage_disabled", "message": "results are not stored by this deployment"}}))
+        return answer_error(route, 503, "storage_disabled", "results are not stored by this deployment")
 
     page.route("**/api/v1/images/**", storage_off)
     first = page.locator("#lines li").first
