@@ -550,12 +550,13 @@ class Ingress:
         except ValueError:
             return None, error(400, "invalid_id", f"{image_id!r} is not a UUID")
         if self.archiver is None or self.sidecar is None:
-            return None, error(503, "storage_disabled", "results are not stored by this deployment")
+            # 501, not 503: no wait changes it, so no client should send it again
+            return None, error(501, "storage_disabled", "results are not stored by this deployment")
         return canonical, None
 
     @api.get("/api/v1/images/{image_id}", response_class=Response,
              responses={200: {"content": {"image/*": {}}}, 400: {"model": ErrorResponse},
-                        404: {"model": ErrorResponse}, 503: {"model": ErrorResponse}})
+                        404: {"model": ErrorResponse}, 501: {"model": ErrorResponse}, 503: {"model": ErrorResponse}})
     async def image(self, image_id: str) -> Response:
         canonical, problem = self._storage(image_id)
         if problem:
@@ -569,7 +570,8 @@ class Ingress:
         return Response(data, media_type=media_type, headers={"Cache-Control": "private, max-age=86400"})
 
     @api.get("/api/v1/images/{image_id}/data",
-             responses={400: {"model": ErrorResponse}, 404: {"model": ErrorResponse}, 503: {"model": ErrorResponse}})
+             responses={400: {"model": ErrorResponse}, 404: {"model": ErrorResponse}, 501: {"model": ErrorResponse},
+                        503: {"model": ErrorResponse}})
     async def image_data(self, image_id: str, output: Literal["json", "hocr"] = Query(
             "json", alias="format", description="'hocr': the stored lines and words as hOCR, as `POST /api/v1/ocr"
             "?format=hocr` wrote them (corrections are not applied)")) -> Response:
@@ -586,7 +588,7 @@ class Ingress:
         return JSONResponse(found)
 
     @api.delete("/api/v1/images/{image_id}", status_code=204, response_class=Response,
-                responses={400: {"model": ErrorResponse}, 503: {"model": ErrorResponse}})
+                responses={400: {"model": ErrorResponse}, 501: {"model": ErrorResponse}, 503: {"model": ErrorResponse}})
     async def forget(self, image_id: str) -> Response:
         """Delete a stored image with its results and corrections now, before retention would.
 
@@ -603,7 +605,8 @@ class Ingress:
         return Response(status_code=204)
 
     @api.post("/api/v1/images/{image_id}/corrections", status_code=202, response_model=CorrectionOut,
-              responses={400: {"model": ErrorResponse}, 404: {"model": ErrorResponse}, 503: {"model": ErrorResponse}})
+              responses={400: {"model": ErrorResponse}, 404: {"model": ErrorResponse}, 501: {"model": ErrorResponse},
+                        503: {"model": ErrorResponse}})
     async def correct(self, image_id: str, correction: CorrectionIn = Body(...)) -> JSONResponse:
         canonical, problem = self._storage(image_id)
         if problem:

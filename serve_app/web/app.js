@@ -122,14 +122,13 @@ async function read() {
 
 // Sends a request again while the service is busy (503, after its Retry-After, growing) or lost the replica
 // holding it (Serve's proxy answers that with a 500 that is not our JSON), as serve_app.client does; a 4xx, a
-// 504 after a minute's wait, our own JSON 500 and a 503 that waiting cannot change (storage off) come back at once.
+// 504 after a minute's wait and our own JSON 500 come back at once.
 async function sendAgainWhileBusy(url, init, say = (msg) => setStatus(msg, "busy"), tries = 5) {
   for (let attempt = 1; ; attempt++) {
     const r = await fetch(url, { ...init, headers: apiHeaders(init.headers) });
     const data = await r.json().catch(() => ({}));
     if (r.status === 401) throw askForKey();
-    const lasting = data.error && data.error.code === "storage_disabled";
-    const again = (r.status === 503 && !lasting) || r.status === 502 || (r.status === 500 && !data.error);
+    const again = r.status === 503 || r.status === 502 || (r.status === 500 && !data.error);
     if (!again || attempt === tries) return { r, data };
     const wait = Math.min(Math.max(Number(r.headers.get("Retry-After")) || 1, 2 ** (attempt - 1)), 10);
     say(`The service is busy: trying again in ${wait} s (${attempt} of ${tries - 1})…`);

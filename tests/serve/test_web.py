@@ -237,24 +237,34 @@ def test_the_stored_copy_is_deleted_only_when_the_user_confirms(page, page_png, 
     assert not page.is_enabled("#forget") and not page.locator("#lines button.fix").first.is_enabled()
 
 
-def test_a_service_that_stores_nothing_is_not_asked_again(page, page_png):
-    """A deployment without storage answers 503 ``storage_disabled``, which no wait changes: the page says so at once
-    instead of retrying (stood in for by a route: the test app stores)."""
-    read_page(page, page_png[0])
+def test_a_service_that_stores_nothing_says_so_at_once(page, page_png, serve_url, app_config):
+    """The app redeployed with storage off: the storage routes answer 501 ``storage_disabled``, which no wait
+    changes, so the page shows it at once, one request each, instead of sending it again as it would a 503."""
+    from ray import serve
+
+    from deployments.app import graph
+    from serve_app.config import AppConfig
+
+    from .conftest import APP, TEST_OVERRIDES
+
+    storing_nothing = AppConfig.load(overrides={**TEST_OVERRIDES, "storage": {"mode": "off"}})
+    serve.run(graph(storing_nothing), name=APP, route_prefix="/")
     calls: list[str] = []
-
-    def storage_off(route) -> None:
-        calls.append(route.request.method)
-        return answer_error(route, 503, "storage_disabled", "results are not stored by this deployment")
-
-    page.route("**/api/v1/images/**", storage_off)
-    first = page.locator("#lines li").first
-    first.locator("input").fill("Invoice number 4522")
-    first.locator("button.fix").click()
-    page.wait_for_selector("#lines li span.error:has-text('not stored')", timeout=10_000)
-    page.once("dialog", lambda d: d.accept())
-    page.click("#forget")
-    page.wait_for_selector("#status.error:has-text('not stored')", timeout=10_000)
+    page.on("request", lambda r: calls.append(r.method) if "/api/v1/images/" in r.url else None)
+    try:
+        rid = read_page(page, page_png[0])
+        for method, path in (("GET", ""), ("GET", "/data"), ("DELETE", "")):
+            r = httpx.request(method, f"{serve_url}/api/v1/images/{rid}{path}")
+            assert (r.status_code, r.json()["error"]["code"]) == (501, "storage_disabled"), (method, path)
+        first = page.locator("#lines li").first
+        first.locator("input").fill("Invoice number 4522")
+        first.locator("button.fix").click()
+        page.wait_for_selector("#lines li span.error:has-text('not stored')", timeout=10_000)
+        page.once("dialog", lambda d: d.accept())
+        page.click("#forget")
+        page.wait_for_selector("#status.error:has-text('not stored')", timeout=10_000)
+    finally:
+        serve.run(graph(app_config), name=APP, route_prefix="/")
     assert calls == ["POST", "DELETE"]
 
 
