@@ -257,6 +257,8 @@ class ClusterSettings(_Strict):
     cpu_workers: WorkerGroupSettings = WorkerGroupSettings()
     gpu_workers: WorkerGroupSettings | None = None
     image_volume_size: str = "20Gi"
+    #: labels the Prometheus operator selects monitors and rules by (kube-prometheus-stack: {release: <its name>})
+    monitoring_labels: dict[str, str] = {}
 
 
 class AppConfig(_Strict):

@@ -2,11 +2,13 @@
 
 import io
 import json
+import re
 import time
 
 import httpx
 import pytest
 
+from tests.unit.test_alerts import grouping_labels, rules, selectors
 from training.synth import render_lines
 
 pytestmark = pytest.mark.serve
@@ -110,6 +112,40 @@ def test_custom_metrics_reach_prometheus(client, metrics_port):
     assert value(text, "ray_ocr_recognizer_batch_crops_count") >= 1
     assert "ray_ocr_spool_depth" in text and "ray_ocr_archiver_lag_seconds" in text
     assert "ray_serve_num_http_requests" in text or "ray_serve_deployment_request_counter" in text
+
+
+def series(text: str) -> dict[str, list[dict[str, str]]]:
+    """Metric name -> the label sets of its samples in a Prometheus scrape."""
+    out: dict[str, list[dict[str, str]]] = {}
+    for line in text.splitlines():
+        if m := re.match(r"^(\w+)\{(.*)\} ", line):
+            out.setdefault(m.group(1), []).append(dict(re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', m.group(2))))
+    return out
+
+
+def test_the_alerts_read_serve_metrics_and_labels_this_ray_exports(client, metrics_port):
+    """Serve's own metrics in kuberay/alerts/rules.yaml, as Ray 2.60 exports them (ours: tests/unit/test_alerts.py)."""
+    wanted = []  # (alert, metric, label matchers, labels it groups by)
+    for rule in rules():
+        for name, matchers in selectors(rule["expr"]):
+            if name.startswith("ray_serve_"):
+                wanted.append((rule["alert"], name, matchers, grouping_labels(rule["expr"])))
+    assert len(wanted) >= 2
+    r = client.post("/api/v1/ocr", files={"image": ("a.png", png(["alerting"]), "image/png")})
+    assert r.status_code == 200
+
+    def missing(found: dict[str, list[dict[str, str]]]) -> list[str]:
+        gaps = []
+        for alert, name, matchers, by in wanted:
+            if not any(all(k in labels and (op != "=" or labels[k] == v) for k, (op, v) in matchers.items())
+                       and by - {"le"} <= labels.keys() for labels in found.get(name, [])):
+                gaps.append(f"{alert}: {name} {matchers} by {by}")
+        return gaps
+
+    deadline = time.monotonic() + 60
+    while (gaps := missing(series(scrape(metrics_port)))) and time.monotonic() < deadline:
+        time.sleep(2)
+    assert not gaps
 
 
 def test_one_json_log_line_per_request_without_text(client):
