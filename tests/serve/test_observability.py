@@ -3,13 +3,18 @@
 import io
 import json
 import re
+import shutil
+import subprocess
 import time
 
 import httpx
 import pytest
 
+from kuberay.render import ALERT_RULES
 from tests.unit.test_alerts import grouping_labels, rules, selectors
 from training.synth import render_lines
+
+from .conftest import free_port
 
 pytestmark = pytest.mark.serve
 
@@ -146,6 +151,47 @@ def test_the_alerts_read_serve_metrics_and_labels_this_ray_exports(client, metri
     while (gaps := missing(series(scrape(metrics_port)))) and time.monotonic() < deadline:
         time.sleep(2)
     assert not gaps
+
+
+def test_a_real_prometheus_scrapes_this_ray_and_evaluates_every_alert_without_error(client, metrics_port, tmp_path):
+    """Runtime errors (clashing label sets, many-to-many matches) show only against real series, with all the labels
+    Ray adds: Prometheus itself scrapes the session's Ray and evaluates the rules, as on a cluster."""
+    prometheus = shutil.which("prometheus")
+    if prometheus is None:
+        pytest.fail("prometheus (Debian's package) is not installed: run scripts/setup.sh")
+    shutil.copy(ALERT_RULES, tmp_path / "rules.yaml")
+    (tmp_path / "prometheus.yml").write_text(
+        "global: {scrape_interval: 1s, evaluation_interval: 1s}\nrule_files: [rules.yaml]\n"
+        f"scrape_configs: [{{job_name: ray, static_configs: [{{targets: ['127.0.0.1:{metrics_port}']}}]}}]\n")
+    port = free_port()
+    proc = subprocess.Popen([prometheus, "--config.file=prometheus.yml", f"--storage.tsdb.path={tmp_path / 'data'}",
+                             f"--web.listen-address=127.0.0.1:{port}"], cwd=tmp_path,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    api = f"http://127.0.0.1:{port}/api/v1"
+    try:
+        for i in range(3):  # answers while it scrapes, so that the rates have samples
+            r = client.post("/api/v1/ocr", files={"image": ("p.png", png([f"prometheus {i}"]), "image/png")})
+            assert r.status_code == 200
+            time.sleep(1)
+        deadline, evaluated = time.monotonic() + 60, []
+        while time.monotonic() < deadline:
+            try:
+                groups = httpx.get(f"{api}/rules", timeout=5).json()["data"]["groups"]
+                # a rule not yet evaluated has the zero time
+                evaluated = [r for g in groups for r in g["rules"] if not r["lastEvaluation"].startswith("0001")]
+                up = httpx.get(f"{api}/query", params={"query": "sum(ray_ocr_requests_total)"}, timeout=5).json()
+            except httpx.HTTPError:
+                time.sleep(1)
+                continue
+            if len(evaluated) == len(rules()) and up["data"]["result"]:
+                break
+            time.sleep(1)
+        assert {r["name"] for r in evaluated} == {r["alert"] for r in rules()}
+        assert [(r["name"], r["health"], r.get("lastError")) for r in evaluated if r["health"] != "ok"] == []
+        assert float(up["data"]["result"][0]["value"][1]) >= 3  # it reads our series
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
 
 
 def test_one_json_log_line_per_request_without_text(client):
