@@ -143,6 +143,21 @@ def to_rgb(im: Image.Image) -> np.ndarray:
 _PDFIUM = threading.Lock()  # PDFium is not thread-safe: one document at a time per process
 
 
+def claimed_format(data: bytes) -> str | None:
+    """The accepted format whose signature the upload starts with, whether or not the rest decodes."""
+    if data.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "PNG"
+    if data.startswith(b"\xff\xd8\xff"):
+        return "JPEG"
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "WEBP"
+    if data[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):  # TIFF, BigTIFF
+        return "TIFF"
+    if data[:2] == b"BM" and data[6:10] == b"\x00\x00\x00\x00":  # its reserved words are 0
+        return "BMP"
+    return None
+
+
 def is_pdf(data: bytes) -> bool:
     """PDF readers accept the header anywhere in the first 1024 bytes."""
     return b"%PDF-" in data[:1024]
@@ -224,6 +239,9 @@ def decode_image(data: bytes, max_bytes: int, max_pixels: int, keep_side: int | 
     except UnidentifiedImageError:
         if is_pdf(data):
             return decode_pdf(data, max_pixels, keep_side, page, pdf_dpi)
+        if claimed := claimed_format(data):
+            raise CorruptImage(f"the upload starts as a {claimed} file but could not be decoded: damaged or cut "
+                               "short") from None
         raise NotAnImage("the upload is not an image this service can read (JPEG, PNG, WebP, BMP, TIFF or "
                          "PDF)") from None
     except Image.DecompressionBombError as exc:  # past twice Pillow's own limit: refused on opening

@@ -353,11 +353,12 @@ def _bomb() -> bytes:
         (lambda: b"this is plain text, not a picture", 415, "unsupported_media_type"),
         (lambda: png(Image.new("RGB", (30, 30)), "GIF"), 415, "unsupported_media_type"),
         (lambda: png(Image.new("RGB", (300, 300)))[:100], 400, "corrupt_image"),
+        (lambda: b"\x89PNG\r\n\x1a\nbroken", 400, "corrupt_image"),  # a PNG's signature, then nothing it can read
         (lambda: b"", 400, "empty_upload"),
         (lambda: random.Random(0).randbytes(3 * 1024 * 1024), 413, "image_too_large"),
         (_bomb, 413, "image_too_large"),
     ],
-    ids=["text", "gif", "truncated", "empty", "too-many-bytes", "decompression-bomb"],
+    ids=["text", "gif", "truncated", "signature-only", "empty", "too-many-bytes", "decompression-bomb"],
 )
 def test_bad_input_gets_a_json_error(client, make, status, code):
     r = post(client, make())

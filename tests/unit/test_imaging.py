@@ -52,6 +52,22 @@ def test_bad_uploads_raise_errors_with_http_status(data, max_bytes, max_pixels, 
     assert info.value.status == status and str(info.value)
 
 
+@pytest.mark.parametrize("fmt,keep,tail", [("JPEG", 3, b"broken"), ("PNG", 8, b"broken"), ("WEBP", 12, b"\xff" * 40),
+                                           ("BMP", 14, b""), ("TIFF", 4, b"\x00" * 40)])
+def test_an_upload_that_starts_as_an_accepted_format_but_breaks_at_once_is_corrupt_not_unsupported(fmt, keep, tail):
+    """Pillow cannot even identify it, yet its first bytes say what it is: telling that user we do not read PNG
+    would send them looking for the wrong fault."""
+    with pytest.raises(CorruptImage, match=f"starts as a {fmt} file") as info:
+        decode_image(encoded(fmt)[:keep] + tail, MB, 10_000)
+    assert info.value.status == 400
+
+
+@pytest.mark.parametrize("data", [b"PNG, JPEG and TIFF are formats", b"RIFF\x24\x00\x00\x00WAVEfmt " + bytes(40)])
+def test_text_or_another_riff_file_is_still_not_an_image(data):
+    with pytest.raises(NotAnImage):
+        decode_image(data, MB, 10_000)
+
+
 def test_decompression_bomb_is_refused_from_the_header():
     # a 20000 x 20000 PNG of one colour compresses to a few hundred KB but would need 1.2 GB decoded
     buf = io.BytesIO()
