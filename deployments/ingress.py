@@ -322,6 +322,11 @@ class Ingress:
         output: Output = Query("json", alias="format", description="'json': the answer below; 'hocr': the same "
                                "lines and words as hOCR 1.2 (text/html), as Tesseract writes it; 'text': the lines "
                                "only (text/plain). Errors are JSON whatever is asked"),
+        min_confidence: float | None = Query(
+            None, ge=0, le=1, description="keep every word read with at least this mean character confidence, "
+            "whether the dictionary knows it or not (0: every reading); by default the service's tuned filter "
+            "(ingress.min_word_confidence, 0.75, and 0.92 for letters-only words the dictionary lacks). "
+            "'layout=word' is never filtered"),
         idempotency_key: str | None = Header(
             None, alias="Idempotency-Key", min_length=1, max_length=request_ids.MAX_KEY_LENGTH,
             description="a string of your choosing, the same for every try of one upload: every try gets the same "
@@ -335,7 +340,9 @@ class Ingress:
             t0 = time.perf_counter()
             lost = retries.track()
             notes: dict[str, Any] = {}  # what the request's log line should say beyond its answer
-            response = await self._admit(request_id, image, layout, page, rotate, notes)
+            if min_confidence is not None:
+                notes["min_confidence"] = min_confidence
+            response = await self._admit(request_id, image, layout, page, rotate, min_confidence, notes)
             status = response.status_code if isinstance(response, Response) else 200
             code = json.loads(response.body)["error"]["code"] if status != 200 else "ok"
             span.set_attribute("http.status_code", status)
@@ -361,14 +368,14 @@ class Ingress:
             return response
 
     async def _admit(self, request_id: str, image: UploadFile, layout: Layout, page: int, rotate: Rotate,
-                     notes: dict[str, Any]) -> dict[str, Any] | JSONResponse:
+                     min_confidence: float | None, notes: dict[str, Any]) -> dict[str, Any] | JSONResponse:
         limits = self.cfg.ingress
         busy = {"Retry-After": str(limits.retry_after_s)}
         if self.inflight >= self.max_inflight:
             return error(503, "overloaded", "the service is at capacity; retry shortly", request_id, busy)
         self.inflight += 1
         try:
-            return await asyncio.wait_for(self._ocr(request_id, image, layout, page, rotate, notes),
+            return await asyncio.wait_for(self._ocr(request_id, image, layout, page, rotate, min_confidence, notes),
                                           self.request_timeout_s)
         except TimeoutError:
             return error(504, "timeout", f"no answer within {self.request_timeout_s:g} s (ingress.request_timeout_s); "
@@ -386,7 +393,7 @@ class Ingress:
             self.inflight -= 1
 
     async def _ocr(self, request_id: str, upload: UploadFile, layout: Layout, page: int, rotate: Rotate,
-                   notes: dict[str, Any]) -> dict[str, Any]:
+                   min_confidence: float | None, notes: dict[str, Any]) -> dict[str, Any]:
         limits = self.cfg.ingress
         t0 = time.perf_counter()
         data = await upload.read(limits.max_upload_bytes + 1)
@@ -405,7 +412,7 @@ class Ingress:
             detect_s, recognize_s = 0.0, time.perf_counter() - t1
             results = unturned(word_lines(to_gray(pixels), reading), rotation, *decoded.pixels.shape[1::-1])
         else:
-            rotation, results, detect_s, recognize_s = await self._read_page(decoded.pixels, rotate)
+            rotation, results, detect_s, recognize_s = await self._read_page(decoded.pixels, rotate, min_confidence)
         trace.get_current_span().set_attribute("image.rotation", rotation)
         results = to_upload_pixels(results, *decoded.scale)
         m = metrics.ingress()
@@ -503,16 +510,24 @@ class Ingress:
         spent["recognize"] += time.perf_counter() - t0
         return readings
 
-    def _assemble(self, lines: list[TextLine], crops: list[Crop], readings: list[Decoded]) -> list[LineResult]:
+    def _assemble(self, lines: list[TextLine], crops: list[Crop], readings: list[Decoded],
+                  min_confidence: float | None = None) -> list[LineResult]:
+        """The service's word filter, or the request's own ``min_confidence`` for every word."""
         limits = self.cfg.ingress
-        return assemble(lines, crops, readings, limits.min_line_confidence, limits.min_word_confidence,
-                        limits.min_unknown_word_confidence)
+        known, unknown = ((limits.min_word_confidence, limits.min_unknown_word_confidence) if min_confidence is None
+                          else (min_confidence, min_confidence))
+        return assemble(lines, crops, readings, limits.min_line_confidence, known, unknown)
 
-    async def _read_page(self, pixels: np.ndarray, rotate: Rotate) -> tuple[int, list[LineResult], float, float]:
+    async def _read_page(self, pixels: np.ndarray, rotate: Rotate,
+                         min_confidence: float | None = None) -> tuple[int, list[LineResult], float, float]:
         """Find and read the text of ``pixels`` at the turn ``rotate`` asks for, or finds (`find_turn`).
 
         Returns the turn, the results in the unturned pixels, and the seconds spent detecting and recognizing.
         """
+
+        def answer(lines: list[TextLine], crops: list[Crop], readings: list[Decoded]) -> list[LineResult]:
+            return self._assemble(lines, crops, readings, min_confidence)
+
         spent = {"detect": 0.0, "recognize": 0.0}
 
         async def find(degrees: int) -> Found:
@@ -522,11 +537,11 @@ class Ingress:
             return await self._recognize(crops, spent)
 
         if rotate == "auto":
-            degrees, results = await find_turn(find, read, self._assemble)
+            degrees, results = await find_turn(find, read, self._assemble, answer)
         else:
             degrees = int(rotate)
             lines, crops = await find(degrees)
-            results = self._assemble(lines, crops, await read(crops))
+            results = answer(lines, crops, await read(crops))
         height, width = pixels.shape[:2]
         return degrees, unturned(results, degrees, width, height), spent["detect"], spent["recognize"]
 

@@ -114,13 +114,17 @@ class OCRClient:
         await self._http.aclose()
 
     async def ocr(self, data: bytes, filename: str = "image", *, layout: str = "page", page: int = 1,
-                  rotate: str | int = "0", idempotency_key: str | None = None) -> Answer:
+                  rotate: str | int = "0", min_confidence: float | None = None,
+                  idempotency_key: str | None = None) -> Answer:
         """``POST /api/v1/ocr``, sent again while the failure is one of those above and the policy allows.
 
         ``idempotency_key``: one of your own where a call may be made again later (a job retried after a restart);
-        by default a new one per call, the same for all its tries.
+        by default a new one per call, the same for all its tries. ``min_confidence``: keep every word read at
+        least that sure (0: every reading) instead of the service's own filter.
         """
-        params = {"layout": layout, "page": page, "rotate": str(rotate)}
+        params: dict[str, Any] = {"layout": layout, "page": page, "rotate": str(rotate)}
+        if min_confidence is not None:
+            params["min_confidence"] = min_confidence
         headers = {"Idempotency-Key": idempotency_key or str(uuid.uuid4())}
         mime = mimetypes.guess_type(filename)[0] or "application/octet-stream"
         start = time.monotonic()
@@ -144,16 +148,18 @@ class OCRClient:
         raise AssertionError("unreachable: the loop returns or raises")
 
     async def ocr_pages(self, data: bytes, filename: str = "document.pdf", *, pages: str = "all",
-                        rotate: str | int = "0") -> list[Answer]:
+                        rotate: str | int = "0", min_confidence: float | None = None) -> list[Answer]:
         """Every page of a PDF or multi-page TIFF (``pages="all"``), or those named (``"1,3-4"``), in order.
 
         The first answer says how many there are; the rest are read concurrently, each sending the upload whole.
         """
         wanted = parse_pages(pages)
-        first = await self.ocr(data, filename, page=wanted[0] if wanted else 1, rotate=rotate)
+        first = await self.ocr(data, filename, page=wanted[0] if wanted else 1, rotate=rotate,
+                               min_confidence=min_confidence)
         held = first.body["image"]["pages"]
         rest = [p for p in (wanted or range(1, held + 1)) if p != first.body["image"]["page"]]
-        answers = await asyncio.gather(*(self.ocr(data, filename, page=p, rotate=rotate) for p in rest))
+        answers = await asyncio.gather(*(self.ocr(data, filename, page=p, rotate=rotate,
+                                                  min_confidence=min_confidence) for p in rest))
         return sorted([first, *answers], key=lambda a: a.body["image"]["page"])
 
 
@@ -177,6 +183,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--layout", default="page", choices=["page", "word"])
     p.add_argument("--pages", default="1", help="'all', or which pages of a PDF or TIFF, e.g. '1,3-4'")
     p.add_argument("--rotate", default="0", choices=["0", "90", "180", "270", "auto"])
+    p.add_argument("--min-confidence", type=float, default=None,
+                   help="keep every word read at least this sure, 0 to 1 (0: every reading); default: the service's")
     p.add_argument("--concurrency", type=int, default=2, help="files in flight at once")
     p.add_argument("--attempts", type=int, default=RetryPolicy.attempts)
     p.add_argument("--api-key", default=None, help="where the service asks for one (default: $OCR_API_KEY)")
@@ -197,7 +205,8 @@ async def run(args: argparse.Namespace) -> int:
                     if args.layout == "word":
                         answers = [await client.ocr(data, path.name, layout="word", rotate=args.rotate)]
                     else:
-                        answers = await client.ocr_pages(data, path.name, pages=args.pages, rotate=args.rotate)
+                        answers = await client.ocr_pages(data, path.name, pages=args.pages, rotate=args.rotate,
+                                                         min_confidence=args.min_confidence)
                 except OCRError as exc:
                     return [{"file": str(path), "error": {"status": exc.status, "code": exc.code,
                                                           "message": exc.message}, "request_id": exc.request_id,

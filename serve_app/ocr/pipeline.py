@@ -208,21 +208,23 @@ async def find_turn(
     find: Callable[[int], Awaitable[Found]],
     read: Callable[[list[Crop]], Awaitable[list[Decoded]]],
     keep: Callable[[list[TextLine], list[Crop], list[Decoded]], list[LineResult]],
+    answer: Callable[[list[TextLine], list[Crop], list[Decoded]], list[LineResult]] | None = None,
 ) -> tuple[int, list[LineResult]]:
     """``rotate=auto``: the turn to read an image at, and its results (in the turned image's pixels).
 
     ``find(degrees)`` detects the lines of the image turned ``degrees`` clockwise and cuts their crops; ``read``
-    reads crops; ``keep`` assembles the answer (`assemble` with the caller's filters). The upload as it comes is read
-    whole and kept when `upright_enough`. Otherwise the other three turns are detected and their `widest` lines read
-    (at once), each judged against the same lines of the upload's reading (`best_rotation`), and only the winner's
-    remaining lines are read. Reading every line of every turn cost 3-4x one reading, most of it the dozens of short
-    "lines" a detector finds in the columns of a sideways page.
+    reads crops; ``keep`` assembles what the turns are judged on (`assemble` with the service's filters), and
+    ``answer`` (default ``keep``) the results, so that a request's own word filter never changes the turn chosen.
+    The upload as it comes is read whole and kept when `upright_enough`. Otherwise the other three turns are
+    detected and their `widest` lines read (at once), each judged against the same lines of the upload's reading
+    (`best_rotation`), and only the winner's remaining lines are read. Reading every line of every turn cost 3-4x
+    one reading, most of it the dozens of short "lines" a detector finds in the columns of a sideways page.
     """
+    answer = answer or keep
     lines, crops = await find(0)
     first = await read(crops) if crops else []
-    whole = keep(lines, crops, first)
-    if upright_enough(whole):
-        return 0, whole
+    if upright_enough(keep(lines, crops, first)):
+        return 0, answer(lines, crops, first)
 
     async def judge(degrees: int) -> tuple[list[TextLine], list[Crop], dict[int, Decoded]]:
         lines, crops = await find(degrees)
@@ -239,8 +241,8 @@ async def find_turn(
 
     best = best_rotation({d: sampled(*j) for d, j in judged.items()})
     if best == 0:
-        return 0, whole
+        return 0, answer(lines, crops, first)
     lines, crops, read_so_far = judged[best]
     rest = [i for i in range(len(lines)) if i not in read_so_far]
     read_so_far.update(zip(rest, await read([crops[i] for i in rest]) if rest else [], strict=True))
-    return best, keep(lines, crops, [read_so_far[i] for i in range(len(lines))])
+    return best, answer(lines, crops, [read_so_far[i] for i in range(len(lines))])

@@ -99,6 +99,7 @@ async function read() {
     if ($("as-word").checked) params.set("layout", "word");
     if (state.page > 1) params.set("page", state.page);
     if ($("find-turn").checked) params.set("rotate", "auto");
+    if ($("every-word").checked) params.set("min_confidence", "0");  // every reading; boxes show how sure
     const query = params.toString();
     const url = query ? `api/v1/ocr?${query}` : "api/v1/ocr";
     const { r, data } = await sendAgainWhileBusy(url, { method: "POST", body: form, headers: { "Idempotency-Key": newId() } });

@@ -368,6 +368,30 @@ def test_bad_input_gets_a_json_error(client, make, status, code):
     assert body["request_id"]
 
 
+def test_a_request_sets_its_own_word_filter(client):
+    """``min_confidence`` keeps exactly the words read at least that sure, known to the dictionary or not."""
+    img = render_lines(["invoice total 42", "qxzvk wplm jrtd", "faint words here"], size=26)[0].convert("L")
+    faint = 255 - (255 - np.asarray(img, dtype=np.float32)) * 0.25  # pale ink and noise: the readings vary
+    noisy = np.clip(faint + np.random.default_rng(0).normal(0, 25, faint.shape), 0, 255).astype(np.uint8)
+    data = png(Image.fromarray(noisy))
+
+    def words(params: dict) -> list[tuple[str, float]]:
+        r = client.post("/api/v1/ocr", params=params, files={"image": ("faint.png", data, "image/png")})
+        assert r.status_code == 200, r.text
+        return [(w["text"], w["confidence"]) for ln in r.json()["lines"] for w in ln["words"]]
+
+    every = words({"min_confidence": 0})
+    served = words({})
+    assert set(served) <= set(every) and len(every) >= 4
+    confidences = sorted({c for _, c in every})
+    assert len(confidences) >= 2
+    bar = (confidences[0] + confidences[-1]) / 2
+    assert words({"min_confidence": bar}) == [w for w in every if w[1] >= bar]
+    bad = client.post("/api/v1/ocr", params={"min_confidence": 1.5}, files={"image": ("f.png", data, "image/png")})
+    assert bad.status_code == 422 and bad.json()["error"]["code"] == "invalid_request"
+    assert "min_confidence" in bad.json()["error"]["message"]
+
+
 def test_missing_field_is_422_with_json(client):
     r = post(client, b"abc", field="file")
     assert r.status_code == 422

@@ -105,3 +105,21 @@ def test_a_page_past_the_last_is_an_error_at_once(serve_url):
 
     error = asyncio.run(ask())
     assert (error.status, error.code, error.attempts) == (422, "page_out_of_range", 1)
+
+
+def test_the_client_sends_a_word_filter_of_its_own(serve_url, tmp_path):
+    img, _ = render_lines(["Kind regards"], size=28)
+    data = png(img)
+
+    async def go() -> None:
+        async with OCRClient(serve_url) as c:
+            with pytest.raises(OCRError) as info:  # out of range: the service says so, and it is not sent again
+                await c.ocr(data, "a.png", min_confidence=1.5)
+            assert (info.value.status, info.value.code, info.value.attempts) == (422, "invalid_request", 1)
+            assert (await c.ocr(data, "a.png", min_confidence=0)).body["text"] == "Kind regards"
+
+    asyncio.run(go())
+    (tmp_path / "a.png").write_bytes(data)
+    run = subprocess.run([sys.executable, "-m", "serve_app.client", str(tmp_path / "a.png"), "--json", "--url",
+                          serve_url, "--min-confidence", "1.5"], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 1 and json.loads(run.stdout)["error"]["code"] == "invalid_request"

@@ -165,6 +165,19 @@ def test_a_page_upside_down_is_read_when_it_may_be_turned(page, page_png, tmp_pa
     assert any(u.startswith(serve_url + "/api/v1/ocr?rotate=auto") for u in page.requests)
 
 
+def test_words_the_service_is_unsure_of_are_shown_when_asked(page, page_png, serve_url):
+    path, _, _ = page_png
+    page.set_input_files("#file", str(path))
+    page.wait_for_selector("#prep:has-text('JPEG')")
+    page.check("#every-word")
+    with page.expect_response(lambda r: "/api/v1/ocr" in r.url and r.status == 200) as answer:
+        page.click("#read")
+    page.wait_for_selector("#results:not([hidden])", timeout=60_000)
+    assert "min_confidence=0" in answer.value.url
+    assert [i.input_value() for i in page.query_selector_all("#lines input")] == [
+        ln["text"] for ln in answer.value.json()["lines"]]
+
+
 def read_page(page, path: Path) -> str:
     """Upload ``path``, read it and return the answer's request id."""
     with page.expect_response(lambda r: "/api/v1/ocr" in r.url and r.status == 200) as answer:

@@ -123,3 +123,14 @@ def test_a_doubtful_upload_that_still_reads_best_as_it_comes_is_not_read_again()
     degrees, results = asyncio.run(find_turn(find, read, keep))
     assert degrees == 0 and sorted(found) == list(ROTATIONS) and len(results) == 12
     assert [n for d, n in reads if d == 0] == [12]  # the upload's whole reading is kept, not repeated
+
+
+def test_the_turn_is_judged_on_the_service_filter_whatever_filter_the_answer_uses():
+    def none_sure_enough(lines, crops, readings):  # a request asking for words read 100 % sure
+        return assemble(lines, crops, readings, min_word_confidence=1.0)
+
+    find, read, keep, found, reads = _page(right=0)
+    degrees, results = asyncio.run(find_turn(find, read, keep, none_sure_enough))
+    # judged upright on `keep`, so read once (on the request's filter nothing is upright: all four turns would be
+    # read), and answered with the request's filter
+    assert degrees == 0 and found == [0] and reads == [(0, 12)] and results == []
