@@ -52,6 +52,8 @@ def get_args_parser() -> argparse.ArgumentParser:
                    help="as the service's ?rotate=: turn pages this far clockwise before reading, or find the turn")
     p.add_argument("--turn", type=int, default=0, choices=ROTATIONS,
                    help="turn each page this far clockwise first, as if it had been uploaded sideways")
+    p.add_argument("--min-confidence", type=float, default=None,
+                   help="as the service's ?min_confidence=: keep every word read at least this sure, known or not")
     p.add_argument("--json", default=None, help="also write the results here")
     return p
 
@@ -141,7 +143,10 @@ def main(args: argparse.Namespace) -> list[dict]:
     params = DetectionParams() if args.short_side is None else DetectionParams(short_side=args.short_side)
     recognizer = RecognizerRunner(args.recognizer, precision=args.precision, lexicon_path=args.lexicon or None,
                                   lexicon_margin=args.lexicon_margin, word_scales=tuple(args.word_scales))
-    predictor = OCRPredictor(DetectorRunner(args.detector, params, args.precision), recognizer, args.min_tilt)
+    filters = {} if args.min_confidence is None else {"min_word_confidence": args.min_confidence,
+                                                      "min_unknown_word_confidence": args.min_confidence}
+    predictor = OCRPredictor(DetectorRunner(args.detector, params, args.precision), recognizer, args.min_tilt,
+                             **filters)
     rows = []
     for name in args.sets:
         if name == "words_dev":
