@@ -6,6 +6,7 @@ import re
 import shutil
 import subprocess
 import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -153,9 +154,9 @@ def test_the_alerts_read_serve_metrics_and_labels_this_ray_exports(client, metri
     assert not gaps
 
 
-def test_a_real_prometheus_scrapes_this_ray_and_evaluates_every_alert_without_error(client, metrics_port, tmp_path):
+def test_a_real_prometheus_scrapes_this_ray_and_runs_every_alert_and_dashboard_query(client, metrics_port, tmp_path):
     """Runtime errors (clashing label sets, many-to-many matches) show only against real series, with all the labels
-    Ray adds: Prometheus itself scrapes the session's Ray and evaluates the rules, as on a cluster."""
+    Ray adds: Prometheus itself scrapes the session's Ray and evaluates the rules and the dashboard's queries."""
     prometheus = shutil.which("prometheus")
     if prometheus is None:
         pytest.fail("prometheus (Debian's package) is not installed: run scripts/setup.sh")
@@ -189,6 +190,11 @@ def test_a_real_prometheus_scrapes_this_ray_and_evaluates_every_alert_without_er
         assert {r["name"] for r in evaluated} == {r["alert"] for r in rules()}
         assert [(r["name"], r["health"], r.get("lastError")) for r in evaluated if r["health"] != "ok"] == []
         assert float(up["data"]["result"][0]["value"][1]) >= 3  # it reads our series
+        # and every query of the Grafana dashboard runs on these series
+        dashboard = json.loads((Path(__file__).resolve().parents[2] / "docs/grafana/show-off-ocr.json").read_text())
+        for expr in (t["expr"] for p in dashboard["panels"] for t in p["targets"]):
+            answer = httpx.get(f"{api}/query", params={"query": expr}, timeout=10).json()
+            assert answer["status"] == "success", (expr, answer)
     finally:
         proc.terminate()
         proc.wait(timeout=30)
