@@ -30,7 +30,7 @@ from ray.serve.exceptions import BackPressureError
 from ray.serve.handle import DeploymentHandle
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from deployments import api_keys, cross_origin, metrics, request_ids, retries
+from deployments import api_keys, cross_origin, metrics, request_ids, retries, security_headers
 from deployments.handovers import Handovers
 from serve_app import __version__, hocr, telemetry
 from serve_app.config import AppConfig, resolve_weights
@@ -122,6 +122,15 @@ async def _cross_origin(request: Request, call_next: Callable[[Request], Any]) -
         if name == "Vary" and "vary" in response.headers:
             value = f"{response.headers['vary']}, {value}"
         response.headers[name] = value
+    return response
+
+
+@api.middleware("http")  # registered last, so it runs outermost: every answer gets them, refusals included
+async def _security_headers(request: Request, call_next: Callable[[Request], Any]) -> Response:
+    response: Response = await call_next(request)
+    path = request.url.path.removeprefix(request.scope.get("root_path", "")) or "/"
+    for name, value in security_headers.for_answer(path, response.headers.get("content-type")).items():
+        response.headers.setdefault(name, value)
     return response
 
 

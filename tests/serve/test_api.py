@@ -392,6 +392,27 @@ def test_a_request_sets_its_own_word_filter(client):
     assert "min_confidence" in bad.json()["error"]["message"]
 
 
+def test_answers_tell_browsers_to_run_nothing_they_did_not_ask_for(client):
+    img, _ = render_lines(["<script>alert(1)</script>"], size=28)
+    answers = {
+        "page": client.get("/"),
+        "docs": client.get("/docs"),
+        "asset": client.get("/static/app.js"),
+        "json": post(client, png(img)),
+        "hocr": client.post("/api/v1/ocr", params={"format": "hocr"}, files={"image": ("s.png", png(img))}),
+        "error": post(client, b"not a picture"),
+    }
+    for name, r in answers.items():
+        assert r.headers["x-content-type-options"] == "nosniff" and r.headers["referrer-policy"] == "no-referrer", name
+    policy = {name: r.headers.get("content-security-policy", "") for name, r in answers.items()}
+    assert "default-src 'self'" in policy["page"] and "frame-ancestors 'none'" in policy["page"]
+    assert "'unsafe-inline'" not in policy["page"] and "'unsafe-inline'" in policy["docs"]
+    for name in ("json", "hocr", "error"):  # made of recognized or uploaded text: may load and run nothing
+        assert policy[name].startswith("default-src 'none'") and "sandbox" in policy[name], name
+    assert policy["asset"] == ""  # the page's script itself is governed by the page's policy
+    assert answers["hocr"].headers["content-type"].startswith("text/html")
+
+
 def test_missing_field_is_422_with_json(client):
     r = post(client, b"abc", field="file")
     assert r.status_code == 422
