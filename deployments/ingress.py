@@ -34,6 +34,7 @@ from deployments import api_keys, cross_origin, metrics, request_ids, retries, s
 from deployments.handovers import Handovers
 from serve_app import __version__, hocr, telemetry
 from serve_app.config import AppConfig, resolve_weights
+from serve_app.corrections import corrected_lines
 from serve_app.imaging import MEDIA_TYPES, ImageError, decode_image
 from serve_app.ocr.pipeline import (
     Found,
@@ -596,9 +597,11 @@ class Ingress:
     @api.get("/api/v1/images/{image_id}/data",
              responses={400: {"model": ErrorResponse}, 404: {"model": ErrorResponse}, 501: {"model": ErrorResponse},
                         503: {"model": ErrorResponse}})
-    async def image_data(self, image_id: str, output: Literal["json", "hocr"] = Query(
+    async def image_data(self, image_id: str, output: Literal["json", "hocr", "text"] = Query(
             "json", alias="format", description="'hocr': the stored lines and words as hOCR, as `POST /api/v1/ocr"
-            "?format=hocr` wrote them (corrections are not applied)")) -> Response:
+            "?format=hocr` wrote them (corrections are not applied); 'text': the lines as corrected (text/plain): "
+            "each line as its latest correction says, or the latest whole-image correction where one was sent")
+    ) -> Response:
         canonical, problem = self._storage(image_id)
         if problem:
             return problem
@@ -609,6 +612,9 @@ class Ingress:
             return error(404, "not_found", f"no stored results for image {canonical}")
         if output == "hocr":
             return Response(hocr.to_hocr({**found, "request_id": found["id"]}), media_type=hocr.MEDIA_TYPE)
+        if output == "text":
+            text = "\n".join(corrected_lines(found))
+            return PlainTextResponse(text + "\n" if text else "")
         return JSONResponse(found)
 
     @api.delete("/api/v1/images/{image_id}", status_code=204, response_class=Response,

@@ -108,6 +108,7 @@ def test_image_data_and_corrections_endpoints(client):
     rid = body["request_id"]
     stored = stored_data(client, rid)
     assert [ln["text"] for ln in stored["lines"]] == [ln["text"] for ln in body["lines"]]
+    assert client.get(f"/api/v1/images/{rid}/data", params={"format": "text"}).text == body["text"] + "\n"
     assert stored["image"]["width"] == body["image"]["width"]
     # the stored words as hOCR: what ?format=hocr answered (the database keeps boxes and confidences as reals)
     as_hocr = client.get(f"/api/v1/images/{rid}/data", params={"format": "hocr"})
@@ -128,6 +129,10 @@ def test_image_data_and_corrections_endpoints(client):
     assert fixed["corrections"] == [
         {"id": cid, "line_index": 0, "value": "Correct me, please!", "created": fixed["corrections"][0]["created"]}
     ]
+    # the text as corrected, as a user wants it back
+    as_text = client.get(f"/api/v1/images/{rid}/data", params={"format": "text"})
+    assert as_text.status_code == 200 and as_text.headers["content-type"].startswith("text/plain")
+    assert as_text.text.splitlines() == ["Correct me, please!", *(ln["text"] for ln in body["lines"][1:])]
 
 
 def corrections(pg_url: str, image_id: str) -> list[tuple[str, str]]:
