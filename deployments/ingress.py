@@ -30,7 +30,7 @@ from ray.serve.exceptions import BackPressureError
 from ray.serve.handle import DeploymentHandle
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from deployments import api_keys, cross_origin, metrics, request_ids, retries, security_headers
+from deployments import api_keys, body_limits, cross_origin, metrics, request_ids, retries, security_headers
 from deployments.handovers import Handovers
 from serve_app import __version__, hocr, telemetry
 from serve_app.config import AppConfig, resolve_weights
@@ -97,6 +97,18 @@ async def _unhandled(request: Request, call_next: Callable[[Request], Any]) -> R
         return await call_next(request)
     except Exception as exc:  # noqa: BLE001 -- answered and logged, with its traceback
         return _internal_error(exc)
+
+
+@api.middleware("http")  # inside the key check: a caller without a key learns that first
+async def _refuse_oversized_bodies(request: Request, call_next: Callable[[Request], Any]) -> Response:
+    """413 from the declared ``Content-Length``, before the body is read (`body_limits`)."""
+    path = request.url.path.removeprefix(request.scope.get("root_path", "")) or "/"
+    refused = body_limits.refusal(path, request.headers.get("content-length"))
+    if refused is None:
+        return await call_next(request)
+    if path == body_limits.UPLOAD_ROUTE:
+        metrics.ingress()["requests"].inc(tags={"status": "413", "code": refused[0], "layout": "none"})
+    return error(413, *refused, str(uuid.uuid4()), {"Connection": "close"})
 
 
 @api.middleware("http")
@@ -224,6 +236,7 @@ class Ingress:
                  sidecar: DeploymentHandle | None = None, archiver: DeploymentHandle | None = None) -> None:
         self.cfg = AppConfig.model_validate(config)
         cross_origin.configure(self.cfg.ingress.cors_origins)  # for the middleware, which runs outside this instance
+        body_limits.configure(self.cfg.ingress.max_upload_bytes)
         self.detector, self.recognizer = detector, recognizer
         self.sidecar, self.archiver = sidecar, archiver
         if sidecar is None:
@@ -635,8 +648,8 @@ class Ingress:
         return Response(status_code=204)
 
     @api.post("/api/v1/images/{image_id}/corrections", status_code=202, response_model=CorrectionOut,
-              responses={400: {"model": ErrorResponse}, 404: {"model": ErrorResponse}, 501: {"model": ErrorResponse},
-                        503: {"model": ErrorResponse}})
+              responses={400: {"model": ErrorResponse}, 404: {"model": ErrorResponse}, 413: {"model": ErrorResponse},
+                        501: {"model": ErrorResponse}, 503: {"model": ErrorResponse}})
     async def correct(self, image_id: str, correction: CorrectionIn = Body(...)) -> JSONResponse:
         canonical, problem = self._storage(image_id)
         if problem:

@@ -2,7 +2,10 @@
 
 import asyncio
 import io
+import json
 import random
+import socket
+import uuid
 
 import httpx
 import numpy as np
@@ -411,6 +414,28 @@ def test_answers_tell_browsers_to_run_nothing_they_did_not_ask_for(client):
         assert policy[name].startswith("default-src 'none'") and "sandbox" in policy[name], name
     assert policy["asset"] == ""  # the page's script itself is governed by the page's policy
     assert answers["hocr"].headers["content-type"].startswith("text/html")
+
+
+def test_a_body_declared_too_large_is_refused_before_it_is_sent(client, serve_url):
+    """10 GB declared and a few bytes sent: the answer comes at once (before, the ingress waited for every byte)."""
+    port = int(serve_url.rsplit(":", 1)[1])
+    routes = {"/api/v1/ocr": ("multipart/form-data; boundary=x", "image_too_large"),
+              f"/api/v1/images/{uuid.uuid4()}/corrections": ("application/json", "request_too_large")}
+    for path, (kind, code) in routes.items():
+        with socket.create_connection(("127.0.0.1", port), timeout=20) as s:
+            s.sendall(f"POST {path} HTTP/1.1\r\nHost: t\r\nContent-Type: {kind}\r\n"
+                      f"Content-Length: 10000000000\r\n\r\n".encode() + b"-" * 100)
+            answer = b""
+            while b"\r\n\r\n" not in answer or not answer.rstrip().endswith(b"}"):
+                chunk = s.recv(65536)  # a socket timeout here: the body was being waited for
+                if not chunk:
+                    break
+                answer += chunk
+        head, body = answer.split(b"\r\n\r\n", 1)
+        assert head.startswith(b"HTTP/1.1 413"), head
+        assert json.loads(body)["error"]["code"] == code and json.loads(body)["request_id"]
+    img, _ = render_lines(["still reading"], size=28)
+    assert post(client, png(img)).status_code == 200  # and the service goes on
 
 
 def test_missing_field_is_422_with_json(client):
