@@ -99,10 +99,15 @@ async def _unhandled(request: Request, call_next: Callable[[Request], Any]) -> R
         return _internal_error(exc)
 
 
+def _route_path(request: Request) -> str:
+    """The request's path within the app, whatever route prefix it is served under."""
+    return request.url.path.removeprefix(request.scope.get("root_path", "")) or "/"
+
+
 @api.middleware("http")  # inside the key check: a caller without a key learns that first
 async def _refuse_oversized_bodies(request: Request, call_next: Callable[[Request], Any]) -> Response:
     """413 from the declared ``Content-Length``, before the body is read (`body_limits`)."""
-    path = request.url.path.removeprefix(request.scope.get("root_path", "")) or "/"
+    path = _route_path(request)
     refused = body_limits.refusal(path, request.headers.get("content-length"))
     if refused is None:
         return await call_next(request)
@@ -114,7 +119,7 @@ async def _refuse_oversized_bodies(request: Request, call_next: Callable[[Reques
 @api.middleware("http")
 async def _require_api_key(request: Request, call_next: Callable[[Request], Any]) -> Response:
     """401 for an ``/api/`` request without one of the keys, before its upload is read or admitted."""
-    if API_KEYS and api_keys.guarded(request.url.path, request.scope.get("root_path", "")) and \
+    if API_KEYS and api_keys.guarded(_route_path(request)) and \
             not api_keys.allowed(API_KEYS, api_keys.presented(request.headers)):
         metrics.ingress()["requests"].inc(tags={"status": "401", "code": "unauthorized", "layout": "none"})
         return error(401, "unauthorized", "this API needs a key: send 'Authorization: Bearer <key>' or "
@@ -141,7 +146,7 @@ async def _cross_origin(request: Request, call_next: Callable[[Request], Any]) -
 @api.middleware("http")  # registered last, so it runs outermost: every answer gets them, refusals included
 async def _security_headers(request: Request, call_next: Callable[[Request], Any]) -> Response:
     response: Response = await call_next(request)
-    path = request.url.path.removeprefix(request.scope.get("root_path", "")) or "/"
+    path = _route_path(request)
     for name, value in security_headers.for_answer(path, response.headers.get("content-type")).items():
         response.headers.setdefault(name, value)
     return response
