@@ -87,7 +87,19 @@ def _internal_error(exc: BaseException) -> JSONResponse:
     return error(500, "internal_error", INTERNAL_ERROR, request_id)
 
 
-@api.middleware("http")  # registered first, so it runs innermost: the cross-origin headers still go on its 500
+def _too_large(path: str, code: str, message: str) -> JSONResponse:
+    """The 413 for a body past its route's limit, declared or counted as it came (`body_limits`)."""
+    if path == body_limits.UPLOAD_ROUTE:
+        metrics.ingress()["requests"].inc(tags={"status": "413", "code": code, "layout": "none"})
+    return error(413, code, message, str(uuid.uuid4()), {"Connection": "close"})
+
+
+# Added first, so it runs innermost of all (inside `_unhandled`): it sees the app's answer to a body cut off and
+# replaces it, and its 413 goes out through the key check, cross-origin and safety headers like any answer.
+api.add_middleware(body_limits.StreamedLimit, answer=_too_large)
+
+
+@api.middleware("http")  # next innermost: the cross-origin headers still go on its 500
 async def _unhandled(request: Request, call_next: Callable[[Request], Any]) -> Response:
     """A fault outside the OCR route (which answers its own) as our JSON 500, not Starlette's outermost handler's.
 
@@ -101,7 +113,7 @@ async def _unhandled(request: Request, call_next: Callable[[Request], Any]) -> R
 
 def _route_path(request: Request) -> str:
     """The request's path within the app, whatever route prefix it is served under."""
-    return request.url.path.removeprefix(request.scope.get("root_path", "")) or "/"
+    return body_limits.route_path(request.scope)
 
 
 @api.middleware("http")  # inside the key check: a caller without a key learns that first
@@ -109,11 +121,7 @@ async def _refuse_oversized_bodies(request: Request, call_next: Callable[[Reques
     """413 from the declared ``Content-Length``, before the body is read (`body_limits`)."""
     path = _route_path(request)
     refused = body_limits.refusal(path, request.headers.get("content-length"))
-    if refused is None:
-        return await call_next(request)
-    if path == body_limits.UPLOAD_ROUTE:
-        metrics.ingress()["requests"].inc(tags={"status": "413", "code": refused[0], "layout": "none"})
-    return error(413, *refused, str(uuid.uuid4()), {"Connection": "close"})
+    return await call_next(request) if refused is None else _too_large(path, *refused)
 
 
 @api.middleware("http")

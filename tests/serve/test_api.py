@@ -4,6 +4,7 @@ import asyncio
 import io
 import json
 import random
+import select
 import socket
 import uuid
 
@@ -436,6 +437,52 @@ def test_a_body_declared_too_large_is_refused_before_it_is_sent(client, serve_ur
         assert json.loads(body)["error"]["code"] == code and json.loads(body)["request_id"]
     img, _ = render_lines(["still reading"], size=28)
     assert post(client, png(img)).status_code == 200  # and the service goes on
+
+
+def _send_chunked(port: int, path: str, kind: str, parts: list[bytes]) -> tuple[bytes, dict]:
+    """POST ``parts`` as a chunked body (no ``Content-Length``), stopping where an answer comes first."""
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
+        s.sendall(f"POST {path} HTTP/1.1\r\nHost: t\r\nContent-Type: {kind}\r\nConnection: close\r\n"
+                  "Transfer-Encoding: chunked\r\n\r\n".encode())
+        try:
+            for part in [*parts, b""]:
+                if select.select([s], [], [], 0)[0]:
+                    break  # answered already
+                s.sendall(f"{len(part):x}\r\n".encode() + part + b"\r\n")
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the server closed its end after answering
+        answer = b""
+        while chunk := s.recv(65536):  # to the end: the server closes after its answer
+            answer += chunk
+    head, body = answer.split(b"\r\n\r\n", 1)
+    if b"transfer-encoding: chunked" in head.lower():
+        pieces = []
+        while (size := int(body.split(b"\r\n", 1)[0], 16)) > 0:
+            start = body.index(b"\r\n") + 2
+            pieces.append(body[start:start + size])
+            body = body[start + size + 2:]
+        body = b"".join(pieces)
+    return head, json.loads(body)
+
+
+def test_a_body_sent_without_its_length_is_cut_off_at_the_limit(client, serve_url):
+    """Chunked, so nothing is declared: counted as it comes. Before, the upload was read whole (spooled to disk) and
+    then refused by the route's own check, and a correction's JSON parsed whole and then called invalid (422)."""
+    port = int(serve_url.rsplit(":", 1)[1])
+    upload = [b'--x\r\nContent-Disposition: form-data; name="image"; filename="a.png"\r\n'
+              b"Content-Type: image/png\r\n\r\n", *[b"\x89" * (256 * 1024)] * 16,
+              b"\r\n--x--\r\n"]  # 4 MiB against the tests' 2 MiB
+    head, body = _send_chunked(port, "/api/v1/ocr", "multipart/form-data; boundary=x", upload)
+    assert head.startswith(b"HTTP/1.1 413"), head
+    assert body["error"]["code"] == "image_too_large" and "so far" in body["error"]["message"], body
+    assert b"x-content-type-options: nosniff" in head.lower()  # answered inside the safety headers
+    correction = [b'{"value": "', *[b"a" * 65536] * 8, b'", "line_index": 0}']
+    head, body = _send_chunked(port, f"/api/v1/images/{uuid.uuid4()}/corrections", "application/json", correction)
+    assert head.startswith(b"HTTP/1.1 413") and body["error"]["code"] == "request_too_large", (head, body)
+    small = render_lines(["chunked but small"], size=28)[0]
+    envelope = upload[0], png(small), upload[-1]
+    head, body = _send_chunked(port, "/api/v1/ocr", "multipart/form-data; boundary=x", list(envelope))
+    assert head.startswith(b"HTTP/1.1 200") and body["lines"], (head, body)  # within the limit: read as ever
 
 
 def test_missing_field_is_422_with_json(client):
