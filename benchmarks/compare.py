@@ -265,6 +265,7 @@ def rapidocr_engine() -> Engine:
 
 @contextlib.contextmanager
 def open_engine(name: str, args: argparse.Namespace) -> Iterator[Engine | None]:
+    engine: Engine | None
     if name == "service":
         with service_engine(args.port, args.precision) as engine:
             yield engine

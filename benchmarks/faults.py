@@ -19,6 +19,7 @@ import io
 import os
 import tempfile
 import time
+from typing import Any
 
 import httpx
 
@@ -96,7 +97,7 @@ def run_case(target: str, replicas: int, args: argparse.Namespace, data: bytes) 
     from serve_app.config import AppConfig
 
     key = "ingress" if target == "Ingress" else "detector"
-    overrides = {"storage": {"mode": "off"}, key: {"num_replicas": replicas}}
+    overrides: dict[str, dict[str, Any]] = {"storage": {"mode": "off"}, key: {"num_replicas": replicas}}
     if target == "Detector" and replicas > 1:
         overrides["detector"]["threads"] = 1  # two replicas share the 2 cores
     # logical CPUs as in the tests: two detector replicas ask for a CPU each beside the recognizer's

@@ -143,8 +143,10 @@ def main(args: argparse.Namespace) -> dict[str, dict[str, float]]:
     for name, r in results.items():
         print(f"| {name} | " + " | ".join(f"{r[k]:.1f}" for k in keys) + " |")
     if len(results) == 3:
-        off, on, traced = (results[k]["p50_ms"] for k in ("storage off", "storage on", "storage on + tracing"))
-        print(f"p50 ratio storage on / off: {on / off:.3f}; tracing on / off (storage on): {traced / on:.3f}")
+        p50_off, p50_on, p50_traced = (results[k]["p50_ms"] for k in ("storage off", "storage on",
+                                                                       "storage on + tracing"))
+        print(f"p50 ratio storage on / off: {p50_on / p50_off:.3f}; "
+              f"tracing on / off (storage on): {p50_traced / p50_on:.3f}")
     return results
 
 

@@ -40,11 +40,11 @@ IDLE_STATUS = {"connected": False, "images": 0, "results": 0, "corrections": 0, 
 
 @serve.deployment(name="Archiver", ray_actor_options={"num_cpus": 0}, num_replicas=1)
 class ArchiverDeployment:
-    async def __init__(self, settings: dict[str, Any]) -> None:
+    async def __init__(self, settings: dict[str, Any]) -> None:  # type: ignore[misc]  # Serve awaits it
         s = StorageSettings.model_validate(settings).resolved()
-        if not s.enabled:
+        if not s.enabled or not s.database_url or not s.rabbitmq_url:  # `storage.mode: on` does not bring them
             raise ValueError("the archiver needs DATABASE_URL and RABBITMQ_URL (or storage.* settings)")
-        self.settings = s
+        self.settings, self.database_url, self.rabbitmq_url = s, s.database_url, s.rabbitmq_url
         self.pool: asyncpg.Pool | None = None
         self.archiver: Archiver | None = None
         self._retention: asyncio.Task | None = None
@@ -62,7 +62,7 @@ class ArchiverDeployment:
         s, delay = self.settings, 1.0
         while True:
             try:
-                pool = await asyncpg.create_pool(s.database_url, min_size=1, max_size=4, timeout=READ_TIMEOUT_S)
+                pool = await asyncpg.create_pool(self.database_url, min_size=1, max_size=4, timeout=READ_TIMEOUT_S)
             except Exception as exc:  # noqa: BLE001 - refused, unreachable, not accepting: try again later
                 log.warning("the database cannot be reached yet (%s: %s); trying again in %g s",
                             type(exc).__name__, exc, delay)
@@ -82,7 +82,7 @@ class ArchiverDeployment:
             break
         log.info("database ready (migrations applied now: %s)", applied or "none")
         self.pool = pool
-        self.archiver = Archiver(s.rabbitmq_url, pool, s.image_dir, s.archiver_prefetch)
+        self.archiver = Archiver(self.rabbitmq_url, pool, s.image_dir, s.archiver_prefetch)
         self.archiver.start()
         self._retention = asyncio.get_running_loop().create_task(self._retention_loop())
 

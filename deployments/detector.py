@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 from ray import serve
 
-from deployments import metrics
+from deployments import batching, metrics
 from serve_app import telemetry
 from serve_app.config import DetectorSettings
 from serve_app.ocr import runtime
@@ -27,8 +27,7 @@ class Detector:
         self.page_faults: collections.deque[int] = collections.deque(maxlen=10_000)  # per batch, see runtime
 
     def reconfigure(self, user_config: dict[str, Any]) -> None:
-        self.detect.set_max_batch_size(int(user_config["max_batch_size"]))
-        self.detect.set_batch_wait_timeout_s(float(user_config["batch_wait_timeout_s"]))
+        batching.configure(user_config, self.detect)
 
     @serve.batch(max_batch_size=4, batch_wait_timeout_s=0.01)
     async def detect(self, images: list[np.ndarray]) -> list[list[TextLine]]:

@@ -9,7 +9,8 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 log = logging.getLogger("ray.serve")
 
@@ -23,10 +24,10 @@ class Handovers:
 
     def __init__(self, budget_bytes: float) -> None:
         self.budget_bytes = budget_bytes
-        self.tasks: set[asyncio.Task] = set()
+        self.tasks: set[asyncio.Task[None]] = set()
         self.pending_bytes = 0
 
-    def start(self, size: int, hand_over: Callable[[], Awaitable[None]],
+    def start(self, size: int, hand_over: Callable[[], Coroutine[Any, Any, None]],
               context: contextvars.Context | None = None) -> bool:
         """Run ``hand_over()`` in the background, holding ``size`` bytes until it ends; False past the budget.
 
@@ -38,7 +39,7 @@ class Handovers:
         task = asyncio.get_running_loop().create_task(hand_over(), context=context)
         self.tasks.add(task)
 
-        def done(finished: asyncio.Task) -> None:
+        def done(finished: asyncio.Task[None]) -> None:
             self.tasks.discard(finished)
             self.pending_bytes -= size
 

@@ -209,6 +209,15 @@ def _outliving_the_request() -> contextvars.Context:
     return context
 
 
+@dataclasses.dataclass(frozen=True)
+class _Stored:
+    """An image id checked for a deployment that stores: its canonical form, and the handles that hold it."""
+
+    id: str
+    archiver: DeploymentHandle
+    sidecar: DeploymentHandle
+
+
 def _replica_lost(deployment: str, exc: BaseException, giving_up: bool) -> None:
     metrics.ingress()["replicas_lost"].inc(tags={"target": deployment})
     log.warning("a %s replica was lost during a call (%s); %s", deployment, type(exc).__name__,
@@ -334,6 +343,8 @@ class Ingress:
 
     async def _database_state(self) -> str:
         """"up" or "down" as the archiver last found PostgreSQL; "unknown" if the archiver does not answer."""
+        if self.archiver is None:
+            return "unknown"
         try:
             status = await asyncio.wait_for(self.archiver.status.remote(), 2)
         except Exception:  # noqa: BLE001 - restarting or gone: readiness does not depend on it
@@ -379,12 +390,14 @@ class Ingress:
             if min_confidence is not None:
                 notes["min_confidence"] = min_confidence
             response = await self._admit(request_id, image, layout, page, rotate, min_confidence, notes)
-            status = response.status_code if isinstance(response, Response) else 200
-            code = json.loads(response.body)["error"]["code"] if status != 200 else "ok"
+            status, code = 200, "ok"
+            if isinstance(response, Response):
+                status, code = response.status_code, json.loads(bytes(response.body))["error"]["code"]
             span.set_attribute("http.status_code", status)
             metrics.ingress()["requests"].inc(tags={"status": str(status), "code": code, "layout": layout})
-            record = {"event": "ocr", "request_id": request_id, "trace_id": telemetry.trace_id(), "status": status,
-                      "code": code, "total_ms": round((time.perf_counter() - t0) * 1e3, 1)}
+            record: dict[str, Any] = {
+                "event": "ocr", "request_id": request_id, "trace_id": telemetry.trace_id(), "status": status,
+                "code": code, "total_ms": round((time.perf_counter() - t0) * 1e3, 1)}
             record.update(notes)
             if lost:  # calls sent again because their replica was lost
                 record["replicas_lost"] = lost
@@ -504,9 +517,12 @@ class Ingress:
 
         A handover made twice is spooled twice, and the archiver stores a request once whatever arrives.
         """
+        sidecar = self.sidecar
+        if sidecar is None:  # storage off: `_store` is never called then
+            return
         try:
             spooled = await retries.call_with_retries(
-                lambda: self.sidecar.forward.remote(request_id, data, media_type, stored), "Sidecar",
+                lambda: sidecar.forward.remote(request_id, data, media_type, stored), "Sidecar",
                 self.cfg.ingress.replica_retries, _replica_lost, outlive_cancellation=True)
         except asyncio.CancelledError:  # not an Exception: say so, or the answer goes without a word
             log.error("the result of request %s is lost: its handover to the sidecar was cancelled", request_id)
@@ -594,25 +610,26 @@ class Ingress:
             return None, error(503, "storage_unavailable", f"{exc}; retry shortly",
                                headers={"Retry-After": str(self.cfg.ingress.retry_after_s)})
 
-    def _storage(self, image_id: str) -> tuple[str | None, JSONResponse | None]:
-        """Validate an id and that storage is on; returns the canonical id or an error response."""
+    def _storage(self, image_id: str) -> _Stored | JSONResponse:
+        """Validate an id and that storage is on; returns the canonical id with the storage handles, or an error."""
         try:
             canonical = str(uuid.UUID(image_id))
         except ValueError:
-            return None, error(400, "invalid_id", f"{image_id!r} is not a UUID")
+            return error(400, "invalid_id", f"{image_id!r} is not a UUID")
         if self.archiver is None or self.sidecar is None:
             # 501, not 503: no wait changes it, so no client should send it again
-            return None, error(501, "storage_disabled", "results are not stored by this deployment")
-        return canonical, None
+            return error(501, "storage_disabled", "results are not stored by this deployment")
+        return _Stored(canonical, self.archiver, self.sidecar)
 
     @api.get("/api/v1/images/{image_id}", response_class=Response,
              responses={200: {"content": {"image/*": {}}}, 400: {"model": ErrorResponse},
                         404: {"model": ErrorResponse}, 501: {"model": ErrorResponse}, 503: {"model": ErrorResponse}})
     async def image(self, image_id: str) -> Response:
-        canonical, problem = self._storage(image_id)
-        if problem:
-            return problem
-        found, problem = await self._stored(lambda: self.archiver.image.remote(canonical))
+        target = self._storage(image_id)
+        if isinstance(target, JSONResponse):
+            return target
+        canonical, archiver = target.id, target.archiver
+        found, problem = await self._stored(lambda: archiver.image.remote(canonical))
         if problem:
             return problem
         if found is None:
@@ -628,10 +645,11 @@ class Ingress:
             "?format=hocr` wrote them (corrections are not applied); 'text': the lines as corrected (text/plain): "
             "each line as its latest correction says, or the latest whole-image correction where one was sent")
     ) -> Response:
-        canonical, problem = self._storage(image_id)
-        if problem:
-            return problem
-        found, problem = await self._stored(lambda: self.archiver.data.remote(canonical))
+        target = self._storage(image_id)
+        if isinstance(target, JSONResponse):
+            return target
+        canonical, archiver = target.id, target.archiver
+        found, problem = await self._stored(lambda: archiver.data.remote(canonical))
         if problem:
             return problem
         if found is None:
@@ -651,10 +669,11 @@ class Ingress:
         Answered 204 whether or not it is stored yet: an answer still on its way to the database is dropped when it
         arrives, so a client may delete an image as soon as it has its answer.
         """
-        canonical, problem = self._storage(image_id)
-        if problem:
-            return problem
-        _, problem = await self._stored(lambda: self.archiver.delete.remote(canonical))
+        target = self._storage(image_id)
+        if isinstance(target, JSONResponse):
+            return target
+        canonical, archiver = target.id, target.archiver
+        _, problem = await self._stored(lambda: archiver.delete.remote(canonical))
         if problem:
             return problem
         self.recent.pop(canonical, None)  # a correction to it is no longer taken on trust
@@ -664,18 +683,19 @@ class Ingress:
               responses={400: {"model": ErrorResponse}, 404: {"model": ErrorResponse}, 413: {"model": ErrorResponse},
                         501: {"model": ErrorResponse}, 503: {"model": ErrorResponse}})
     async def correct(self, image_id: str, correction: CorrectionIn = Body(...)) -> JSONResponse:
-        canonical, problem = self._storage(image_id)
-        if problem:
-            return problem
+        target = self._storage(image_id)
+        if isinstance(target, JSONResponse):
+            return target
+        canonical, archiver = target.id, target.archiver
         if canonical not in self.recent:  # answered by another replica, or long ago: the database knows
-            found, problem = await self._stored(lambda: self.archiver.data.remote(canonical))
+            found, problem = await self._stored(lambda: archiver.data.remote(canonical))
             if problem:
                 return problem
             if found is None:
                 return error(404, "not_found", f"no image {canonical} to correct")
         cid = str(correction.correction_id or uuid.uuid4())
         try:  # the same id however often it is sent: the archiver stores a correction once
-            spooled = await self._call("Sidecar", lambda: self.sidecar.correct.remote(
+            spooled = await self._call("Sidecar", lambda: target.sidecar.correct.remote(
                 canonical, correction.value, correction.line_index, cid))
         except retries.ReplicaLost as exc:
             return error(503, "storage_unavailable", f"{exc}; the correction was not taken: send it again shortly",

@@ -6,24 +6,30 @@ Created lazily inside replicas (metric objects must live in the process that rec
 from __future__ import annotations
 
 import functools
+from typing import cast
 
 from ray.serve.metrics import Counter, Gauge, Histogram
 
-MS_BUCKETS = [5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000]
+MS_BUCKETS: list[float] = [5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000]
+
+
+def _tags(*keys: str) -> tuple[str]:
+    """``tag_keys`` as Ray's hints spell it (a 1-tuple); it takes any number of keys."""
+    return cast("tuple[str]", keys)
 
 
 @functools.cache
 def ingress() -> dict:
     return {
         "requests": Counter("ocr_requests_total", "OCR requests by HTTP status, error code and layout.",
-                            tag_keys=("status", "code", "layout")),
+                            tag_keys=_tags("status", "code", "layout")),
         "images": Counter("ocr_images_total", "Images read successfully."),
         "replicas_lost": Counter("ocr_replicas_lost_total", "Calls from the ingress whose replica was lost mid-call "
                                  "(each was sent again, or given up).", tag_keys=("target",)),
         "not_stored": Counter("ocr_results_not_stored_total", "Answers given but not handed to storage, by reason.",
                               tag_keys=("reason",)),
         "stage_ms": Histogram("ocr_stage_latency_ms", "Time per stage of an OCR request, by layout.",
-                              boundaries=MS_BUCKETS, tag_keys=("stage", "layout")),
+                              boundaries=MS_BUCKETS, tag_keys=_tags("stage", "layout")),
         "lines": Histogram("ocr_lines_per_image", "Text lines found per image.",
                            boundaries=[1, 2, 5, 10, 20, 50, 100]),
         "words": Histogram("ocr_words_per_image", "Words read per image.", boundaries=[1, 5, 10, 25, 50, 100, 250]),

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 from ray import serve
 
-from deployments import metrics
+from deployments import batching, metrics
 from serve_app import telemetry
 from serve_app.config import RecognizerSettings
 from serve_app.ocr import runtime
@@ -31,12 +31,12 @@ class Recognizer:
         self.alone: collections.deque[bool] = collections.deque(maxlen=10_000)  # per page request, as the caller said
 
     def reconfigure(self, user_config: dict[str, Any]) -> None:
-        for method in (self.recognize, self.read_word):
-            method.set_max_batch_size(int(user_config["max_batch_size"]))
-            method.set_batch_wait_timeout_s(float(user_config["batch_wait_timeout_s"]))
+        batching.configure(user_config, self.recognize, self.read_word)  # type: ignore[misc]  # see `recognize`
 
-    @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.005)
-    async def recognize(self, requests: list[list[np.ndarray]], alone: list[bool]) -> list[list[Decoded]]:
+    # Serve's hints know batching of one argument only; it batches every argument alike, as here two
+    @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.005)  # type: ignore[arg-type]
+    async def recognize(self, requests: list[list[np.ndarray]],  # type: ignore[misc]
+                        alone: list[bool]) -> list[list[Decoded]]:
         """One call per request, each a list of crops; all crops of the batch are read together.
 
         ``alone``: the caller had no other request in progress, so the detector's cores are idle and a page of

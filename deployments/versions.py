@@ -18,7 +18,7 @@ import hashlib
 import json
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from ray.serve import Deployment
 
@@ -54,12 +54,14 @@ def version_of(*parts: Any) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def pinned(deployment: Deployment, *parts: Any) -> Deployment:
-    """``deployment`` with a version made of ``parts`` (what its replicas were built from) and our source.
+def pinned(decorated: Deployment | type, *parts: Any) -> Deployment:
+    """The deployment with a version made of ``parts`` (what its replicas were built from) and our source.
 
     Serve 2.60 keeps setting a version only as an internal option. If a later Serve drops it, the deployment comes
-    back as it was (a random version: correct, only slower to redeploy).
+    back as it was (a random version: correct, only slower to redeploy). ``type``: a class under `serve.deployment`
+    is a `Deployment`, but type checkers do not apply class decorators and see the class.
     """
+    deployment = cast(Deployment, decorated)
     try:
         return deployment.options(version=version_of(*parts), _internal=True)
     except (TypeError, ValueError) as e:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import copy
 import time
-from typing import Any
+from typing import Any, cast
 
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
@@ -32,6 +32,11 @@ def kube_client(kubeconfig: str | None = None) -> client.ApiClient:
     return client.ApiClient()
 
 
+def get_rayservice(co: client.CustomObjectsApi, ns: str, name: str) -> dict[str, Any]:
+    """Read the RayService; the client types custom objects as ``object``, they are parsed JSON dicts."""
+    return cast(dict[str, Any], co.get_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, name))
+
+
 def is_ready(obj: dict[str, Any]) -> bool:
     """KubeRay >= 1.3 sets a Ready condition; older operators report serviceStatus Running."""
     status = obj.get("status") or {}
@@ -45,20 +50,23 @@ def deploy(cfg: AppConfig, api: client.ApiClient, timeout_s: float = 900.0, poll
     co = client.CustomObjectsApi(api)
     ns, name = cfg.cluster.namespace, cfg.cluster.name
     body = rayservice(cfg)
+    previous: dict[str, Any] | None
     try:
-        previous = co.get_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, name)
+        previous = get_rayservice(co, ns, name)
     except ApiException as exc:
         if exc.status != 404:
             raise DeployError(f"cannot read RayService {ns}/{name}: {exc.status} {exc.reason}") from exc
         previous = None
 
     def put(spec_body: dict[str, Any], dry_run: bool) -> dict[str, Any]:
-        kw = {"dry_run": "All"} if dry_run else {}
+        mode = "All" if dry_run else None  # None leaves the dryRun query parameter out
         if previous is None:
-            return co.create_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, spec_body, **kw)
+            created = co.create_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, spec_body, dry_run=mode)
+            return cast(dict[str, Any], created)
         b = copy.deepcopy(spec_body)
         b["metadata"]["resourceVersion"] = previous["metadata"]["resourceVersion"]
-        return co.replace_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, name, b, **kw)
+        replaced = co.replace_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, name, b, dry_run=mode)
+        return cast(dict[str, Any], replaced)
 
     try:
         put(body, dry_run=True)
@@ -70,7 +78,7 @@ def deploy(cfg: AppConfig, api: client.ApiClient, timeout_s: float = 900.0, poll
 
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        obj = co.get_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, name)
+        obj = get_rayservice(co, ns, name)
         if is_ready(obj) and obj.get("metadata", {}).get("generation") == obj.get("status", {}).get(
                 "observedGeneration", obj.get("metadata", {}).get("generation")):
             endpoint = f"https://{cfg.cluster.host}/ (in cluster: http://{name}-serve-svc.{ns}.svc:8000/)"
@@ -79,7 +87,7 @@ def deploy(cfg: AppConfig, api: client.ApiClient, timeout_s: float = 900.0, poll
         time.sleep(poll_s)
 
     log(f"not ready after {timeout_s:.0f}s: rolling back")
-    current = co.get_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, name)
+    current = get_rayservice(co, ns, name)
     if previous is None:
         co.delete_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, name)
     else:

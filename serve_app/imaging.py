@@ -21,6 +21,7 @@ import io
 import math
 import threading
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 import pypdfium2 as pdfium
@@ -121,8 +122,8 @@ def _grey8(im: Image.Image) -> np.ndarray:
 def _background(rgba: Image.Image) -> tuple[int, int, int, int]:
     """White under dark ink, black under light ink: the mean brightness of what is visible, weighted by alpha."""
     f = min(1.0, 256 / max(rgba.size))  # a sample is enough, and costs nothing next to the decode
-    a = np.asarray(rgba.resize((max(1, round(rgba.width * f)), max(1, round(rgba.height * f))), Image.NEAREST),
-                   dtype=np.float64)
+    sample = rgba.resize((max(1, round(rgba.width * f)), max(1, round(rgba.height * f))), Image.Resampling.NEAREST)
+    a = np.asarray(sample, dtype=np.float64)
     weight = a[..., 3] / 255.0
     luma = a[..., :3] @ np.array([0.299, 0.587, 0.114])
     ink = float((luma * weight).sum() / max(weight.sum(), 1e-9))
@@ -135,7 +136,8 @@ def to_rgb(im: Image.Image) -> np.ndarray:
         return np.repeat(_grey8(im)[..., None], 3, axis=-1)
     if im.has_transparency_data:
         rgba = im if im.mode == "RGBA" else im.convert("RGBA")
-        if rgba.getchannel("A").getextrema()[0] < 255:  # most RGBA screenshots are opaque: no compositing
+        lowest, _ = cast(tuple[int, int], rgba.getchannel("A").getextrema())  # one band: its (min, max)
+        if lowest < 255:  # most RGBA screenshots are opaque: no compositing
             im = Image.alpha_composite(Image.new("RGBA", rgba.size, _background(rgba)), rgba)
     return np.asarray(im.convert("RGB"))
 
@@ -213,7 +215,7 @@ def decode_image(data: bytes, max_bytes: int, max_pixels: int, keep_side: int | 
     if len(data) > max_bytes:
         raise ImageTooLarge(f"upload is {len(data)} bytes; the limit is {max_bytes} bytes")
     try:  # no warnings.catch_warnings here: it is not thread-safe, and decoding runs in threads (the ingress)
-        im = Image.open(io.BytesIO(data))
+        im: Image.Image = Image.open(io.BytesIO(data))
         fmt = im.format or "unknown"
         if fmt not in ALLOWED_FORMATS:
             raise UnsupportedFormat(

@@ -49,6 +49,8 @@ class JsonLinesExporter(SpanExporter):
         lines = []
         for s in spans:
             ctx, parent = s.get_span_context(), s.parent
+            if ctx is None:  # only a span never started has none; an exporter is given ended spans
+                continue
             lines.append(json.dumps({
                 "name": s.name, "trace_id": f"{ctx.trace_id:032x}", "span_id": f"{ctx.span_id:016x}",
                 "parent_id": f"{parent.span_id:016x}" if parent else None, "pid": os.getpid(),

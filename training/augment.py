@@ -37,8 +37,8 @@ def perspective(rng: random.Random, img: Image.Image, strength: float = 0.08) ->
     dst -= dst.min(axis=0)
     ow, oh = int(np.ceil(dst[:, 0].max())), int(np.ceil(dst[:, 1].max()))
     fill = _edge_fill(np.asarray(img))
-    return img.transform((max(ow, 4), max(oh, 4)), Image.PERSPECTIVE, perspective_coeffs(src, dst),
-                         Image.BILINEAR, fillcolor=fill)
+    return img.transform((max(ow, 4), max(oh, 4)), Image.Transform.PERSPECTIVE, perspective_coeffs(src, dst),
+                         Image.Resampling.BILINEAR, fillcolor=fill)
 
 
 def curve(rng: random.Random, img: Image.Image, max_amplitude: float = 0.15) -> Image.Image:
@@ -109,7 +109,7 @@ def photometric(rng: random.Random, img: Image.Image) -> Image.Image:
     """Blur, contrast/brightness, noise and JPEG, each with some probability."""
     if rng.random() < 0.35:
         img = img.filter(ImageFilter.GaussianBlur(rng.uniform(0.3, 1.4)))
-    arr = np.asarray(img, dtype=np.float32)
+    arr: np.ndarray = np.asarray(img, dtype=np.float32)  # float64 once noise is added
     if rng.random() < 0.5:
         arr = (arr - arr.mean()) * rng.uniform(0.5, 1.3) + arr.mean() + rng.uniform(-30, 30)
     if rng.random() < 0.3:
@@ -132,7 +132,7 @@ def distort_crop(rng: random.Random, img: Image.Image, geometric: float = 0.5) -
             img = perspective(rng, img)
         else:
             fill = _edge_fill(np.asarray(img))
-            img = img.rotate(rng.uniform(-5, 5), resample=Image.BILINEAR, expand=True, fillcolor=fill)
+            img = img.rotate(rng.uniform(-5, 5), resample=Image.Resampling.BILINEAR, expand=True, fillcolor=fill)
     return photometric(rng, img)
 
 
@@ -144,9 +144,9 @@ def augment_real_crop(rng: random.Random, gray: np.ndarray) -> np.ndarray:
     img = Image.fromarray(gray)
     if rng.random() < 0.15 and img.height > 16:  # a distant word: few pixels, upscaled back by the reader
         f = rng.uniform(0.35, 0.7)
-        img = img.resize((max(8, int(img.width * f)), max(8, int(img.height * f))), Image.BILINEAR)
+        img = img.resize((max(8, int(img.width * f)), max(8, int(img.height * f))), Image.Resampling.BILINEAR)
     img = distort_crop(rng, img, geometric=0.4)
     if rng.random() < 0.2:  # squeeze or stretch
-        img = img.resize((max(8, int(img.width * rng.uniform(0.75, 1.3))), img.height), Image.BILINEAR)
+        img = img.resize((max(8, int(img.width * rng.uniform(0.75, 1.3))), img.height), Image.Resampling.BILINEAR)
     out = np.asarray(img)
     return 255 - out if rng.random() < 0.1 else out

@@ -21,8 +21,10 @@ from training.augment import perspective_coeffs
 def _colour(rng: random.Random, base: tuple[int, int, int] | None = None) -> tuple[int, int, int]:
     if base is None or rng.random() < 0.4:
         g = rng.randint(0, 255)
-        return tuple(int(np.clip(g + rng.randint(-40, 40), 0, 255)) for _ in range(3))
-    return tuple(int(np.clip(c + rng.randint(-70, 70), 0, 255)) for c in base)
+        r, gr, b = (int(np.clip(g + rng.randint(-40, 40), 0, 255)) for _ in range(3))
+        return r, gr, b
+    r, gr, b = (int(np.clip(c + rng.randint(-70, 70), 0, 255)) for c in base)
+    return r, gr, b
 
 
 def _warp_onto(img: Image.Image, layer: Image.Image, mask: Image.Image, rng: random.Random,
@@ -37,8 +39,8 @@ def _warp_onto(img: Image.Image, layer: Image.Image, mask: Image.Image, rng: ran
     dst -= dst.min(0)
     size = (int(dst[:, 0].max()) + 1, int(dst[:, 1].max()) + 1)
     coeffs = perspective_coeffs(src, dst)
-    img.paste(layer.transform(size, Image.PERSPECTIVE, coeffs, Image.BILINEAR),
-              (x0, y0), mask.transform(size, Image.PERSPECTIVE, coeffs, Image.BILINEAR))
+    img.paste(layer.transform(size, Image.Transform.PERSPECTIVE, coeffs, Image.Resampling.BILINEAR),
+              (x0, y0), mask.transform(size, Image.Transform.PERSPECTIVE, coeffs, Image.Resampling.BILINEAR))
 
 
 def _grid(rng: random.Random, w: int, h: int, base: tuple[int, int, int]) -> tuple[Image.Image, Image.Image]:
@@ -109,7 +111,7 @@ def _texture(rng: random.Random, w: int, h: int, base: tuple[int, int, int]) -> 
         gh = max(2, gh // 6)
     noise = nrng.normal(0, rng.uniform(15, 60), (gh, gw, 1)).astype(np.float32)
     arr = np.clip(np.array(_colour(rng, base), np.float32) + noise, 0, 255).astype(np.uint8)
-    layer = Image.fromarray(arr.repeat(3, 2) if arr.shape[2] == 1 else arr).resize((w, h), Image.BILINEAR)
+    layer = Image.fromarray(arr.repeat(3, 2) if arr.shape[2] == 1 else arr).resize((w, h), Image.Resampling.BILINEAR)
     return layer, Image.new("L", (w, h), 255)
 
 
@@ -119,7 +121,8 @@ _MAKERS = (_grid, _bars, _strokes, _panel, _texture)
 def clutter(rng: random.Random, img: Image.Image, amount: tuple[int, int] = (4, 14)) -> Image.Image:
     """Draw ``amount`` pieces of man-made structure onto ``img`` (in place), each seen in perspective."""
     w, h = img.size
-    base = tuple(int(v) for v in np.asarray(img.resize((1, 1))).reshape(3))
+    r, g, b = (int(v) for v in np.asarray(img.resize((1, 1))).reshape(3))
+    base = (r, g, b)
     for _ in range(rng.randint(*amount)):
         pw = int(w * min(1.0, rng.lognormvariate(np.log(0.2), 0.7)))
         ph = int(h * min(1.0, rng.lognormvariate(np.log(0.25), 0.7)))
@@ -135,10 +138,11 @@ def clutter(rng: random.Random, img: Image.Image, amount: tuple[int, int] = (4, 
 def photo_light(rng: random.Random, img: Image.Image) -> Image.Image:
     """Uneven light, glare, colour cast and camera degradation over the whole frame, text included."""
     w, h = img.size
-    arr = np.asarray(img, dtype=np.float32)
+    arr: np.ndarray = np.asarray(img, dtype=np.float32)
     nrng = np.random.default_rng(rng.randrange(2**31))
     cells = rng.randint(2, 5)
-    gain = Image.fromarray((nrng.uniform(0, 1, (cells, cells)) * 255).astype(np.uint8)).resize((w, h), Image.BICUBIC)
+    gain = Image.fromarray((nrng.uniform(0, 1, (cells, cells)) * 255).astype(np.uint8)).resize(
+        (w, h), Image.Resampling.BICUBIC)
     lo, hi = rng.uniform(0.45, 0.9), rng.uniform(1.0, 1.35)
     arr = arr * (lo + (hi - lo) * np.asarray(gain, np.float32)[..., None] / 255)
     if rng.random() < 0.3:  # a glare spot or a lamp

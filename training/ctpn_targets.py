@@ -87,8 +87,9 @@ def make_targets(lines: np.ndarray, h: int, w: int, stride: int = 16, tie_ratio:
             y0, y1 = float(strip[:, 1].min()), float(strip[:, 1].max())
             if y1 - y0 < 2:
                 continue
-            iou = vertical_iou(ay0[:, j], ay1[:, j], np.float32(y0), np.float32(y1))  # (h, k)
-            target = encode_vertical(np.float32((y0 + y1) / 2), np.float32(y1 - y0), cya[:, j], ha[:, j])
+            cy, sh = np.asarray((y0 + y1) / 2, np.float32), np.asarray(y1 - y0, np.float32)  # 0-d arrays
+            iou = vertical_iou(ay0[:, j], ay1[:, j], np.asarray(y0, np.float32), np.asarray(y1, np.float32))  # (h, k)
+            target = encode_vertical(cy, sh, cya[:, j], ha[:, j])
             ious[j] = iou
             better = iou > best[:, j]
             best[:, j] = np.where(better, iou, best[:, j])
@@ -107,7 +108,7 @@ def make_targets(lines: np.ndarray, h: int, w: int, stride: int = 16, tie_ratio:
             for j in range(j_lo, j_hi):
                 if abs(cxa[0, j, 0] - x_end) <= SIDE_RANGE:
                     m = ious[min(ious, key=lambda c: abs(c - j))] > NEG_IOU  # the nearest strip of this line
-                    side[:, j][m] = encode_side(np.float32(x_end), cxa[:, j][m])
+                    side[:, j][m] = encode_side(np.asarray(x_end, np.float32), cxa[:, j][m])
                     side_mask[:, j] |= m
     labels = np.full((h, w, k), -1, dtype=np.int64)
     labels[(best < NEG_IOU) & ~tied] = 0

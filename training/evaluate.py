@@ -62,6 +62,11 @@ def _inside(cx: float, cy: float, box: list[float]) -> bool:
     return box[0] <= cx <= box[2] and box[1] <= cy <= box[3]
 
 
+def _corners(box: tuple[float, float, float, float]) -> tuple[tuple[float, float], ...]:
+    x0, y0, x1, y1 = box
+    return (x0, y0), (x1, y0), (x1, y1), (x0, y1)
+
+
 def word_centre(word: dict) -> tuple[float, float]:
     """A labelled word's centre: of its quadrilateral where the set gives one, else of its box."""
     if word.get("poly"):
@@ -84,16 +89,17 @@ def eval_pages(predictor: OCRPredictor, name: str, limit: int | None, rotate: st
         t0 = time.perf_counter()
         if rotate == "0" and not turn:
             detected, lines = predictor.detect_and_read(image)
+            polys = [ln.poly for ln in detected]
         else:
             upload = turned(image, turn)
             rotation, lines = predictor.read(upload, rotate)
             lines = unturned(lines, turn, image.shape[1], image.shape[0])  # back into the labels' pixels
             turns.append((rotation + turn) % 360)  # 0: read upright
-            detected = lines
+            polys = [ln.poly or _corners(ln.box) for ln in lines]  # a result without a polygon is its box
         seconds.append(time.perf_counter() - t0)
         labelled_words = [w for w in it["words"] if not w.get("ignore")]
         labelled += len(labelled_words)
-        found += sum(any(inside(ln.poly, *word_centre(w)) for ln in detected) for w in labelled_words)
+        found += sum(any(inside(list(poly), *word_centre(w)) for poly in polys) for w in labelled_words)
         ignored = [w["box"] for w in it["words"] if w.get("ignore")]
         words = [w.text for ln in lines for w in ln.words
                  if not any(_inside((w.box[0] + w.box[2]) / 2, (w.box[1] + w.box[3]) / 2, b) for b in ignored)]

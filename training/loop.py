@@ -18,6 +18,8 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
+from serve_app.ocr.models.crnn import CRNN
+from serve_app.ocr.models.ctpn import CTPN
 from serve_app.ocr.models.weights import read_weights
 
 
@@ -102,7 +104,7 @@ class Budget:
         return self.progress(step) >= 1.0
 
 
-def export_fp32(model: nn.Module, path: str | Path, meta: dict[str, Any]) -> Path:
+def export_fp32(model: CTPN | CRNN, path: str | Path, meta: dict[str, Any]) -> Path:
     """Full-precision weights without optimizer state, to keep training elsewhere from a small file."""
     from serve_app.ocr.models.weights import save_weights
 

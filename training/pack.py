@@ -35,13 +35,15 @@ def _save(img: Image.Image, path: Path, quality: int) -> None:
 def pack_pages(name: str, out: Path, target_height: float, gray: bool, quality: int, limit: int | None) -> None:
     """Page sets, scaled so that the median line is at most ``target_height`` px; boxes scaled with them."""
     items = datasets.read_manifest(f"train/{name}")[:limit]
-    with open(out / "train" / name / "manifest.jsonl", "w") if _mk(out / "train" / name) else None as f:
+    _mk(out / "train" / name)
+    with open(out / "train" / name / "manifest.jsonl", "w") as f:
         for it in items:
             img = Image.open(it["path"]).convert("L" if gray else "RGB")
             heights = [w["box"][3] - w["box"][1] for w in it["words"]] or [target_height]
             s = min(1.0, target_height / max(float(np.median(heights)), 1.0))
             if s < 1.0:
-                img = img.resize((max(1, round(img.width * s)), max(1, round(img.height * s))), Image.LANCZOS)
+                img = img.resize((max(1, round(img.width * s)), max(1, round(img.height * s))),
+                                 Image.Resampling.LANCZOS)
             rel = f"images/{Path(it['image']).stem}.webp"
             _save(img, out / "train" / name / rel, quality)
             words = [{**w, "box": [round(v * s, 1) for v in w["box"]],
@@ -53,11 +55,13 @@ def pack_pages(name: str, out: Path, target_height: float, gray: bool, quality: 
 def pack_crops(folder: str, out: Path, max_height: int, quality: int) -> None:
     """Word crops, at most ``max_height`` px high (the recognizer reads 32)."""
     items = datasets.read_manifest(folder)
-    with open(out / folder / "manifest.jsonl", "w") if _mk(out / folder) else None as f:
+    _mk(out / folder)
+    with open(out / folder / "manifest.jsonl", "w") as f:
         for it in items:
             img = Image.open(it["path"]).convert("RGB")
             if img.height > max_height:
-                img = img.resize((max(1, round(img.width * max_height / img.height)), max_height), Image.LANCZOS)
+                img = img.resize((max(1, round(img.width * max_height / img.height)), max_height),
+                                 Image.Resampling.LANCZOS)
             rel = f"images/{Path(it['image']).stem}.webp"
             _save(img, out / folder / rel, quality)
             rec = {k: v for k, v in it.items() if k not in ("path", "image")}
@@ -67,15 +71,15 @@ def pack_crops(folder: str, out: Path, max_height: int, quality: int) -> None:
 def pack_scene_lines(out: Path, name: str, items: list[tuple[np.ndarray, str]], quality: int) -> None:
     """Built scene lines, where `scene_lines.cached` finds them: the GPU machine cannot rebuild them (no frames)."""
     folder = out / scene_lines.PACKED / name
-    with open(folder / "manifest.jsonl", "w") if _mk(folder / "images") else None as f:
+    _mk(folder / "images")
+    with open(folder / "manifest.jsonl", "w") as f:
         for k, (gray, text) in enumerate(items):
             _save(Image.fromarray(gray), folder / "images" / f"{k:05d}.webp", quality)
             f.write(json.dumps({"image": f"images/{k:05d}.webp", "text": text}) + "\n")
 
 
-def _mk(path: Path) -> bool:
+def _mk(path: Path) -> None:
     path.mkdir(parents=True, exist_ok=True)
-    return True
 
 
 def size_mb(path: Path) -> float:
@@ -96,9 +100,9 @@ def main(args: argparse.Namespace) -> None:
     for busy in args.scene_lines:
         pack_scene_lines(shared, scene_lines.cache_name(busy=busy), scene_lines.cached(busy=busy), 90)
     with tarfile.open(out / "fonts.tar.xz", "w:xz") as tar:  # unpack there with tar -xJf
-        for f in latin_fonts():
-            if Path(f).stat().st_size <= args.max_font_kb * 1024:
-                tar.add(f, arcname=f"fonts/{Path(f).name}")
+        for font in latin_fonts():
+            if Path(font).stat().st_size <= args.max_font_kb * 1024:
+                tar.add(font, arcname=f"fonts/{Path(font).name}")
     with gzip.open(out / "words.txt.gz", "wt") as f:
         f.write("\n".join(dictionary()))
     for part in ("shared/train/words", "shared/eval", "shared/train/receipts_sroie", "shared/train/borndigital_ic13",

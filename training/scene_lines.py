@@ -82,7 +82,7 @@ def build(part: str = "fit", renders: int = 1, seed: int = 0, weights: str | Non
     """
     from serve_app.ocr.predictor import DetectorRunner  # torch, only when building
 
-    detector = DetectorRunner(**({"weights": weights} if weights else {}))
+    detector = DetectorRunner(weights) if weights else DetectorRunner()
     records = datasets.read_manifest("train/words")
     layouts = datasets.ic15_layouts(part)[:limit]
     rng = random.Random(seed)

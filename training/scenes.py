@@ -8,6 +8,7 @@ text has, gives the detector real scene text to find; words pasted side by side 
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
@@ -25,7 +26,7 @@ def _blotches(rng: random.Random, w: int, h: int) -> np.ndarray:
     out = np.zeros((h, w, 3), dtype=np.float32)
     for cells, weight in ((3, 1.0), (9, 0.5), (27, 0.25)):
         grid = nrng.uniform(0, 255, (cells, cells, 3)).astype(np.uint8)
-        layer = Image.fromarray(grid).resize((w, h), Image.BICUBIC)
+        layer = Image.fromarray(grid).resize((w, h), Image.Resampling.BICUBIC)
         out += weight * np.asarray(layer, dtype=np.float32)
     out /= 1.75
     gray = out.mean(axis=2, keepdims=True)
@@ -65,8 +66,9 @@ def paste_quad(canvas: Image.Image, crop: Image.Image, quad: list | np.ndarray) 
     size = (int(x1 - x0) + 1, int(y1 - y0) + 1)
     w, h = crop.size
     coeffs = perspective_coeffs(np.array([[0, 0], [w, 0], [w, h], [0, h]], dtype=np.float64), q - [x0, y0])
-    warped = crop.transform(size, Image.PERSPECTIVE, coeffs, resample=Image.BILINEAR)
-    mask = Image.new("L", crop.size, 255).transform(size, Image.PERSPECTIVE, coeffs, resample=Image.BILINEAR)
+    warped = crop.transform(size, Image.Transform.PERSPECTIVE, coeffs, resample=Image.Resampling.BILINEAR)
+    mask = Image.new("L", crop.size, 255).transform(size, Image.Transform.PERSPECTIVE, coeffs,
+                                                    resample=Image.Resampling.BILINEAR)
     canvas.paste(warped, (int(x0), int(y0)), mask)
 
 
@@ -81,12 +83,12 @@ def faded(rng: random.Random, crop: Image.Image) -> Image.Image:
 def low_resolution(rng: random.Random, img: Image.Image) -> Image.Image:
     """The image shrunk to 45-85 % and enlarged back: small camera text, soft after the service's own upscaling."""
     f = rng.uniform(0.45, 0.85)
-    small = img.resize((max(1, round(img.width * f)), max(1, round(img.height * f))), Image.BILINEAR)
-    return small.resize(img.size, Image.BILINEAR)
+    small = img.resize((max(1, round(img.width * f)), max(1, round(img.height * f))), Image.Resampling.BILINEAR)
+    return small.resize(img.size, Image.Resampling.BILINEAR)
 
 
-def compose_frame(rng: random.Random, words: list[tuple[Image.Image, np.ndarray]], frame: tuple[int, int],
-                  busy: bool = False, hard: bool = False) -> Image.Image:
+def compose_frame(rng: random.Random, words: Sequence[tuple[Image.Image, np.ndarray | list[list[float]]]],
+                  frame: tuple[int, int], busy: bool = False, hard: bool = False) -> Image.Image:
     """A whole frame: each word crop warped into its quadrilateral on a background, lit as a camera would when busy.
 
     In a ``hard`` frame half the words are faded (`faded`).
@@ -111,7 +113,7 @@ def render_layout(rng: random.Random, size: int, words: list[tuple[np.ndarray, n
     """
     canvas = compose_frame(rng, [(Image.fromarray(crop), quad) for crop, quad in words], frame, busy, hard)
     s = 4 / 3 * (rng.uniform(0.55, 1.1) if hard else rng.uniform(0.7, 1.4))
-    canvas = canvas.resize((round(frame[0] * s), round(frame[1] * s)), Image.BILINEAR)
+    canvas = canvas.resize((round(frame[0] * s), round(frame[1] * s)), Image.Resampling.BILINEAR)
     if hard and rng.random() < 0.5:
         canvas = low_resolution(rng, canvas)
     quads = np.asarray([q for _, q in words], dtype=np.float32).reshape(-1, 4, 2) * s
@@ -144,7 +146,7 @@ def render_scene(rng: random.Random, size: int, crops: list[np.ndarray],
             if crop is None:
                 break
             cw = max(4, int(crop.shape[1] * h / max(crop.shape[0], 1) * rng.uniform(0.85, 1.15)))
-            words.append(Image.fromarray(crop).resize((cw, h), Image.BILINEAR))
+            words.append(Image.fromarray(crop).resize((cw, h), Image.Resampling.BILINEAR))
         if not words:
             break
         gap = int(h * rng.uniform(0.25, 0.7))
@@ -168,11 +170,11 @@ def render_scene(rng: random.Random, size: int, crops: list[np.ndarray],
         for _ in range(rng.randint(1, 4)):
             font = font_at(rng.choice(latin_fonts()), int(np.clip(rng.lognormvariate(np.log(22), 0.5), 9, 70)))
             text = random_line(rng, max_words=3)
-            x, y = rng.uniform(0, size * 0.6), rng.uniform(0, size * 0.9)
-            b = line_extent(font, text, x, y)
+            tx, ty = rng.uniform(0, size * 0.6), rng.uniform(0, size * 0.9)
+            b = line_extent(font, text, tx, ty)
             if not text or b[2] > size - 2 or b[3] > size - 2 or _overlaps(b, taken):
                 continue
-            draw_line(draw, font, text, x, y, contrasting_colours(rng)[0])
+            draw_line(draw, font, text, tx, ty, contrasting_colours(rng)[0])
             taken.append(b)
             lines.append(b)
     if busy:

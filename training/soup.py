@@ -12,9 +12,12 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import cast
 
 import torch
 
+from serve_app.ocr.models.crnn import CRNN
+from serve_app.ocr.models.ctpn import CTPN
 from serve_app.ocr.models.weights import load_model, save_weights
 
 
@@ -34,7 +37,7 @@ def main(args: argparse.Namespace) -> Path:
     meta = {"trained_by": f"training/{Path(__file__).name}", "alpha": args.alpha,
             "start": {"file": str(args.start), **{k: start_meta.get(k) for k in ("trained_by", "steps")}},
             "tuned": {"file": str(args.tuned), **{k: tuned_meta.get(k) for k in ("trained_by", "steps", "args")}}}
-    path = save_weights(tuned, args.out, meta)
+    path = save_weights(cast(CTPN | CRNN, tuned), args.out, meta)  # load_model builds one of the two
     print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB): {1 - args.alpha:.2f} x {args.start} "
           f"+ {args.alpha:.2f} x {args.tuned}")
     return path

@@ -78,7 +78,7 @@ def render_crop(rng: random.Random, text: str | None = None, clean: bool = False
             ly = int(py[0] + bh * rng.choice([1.02, 0.55]))
             draw.line([(0, ly), (w, ly)], fill=fg, width=max(1, int(bh / 15)))
         if rng.random() < 0.2:  # squeeze or stretch, as real fonts and cameras do
-            img = img.resize((max(4, int(w * rng.uniform(0.7, 1.3))), h), Image.BILINEAR)
+            img = img.resize((max(4, int(w * rng.uniform(0.7, 1.3))), h), Image.Resampling.BILINEAR)
         img = distort_crop(rng, img, geometric=0.45)  # curved baselines, perspective, rotation, blur, noise, JPEG
     return np.asarray(img.convert("L")), text
 

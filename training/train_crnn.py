@@ -284,6 +284,7 @@ def main(args: argparse.Namespace) -> dict:
 
     loader = stream_loader(batches, seed, args.workers)
     if factor:
+        assert init_state is not None  # factor implies it
         columns = factor_output_layer(model, init_state, [next(loader)[0] for _ in range(8)])
         print(f"initialised from {args.init}, output layer factored on {columns} columns")
     heldout = heldout_synthetic(args.val_size)

@@ -130,7 +130,7 @@ class PageSampler:
         s = self.rng.uniform(12, 40) / max(med, 1.0)
         h, w = img.shape[:2]
         nw, nh = max(1, round(w * s)), max(1, round(h * s))
-        img = np.asarray(Image.fromarray(img).resize((nw, nh), Image.BILINEAR))
+        img = np.asarray(Image.fromarray(img).resize((nw, nh), Image.Resampling.BILINEAR))
         boxes = boxes * s
         x = self.rng.randint(0, max(0, nw - self.size))
         y = self.rng.randint(0, max(0, nh - self.size))

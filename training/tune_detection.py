@@ -25,6 +25,7 @@ import dataclasses
 import itertools
 import random
 import time
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -79,7 +80,7 @@ def layout_frames(n: int, seed: int = 0, warp: bool = True, part: str = "check",
             xs, ys = [p[0] for p in poly], [p[1] for p in poly]
             x0, y0 = int(max(0, min(xs))), int(max(0, min(ys)))
             x1, y1 = int(min(FRAME_W, max(xs))), int(min(FRAME_H, max(ys)))
-            canvas.paste(crop.resize((max(x1 - x0, 1), max(y1 - y0, 1)), Image.BILINEAR), (x0, y0))
+            canvas.paste(crop.resize((max(x1 - x0, 1), max(y1 - y0, 1)), Image.Resampling.BILINEAR), (x0, y0))
         frames.append((np.asarray(canvas), [records[i]["text"] for i, _ in layout],
                        np.asarray([np.asarray(p, dtype=np.float64).mean(0) for _, p in layout]).reshape(-1, 2)))
     return frames
@@ -108,7 +109,7 @@ def score(predictor: OCRPredictor, frames: list[Frame]) -> dict[str, float]:
         t0 = time.perf_counter()
         detected, lines = predictor.detect_and_read(image)
         seconds.append(time.perf_counter() - t0)
-        found += sum(any(inside(ln.poly, float(x), float(y)) for ln in detected) for x, y in centres)
+        found += sum(any(inside(list(ln.poly), float(x), float(y)) for ln in detected) for x, y in centres)
         m, p, g = bag_counts([w.text for ln in lines for w in ln.words], words)
         matched, predicted, truth = matched + m, predicted + p, truth + g
     precision, recall, f1 = prf(matched, predicted, truth)
@@ -149,7 +150,7 @@ def main(args: argparse.Namespace) -> list[dict]:
             setting["max_side"] = max(1280, int(setting["short_side"]) * 16 // 9 // 16 * 16)
         for knob, default in PIPELINE_KNOBS.items():
             setattr(predictor, knob, float(setting.get(knob, default)))
-        knobs = {k: v for k, v in setting.items() if k not in PIPELINE_KNOBS}
+        knobs: dict[str, Any] = {k: v for k, v in setting.items() if k not in PIPELINE_KNOBS}  # int or float fields
         detector.params = dataclasses.replace(DetectionParams(), **knobs)
         r = {**setting, **score(predictor, frames)}
         rows.append(r)

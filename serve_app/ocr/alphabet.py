@@ -30,7 +30,7 @@ def sanitize(text: str, charset: str = CHARSET) -> str:
     """Replace characters the model cannot emit (curly quotes, accents) with close ASCII or drop them."""
     table = {"\u2018": "'", "\u2019": "'", "\u201c": '"', "\u201d": '"', "\u2013": "-", "\u2014": "-",
              "\u00a0": " ", "\u2026": "..."}
-    out = []
+    out: list[str] = []
     allowed = set(charset)
     for ch in text:
         ch = table.get(ch, ch)

@@ -10,12 +10,13 @@ import contextlib
 from collections.abc import Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import numpy as np
 import torch
 
 from serve_app.ocr.models import quantize
+from serve_app.ocr.models.crnn import CRNN
 from serve_app.ocr.models.ctpn import CTPN
 from serve_app.ocr.models.weights import DEFAULT_DETECTOR, DEFAULT_RECOGNIZER, model_from_blob, read_weights
 from serve_app.ocr.pipeline import (
@@ -38,6 +39,7 @@ from serve_app.ocr.processing.textlines import TextLine
 from serve_app.paths import DEFAULT_LEXICON
 
 T = TypeVar("T")
+M = TypeVar("M", CTPN, CRNN)
 
 #: What ``precision`` may be set to (the config's ``Precision`` and every command line's ``--precision``).
 PRECISIONS = ("auto", "fp32", "bf16", "int8")
@@ -69,10 +71,13 @@ def resolve_precision(precision: str, calibrated: bool) -> str:
     return precision
 
 
-def _load(weights: str | Path, precision: str) -> tuple[torch.nn.Module, dict, str]:
+def _load(weights: str | Path, precision: str, arch: type[M]) -> tuple[M, dict, str]:
     """Model, metadata and resolved precision; int8 swaps in quantized convolutions (and a bf16 LSTM where native)."""
     blob = read_weights(weights)
-    model = model_from_blob(blob).to(memory_format=torch.channels_last)  # oneDNN's convolutions: 20 % off a receipt
+    model = model_from_blob(blob)
+    if not isinstance(model, arch):
+        raise ValueError(f"{weights} holds a {type(model).__name__}, not the {arch.__name__} this runner needs")
+    model = model.to(memory_format=torch.channels_last)  # oneDNN's convolutions: 20 % off a receipt
     resolved = resolve_precision(precision, quantize.has_calibration(blob))
     if resolved == "int8":
         quantize.quantize(model, blob["int8"])
@@ -111,7 +116,7 @@ class DetectorRunner:
 
     def __init__(self, weights: str | Path = DEFAULT_DETECTOR, params: detection.DetectionParams | None = None,
                  precision: str = "auto") -> None:
-        self.model, self.meta, self.precision = _load(weights, precision)
+        self.model, self.meta, self.precision = _load(weights, precision, CTPN)
         self.params = params or detection.DetectionParams()
         self.bf16 = self.precision == "bf16"
         self.blank = self._blank_features()
@@ -192,7 +197,7 @@ class RecognizerRunner:
                  lexicon_margin: float = lexicon.DEFAULT_MARGIN,
                  word_scales: tuple[float, ...] = consensus.DEFAULT_WORD_SCALES,
                  lexicon_split: bool = True) -> None:
-        self.model, self.meta, self.precision = _load(weights, precision)
+        self.model, self.meta, self.precision = _load(weights, precision, CRNN)
         self.charset = self.model.spec.charset
         self.max_batch = max_batch
         self.bf16 = self.precision == "bf16"
@@ -250,8 +255,9 @@ class RecognizerRunner:
         if wider:
             for (k, v, _), p in zip(wider, self.column_probs([c for _, _, c in wider])):
                 views[k][v] = p
+        read_all = cast(list[list[np.ndarray]], views)  # every view is read now, at its own scale or a raised one
         readings = [consensus.read_views(v, self.lexicon, self.charset, self.lexicon_margin) if n > 1
-                    else self._decode(v[0]) for v in views]
+                    else self._decode(v[0]) for v in read_all]
         out, i = [], 0
         for k in turns_per_word:
             out.append(max(readings[i:i + k], key=lambda d: d.confidence))

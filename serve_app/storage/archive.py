@@ -84,6 +84,14 @@ def write_atomically(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
+def _delivered(message: aiormq.abc.DeliveredMessage) -> tuple[str, int]:
+    """The queue and delivery tag of a consumed message (pamqp types every frame field as optional)."""
+    delivery = message.delivery
+    if not isinstance(delivery, Basic.Deliver) or delivery.routing_key is None or delivery.delivery_tag is None:
+        raise TypeError(f"not a delivery from a consumer: {delivery!r}")
+    return delivery.routing_key, delivery.delivery_tag
+
+
 class Archiver:
     def __init__(self, rabbitmq_url: str, pool: asyncpg.Pool, image_dir: str | Path, prefetch: int = 16,
                  retry_delay_s: float = 1.0, max_not_yet_retries: int = 20) -> None:
@@ -163,13 +171,14 @@ class Archiver:
         backoff = 0.5
         while True:
             try:
-                self._conn, self._channel = await asyncio.wait_for(open_channel(self.url), 10)
-                await self._channel.basic_qos(prefetch_count=self.prefetch)
+                conn, channel = await asyncio.wait_for(open_channel(self.url), 10)
+                self._conn, self._channel = conn, channel
+                await channel.basic_qos(prefetch_count=self.prefetch)
                 for q in (IMAGE_QUEUE, DATA_QUEUE, CORRECTION_QUEUE):
-                    await self._channel.basic_consume(q, self._on_message, no_ack=False)
+                    await channel.basic_consume(q, self._on_message, no_ack=False)
                 log.info("archiver consuming %s", self.url.rsplit("@", 1)[-1])
                 backoff = 0.5
-                await self._conn.closing
+                await conn.closing
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - broker gone: reconnect with backoff, unacked messages return
@@ -182,8 +191,7 @@ class Archiver:
     async def _on_message(self, message: aiormq.abc.DeliveredMessage) -> None:
         props = message.header.properties
         headers = dict(props.headers or {})
-        queue = message.delivery.routing_key
-        tag = message.delivery.delivery_tag
+        queue, tag = _delivered(message)
         channel = message.channel
         try:
             with telemetry.span_from(headers, f"consume {queue}", queue=queue,
@@ -194,7 +202,7 @@ class Archiver:
             await channel.basic_ack(tag)
             return
         except NotYet as exc:
-            retries = int(headers.get("x-retries", 0))
+            retries = int(str(headers.get("x-retries", 0)))
             if retries >= self.max_not_yet_retries:
                 await self._dead_letter(channel, message, queue, f"gave up after {retries} retries: {exc}")
             else:

@@ -9,11 +9,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import Any
+from typing import Any, cast
 
 import aiormq
 from opentelemetry import trace
 from pamqp.commands import Basic
+from pamqp.common import FieldTable
 
 from serve_app import telemetry
 from serve_app.storage.messages import QUEUES, Message
@@ -71,11 +72,14 @@ class Publisher:
         return True
 
     async def _channel_ready(self) -> aiormq.abc.AbstractChannel:
-        if self._channel is None or self._channel.is_closed or self._conn is None or self._conn.is_closed:
-            await self._disconnect()
-            # a broker that is starting accepts TCP before it answers AMQP: bound the whole handshake
-            self._conn, self._channel = await asyncio.wait_for(open_channel(self.url), self.publish_timeout_s)
-        return self._channel
+        current = self._channel
+        if current is not None and not current.is_closed and self._conn is not None and not self._conn.is_closed:
+            return current
+        await self._disconnect()
+        # a broker that is starting accepts TCP before it answers AMQP: bound the whole handshake
+        self._conn, channel = await asyncio.wait_for(open_channel(self.url), self.publish_timeout_s)
+        self._channel = channel
+        return channel
 
     async def _disconnect(self) -> None:
         conn, self._conn, self._channel = self._conn, None, None
@@ -90,7 +94,7 @@ class Publisher:
                                  queue=msg.queue, request_id=msg.headers.get("request_id", "")):
             headers = dict(msg.headers)
             telemetry.inject(headers)  # the consumer's span becomes a child of this publish
-            props = Basic.Properties(delivery_mode=2, headers=headers, message_id=msg.message_id,
+            props = Basic.Properties(delivery_mode=2, headers=cast(FieldTable, headers), message_id=msg.message_id,
                                      content_type=msg.content_type)
             ack = await channel.basic_publish(msg.body, routing_key=msg.queue, properties=props,
                                               timeout=self.publish_timeout_s)

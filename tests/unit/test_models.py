@@ -71,6 +71,18 @@ def test_weights_round_trip_in_half_precision(tmp_path):
         load_model(tmp_path / "missing.pt")
 
 
+def test_each_runner_refuses_the_other_models_weights_by_name(tmp_path):
+    """A config that swaps the two files fails at start naming both (before, an AttributeError on `stem`, `charset`)."""
+    from serve_app.ocr.predictor import DetectorRunner, RecognizerRunner
+
+    crnn = save_weights(build_crnn(), tmp_path / "crnn.pt")
+    with pytest.raises(ValueError, match="holds a CRNN, not the CTPN"):
+        DetectorRunner(crnn, precision="fp32")
+    ctpn = save_weights(build_ctpn(), tmp_path / "ctpn.pt")
+    with pytest.raises(ValueError, match="holds a CTPN, not the CRNN"):
+        RecognizerRunner(ctpn, precision="fp32", lexicon_path=None)
+
+
 def test_case_head_gives_a_distribution_whose_case_only_trusted_labels_train():
     torch.manual_seed(0)
     model = build_crnn(case_head=True)

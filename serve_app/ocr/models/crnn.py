@@ -61,6 +61,11 @@ def _conv(cin: int, cout: int, kernel: tuple[int, int] = (3, 3), pad: tuple[int,
 class CRNN(nn.Module):
     """Grayscale crops ``(N, 1, 32, W)`` in, logits ``(N, W // 4, classes)`` out (blank is class 0)."""
 
+    #: With the case head: the folded class of each full class, and the full classes of upper- and lower-case letters.
+    to_folded: torch.Tensor
+    upper: torch.Tensor
+    lower: torch.Tensor
+
     def __init__(self, spec: CRNNSpec) -> None:
         super().__init__()
         self.spec = spec
@@ -71,8 +76,8 @@ class CRNN(nn.Module):
         layers += _conv(c[1], c[2]) + _conv(c[2], c[3]) + [nn.MaxPool2d((2, 1), (2, 1))]  # 4 x W/4
         layers += _conv(c[3], c[4]) + _conv(c[4], c[5]) + [nn.MaxPool2d((2, 1), (2, 1))]  # 2 x W/4
         layers += _conv(c[5], c[6], kernel=(2, 3), pad=(0, 1))  # 1 x W/4
-        self.features = nn.Sequential(*layers)
-        self.rnn = nn.LSTM(c[6], spec.hidden, num_layers=2, bidirectional=True, batch_first=True)
+        self.features: nn.Module = nn.Sequential(*layers)  # `quantize` may swap in its int8 graph
+        self.rnn: nn.Module = nn.LSTM(c[6], spec.hidden, num_layers=2, bidirectional=True, batch_first=True)
         if spec.case_head:
             to_folded, upper, lower = case_folding(spec.charset)
             self.classifier = nn.Linear(2 * spec.hidden, max(to_folded) + 1)

@@ -11,6 +11,7 @@ nothing is fetched from a hub; our own training fills them.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import cast
 
 import torch
 from torch import nn
@@ -30,14 +31,14 @@ class CTPNSpec:
         return asdict(self)
 
 
-def _backbone(name: str) -> tuple[nn.Module, int]:
+def _backbone(name: str) -> tuple[nn.Sequential, int]:
     if name == "vgg16":
-        return models.vgg16(weights=None).features[:30], 512
+        return cast(nn.Sequential, models.vgg16(weights=None).features[:30]), 512
     if name == "resnet18":
         r = models.resnet18(weights=None)
         return nn.Sequential(r.conv1, r.bn1, r.relu, r.maxpool, r.layer1, r.layer2, r.layer3), 256
     if name == "mobilenet_v3":
-        return models.mobilenet_v3_large(weights=None).features[:13], 112
+        return cast(nn.Sequential, models.mobilenet_v3_large(weights=None).features[:13]), 112
     raise ValueError(f"unknown CTPN backbone '{name}', choose one of {sorted(BACKBONES)}")
 
 
@@ -60,8 +61,8 @@ class CTPN(nn.Module):
         self.spec = spec
         self.backbone, channels = _backbone(spec.backbone)
         c = spec.head_channels
-        self.window = nn.Sequential(nn.Conv2d(channels, c, 3, padding=1), nn.ReLU(inplace=True))
-        self.rnn = nn.LSTM(c, c // 2, bidirectional=True, batch_first=True)
+        self.window: nn.Module = nn.Sequential(nn.Conv2d(channels, c, 3, padding=1), nn.ReLU(inplace=True))
+        self.rnn: nn.Module = nn.LSTM(c, c // 2, bidirectional=True, batch_first=True)
         self.fc = nn.Sequential(nn.Linear(c, c), nn.ReLU(inplace=True))
         self.scores = nn.Linear(c, 2 * NUM_ANCHORS)
         self.vertical = nn.Linear(c, 2 * NUM_ANCHORS)

@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
 
 from serve_app.ocr.models.crnn import CRNN, CRNNSpec
 from serve_app.ocr.models.ctpn import CTPN, CTPNSpec
@@ -40,10 +39,11 @@ def read_weights(path: str | Path) -> dict[str, Any]:
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
-def model_from_blob(blob: dict[str, Any]) -> nn.Module:
+def model_from_blob(blob: dict[str, Any]) -> CTPN | CRNN:
+    model: CTPN | CRNN
     if blob["arch"] == "ctpn":
         spec = blob["spec"]
-        model: nn.Module = CTPN(CTPNSpec(**spec))
+        model = CTPN(CTPNSpec(**spec))
     elif blob["arch"] == "crnn":
         spec = dict(blob["spec"])
         spec["channels"] = tuple(spec["channels"])
@@ -54,7 +54,7 @@ def model_from_blob(blob: dict[str, Any]) -> nn.Module:
     return model.eval()
 
 
-def load_model(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
+def load_model(path: str | Path) -> tuple[CTPN | CRNN, dict[str, Any]]:
     """Rebuild a model in eval mode from a weights file; returns it with the file's metadata."""
     blob = read_weights(path)
     return model_from_blob(blob), blob.get("meta", {})

@@ -39,7 +39,7 @@ def normalise(gray: np.ndarray, max_width: int = 1600) -> np.ndarray:
     """A grayscale uint8 crop resized to height 32 (aspect kept, width a multiple of 4) and scaled to [-1, 1]."""
     h, w = gray.shape
     nw = int(np.clip(round(w * INPUT_HEIGHT / max(h, 1) / COLUMN_STRIDE) * COLUMN_STRIDE, COLUMN_STRIDE * 4, max_width))
-    img = Image.fromarray(gray).resize((nw, INPUT_HEIGHT), Image.BILINEAR)
+    img = Image.fromarray(gray).resize((nw, INPUT_HEIGHT), Image.Resampling.BILINEAR)
     return (np.asarray(img, dtype=np.float32) / 127.5) - 1.0
 
 
@@ -95,8 +95,8 @@ def crop_tilted(
     gray = to_gray(image[ry0:max(ry1, ry0 + 1), rx0:max(rx1, rx0 + 1)])
     w_px, h_px = max(int(round(out_w)), 1), max(int(round(out_h)), 1)
     warped = Image.fromarray(gray).transform(
-        (w_px, h_px), Image.AFFINE, (cos, -sin, ox - rx0, sin, cos, oy - ry0), resample=Image.BILINEAR,
-        fillcolor=int(np.median(gray)),
+        (w_px, h_px), Image.Transform.AFFINE, (cos, -sin, ox - rx0, sin, cos, oy - ry0),
+        resample=Image.Resampling.BILINEAR, fillcolor=int(np.median(gray)),
     )
     mid_x0 = ox - out_h / 2 * sin
     return Crop(normalise(np.asarray(warped), max_width), mid_x0, min(t0, t1), mid_x0 + out_w * cos, max(b0, b1))
