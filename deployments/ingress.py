@@ -63,7 +63,7 @@ api = FastAPI(
     redoc_url=None,
 )
 ERRORS: dict[int | str, dict[str, Any]] = {
-    s: {"model": ErrorResponse} for s in (400, 401, 413, 415, 422, 503, 504)
+    s: {"model": ErrorResponse} for s in (400, 401, 408, 413, 415, 422, 503, 504)
 }
 
 
@@ -87,16 +87,16 @@ def _internal_error(exc: BaseException) -> JSONResponse:
     return error(500, "internal_error", INTERNAL_ERROR, request_id)
 
 
-def _too_large(path: str, code: str, message: str) -> JSONResponse:
-    """The 413 for a body past its route's limit, declared or counted as it came (`body_limits`)."""
+def _refuse_body(path: str, status: int, code: str, message: str) -> JSONResponse:
+    """The 413 for a body past its route's limit, declared or counted as it came, or the 408 for one that stalled."""
     if path == body_limits.UPLOAD_ROUTE:
-        metrics.ingress()["requests"].inc(tags={"status": "413", "code": code, "layout": "none"})
-    return error(413, code, message, str(uuid.uuid4()), {"Connection": "close"})
+        metrics.ingress()["requests"].inc(tags={"status": str(status), "code": code, "layout": "none"})
+    return error(status, code, message, str(uuid.uuid4()), {"Connection": "close"})
 
 
 # Added first, so it runs innermost of all (inside `_unhandled`): it sees the app's answer to a body cut off and
-# replaces it, and its 413 goes out through the key check, cross-origin and safety headers like any answer.
-api.add_middleware(body_limits.StreamedLimit, answer=_too_large)
+# replaces it, and its refusal goes out through the key check, cross-origin and safety headers like any answer.
+api.add_middleware(body_limits.BodyGuard, answer=_refuse_body)
 
 
 @api.middleware("http")  # next innermost: the cross-origin headers still go on its 500
@@ -121,7 +121,7 @@ async def _refuse_oversized_bodies(request: Request, call_next: Callable[[Reques
     """413 from the declared ``Content-Length``, before the body is read (`body_limits`)."""
     path = _route_path(request)
     refused = body_limits.refusal(path, request.headers.get("content-length"))
-    return await call_next(request) if refused is None else _too_large(path, *refused)
+    return await call_next(request) if refused is None else _refuse_body(path, *refused)
 
 
 @api.middleware("http")
@@ -258,7 +258,8 @@ class Ingress:
                  sidecar: DeploymentHandle | None = None, archiver: DeploymentHandle | None = None) -> None:
         self.cfg = AppConfig.model_validate(config)
         cross_origin.configure(self.cfg.ingress.cors_origins)  # for the middleware, which runs outside this instance
-        body_limits.configure(self.cfg.ingress.max_upload_bytes)
+        body_limits.configure(self.cfg.ingress.max_upload_bytes, self.cfg.ingress.body_grace_s,
+                              self.cfg.ingress.body_min_bytes_per_s)
         self.detector, self.recognizer = detector, recognizer
         self.sidecar, self.archiver = sidecar, archiver
         if sidecar is None:

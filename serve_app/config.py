@@ -153,6 +153,10 @@ class IngressSettings(_Strict):
         256, gt=0, description="uploads held per replica while their answers wait for the sidecar (restarting or "
         "hung); past this an answer is not stored (logged, counted), so the ingress is never killed for memory")
     max_ongoing_requests: int = Field(64, ge=1)
+    body_grace_s: float = Field(20.0, gt=0, description="a request body has this long, plus a second per "
+                                "body_min_bytes_per_s bytes it has delivered, to arrive whole; slower is 408 "
+                                "body_too_slow (a replica holds one of its max_ongoing_requests while it comes)")
+    body_min_bytes_per_s: float = Field(500.0, ge=0, description="see body_grace_s; 0: a body has body_grace_s")
     min_line_confidence: float = Field(0.0, ge=0, le=1)
     min_word_confidence: float = Field(MIN_WORD_CONFIDENCE, ge=0, le=1,
                                        description="words read with a lower mean character probability are dropped")

@@ -1,11 +1,15 @@
 """The HTTP API through a real Serve app: OCR results, batching, and a JSON error for every bad input."""
 
 import asyncio
+import collections
+import contextlib
 import io
 import json
 import random
 import select
 import socket
+import threading
+import time
 import uuid
 
 import httpx
@@ -483,6 +487,44 @@ def test_a_body_sent_without_its_length_is_cut_off_at_the_limit(client, serve_ur
     envelope = upload[0], png(small), upload[-1]
     head, body = _send_chunked(port, "/api/v1/ocr", "multipart/form-data; boundary=x", list(envelope))
     assert head.startswith(b"HTTP/1.1 200") and body["lines"], (head, body)  # within the limit: read as ever
+
+
+def test_uploads_that_trickle_in_do_not_lock_other_clients_out(client, serve_url, app_config):
+    """More slow uploads than the ingress takes at once (a byte a second each): before, every other request waited
+    for as long as they went on (70 of them held a normal request past 40 s); now each is refused 408 after
+    ``ingress.body_grace_s`` and the normal request is answered."""
+    port = int(serve_url.rsplit(":", 1)[1])
+    slow = [socket.create_connection(("127.0.0.1", port), timeout=60)
+            for _ in range(app_config.ingress.max_ongoing_requests + 6)]
+    stop = threading.Event()
+
+    def trickle() -> None:
+        for s in slow:
+            s.sendall(b"POST /api/v1/ocr HTTP/1.1\r\nHost: t\r\nContent-Type: multipart/form-data; boundary=x\r\n"
+                      b"Content-Length: 100000\r\n\r\n--x\r\n")
+        while not stop.wait(1.0):
+            for s in slow:
+                with contextlib.suppress(OSError):  # refused and closed: that is the point
+                    s.sendall(b"a")
+    sender = threading.Thread(target=trickle, daemon=True)
+    sender.start()
+    try:
+        time.sleep(1.0)  # all of them in and holding the ingress
+        img, _ = render_lines(["not locked out"], size=28)
+        r = post(client, png(img))
+        assert r.status_code == 200 and r.json()["lines"], r.text
+        answers = []
+        for s in slow:
+            head = b""
+            while b"\r\n\r\n" not in head and (chunk := s.recv(4096)):
+                head += chunk
+            answers.append(head.split(b"\r\n", 1)[0])
+    finally:
+        stop.set()
+        sender.join(5)
+        for s in slow:
+            s.close()
+    assert set(answers) == {b"HTTP/1.1 408 Request Timeout"}, collections.Counter(answers)
 
 
 def test_missing_field_is_422_with_json(client):

@@ -22,8 +22,8 @@ def test_an_upload_may_declare_the_largest_image_and_its_envelope_and_no_more():
     body_limits.configure(1_000_000)
     most = 1_000_000 + body_limits.MULTIPART_SLACK
     assert body_limits.refusal("/api/v1/ocr", str(most)) is None
-    code, message = body_limits.refusal("/api/v1/ocr", str(most + 1))
-    assert code == "image_too_large" and "1000000 bytes" in message
+    status, code, message = body_limits.refusal("/api/v1/ocr", str(most + 1))
+    assert status == 413 and code == "image_too_large" and "1000000 bytes" in message
     assert body_limits.refusal("/api/v1/ocr", None) is None  # chunked: counted as it comes (`StreamedLimit`)
     assert body_limits.refusal("/api/v1/ocr", "ten") is None  # not ours to judge: the HTTP server answers that
 
@@ -32,8 +32,8 @@ def test_every_other_route_takes_a_correction_at_most():
     body_limits.configure(1_000_000)
     path = "/api/v1/images/0b3fb535-2f8d-43c0-a4b9-a340e96e50cf/corrections"
     assert body_limits.refusal(path, str(body_limits.OTHER_ROUTES)) is None
-    code, _ = body_limits.refusal(path, str(body_limits.OTHER_ROUTES + 1))
-    assert code == "request_too_large"
+    status, code, _ = body_limits.refusal(path, str(body_limits.OTHER_ROUTES + 1))
+    assert status == 413 and code == "request_too_large"
     assert body_limits.OTHER_ROUTES >= 6 * 10_000 + 1024  # 10,000 characters, each escaped as \\uXXXX in JSON
 
 
@@ -50,8 +50,8 @@ def _app(reads: list[int]) -> FastAPI:
     async def correct(value: dict) -> dict[str, int]:
         return {"chars": len(str(value))}
 
-    app.add_middleware(body_limits.StreamedLimit, answer=lambda path, code, message: JSONResponse(
-        {"error": {"code": code, "message": message}, "path": path}, status_code=413))
+    app.add_middleware(body_limits.BodyGuard, answer=lambda path, status, code, message: JSONResponse(
+        {"error": {"code": code, "message": message}, "path": path}, status_code=status))
     return app
 
 
@@ -104,3 +104,35 @@ def test_a_chunked_json_body_past_its_route_limit_is_cut_off():
     r = _post(_app([]), path, body(), "application/json")
     assert r.status_code == 413 and r.json()["error"]["code"] == "request_too_large"
     assert r.json()["path"] == path and len(sent) < 100
+
+
+def _trickled(parts: list[bytes], pause_s: float, sent: list[int]):
+    async def body():
+        for part in parts:
+            sent.append(len(part))
+            yield part
+            await asyncio.sleep(pause_s)
+    return body()
+
+
+def test_a_body_that_comes_too_slowly_is_refused_408_and_one_at_the_pace_is_read():
+    body_limits.configure(1_000_000, grace_s=0.5, min_bytes_per_s=2000)
+    head = (b'--x\r\nContent-Disposition: form-data; name="image"; filename="a.png"\r\n'
+            b"Content-Type: image/png\r\n\r\n")
+    reads, sent = [], []
+    slow = [head, *[b"\x89" * 10] * 40, b"\r\n--x--\r\n"]  # 10 bytes every 0.1 s: far under 2000/s
+    r = _post(_app(reads), "/api/v1/ocr", _trickled(slow, 0.1, sent), "multipart/form-data; boundary=x")
+    assert r.status_code == 408 and r.json()["error"]["code"] == "body_too_slow", r.text
+    assert "ingress.body_grace_s" in r.json()["error"]["message"] and reads == []
+    assert len(sent) < len(slow)  # not read to its end
+    # past the grace but delivering: 5,000 bytes every 0.1 s keeps ahead of 2,000 a second
+    steady = [head, *[b"\x89" * 5000] * 12, b"\r\n--x--\r\n"]
+    r = _post(_app(reads), "/api/v1/ocr", _trickled(steady, 0.1, []), "multipart/form-data; boundary=x")
+    assert r.status_code == 200 and reads == [60_000], r.text
+
+
+def test_the_deadline_grows_with_what_the_body_has_delivered():
+    body_limits.configure(1_000_000, grace_s=20, min_bytes_per_s=500)
+    assert body_limits.deadline_s(0) == 20 and body_limits.deadline_s(1_000_000) == 2020
+    body_limits.configure(1_000_000, grace_s=20, min_bytes_per_s=0)  # no pace asked: the grace alone
+    assert body_limits.deadline_s(1_000_000) == 20
