@@ -320,11 +320,11 @@ class Ingress:
         """The spec for the bundled Swagger UI 4, which renders OpenAPI 3.0 documents only (ours is 3.1)."""
         return JSONResponse({**api.openapi(), "openapi": "3.0.3"})
 
-    @api.get("/healthz")
+    @api.api_route("/healthz", methods=["GET", "HEAD"])  # HEAD: what many uptime monitors and load balancers send
     async def healthz(self) -> dict[str, str]:
         return {"status": "ok"}
 
-    @api.get("/readyz", responses={503: {"model": ErrorResponse}})
+    @api.api_route("/readyz", methods=["GET", "HEAD"], responses={503: {"model": ErrorResponse}})
     async def readyz(self) -> JSONResponse:
         retry = {"Retry-After": str(self.cfg.ingress.retry_after_s)}
         try:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 
 class WordOut(BaseModel):
@@ -62,12 +62,28 @@ class ErrorResponse(BaseModel):
     request_id: str | None = None
 
 
+#: Far more lines than a page holds, and within the database's INTEGER.
+MAX_LINE_INDEX = 100_000
+
+
 class CorrectionIn(BaseModel):
     value: str = Field(min_length=1, max_length=10_000, description="the corrected text")
-    line_index: int | None = Field(None, ge=0, description="which line of the answer; omit for the whole image")
+    line_index: int | None = Field(None, ge=0, le=MAX_LINE_INDEX,
+                                   description="which line of the answer; omit for the whole image")
     correction_id: uuid.UUID | None = Field(
         None, description="an id of your choosing, to send a correction again safely (after a 503 or a dropped "
         "connection): the first one sent under an id is stored, once; omitted, the service picks one")
+
+    @field_validator("value")
+    @classmethod
+    def _storable(cls, value: str) -> str:
+        """A NUL is refused here, not accepted and then refused by the database (which stores no NUL in text).
+
+        JSON lets a NUL through; an unpaired surrogate is already refused by the JSON parsing.
+        """
+        if "\x00" in value:
+            raise ValueError("holds a NUL character (U+0000), which stored text cannot hold")
+        return value
 
 
 class CorrectionOut(BaseModel):

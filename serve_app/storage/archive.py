@@ -111,6 +111,10 @@ class Archiver:
         except repository.ImageDeleted as exc:
             self.counts["discarded"] += 1
             log.info("dropped a %s message: %s", queue, exc)
+        except asyncpg.DataError as exc:
+            # its values, not the database's state (a number past INTEGER, a NUL or a lone surrogate in a text):
+            # sent again it fails again, and put back forever it held one of the prefetch slots for good
+            raise PoisonMessage(f"the database refuses its data: {type(exc).__name__}: {exc}") from None
 
     async def _store(self, queue: str, body: bytes, headers: dict[str, Any], content_type: str | None) -> None:
         if queue == IMAGE_QUEUE:

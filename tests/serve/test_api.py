@@ -596,6 +596,9 @@ def test_a_request_past_its_deadline_gets_504_and_the_service_goes_on(client, ap
 
 def test_health_readiness_and_openapi(client, app_config):
     assert client.get("/healthz").json() == {"status": "ok"}
+    for path in ("/healthz", "/readyz"):  # as uptime monitors and load balancers often ask: a status, no body
+        head = client.head(path)
+        assert head.status_code == 200 and head.content == b"", (path, head.status_code)
     r = client.get("/readyz")
     assert r.status_code == 200 and r.json()["status"] == "ready"
     # the replicas run the precision this CPU and the weights' calibration call for (int8 where there is no bf16)
@@ -604,7 +607,7 @@ def test_health_readiness_and_openapi(client, app_config):
     assert r.json()["precision"] == expected
     spec = client.get("/openapi.json").json()
     assert "/api/v1/ocr" in spec["paths"]
-    assert {"400", "413", "415", "422", "503", "504"} <= set(spec["paths"]["/api/v1/ocr"]["post"]["responses"])
+    assert {"400", "408", "413", "415", "422", "503", "504"} <= set(spec["paths"]["/api/v1/ocr"]["post"]["responses"])
 
 
 def _ingress_log_records(request_ids: set[str], timeout: float = 30) -> dict[str, dict]:

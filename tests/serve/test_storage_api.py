@@ -225,6 +225,13 @@ def test_corrections_need_a_known_image_and_a_value(client):
     assert r.status_code == 400
     r = client.post(f"/api/v1/images/{uuid.uuid4()}/corrections", json={"value": ""})
     assert r.status_code == 422 and r.json()["error"]["code"] == "invalid_request"
+    # what the database cannot store is refused at once, not accepted (202) and then dead-lettered
+    for body, words in (({"value": "a\x00b"}, "NUL"), ({"value": "x", "line_index": 2**31}, "line_index"),
+                        ('{"value": "\\ud800"}', "unicode")):
+        kw = {"content": body, "headers": {"Content-Type": "application/json"}} if isinstance(body, str) else \
+            {"json": body}
+        r = client.post(f"/api/v1/images/{uuid.uuid4()}/corrections", **kw)
+        assert r.status_code == 422 and words in r.json()["error"]["message"], (body, r.text)
 
 
 def test_listing_all_images_is_not_possible(client):

@@ -209,6 +209,41 @@ def test_poison_goes_to_the_dead_letter_queue_and_the_next_message_is_stored(run
     assert all(h["x-original-queue"] == "imageDataQueue" for h in dead)
 
 
+def test_a_message_the_database_refuses_as_data_is_dead_lettered_not_retried_forever(run, pg_url, amqp_url,
+                                                                                      tmp_path):
+    """A line index past PostgreSQL's integer, a NUL character, a lone surrogate: no retry can ever store them.
+    Before, each was put back on its queue forever, and more of them than the archiver's prefetch (here 4) stopped
+    it from storing anything else."""
+    refused = [("x", 2**31), ("a\x00b", 0), ("\ud800", 0)] * 2
+
+    async def go():
+        async with pipeline(pg_url, amqp_url, tmp_path, archiver_kw={"prefetch": 4}) as (pool, publisher, _):
+            first, later = str(uuid.uuid4()), str(uuid.uuid4())
+            publisher.submit(image_message(first, b"img", "image/png"))
+            publisher.submit(data_message(first, result(1)))
+            await wait_for(lambda: _done(pool, (1, 3, 0)))
+            for value, line in refused:
+                publisher.submit(correction_message(first, value, line))
+            publisher.submit(correction_message(first, "stored all the same", 0))
+            publisher.submit(image_message(later, b"img", "image/png"))
+            publisher.submit(data_message(later, result(1)))
+            await wait_for(lambda: _done(pool, (2, 6, 1)), timeout=30)
+            conn = await aiormq.connect(amqp_url)
+            ch = await conn.channel()
+            dead = []
+            for _ in range(len(refused)):
+                msg = await ch.basic_get(DEAD_LETTER_QUEUE, no_ack=True)
+                dead.append(msg.header.properties.headers)
+            await conn.close()
+            corrections = (await repository.image_data(pool, uuid.UUID(first)))["corrections"]
+        return dead, corrections
+
+    dead, corrections = run(go())
+    assert [c["value"] for c in corrections] == ["stored all the same"]
+    assert all("the database refuses its data" in h["x-reason"] for h in dead), [h["x-reason"] for h in dead]
+    assert all(h["x-original-queue"] == "textCorrectionQueue" for h in dead)
+
+
 def test_broker_stopped_during_a_burst_loses_nothing(run, pg_url, amqp_url, tmp_path):
     """The real broker stops (rabbitmqctl stop_app) mid-burst; everything is stored once after it returns."""
     from tests.conftest import rabbitmqctl
