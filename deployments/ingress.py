@@ -167,9 +167,15 @@ async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
     return error(422, "missing_field" if missing else "invalid_request", problems or "invalid request")
 
 
+#: Codes for the refusals Starlette and FastAPI raise themselves. A 400 among them is a body that does not parse as
+#: its Content-Type says (multipart without its boundary, broken part headers). ``http_error`` is what our client
+#: calls an answer that is not ours (a proxy's), so only what is left over gets it.
+HTTP_CODES = {400: "malformed_request", 404: "not_found", 405: "method_not_allowed"}
+
+
 @api.exception_handler(StarletteHTTPException)
 async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-    return error(exc.status_code, "not_found" if exc.status_code == 404 else "http_error", str(exc.detail),
+    return error(exc.status_code, HTTP_CODES.get(exc.status_code, "http_error"), str(exc.detail),
                  headers=getattr(exc, "headers", None))
 
 

@@ -538,7 +538,11 @@ def test_missing_field_is_422_with_json(client):
 def test_unknown_route_and_wrong_method_are_json(client):
     assert client.get("/api/v1/nope").json()["error"]["code"] == "not_found"
     r = client.get("/api/v1/ocr")
-    assert r.status_code == 405 and "error" in r.json()
+    assert r.status_code == 405 and r.json()["error"]["code"] == "method_not_allowed"
+    assert "POST" in r.headers["allow"]
+    for content, kind in ((b"garbage", "multipart/form-data; boundary=zz"), (b"garbage", "multipart/form-data")):
+        r = client.post("/api/v1/ocr", content=content, headers={"Content-Type": kind})
+        assert r.status_code == 400 and r.json()["error"]["code"] == "malformed_request", r.text
 
 
 def test_overload_answers_503_with_retry_after(serve_url, app_config):
