@@ -226,6 +226,25 @@ def test_frames_of_an_animated_webp_are_pages_and_a_single_image_has_one():
         decode_image(encoded("JPEG"), MB, 10_000, page=2)
 
 
+def test_a_tiff_of_more_pages_than_the_limit_is_refused_once_counting_passes_it():
+    """Pillow reads every page's header to count them: 20,000 one-pixel pages held a thread for 2.7 s."""
+    from serve_app.imaging import MAX_TIFF_PAGES
+
+    most = pages("TIFF", [(1, 1)] * MAX_TIFF_PAGES)
+    assert decode_image(most, MB, 10_000, page=MAX_TIFF_PAGES).pages == MAX_TIFF_PAGES
+    with pytest.raises(ImageTooLarge, match=f"more than {MAX_TIFF_PAGES} pages") as info:
+        decode_image(pages("TIFF", [(1, 1)] * (MAX_TIFF_PAGES + 1)), MB, 10_000)
+    assert info.value.status == 413
+
+
+def test_reaching_a_frame_of_an_animation_counts_every_frame_decoded_on_the_way():
+    """Frames are drawn one over the other: frame N costs N frames' pixels, which must stay within the limit."""
+    data = pages("WEBP", [(100, 100)] * 4, lossless=True, duration=100)
+    assert decode_image(data, MB, 25_000, page=2).pages == 4  # 2 x 10,000 pixels
+    with pytest.raises(ImageTooLarge, match=r"frame 3 of an animation .* 3 x 100x100 = 30000 pixels"):
+        decode_image(data, MB, 25_000, page=3)
+
+
 def test_a_pdf_page_is_rendered_at_the_asked_resolution_and_counted():
     data = text_pdf([["first page"], ["second", "page"]], width=360, height=144)
     for page in (1, 2):
