@@ -91,12 +91,20 @@ def route_path(scope: Scope) -> str:
     return str(scope.get("path", "/")).removeprefix(str(scope.get("root_path", ""))) or "/"
 
 
-class BodyGuard:
-    """ASGI middleware: counts and times a body as it arrives, and refuses it once too large (413) or too slow (408).
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope.get("headers", ()):
+        if key.lower() == name:
+            return bytes(value).decode("latin-1")
+    return None
 
-    The reader (Starlette's form or JSON parsing) gets `_Refused` and stops; whatever the app then answers (FastAPI
-    calls it a body it could not parse, 400) is replaced by the refusal that ``answer(path, status, code, message)``
-    builds, so that a chunked upload is cut off where a declared one would have been refused.
+
+class BodyGuard:
+    """ASGI middleware: refuses a body too large (413) or too slow (408), from its declared length or as it comes.
+
+    A declared ``Content-Length`` past the limit is answered before a byte of the body is read. Otherwise the
+    reader (Starlette's form or JSON parsing) gets `_Refused` at the byte past the limit, or when the body stalls,
+    and stops; whatever the app then answers (FastAPI calls it a body it could not parse, 400) is replaced by the
+    refusal that ``answer(path, status, code, message)`` builds.
     """
 
     def __init__(self, app: ASGIApp, answer: Callable[[str, int, str, str], ASGIApp]) -> None:
@@ -107,6 +115,10 @@ class BodyGuard:
             await self.app(scope, receive, send)
             return
         path, loop = route_path(scope), asyncio.get_running_loop()
+        declared = refusal(path, _header(scope, b"content-length"))
+        if declared:  # refused before a byte of the body is read
+            await self.answer(path, *declared)(scope, receive, send)
+            return
         cap, start, received, whole = limit(path), loop.time(), 0, False
         refused: tuple[int, str, str] | None = None
         started = False

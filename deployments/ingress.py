@@ -116,14 +116,6 @@ def _route_path(request: Request) -> str:
     return body_limits.route_path(request.scope)
 
 
-@api.middleware("http")  # inside the key check: a caller without a key learns that first
-async def _refuse_oversized_bodies(request: Request, call_next: Callable[[Request], Any]) -> Response:
-    """413 from the declared ``Content-Length``, before the body is read (`body_limits`)."""
-    path = _route_path(request)
-    refused = body_limits.refusal(path, request.headers.get("content-length"))
-    return await call_next(request) if refused is None else _refuse_body(path, *refused)
-
-
 @api.middleware("http")
 async def _require_api_key(request: Request, call_next: Callable[[Request], Any]) -> Response:
     """401 for an ``/api/`` request without one of the keys, before its upload is read or admitted."""
