@@ -388,7 +388,13 @@ class Ingress:
             notes: dict[str, Any] = {}  # what the request's log line should say beyond its answer
             if min_confidence is not None:
                 notes["min_confidence"] = min_confidence
-            response = await self._admit(request_id, image, layout, page, rotate, min_confidence, notes)
+            sent = len((await request.form()).getlist("image"))  # parsed already, for `image`: no second read
+            if sent > 1:  # one was read and the rest dropped without a word: a client hoping for all learns otherwise
+                response: dict[str, Any] | JSONResponse = error(
+                    422, "invalid_request", f"the field 'image' came {sent} times; send one image per request "
+                    "(the pages of a PDF or TIFF are read one request each, ?page=N)", request_id)
+            else:
+                response = await self._admit(request_id, image, layout, page, rotate, min_confidence, notes)
             status, code = 200, "ok"
             if isinstance(response, Response):
                 status, code = response.status_code, json.loads(bytes(response.body))["error"]["code"]

@@ -528,6 +528,9 @@ def test_uploads_that_trickle_in_do_not_lock_other_clients_out(client, serve_url
 
 
 def test_missing_field_is_422_with_json(client):
+    img, _ = render_lines(["one of two"], size=28)
+    r = client.post("/api/v1/ocr", files=[("image", ("a.png", png(img))), ("image", ("b.png", png(img)))])
+    assert r.status_code == 422 and "came 2 times; send one image" in r.json()["error"]["message"], r.text
     r = post(client, b"abc", field="file")
     assert r.status_code == 422
     assert r.json()["error"]["code"] == "missing_field" and "image" in r.json()["error"]["message"]
