@@ -25,6 +25,7 @@ from serve_app.ocr import runtime
 from serve_app.ocr.models import quantize
 from serve_app.ocr.models.weights import read_weights
 from serve_app.ocr.predictor import resolve_precision
+from tests.unit.test_imaging import with_scans
 from training.pdfs import text_pdf
 from training.synth import render_lines
 
@@ -365,8 +366,9 @@ def _bomb() -> bytes:
         (lambda: b"", 400, "empty_upload"),
         (lambda: random.Random(0).randbytes(3 * 1024 * 1024), 413, "image_too_large"),
         (_bomb, 413, "image_too_large"),
+        (lambda: with_scans(2000), 413, "image_too_large"),  # 71 kB, refused before decoding
     ],
-    ids=["text", "gif", "truncated", "signature-only", "empty", "too-many-bytes", "decompression-bomb"],
+    ids=["text", "gif", "truncated", "signature-only", "empty", "too-many-bytes", "decompression-bomb", "scans"],
 )
 def test_bad_input_gets_a_json_error(client, make, status, code):
     r = post(client, make())
