@@ -262,7 +262,8 @@ class Ingress:
         self.sidecar, self.archiver = sidecar, archiver
         if sidecar is None:
             log.warning("storage is OFF: OCR results are not being stored (set DATABASE_URL and RABBITMQ_URL)")
-        self.recent: collections.OrderedDict[str, float] = collections.OrderedDict()  # ids answered lately
+        # ids answered lately, with how many lines each answer had: a correction names one of them
+        self.recent: collections.OrderedDict[str, int] = collections.OrderedDict()
         self.inflight = 0
         # answers on their way to the sidecar, held until it has them, within a budget of upload bytes
         self.handovers = Handovers(self.cfg.ingress.max_pending_handover_mb * 2**20)
@@ -501,7 +502,7 @@ class Ingress:
         stored = {**body, "created_at": datetime.now(UTC).isoformat()}
         if self.handovers.start(len(data), lambda: self._hand_over(request_id, data, media_type, stored),
                                 _outliving_the_request()):
-            self._remember(request_id)
+            self._remember(request_id, len(body["lines"]))
             return
         notes["stored"] = False
         metrics.ingress()["not_stored"].inc(tags={"reason": "handover_backlog"})
@@ -602,8 +603,8 @@ class Ingress:
         height, width = pixels.shape[:2]
         return degrees, unturned(results, degrees, width, height), spent["detect"], spent["recognize"]
 
-    def _remember(self, request_id: str) -> None:
-        self.recent[request_id] = time.monotonic()
+    def _remember(self, request_id: str, lines: int) -> None:
+        self.recent[request_id] = lines
         while len(self.recent) > 10_000:
             self.recent.popitem(last=False)
 
@@ -659,6 +660,10 @@ class Ingress:
             return problem
         if found is None:
             return error(404, "not_found", f"no stored results for image {canonical}")
+        if not found.pop("results_stored"):  # its file came first: empty lines here would read as "no text"
+            return error(404, "not_found", f"the results of image {canonical} are not stored yet: they are on "
+                         "their way (seconds after the answer, longer while the database is down); ask again shortly",
+                         headers={"Retry-After": str(self.cfg.ingress.retry_after_s)})
         if output == "hocr":
             return Response(hocr.to_hocr({**found, "request_id": found["id"]}), media_type=hocr.MEDIA_TYPE)
         if output == "text":
@@ -686,18 +691,25 @@ class Ingress:
 
     @api.post("/api/v1/images/{image_id}/corrections", status_code=202, response_model=CorrectionOut,
               responses={400: {"model": ErrorResponse}, 404: {"model": ErrorResponse}, 413: {"model": ErrorResponse},
-                        501: {"model": ErrorResponse}, 503: {"model": ErrorResponse}})
+                        422: {"model": ErrorResponse}, 501: {"model": ErrorResponse}, 503: {"model": ErrorResponse}})
     async def correct(self, image_id: str, correction: CorrectionIn = Body(...)) -> JSONResponse:
         target = self._storage(image_id)
         if isinstance(target, JSONResponse):
             return target
         canonical, archiver = target.id, target.archiver
-        if canonical not in self.recent:  # answered by another replica, or long ago: the database knows
+        lines = self.recent.get(canonical)
+        if lines is None:  # answered by another replica, or long ago: the database knows
             found, problem = await self._stored(lambda: archiver.data.remote(canonical))
             if problem:
                 return problem
             if found is None:
                 return error(404, "not_found", f"no image {canonical} to correct")
+            if found["results_stored"]:  # else its answer is still on its way: the line is taken on trust
+                lines = len(found["lines"])
+        if correction.line_index is not None and lines is not None and correction.line_index >= lines:
+            held = f"lines 0 to {lines - 1}" if lines > 1 else "line 0" if lines else "no lines"
+            return error(422, "line_out_of_range", f"line_index {correction.line_index} was sent; the answer for "
+                         f"image {canonical} has {held}. Leave line_index out to correct the whole image's text")
         cid = str(correction.correction_id or uuid.uuid4())
         try:  # the same id however often it is sent: the archiver stores a correction once
             spooled = await self._call("Sidecar", lambda: target.sidecar.correct.remote(

@@ -126,7 +126,11 @@ async def image_record(pool: asyncpg.Pool, image_id: uuid.UUID) -> asyncpg.Recor
 
 
 async def image_data(pool: asyncpg.Pool, image_id: uuid.UUID) -> dict[str, Any] | None:
-    """Boxes (lines with their words) and corrections of one image, or None if unknown."""
+    """Boxes (lines with their words) and corrections of one image, or None if unknown.
+
+    ``results_stored`` is False while only the image's file has arrived: its answer (and so its lines) is still on
+    its way through ``imageDataQueue``, and an empty ``lines`` then says nothing about the image.
+    """
     async with pool.acquire() as conn:
         img = await conn.fetchrow("SELECT * FROM image WHERE id = $1", image_id)
         if img is None:
@@ -151,6 +155,7 @@ async def image_data(pool: asyncpg.Pool, image_id: uuid.UUID) -> dict[str, Any] 
         "image": {"width": img["width"], "height": img["height"], "format": img["format"], "page": img["page"],
                   "pages": img["pages"], "rotation": img["rotation"], "stored": img["path"] is not None},
         "models": {"detector": img["detector_model"], "recognizer": img["recognizer_model"]},
+        "results_stored": bool(img["data_stored"]),
         "lines": lines,
         "corrections": [{"id": str(c["correction_id"]), "line_index": c["line_index"], "value": c["value"],
                          "created": c["created"].isoformat()} for c in corrections],

@@ -234,6 +234,65 @@ def test_corrections_need_a_known_image_and_a_value(client):
         assert r.status_code == 422 and words in r.json()["error"]["message"], (body, r.text)
 
 
+def _as_if_answered_elsewhere(pg_url: str, image_id: uuid.UUID, lines: int | None) -> None:
+    """Store what another ingress replica's answer would have stored: its file only (``None``), or its lines too."""
+    import asyncio
+    from datetime import UTC, datetime
+
+    from serve_app.storage import repository
+
+    async def go():
+        conn = await asyncpg.connect(pg_url)
+        try:
+            now = datetime.now(UTC)
+            await repository.store_image_file(conn, image_id, f"elsewhere/{image_id}.png", now)
+            if lines is not None:
+                result = {"image": {"width": 100, "height": 40, "format": "PNG"},
+                          "lines": [{"box": [0, 10 * i, 90, 10 * i + 9], "text": f"line {i}", "words": []}
+                                    for i in range(lines)]}
+                await repository.store_result(conn, image_id, result, now)
+        finally:
+            await conn.close()
+
+    asyncio.new_event_loop().run_until_complete(go())
+
+
+def test_a_correction_names_a_line_that_the_answer_has(client, pg_url):
+    """A line past the answer's last is refused, whether this replica gave the answer or the database holds it."""
+    body = client.post("/api/v1/ocr", files={"image": ("c.png", png_bytes(["only line"]), "image/png")}).json()
+    assert len(body["lines"]) == 1
+    rid = body["request_id"]
+
+    def send(image_id, line_index):
+        return client.post(f"/api/v1/images/{image_id}/corrections", json={"value": "fixed", "line_index": line_index})
+
+    r = send(rid, 1)  # at once: the answer is remembered, not yet read back from the database
+    assert r.status_code == 422 and r.json()["error"]["code"] == "line_out_of_range", r.text
+    assert "has line 0" in r.json()["error"]["message"]
+    assert send(rid, 0).status_code == 202 and send(rid, None).status_code == 202
+
+    elsewhere = uuid.uuid4()
+    _as_if_answered_elsewhere(pg_url, elsewhere, 3)
+    r = send(elsewhere, 3)
+    assert r.status_code == 422 and "lines 0 to 2" in r.json()["error"]["message"], r.text
+    assert send(elsewhere, 2).status_code == 202
+    poll(lambda: len(client.get(f"/api/v1/images/{elsewhere}/data").json()["corrections"]) == 1)
+    assert client.get(f"/api/v1/images/{elsewhere}/data", params={"format": "text"}).text == "line 0\nline 1\nfixed\n"
+
+    empty = uuid.uuid4()
+    _as_if_answered_elsewhere(pg_url, empty, 0)
+    r = send(empty, 0)
+    assert r.status_code == 422 and "has no lines" in r.json()["error"]["message"], r.text
+
+    # only the file has arrived: the answer's lines are still on their way, so the line is taken on trust, and the
+    # data is not given out as if the image had no text
+    pending = uuid.uuid4()
+    _as_if_answered_elsewhere(pg_url, pending, None)
+    assert send(pending, 5).status_code == 202
+    r = client.get(f"/api/v1/images/{pending}/data")
+    assert r.status_code == 404 and "not stored yet" in r.json()["error"]["message"] and "Retry-After" in r.headers
+
+
 def test_listing_all_images_is_not_possible(client):
     assert client.get("/api/v1/images").status_code in (404, 405)
 
