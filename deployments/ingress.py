@@ -49,6 +49,7 @@ from serve_app.ocr.pipeline import (
 )
 from serve_app.ocr.processing.recognition import Crop, Decoded, to_gray
 from serve_app.ocr.processing.textlines import TextLine
+from serve_app.pdf_sandbox import PdfSandbox
 from serve_app.schemas import CorrectionIn, CorrectionOut, ErrorResponse, OCRResponse
 from serve_app.storage.repository import StorageUnavailable
 
@@ -272,6 +273,9 @@ class Ingress:
         # decoding and crop cutting hold a core for up to half a second (a 24 MP PNG): not on the event loop,
         # which meanwhile answers health probes and other requests' results
         self.cpu = ThreadPoolExecutor(self.cfg.ingress.decode_threads, thread_name_prefix="ingress-cpu")
+        # PDF pages are rendered in worker processes, which a page that costs too much cannot take down with it
+        self.pdfs = PdfSandbox(self.cfg.ingress.pdf_timeout_s, self.cfg.ingress.pdf_memory_mb,
+                               idle=self.cfg.ingress.decode_threads)
         self.models = {"detector": _fingerprint(resolve_weights(self.cfg.detector.weights)),
                        "recognizer": _fingerprint(resolve_weights(self.cfg.recognizer.weights))}
 
@@ -454,7 +458,7 @@ class Ingress:
         data = await upload.read(limits.max_upload_bytes + 1)
         keep_side = 2 * self.cfg.detector.detection.max_side if limits.jpeg_draft else None
         decoded = await self._in_thread("decode", decode_image, data, limits.max_upload_bytes, limits.max_pixels,
-                                        keep_side, page, limits.pdf_dpi)
+                                        keep_side, page, limits.pdf_dpi, self.pdfs.render)
         trace.get_current_span().set_attributes(
             {"image.width": decoded.width, "image.height": decoded.height, "image.bytes": len(data),
              "image.pages": decoded.pages})
@@ -517,6 +521,7 @@ class Ingress:
         waiting (for a sidecar replica being restarted, say) was dropped with the replica's event loop.
         """
         await self.handovers.drain(HANDOVER_DRAIN_S)
+        self.pdfs.close()
 
     async def _hand_over(self, request_id: str, data: bytes, media_type: str, stored: dict[str, Any]) -> None:
         """Give a finished answer to the sidecar, again if its replica was lost before it had spooled the answer.

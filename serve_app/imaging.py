@@ -20,6 +20,7 @@ from __future__ import annotations
 import io
 import math
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import cast
 
@@ -257,8 +258,12 @@ def jpeg_scans(data: bytes) -> int:
     return 0
 
 
+#: How a PDF page becomes pixels: `decode_pdf` in this process, or a `pdf_sandbox.PdfSandbox`'s ``render``.
+PdfRenderer = Callable[[bytes, int, int | None, int, float], DecodedImage]
+
+
 def decode_image(data: bytes, max_bytes: int, max_pixels: int, keep_side: int | None = None,
-                 page: int = 1, pdf_dpi: float = 200) -> DecodedImage:
+                 page: int = 1, pdf_dpi: float = 200, render_pdf: PdfRenderer | None = None) -> DecodedImage:
     """Bytes to RGB pixels of one ``page`` (from 1), or an `ImageError` that says exactly what is wrong.
 
     A JPEG whose long side is at least twice ``keep_side`` is decoded at 1/2, 1/4 or 1/8 of its size, as far as
@@ -302,7 +307,7 @@ def decode_image(data: bytes, max_bytes: int, max_pixels: int, keep_side: int | 
         rgb = to_rgb(im)
     except UnidentifiedImageError:
         if is_pdf(data):
-            return decode_pdf(data, max_pixels, keep_side, page, pdf_dpi)
+            return (render_pdf or decode_pdf)(data, max_pixels, keep_side, page, pdf_dpi)
         if claimed := claimed_format(data):
             raise CorruptImage(f"the upload starts as a {claimed} file but could not be decoded: damaged or cut "
                                "short") from None

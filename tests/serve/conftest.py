@@ -19,8 +19,8 @@ from serve_app.config import AppConfig
 
 APP = "ocr"
 TEST_OVERRIDES = {
-    # a body that stalls is refused after 5 s (20 by default), so that the test of it is short
-    "ingress": {"max_upload_bytes": 2 * 1024 * 1024, "max_pixels": 8_000_000, "body_grace_s": 5},
+    # a body that stalls is refused after 5 s (20 by default), a PDF page after 3 s (10), so that their tests are short
+    "ingress": {"max_upload_bytes": 2 * 1024 * 1024, "max_pixels": 8_000_000, "body_grace_s": 5, "pdf_timeout_s": 3},
     # a longer batch window makes grouping of concurrent requests certain on a busy 2-core machine
     "detector": {"max_batch_size": 4, "batch_wait_timeout_s": 0.2},
     # a 4-line page counts as "many crops" so the lone-page threads are tested on small, fast pages

@@ -26,6 +26,7 @@ from serve_app.ocr.models import quantize
 from serve_app.ocr.models.weights import read_weights
 from serve_app.ocr.predictor import resolve_precision
 from tests.unit.test_imaging import with_scans
+from tests.unit.test_pdf_sandbox import busy_pdf
 from training.pdfs import text_pdf
 from training.synth import render_lines
 
@@ -168,6 +169,29 @@ def test_each_page_of_a_pdf_is_rendered_and_read(client, app_config):
     assert r.status_code == 422 and r.json()["error"]["code"] == "page_out_of_range"
     r = client.post("/api/v1/ocr", files={"image": ("bill.pdf", data[:300], "application/pdf")})
     assert r.status_code == 400 and r.json()["error"]["code"] == "corrupt_image" and "PDF" in r.text
+
+
+def test_a_pdf_page_that_draws_too_much_is_refused_while_others_are_read(client, app_config):
+    """Rendered in a worker process that is stopped at ``ingress.pdf_timeout_s``: in the ingress itself, ten million
+    paths in 253 kB held a decoding thread (and PDFium's lock, so every other PDF) for 19 s and took 3.5 GB."""
+    before = replicas()["Ingress"]
+    texts = [["Kind regards"]]
+    good = text_pdf(texts, size=16, width=360, height=144)
+
+    async def both():
+        async with httpx.AsyncClient(base_url=str(client.base_url), timeout=120) as c:
+            busy = asyncio.create_task(c.post("/api/v1/ocr", files={"image": ("busy.pdf", busy_pdf(10_000_000))}))
+            await asyncio.sleep(0.3)
+            t0 = time.monotonic()
+            fine = await c.post("/api/v1/ocr", files={"image": ("fine.pdf", good)})
+            return await busy, fine, time.monotonic() - t0
+
+    busy, fine, waited = asyncio.run(both())
+    assert busy.status_code == 413 and busy.json()["error"]["code"] == "image_too_large", busy.text
+    assert f"within {app_config.ingress.pdf_timeout_s:g} s" in busy.json()["error"]["message"] or "MiB" in busy.text
+    assert fine.status_code == 200 and fine.json()["text"] == "Kind regards", fine.text
+    assert waited < app_config.ingress.pdf_timeout_s  # not held behind the busy page
+    assert replicas()["Ingress"] == before
 
 
 def test_a_large_jpeg_is_read_reduced_and_answered_in_its_own_pixels(client, app_config):
