@@ -52,15 +52,17 @@ class _Worker:
         except (BrokenPipeError, OSError):
             raise EOFError("the worker is gone") from None
         fd = self.proc.stdout.fileno()
-        size = int.from_bytes(self._read(fd, _HEADER, deadline), "big")
-        return pickle.loads(self._read(fd, size, deadline))
+        waiting = select.poll()  # not select.select, which fails on descriptors past 1023 (a busy replica's)
+        waiting.register(fd, select.POLLIN)
+        size = int.from_bytes(self._read(fd, waiting, _HEADER, deadline), "big")
+        return pickle.loads(self._read(fd, waiting, size, deadline))
 
     @staticmethod
-    def _read(fd: int, n: int, deadline: float) -> bytes:
+    def _read(fd: int, waiting: select.poll, n: int, deadline: float) -> bytes:
         buf = bytearray()
         while len(buf) < n:
             left = deadline - time.monotonic()
-            if left <= 0 or not select.select([fd], [], [], left)[0]:
+            if left <= 0 or not waiting.poll(left * 1000):
                 raise TimeoutError
             chunk = os.read(fd, min(n - len(buf), 1 << 20))
             if not chunk:
