@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 import asyncpg
 from ray import serve
 
-from deployments import metrics
+from deployments import metrics, replica_logs
 from serve_app.config import StorageSettings
 from serve_app.imaging import MEDIA_TYPES
 from serve_app.storage import repository
@@ -41,6 +41,7 @@ IDLE_STATUS = {"connected": False, "images": 0, "results": 0, "corrections": 0, 
 @serve.deployment(name="Archiver", ray_actor_options={"num_cpus": 0}, num_replicas=1)
 class ArchiverDeployment:
     async def __init__(self, settings: dict[str, Any]) -> None:  # type: ignore[misc]  # Serve awaits it
+        replica_logs.into_replica_log()
         s = StorageSettings.model_validate(settings).resolved()
         if not s.enabled or not s.database_url or not s.rabbitmq_url:  # `storage.mode: on` does not bring them
             raise ValueError("the archiver needs DATABASE_URL and RABBITMQ_URL (or storage.* settings)")

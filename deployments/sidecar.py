@@ -8,7 +8,7 @@ from typing import Any
 
 from ray import serve
 
-from deployments import metrics
+from deployments import metrics, replica_logs
 from serve_app import telemetry
 from serve_app.config import StorageSettings
 from serve_app.storage.messages import correction_message, data_message, image_message
@@ -21,6 +21,7 @@ log = logging.getLogger("ray.serve")
 @serve.deployment(name="Sidecar", ray_actor_options={"num_cpus": 0}, max_ongoing_requests=1000)
 class Sidecar:
     def __init__(self, settings: dict[str, Any]) -> None:
+        replica_logs.into_replica_log()
         s = StorageSettings.model_validate(settings).resolved()
         if not s.rabbitmq_url:
             raise ValueError("the sidecar needs a RabbitMQ URL (storage.rabbitmq_url or RABBITMQ_URL)")

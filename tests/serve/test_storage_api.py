@@ -437,6 +437,17 @@ def _rows_and_files(pg_url: str, storage_dirs, rid: str) -> tuple[int, int, list
     return (*asyncio.new_event_loop().run_until_complete(go()), [p.name for p in storage_dirs[0].rglob(f"{rid}.*")])
 
 
+def _archiver_log_lines(text: str) -> list[str]:
+    """Lines of the archiver replicas' Serve logs that hold ``text``."""
+    import glob
+
+    import ray
+
+    logs_dir = ray._private.worker._global_node.get_logs_dir_path()
+    return [ln for path in glob.glob(f"{logs_dir}/serve/replica_*Archiver*.log")
+            for ln in open(path, errors="replace") if text in ln]
+
+
 def test_an_image_deleted_is_gone_and_its_answer_still_on_the_way_is_never_stored(client, pg_url, storage_dirs):
     from ray import serve
 
@@ -457,6 +468,8 @@ def test_an_image_deleted_is_gone_and_its_answer_still_on_the_way_is_never_store
     assert client.post(f"/api/v1/images/{rid}/corrections", json={"value": "x"}).status_code == 404
     assert client.delete(f"/api/v1/images/{rid}").status_code == 204  # deleting is idempotent
     assert client.delete("/api/v1/images/nope").json()["error"]["code"] == "invalid_id"
+    # the archiver's own line for it is in its replica's log (serve_app logs there, formatted by Serve)
+    poll(lambda: _archiver_log_lines(f"deleted image {rid} at its owner's request (stored)"), timeout=30)
 
     archiver = serve.get_deployment_handle("Archiver", app_name=APP)
     discarded = archiver.status.remote().result()["discarded"]
