@@ -141,8 +141,9 @@ class IngressSettings(_Strict):
                            "that would pass max_pixels or 4x the detector's max_side)")
     pdf_timeout_s: float = Field(10.0, gt=0, description="a PDF page is rendered in a worker process within this "
                                  "many seconds, or refused 413 (PDFium cannot be stopped in-process)")
-    pdf_memory_mb: int = Field(1024, ge=256, description="address space of a PDF page's worker process; a page that "
-                               "needs more is refused 413 (a 40 MP page needs under 768)")
+    pdf_memory_mb: int = Field(1024, ge=256, description="address space a PDF page may take in its worker process "
+                               "(beyond the worker's own); a page that needs more is refused 413 (a 40 MP page renders "
+                               "within 450)")
     max_inflight: int = Field(32, ge=1, description="OCR requests in progress per replica before 503")
     request_timeout_s: float = Field(60.0, gt=0, description="an OCR request not answered within this many seconds "
                                      "gets 504 timeout (a hung or crash-looping model replica must not hold a "

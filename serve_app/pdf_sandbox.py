@@ -38,7 +38,9 @@ class _Worker:
 
     def __init__(self, memory_mb: int, cpu_s: float) -> None:
         root = str(Path(__file__).resolve().parents[1])  # serve_app's parent, importable wherever this one is
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])),
+               # PDFium draws on one thread; BLAS threads started at numpy's import would only take address space
+               "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "MALLOC_ARENA_MAX": "2"}
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "serve_app.pdf_sandbox", str(memory_mb), str(cpu_s)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
@@ -83,7 +85,7 @@ class _Worker:
 
 
 class PdfSandbox:
-    """Renders PDF pages in worker processes, each within ``timeout_s`` and ``memory_mb``.
+    """Renders PDF pages in worker processes, each within ``timeout_s`` and ``memory_mb`` (beyond the worker's own).
 
     Up to ``idle`` workers are kept started between pages, so a page does not wait for a worker to import PDFium.
     Thread-safe: each caller takes a worker of its own.
@@ -153,7 +155,10 @@ def _serve(memory_mb: int, cpu_s: float, requests: IO[bytes], replies: IO[bytes]
     """The worker's loop: one page per request, until its stdin closes (the ingress is gone)."""
     from serve_app.imaging import decode_pdf
 
-    limit = memory_mb * 2**20
+    # what a page may take, on top of what the worker holds once started (which differs by machine and libraries)
+    with open("/proc/self/statm") as f:
+        started = int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+    limit = started + memory_mb * 2**20
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     while header := requests.read(_HEADER):
         request = pickle.loads(requests.read(int.from_bytes(header, "big")))
