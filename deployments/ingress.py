@@ -665,7 +665,7 @@ class Ingress:
             return problem
         if found is None:
             return error(404, "not_found", f"no stored results for image {canonical}")
-        if not found.pop("results_stored"):  # its file came first: empty lines here would read as "no text"
+        if not found.pop("results_stored", True):  # its file came first: no lines here would read as "no text"
             return error(404, "not_found", f"the results of image {canonical} are not stored yet: they are on "
                          "their way (seconds after the answer, longer while the database is down); ask again shortly",
                          headers={"Retry-After": str(self.cfg.ingress.retry_after_s)})
@@ -709,7 +709,7 @@ class Ingress:
                 return problem
             if found is None:
                 return error(404, "not_found", f"no image {canonical} to correct")
-            if found["results_stored"]:  # else its answer is still on its way: the line is taken on trust
+            if found.get("results_stored", True):  # else its answer is on its way: the line is taken on trust
                 lines = len(found["lines"])
         if correction.line_index is not None and lines is not None and correction.line_index >= lines:
             held = f"lines 0 to {lines - 1}" if lines > 1 else "line 0" if lines else "no lines"
