@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 LIVE_SETTINGS: dict[str, set[str]] = {
     "detector": {"max_batch_size", "batch_wait_timeout_s", "num_replicas", "max_ongoing_requests"},
     "recognizer": {"max_batch_size", "batch_wait_timeout_s", "autoscaling", "max_ongoing_requests"},
-    "ingress": {"max_inflight", "request_timeout_s", "num_replicas", "max_ongoing_requests"},
+    "ingress": {"max_inflight", "max_requests_per_client", "request_timeout_s", "num_replicas", "max_ongoing_requests"},
 }
 
 
@@ -68,7 +68,8 @@ def graph(cfg: AppConfig) -> Application:
     return pinned(Ingress, built_from, weights, sidecar is not None).options(
         num_replicas=i.num_replicas,
         max_ongoing_requests=i.max_ongoing_requests,
-        user_config={"max_inflight": i.max_inflight, "request_timeout_s": i.request_timeout_s},
+        user_config={"max_inflight": i.max_inflight, "max_requests_per_client": i.max_requests_per_client,
+                     "request_timeout_s": i.request_timeout_s},
         ray_actor_options={"num_cpus": 0},
     ).bind(detector, recognizer, cfg.model_dump(mode="json"), sidecar, archiver)
 

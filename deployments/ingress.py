@@ -28,9 +28,19 @@ from opentelemetry import trace
 from ray import serve
 from ray.serve.exceptions import BackPressureError
 from ray.serve.handle import DeploymentHandle
+from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from deployments import api_keys, body_limits, cross_origin, metrics, request_ids, retries, security_headers
+from deployments import (
+    api_keys,
+    body_limits,
+    client_share,
+    cross_origin,
+    metrics,
+    request_ids,
+    retries,
+    security_headers,
+)
 from deployments.handovers import Handovers
 from serve_app import __version__, hocr, telemetry
 from serve_app.config import AppConfig, resolve_weights
@@ -126,6 +136,25 @@ async def _require_api_key(request: Request, call_next: Callable[[Request], Any]
         return error(401, "unauthorized", "this API needs a key: send 'Authorization: Bearer <key>' or "
                      "'X-API-Key: <key>'", str(uuid.uuid4()), {"WWW-Authenticate": "Bearer"})
     return await call_next(request)
+
+
+def _valid_key(scope: body_limits.Scope) -> str | None:
+    """The API key a request presents, where it is one of the service's: whom its requests count against."""
+    if not API_KEYS:
+        return None
+    key = api_keys.presented(Headers(scope=scope))
+    return key if api_keys.allowed(API_KEYS, key) else None
+
+
+def _refuse_share(message: str, retry_after_s: int) -> JSONResponse:
+    """The 429 for a client past its share of the replica's requests, answered before its body is read."""
+    metrics.ingress()["requests"].inc(tags={"status": "429", "code": "too_many_requests", "layout": "none"})
+    return error(429, "too_many_requests", message, str(uuid.uuid4()), {"Retry-After": str(retry_after_s)})
+
+
+# Runs before the key check (a key that is not the service's counts against the address) and inside the
+# cross-origin and safety headers, which its refusal gets like any answer.
+api.add_middleware(client_share.ClientShare, answer=_refuse_share, valid_key=_valid_key)
 
 
 @api.middleware("http")  # registered after the key check, so it runs before it: a preflight carries no key
@@ -259,6 +288,8 @@ class Ingress:
         cross_origin.configure(self.cfg.ingress.cors_origins)  # for the middleware, which runs outside this instance
         body_limits.configure(self.cfg.ingress.max_upload_bytes, self.cfg.ingress.body_grace_s,
                               self.cfg.ingress.body_min_bytes_per_s)
+        client_share.configure(self.cfg.ingress.max_requests_per_client, self.cfg.ingress.trusted_proxies,
+                               self.cfg.ingress.retry_after_s)
         self.detector, self.recognizer = detector, recognizer
         self.sidecar, self.archiver = sidecar, archiver
         if sidecar is None:
@@ -289,9 +320,11 @@ class Ingress:
         return await asyncio.get_running_loop().run_in_executor(self.cpu, contextvars.copy_context().run, run)
 
     def reconfigure(self, user_config: dict[str, Any]) -> None:
-        """Admission limit and deadline, changeable without a restart (``user_config: {max_inflight: N, ...}``)."""
+        """Admission limits and deadline, changeable without a restart (``user_config: {max_inflight: N, ...}``)."""
         self.max_inflight = int(user_config.get("max_inflight", self.cfg.ingress.max_inflight))
         self.request_timeout_s = float(user_config.get("request_timeout_s", self.cfg.ingress.request_timeout_s))
+        share = int(user_config.get("max_requests_per_client", self.cfg.ingress.max_requests_per_client))
+        client_share.configure(share, self.cfg.ingress.trusted_proxies, self.cfg.ingress.retry_after_s)
 
     @api.get("/", include_in_schema=False)
     async def page(self) -> FileResponse:

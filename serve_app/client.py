@@ -7,10 +7,11 @@ page of a PDF, through it:
     python -m serve_app.client crops/*.png --layout word --json --concurrency 4 > out.jsonl
     python -m serve_app.client scan.pdf --pages all --hocr out/         # out/scan.pdf.hocr, every page
 
-What is retried: 503 (overloaded, a model replica lost too often, storage down; after its ``Retry-After``),
-504 (no answer within the service's deadline), 502, a 500 that is not our JSON (Serve's HTTP proxy answers so
-when the ingress replica holding the request is lost) and a dropped connection. What is not: every 4xx (the input
-is wrong and stays wrong) and our JSON 500 ``internal_error`` (a fault for this input; its ``request_id`` is what
+What is retried: 503 (overloaded, a model replica lost too often, storage down; after its ``Retry-After``), 429
+(this client past its share of an ingress replica's requests; after its ``Retry-After``), 504 (no answer within
+the service's deadline), 502, a 500 that is not our JSON (Serve's HTTP proxy answers so when the ingress replica
+holding the request is lost) and a dropped connection. What is not: every other 4xx (the input is wrong and stays
+wrong) and our JSON 500 ``internal_error`` (a fault for this input; its ``request_id`` is what
 to report). Reading a page is pure, so sending it again is safe; every try of one call carries the same
 ``Idempotency-Key``, so that with storage on an upload whose answer was lost on the way back is stored once, under
 one ``request_id``.
@@ -35,7 +36,7 @@ import httpx
 
 from serve_app import hocr
 
-RETRIED_STATUSES = frozenset({500, 502, 503, 504})
+RETRIED_STATUSES = frozenset({429, 500, 502, 503, 504})
 
 
 @dataclass(frozen=True)

@@ -145,6 +145,13 @@ class IngressSettings(_Strict):
                                "(beyond the worker's own); a page that needs more is refused 413 (a 40 MP page renders "
                                "within 450)")
     max_inflight: int = Field(32, ge=1, description="OCR requests in progress per replica before 503")
+    max_requests_per_client: int = Field(
+        32, ge=0, description="requests one client (its API key, else its address) may have in progress per replica, "
+        "bodies still arriving included; past it 429 at once, so that one client cannot take all of "
+        "max_ongoing_requests from the others (0: no limit)")
+    trusted_proxies: int = Field(
+        0, ge=0, description="proxies in front of Serve that each append the address they saw to X-Forwarded-For "
+        "(an nginx Ingress: 1); a client's address is the one the farthest of them saw. 0: the peer's address")
     request_timeout_s: float = Field(60.0, gt=0, description="an OCR request not answered within this many seconds "
                                      "gets 504 timeout (a hung or crash-looping model replica must not hold a "
                                      "client forever); work already queued in a model replica still runs")

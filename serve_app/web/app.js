@@ -106,7 +106,7 @@ async function read() {
     if (!r.ok) {
       const msg = data.error ? data.error.message : r.statusText;
       const hint = { 413: "Too large", 415: "Not an image we can read", 500: "The service failed, try again",
-                     503: "The service is busy, try again", 504: "No answer in time, try again" }[r.status];
+                     429: "Too many of your requests at once, try again", 503: "The service is busy, try again", 504: "No answer in time, try again" }[r.status];
       throw new Error(`${hint ? hint + ": " : ""}${msg} (HTTP ${r.status})`);
     }
     showResult(data, region);
@@ -121,7 +121,8 @@ async function read() {
   }
 }
 
-// Sends a request again while the service is busy (503, after its Retry-After, growing) or lost the replica
+// Sends a request again while the service is busy (503, or 429 for this client's share of it, after its
+// Retry-After, growing) or lost the replica
 // holding it (Serve's proxy answers that with a 500 that is not our JSON), as serve_app.client does; a 4xx, a
 // 504 after a minute's wait and our own JSON 500 come back at once.
 async function sendAgainWhileBusy(url, init, say = (msg) => setStatus(msg, "busy"), tries = 5) {
@@ -129,7 +130,7 @@ async function sendAgainWhileBusy(url, init, say = (msg) => setStatus(msg, "busy
     const r = await fetch(url, { ...init, headers: apiHeaders(init.headers) });
     const data = await r.json().catch(() => ({}));
     if (r.status === 401) throw askForKey();
-    const again = r.status === 503 || r.status === 502 || (r.status === 500 && !data.error);
+    const again = r.status === 503 || r.status === 429 || r.status === 502 || (r.status === 500 && !data.error);
     if (!again || attempt === tries) return { r, data };
     const wait = Math.min(Math.max(Number(r.headers.get("Retry-After")) || 1, 2 ** (attempt - 1)), 10);
     say(`The service is busy: trying again in ${wait} s (${attempt} of ${tries - 1})…`);

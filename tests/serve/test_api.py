@@ -515,13 +515,10 @@ def test_a_body_sent_without_its_length_is_cut_off_at_the_limit(client, serve_ur
     assert head.startswith(b"HTTP/1.1 200") and body["lines"], (head, body)  # within the limit: read as ever
 
 
-def test_uploads_that_trickle_in_do_not_lock_other_clients_out(client, serve_url, app_config):
-    """More slow uploads than the ingress takes at once (a byte a second each): before, every other request waited
-    for as long as they went on (70 of them held a normal request past 40 s); now each is refused 408 after
-    ``ingress.body_grace_s`` and the normal request is answered."""
-    port = int(serve_url.rsplit(":", 1)[1])
-    slow = [socket.create_connection(("127.0.0.1", port), timeout=60)
-            for _ in range(app_config.ingress.max_ongoing_requests + 6)]
+def _trickle(port: int, count: int, source: str) -> tuple[list[socket.socket], threading.Event]:
+    """``count`` uploads from address ``source`` whose bodies come a byte a second; set the event to stop them."""
+    slow = [socket.create_connection(("127.0.0.1", port), timeout=60, source_address=(source, 0))
+            for _ in range(count)]
     stop = threading.Event()
 
     def trickle() -> None:
@@ -532,25 +529,82 @@ def test_uploads_that_trickle_in_do_not_lock_other_clients_out(client, serve_url
             for s in slow:
                 with contextlib.suppress(OSError):  # refused and closed: that is the point
                     s.sendall(b"a")
-    sender = threading.Thread(target=trickle, daemon=True)
-    sender.start()
+    threading.Thread(target=trickle, daemon=True).start()
+    return slow, stop
+
+
+def _status_line(s: socket.socket, timeout: float) -> bytes:
+    """The status line of the answer on ``s``, or b"" when none comes within ``timeout``."""
+    s.settimeout(timeout)
+    head = b""
+    with contextlib.suppress(TimeoutError):
+        while b"\r\n\r\n" not in head and (chunk := s.recv(4096)):
+            head += chunk
+    return head.split(b"\r\n", 1)[0]
+
+
+def test_uploads_that_trickle_in_do_not_lock_other_clients_out(client, serve_url, app_config):
+    """More slow uploads than the ingress takes at once (a byte a second each) from one address: before, every
+    other request waited for as long as they went on (70 of them held a normal request past 40 s); now each is
+    refused 408 after ``ingress.body_grace_s`` and the normal request is answered."""
+    port = int(serve_url.rsplit(":", 1)[1])
+    slow, stop = _trickle(port, app_config.ingress.max_ongoing_requests + 6, "127.0.0.3")
     try:
         time.sleep(1.0)  # all of them in and holding the ingress
         img, _ = render_lines(["not locked out"], size=28)
         r = post(client, png(img))
         assert r.status_code == 200 and r.json()["lines"], r.text
-        answers = []
-        for s in slow:
-            head = b""
-            while b"\r\n\r\n" not in head and (chunk := s.recv(4096)):
-                head += chunk
-            answers.append(head.split(b"\r\n", 1)[0])
+        answers = [_status_line(s, 60) for s in slow]
     finally:
         stop.set()
-        sender.join(5)
         for s in slow:
             s.close()
-    assert set(answers) == {b"HTTP/1.1 408 Request Timeout"}, collections.Counter(answers)
+    share = app_config.ingress.max_requests_per_client  # the rest were refused at once: see the next test
+    assert collections.Counter(answers) == {b"HTTP/1.1 408 Request Timeout": share,
+                                            b"HTTP/1.1 429 Too Many Requests": len(slow) - share}, answers
+
+
+def test_one_client_cannot_hold_more_than_its_share_of_the_ingress(client, serve_url, app_config):
+    """A client (an address here) has at most ``ingress.max_requests_per_client`` requests in progress per ingress
+    replica: past that it is answered 429 at once, before its body is read, and the slots it could not take stay
+    free for the others. Before, one address's slow uploads took every one of ``max_ongoing_requests`` and another
+    client's request waited until they were refused 408. The uploads held here are still held (no answer yet)
+    when the other client's answer comes, however slow the machine: the body grace is a minute in this test."""
+    patient = AppConfig.load(overrides={**TEST_OVERRIDES, "ingress": {
+        **TEST_OVERRIDES["ingress"], "body_grace_s": 60, "max_requests_per_client": 8}})
+    serve.run(graph(patient), name=APP, route_prefix="/")
+    port = int(serve_url.rsplit(":", 1)[1])
+    slow, stop = _trickle(port, patient.ingress.max_ongoing_requests + 6, "127.0.0.2")
+    try:
+        deadline, answered = time.monotonic() + 30, []
+        while len(answered) < len(slow) - 8 and time.monotonic() < deadline:
+            answered = select.select(slow, [], [], 0.5)[0]
+        time.sleep(0.5)
+        held = [s for s in slow if s not in select.select(slow, [], [], 0)[0]]
+        assert len(held) == 8, f"{len(slow) - len(held)} of {len(slow)} answered, {len(held)} held"
+        assert {_status_line(s, 5) for s in slow if s not in held} == {b"HTTP/1.1 429 Too Many Requests"}
+        with httpx.Client(base_url=serve_url, timeout=60,
+                          transport=httpx.HTTPTransport(local_address="127.0.0.2")) as same_address:
+            r = same_address.get("/api/v1/images/00000000-0000-4000-8000-000000000000")
+            assert r.status_code == 429 and r.headers["Retry-After"] == "1", r.text
+            assert r.json()["error"]["code"] == "too_many_requests" and "max_requests_per_client" in r.text
+            assert r.headers["x-content-type-options"] == "nosniff"  # answered inside the safety headers
+            img, _ = render_lines(["my share is free"], size=28)
+            r = post(client, png(img))  # another address: answered while those eight are held
+            assert r.status_code == 200 and " ".join(ln["text"] for ln in r.json()["lines"]) == "my share is free"
+            assert select.select(held, [], [], 0)[0] == []  # they are still held: no answer yet
+            assert client.get("/healthz").status_code == 200
+            for s in held:  # the client goes away: its places are given back
+                s.close()
+            deadline = time.monotonic() + 30
+            while (r := post(same_address, png(img))).status_code == 429 and time.monotonic() < deadline:
+                time.sleep(0.5)
+            assert r.status_code == 200, r.text
+    finally:
+        stop.set()
+        for s in slow:
+            s.close()
+        serve.run(graph(app_config), name=APP, route_prefix="/")
 
 
 def test_missing_field_is_422_with_json(client):

@@ -309,9 +309,11 @@ def test_a_service_that_stores_nothing_says_so_at_once(page, page_png, serve_url
     assert calls == ["POST", "DELETE"]
 
 
-def test_a_busy_service_is_asked_again_until_it_reads_the_page(page, page_png, serve_url, app_config):
-    """One request admitted at a time, and the detector holding each 3 s for a batch: the page's upload is turned
-    away with 503 while another is read; the page says so, waits the Retry-After, sends it again and shows it."""
+@pytest.mark.parametrize("limit,status", [("max_inflight", 503), ("max_requests_per_client", 429)])
+def test_a_busy_service_is_asked_again_until_it_reads_the_page(page, page_png, serve_url, app_config, limit, status):
+    """One request admitted at a time (by the service, or for this address, which the page shares with the other
+    upload), and the detector holding each 3 s for a batch: the page's upload is turned away with 503 (429) while
+    another is read; the page says so, waits the Retry-After, sends it again and shows it."""
     from ray import serve
 
     from deployments.app import graph
@@ -319,7 +321,7 @@ def test_a_busy_service_is_asked_again_until_it_reads_the_page(page, page_png, s
 
     from .conftest import APP, TEST_OVERRIDES
 
-    held = AppConfig.load(overrides={**TEST_OVERRIDES, "ingress": {**TEST_OVERRIDES["ingress"], "max_inflight": 1},
+    held = AppConfig.load(overrides={**TEST_OVERRIDES, "ingress": {**TEST_OVERRIDES["ingress"], limit: 1},
                                      "detector": {"max_batch_size": 4, "batch_wait_timeout_s": 3.0}})
     serve.run(graph(held), name=APP, route_prefix="/")  # user_config only: the replicas reconfigure in place
     statuses: list[int] = []
@@ -341,7 +343,7 @@ def test_a_busy_service_is_asked_again_until_it_reads_the_page(page, page_png, s
         other.join()
         serve.run(graph(app_config), name=APP, route_prefix="/")
     assert [i.input_value() for i in page.query_selector_all("#lines input")] == LINES
-    assert statuses[0] == 503 and statuses[-1] == 200, statuses
+    assert statuses[0] == status and statuses[-1] == 200, statuses
     assert len(keys) == len(statuses) and len(set(keys)) == 1 and keys[0], keys  # one upload: one id, however often
 
 

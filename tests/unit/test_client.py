@@ -22,6 +22,7 @@ def ours(code: str) -> dict:
     (503, ours("overloaded"), True),
     (503, ours("model_unavailable"), True),
     (504, ours("timeout"), True),
+    (429, ours("too_many_requests"), True),  # this client past its share: its other requests free a slot
     (500, "Internal Server Error", True),  # Serve's proxy, for a lost ingress replica
     (502, "<html>Bad Gateway</html>", True),
     (500, ours("internal_error"), False),  # a fault of ours for this input: report its request_id

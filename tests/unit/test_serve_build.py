@@ -32,4 +32,5 @@ def test_serve_build_reflects_the_typed_config(tmp_path):
     )
     assert changed["Recognizer"]["autoscaling_config"]["max_replicas"] == 7
     assert changed["Detector"]["user_config"]["max_batch_size"] == 6
-    assert changed["Ingress"]["user_config"] == {"max_inflight": 32, "request_timeout_s": 30.0}
+    assert changed["Ingress"]["user_config"] == {"max_inflight": 32, "max_requests_per_client": 32,
+                                                 "request_timeout_s": 30.0}
