@@ -27,7 +27,7 @@ from pamqp.commands import Basic
 from serve_app import telemetry
 from serve_app.storage import repository
 from serve_app.storage.messages import CORRECTION_QUEUE, DATA_QUEUE, DEAD_LETTER_QUEUE, IMAGE_QUEUE
-from serve_app.storage.publisher import open_channel
+from serve_app.storage.publisher import cancelled_by_aiormq, open_channel
 
 log = logging.getLogger(__name__)
 EXTENSIONS = {"image/jpeg": "jpg", "image/png": "png", "image/webp": "webp", "image/bmp": "bmp",
@@ -184,7 +184,10 @@ class Archiver:
                 backoff = 0.5
                 await conn.closing
             except asyncio.CancelledError:
-                raise
+                if not cancelled_by_aiormq():
+                    raise
+                log.warning("archiver connection lost (judged stuck: no frame for three heartbeats); reconnecting "
+                            "in %.1fs", backoff)
             except Exception as exc:  # noqa: BLE001 - broker gone: reconnect with backoff, unacked messages return
                 log.warning("archiver connection lost (%s: %s); reconnecting in %.1fs", type(exc).__name__, exc,
                             backoff)

@@ -28,6 +28,19 @@ async def declare_queues(channel: aiormq.abc.AbstractChannel) -> None:
         await channel.queue_declare(q, durable=True)
 
 
+def cancelled_by_aiormq() -> bool:
+    """Whether a ``CancelledError`` caught in the current task is aiormq reporting a lost connection.
+
+    aiormq cancels a connection's reader when it judges the connection stuck (no frame for three heartbeats: a
+    broker that hangs, a network that drops packets without a reset), and that ``CancelledError`` reaches every
+    publish waiting for its confirm and every observer of the connection's closing. Re-raised as if this task had
+    been cancelled, it ended the loops that reconnect, silently and for good: nothing was published (or consumed)
+    again until the replica restarted. A real cancellation of this task is told apart by ``Task.cancelling``.
+    """
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() == 0
+
+
 async def open_channel(url: str) -> tuple[aiormq.abc.AbstractConnection, aiormq.abc.AbstractChannel]:
     conn = await aiormq.connect(url)
     try:
@@ -125,16 +138,19 @@ class Publisher:
             try:
                 await self.flush()
                 backoff = 0.2
+                continue
             except asyncio.CancelledError:
-                raise
+                if not cancelled_by_aiormq():
+                    raise
+                reason = "the connection was judged stuck: no frame for three heartbeats"
             except Exception as exc:  # noqa: BLE001 - any broker or network failure: keep the spool, retry
-                self.failures += 1
-                log.warning("publish failed (%s: %s); %d spooled, retry in %.1fs", type(exc).__name__, exc,
-                            self.spool.depth, backoff)
-                await self._disconnect()
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, self.max_backoff_s)
-                self._wake.set()
+                reason = f"{type(exc).__name__}: {exc}"
+            self.failures += 1
+            log.warning("publish failed (%s); %d spooled, retry in %.1fs", reason, self.spool.depth, backoff)
+            await self._disconnect()
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, self.max_backoff_s)
+            self._wake.set()
 
     def status(self) -> dict[str, Any]:
         return {"connected": self._channel is not None and not self._channel.is_closed,

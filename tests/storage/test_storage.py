@@ -274,6 +274,58 @@ def test_broker_stopped_during_a_burst_loses_nothing(run, pg_url, amqp_url, tmp_
     assert final == (20, 60, 0)
 
 
+def _broker_pid() -> int:
+    import re
+    import subprocess
+
+    status = subprocess.run(["rabbitmqctl", "-q", "status"], check=True, capture_output=True, text=True, timeout=60)
+    return int(re.search(r"OS PID: (\d+)", status.stdout).group(1))
+
+
+def test_a_broker_that_hangs_past_three_heartbeats_is_reconnected_and_loses_nothing(run, pg_url, amqp_url, tmp_path):
+    """The broker's process stops answering (SIGSTOP: a hung broker, or a network dropping packets without a reset)
+    for longer than three heartbeats, while a publish waits for its confirm. aiormq then judges both connections
+    stuck and cancels them; before, that cancellation reached the publisher's and the archiver's reconnecting loops
+    as if they had been cancelled themselves, and ended them: nothing was published or stored again until the
+    replicas restarted. Now both reconnect when the broker answers again, and everything is stored once."""
+    import os
+    import signal
+
+    pid = _broker_pid()
+    try:
+        os.kill(pid, 0)
+    except PermissionError:
+        pytest.skip("the broker's process is not ours to stop")
+    stuck_after = 6  # aiormq's rule: no frame for (heartbeat + 1) * 3 seconds
+
+    async def go():
+        async with pipeline(pg_url, amqp_url + "?heartbeat=1", tmp_path,
+                            publisher_kw={"publish_timeout_s": 3 * stuck_after, "max_backoff_s": 1}) as (
+                pool, publisher, archiver):
+            ids = [str(uuid.uuid4()) for _ in range(10)]
+            for rid in ids[:5]:
+                publisher.submit(image_message(rid, b"a", "image/png"))
+                publisher.submit(data_message(rid, result(1)))
+            await wait_for(lambda: _done(pool, (5, 15, 0)), timeout=30)
+            os.kill(pid, signal.SIGSTOP)
+            try:
+                for rid in ids[5:]:
+                    assert publisher.submit(image_message(rid, b"b", "image/png"))
+                    assert publisher.submit(data_message(rid, result(1)))
+                await asyncio.sleep(stuck_after + 3)
+                during = publisher.status()
+            finally:
+                os.kill(pid, signal.SIGCONT)
+            await wait_for(lambda: _done(pool, (10, 30, 0)), timeout=90)
+            await asyncio.sleep(0.5)
+            return during, await counts(pool), publisher.status(), archiver.status()
+
+    during, final, published, archived = run(go())
+    assert during["spool_depth"] > 0 and during["publish_failures"] >= 1, during  # it saw the connection go
+    assert final == (10, 30, 0)
+    assert published["connected"] and published["spool_depth"] == 0 and archived["connected"]
+
+
 def test_database_unavailable_acknowledges_nothing_and_loses_nothing(run, pg_url, pg_database, amqp_url, tmp_path):
     """The test database refuses connections (ALLOW_CONNECTIONS false + backends terminated) while messages arrive."""
 
