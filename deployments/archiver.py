@@ -103,6 +103,7 @@ class ArchiverDeployment:
             gauges["database_up"].set(int(self.database_up))
             s = await self.status()
             gauges["archiver_lag_s"].set(s["lag_s"])
+            gauges["archiver_connected"].set(int(s["connected"]))
             for kind in ("images", "results", "corrections", "duplicates", "dead_lettered", "discarded"):
                 gauges["archived"].set(s[kind], tags={"kind": kind})
             await asyncio.sleep(2)

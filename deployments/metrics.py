@@ -53,9 +53,12 @@ def storage() -> dict:
     return {
         "spool_depth": Gauge("ocr_spool_depth", "Messages waiting in the sidecar's on-disk spool."),
         "spool_full": Gauge("ocr_spool_full", "1 while the spool refuses messages."),
+        "spool_oldest_s": Gauge("ocr_spool_oldest_seconds", "How long the oldest message in the spool has waited for "
+                                "the broker (0 when the spool is empty)."),
         "publish_failures": Gauge("ocr_publish_failures", "Failed publish attempts since the sidecar started."),
         "dropped": Gauge("ocr_messages_dropped", "Messages refused by a full spool since the sidecar started."),
         "database_up": Gauge("ocr_database_up", "1 while the archiver's database answers (probed every 2 s)."),
+        "archiver_connected": Gauge("ocr_archiver_connected", "1 while the archiver consumes the queues."),
         "archiver_lag_s": Gauge("ocr_archiver_lag_seconds", "Age of the last archived message when stored."),
         "archived": Gauge("ocr_archived_total", "Messages archived since the archiver started.", tag_keys=("kind",)),
     }

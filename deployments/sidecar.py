@@ -41,6 +41,7 @@ class Sidecar:
             s = self.publisher.status()
             gauges["spool_depth"].set(s["spool_depth"])
             gauges["spool_full"].set(int(s["spool_full"]))
+            gauges["spool_oldest_s"].set(s["oldest_spooled_s"])
             gauges["publish_failures"].set(s["publish_failures"])
             gauges["dropped"].set(s["dropped"])
             await asyncio.sleep(2)

@@ -155,4 +155,5 @@ class Publisher:
     def status(self) -> dict[str, Any]:
         return {"connected": self._channel is not None and not self._channel.is_closed,
                 "spool_depth": self.spool.depth, "spool_bytes": self.spool.size_bytes, "spool_full": self.spool.full,
+                "oldest_spooled_s": round(self.spool.oldest_age_s(), 3),
                 "published": self.published, "publish_failures": self.failures, "dropped": self.dropped}

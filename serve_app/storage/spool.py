@@ -79,6 +79,20 @@ class Spool:
             self._count -= 1
             self._bytes -= size
 
+    def oldest_age_s(self, now_ns: int | None = None) -> float:
+        """Seconds the oldest message has waited here (0 when empty), from the time in its name.
+
+        A spool whose depth stays low can still be stuck: this says whether messages leave it, whatever stops them
+        (a broker that is down, a publisher that stopped), and counts the time across a restart of the replica.
+        """
+        if self._count <= 0:
+            return 0.0
+        oldest = min((p.name for p in self.dir.glob("*.msg")), default=None)
+        stamp = oldest.split("-", 1)[0] if oldest else ""
+        if not stamp.isdigit():
+            return 0.0
+        return max(0.0, ((now_ns if now_ns is not None else time.time_ns()) - int(stamp)) / 1e9)
+
     @property
     def depth(self) -> int:
         return self._count

@@ -117,6 +117,7 @@ def test_custom_metrics_reach_prometheus(client, metrics_port):
     assert value(text, "ray_ocr_lines_per_image_count") >= 3
     assert value(text, "ray_ocr_recognizer_batch_crops_count") >= 1
     assert "ray_ocr_spool_depth" in text and "ray_ocr_archiver_lag_seconds" in text
+    assert "ray_ocr_spool_oldest_seconds" in text and value(text, "ray_ocr_archiver_connected") == 1
     assert "ray_serve_num_http_requests" in text or "ray_serve_deployment_request_counter" in text
 
 

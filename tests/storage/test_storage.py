@@ -118,6 +118,13 @@ def test_spool_is_bounded_survives_restart_and_drops_half_written_files(tmp_path
     assert msg.queue == IMAGE_QUEUE and msg.body == b"x" * 100 and msg.headers["request_id"]
     reopened.remove(paths[0])
     assert reopened.depth == 2 and not reopened.full
+    # how long the oldest has waited, from the time in its name: across the reopening, and once it has gone
+    born = [int(p.name.split("-", 1)[0]) for p in paths]
+    assert reopened.oldest_age_s(now_ns=born[1] + 5 * 10**9) == 5.0
+    reopened.remove(paths[1])
+    assert reopened.oldest_age_s(now_ns=born[1] + 5 * 10**9) == (born[1] - born[2]) / 1e9 + 5.0
+    reopened.remove(paths[2])
+    assert reopened.depth == 0 and reopened.oldest_age_s() == 0.0
 
 
 @pytest.fixture
@@ -313,7 +320,7 @@ def test_a_broker_that_hangs_past_three_heartbeats_is_reconnected_and_loses_noth
                     assert publisher.submit(image_message(rid, b"b", "image/png"))
                     assert publisher.submit(data_message(rid, result(1)))
                 await asyncio.sleep(stuck_after + 3)
-                during = publisher.status()
+                during = {**publisher.status(), "archiver_connected": archiver.status()["connected"]}
             finally:
                 os.kill(pid, signal.SIGCONT)
             await wait_for(lambda: _done(pool, (10, 30, 0)), timeout=90)
@@ -322,8 +329,11 @@ def test_a_broker_that_hangs_past_three_heartbeats_is_reconnected_and_loses_noth
 
     during, final, published, archived = run(go())
     assert during["spool_depth"] > 0 and during["publish_failures"] >= 1, during  # it saw the connection go
+    # what the sidecar's and archiver's gauges report (the alerts OCRSpoolNotDraining, OCRArchiverNotConsuming)
+    assert during["oldest_spooled_s"] > stuck_after and not during["archiver_connected"], during
     assert final == (10, 30, 0)
-    assert published["connected"] and published["spool_depth"] == 0 and archived["connected"]
+    assert published["connected"] and published["spool_depth"] == 0 and published["oldest_spooled_s"] == 0
+    assert archived["connected"]
 
 
 def test_database_unavailable_acknowledges_nothing_and_loses_nothing(run, pg_url, pg_database, amqp_url, tmp_path):
