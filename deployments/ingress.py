@@ -326,7 +326,7 @@ class Ingress:
         share = int(user_config.get("max_requests_per_client", self.cfg.ingress.max_requests_per_client))
         client_share.configure(share, self.cfg.ingress.trusted_proxies, self.cfg.ingress.retry_after_s)
 
-    @api.get("/", include_in_schema=False)
+    @api.api_route("/", methods=["GET", "HEAD"], include_in_schema=False)  # HEAD: uptime checks of the site
     async def page(self) -> FileResponse:
         """The web page: every asset is served from here, nothing from a CDN."""
         return FileResponse(WEB / "index.html", media_type="text/html")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
 class WordOut(BaseModel):
@@ -67,6 +67,10 @@ MAX_LINE_INDEX = 100_000
 
 
 class CorrectionIn(BaseModel):
+    # a misspelt field is refused, not dropped: `{"value": ..., "lineIndex": 3}` was accepted (202) as a correction
+    # of the whole image's text, which `?format=text` then gave back in place of every line
+    model_config = ConfigDict(extra="forbid")
+
     value: str = Field(min_length=1, max_length=10_000, description="the corrected text")
     line_index: int | None = Field(None, ge=0, le=MAX_LINE_INDEX,
                                    description="which line of the answer; omit for the whole image")

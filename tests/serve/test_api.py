@@ -683,7 +683,7 @@ def test_a_request_past_its_deadline_gets_504_and_the_service_goes_on(client, ap
 
 def test_health_readiness_and_openapi(client, app_config):
     assert client.get("/healthz").json() == {"status": "ok"}
-    for path in ("/healthz", "/readyz"):  # as uptime monitors and load balancers often ask: a status, no body
+    for path in ("/healthz", "/readyz", "/"):  # as uptime monitors and load balancers often ask: a status, no body
         head = client.head(path)
         assert head.status_code == 200 and head.content == b"", (path, head.status_code)
     r = client.get("/readyz")

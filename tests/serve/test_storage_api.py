@@ -225,6 +225,9 @@ def test_corrections_need_a_known_image_and_a_value(client):
     assert r.status_code == 400
     r = client.post(f"/api/v1/images/{uuid.uuid4()}/corrections", json={"value": ""})
     assert r.status_code == 422 and r.json()["error"]["code"] == "invalid_request"
+    # a misspelt line_index is named, not dropped: dropped, it made a line's correction the whole image's text
+    r = client.post(f"/api/v1/images/{uuid.uuid4()}/corrections", json={"value": "x", "lineIndex": 2})
+    assert r.status_code == 422 and "lineIndex" in r.json()["error"]["message"], r.text
     # what the database cannot store is refused at once, not accepted (202) and then dead-lettered
     for body, words in (({"value": "a\x00b"}, "NUL"), ({"value": "x", "line_index": 2**31}, "line_index"),
                         ('{"value": "\\ud800"}', "unicode")):
