@@ -151,7 +151,9 @@ class IngressSettings(_Strict):
         "max_ongoing_requests from the others (0: no limit)")
     trusted_proxies: int = Field(
         0, ge=0, description="proxies in front of Serve that each append the address they saw to X-Forwarded-For "
-        "(an nginx Ingress: 1); a client's address is the one the farthest of them saw. 0: the peer's address")
+        "(an nginx Ingress: 1); a client's address is the one the farthest of them saw. 0: the peer's address. Set it "
+        "only where every request comes through those proxies: a caller that reaches Serve directly writes the header "
+        "itself, and could take a share per address it makes up")
     request_timeout_s: float = Field(60.0, gt=0, description="an OCR request not answered within this many seconds "
                                      "gets 504 timeout (a hung or crash-looping model replica must not hold a "
                                      "client forever); work already queued in a model replica still runs")
