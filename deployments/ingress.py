@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import numpy as np
-from fastapi import Body, FastAPI, File, Header, Query, Request, Response, UploadFile
+from fastapi import Body, Depends, FastAPI, File, Header, Query, Request, Response, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, PlainTextResponse
@@ -40,6 +40,7 @@ from deployments import (
     request_ids,
     retries,
     security_headers,
+    strict_query,
 )
 from deployments.handovers import Handovers
 from serve_app import __version__, hocr, telemetry
@@ -72,6 +73,7 @@ api = FastAPI(
     description="Upload a photo or scan; get text lines and words with boxes and confidences.",
     docs_url=None,
     redoc_url=None,
+    dependencies=[Depends(strict_query.no_unknown_query)],  # a misspelt query parameter is named, not ignored
 )
 ERRORS: dict[int | str, dict[str, Any]] = {
     s: {"model": ErrorResponse} for s in (400, 401, 408, 413, 415, 422, 503, 504)

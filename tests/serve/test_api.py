@@ -618,6 +618,22 @@ def test_missing_field_is_422_with_json(client):
     assert r.status_code == 422 and r.json()["error"]["code"] == "missing_field"
 
 
+def test_a_misspelt_query_parameter_is_named_not_ignored(client):
+    """`?rotation=auto` (for `rotate`) read the page as it came and answered 200; now it is a 422 that names it."""
+    img, _ = render_lines(["query words"], size=28)
+    files = {"image": ("q.png", png(img), "image/png")}
+    r = client.post("/api/v1/ocr", params={"rotation": "auto", "page": 1}, files=files)
+    assert r.status_code == 422 and r.json()["error"]["code"] == "invalid_request", r.text
+    message = r.json()["error"]["message"]
+    assert "'rotation'" in message and "rotate" in message and "'page'" not in message, message
+    r = client.post("/api/v1/ocr", params={"rotate": "0", "page": 1, "format": "text", "min_confidence": 0.5,
+                                           "layout": "page"}, files=files)
+    assert r.status_code == 200 and r.text.strip() == "query words", r.text
+    r = client.get(f"/api/v1/images/{uuid.uuid4()}/data", params={"fromat": "text"})
+    assert r.status_code == 422 and "'fromat'" in r.json()["error"]["message"], r.text
+    assert client.get("/healthz", params={"nocache": "1"}).status_code == 200  # probes and the page take anything
+
+
 def test_unknown_route_and_wrong_method_are_json(client):
     assert client.get("/api/v1/nope").json()["error"]["code"] == "not_found"
     r = client.get("/api/v1/ocr")
