@@ -44,10 +44,6 @@ def configure(max_per_client: int, trusted_proxies: int = 0, retry_after_s: int 
     _settings = _Settings(max_per_client, trusted_proxies, retry_after_s)
 
 
-def settings() -> _Settings:
-    return _settings
-
-
 def _headers(scope: Scope, name: bytes) -> list[str]:
     return [bytes(v).decode("latin-1") for k, v in scope.get("headers", ()) if bytes(k).lower() == name]
 

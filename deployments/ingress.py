@@ -76,7 +76,7 @@ api = FastAPI(
     dependencies=[Depends(strict_query.no_unknown_query)],  # a misspelt query parameter is named, not ignored
 )
 ERRORS: dict[int | str, dict[str, Any]] = {
-    s: {"model": ErrorResponse} for s in (400, 401, 408, 413, 415, 422, 503, 504)
+    s: {"model": ErrorResponse} for s in (400, 401, 408, 413, 415, 422, 429, 503, 504)
 }
 
 

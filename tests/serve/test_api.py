@@ -710,7 +710,8 @@ def test_health_readiness_and_openapi(client, app_config):
     assert r.json()["precision"] == expected
     spec = client.get("/openapi.json").json()
     assert "/api/v1/ocr" in spec["paths"]
-    assert {"400", "408", "413", "415", "422", "503", "504"} <= set(spec["paths"]["/api/v1/ocr"]["post"]["responses"])
+    documented = set(spec["paths"]["/api/v1/ocr"]["post"]["responses"])
+    assert {"400", "408", "413", "415", "422", "429", "503", "504"} <= documented
 
 
 def _ingress_log_records(request_ids: set[str], timeout: float = 30) -> dict[str, dict]:
