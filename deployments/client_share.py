@@ -89,10 +89,11 @@ class ClientShare:
             await self.app(scope, receive, send)
             return
         client = client_of(scope, self.valid_key, s.trusted_proxies)
-        if self.held[client] >= s.max_per_client:
-            message = (f"this client already has {self.held[client]} requests in progress on this replica, its "
-                       f"share (ingress.max_requests_per_client: {s.max_per_client}); send the next when one is "
-                       "answered")
+        held = self.held[client]
+        if held >= s.max_per_client:
+            message = (f"this client already has {held} request{'s' if held != 1 else ''} in progress on this "
+                       f"replica, its share (ingress.max_requests_per_client: {s.max_per_client}); send the next "
+                       "when one is answered")
             await self.answer(message, s.retry_after_s)(scope, receive, send)
             return
         self.held[client] += 1

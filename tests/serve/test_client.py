@@ -96,6 +96,35 @@ def test_the_client_names_its_calls_so_that_a_call_made_again_is_one_request(cli
     assert keyed.body["text"] == plain.body["text"] == "Same call"
 
 
+def test_the_client_waits_its_turn_when_it_is_past_its_share(serve_url, app_config):
+    """One request in progress per client (``ingress.max_requests_per_client: 1``, taken live): of four sent at
+    once, the three past the share are answered 429, and the client sends each again after its Retry-After until
+    all four are read."""
+    from ray import serve
+
+    from deployments.app import graph
+    from serve_app.config import AppConfig
+
+    from .conftest import APP, TEST_OVERRIDES
+
+    words = ["Alpha", "Bravo", "Charlie", "Delta"]
+    uploads = [png(render_lines([w], size=28)[0]) for w in words]
+    one_each = AppConfig.load(overrides={**TEST_OVERRIDES, "ingress": {**TEST_OVERRIDES["ingress"],
+                                                                        "max_requests_per_client": 1}})
+    serve.run(graph(one_each), name=APP, route_prefix="/")  # user_config only: the ingress reconfigures in place
+
+    async def read() -> list:
+        async with OCRClient(serve_url, policy=RetryPolicy(attempts=10, deadline_s=120)) as c:
+            return await asyncio.gather(*(c.ocr(data, f"{w}.png") for w, data in zip(words, uploads)))
+
+    try:
+        answers = asyncio.run(read())
+    finally:
+        serve.run(graph(app_config), name=APP, route_prefix="/")
+    assert [a.body["text"] for a in answers] == words
+    assert max(a.attempts for a in answers) > 1, [a.attempts for a in answers]
+
+
 def test_a_page_past_the_last_is_an_error_at_once(serve_url):
     async def ask() -> OCRError:
         async with OCRClient(serve_url) as c:
