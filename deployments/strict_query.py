@@ -13,6 +13,10 @@ from fastapi.dependencies.models import Dependant
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 
+#: Not a parameter, though it reads as one: a Serve class-based route keeps the dependant FastAPI built when the
+#: method was decorated, where its ``self`` was a query parameter (Serve injects the replica there since).
+NOT_PARAMETERS = frozenset({"self"})
+
 
 def _query_names(dependant: Dependant) -> frozenset[str]:
     names: set[str] = set()
@@ -21,7 +25,7 @@ def _query_names(dependant: Dependant) -> frozenset[str]:
         current = todo.pop()
         names.update(param.alias for param in current.query_params)
         todo.extend(current.dependencies)
-    return frozenset(names)
+    return frozenset(names - NOT_PARAMETERS)
 
 
 #: By route: routes are not hashable. Each entry holds its route, so that no other object takes its id.
