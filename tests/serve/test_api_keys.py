@@ -52,7 +52,7 @@ def front():
 
 @pytest.fixture(scope="module")
 def keyed(serve_url, app_config, front):
-    ingress = Ingress.options(ray_actor_options={
+    ingress = Ingress.options(max_ongoing_requests=app_config.ingress.max_ongoing_requests, ray_actor_options={
         "num_cpus": 0, "runtime_env": {"env_vars": {"OCR_API_KEYS": ",".join(KEYS)}}})
     cfg = app_config.model_copy(update={"ingress": app_config.ingress.model_copy(update={"cors_origins": [front[0]]})})
     app = ingress.bind(serve.get_deployment_handle("Detector", app_name=APP),
@@ -85,6 +85,35 @@ def test_the_api_answers_401_without_a_listed_key_and_reads_with_one(keyed, metr
         refused = value(scrape(metrics_port), "ray_ocr_requests_total", status="401", code="unauthorized")
         time.sleep(2)
     assert refused >= 5
+
+
+def test_each_key_has_its_own_share_of_the_ingress(keyed, app_config):
+    """Requests count against the key they present, not the address they come from: with one key's share taken
+    by slow uploads, that key is answered 429, while the other key from the same address is not, nor is a wrong
+    key (which counts against the address, and is then refused 401)."""
+    import contextlib
+    import socket
+
+    host, port = keyed.split("//", 1)[1].split("/", 1)[0].split(":")
+    share = app_config.ingress.max_requests_per_client
+    slow = [socket.create_connection((host, int(port)), timeout=30) for _ in range(share)]
+    try:
+        for s in slow:  # a body that never comes: each holds its place for the body grace (5 s in the tests)
+            s.sendall(f"POST /keyed/api/v1/ocr HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer {KEYS[0]}\r\n"
+                      "Content-Type: multipart/form-data; boundary=x\r\nContent-Length: 100000\r\n\r\n--x\r\n"
+                      .encode())
+        time.sleep(1.0)
+        stored = f"{keyed}/api/v1/images/{uuid.uuid4()}"
+        taken = httpx.get(stored, headers={"Authorization": f"Bearer {KEYS[0]}"}, timeout=30)
+        other = httpx.get(stored, headers={"X-API-Key": KEYS[1]}, timeout=30)
+        wrong = httpx.get(stored, headers={"Authorization": "Bearer wrong-key-0123456789"}, timeout=30)
+    finally:
+        for s in slow:
+            with contextlib.suppress(OSError):
+                s.close()
+    assert taken.status_code == 429 and taken.json()["error"]["code"] == "too_many_requests", taken.text
+    assert other.status_code == 501 and other.json()["error"]["code"] == "storage_disabled", other.text
+    assert wrong.status_code == 401, wrong.text
 
 
 def test_the_page_docs_and_probes_stay_open(keyed):
