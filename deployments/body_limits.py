@@ -91,11 +91,14 @@ def route_path(scope: Scope) -> str:
     return str(scope.get("path", "/")).removeprefix(str(scope.get("root_path", ""))) or "/"
 
 
+def header_values(scope: Scope, name: bytes) -> list[str]:
+    """Every value of header ``name`` (lower case) in an ASGI scope, in order."""
+    return [bytes(v).decode("latin-1") for k, v in scope.get("headers", ()) if bytes(k).lower() == name]
+
+
 def _header(scope: Scope, name: bytes) -> str | None:
-    for key, value in scope.get("headers", ()):
-        if key.lower() == name:
-            return bytes(value).decode("latin-1")
-    return None
+    values = header_values(scope, name)
+    return values[0] if values else None
 
 
 class BodyGuard:

@@ -19,7 +19,7 @@ import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from deployments.body_limits import ASGIApp, Receive, Scope, Send, route_path
+from deployments.body_limits import ASGIApp, Receive, Scope, Send, header_values, route_path
 
 #: Never refused: a kubelet's probes all come from one address, and a refused probe restarts the replica.
 EXEMPT = frozenset({"/healthz", "/readyz"})
@@ -44,17 +44,14 @@ def configure(max_per_client: int, trusted_proxies: int = 0, retry_after_s: int 
     _settings = _Settings(max_per_client, trusted_proxies, retry_after_s)
 
 
-def _headers(scope: Scope, name: bytes) -> list[str]:
-    return [bytes(v).decode("latin-1") for k, v in scope.get("headers", ()) if bytes(k).lower() == name]
-
-
 def address(scope: Scope, trusted_proxies: int) -> str:
     """The client's address: the peer's, or the one the farthest of ``trusted_proxies`` proxies saw."""
     peer = scope.get("client")
     seen = str(peer[0]) if peer else "unknown"
     if trusted_proxies <= 0:
         return seen
-    hops = [hop.strip() for value in _headers(scope, b"x-forwarded-for") for hop in value.split(",") if hop.strip()]
+    chain = ",".join(header_values(scope, b"x-forwarded-for"))
+    hops = [hop.strip() for hop in chain.split(",") if hop.strip()]
     # each trusted proxy appended one entry, the nearest last; fewer entries than proxies: the first is the client's
     return hops[-min(trusted_proxies, len(hops))] if hops else seen
 
