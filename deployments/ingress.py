@@ -46,7 +46,7 @@ from deployments.handovers import Handovers
 from serve_app import __version__, hocr, telemetry
 from serve_app.config import AppConfig, resolve_weights
 from serve_app.corrections import corrected_lines
-from serve_app.imaging import MEDIA_TYPES, ImageError, decode_image
+from serve_app.imaging import ACCEPTED, MEDIA_TYPES, ImageError, decode_image
 from serve_app.ocr.pipeline import (
     Found,
     LineResult,
@@ -394,7 +394,7 @@ class Ingress:
         **ERRORS, 200: {"content": {"text/html": {"schema": {"type": "string", "description": "?format=hocr"}},
                                     "text/plain": {"schema": {"type": "string", "description": "?format=text"}}}}})
     async def ocr(  # noqa: ANN201
-        self, request: Request, image: UploadFile = File(..., description="JPEG, PNG, WebP, BMP, TIFF or PDF"),
+        self, request: Request, image: UploadFile = File(..., description=ACCEPTED),
         layout: Layout = Query("page", description="'page': find the text, then read it; 'word': the image is one "
                                                    "cropped word (or short line), read it whole at several widths"),
         page: int = Query(1, ge=1, description="which page of a PDF or multi-page TIFF (frame of an animated WebP or "

@@ -13,6 +13,11 @@ One page of a multi-page upload (a TIFF scan, a PDF, an animated WebP or PNG) is
 for; the page count comes from the headers, so a client learns what else the file holds without it being decoded.
 A PDF page is rendered by PDFium (Chromium's PDF engine) at ``pdf_dpi``, less where the page is so large that it
 would pass the pixel limit or twice ``keep_side``: the resolution is ours to choose, so a poster is not refused.
+
+Phones save photos as HEIC (iPhones by default) or AVIF: Pillow reads AVIF itself, and HEIC through pi-heif, the
+decode-only build of pillow-heif (libheif and libde265, without the GPL x265 encoder that pillow-heif carries). Both
+read the primary image of the file; its rotation is the container's own (libheif applies it, and pi-heif resets
+the EXIF orientation, which HEIF leaves informative), so no photo is turned twice.
 """
 
 from __future__ import annotations
@@ -25,13 +30,22 @@ from dataclasses import dataclass
 from typing import cast
 
 import numpy as np
+import pi_heif
 import pypdfium2 as pdfium
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-ALLOWED_FORMATS = {"JPEG", "PNG", "WEBP", "BMP", "TIFF", "MPO"}  # and PDF, which Pillow does not read
-#: The media type an upload is stored and served back with, by the format `decode_image` reports.
+pi_heif.register_heif_opener()  # format "HEIF"; AVIF is Pillow's own
+
+ALLOWED_FORMATS = {"JPEG", "PNG", "WEBP", "BMP", "TIFF", "MPO", "HEIF", "AVIF"}  # and PDF, which Pillow does not read
+#: What every message that lists the accepted formats says.
+ACCEPTED = "JPEG, PNG, WebP, HEIC, AVIF, BMP, TIFF or PDF"
+#: The media type an upload is stored and served back with, by the format `decode_image` reports. A HEIF file is
+#: nearly always HEIC (HEVC-coded), the type browsers and phones know it by.
 MEDIA_TYPES = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp", "BMP": "image/bmp",
-               "TIFF": "image/tiff", "PDF": "application/pdf"}
+               "TIFF": "image/tiff", "HEIF": "image/heic", "AVIF": "image/avif", "PDF": "application/pdf"}
+#: ISO base media file brands (the ``ftyp`` box) of a still image or image sequence, by the format they make.
+AVIF_BRANDS = {b"avif", b"avis"}
+HEIF_BRANDS = {b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1"}
 
 
 class ImageError(ValueError):
@@ -170,6 +184,13 @@ def claimed_format(data: bytes) -> str | None:
         return "TIFF"
     if data[:2] == b"BM" and data[6:10] == b"\x00\x00\x00\x00":  # its reserved words are 0
         return "BMP"
+    if data[4:8] == b"ftyp":  # ISO base media: the major brand, then the compatible ones, to the box's end
+        end = min(int.from_bytes(data[:4], "big"), len(data), 256)
+        brands = {data[8:12]} | {data[i:i + 4] for i in range(16, end - 3, 4)}
+        if brands & AVIF_BRANDS:  # before HEIF: an AVIF file lists mif1 too
+            return "AVIF"
+        if brands & HEIF_BRANDS:
+            return "HEIF"
     return None
 
 
@@ -278,8 +299,7 @@ def decode_image(data: bytes, max_bytes: int, max_pixels: int, keep_side: int | 
         im: Image.Image = Image.open(io.BytesIO(data))
         fmt = im.format or "unknown"
         if fmt not in ALLOWED_FORMATS:
-            raise UnsupportedFormat(
-                f"image format {fmt} is not accepted; send JPEG, PNG, WebP, BMP, TIFF or PDF")
+            raise UnsupportedFormat(f"image format {fmt} is not accepted; send {ACCEPTED}")
         if fmt in ("JPEG", "MPO") and (scans := jpeg_scans(data)) > MAX_JPEG_SCANS:
             raise ImageTooLarge(f"the JPEG is split into {scans} scans, each decoded over the whole image; the "
                                 f"limit is {MAX_JPEG_SCANS} (encoders write about 10): save it again as a plain JPEG")
@@ -311,8 +331,7 @@ def decode_image(data: bytes, max_bytes: int, max_pixels: int, keep_side: int | 
         if claimed := claimed_format(data):
             raise CorruptImage(f"the upload starts as a {claimed} file but could not be decoded: damaged or cut "
                                "short") from None
-        raise NotAnImage("the upload is not an image this service can read (JPEG, PNG, WebP, BMP, TIFF or "
-                         "PDF)") from None
+        raise NotAnImage(f"the upload is not an image this service can read ({ACCEPTED})") from None
     except Image.DecompressionBombError as exc:  # past twice Pillow's own limit: refused on opening
         raise ImageTooLarge(f"image refused as a decompression bomb: {exc}") from None
     except ImageError:

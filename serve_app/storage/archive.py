@@ -31,7 +31,7 @@ from serve_app.storage.publisher import cancelled_by_aiormq, open_channel
 
 log = logging.getLogger(__name__)
 EXTENSIONS = {"image/jpeg": "jpg", "image/png": "png", "image/webp": "webp", "image/bmp": "bmp",
-              "image/tiff": "tiff", "application/pdf": "pdf"}
+              "image/tiff": "tiff", "image/heic": "heic", "image/avif": "avif", "application/pdf": "pdf"}
 
 
 @contextlib.asynccontextmanager

@@ -25,7 +25,7 @@ from serve_app.ocr import runtime
 from serve_app.ocr.models import quantize
 from serve_app.ocr.models.weights import read_weights
 from serve_app.ocr.predictor import resolve_precision
-from tests.unit.test_imaging import with_scans
+from tests.unit.test_imaging import save, with_scans
 from tests.unit.test_pdf_sandbox import busy_pdf
 from training.pdfs import text_pdf
 from training.synth import render_lines
@@ -112,6 +112,21 @@ def test_jpeg_and_webp_work_too(client):
         r = post(client, png(img, fmt), name=f"x.{fmt.lower()}")
         assert r.status_code == 200, r.text
         assert r.json()["text"] == "hello world"
+
+
+@pytest.mark.parametrize("fmt", ["HEIF", "AVIF"])
+def test_a_phone_photo_in_heic_or_avif_is_read_upright(client, fmt):
+    """iPhones save HEIC and many Android phones AVIF, each stored as the sensor saw it with the turn to show it:
+    they were refused 415, and a user had to convert them first."""
+    img, _ = render_lines(["hello world"], size=30)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # to be turned a quarter clockwise to display
+    r = post(client, save(img.convert("RGB").transpose(Image.Transpose.ROTATE_90), fmt, exif=exif, quality=90),
+             name=f"IMG_0001.{fmt.lower()}")
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["text"] == "hello world"
+    assert (body["image"]["format"], body["image"]["width"], body["image"]["height"]) == (fmt, img.width, img.height)
 
 
 def test_transparent_and_sixteen_bit_uploads_are_read(client):

@@ -9,6 +9,7 @@ import asyncpg
 import pytest
 from PIL import Image
 
+from tests.unit.test_imaging import save
 from training.pdfs import text_pdf
 from training.synth import render_lines
 
@@ -208,6 +209,22 @@ def test_the_page_read_is_stored_with_the_whole_upload(client, fmt):
     assert [ln["text"] for ln in stored["lines"]] == [ln["text"] for ln in body.json()["lines"]] == ["second page"]
     image = client.get(f"/api/v1/images/{rid}")
     assert image.headers["content-type"] == media_type and image.content == data
+
+
+@pytest.mark.parametrize("fmt,media_type", [("HEIF", "image/heic"), ("AVIF", "image/avif")])
+def test_a_phone_photo_is_stored_as_it_came_and_served_as_what_it_is(client, storage_dirs, fmt, media_type):
+    """The photo itself is kept, not a re-encoding, under an extension and a type that a viewer opens."""
+    data = save(Image.open(io.BytesIO(png_bytes(["photo of a page"]))).convert("RGB"), fmt)
+    body = client.post("/api/v1/ocr", files={"image": ("IMG_0002", data, "application/octet-stream")})
+    assert body.status_code == 200, body.text
+    rid = body.json()["request_id"]
+    stored = stored_data(client, rid)
+    assert stored["image"]["format"] == fmt
+    assert [ln["text"] for ln in stored["lines"]] == [ln["text"] for ln in body.json()["lines"]] != []
+    image = client.get(f"/api/v1/images/{rid}")
+    assert image.headers["content-type"] == media_type and image.content == data
+    files = list(storage_dirs[0].rglob(f"{rid}.*"))
+    assert [f.suffix for f in files] == [f".{media_type.split('/')[1]}"] and files[0].read_bytes() == data
 
 
 @pytest.mark.parametrize("suffix", ["", "/data"])

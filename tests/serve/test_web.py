@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from tests.unit.test_imaging import save
 from training.pdfs import text_pdf
 from training.synth import render_lines
 
@@ -114,6 +115,17 @@ def test_every_page_of_a_tiff_or_pdf_can_be_read(page, tmp_path, serve_url, kind
     page.wait_for_selector("#status:has-text('on page 2 of 2')", timeout=60_000)
     assert [i.input_value() for i in page.query_selector_all("#lines input")] == texts[1]
     assert any(u.startswith(serve_url + "/api/v1/ocr?page=2") for u in page.requests)
+
+
+def test_an_iphone_photo_the_browser_cannot_draw_is_sent_as_it_is_and_read(page, tmp_path):
+    """Chromium draws no HEIC (Safari does, and sends a JPEG): the page sends the photo itself."""
+    img = render_lines(LINES[:1], size=28)[0].convert("RGB")
+    path = tmp_path / "IMG_0003.HEIC"
+    path.write_bytes(save(img, "HEIF"))
+    page.set_input_files("#file", str(path))
+    page.wait_for_selector("#results:not([hidden])", timeout=60_000)
+    assert "sent as it is" in page.inner_text("#prep")
+    assert [i.input_value() for i in page.query_selector_all("#lines input")] == LINES[:1]
 
 
 def drag_region(page, size: tuple[int, int], box: tuple[float, ...], mx: float, my: float) -> None:
@@ -374,7 +386,7 @@ def test_api_docs_load_with_no_request_leaving_the_machine(browser, serve_url):
 
 
 def test_page_is_labelled_for_keyboard_and_screen_readers(page):
-    assert page.get_attribute("#file", "accept") == "image/*,application/pdf"
+    assert page.get_attribute("#file", "accept") == "image/*,.heic,.heif,.avif,application/pdf"
     assert page.locator("label[for=file]").count() == 1
     assert page.get_attribute("#drop", "tabindex") == "0"
     assert page.get_attribute("#status", "role") == "status"

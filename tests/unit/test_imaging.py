@@ -2,6 +2,7 @@ import io
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
+import pillow_heif
 import pytest
 from PIL import Image
 
@@ -19,16 +20,26 @@ from training.pdfs import text_pdf
 MB = 1024 * 1024
 
 
-def encoded(fmt: str, size=(40, 20), mode="RGB") -> bytes:
+def save(im: Image.Image, fmt: str, **kwargs) -> bytes:
+    """``im`` in ``fmt``; HEIF (HEIC) with pillow-heif's encoder, which the service does not carry."""
     buf = io.BytesIO()
-    Image.new(mode, size, (200, 10, 10) if mode == "RGB" else 128).save(buf, fmt)
+    if fmt == "HEIF":
+        exif = kwargs.pop("exif", None)
+        pillow_heif.from_pillow(im).save(buf, format="HEIF", exif=exif.tobytes() if exif else None, **kwargs)
+    else:
+        im.save(buf, fmt, **kwargs)
     return buf.getvalue()
 
 
-@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP", "BMP", "TIFF"])
+def encoded(fmt: str, size=(40, 20), mode="RGB") -> bytes:
+    return save(Image.new(mode, size, (200, 10, 10) if mode == "RGB" else 128), fmt)
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP", "BMP", "TIFF", "HEIF", "AVIF"])
 def test_accepted_formats_decode_to_rgb(fmt):
     img = decode_image(encoded(fmt), MB, 10_000)
     assert img.pixels.shape == (20, 40, 3) and img.pixels.dtype == np.uint8 and img.format == fmt
+    assert np.abs(img.pixels.astype(int).mean(axis=(0, 1)) - (200, 10, 10)).max() < 12  # its colour, lossy or not
 
 
 def test_grayscale_becomes_rgb():
@@ -44,6 +55,8 @@ def test_grayscale_becomes_rgb():
         (encoded("PNG")[:60], MB, 10_000, CorruptImage, 400),
         (encoded("PNG"), 50, 10_000, ImageTooLarge, 413),
         (encoded("PNG", size=(200, 100)), MB, 10_000, ImageTooLarge, 413),
+        (encoded("HEIF", size=(200, 100)), MB, 10_000, ImageTooLarge, 413),  # from the container's header
+        (encoded("AVIF", size=(200, 100)), MB, 10_000, ImageTooLarge, 413),
     ],
 )
 def test_bad_uploads_raise_errors_with_http_status(data, max_bytes, max_pixels, exc, status):
@@ -53,7 +66,8 @@ def test_bad_uploads_raise_errors_with_http_status(data, max_bytes, max_pixels, 
 
 
 @pytest.mark.parametrize("fmt,keep,tail", [("JPEG", 3, b"broken"), ("PNG", 8, b"broken"), ("WEBP", 12, b"\xff" * 40),
-                                           ("BMP", 14, b""), ("TIFF", 4, b"\x00" * 40)])
+                                           ("BMP", 14, b""), ("TIFF", 4, b"\x00" * 40), ("HEIF", 40, b""),
+                                           ("AVIF", 40, b""), ("HEIF", 300, b"")])
 def test_an_upload_that_starts_as_an_accepted_format_but_breaks_at_once_is_corrupt_not_unsupported(fmt, keep, tail):
     """Pillow cannot even identify it, yet its first bytes say what it is: telling that user we do not read PNG
     would send them looking for the wrong fault."""
@@ -82,6 +96,24 @@ def test_exif_orientation_is_applied():
     exif[0x0112] = 6  # rotate 90 degrees clockwise to display
     Image.new("RGB", (40, 20)).save(buf, "JPEG", exif=exif)
     assert decode_image(buf.getvalue(), MB, 10_000).pixels.shape == (40, 20, 3)
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "HEIF", "AVIF"])
+@pytest.mark.parametrize("orientation,corner", [(1, (0, 0)), (6, (0, -1)), (3, (-1, -1)), (8, (-1, 0))])
+def test_a_phone_photo_is_turned_as_it_says_once(fmt, orientation, corner):
+    """A phone stores a photo as the sensor saw it and says how to turn it: in EXIF for a JPEG, in the container
+    (``irot``, ``imir``) for HEIC and AVIF, where the EXIF tag is left informative. Turned twice, or not at all, a
+    page comes out sideways and reads as nothing."""
+    im = Image.new("RGB", (96, 48), "white")
+    im.paste((0, 0, 0), (0, 0, 24, 12))  # a dark top-left corner as stored
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    img = decode_image(save(im, fmt, exif=exif), MB, 10_000)
+    upright = (48, 96) if orientation in (6, 8) else (96, 48)
+    assert (img.width, img.height) == upright and img.pixels.shape == (upright[1], upright[0], 3)
+    dark = np.argwhere(img.pixels.mean(axis=2) < 100)
+    at = (img.pixels.shape[0] - 1 if corner[0] else 0, img.pixels.shape[1] - 1 if corner[1] else 0)
+    assert np.abs(dark.mean(axis=0) - at).max() < 12, (fmt, orientation, dark.mean(axis=0))
 
 
 def _pattern(w: int, h: int) -> Image.Image:
