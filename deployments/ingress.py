@@ -13,7 +13,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
@@ -41,6 +41,7 @@ from deployments import (
     retries,
     security_headers,
     strict_query,
+    uploads,
 )
 from deployments.handovers import Handovers
 from serve_app import __version__, hocr, telemetry
@@ -78,6 +79,12 @@ api = FastAPI(
 ERRORS: dict[int | str, dict[str, Any]] = {
     s: {"model": ErrorResponse} for s in (400, 401, 408, 413, 415, 422, 429, 503, 504)
 }
+
+
+#: The OCR route takes the file as its whole body too (`uploads`); FastAPI documents only the multipart form.
+RAW_UPLOAD_DOC = {"requestBody": {"required": True, "content": {
+    kind: {"schema": {"type": "string", "format": "binary"}}
+    for kind in ("image/*", *sorted(uploads.RAW_TYPES))}}}
 
 
 def error(status: int, code: str, message: str, request_id: str | None = None,
@@ -198,7 +205,11 @@ HTTP_CODES = {400: "malformed_request", 404: "not_found", 405: "method_not_allow
 
 
 @api.exception_handler(StarletteHTTPException)
-async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    content_type = request.headers.get("content-type")
+    if (exc.status_code == 400 and _route_path(request) == body_limits.UPLOAD_ROUTE
+            and uploads.media_type(content_type) == uploads.FORM):  # an upload sent as curl --data sends it
+        return error(*uploads.missing_image(content_type, ()))
     return error(exc.status_code, HTTP_CODES.get(exc.status_code, "http_error"), str(exc.detail),
                  headers=getattr(exc, "headers", None))
 
@@ -390,11 +401,14 @@ class Ingress:
             return "unknown"
         return "up" if status["database_up"] else "down"
 
-    @api.post("/api/v1/ocr", response_model=OCRResponse, responses={
+    @api.post("/api/v1/ocr", response_model=OCRResponse, openapi_extra=RAW_UPLOAD_DOC, responses={
         **ERRORS, 200: {"content": {"text/html": {"schema": {"type": "string", "description": "?format=hocr"}},
                                     "text/plain": {"schema": {"type": "string", "description": "?format=text"}}}}})
     async def ocr(  # noqa: ANN201
-        self, request: Request, image: UploadFile = File(..., description=ACCEPTED),
+        self, request: Request,
+        image: UploadFile | None = File(None, description=f"{ACCEPTED}; or send the file as the whole body, with an "
+                                                         "image's Content-Type, application/pdf or "
+                                                         "application/octet-stream"),
         layout: Layout = Query("page", description="'page': find the text, then read it; 'word': the image is one "
                                                    "cropped word (or short line), read it whole at several widths"),
         page: int = Query(1, ge=1, description="which page of a PDF or multi-page TIFF (frame of an animated WebP or "
@@ -428,13 +442,27 @@ class Ingress:
             notes: dict[str, Any] = {}  # what the request's log line should say beyond its answer
             if min_confidence is not None:
                 notes["min_confidence"] = min_confidence
-            sent = len((await request.form()).getlist("image"))  # parsed already, for `image`: no second read
+            form = await request.form()  # parsed already, for `image`: no second read (and none of a raw body)
+            sent = len(form.getlist("image"))
+            content_type = request.headers.get("content-type")
+            read: Callable[[int], Awaitable[bytes]] | None = None
+            if image is not None:
+                read = image.read
+            elif uploads.is_raw(content_type, request.headers.get("content-length"),
+                                "chunked" in request.headers.get("transfer-encoding", "").lower()):
+                notes["upload"] = "body"
+
+                async def read_body(_limit: int) -> bytes:  # bounded by the body limits middleware already
+                    return await request.body()
+                read = read_body
             if sent > 1:  # one was read and the rest dropped without a word: a client hoping for all learns otherwise
                 response: dict[str, Any] | JSONResponse = error(
                     422, "invalid_request", f"the field 'image' came {sent} times; send one image per request "
                     "(the pages of a PDF or TIFF are read one request each, ?page=N)", request_id)
+            elif read is None:
+                response = error(*uploads.missing_image(content_type, form.keys()), request_id)
             else:
-                response = await self._admit(request_id, image, layout, page, rotate, min_confidence, notes)
+                response = await self._admit(request_id, read, layout, page, rotate, min_confidence, notes)
             status, code = 200, "ok"
             if isinstance(response, Response):
                 status, code = response.status_code, json.loads(bytes(response.body))["error"]["code"]
@@ -461,15 +489,16 @@ class Ingress:
                 return PlainTextResponse(response["text"] + "\n" if response["text"] else "")
             return response
 
-    async def _admit(self, request_id: str, image: UploadFile, layout: Layout, page: int, rotate: Rotate,
-                     min_confidence: float | None, notes: dict[str, Any]) -> dict[str, Any] | JSONResponse:
+    async def _admit(self, request_id: str, read: Callable[[int], Awaitable[bytes]], layout: Layout, page: int,
+                     rotate: Rotate, min_confidence: float | None,
+                     notes: dict[str, Any]) -> dict[str, Any] | JSONResponse:
         limits = self.cfg.ingress
         busy = {"Retry-After": str(limits.retry_after_s)}
         if self.inflight >= self.max_inflight:
             return error(503, "overloaded", "the service is at capacity; retry shortly", request_id, busy)
         self.inflight += 1
         try:
-            return await asyncio.wait_for(self._ocr(request_id, image, layout, page, rotate, min_confidence, notes),
+            return await asyncio.wait_for(self._ocr(request_id, read, layout, page, rotate, min_confidence, notes),
                                           self.request_timeout_s)
         except TimeoutError:
             return error(504, "timeout", f"no answer within {self.request_timeout_s:g} s (ingress.request_timeout_s); "
@@ -486,11 +515,11 @@ class Ingress:
         finally:
             self.inflight -= 1
 
-    async def _ocr(self, request_id: str, upload: UploadFile, layout: Layout, page: int, rotate: Rotate,
-                   min_confidence: float | None, notes: dict[str, Any]) -> dict[str, Any]:
+    async def _ocr(self, request_id: str, read: Callable[[int], Awaitable[bytes]], layout: Layout, page: int,
+                   rotate: Rotate, min_confidence: float | None, notes: dict[str, Any]) -> dict[str, Any]:
         limits = self.cfg.ingress
         t0 = time.perf_counter()
-        data = await upload.read(limits.max_upload_bytes + 1)
+        data = await read(limits.max_upload_bytes + 1)
         keep_side = 2 * self.cfg.detector.detection.max_side if limits.jpeg_draft else None
         decoded = await self._in_thread("decode", decode_image, data, limits.max_upload_bytes, limits.max_pixels,
                                         keep_side, page, limits.pdf_dpi, self.pdfs.render)

@@ -628,9 +628,38 @@ def test_missing_field_is_422_with_json(client):
     assert r.status_code == 422 and "came 2 times; send one image" in r.json()["error"]["message"], r.text
     r = post(client, b"abc", field="file")
     assert r.status_code == 422
-    assert r.json()["error"]["code"] == "missing_field" and "image" in r.json()["error"]["message"]
+    assert r.json()["error"]["code"] == "missing_field" and "(its fields are 'file')" in r.json()["error"]["message"]
     r = client.post("/api/v1/ocr")
     assert r.status_code == 422 and r.json()["error"]["code"] == "missing_field"
+    assert "no body" in r.json()["error"]["message"] and r.json()["request_id"]
+
+
+def test_an_upload_may_be_the_whole_body(client):
+    """``curl --data-binary @scan.png -H 'Content-Type: image/png'``, or ``requests.post(url, data=f)`` with no
+    type: answered "body.image: Field required" before. The format is judged from the bytes, not the header."""
+    img, _ = render_lines(["sent as the body"], size=28)
+    data = png(img)
+    for headers in ({"Content-Type": "image/png"}, {"Content-Type": "application/octet-stream"},
+                    {"Content-Type": "image/jpeg"}, {}):
+        r = client.post("/api/v1/ocr", content=data, headers=headers, params={"format": "text"})
+        assert r.status_code == 200 and r.text.strip() == "sent as the body", (headers, r.text)
+    r = client.post("/api/v1/ocr", content=iter([data[:100], data[100:]]), headers={"Content-Type": "image/png"})
+    assert r.status_code == 200 and r.json()["text"] == "sent as the body"  # chunked, without a length
+    r = client.post("/api/v1/ocr", content=b"%PDF-1.4 not really", headers={"Content-Type": "image/png"})
+    assert r.status_code == 400 and r.json()["error"]["code"] == "corrupt_image"
+    r = client.post("/api/v1/ocr", content=b"x" * (11 * 1024 * 1024), headers={"Content-Type": "image/png"})
+    assert r.status_code == 413 and r.json()["error"]["code"] == "image_too_large"
+
+
+@pytest.mark.parametrize("body,content_type,says", [
+    (b"\x89PNG\r\n" + bytes(range(256)) * 20, "application/x-www-form-urlencoded", "curl --data"),  # curl --data @f
+    (bytes(range(256)) * 2000, "application/x-www-form-urlencoded", "curl --data"),  # past the form parser's 1000
+    (b'{"image": "aGVsbG8="}', "application/json", "application/json"),
+])
+def test_a_body_that_is_not_an_upload_is_told_how_to_send_one(client, body, content_type, says):
+    r = client.post("/api/v1/ocr", content=body, headers={"Content-Type": content_type})
+    assert r.status_code == 415 and r.json()["error"]["code"] == "unsupported_media_type", r.text
+    assert says in r.json()["error"]["message"] and "--data-binary" in r.json()["error"]["message"]
 
 
 def test_a_misspelt_query_parameter_is_named_not_ignored(client):
