@@ -193,6 +193,8 @@ async def _security_headers(request: Request, call_next: Callable[[Request], Any
 
 @api.exception_handler(RequestValidationError)
 async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+    if any(tuple(e["loc"]) == ("body", "image") and e.get("type") == "value_error" for e in exc.errors()):
+        return error(422, "invalid_request", uploads.TEXT_FIELD)  # not "Expected UploadFile, received: <class 'str'>"
     problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
     missing = any(e.get("type") == "missing" for e in exc.errors())
     return error(422, "missing_field" if missing else "invalid_request", problems or "invalid request")

@@ -20,6 +20,10 @@ MULTIPART = "multipart/form-data"
 HOW_TO_SEND = ("send the image as the multipart field 'image' (curl -F image=@photo.jpg) or as the whole body with "
                "an image's Content-Type (curl --data-binary @photo.jpg -H 'Content-Type: image/jpeg')")
 
+#: A multipart field ``image`` that holds text: ``curl -F image=photo.jpg`` sends the name, not the file.
+TEXT_FIELD = ("the field 'image' came as text, not as a file: send the file's bytes as that part (curl -F "
+              "image=@photo.jpg, with the @) or as the whole body")
+
 
 def media_type(content_type: str | None) -> str:
     """The media type of a Content-Type header, lower case, without its parameters ('' when there is none)."""

@@ -632,6 +632,8 @@ def test_missing_field_is_422_with_json(client):
     r = client.post("/api/v1/ocr")
     assert r.status_code == 422 and r.json()["error"]["code"] == "missing_field"
     assert "no body" in r.json()["error"]["message"] and r.json()["request_id"]
+    r = client.post("/api/v1/ocr", data={"image": "scan.png"}, files={"other": ("x", b"x")})  # curl -F image=scan.png
+    assert r.status_code == 422 and "came as text, not as a file" in r.json()["error"]["message"], r.text
 
 
 def test_an_upload_may_be_the_whole_body(client):
