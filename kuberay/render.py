@@ -6,11 +6,13 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from deployments import body_limits
 from serve_app import __version__
 from serve_app.config import AppConfig
 
@@ -137,6 +139,26 @@ def rayservice(cfg: AppConfig) -> dict[str, Any]:
     }
 
 
+#: How much longer nginx waits for an answer than the ingress takes to give up on one (its JSON 504 with
+#: Retry-After), so that a client behind nginx gets that answer, not nginx's own HTML 504 at its default 60 s.
+NGINX_ANSWER_MARGIN_S = 30
+
+
+def nginx_limits(cfg: AppConfig) -> dict[str, str]:
+    """The Ingress's body and time limits, from the ingress settings they must not undercut.
+
+    nginx refuses a body past ``proxy-body-size`` with an HTML 413 of its own, and its default (1 MiB) would refuse
+    most photos: it is the largest body the ingress takes, rounded up to a MiB. Written once, here, from the same
+    config as the Serve application, so that raising ``ingress.max_upload_bytes`` raises both.
+    """
+    ing = cfg.ingress
+    body_mib = math.ceil((ing.max_upload_bytes + body_limits.MULTIPART_SLACK) / 2**20)
+    wait_s = str(math.ceil(ing.request_timeout_s) + NGINX_ANSWER_MARGIN_S)
+    return {"nginx.ingress.kubernetes.io/proxy-body-size": f"{body_mib}m",
+            "nginx.ingress.kubernetes.io/proxy-read-timeout": wait_s,
+            "nginx.ingress.kubernetes.io/proxy-send-timeout": wait_s}
+
+
 def core_objects(cfg: AppConfig) -> dict[str, list[dict[str, Any]]]:
     """Namespaces, secrets, storage, the TLS ingress, and the infra (PostgreSQL, RabbitMQ, Jaeger)."""
     c = cfg.cluster
@@ -175,7 +197,7 @@ def core_objects(cfg: AppConfig) -> dict[str, list[dict[str, Any]]]:
          "spec": {"accessModes": ["ReadWriteMany"], "resources": {"requests": {"storage": c.image_volume_size}}}},
         {"apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
          "metadata": {"name": "ocr", "namespace": app_ns, "annotations": {
-             "cert-manager.io/cluster-issuer": "letsencrypt", "nginx.ingress.kubernetes.io/proxy-body-size": "12m"}},
+             "cert-manager.io/cluster-issuer": "letsencrypt", **nginx_limits(cfg)}},
          "spec": {"ingressClassName": "nginx", "tls": [{"hosts": [c.host], "secretName": "ocr-tls"}],
                   "rules": [{"host": c.host, "http": {"paths": [{"path": "/", "pathType": "Prefix", "backend": {
                       "service": {"name": f"{c.name}-serve-svc", "port": {"number": 8000}}}}]}}]}},

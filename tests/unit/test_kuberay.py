@@ -18,7 +18,7 @@ from kubernetes import client
 from ray.serve.schema import ServeDeploySchema
 
 from kuberay.deploy import DeployError, deploy
-from kuberay.render import MANIFESTS, rayservice, render
+from kuberay.render import MANIFESTS, core_objects, rayservice, render
 from serve_app.config import AppConfig
 
 REPO = Path(__file__).resolve().parents[2]
@@ -83,6 +83,20 @@ def test_a_config_change_reaches_the_rendered_rayservice(cfg):
     (rec,) = [d for d in serve_cfg["applications"][0]["deployments"] if d["name"] == "Recognizer"]
     assert rec["autoscaling_config"]["max_replicas"] == 9
     assert "autoscaling" not in serve_cfg["applications"][0]["args"]["recognizer"]  # written once, where Serve reads it
+
+
+def _nginx(cfg: AppConfig) -> dict[str, str]:
+    (ingress,) = [o for o in core_objects(cfg)["app.yaml"] if o["kind"] == "Ingress"]
+    return {k.rsplit("/", 1)[1]: v for k, v in ingress["metadata"]["annotations"].items() if "nginx" in k}
+
+
+def test_nginx_never_refuses_an_upload_or_gives_up_on_an_answer_before_the_ingress_would(cfg):
+    """nginx answers past its own limits with HTML of its own (its default body limit, 1 MiB, refuses most photos):
+    they follow the ingress settings, so raising the upload limit or the deadline in the config raises them too."""
+    assert _nginx(cfg) == {"proxy-body-size": "11m", "proxy-read-timeout": "90", "proxy-send-timeout": "90"}
+    bigger = cfg.model_copy(update={"ingress": cfg.ingress.model_copy(update={
+        "max_upload_bytes": 30 * 2**20, "request_timeout_s": 120.5})})
+    assert _nginx(bigger) == {"proxy-body-size": "31m", "proxy-read-timeout": "151", "proxy-send-timeout": "151"}
 
 
 def _code_version(cfg: AppConfig, **sections: dict) -> str:
