@@ -129,6 +129,32 @@ def test_a_phone_photo_in_heic_or_avif_is_read_upright(client, fmt):
     assert (body["image"]["format"], body["image"]["width"], body["image"]["height"]) == (fmt, img.width, img.height)
 
 
+def test_a_page_in_two_columns_is_read_column_by_column(client):
+    """Read by rows, its text interleaved the columns line by line and made no sense; a heading across both comes
+    first."""
+    left = ["The quick brown fox jumps", "over the lazy dog again", "and then runs off into", "the woods at night."]
+    right = ["Invoice number 4521 is", "due by the end of May", "and the total due is", "38.90 with the tax."]
+    cols = [render_lines(c, size=26)[0].convert("L") for c in (left, right)]
+    heading = render_lines(["Quarterly report of the board of directors"], size=26)[0].convert("L")
+    width = cols[0].width + 90 + cols[1].width
+    page = Image.new("L", (max(width, heading.width), heading.height + max(c.height for c in cols)), 255)
+    page.paste(heading, ((page.width - heading.width) // 2, 0))
+    page.paste(cols[0], (0, heading.height))
+    page.paste(cols[1], (cols[0].width + 90, heading.height))
+    r = post(client, png(page))
+    assert r.status_code == 200, r.text
+    lines = r.json()["lines"]
+    assert len(lines) == 9, [ln["text"] for ln in lines]
+    gutter = cols[0].width + 45
+    sides = ["across" if ln["box"][0] < gutter < ln["box"][2] else "left" if ln["box"][2] < gutter else "right"
+             for ln in lines]
+    assert sides == ["across"] + ["left"] * 4 + ["right"] * 4, [ln["text"] for ln in lines]
+    for column in (lines[1:5], lines[5:]):
+        assert [ln["box"][1] for ln in column] == sorted(ln["box"][1] for ln in column)
+    text = r.json()["text"].splitlines()
+    assert text[1].split()[:2] == ["The", "quick"] and text[5].split()[:2] == ["Invoice", "number"], text
+
+
 def test_transparent_and_sixteen_bit_uploads_are_read(client):
     """Text as alpha over hidden black (dark and light ink) and a 16-bit grey scan: nothing is lost in decoding."""
     img, _ = render_lines(["Thank you"], size=30)

@@ -1,9 +1,11 @@
+import random
+
 import numpy as np
 import pytest
 
 from serve_app.ocr.processing.detection import DetectionParams, postprocess
 from serve_app.ocr.processing.geometry import nms
-from serve_app.ocr.processing.textlines import build_lines, link_proposals
+from serve_app.ocr.processing.textlines import TextLine, build_lines, column_gutter, link_proposals, reading_order
 
 
 def strip_boxes(x0: int, x1: int, y0: float, y1: float) -> list[list[float]]:
@@ -128,3 +130,54 @@ def test_linking_follows_the_paper_rule_on_crowded_random_proposals(seed):
         got = link_proposals(boxes, scores, max_gap, min_overlap)
         assert got == _paper_rule(boxes, scores, max_gap, min_overlap)
         assert sum(len(c) > 1 for c in got) > 10  # the test links something
+
+
+def _line(x0: float, y0: float, x1: float, h: float = 20) -> TextLine:
+    return TextLine((x0, y0, x1, y0 + h), ((x0, y0), (x1, y0), (x1, y0 + h), (x0, y0 + h)), 0.9, 3)
+
+
+def _column(x0: float, x1: float, y0: float, n: int, name: str) -> dict[str, TextLine]:
+    """``n`` long lines of a column, 30 px apart, the last of its paragraph shorter."""
+    return {f"{name}{i}": _line(x0, y0 + 30 * i, x1 if i < n - 1 else (x0 + x1) / 2) for i in range(n)}
+
+
+def _order(named: dict[str, TextLine]) -> list[str]:
+    names = {id(ln): k for k, ln in named.items()}
+    lines = list(named.values())
+    random.Random(0).shuffle(lines)
+    return [names[id(ln)] for ln in reading_order(lines)]
+
+
+def test_two_columns_are_read_one_after_the_other_not_interleaved():
+    page = _column(40, 500, 100, 6, "a") | _column(560, 1020, 100, 6, "b")
+    assert _order(page) == [f"a{i}" for i in range(6)] + [f"b{i}" for i in range(6)]
+
+
+def test_a_heading_across_the_columns_ends_the_section_above_it():
+    page = ({"title": _line(200, 40, 860)} | _column(40, 500, 100, 4, "a") | _column(560, 1020, 100, 4, "b")
+            | {"heading": _line(300, 240, 760)} | _column(40, 500, 300, 3, "c") | _column(560, 1020, 300, 3, "d"))
+    assert _order(page) == (["title", "a0", "a1", "a2", "a3", "b0", "b1", "b2", "b3", "heading"]
+                            + ["c0", "c1", "c2", "d0", "d1", "d2"])
+
+
+def test_three_columns_come_left_to_right():
+    page = _column(40, 360, 50, 5, "a") | _column(400, 720, 50, 5, "b") | _column(760, 1080, 50, 5, "c")
+    assert _order(page) == [f"{c}{i}" for c in "abc" for i in range(5)]
+
+
+@pytest.mark.parametrize("right_width", [60, 120])
+def test_a_receipts_prices_stay_on_their_rows(right_width):
+    """Items on the left, short amounts on the right: not a column of text but the second half of each row."""
+    page = {}
+    for i in range(8):
+        page[f"item{i}"] = _line(20, 40 + 30 * i, 300)
+        page[f"price{i}"] = _line(420 - right_width, 40 + 30 * i, 420)
+    assert _order(page) == [f"{k}{i}" for i in range(8) for k in ("item", "price")]
+
+
+def test_lines_too_few_or_too_short_for_columns_are_read_by_rows():
+    few = _column(40, 500, 100, 2, "a") | _column(560, 1020, 100, 2, "b")
+    assert _order(few) == ["a0", "b0", "a1", "b1"]
+    labels = _column(40, 150, 100, 5, "a") | _column(560, 670, 100, 5, "b")  # 'Name:' and its value, a form
+    assert _order(labels) == [f"{k}{i}" for i in range(5) for k in "ab"]
+    assert column_gutter(list(labels.values())) is None

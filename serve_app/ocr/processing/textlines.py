@@ -142,7 +142,71 @@ def build_lines(
     return reading_order(lines)
 
 
+#: A gutter between two columns is at least this many line heights wide (word gaps inside a line are under one).
+GUTTER_HEIGHTS = 0.8
+#: A column of text holds at least this many lines beside the other, and its lines are long: their median at least
+#: this many line heights (some 16 characters). A receipt's prices or a form's labels are not a column to read
+#: whole: they belong to the row they stand in.
+MIN_COLUMN_LINES = 3
+COLUMN_LINE_HEIGHTS = 8.0
+#: At most this share of the lines may cross a gutter (headings, captions across the columns); each ends a section.
+MAX_SPANNING = 0.2
+
+
 def reading_order(lines: list[TextLine]) -> list[TextLine]:
+    """Columns of text left to right, each top to bottom; rows top to bottom elsewhere, each left to right.
+
+    Read by rows alone, a page set in two columns came out interleaved: line 1 of the left column, line 1 of the
+    right, line 2 of the left. Where a gutter splits the lines into columns (`column_gutter`), each column is read
+    whole, and a line across the gutter (a heading) ends the section above it; the columns read again recursively,
+    so three columns come out in order too.
+    """
+    gutter = column_gutter(lines)
+    if gutter is None:
+        return _rows(lines)
+    out: list[TextLine] = []
+    left: list[TextLine] = []
+    right: list[TextLine] = []
+    for ln in sorted(lines, key=lambda ln: (ln.box[1] + ln.box[3]) / 2):
+        if ln.box[2] <= gutter[0]:
+            left.append(ln)
+        elif ln.box[0] >= gutter[1]:
+            right.append(ln)
+        else:  # across the gutter: what was above it is read first, column by column
+            out += reading_order(left) + reading_order(right)
+            left, right = [], []
+            out.append(ln)
+    return out + reading_order(left) + reading_order(right)
+
+
+def column_gutter(lines: list[TextLine]) -> tuple[float, float] | None:
+    """The x range of the gutter between two columns of text (see the constants above), or None.
+
+    Of several, the one fewest lines cross, then the widest; the columns on either side are searched again.
+    """
+    n = len(lines)
+    if n < 2 * MIN_COLUMN_LINES:
+        return None
+    b = np.array([ln.box for ln in lines], np.float64)
+    height = float(np.median(b[:, 3] - b[:, 1]))
+    widths = b[:, 2] - b[:, 0]
+    best: tuple[tuple[int, float], tuple[float, float]] | None = None
+    for x in np.unique(b[:, 2]):
+        left = b[:, 2] <= x
+        right = b[:, 0] >= x + GUTTER_HEIGHTS * height
+        spanning = n - int(left.sum()) - int(right.sum())
+        if (left.sum() < MIN_COLUMN_LINES or right.sum() < MIN_COLUMN_LINES or spanning > MAX_SPANNING * n
+                or np.median(widths[left]) < COLUMN_LINE_HEIGHTS * height
+                or np.median(widths[right]) < COLUMN_LINE_HEIGHTS * height):
+            continue
+        gutter = (float(b[left, 2].max()), float(b[right, 0].min()))
+        key = (spanning, -(gutter[1] - gutter[0]))
+        if best is None or key < best[0]:
+            best = (key, gutter)
+    return None if best is None else best[1]
+
+
+def _rows(lines: list[TextLine]) -> list[TextLine]:
     """Rows top to bottom (lines whose centres lie within half a line height share a row), each left to right."""
     rows: list[list[TextLine]] = []
     for ln in sorted(lines, key=lambda ln: (ln.box[1] + ln.box[3]) / 2):
