@@ -49,11 +49,14 @@ from serve_app.config import AppConfig, resolve_weights
 from serve_app.corrections import corrected_lines
 from serve_app.imaging import ACCEPTED, MEDIA_TYPES, ImageError, decode_image
 from serve_app.ocr.pipeline import (
+    WORD_FALLBACK_CONFIDENCE,
     Found,
     LineResult,
     assemble,
     find_turn,
     make_crops,
+    may_be_one_word,
+    one_word_page,
     to_upload_pixels,
     turned,
     unturned,
@@ -538,6 +541,14 @@ class Ingress:
             results = unturned(word_lines(to_gray(pixels), reading), rotation, *decoded.pixels.shape[1::-1])
         else:
             rotation, results, detect_s, recognize_s = await self._read_page(decoded.pixels, rotate, min_confidence)
+            if not results and rotation == 0 and may_be_one_word(*decoded.pixels.shape[:2]):
+                t2 = time.perf_counter()  # a word cropped too tight for the detector: read it whole, then filter it
+                with telemetry.tracer.start_as_current_span("recognize", attributes={"crops": 1, "fallback": "word"}):
+                    reading = await self._call("Recognizer", lambda: self.recognizer.read_word.remote(decoded.pixels))
+                gate = WORD_FALLBACK_CONFIDENCE if min_confidence is None else min_confidence
+                results = self._assemble(*one_word_page(to_gray(decoded.pixels), reading, gate), min_confidence)
+                recognize_s += time.perf_counter() - t2
+                notes["read_as"] = "word" if results else "nothing (no line, nor a word)"
         trace.get_current_span().set_attribute("image.rotation", rotation)
         results = to_upload_pixels(results, *decoded.scale)
         m = metrics.ingress()

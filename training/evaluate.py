@@ -54,6 +54,8 @@ def get_args_parser() -> argparse.ArgumentParser:
                    help="turn each page this far clockwise first, as if it had been uploaded sideways")
     p.add_argument("--min-confidence", type=float, default=None,
                    help="as the service's ?min_confidence=: keep every word read at least this sure, known or not")
+    p.add_argument("--words-as-pages", action="store_true",
+                   help="send each words_dev crop as a page, the API's default (no layout=word), and read its text")
     p.add_argument("--json", default=None, help="also write the results here")
     return p
 
@@ -114,14 +116,18 @@ def eval_pages(predictor: OCRPredictor, name: str, limit: int | None, rotate: st
     return out
 
 
-def eval_words(recognizer: RecognizerRunner, limit: int | None) -> dict:
+def eval_words(recognizer: RecognizerRunner, limit: int | None, as_pages: OCRPredictor | None = None) -> dict:
+    """Crops read as ``layout=word`` reads them, or sent as pages to ``as_pages`` (its lines' text, joined)."""
     items = datasets.read_manifest("eval/words_dev")[:limit]
     correct, cers, seconds = 0, [], []
     by_source: dict[str, list[bool]] = {}
     for it in items:
-        gray = to_gray(datasets.load_rgb(it["path"]))
+        rgb = datasets.load_rgb(it["path"])
         t0 = time.perf_counter()
-        text = recognizer.read_word(gray).text
+        if as_pages is not None:
+            text = " ".join(r.text for r in as_pages.read(rgb)[1])
+        else:
+            text = recognizer.read_word(to_gray(rgb)).text
         seconds.append(time.perf_counter() - t0)
         pred, gt = normalise_text(text).replace(" ", ""), normalise_text(it["text"]).replace(" ", "")
         correct += pred == gt
@@ -156,7 +162,7 @@ def main(args: argparse.Namespace) -> list[dict]:
     rows = []
     for name in args.sets:
         if name == "words_dev":
-            rows.append(eval_words(recognizer, args.limit))
+            rows.append(eval_words(recognizer, args.limit, predictor if args.words_as_pages else None))
         else:
             rows.append(eval_pages(predictor, name, args.limit, args.rotate, args.turn))
     print(table(rows))

@@ -30,6 +30,8 @@ from serve_app.ocr.pipeline import (
     assemble,
     find_turn,
     make_crops,
+    may_be_one_word,
+    one_word_page,
     turned,
     unturned,
 )
@@ -303,6 +305,9 @@ class OCRPredictor:
         else:
             degrees = int(rotate)
             results = self(turned(image, degrees))
+        if not results and degrees == 0 and may_be_one_word(*image.shape[:2]):  # as the ingress: a tight word crop
+            gray = recognition.to_gray(image)
+            results = self._assemble(*one_word_page(gray, self.recognizer.read_word(gray)))
         return degrees, unturned(results, degrees, image.shape[1], image.shape[0])
 
     def _assemble(self, lines: list[TextLine], crops: list[Crop], readings: list[Decoded]) -> list[LineResult]:

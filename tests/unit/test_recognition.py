@@ -3,7 +3,14 @@ import pytest
 from PIL import Image, ImageDraw
 
 from serve_app.ocr.alphabet import CHARSET, encode, sanitize
-from serve_app.ocr.pipeline import STEEP_TILT, assemble, make_crops, to_upload_pixels
+from serve_app.ocr.pipeline import (
+    STEEP_TILT,
+    assemble,
+    make_crops,
+    may_be_one_word,
+    one_word_page,
+    to_upload_pixels,
+)
 from serve_app.ocr.processing.recognition import (
     Crop,
     Decoded,
@@ -202,3 +209,21 @@ def test_steep_lines_are_cut_with_less_margin_above_and_below():
     assert ink_share(0.03) < 0.82  # 1 / (1 + 2 x 0.15) of the rows
     assert ink_share(0.2) > 0.88  # 1 / (1 + 2 x 0.04)
     assert ink_share(0.2, steep_tilt=1e9) < 0.82  # the margin is what changed
+
+
+@pytest.mark.parametrize("height,width,word", [(33, 120, True), (160, 800, True), (161, 400, False),
+                                               (100, 801, False), (100, 70, False), (720, 1280, False)])
+def test_only_an_upload_the_size_of_a_word_crop_is_read_whole_when_no_line_is_found(height, width, word):
+    """A photo without text is not a word; nor is a tall crop (vertical text, read turned by layout=word only)."""
+    assert may_be_one_word(height, width) is word
+
+
+def test_a_whole_upload_read_as_a_word_passes_the_word_filter_and_a_surer_reading():
+    gray = np.full((40, 120), 255, np.uint8)
+    sure = Decoded("Total", columns=[2, 6, 10, 14, 18], probs=[0.99] * 5, known=(True,))
+    lines, crops, readings = one_word_page(gray, sure)
+    assert [ln.box for ln in lines] == [(0.0, 0.0, 120.0, 40.0)] and readings == [sure]
+    assert [r.text for r in assemble(lines, crops, readings)] == ["Total"]
+    doubtful = Decoded("Tofal", columns=[2, 6, 10, 14, 18], probs=[0.95, 0.9, 0.8, 0.9, 0.9], known=(False,))
+    assert one_word_page(gray, doubtful) == ([], [], [])  # 0.89: under the reading's 0.9
+    assert one_word_page(gray, doubtful, 0.0)[2] == [doubtful]  # ?min_confidence=0: every reading
