@@ -180,10 +180,10 @@ def one_word_page(gray: np.ndarray, reading: Decoded, min_reading_confidence: fl
                   ) -> tuple[list[TextLine], list[Crop], list[Decoded]]:
     """An upload read whole as one word, as a page of one line for `assemble` and its word filter.
 
-    Empty when the reading is under ``min_reading_confidence``.
-    Of 590 textless patches of born-digital TRAIN images, the word filter alone let 27 come back as a word, and 2
-    with the reading at 0.9 as well; of the 1,210 TRAIN crops in which no line was found, 1,095 were read right
-    whole and 1,007 of those pass both (TRAIN: the CRNN has seen these crops).
+    Empty when the reading is under ``min_reading_confidence``. Of 590 textless patches of born-digital TRAIN
+    images, the word filter alone let 27 come back as a word, and 2 with the reading at 0.9 as well; of the 1,210
+    TRAIN crops in which no line was found, 1,095 were read right whole and 1,007 of those pass both (TRAIN: the
+    CRNN has seen these crops).
     """
     if reading.confidence < min_reading_confidence:
         return [], [], []
