@@ -91,6 +91,11 @@ def route_path(scope: Scope) -> str:
     return str(scope.get("path", "/")).removeprefix(str(scope.get("root_path", ""))) or "/"
 
 
+def media_type(content_type: str | None) -> str:
+    """The media type of a Content-Type header, lower case, without its parameters ('' when there is none)."""
+    return (content_type or "").split(";", 1)[0].strip().lower()
+
+
 def header_values(scope: Scope, name: bytes) -> list[str]:
     """Every value of header ``name`` (lower case) in an ASGI scope, in order."""
     return [bytes(v).decode("latin-1") for k, v in scope.get("headers", ()) if bytes(k).lower() == name]

@@ -213,7 +213,7 @@ HTTP_CODES = {400: "malformed_request", 404: "not_found", 405: "method_not_allow
 async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
     content_type = request.headers.get("content-type")
     if (exc.status_code == 400 and _route_path(request) == body_limits.UPLOAD_ROUTE
-            and uploads.media_type(content_type) == uploads.FORM):  # an upload sent as curl --data sends it
+            and body_limits.media_type(content_type) == uploads.FORM):  # an upload sent as curl --data sends it
         return error(*uploads.missing_image(content_type, ()))
     return error(exc.status_code, HTTP_CODES.get(exc.status_code, "http_error"), str(exc.detail),
                  headers=getattr(exc, "headers", None))

@@ -9,6 +9,8 @@ inline script and styles, so it gets those, from its own origin only. Stored ima
 
 from __future__ import annotations
 
+from deployments import body_limits
+
 COMMON = {"X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer"}
 PAGE_CSP = ("default-src 'self'; img-src 'self' blob: data:; object-src 'none'; base-uri 'none'; "
             "form-action 'none'; frame-ancestors 'none'")
@@ -19,7 +21,7 @@ INERT_CSP = "default-src 'none'; base-uri 'none'; form-action 'none'; frame-ance
 
 def for_answer(path: str, content_type: str | None) -> dict[str, str]:
     """The headers for an answer to ``path`` (without the route prefix) of ``content_type``."""
-    kind = (content_type or "").split(";")[0].strip().lower()
+    kind = body_limits.media_type(content_type)
     if path == "/":
         return {**COMMON, "Content-Security-Policy": PAGE_CSP}
     if path == "/docs":

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from deployments.body_limits import media_type
+
 #: What a raw upload may be declared as (any image type, and these); a body without a Content-Type is one too.
 RAW_TYPES = {"application/pdf", "application/octet-stream"}
 FORM = "application/x-www-form-urlencoded"
@@ -23,11 +25,6 @@ HOW_TO_SEND = ("send the image as the multipart field 'image' (curl -F image=@ph
 #: A multipart field ``image`` that holds text: ``curl -F image=photo.jpg`` sends the name, not the file.
 TEXT_FIELD = ("the field 'image' came as text, not as a file: send the file's bytes as that part (curl -F "
               "image=@photo.jpg, with the @) or as the whole body")
-
-
-def media_type(content_type: str | None) -> str:
-    """The media type of a Content-Type header, lower case, without its parameters ('' when there is none)."""
-    return (content_type or "").split(";", 1)[0].strip().lower()
 
 
 def is_raw(content_type: str | None, content_length: str | None = None, chunked: bool = False) -> bool:

@@ -1,6 +1,7 @@
 import pytest
 
-from deployments.uploads import is_raw, media_type, missing_image
+from deployments.body_limits import media_type
+from deployments.uploads import is_raw, missing_image
 
 
 @pytest.mark.parametrize("content_type,raw", [
