@@ -44,7 +44,7 @@ from deployments import (
     uploads,
 )
 from deployments.handovers import Handovers
-from serve_app import __version__, hocr, telemetry
+from serve_app import __version__, hocr, searchable_pdf, telemetry
 from serve_app.config import AppConfig, resolve_weights
 from serve_app.corrections import corrected_lines
 from serve_app.imaging import ACCEPTED, MEDIA_TYPES, ImageError, decode_image
@@ -272,8 +272,8 @@ def _replica_lost(deployment: str, exc: BaseException, giving_up: bool) -> None:
 
 #: What an uploaded image holds: a photo or page to search for text, or one cropped word.
 Layout = Literal["page", "word"]
-#: How the answer is written: our JSON, hOCR for tools that read Tesseract's, or the text alone.
-Output = Literal["json", "hocr", "text"]
+#: How the answer is written: our JSON, hOCR for tools that read Tesseract's, the text alone, or a searchable PDF.
+Output = Literal["json", "hocr", "text", "pdf"]
 #: Degrees clockwise to turn the upload before reading it, or "auto": the service finds the turn that reads.
 Rotate = Literal["0", "90", "180", "270", "auto"]
 
@@ -408,7 +408,9 @@ class Ingress:
 
     @api.post("/api/v1/ocr", response_model=OCRResponse, openapi_extra=RAW_UPLOAD_DOC, responses={
         **ERRORS, 200: {"content": {"text/html": {"schema": {"type": "string", "description": "?format=hocr"}},
-                                    "text/plain": {"schema": {"type": "string", "description": "?format=text"}}}}})
+                                    "text/plain": {"schema": {"type": "string", "description": "?format=text"}},
+                                    searchable_pdf.MEDIA_TYPE: {"schema": {"type": "string", "format": "binary",
+                                                                           "description": "?format=pdf"}}}}})
     async def ocr(  # noqa: ANN201
         self, request: Request,
         image: UploadFile | None = File(None, description=f"{ACCEPTED}; or send the file as the whole body, with an "
@@ -426,7 +428,9 @@ class Ingress:
                                                 "in the upload's pixels"),
         output: Output = Query("json", alias="format", description="'json': the answer below; 'hocr': the same "
                                "lines and words as hOCR 1.2 (text/html), as Tesseract writes it; 'text': the lines "
-                               "only (text/plain). Errors are JSON whatever is asked"),
+                               "only (text/plain); 'pdf': a searchable PDF, the page as uploaded with the words "
+                               "read laid over it as invisible text (application/pdf). Errors are JSON whatever is "
+                               "asked"),
         min_confidence: float | None = Query(
             None, ge=0, le=1, description="keep every word read with at least this mean character confidence, "
             "whether the dictionary knows it or not (0: every reading); by default the service's tuned filter "
@@ -447,6 +451,8 @@ class Ingress:
             notes: dict[str, Any] = {}  # what the request's log line should say beyond its answer
             if min_confidence is not None:
                 notes["min_confidence"] = min_confidence
+            if output != "json":
+                notes["format"] = output
             form = await request.form()  # parsed already, for `image`: no second read (and none of a raw body)
             sent = len(form.getlist("image"))
             content_type = request.headers.get("content-type")
@@ -467,7 +473,7 @@ class Ingress:
             elif read is None:
                 response = error(*uploads.missing_image(content_type, form.keys()), request_id)
             else:
-                response = await self._admit(request_id, read, layout, page, rotate, min_confidence, notes)
+                response = await self._admit(request_id, read, layout, page, rotate, min_confidence, output, notes)
             status, code = 200, "ok"
             if isinstance(response, Response):
                 status, code = response.status_code, json.loads(bytes(response.body))["error"]["code"]
@@ -490,12 +496,15 @@ class Ingress:
             request_log.info(json.dumps(record))
             if isinstance(response, dict) and output == "hocr":
                 return Response(hocr.to_hocr(response), media_type=hocr.MEDIA_TYPE)
+            if isinstance(response, dict) and output == "pdf":
+                return Response(response.pop("pdf"), media_type=searchable_pdf.MEDIA_TYPE, headers={
+                    "Content-Disposition": f'inline; filename="{request_id}.pdf"'})
             if isinstance(response, dict) and output == "text":
                 return PlainTextResponse(response["text"] + "\n" if response["text"] else "")
             return response
 
     async def _admit(self, request_id: str, read: Callable[[int], Awaitable[bytes]], layout: Layout, page: int,
-                     rotate: Rotate, min_confidence: float | None,
+                     rotate: Rotate, min_confidence: float | None, output: Output,
                      notes: dict[str, Any]) -> dict[str, Any] | JSONResponse:
         limits = self.cfg.ingress
         busy = {"Retry-After": str(limits.retry_after_s)}
@@ -503,8 +512,9 @@ class Ingress:
             return error(503, "overloaded", "the service is at capacity; retry shortly", request_id, busy)
         self.inflight += 1
         try:
-            return await asyncio.wait_for(self._ocr(request_id, read, layout, page, rotate, min_confidence, notes),
-                                          self.request_timeout_s)
+            return await asyncio.wait_for(
+                self._ocr(request_id, read, layout, page, rotate, min_confidence, output, notes),
+                self.request_timeout_s)
         except TimeoutError:
             return error(504, "timeout", f"no answer within {self.request_timeout_s:g} s (ingress.request_timeout_s); "
                          "the models may be overloaded or restarting: retry later", request_id, busy)
@@ -521,7 +531,8 @@ class Ingress:
             self.inflight -= 1
 
     async def _ocr(self, request_id: str, read: Callable[[int], Awaitable[bytes]], layout: Layout, page: int,
-                   rotate: Rotate, min_confidence: float | None, notes: dict[str, Any]) -> dict[str, Any]:
+                   rotate: Rotate, min_confidence: float | None, output: Output,
+                   notes: dict[str, Any]) -> dict[str, Any]:
         limits = self.cfg.ingress
         t0 = time.perf_counter()
         data = await read(limits.max_upload_bytes + 1)
@@ -571,6 +582,8 @@ class Ingress:
         }
         if self.sidecar is not None:
             self._store(request_id, data, MEDIA_TYPES[decoded.format], body, notes)
+        if output == "pdf":  # after the handover took its copy: the PDF is the answer's, not stored
+            body["pdf"] = await self._in_thread("pdf", searchable_pdf.to_pdf, body, data, decoded.pixels)
         return body
 
     def _store(self, request_id: str, data: bytes, media_type: str, body: dict[str, Any],
@@ -728,10 +741,11 @@ class Ingress:
     @api.get("/api/v1/images/{image_id}/data",
              responses={400: {"model": ErrorResponse}, 404: {"model": ErrorResponse}, 501: {"model": ErrorResponse},
                         503: {"model": ErrorResponse}})
-    async def image_data(self, image_id: str, output: Literal["json", "hocr", "text"] = Query(
+    async def image_data(self, image_id: str, output: Literal["json", "hocr", "text", "pdf"] = Query(
             "json", alias="format", description="'hocr': the stored lines and words as hOCR, as `POST /api/v1/ocr"
             "?format=hocr` wrote them (corrections are not applied); 'text': the lines as corrected (text/plain): "
-            "each line as its latest correction says, or the latest whole-image correction where one was sent")
+            "each line as its latest correction says, or the latest whole-image correction where one was sent; "
+            "'pdf': the stored image as a searchable PDF, each corrected line's text laid over the line")
     ) -> Response:
         target = self._storage(image_id)
         if isinstance(target, JSONResponse):
@@ -751,7 +765,22 @@ class Ingress:
         if output == "text":
             text = "\n".join(corrected_lines(found))
             return PlainTextResponse(text + "\n" if text else "")
+        if output == "pdf":
+            return await self._stored_pdf(canonical, archiver, found)
         return JSONResponse(found)
+
+    async def _stored_pdf(self, image_id: str, archiver: DeploymentHandle, found: dict[str, Any]) -> Response:
+        """A stored image and its stored answer, as corrected, as a searchable PDF: without reading it again."""
+        stored, problem = await self._stored(lambda: archiver.image.remote(image_id))
+        if problem:
+            return problem
+        if stored is None:  # its rows are there, its file not (deleted between the two reads)
+            return error(404, "not_found", f"no stored image {image_id}")
+        answer = searchable_pdf.as_corrected({**found, "request_id": image_id}, corrected_lines(found))
+        pdf = await self._in_thread("pdf", searchable_pdf.from_upload, [answer], stored[0], image_id,
+                                    self.cfg.ingress.max_pixels, self.pdfs.render)
+        return Response(pdf, media_type=searchable_pdf.MEDIA_TYPE,
+                        headers={"Content-Disposition": f'inline; filename="{image_id}.pdf"'})
 
     @api.delete("/api/v1/images/{image_id}", status_code=204, response_class=Response,
                 responses={400: {"model": ErrorResponse}, 501: {"model": ErrorResponse}, 503: {"model": ErrorResponse}})

@@ -6,6 +6,7 @@ page of a PDF, through it:
     python -m serve_app.client page.jpg scan.pdf --pages all             # text of each page, in order
     python -m serve_app.client crops/*.png --layout word --json --concurrency 4 > out.jsonl
     python -m serve_app.client scan.pdf --pages all --hocr out/         # out/scan.pdf.hocr, every page
+    python -m serve_app.client scan.pdf --pages all --pdf out/          # out/scan.pdf.pdf, searchable
 
 What is retried: 503 (overloaded, a model replica lost too often, storage down; after its ``Retry-After``), 429
 (this client past its share of an ingress replica's requests; after its ``Retry-After``), 504 (no answer within
@@ -34,7 +35,7 @@ from typing import Any
 
 import httpx
 
-from serve_app import hocr
+from serve_app import hocr, searchable_pdf
 
 RETRIED_STATUSES = frozenset({429, 500, 502, 503, 504})
 
@@ -192,6 +193,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="one JSON object per page read (JSON lines)")
     p.add_argument("--hocr", type=Path, default=None, metavar="DIR",
                    help="also write each file's pages read as one hOCR document, DIR/<file name>.hocr")
+    p.add_argument("--pdf", type=Path, default=None, metavar="DIR",
+                   help="also write each file's pages read as one searchable PDF (the pages with their words "
+                        "laid over them, invisible), DIR/<file name>.pdf")
     return p
 
 
@@ -224,6 +228,9 @@ async def run(args: argparse.Namespace) -> int:
         if args.hocr and read:
             args.hocr.mkdir(parents=True, exist_ok=True)
             (args.hocr / f"{path.name}.hocr").write_text(hocr.document(read, path.name, path.name), "utf-8")
+        if args.pdf and read:
+            args.pdf.mkdir(parents=True, exist_ok=True)
+            (args.pdf / f"{path.name}.pdf").write_bytes(searchable_pdf.from_upload(read, path.read_bytes(), path.name))
         for record in records:
             failed += "error" in record
             if args.json:

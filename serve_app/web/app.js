@@ -5,7 +5,7 @@
 // pages 0.950 instead of 0.993; at 2048, 0.913 and 0.992 (python -m benchmarks.web_scale).
 const MAX_SIDE = 2048;
 const $ = (id) => document.getElementById(id);
-const state = { canvas: null, roi: null, result: null, drag: null, file: null, decoded: false, alpha: false, page: 1 };
+const state = { canvas: null, roi: null, result: null, drag: null, file: null, decoded: false, alpha: false, page: 1, sent: null };
 
 // The key of a service that asks for one (it answers 401): kept for this tab only, sent with every API call.
 function apiHeaders(extra = {}) {
@@ -105,6 +105,7 @@ async function read() {
     if ($("every-word").checked) params.set("min_confidence", "0");  // every reading; boxes show how sure
     const query = params.toString();
     const url = query ? `api/v1/ocr?${query}` : "api/v1/ocr";
+    state.sent = { body, name, params };  // what a searchable PDF is made of: the same upload, read the same way
     const { r, data } = await sendAgainWhileBusy(url, { method: "POST", body: form, headers: { "Idempotency-Key": newId() } });
     if (!r.ok) {
       const msg = data.error ? data.error.message : r.statusText;
@@ -124,6 +125,30 @@ async function read() {
   }
 }
 
+// The upload read last, as a searchable PDF (?format=pdf): read again the same way, the service's answer is the
+// file. The page shows what it sent (a region, scaled), so that is what the PDF holds.
+async function downloadPdf() {
+  const { body, name, params } = state.sent;
+  const query = new URLSearchParams(params);
+  query.set("format", "pdf");
+  const form = new FormData();
+  form.append("image", body, name);
+  setStatus("Making a searchable PDF…", "busy");
+  $("download-pdf").disabled = true;
+  try {
+    const { r, data } = await sendAgainWhileBusy(`api/v1/ocr?${query}`, { method: "POST", body: form, headers: { "Idempotency-Key": newId() } });
+    if (!r.ok) throw new Error(`No PDF: ${data.error ? data.error.message : r.statusText} (HTTP ${r.status})`);
+    const a = document.createElement("a");
+    a.href = URL.createObjectURL(await r.blob());
+    a.download = `ocr-${state.result.request_id}.pdf`; a.click();
+    setStatus("Searchable PDF saved.");
+  } catch (err) {
+    setStatus(err.message, "error");
+  } finally {
+    $("download-pdf").disabled = false;
+  }
+}
+
 // Sends a request again while the service is busy (503, or 429 for this client's share of it, after its
 // Retry-After, growing) or lost the replica
 // holding it (Serve's proxy answers that with a 500 that is not our JSON), as serve_app.client does; a 4xx, a
@@ -131,7 +156,8 @@ async function read() {
 async function sendAgainWhileBusy(url, init, say = (msg) => setStatus(msg, "busy"), tries = 5) {
   for (let attempt = 1; ; attempt++) {
     const r = await fetch(url, { ...init, headers: apiHeaders(init.headers) });
-    const data = await r.json().catch(() => ({}));
+    const json = (r.headers.get("content-type") || "").startsWith("application/json");
+    const data = json ? await r.clone().json().catch(() => ({})) : {};  // a PDF's body stays to be read
     if (r.status === 401) throw askForKey();
     const again = r.status === 503 || r.status === 429 || r.status === 502 || (r.status === 500 && !data.error);
     if (!again || attempt === tries) return { r, data };
@@ -312,6 +338,7 @@ function setupInput() {
     try { await navigator.clipboard.writeText(text); setStatus("Copied."); } catch { setStatus("Copy failed: select the text instead.", "error"); }
   });
   $("forget").addEventListener("click", forget);
+  $("download-pdf").addEventListener("click", downloadPdf);
   $("download").addEventListener("click", () => {
     const a = document.createElement("a");
     a.href = URL.createObjectURL(new Blob([JSON.stringify(state.result, null, 2)], { type: "application/json" }));

@@ -106,6 +106,38 @@ def test_the_answer_as_hocr_or_text_holds_what_the_json_holds(client):
     assert refused.status_code == 415 and refused.json()["error"]["code"] == "unsupported_media_type"
 
 
+def test_the_answer_as_a_searchable_pdf_copies_what_the_json_holds(client):
+    """The page as uploaded, its words invisible over it: a viewer copies the text the JSON holds."""
+    import pypdfium2 as pdfium
+
+    img, _ = render_lines(KNOWN_LINES, size=28)
+    files = {"image": ("page.png", png(img), "image/png")}
+    as_json = client.post("/api/v1/ocr", files=files).json()
+    r = client.post("/api/v1/ocr", params={"format": "pdf"}, files=files)
+    assert r.status_code == 200 and r.headers["content-type"] == "application/pdf"
+    assert r.headers["content-disposition"].startswith('inline; filename="') and r.content.startswith(b"%PDF-")
+    page = pdfium.PdfDocument(r.content)[0]
+    assert page.get_size() == pytest.approx((img.width * 72 / 300, img.height * 72 / 300))  # 300 dpi: none stated
+    assert page.get_textpage().get_text_range().split() == as_json["text"].split()
+    # read turned: the page comes back turned as it was read, so it shows and copies upright
+    sideways = img.rotate(90, expand=True)
+    turned = client.post("/api/v1/ocr", params={"format": "pdf", "rotate": "90"},
+                         files={"image": ("side.png", png(sideways), "image/png")})
+    page = pdfium.PdfDocument(turned.content)[0]
+    assert page.get_size() == pytest.approx((img.width * 72 / 300, img.height * 72 / 300))
+    assert [" ".join(ln.split()) for ln in page.get_textpage().get_text_range().splitlines()] == KNOWN_LINES
+    # a photo goes in as it came; a PDF page comes back at its own size
+    photo = png(img.convert("RGB"), "JPEG")
+    assert photo in client.post("/api/v1/ocr", params={"format": "pdf"}, files={"image": ("p.jpg", photo)}).content
+    scanned = text_pdf([["Invoice 4521 paid"]], size=16, width=360, height=144)
+    again = client.post("/api/v1/ocr", params={"format": "pdf"}, files={"image": ("s.pdf", scanned)})
+    page = pdfium.PdfDocument(again.content)[0]
+    assert page.get_size() == pytest.approx((360, 144), abs=0.5)
+    assert page.get_textpage().get_text_range().split() == ["Invoice", "4521", "paid"]
+    refused = client.post("/api/v1/ocr", params={"format": "pdf"}, files={"image": ("x.txt", b"no", "text/plain")})
+    assert refused.status_code == 415 and refused.json()["error"]["code"] == "unsupported_media_type"
+
+
 def test_jpeg_and_webp_work_too(client):
     img, _ = render_lines(["hello world"], size=30)
     for fmt in ("JPEG", "WEBP"):

@@ -8,6 +8,7 @@ import sys
 import time
 import xml.etree.ElementTree as ET
 
+import pypdfium2 as pdfium
 import pytest
 import ray
 from PIL import Image
@@ -27,7 +28,7 @@ def test_the_command_line_reads_every_page_of_a_pdf_and_reports_what_it_could_no
     (tmp_path / "notes.txt").write_text("not a picture")
     run = subprocess.run([sys.executable, "-m", "serve_app.client", str(tmp_path / "bill.pdf"),
                           str(tmp_path / "notes.txt"), "--pages", "all", "--json", "--url", serve_url,
-                          "--hocr", str(tmp_path / "hocr")],
+                          "--hocr", str(tmp_path / "hocr"), "--pdf", str(tmp_path / "pdf")],
                          capture_output=True, text=True, timeout=300)
     assert run.returncode == 1, run.stderr  # one file could not be read
     records = [json.loads(line) for line in run.stdout.splitlines()]
@@ -46,6 +47,12 @@ def test_the_command_line_reads_every_page_of_a_pdf_and_reports_what_it_could_no
     assert [p.get("title").split("; ")[2] for p in hocr_pages] == ["ppageno 0", "ppageno 1", "ppageno 2"]
     assert [" ".join(w.text for w in p.iterfind(".//h:span[@class='ocrx_word']", ns)) for p in hocr_pages] == \
         [r["text"].replace("\n", " ") for r in pages]
+    # and as one searchable PDF: the pages at their own size, each copying its words
+    assert sorted(p.name for p in (tmp_path / "pdf").iterdir()) == ["bill.pdf.pdf"]
+    searchable = pdfium.PdfDocument(tmp_path / "pdf" / "bill.pdf.pdf")
+    assert [searchable[i].get_size() for i in range(len(searchable))] == [pytest.approx((360, 144), abs=0.5)] * 3
+    assert [searchable[i].get_textpage().get_text_range().split() for i in range(3)] == \
+        [r["text"].split() for r in pages]
 
 
 def test_the_client_rides_out_a_lost_ingress_replica(client, serve_url):

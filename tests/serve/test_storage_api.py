@@ -6,6 +6,7 @@ import uuid
 import xml.etree.ElementTree as ET
 
 import asyncpg
+import pypdfium2 as pdfium
 import pytest
 from PIL import Image
 
@@ -134,6 +135,12 @@ def test_image_data_and_corrections_endpoints(client):
     as_text = client.get(f"/api/v1/images/{rid}/data", params={"format": "text"})
     assert as_text.status_code == 200 and as_text.headers["content-type"].startswith("text/plain")
     assert as_text.text.splitlines() == ["Correct me, please!", *(ln["text"] for ln in body["lines"][1:])]
+    # and as a searchable PDF of the stored image, without reading it again: the corrected line over its box
+    as_pdf = client.get(f"/api/v1/images/{rid}/data", params={"format": "pdf"})
+    assert as_pdf.status_code == 200 and as_pdf.headers["content-type"] == "application/pdf"
+    page = pdfium.PdfDocument(as_pdf.content)[0]
+    assert page.get_size() == pytest.approx((body["image"]["width"] * 72 / 300, body["image"]["height"] * 72 / 300))
+    assert page.get_textpage().get_text_range().split() == " ".join(as_text.text.splitlines()).split()
 
 
 def corrections(pg_url: str, image_id: str) -> list[tuple[str, str]]:
@@ -209,6 +216,11 @@ def test_the_page_read_is_stored_with_the_whole_upload(client, fmt):
     assert [ln["text"] for ln in stored["lines"]] == [ln["text"] for ln in body.json()["lines"]] == ["second page"]
     image = client.get(f"/api/v1/images/{rid}")
     assert image.headers["content-type"] == media_type and image.content == data
+    # the page read, as a searchable PDF: a PDF's page at its own size (text_pdf's: 420x200 points)
+    page = pdfium.PdfDocument(client.get(f"/api/v1/images/{rid}/data", params={"format": "pdf"}).content)[0]
+    assert page.get_textpage().get_text_range().split() == ["second", "page"]
+    if fmt == "PDF":
+        assert page.get_size() == pytest.approx((420, 200), abs=0.5)
 
 
 @pytest.mark.parametrize("fmt,media_type,sent", [("HEIF", "image/heic", "multipart"), ("AVIF", "image/avif", "body")])

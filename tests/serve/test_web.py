@@ -10,6 +10,7 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+import pypdfium2 as pdfium
 import pytest
 from PIL import Image
 
@@ -242,6 +243,19 @@ def read_page(page, path: Path) -> str:
         page.click("#read")
     page.wait_for_selector("#results:not([hidden])", timeout=60_000)
     return answer.value.json()["request_id"]
+
+
+def test_the_text_read_comes_down_as_a_searchable_pdf(page, page_png):
+    """The image as sent, read again as a PDF whose words copy as the page lists them; within the page's policy."""
+    rid = read_page(page, page_png[0])
+    with page.expect_download() as download:
+        page.click("#download-pdf")
+    assert download.value.suggested_filename == f"ocr-{rid}.pdf"
+    pdf = pdfium.PdfDocument(download.value.path())
+    listed = [i.input_value() for i in page.query_selector_all("#lines input")]
+    assert len(pdf) == 1 and pdf[0].get_textpage().get_text_range().split() == " ".join(listed).split()
+    page.wait_for_selector("#status:has-text('Searchable PDF saved')")
+    assert page.evaluate("window.cspViolations") == []
 
 
 def answer_error(route, status: int, code: str, message: str, headers: dict[str, str] | None = None) -> None:
