@@ -583,7 +583,10 @@ class Ingress:
         if self.sidecar is not None:
             self._store(request_id, data, MEDIA_TYPES[decoded.format], body, notes)
         if output == "pdf":  # after the handover took its copy: the PDF is the answer's, not stored
-            body["pdf"] = await self._in_thread("pdf", searchable_pdf.to_pdf, body, data, decoded.pixels)
+            if decoded.format == "PDF":  # its own page, words laid over it: parsed again, so in the sandbox
+                body["pdf"] = await self._in_thread("pdf", self.pdfs.overlay, data, [body])
+            else:
+                body["pdf"] = await self._in_thread("pdf", searchable_pdf.to_pdf, body, data, decoded.pixels)
         return body
 
     def _store(self, request_id: str, data: bytes, media_type: str, body: dict[str, Any],
@@ -778,7 +781,7 @@ class Ingress:
             return error(404, "not_found", f"no stored image {image_id}")
         answer = searchable_pdf.as_corrected({**found, "request_id": image_id}, corrected_lines(found))
         pdf = await self._in_thread("pdf", searchable_pdf.from_upload, [answer], stored[0], image_id,
-                                    self.cfg.ingress.max_pixels, self.pdfs.render)
+                                    self.cfg.ingress.max_pixels, self.pdfs.render, self.pdfs.overlay)
         return Response(pdf, media_type=searchable_pdf.MEDIA_TYPE,
                         headers={"Content-Disposition": f'inline; filename="{image_id}.pdf"'})
 

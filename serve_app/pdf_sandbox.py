@@ -1,11 +1,12 @@
-"""PDF pages rendered in worker processes that can be stopped.
+"""PDF pages rendered in worker processes that can be stopped, and written again there with a text layer.
 
 PDFium parses a page's whole content stream before drawing it, and nothing in its API bounds that in time or
 memory: a 253 kB PDF of ten million tiny rectangles (Flate-compressed) took 16 s and 3.5 GB to load, and 10 MiB
 holds forty times as much. In the ingress that held a decoding thread (and PDFium's process-wide lock, so every other
 PDF) and then got the replica killed for memory, with every request in it. Here each page is rendered by a worker
 process under an address-space limit and a CPU-time limit set by the kernel, and the ingress stops waiting at a
-deadline: a page that passes either is refused 413, and only its worker is lost.
+deadline: a page that passes either is refused 413, and only its worker is lost. Laying words over a PDF's own
+page (`searchable_pdf.over_pdf`, for ``?format=pdf``) parses its content again, so it runs there too.
 """
 
 from __future__ import annotations
@@ -119,25 +120,33 @@ class PdfSandbox:
     def render(self, data: bytes, max_pixels: int, keep_side: int | None, page: int, dpi: float) -> DecodedImage:
         """`imaging.decode_pdf`, in a worker; an `ImageError` for the client otherwise, as decode_pdf raises."""
         request = {"data": data, "max_pixels": max_pixels, "keep_side": keep_side, "page": page, "dpi": dpi}
+        return self._ask("render", request, f"PDF page {page}", "rendered")
+
+    def overlay(self, data: bytes, answers: list[dict[str, Any]]) -> bytes:
+        """`searchable_pdf.over_pdf`, in a worker: the PDF's pages read, each with its words laid over it."""
+        pages = ", ".join(str(a["image"]["page"]) for a in answers)
+        return self._ask("overlay", {"upload": data, "answers": answers}, f"PDF page {pages}", "written with its words")
+
+    def _ask(self, job: str, request: dict[str, Any], what: str, done: str) -> Any:
         worker = self._take()
         try:
-            kind, value = worker.ask(request, time.monotonic() + self.timeout_s)
+            kind, value = worker.ask({"job": job, **request}, time.monotonic() + self.timeout_s)
         except TimeoutError:
             self._lose(worker)
-            raise ImageTooLarge(f"PDF page {page} was not rendered within {self.timeout_s:g} s: it draws too much "
+            raise ImageTooLarge(f"{what} was not {done} within {self.timeout_s:g} s: it draws too much "
                                 "(a page of millions of paths, say); send it as an image") from None
         except EOFError:
             code = self._lose(worker)
             if code in (-signal.SIGABRT, -signal.SIGXCPU, -signal.SIGKILL):
                 # PDFium aborts when an allocation fails; SIGXCPU is the kernel's time limit
-                raise ImageTooLarge(f"PDF page {page} could not be rendered within {self.memory_mb} MiB and "
+                raise ImageTooLarge(f"{what} could not be {done} within {self.memory_mb} MiB and "
                                     f"{self.timeout_s:g} s (the renderer was stopped by signal {-code})") from None
-            raise CorruptImage(f"PDF page {page} could not be rendered: the renderer exited ({code})") from None
+            raise CorruptImage(f"{what} could not be {done}: the worker exited ({code})") from None
         self._give_back(worker)
         if kind == "ok":
             return value
         if kind == "memory":
-            raise ImageTooLarge(f"PDF page {page} needs more than {self.memory_mb} MiB to render")
+            raise ImageTooLarge(f"{what} needs more than {self.memory_mb} MiB to be {done}")
         raise value  # an ImageError, as decode_pdf raised it
 
     def _lose(self, worker: _Worker) -> int | None:
@@ -154,6 +163,7 @@ class PdfSandbox:
 def _serve(memory_mb: int, cpu_s: float, requests: IO[bytes], replies: IO[bytes]) -> None:
     """The worker's loop: one page per request, until its stdin closes (the ingress is gone)."""
     from serve_app.imaging import decode_pdf
+    from serve_app.searchable_pdf import over_pdf
 
     # what a page may take, on top of what the worker holds once started (which differs by machine and libraries)
     with open("/proc/self/statm") as f:
@@ -166,12 +176,15 @@ def _serve(memory_mb: int, cpu_s: float, requests: IO[bytes], replies: IO[bytes]
         used = resource.getrusage(resource.RUSAGE_SELF)
         soft = int(used.ru_utime + used.ru_stime + cpu_s) + 1
         resource.setrlimit(resource.RLIMIT_CPU, (soft, resource.RLIM_INFINITY))
+        job = request.pop("job")
         try:
-            reply: tuple[str, Any] = ("ok", decode_pdf(**request))
+            reply: tuple[str, Any] = ("ok", decode_pdf(**request) if job == "render" else over_pdf(**request))
         except ImageError as exc:
             reply = ("error", exc)
         except MemoryError:
             reply = ("memory", None)
+        except Exception as exc:  # noqa: BLE001 - PDFium refused to write it: said so, the worker stays
+            reply = ("error", CorruptImage(f"the PDF could not be written again: {exc}"))
         replies.write(_frame(reply))
         replies.flush()
 

@@ -11,17 +11,22 @@ Characters past ASCII (only corrections could hold one; the recognizer reads ASC
 
 A JPEG goes in as it came (no second loss) where a reader can show it so: upright (no EXIF turn), grey or RGB.
 Any other lossy photo (HEIC, AVIF, WebP, a turned or CMYK JPEG) is encoded again as JPEG, and anything lossless
-(PNG, TIFF, BMP, a PDF page rendered) is compressed losslessly (Flate), in grey where it has no colour.
+(PNG, TIFF, BMP) is compressed losslessly (Flate), in grey where it has no colour. An uploaded PDF keeps its own
+pages, with the words laid over them by PDFium (`over_pdf`).
 """
 
 from __future__ import annotations
 
+import ctypes
 import io
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import pypdfium2 as pdfium
+import pypdfium2.raw as pdfium_c
 from PIL import Image
 
 from serve_app import __version__
@@ -118,6 +123,14 @@ def _num(v: float) -> str:
     return f"{v:.3f}".rstrip("0").rstrip(".") or "0"
 
 
+Point = tuple[float, float]
+#: An affine map (a, b, c, d, e, f): (x, y) -> (a x + c y + e, b x + d y + f), as PDF writes matrices.
+Affine = tuple[float, float, float, float, float, float]
+#: A word and the space after it, and where it lies in the upload's pixels: its baseline's start and end, and the
+#: point one font size above the start (the text's "up", wherever the text runs).
+Run = tuple[bytes, Point, Point, Point]
+
+
 def turned_box(box: list[float], rotation: int, width: int, height: int) -> list[float]:
     """A box in the upload's pixels (``width`` x ``height``), on the upload turned ``rotation`` degrees clockwise."""
     x0, y0, x1, y1 = box
@@ -125,55 +138,85 @@ def turned_box(box: list[float], rotation: int, width: int, height: int) -> list
             height - y0], 270: [y0, width - x1, y1, width - x0]}[rotation]
 
 
-def picture_matrix(rotation: int, width: float, height: float) -> tuple[float, ...]:
-    """Where the picture (the upload, ``width`` x ``height`` points) lies on a page turned ``rotation`` clockwise.
+def word_runs(answer: dict[str, Any]) -> list[Run]:
+    """Every word of the answer, in reading order, as it is drawn: with the space after it.
 
-    PDF draws an image into the unit square, u to the right and v up from its bottom left corner.
-    """
-    w, h = width, height
-    return {0: (w, 0, 0, h, 0, 0), 90: (0, -w, h, 0, 0, w), 180: (-w, 0, 0, -h, w, h),
-            270: (0, w, -h, 0, h, 0)}[rotation]
-
-
-def _word_ops(text: bytes, box: list[float], page_h: float, k: float) -> str:
-    """Draw ``text`` invisibly over ``box`` (pixels of the page as read): sized to its height, stretched to its width.
-
-    The baseline is the font's descent above the box's bottom, where a word's descenders end.
-    """
-    x0, y0, x1, y1 = (v * k for v in box)
-    width, size = x1 - x0, y1 - y0
-    if width <= 0 or size <= 0:
-        return ""
-    stretch = 100 * width / (text_width(text) * size)
-    return (f"/F0 {_num(size)} Tf {_num(stretch)} Tz 1 0 0 1 {_num(x0)} {_num(page_h - y1 + _DESCENT * size)} Tm "
-            f"<{text.hex()}> Tj\n")
-
-
-def page_content(answer: dict[str, Any], k: float) -> tuple[bytes, float, float]:
-    """The page's content stream and size in points: the picture, then every word, invisible, in reading order.
-
-    The page is the upload turned as it was read (``image.rotation``): upright, so that it is shown and its words
-    are copied the way they read (PDFium copied the words of a page left upside down in reverse order).
-
-    Each word is drawn with a space after it, the two stretched together from the word's start to the next word's
-    (at least a third of the font size past the word's end), so that readers copy the space: a space drawn on its
-    own was dropped where the word before it was stretched (a lone ``:``), and the recognizer's words often abut.
-    A line's last word is followed by a space too: readers join lines that share a row (a label and its price).
+    The word and its space are stretched together from the word's start to the next word's, and at least a third
+    of the font size past its end. Readers copy a space drawn so: a space drawn on its own was dropped where the
+    word before it was stretched (a lone ``:``), and the recognizer's words often abut. A line's last word is
+    followed by a space too: readers join lines that share a row (a label and its price). The font size is the
+    word box's height on the page as read; the baseline lies the font's descent above its bottom.
     """
     image = answer["image"]
-    rotation = int(image.get("rotation") or 0) % 360
     width, height = image["width"], image["height"]
-    page_w, page_h = (width * k, height * k) if rotation in (0, 180) else (height * k, width * k)
-    cm = " ".join(_num(v) for v in picture_matrix(rotation, width * k, height * k))
-    ops = [f"q {cm} cm /Im0 Do Q\nBT 3 Tr\n"]
+    rotation = int(image.get("rotation") or 0) % 360
+    back: dict[int, Callable[[float, float], Point]] = {
+        0: lambda x, y: (x, y), 90: lambda x, y: (y, height - x), 180: lambda x, y: (width - x, height - y),
+        270: lambda x, y: (width - y, x)}
+    runs = []
     for line in answer["lines"]:
         words = [(w["text"].strip(), turned_box(w["box"], rotation, width, height)) for w in line["words"]
                  if w["text"].strip()]
         for (text, box), after in zip(words, [*words[1:], None]):
-            reach = box[2] + _SPACE * (box[3] - box[1])
+            size = box[3] - box[1]
+            reach = box[2] + _SPACE * size
             if after is not None:
                 reach = max(reach, after[1][0])
-            ops.append(_word_ops(ascii_text(text) + b" ", [box[0], box[1], reach, box[3]], page_h, k))
+            if reach <= box[0] or size <= 0:
+                continue
+            base = box[3] - _DESCENT * size
+            to = back[rotation]
+            runs.append((ascii_text(text) + b" ", to(box[0], base), to(reach, base), to(box[0], base - size)))
+    return runs
+
+
+def _apply(m: Affine, p: Point) -> Point:
+    a, b, c, d, e, f = m
+    return a * p[0] + c * p[1] + e, b * p[0] + d * p[1] + f
+
+
+def _affine(at: Callable[[float, float], Point], width: float, height: float) -> Affine:
+    """The affine map that ``at`` is, from where it takes three corners of a ``width`` x ``height`` rectangle."""
+    (ox, oy), (rx, ry), (dx, dy) = at(0, 0), at(width, 0), at(0, height)
+    return (rx - ox) / width, (ry - oy) / width, (dx - ox) / height, (dy - oy) / height, ox, oy
+
+
+def text_matrix(run: Run, to_page: Affine) -> Affine:
+    """The text matrix that lays ``run`` (drawn at a font size of 1) over its place, mapped by ``to_page``."""
+    text, start, end, up = run
+    (px, py), (qx, qy), (vx, vy) = (_apply(to_page, p) for p in (start, end, up))
+    advance = text_width(text)
+    return (qx - px) / advance, (qy - py) / advance, vx - px, vy - py, px, py
+
+
+def picture_page(answer: dict[str, Any], k: float) -> tuple[Affine, Affine, float, float]:
+    """How the upload lies on its page, turned as it was read (``image.rotation``), at ``k`` points per pixel.
+
+    Upright, so that it is shown and its words copied the way they read (PDFium copied the words of a page left
+    upside down in reverse order). Gives the picture's matrix (PDF draws an image into the unit square, from its
+    bottom left), the map from the upload's pixels to the page, and the page's size in points.
+    """
+    image = answer["image"]
+    rotation = int(image.get("rotation") or 0) % 360
+    w, h = image["width"], image["height"]
+    page_w, page_h = (w * k, h * k) if rotation in (0, 180) else (h * k, w * k)
+    turn: dict[int, Callable[[float, float], Point]] = {
+        0: lambda x, y: (x, y), 90: lambda x, y: (h - y, x), 180: lambda x, y: (w - x, h - y),
+        270: lambda x, y: (y, w - x)}
+
+    def to_page(x: float, y: float) -> Point:
+        tx, ty = turn[rotation](x, y)
+        return tx * k, page_h - ty * k
+
+    return _affine(lambda u, v: to_page(u * w, (1 - v) * h), 1, 1), _affine(to_page, w, h), page_w, page_h
+
+
+def page_content(answer: dict[str, Any], k: float) -> tuple[bytes, float, float]:
+    """The page's content stream and size in points: the picture, then every word, invisible, in reading order."""
+    picture, to_page, page_w, page_h = picture_page(answer, k)
+    ops = [f"q {' '.join(map(_num, picture))} cm /Im0 Do Q\nBT 3 Tr /F0 1 Tf\n"]
+    for run in word_runs(answer):
+        ops.append(f"{' '.join(map(_num, text_matrix(run, to_page)))} Tm <{run[0].hex()}> Tj\n")
     ops.append("ET\n")
     return "".join(ops).encode("ascii"), page_w, page_h
 
@@ -245,20 +288,66 @@ def to_pdf(answer: dict[str, Any], upload: bytes, pixels: np.ndarray) -> bytes:
     return document([(answer, picture, resolution(upload, answer))], title=answer["request_id"])
 
 
+def _device_to_page(page: Any, width: int, height: int) -> Affine:
+    """The map from a rendering's pixels to the page's user space, as PDFium maps them.
+
+    The rendering is ``width`` x ``height`` with the page's own turn applied, as the service renders it.
+    """
+    def at(x: float, y: float) -> Point:
+        px, py = ctypes.c_double(), ctypes.c_double()
+        pdfium_c.FPDF_DeviceToPage(page, 0, 0, width, height, 0, int(x), int(y), px, py)
+        return px.value, py.value
+
+    return _affine(at, width, height)
+
+
+def over_pdf(upload: bytes, answers: list[dict[str, Any]]) -> bytes:
+    """The pages of an uploaded PDF that were read, each with its words laid over it: the PDF's own pages kept whole.
+
+    A scanned PDF stays as small and sharp as it came (its images are not drawn again as pixels). A page that
+    already holds text keeps it alone, as OCRmyPDF's ``--skip-text`` does: another layer would copy every word twice.
+    A page read turned is turned (``/Rotate``) as it was read. PDFium parses each page's content here, as in
+    rendering it: in the ingress this runs in the PDF sandbox's workers (`pdf_sandbox.PdfSandbox.overlay`).
+    """
+    src = pdfium.PdfDocument(upload)
+    out = pdfium.PdfDocument.new()
+    font = pdfium_c.FPDFText_LoadStandardFont(out.raw, b"Helvetica")
+    for answer in answers:
+        image = answer["image"]
+        out.import_pages(src, [image["page"] - 1])
+        page = out[len(out) - 1]
+        if page.get_textpage().count_chars() == 0:
+            to_page = _device_to_page(page.raw, image["width"], image["height"])
+            for run in word_runs(answer):
+                obj = pdfium_c.FPDFPageObj_CreateTextObj(out.raw, font, 1.0)
+                chars = ctypes.create_string_buffer(run[0].decode("ascii").encode("utf-16-le") + b"\0\0")
+                pdfium_c.FPDFText_SetText(obj, ctypes.cast(chars, ctypes.POINTER(pdfium_c.FPDF_WCHAR)))
+                pdfium_c.FPDFTextObj_SetTextRenderMode(obj, pdfium_c.FPDF_TEXTRENDERMODE_INVISIBLE)
+                pdfium_c.FPDFPageObj_Transform(obj, *text_matrix(run, to_page))
+                pdfium_c.FPDFPage_InsertObject(page.raw, obj)
+            pdfium_c.FPDFPage_GenerateContent(page.raw)
+        rotation = int(image.get("rotation") or 0) % 360
+        if rotation:
+            page.set_rotation((page.get_rotation() + rotation) % 360)
+    buf = io.BytesIO()
+    out.save(buf)
+    return buf.getvalue()
+
+
 def from_upload(answers: list[dict[str, Any]], upload: bytes, title: str = "", max_pixels: int = 2**62,
-                render_pdf: PdfRenderer | None = None) -> bytes:
+                render_pdf: PdfRenderer | None = None,
+                overlay_pdf: Callable[[bytes, list[dict[str, Any]]], bytes] = over_pdf) -> bytes:
     """The pages of one upload, one answer each, as one searchable PDF (``serve_app.client --pdf``, a stored image).
 
-    Each page is decoded here again from the file (a PDF page rendered at the resolution the answer was read at),
-    so that the service sends each page's answer once, as JSON.
+    A PDF's own pages get the words laid over them (``overlay_pdf``: in the ingress, in the PDF sandbox); any other
+    file's pages are decoded here again, so that the service sends each page's answer once, as JSON.
     """
+    if answers and answers[0]["image"]["format"] == "PDF":
+        return overlay_pdf(upload, answers)
     pages = []
     for answer in answers:
         image = answer["image"]
-        decoded = decode_image(upload, len(upload), max_pixels, None, image.get("page", 1), image.get("dpi") or 200,
-                               render_pdf)
-        if decoded.dpi and not image.get("dpi"):  # a stored answer keeps its pixels, not the resolution of them
-            answer = {**answer, "image": {**image, "dpi": decoded.dpi * image["width"] / decoded.width}}
+        decoded = decode_image(upload, len(upload), max_pixels, None, image.get("page", 1), 200, render_pdf)
         picture = page_image(upload, image["format"], decoded.pixels, image["width"], image["height"])
         pages.append((answer, picture, resolution(upload, answer)))
     return document(pages, title=title)

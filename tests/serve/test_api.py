@@ -126,14 +126,19 @@ def test_the_answer_as_a_searchable_pdf_copies_what_the_json_holds(client):
     page = pdfium.PdfDocument(turned.content)[0]
     assert page.get_size() == pytest.approx((img.width * 72 / 300, img.height * 72 / 300))
     assert [" ".join(ln.split()) for ln in page.get_textpage().get_text_range().splitlines()] == KNOWN_LINES
-    # a photo goes in as it came; a PDF page comes back at its own size
+    # a photo goes in as it came; a scanned PDF keeps its own page, the scan not drawn again
     photo = png(img.convert("RGB"), "JPEG")
     assert photo in client.post("/api/v1/ocr", params={"format": "pdf"}, files={"image": ("p.jpg", photo)}).content
-    scanned = text_pdf([["Invoice 4521 paid"]], size=16, width=360, height=144)
+    buf = io.BytesIO()
+    img.convert("RGB").save(buf, "PDF", resolution=150)
+    scanned = buf.getvalue()
+    as_json = client.post("/api/v1/ocr", files={"image": ("s.pdf", scanned)}).json()
     again = client.post("/api/v1/ocr", params={"format": "pdf"}, files={"image": ("s.pdf", scanned)})
     page = pdfium.PdfDocument(again.content)[0]
-    assert page.get_size() == pytest.approx((360, 144), abs=0.5)
-    assert page.get_textpage().get_text_range().split() == ["Invoice", "4521", "paid"]
+    assert page.get_size() == pytest.approx((img.width * 72 / 150, img.height * 72 / 150), abs=0.5)
+    assert page.get_textpage().get_text_range().split() == as_json["text"].split() == " ".join(KNOWN_LINES).split()
+    start = scanned.index(b"\xff\xd8\xff")
+    assert scanned[start:scanned.index(b"\xff\xd9", start) + 2] in again.content
     refused = client.post("/api/v1/ocr", params={"format": "pdf"}, files={"image": ("x.txt", b"no", "text/plain")})
     assert refused.status_code == 415 and refused.json()["error"]["code"] == "unsupported_media_type"
 

@@ -5,6 +5,7 @@ import zlib
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
+import pypdfium2 as pdfium
 import pytest
 
 from serve_app.imaging import CorruptImage, ImageTooLarge, PageOutOfRange, decode_image, decode_pdf
@@ -96,3 +97,18 @@ def test_a_worker_killed_while_idle_is_replaced_without_the_page_noticing(sandbo
         worker.proc.wait()
     assert sandbox.render(text_pdf([["fresh"]]), 10_000_000, None, 1, 100).pages == 1
     assert sandbox.lost == 0
+
+
+def test_words_are_laid_over_a_page_in_a_worker_and_a_page_too_busy_to_parse_is_stopped(sandbox):
+    """`searchable_pdf.over_pdf` parses the page's content again: the same bounds hold as for rendering it."""
+    answer = {"image": {"width": 1700, "height": 2200, "format": "PDF", "page": 1, "pages": 1, "rotation": 0},
+              "lines": [{"words": [{"text": "Paid", "box": [100, 100, 300, 160], "confidence": 0.9}]}]}
+    laid = sandbox.overlay(busy_pdf(1_000), [answer])
+    assert pdfium.PdfDocument(laid)[0].get_textpage().get_text_range().split() == ["Paid"]
+    t0 = time.monotonic()
+    with pytest.raises(ImageTooLarge, match="not written with its words within 2 s"):
+        sandbox.overlay(busy_pdf(3_000_000), [answer])
+    assert time.monotonic() - t0 < 4 and sandbox.lost == 1
+    with pytest.raises(CorruptImage):
+        sandbox.overlay(b"%PDF-1.7 cut", [answer])
+    assert sandbox.lost == 1  # said so, and kept its worker

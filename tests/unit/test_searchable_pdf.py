@@ -1,17 +1,21 @@
 """Searchable PDFs from an answer, read back by PDFium (Chromium's PDF engine): the words copy as they were read,
 each selection lies on its word, and the page shows the upload as it was read."""
 
+import ctypes
 import io
 
 import numpy as np
 import pypdf
 import pypdfium2 as pdfium
+import pypdfium2.raw as pdfium_c
 import pytest
 from PIL import Image
 
 from serve_app import searchable_pdf
 from serve_app.imaging import decode_image
 from serve_app.searchable_pdf import document, page_image, resolution, to_pdf
+from training.pdfs import text_pdf
+from training.synth import render_lines
 
 W, H = 1200, 800
 
@@ -47,8 +51,13 @@ def white(body: dict) -> np.ndarray:
 def words_and_boxes(pdf: bytes, dpi: float = searchable_pdf.DEFAULT_DPI) -> tuple[str, list]:
     """The page's text as PDFium copies it, and each word's characters' union box in the page's pixels."""
     page = pdfium.PdfDocument(pdf)[0]
-    k = 72 / dpi  # points per pixel
-    height = page.get_size()[1] / k
+    width, height = (round(v * dpi / 72) for v in page.get_size())  # as the page is shown, its /Rotate applied
+
+    def shown(x: float, y: float) -> tuple[float, float]:  # from the page's own space, as PDFium draws it
+        dx, dy = ctypes.c_int(), ctypes.c_int()
+        pdfium_c.FPDF_PageToDevice(page.raw, 0, 0, width * 16, height * 16, 0, x, y, dx, dy)
+        return dx.value / 16, dy.value / 16  # (whole device pixels: drawn 16 times as large)
+
     text = page.get_textpage()
     found, word, box = [], "", None
     for i in range(text.count_chars()):
@@ -59,7 +68,8 @@ def words_and_boxes(pdf: bytes, dpi: float = searchable_pdf.DEFAULT_DPI) -> tupl
             word, box = "", None
             continue
         left, bottom, right, top = text.get_charbox(i, loose=True)
-        b = [left / k, height - top / k, right / k, height - bottom / k]
+        (x0, y0), (x1, y1) = shown(left, bottom), shown(right, top)
+        b = [min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1)]
         box = b if box is None else [min(box[0], b[0]), min(box[1], b[1]), max(box[2], b[2]), max(box[3], b[3])]
         word += ch
     if word:
@@ -214,3 +224,57 @@ def test_corrected_lines_are_laid_over_their_boxes_and_uncorrectable_ones_stay_a
     assert found[2][1][2] == pytest.approx(body["lines"][0]["box"][2], abs=0.2 * 50)  # ends where the line ends
     assert fixed["lines"][1] is body["lines"][1]  # unchanged: its words and their boxes as read
     assert searchable_pdf.as_corrected(body, ["One line for the whole page"]) is body  # where would it go?
+
+
+SCAN_LINES = ["Invoice 4521 paid", "Thank you"]
+
+
+def scanned_pdf(rotate: int, rotation: int) -> tuple[bytes, list]:
+    """A scan as scanners write it, one JPEG over a page at 150 dpi, with the page's own ``/Rotate``, lying so that
+    the page as shown is read turned ``rotation`` clockwise; and where its words are, upright, at 200 dpi."""
+    img, truth = render_lines(SCAN_LINES, size=28)
+    buf = io.BytesIO()
+    img.convert("RGB").rotate((rotate + rotation) % 360, expand=True).save(buf, "PDF", resolution=150)
+    doc = pdfium.PdfDocument(buf.getvalue())
+    doc[0].set_rotation(rotate)
+    out = io.BytesIO()
+    doc.save(out)
+    return out.getvalue(), [[(t, [v * 200 / 150 for v in b]) for t, b in line.words] for line in truth]
+
+
+def served_answer(pdf: bytes, words: list, rotation: int) -> dict:
+    """What the service answers for the scan's page: boxes in the pixels of its rendering at 200 dpi (the page's
+    own turn applied), where the text lies there, read turned ``rotation`` clockwise."""
+    shown = pdfium.PdfDocument(pdf)[0]
+    w, h = round(shown.get_width() * 200 / 72), round(shown.get_height() * 200 / 72)
+    uw, uh = (w, h) if rotation in (0, 180) else (h, w)  # the page read upright
+    lines = [[(t, searchable_pdf.turned_box(b, (360 - rotation) % 360, uw, uh)) for t, b in line] for line in words]
+    return {"request_id": "r", "image": {"width": w, "height": h, "format": "PDF", "page": 1, "pages": 1, "dpi": 200,
+                                         "rotation": rotation},
+            "lines": [{"words": [{"text": t, "box": b, "confidence": 0.9} for t, b in line]} for line in lines]}
+
+
+@pytest.mark.parametrize("rotate,rotation", [(0, 0), (90, 0), (0, 180), (270, 90), (180, 270)])
+def test_a_scanned_pdf_keeps_its_own_page_and_gets_the_words_over_it(rotate, rotation):
+    """The scan's page whole (its JPEG as it came, its own turn plus the turn it was read at) with the words laid
+    over it: shown upright, copied in reading order, each where the page shows it."""
+    pdf, words = scanned_pdf(rotate, rotation)
+    out = searchable_pdf.over_pdf(pdf, [served_answer(pdf, words, rotation)])
+    start = pdf.index(b"\xff\xd8\xff")  # the scan's JPEG, as the PDF holds it (0xFFD9 ends it, and only it)
+    assert pdf[start:pdf.index(b"\xff\xd9", start) + 2] in out  # not drawn again
+    page = pdfium.PdfDocument(out)[0]
+    assert page.get_rotation() == (rotate + rotation) % 360
+    copied, found = words_and_boxes(out, dpi=200)
+    assert copied.split() == " ".join(SCAN_LINES).split()
+    for (text, got), (want, box) in zip(found, [w for line in words for w in line], strict=True):
+        assert text == want
+        assert np.abs(np.array(got) - np.array(box)).max() < 0.2 * (box[3] - box[1]), (text, got, box)
+
+
+def test_a_pdf_page_that_holds_text_keeps_its_own_alone():
+    """As OCRmyPDF's --skip-text: a second layer would copy every word twice."""
+    pdf = text_pdf([["Invoice 4521 paid"], ["Second page"]], size=16, width=360, height=144)
+    body = {"image": {"width": 1000, "height": 400, "format": "PDF", "page": 2, "pages": 2, "rotation": 0},
+            "lines": [{"words": [{"text": "Misread", "box": [100, 100, 400, 160], "confidence": 0.9}]}]}
+    page = pdfium.PdfDocument(searchable_pdf.over_pdf(pdf, [body]))[0]
+    assert page.get_textpage().get_text_range().split() == ["Second", "page"]
