@@ -781,7 +781,7 @@ class Ingress:
             return error(404, "not_found", f"no stored image {image_id}")
         answer = searchable_pdf.as_corrected({**found, "request_id": image_id}, corrected_lines(found))
         pdf = await self._in_thread("pdf", searchable_pdf.from_upload, [answer], stored[0], image_id,
-                                    self.cfg.ingress.max_pixels, self.pdfs.render, self.pdfs.overlay)
+                                    self.cfg.ingress.max_pixels, self.pdfs.overlay)
         return Response(pdf, media_type=searchable_pdf.MEDIA_TYPE,
                         headers={"Content-Disposition": f'inline; filename="{image_id}.pdf"'})
 

@@ -30,7 +30,7 @@ import pypdfium2.raw as pdfium_c
 from PIL import Image
 
 from serve_app import __version__
-from serve_app.imaging import PdfRenderer, decode_image
+from serve_app.imaging import decode_image
 
 MEDIA_TYPE = "application/pdf"
 
@@ -131,11 +131,17 @@ Affine = tuple[float, float, float, float, float, float]
 Run = tuple[bytes, Point, Point, Point]
 
 
-def turned_box(box: list[float], rotation: int, width: int, height: int) -> list[float]:
-    """A box in the upload's pixels (``width`` x ``height``), on the upload turned ``rotation`` degrees clockwise."""
-    x0, y0, x1, y1 = box
-    return {0: [x0, y0, x1, y1], 90: [height - y1, x0, height - y0, x1], 180: [width - x1, height - y1, width - x0,
-            height - y0], 270: [y0, width - x1, y1, width - x0]}[rotation]
+def turn(rotation: int, width: float, height: float) -> Callable[[float, float], Point]:
+    """Where a point of a ``width`` x ``height`` image lies on the image turned ``rotation`` degrees clockwise."""
+    return {0: lambda x, y: (x, y), 90: lambda x, y: (height - y, x), 180: lambda x, y: (width - x, height - y),
+            270: lambda x, y: (y, width - x)}[rotation]
+
+
+def turned_box(box: list[float], rotation: int, width: float, height: float) -> list[float]:
+    """A box on a ``width`` x ``height`` image, on the image turned ``rotation`` degrees clockwise."""
+    at = turn(rotation, width, height)
+    (ax, ay), (bx, by) = at(box[0], box[1]), at(box[2], box[3])
+    return [min(ax, bx), min(ay, by), max(ax, bx), max(ay, by)]
 
 
 def word_runs(answer: dict[str, Any]) -> list[Run]:
@@ -150,9 +156,8 @@ def word_runs(answer: dict[str, Any]) -> list[Run]:
     image = answer["image"]
     width, height = image["width"], image["height"]
     rotation = int(image.get("rotation") or 0) % 360
-    back: dict[int, Callable[[float, float], Point]] = {
-        0: lambda x, y: (x, y), 90: lambda x, y: (y, height - x), 180: lambda x, y: (width - x, height - y),
-        270: lambda x, y: (width - y, x)}
+    read = (width, height) if rotation in (0, 180) else (height, width)  # the upload's size turned as read
+    back = turn((360 - rotation) % 360, *read)  # from the page as read to the upload as it lies
     runs = []
     for line in answer["lines"]:
         words = [(w["text"].strip(), turned_box(w["box"], rotation, width, height)) for w in line["words"]
@@ -165,8 +170,7 @@ def word_runs(answer: dict[str, Any]) -> list[Run]:
             if reach <= box[0] or size <= 0:
                 continue
             base = box[3] - _DESCENT * size
-            to = back[rotation]
-            runs.append((ascii_text(text) + b" ", to(box[0], base), to(reach, base), to(box[0], base - size)))
+            runs.append((ascii_text(text) + b" ", back(box[0], base), back(reach, base), back(box[0], base - size)))
     return runs
 
 
@@ -200,12 +204,10 @@ def picture_page(answer: dict[str, Any], k: float) -> tuple[Affine, Affine, floa
     rotation = int(image.get("rotation") or 0) % 360
     w, h = image["width"], image["height"]
     page_w, page_h = (w * k, h * k) if rotation in (0, 180) else (h * k, w * k)
-    turn: dict[int, Callable[[float, float], Point]] = {
-        0: lambda x, y: (x, y), 90: lambda x, y: (h - y, x), 180: lambda x, y: (w - x, h - y),
-        270: lambda x, y: (y, w - x)}
+    turned = turn(rotation, w, h)
 
     def to_page(x: float, y: float) -> Point:
-        tx, ty = turn[rotation](x, y)
+        tx, ty = turned(x, y)
         return tx * k, page_h - ty * k
 
     return _affine(lambda u, v: to_page(u * w, (1 - v) * h), 1, 1), _affine(to_page, w, h), page_w, page_h
@@ -335,7 +337,6 @@ def over_pdf(upload: bytes, answers: list[dict[str, Any]]) -> bytes:
 
 
 def from_upload(answers: list[dict[str, Any]], upload: bytes, title: str = "", max_pixels: int = 2**62,
-                render_pdf: PdfRenderer | None = None,
                 overlay_pdf: Callable[[bytes, list[dict[str, Any]]], bytes] = over_pdf) -> bytes:
     """The pages of one upload, one answer each, as one searchable PDF (``serve_app.client --pdf``, a stored image).
 
@@ -347,7 +348,7 @@ def from_upload(answers: list[dict[str, Any]], upload: bytes, title: str = "", m
     pages = []
     for answer in answers:
         image = answer["image"]
-        decoded = decode_image(upload, len(upload), max_pixels, None, image.get("page", 1), 200, render_pdf)
+        decoded = decode_image(upload, len(upload), max_pixels, None, image.get("page", 1))
         picture = page_image(upload, image["format"], decoded.pixels, image["width"], image["height"])
         pages.append((answer, picture, resolution(upload, answer)))
     return document(pages, title=title)
