@@ -274,6 +274,11 @@ def _replica_lost(deployment: str, exc: BaseException, giving_up: bool) -> None:
 Layout = Literal["page", "word"]
 #: How the answer is written: our JSON, hOCR for tools that read Tesseract's, the text alone, or a searchable PDF.
 Output = Literal["json", "hocr", "text", "pdf"]
+#: The answers other than JSON, for the OpenAPI spec.
+OTHER_FORMATS = {"text/html": {"schema": {"type": "string", "description": "?format=hocr"}},
+                 "text/plain": {"schema": {"type": "string", "description": "?format=text"}},
+                 searchable_pdf.MEDIA_TYPE: {"schema": {"type": "string", "format": "binary",
+                                                        "description": "?format=pdf"}}}
 #: Degrees clockwise to turn the upload before reading it, or "auto": the service finds the turn that reads.
 Rotate = Literal["0", "90", "180", "270", "auto"]
 
@@ -407,10 +412,7 @@ class Ingress:
         return "up" if status["database_up"] else "down"
 
     @api.post("/api/v1/ocr", response_model=OCRResponse, openapi_extra=RAW_UPLOAD_DOC, responses={
-        **ERRORS, 200: {"content": {"text/html": {"schema": {"type": "string", "description": "?format=hocr"}},
-                                    "text/plain": {"schema": {"type": "string", "description": "?format=text"}},
-                                    searchable_pdf.MEDIA_TYPE: {"schema": {"type": "string", "format": "binary",
-                                                                           "description": "?format=pdf"}}}}})
+        **ERRORS, 200: {"content": OTHER_FORMATS}})
     async def ocr(  # noqa: ANN201
         self, request: Request,
         image: UploadFile | None = File(None, description=f"{ACCEPTED}; or send the file as the whole body, with an "
@@ -742,7 +744,8 @@ class Ingress:
         return Response(data, media_type=media_type, headers={"Cache-Control": "private, max-age=86400"})
 
     @api.get("/api/v1/images/{image_id}/data",
-             responses={400: {"model": ErrorResponse}, 404: {"model": ErrorResponse}, 501: {"model": ErrorResponse},
+             responses={200: {"content": {"application/json": {}, **OTHER_FORMATS}}, 400: {"model": ErrorResponse},
+                        404: {"model": ErrorResponse}, 413: {"model": ErrorResponse}, 501: {"model": ErrorResponse},
                         503: {"model": ErrorResponse}})
     async def image_data(self, image_id: str, output: Literal["json", "hocr", "text", "pdf"] = Query(
             "json", alias="format", description="'hocr': the stored lines and words as hOCR, as `POST /api/v1/ocr"
