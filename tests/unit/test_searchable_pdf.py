@@ -278,3 +278,21 @@ def test_a_pdf_page_that_holds_text_keeps_its_own_alone():
             "lines": [{"words": [{"text": "Misread", "box": [100, 100, 400, 160], "confidence": 0.9}]}]}
     page = pdfium.PdfDocument(searchable_pdf.over_pdf(pdf, [body]))[0]
     assert page.get_textpage().get_text_range().split() == ["Second", "page"]
+
+
+def test_the_pages_of_a_tiff_become_one_document_each_page_its_own_picture():
+    """`from_upload` (the client's --pdf): every page decoded again from the file, in the answers' order."""
+    pages = [render_lines([text], size=28)[0].convert("L") for text in ("First page", "Second page")]
+    buf = io.BytesIO()
+    pages[0].save(buf, "TIFF", save_all=True, append_images=pages[1:], dpi=(200, 200))
+    answers = [{"request_id": "r", "image": {"width": im.width, "height": im.height, "format": "TIFF", "page": n,
+                                             "pages": 2, "dpi": None, "rotation": 0},
+                "lines": [{"words": [{"text": t, "box": list(b), "confidence": 0.9} for t, b in truth[0].words]}]}
+               for n, (im, truth) in enumerate(((p, render_lines([t], size=28)[1]) for p, t in
+                                                zip(pages, ("First page", "Second page"))), start=1)]
+    pdf = pdfium.PdfDocument(searchable_pdf.from_upload(answers, buf.getvalue(), "scan.tif"))
+    assert [pdf[i].get_textpage().get_text_range().split() for i in range(len(pdf))] == [["First", "page"],
+                                                                                          ["Second", "page"]]
+    assert pdf[1].get_size() == pytest.approx((pages[1].width * 72 / 200, pages[1].height * 72 / 200), abs=0.1)
+    second = rendered(searchable_pdf.from_upload(answers[1:], buf.getvalue()), pages[1].width)
+    assert np.abs(second - np.array(pages[1], dtype=int)).mean() < 2  # its own picture, not the first page's
