@@ -783,8 +783,11 @@ class Ingress:
         if stored is None:  # its rows are there, its file not (deleted between the two reads)
             return error(404, "not_found", f"no stored image {image_id}")
         answer = searchable_pdf.as_corrected({**found, "request_id": image_id}, corrected_lines(found))
-        pdf = await self._in_thread("pdf", searchable_pdf.from_upload, [answer], stored[0], image_id,
-                                    self.cfg.ingress.max_pixels, self.pdfs.overlay)
+        try:
+            pdf = await self._in_thread("pdf", searchable_pdf.from_upload, [answer], stored[0], image_id,
+                                        self.cfg.ingress.max_pixels, self.pdfs.overlay)
+        except ImageError as exc:  # read once, so unlikely: a file changed on disk, a sandbox worker stopped
+            return error(exc.status, exc.code, str(exc))
         return Response(pdf, media_type=searchable_pdf.MEDIA_TYPE,
                         headers={"Content-Disposition": f'inline; filename="{image_id}.pdf"'})
 

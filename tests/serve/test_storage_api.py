@@ -223,6 +223,17 @@ def test_the_page_read_is_stored_with_the_whole_upload(client, fmt):
         assert page.get_size() == pytest.approx((420, 200), abs=0.5)
 
 
+def test_a_stored_file_that_no_longer_decodes_is_a_clear_error_not_a_500(client, storage_dirs):
+    """The searchable PDF of a stored image decodes its file again: one damaged on disk says so."""
+    rid = client.post("/api/v1/ocr", files={"image": ("d.png", png_bytes(["damaged later"]), "image/png")}).json()[
+        "request_id"]
+    stored_data(client, rid)
+    (path,) = list(storage_dirs[0].rglob(f"{rid}.png"))
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 64)
+    r = client.get(f"/api/v1/images/{rid}/data", params={"format": "pdf"})
+    assert r.status_code == 400 and r.json()["error"]["code"] == "corrupt_image", r.text
+
+
 @pytest.mark.parametrize("fmt,media_type,sent", [("HEIF", "image/heic", "multipart"), ("AVIF", "image/avif", "body")])
 def test_a_phone_photo_is_stored_as_it_came_and_served_as_what_it_is(client, storage_dirs, fmt, media_type, sent):
     """The photo itself is kept, not a re-encoding, under an extension and a type that a viewer opens, whether it
