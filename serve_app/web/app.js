@@ -105,8 +105,10 @@ async function read() {
     if ($("every-word").checked) params.set("min_confidence", "0");  // every reading; boxes show how sure
     const query = params.toString();
     const url = query ? `api/v1/ocr?${query}` : "api/v1/ocr";
-    state.sent = { body, name, params };  // what a searchable PDF is made of: the same upload, read the same way
-    const { r, data } = await sendAgainWhileBusy(url, { method: "POST", body: form, headers: { "Idempotency-Key": newId() } });
+    // what a searchable PDF is made of: the same upload read the same way, under the same key, so that the service
+    // stores it once, under the id that "Delete stored copy" deletes
+    state.sent = { body, name, params, key: newId() };
+    const { r, data } = await sendAgainWhileBusy(url, { method: "POST", body: form, headers: { "Idempotency-Key": state.sent.key } });
     if (!r.ok) {
       const msg = data.error ? data.error.message : r.statusText;
       const hint = { 413: "Too large", 415: "Not an image we can read", 500: "The service failed, try again",
@@ -128,7 +130,7 @@ async function read() {
 // The upload read last, as a searchable PDF (?format=pdf): read again the same way, the service's answer is the
 // file. The page shows what it sent (a region, scaled), so that is what the PDF holds.
 async function downloadPdf() {
-  const { body, name, params } = state.sent;
+  const { body, name, params, key } = state.sent;
   const query = new URLSearchParams(params);
   query.set("format", "pdf");
   const form = new FormData();
@@ -136,7 +138,7 @@ async function downloadPdf() {
   setStatus("Making a searchable PDF…", "busy");
   $("download-pdf").disabled = true;
   try {
-    const { r, data } = await sendAgainWhileBusy(`api/v1/ocr?${query}`, { method: "POST", body: form, headers: { "Idempotency-Key": newId() } });
+    const { r, data } = await sendAgainWhileBusy(`api/v1/ocr?${query}`, { method: "POST", body: form, headers: { "Idempotency-Key": key } });
     if (!r.ok) throw new Error(`No PDF: ${data.error ? data.error.message : r.statusText} (HTTP ${r.status})`);
     const a = document.createElement("a");
     a.href = URL.createObjectURL(await r.blob());
@@ -220,6 +222,7 @@ function highlight(index, on) {
 function showResult(data, region) {
   state.result = data;
   $("forget").disabled = false;
+  $("download-pdf").disabled = false;
   const overlay = $("overlay");
   overlay.innerHTML = "";
   if (state.roi) overlay.appendChild(roiRect(state.roi));
@@ -273,7 +276,9 @@ async function forget() {
   try {
     const { r, data } = await sendAgainWhileBusy(`api/v1/images/${id}`, { method: "DELETE" });
     if (r.status !== 204) throw new Error(data.error ? data.error.message : `HTTP ${r.status}`);
+    // a correction or a PDF (sent under the upload's key) would store it again
     document.querySelectorAll("#lines .fix").forEach((b) => { b.disabled = true; });
+    $("download-pdf").disabled = true;
     setStatus("Deleted: the service no longer holds this image, its text or its corrections.");
   } catch (err) {
     $("forget").disabled = false;

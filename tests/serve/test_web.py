@@ -247,10 +247,14 @@ def read_page(page, path: Path) -> str:
 
 def test_the_text_read_comes_down_as_a_searchable_pdf(page, page_png):
     """The image as sent, read again as a PDF whose words copy as the page lists them; within the page's policy."""
+    keys: list[str | None] = []
+    page.on("request", lambda r: "/api/v1/ocr" in r.url and keys.append(r.headers.get("idempotency-key")))
     rid = read_page(page, page_png[0])
     with page.expect_download() as download:
         page.click("#download-pdf")
     assert download.value.suggested_filename == f"ocr-{rid}.pdf"
+    # the same upload under the same key: stored once, under the id the page deletes
+    assert len(keys) == 2 and keys[0] and keys[0] == keys[1]
     pdf = pdfium.PdfDocument(download.value.path())
     listed = [i.input_value() for i in page.query_selector_all("#lines input")]
     assert len(pdf) == 1 and pdf[0].get_textpage().get_text_range().split() == " ".join(listed).split()
@@ -318,6 +322,7 @@ def test_the_stored_copy_is_deleted_only_when_the_user_confirms(page, page_png, 
     assert httpx.get(f"{serve_url}/api/v1/images/{rid}").status_code == 404
     assert httpx.get(f"{serve_url}/api/v1/images/{rid}/data").status_code == 404
     assert not page.is_enabled("#forget") and not page.locator("#lines button.fix").first.is_enabled()
+    assert not page.is_enabled("#download-pdf")  # sent under the upload's key, it would store the image again
 
 
 def test_a_service_that_stores_nothing_says_so_at_once(page, page_png, serve_url, app_config):
