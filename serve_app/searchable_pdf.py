@@ -11,8 +11,8 @@ Characters past ASCII (only corrections could hold one; the recognizer reads ASC
 
 A JPEG goes in as it came (no second loss) where a reader can show it so: upright (no EXIF turn), grey or RGB.
 Any other lossy photo (HEIC, AVIF, WebP, a turned or CMYK JPEG) is encoded again as JPEG, and anything lossless
-(PNG, TIFF, BMP) is compressed losslessly (Flate), in grey where it has no colour. An uploaded PDF keeps its own
-pages, with the words laid over them by PDFium (`over_pdf`).
+(PNG, TIFF, BMP) is compressed losslessly (Flate), in grey where it has no colour; the file's colour profile goes
+with it. An uploaded PDF keeps its own pages, with the words laid over them by PDFium (`over_pdf`).
 """
 
 from __future__ import annotations
@@ -68,6 +68,7 @@ class PageImage:
     width: int
     height: int
     grey: bool
+    icc: bytes | None = None  # the colour profile the pixels are in (a phone's Display P3, say), where the file had one
 
 
 def ascii_text(text: str) -> bytes:
@@ -90,19 +91,37 @@ def _passes_as_is(upload: bytes, width: int, height: int) -> bool:
         return False
 
 
+def colour_profile(upload: bytes, grey: bool) -> bytes | None:
+    """The upload's ICC profile where it fits the picture's channels (RGB or grey), for viewers to show its colours.
+
+    The service decodes without colour management, so the pixels are still in the profile's space (an iPhone's
+    Display P3, say): without it a viewer takes them for plain device RGB and shows them duller.
+    """
+    try:
+        with Image.open(io.BytesIO(upload)) as im:
+            icc = im.info.get("icc_profile")
+    except Exception:  # noqa: BLE001 - no header Pillow reads (a PDF): none
+        return None
+    if not isinstance(icc, bytes) or len(icc) < 128:
+        return None
+    return icc if icc[16:20] == (b"GRAY" if grey else b"RGB ") else None
+
+
 def page_image(upload: bytes, fmt: str, pixels: np.ndarray, width: int, height: int) -> PageImage:
     """The picture of the page: the JPEG uploaded where it passes as is, else ``pixels`` (RGB) encoded."""
     if fmt == "JPEG" and _passes_as_is(upload, width, height):
         with Image.open(io.BytesIO(upload)) as im:
-            return PageImage(upload, "DCTDecode", width, height, im.mode == "L")
+            grey = im.mode == "L"
+        return PageImage(upload, "DCTDecode", width, height, grey, colour_profile(upload, grey))
     grey = bool(np.array_equal(pixels[..., 0], pixels[..., 1]) and np.array_equal(pixels[..., 1], pixels[..., 2]))
     plane = np.ascontiguousarray(pixels[..., 0]) if grey else np.ascontiguousarray(pixels)
     h, w = pixels.shape[:2]
+    icc = colour_profile(upload, grey)
     if fmt in LOSSY:
         out = io.BytesIO()
         Image.fromarray(plane).save(out, "JPEG", quality=JPEG_QUALITY, optimize=True)
-        return PageImage(out.getvalue(), "DCTDecode", w, h, grey)
-    return PageImage(zlib.compress(plane.tobytes(), 6), "FlateDecode", w, h, grey)
+        return PageImage(out.getvalue(), "DCTDecode", w, h, grey, icc)
+    return PageImage(zlib.compress(plane.tobytes(), 6), "FlateDecode", w, h, grey, icc)
 
 
 def resolution(upload: bytes, answer: dict[str, Any]) -> float:
@@ -266,6 +285,12 @@ def document(pages: list[tuple[dict[str, Any], PageImage, float]], title: str = 
         ops = zlib.compress(ops, 6)
         w.put(content, f"<< /Length {len(ops)} /Filter /FlateDecode >>".encode(), ops)
         space = "/DeviceGray" if picture.grey else "/DeviceRGB"
+        if picture.icc:
+            profile = w.reserve()
+            icc = zlib.compress(picture.icc, 6)
+            w.put(profile, f"<< /N {1 if picture.grey else 3} /Alternate {space} /Length {len(icc)} "
+                           "/Filter /FlateDecode >>".encode(), icc)
+            space = f"[/ICCBased {profile} 0 R]"
         w.put(image, f"<< /Type /XObject /Subtype /Image /Width {picture.width} /Height {picture.height} "
                      f"/ColorSpace {space} /BitsPerComponent 8 /Filter /{picture.filter} "
                      f"/Length {len(picture.stream)} >>".encode(), picture.stream)

@@ -9,7 +9,7 @@ import pypdf
 import pypdfium2 as pdfium
 import pypdfium2.raw as pdfium_c
 import pytest
-from PIL import Image
+from PIL import Image, ImageCms
 
 from serve_app import searchable_pdf
 from serve_app.imaging import decode_image
@@ -296,3 +296,22 @@ def test_the_pages_of_a_tiff_become_one_document_each_page_its_own_picture():
     assert pdf[1].get_size() == pytest.approx((pages[1].width * 72 / 200, pages[1].height * 72 / 200), abs=0.1)
     second = rendered(searchable_pdf.from_upload(answers[1:], buf.getvalue()), pages[1].width)
     assert np.abs(second - np.array(pages[1], dtype=int)).mean() < 2  # its own picture, not the first page's
+
+
+def test_the_files_colour_profile_goes_with_its_picture():
+    """A phone's photo is in its own colours (Display P3, say): the profile tells a viewer how to show them."""
+    srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    photo = io.BytesIO()
+    marked().save(photo, "JPEG", icc_profile=srgb)
+    body = answer(fmt="JPEG")
+    body["image"].update(width=300, height=200)
+    pdf = to_pdf(body, photo.getvalue(), decode_image(photo.getvalue(), 2**20, 10**6).pixels)
+    (image,) = pypdf.PdfReader(io.BytesIO(pdf), strict=True).pages[0]["/Resources"]["/XObject"].values()
+    space = image.get_object()["/ColorSpace"]
+    assert space[0] == "/ICCBased" and space[1].get_object().get_data() == srgb
+    assert rendered(pdf, 300)[:50, :50].mean() < 60  # still drawn, as it was
+    grey = io.BytesIO()
+    marked().convert("L").save(grey, "PNG", icc_profile=srgb)  # an RGB profile on grey pixels: not theirs
+    pixels = decode_image(grey.getvalue(), 2**20, 10**6).pixels
+    assert page_image(grey.getvalue(), "PNG", pixels, 300, 200).icc is None
+    assert page_image(b"", "PNG", pixels, 300, 200).icc is None
