@@ -134,7 +134,8 @@ _ORIGIN = re.compile(r"^https?://([a-z0-9.-]+|\[[0-9a-f:.]+\])(:[0-9]{1,5})?$")
 class IngressSettings(_Strict):
     num_replicas: int = Field(1, ge=1)
     max_upload_bytes: int = Field(10 * 1024 * 1024, ge=1024)
-    max_pixels: int = Field(40_000_000, ge=1024, description="width x height after decoding; bombs are refused")
+    max_pixels: int = Field(40_000_000, ge=1024, description="width x height after decoding; a JPEG past it is "
+                            "decoded at 1/2, 1/4 or 1/8 where that fits, anything else refused (bombs)")
     jpeg_draft: bool = Field(True, description="decode JPEGs whose long side is at least 4x the detector's max_side "
                              "at 1/2, 1/4 or 1/8 size, keeping at least 2x (a 600 dpi scan: 0.34 -> 0.08 s)")
     pdf_dpi: float = Field(200, ge=36, le=600, description="PDF pages are rendered at this resolution (less for pages "

@@ -25,6 +25,7 @@ from __future__ import annotations
 import io
 import math
 import threading
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import cast
@@ -35,6 +36,10 @@ import pypdfium2 as pdfium
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 pi_heif.register_heif_opener()  # format "HEIF"; AVIF is Pillow's own
+# Our pixel limit is checked from each header, and a large JPEG is decoded reduced: Pillow's warning past 89 MP
+# would log a phone's 108 MP photo, read at 1/2, as "could be decompression bomb DOS attack". Its refusal at twice
+# that (179 MP, on opening) stays: `decode_image` answers it 413.
+warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 
 ALLOWED_FORMATS = {"JPEG", "PNG", "WEBP", "BMP", "TIFF", "MPO", "HEIF", "AVIF"}  # and PDF, which Pillow does not read
 #: What every message that lists the accepted formats says.
@@ -112,12 +117,21 @@ class DecodedImage:
         return self.width / self.pixels.shape[1], self.height / self.pixels.shape[0]
 
 
-def draft_size(width: int, height: int, keep_side: int | None) -> tuple[int, int] | None:
-    """The size to ask libjpeg for so that the long side stays at least ``keep_side``; None: decode in full."""
-    if not keep_side or max(width, height) < 2 * keep_side:
-        return None
-    f = keep_side / max(width, height)
-    return max(1, int(width * f)), max(1, int(height * f))
+JPEG_REDUCTIONS = (1, 2, 4, 8)  # the scales libjpeg decodes at directly, never holding the full picture
+
+
+def jpeg_reduction(width: int, height: int, max_pixels: int, keep_side: int | None) -> int:
+    """How many times smaller to decode a JPEG (1, 2, 4 or 8).
+
+    The least that fits ``max_pixels``, more as far as the long side stays at least ``keep_side``. A phone's 50 MP
+    photo (8160x6120) passes a 40 MP limit in full, yet decoded at 1/2 it takes 12.5 MP, no more than a 12 MP
+    photo: refusing it would turn away a picture the service can read at no extra cost.
+    """
+    fits = [r for r in JPEG_REDUCTIONS if math.ceil(width / r) * math.ceil(height / r) <= max_pixels]
+    r = fits[0] if fits else JPEG_REDUCTIONS[-1]  # too large even so: the caller refuses it
+    while keep_side and r < JPEG_REDUCTIONS[-1] and max(width, height) / (2 * r) >= keep_side:
+        r *= 2
+    return r
 
 
 def _stored_range(hi: float) -> int:
@@ -288,8 +302,9 @@ def decode_image(data: bytes, max_bytes: int, max_pixels: int, keep_side: int | 
     """Bytes to RGB pixels of one ``page`` (from 1), or an `ImageError` that says exactly what is wrong.
 
     A JPEG whose long side is at least twice ``keep_side`` is decoded at 1/2, 1/4 or 1/8 of its size, as far as
-    the long side stays at least ``keep_side``. Only the asked page is decoded; the answer says how many there are,
-    so a client that sent page 1 of a scanned letter learns that pages 2 and 3 wait.
+    the long side stays at least ``keep_side``, and one past ``max_pixels`` as reduced as it must be to fit. Only
+    the asked page is decoded; the answer says how many there are, so a client that sent page 1 of a scanned letter
+    learns that pages 2 and 3 wait.
     """
     if not data:
         raise EmptyUpload("the uploaded file is empty")
@@ -313,13 +328,13 @@ def decode_image(data: bytes, max_bytes: int, max_pixels: int, keep_side: int | 
         if page > 1:
             im.seek(page - 1)
         w, h = im.size  # pages of one TIFF may differ in size
-        if w * h > max_pixels:  # checked from the header, before any pixel is decoded
-            raise ImageTooLarge(f"image is {w}x{h} = {w * h} pixels; the limit is {max_pixels} pixels")
         if w < 1 or h < 1:
             raise CorruptImage("image has no pixels")
-        size = draft_size(w, h, keep_side) if fmt in ("JPEG", "MPO") else None
-        if size is not None:
-            im.draft("RGB", size)
+        if fmt in ("JPEG", "MPO") and (r := jpeg_reduction(w, h, max_pixels, keep_side)) > 1:
+            im.draft("RGB", (max(1, w // r), max(1, h // r)))  # from the header: nothing is decoded yet
+        if im.width * im.height > max_pixels:  # checked from the header, before any pixel is decoded
+            reduced = f", {im.width}x{im.height} even decoded reduced" if im.size != (w, h) else ""
+            raise ImageTooLarge(f"image is {w}x{h} = {w * h} pixels{reduced}; the limit is {max_pixels} pixels")
         before = im.size
         im = ImageOps.exif_transpose(im)
         if im.size != before:  # turned a quarter: the upload's axes swap too

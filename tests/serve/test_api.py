@@ -289,6 +289,24 @@ def test_a_large_jpeg_is_read_reduced_and_answered_in_its_own_pixels(client, app
         assert abs(line["words"][-1]["box"][2] - ex1) < 64
 
 
+def test_a_jpeg_past_the_pixel_limit_is_read_reduced_where_a_png_is_refused(client, app_config):
+    """A phone's 50 MP photo passes a 40 MP limit, yet libjpeg decodes it at 1/2 into fewer pixels than a 12 MP
+    photo holds: it is read. A PNG cannot be decoded reduced, so the same picture as a PNG is still refused."""
+    img, truth = render_lines(KNOWN_LINES, size=112, width=4000, spacing=6.5)
+    assert img.width * img.height > app_config.ingress.max_pixels
+    refused = post(client, png(img), name="photo.png")
+    assert refused.status_code == 413 and refused.json()["error"]["code"] == "image_too_large", refused.text
+    r = post(client, png(img, "JPEG"), name="photo.jpg")
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert (body["image"]["width"], body["image"]["height"]) == img.size
+    assert [ln["text"] for ln in body["lines"]] == KNOWN_LINES
+    for line, expected in zip(body["lines"], truth):  # boxes in the upload's own pixels
+        x0, y0, x1, y1 = line["box"]
+        ex0, ey0, ex1, ey1 = expected.box
+        assert abs(y0 - ey0) < 40 and abs(y1 - ey1) < 40 and abs(x0 - ex0) < 64 and abs(x1 - ex1) < 64
+
+
 @pytest.mark.parametrize(("turn", "back"), [(Image.Transpose.ROTATE_90, 90), (Image.Transpose.ROTATE_180, 180)])
 def test_a_page_uploaded_sideways_or_upside_down_is_read_with_rotate(client, turn, back):
     img, truth = render_lines(KNOWN_LINES, size=28)

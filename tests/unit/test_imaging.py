@@ -1,4 +1,5 @@
 import io
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -141,6 +142,49 @@ def test_large_jpegs_decode_reduced_and_say_by_how_much(size, keep, decoded):
         assert max(img.pixels.shape[:2]) >= keep
     full = np.asarray(_pattern(*size).resize(decoded, Image.BILINEAR), dtype=np.float32)
     assert np.abs(img.pixels.astype(np.float32) - full).mean() < 3  # the same picture, smaller
+
+
+@pytest.mark.parametrize(("size", "max_pixels", "keep", "decoded"), [
+    ((1000, 700), 700_000, None, (1000, 700)),  # fits: in full
+    ((1000, 700), 699_999, None, (500, 350)),  # one pixel too many: at 1/2, no further
+    ((1000, 700), 100_000, None, (250, 175)),  # 1/2 is 175,000: at 1/4
+    ((1000, 700), 100_000, 125, (125, 88)),  # keep_side lets it go to 1/8
+    ((1000, 700), 11_000, 900, (125, 88)),  # the limit wins over keep_side
+    ((4001, 9), 4_000, None, (1001, 3)),  # a thin strip: each side rounded up
+])
+def test_a_jpeg_past_the_pixel_limit_decodes_as_reduced_as_it_must(size, max_pixels, keep, decoded):
+    buf = io.BytesIO()
+    _pattern(*size).save(buf, "JPEG", quality=95)
+    img = decode_image(buf.getvalue(), MB, max_pixels, keep_side=keep)
+    assert img.pixels.shape == (decoded[1], decoded[0], 3)
+    assert img.pixels.shape[0] * img.pixels.shape[1] <= max_pixels
+    assert (img.width, img.height) == size
+    with pytest.raises(ImageTooLarge, match="limit is"):  # a PNG cannot be decoded reduced
+        buf = io.BytesIO()
+        _pattern(*size).save(buf, "PNG")
+        decode_image(buf.getvalue(), MB, max_pixels - 1 if decoded == size else max_pixels)
+
+
+def test_a_jpeg_too_large_even_at_one_eighth_is_refused_from_its_header():
+    buf = io.BytesIO()
+    _pattern(1000, 700).save(buf, "JPEG")
+    with pytest.raises(ImageTooLarge, match="1000x700 = 700000 pixels, 125x88 even decoded reduced; the limit is "
+                                            "10000 pixels") as info:
+        decode_image(buf.getvalue(), MB, 10_000)
+    assert info.value.status == 413
+
+
+def test_a_large_photo_read_reduced_is_not_logged_as_a_decompression_bomb(monkeypatch):
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1_000)  # Pillow warns past it and refuses past twice it
+    buf = io.BytesIO()
+    _pattern(40, 40).save(buf, "JPEG")
+    with warnings.catch_warnings(record=True) as caught:  # the filters as the service sets them
+        assert decode_image(buf.getvalue(), MB, 10_000).pixels.shape == (40, 40, 3)
+    assert not [w for w in caught if issubclass(w.category, Image.DecompressionBombWarning)], caught
+    buf = io.BytesIO()
+    _pattern(50, 50).save(buf, "JPEG")
+    with pytest.raises(ImageTooLarge, match="decompression bomb"):
+        decode_image(buf.getvalue(), MB, 10_000)
 
 
 def test_only_jpegs_are_reduced():
