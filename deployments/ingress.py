@@ -44,9 +44,9 @@ from deployments import (
     uploads,
 )
 from deployments.handovers import Handovers
-from serve_app import __version__, hocr, searchable_pdf, telemetry
+from serve_app import __version__, alto, hocr, searchable_pdf, telemetry
 from serve_app.config import AppConfig, resolve_weights
-from serve_app.corrections import corrected_lines
+from serve_app.corrections import as_corrected, corrected_lines
 from serve_app.imaging import ACCEPTED, MEDIA_TYPES, ImageError, decode_image
 from serve_app.ocr.pipeline import (
     WORD_FALLBACK_CONFIDENCE,
@@ -272,13 +272,15 @@ def _replica_lost(deployment: str, exc: BaseException, giving_up: bool) -> None:
 
 #: What an uploaded image holds: a photo or page to search for text, or one cropped word.
 Layout = Literal["page", "word"]
-#: How the answer is written: our JSON, hOCR for tools that read Tesseract's, the text alone, or a searchable PDF.
-Output = Literal["json", "hocr", "text", "pdf"]
+#: How the answer is written: our JSON, hOCR for tools that read Tesseract's, the text alone, a searchable PDF, or
+#: ALTO for library and archive systems.
+Output = Literal["json", "hocr", "text", "pdf", "alto"]
 #: The answers other than JSON, for the OpenAPI spec.
 OTHER_FORMATS = {"text/html": {"schema": {"type": "string", "description": "?format=hocr"}},
                  "text/plain": {"schema": {"type": "string", "description": "?format=text"}},
                  searchable_pdf.MEDIA_TYPE: {"schema": {"type": "string", "format": "binary",
-                                                        "description": "?format=pdf"}}}
+                                                        "description": "?format=pdf"}},
+                 alto.MEDIA_TYPE: {"schema": {"type": "string", "description": "?format=alto"}}}
 #: Degrees clockwise to turn the upload before reading it, or "auto": the service finds the turn that reads.
 Rotate = Literal["0", "90", "180", "270", "auto"]
 
@@ -431,8 +433,9 @@ class Ingress:
         output: Output = Query("json", alias="format", description="'json': the answer below; 'hocr': the same "
                                "lines and words as hOCR 1.2 (text/html), as Tesseract writes it; 'text': the lines "
                                "only (text/plain); 'pdf': a searchable PDF, the page as uploaded with the words "
-                               "read laid over it as invisible text (application/pdf). Errors are JSON whatever is "
-                               "asked"),
+                               "read laid over it as invisible text (application/pdf); 'alto': the lines and words as "
+                               "ALTO 4.4 XML (application/xml), the format of library and archive systems. Errors "
+                               "are JSON whatever is asked"),
         min_confidence: float | None = Query(
             None, ge=0, le=1, description="keep every word read with at least this mean character confidence, "
             "whether the dictionary knows it or not (0: every reading); by default the service's tuned filter "
@@ -501,6 +504,8 @@ class Ingress:
             if isinstance(response, dict) and output == "pdf":
                 return Response(response.pop("pdf"), media_type=searchable_pdf.MEDIA_TYPE, headers={
                     "Content-Disposition": f'inline; filename="{request_id}.pdf"'})
+            if isinstance(response, dict) and output == "alto":
+                return Response(alto.to_alto(response), media_type=alto.MEDIA_TYPE)
             if isinstance(response, dict) and output == "text":
                 return PlainTextResponse(response["text"] + "\n" if response["text"] else "")
             return response
@@ -747,11 +752,12 @@ class Ingress:
              responses={200: {"content": {"application/json": {}, **OTHER_FORMATS}}, 400: {"model": ErrorResponse},
                         404: {"model": ErrorResponse}, 413: {"model": ErrorResponse}, 501: {"model": ErrorResponse},
                         503: {"model": ErrorResponse}})
-    async def image_data(self, image_id: str, output: Literal["json", "hocr", "text", "pdf"] = Query(
+    async def image_data(self, image_id: str, output: Output = Query(
             "json", alias="format", description="'hocr': the stored lines and words as hOCR, as `POST /api/v1/ocr"
             "?format=hocr` wrote them (corrections are not applied); 'text': the lines as corrected (text/plain): "
             "each line as its latest correction says, or the latest whole-image correction where one was sent; "
-            "'pdf': the stored image as a searchable PDF, each corrected line's text laid over the line")
+            "'pdf': the stored image as a searchable PDF, each corrected line's text laid over the line; 'alto': "
+            "the lines and words as ALTO 4.4 XML, each corrected line one String of its text marked CS=\"true\"")
     ) -> Response:
         target = self._storage(image_id)
         if isinstance(target, JSONResponse):
@@ -773,6 +779,9 @@ class Ingress:
             return PlainTextResponse(text + "\n" if text else "")
         if output == "pdf":
             return await self._stored_pdf(canonical, archiver, found)
+        if output == "alto":
+            answer = as_corrected({**found, "request_id": canonical}, corrected_lines(found))
+            return Response(alto.to_alto(answer), media_type=alto.MEDIA_TYPE)
         return JSONResponse(found)
 
     async def _stored_pdf(self, image_id: str, archiver: DeploymentHandle, found: dict[str, Any]) -> Response:
@@ -782,7 +791,7 @@ class Ingress:
             return problem
         if stored is None:  # its rows are there, its file not (deleted between the two reads)
             return error(404, "not_found", f"no stored image {image_id}")
-        answer = searchable_pdf.as_corrected({**found, "request_id": image_id}, corrected_lines(found))
+        answer = as_corrected({**found, "request_id": image_id}, corrected_lines(found))
         try:
             pdf = await self._in_thread("pdf", searchable_pdf.from_upload, [answer], stored[0], image_id,
                                         self.cfg.ingress.max_pixels, self.pdfs.overlay)

@@ -2,7 +2,8 @@
 
 Every answer says its type is final (``nosniff``) and sends no referrer. The web page may load only its own files,
 draw images it made itself (``blob:``, ``data:``) and call only its own origin; no page may frame it. An hOCR answer
-is HTML made of recognized text: it may load and run nothing. JSON answers likewise. Swagger UI (``/docs``) needs
+is HTML made of recognized text: it may load and run nothing. JSON and ALTO (XML, which a browser renders and
+could run script in) answers likewise. Swagger UI (``/docs``) needs
 inline script and styles, so it gets those, from its own origin only. Stored images and the page's assets get
 ``nosniff`` alone: a stored PDF must still open in the browser's viewer.
 """
@@ -26,6 +27,6 @@ def for_answer(path: str, content_type: str | None) -> dict[str, str]:
         return {**COMMON, "Content-Security-Policy": PAGE_CSP}
     if path == "/docs":
         return {**COMMON, "Content-Security-Policy": DOCS_CSP}
-    if kind in ("text/html", "application/json"):
+    if kind in ("text/html", "application/json", "application/xml"):
         return {**COMMON, "Content-Security-Policy": INERT_CSP}
     return dict(COMMON)

@@ -7,6 +7,7 @@ page of a PDF, through it:
     python -m serve_app.client crops/*.png --layout word --json --concurrency 4 > out.jsonl
     python -m serve_app.client scan.pdf --pages all --hocr out/         # out/scan.pdf.hocr, every page
     python -m serve_app.client scan.pdf --pages all --pdf out/          # out/scan.pdf.pdf, searchable
+    python -m serve_app.client scan.pdf --pages all --alto out/         # out/scan.pdf.xml, ALTO 4.4
 
 What is retried: 503 (overloaded, a model replica lost too often, storage down; after its ``Retry-After``), 429
 (this client past its share of an ingress replica's requests; after its ``Retry-After``), 504 (no answer within
@@ -35,7 +36,7 @@ from typing import Any
 
 import httpx
 
-from serve_app import hocr, searchable_pdf
+from serve_app import alto, hocr, searchable_pdf
 
 RETRIED_STATUSES = frozenset({429, 500, 502, 503, 504})
 
@@ -196,6 +197,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--pdf", type=Path, default=None, metavar="DIR",
                    help="also write each file's pages read as one searchable PDF (the pages with their words "
                         "laid over them, invisible), DIR/<file name>.pdf")
+    p.add_argument("--alto", type=Path, default=None, metavar="DIR",
+                   help="also write each file's pages read as one ALTO 4.4 document, DIR/<file name>.xml")
     return p
 
 
@@ -231,6 +234,9 @@ async def run(args: argparse.Namespace) -> int:
         if args.pdf and read:
             args.pdf.mkdir(parents=True, exist_ok=True)
             (args.pdf / f"{path.name}.pdf").write_bytes(searchable_pdf.from_upload(read, path.read_bytes(), path.name))
+        if args.alto and read:
+            args.alto.mkdir(parents=True, exist_ok=True)
+            (args.alto / f"{path.name}.xml").write_text(alto.document(read, path.name), "utf-8")
         for record in records:
             failed += "error" in record
             if args.json:

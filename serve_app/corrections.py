@@ -19,3 +19,21 @@ def corrected_lines(data: dict[str, Any]) -> list[str]:
         if 0 <= c["line_index"] < len(lines):
             lines[c["line_index"]] = c["value"]
     return lines
+
+
+def as_corrected(answer: dict[str, Any], lines: list[str]) -> dict[str, Any]:
+    """``answer`` with each line whose text ``lines`` changes as one word of the corrected text over its box.
+
+    A correction says a line's text, not where its words are: the searchable PDF lays it over the line, ALTO marks
+    the line corrected (``CS``). A whole-image correction with another number of lines than were read cannot be
+    placed: the words stay as read.
+    """
+    if len(lines) != len(answer["lines"]):
+        return answer
+    out = []
+    for line, text in zip(answer["lines"], lines, strict=True):
+        if text != line["text"]:
+            line = {**line, "text": text, "words": [{"text": text, "box": line["box"], "confidence": 1.0}],
+                    "corrected": True}
+        out.append(line)
+    return {**answer, "lines": out}

@@ -377,19 +377,3 @@ def from_upload(answers: list[dict[str, Any]], upload: bytes, title: str = "", m
         picture = page_image(upload, image["format"], decoded.pixels, image["width"], image["height"])
         pages.append((answer, picture, resolution(upload, answer)))
     return document(pages, title=title)
-
-
-def as_corrected(answer: dict[str, Any], lines: list[str]) -> dict[str, Any]:
-    """``answer`` with each line whose text ``lines`` changes laid over its box as one run of the corrected text.
-
-    A correction says a line's text, not where its words are. A whole-image correction with another number of
-    lines than were read cannot be placed: the words stay as read.
-    """
-    if len(lines) != len(answer["lines"]):
-        return answer
-    out = []
-    for line, text in zip(answer["lines"], lines, strict=True):
-        if text != line["text"]:
-            line = {**line, "words": [{"text": text, "box": line["box"], "confidence": 1.0}]}
-        out.append(line)
-    return {**answer, "lines": out}

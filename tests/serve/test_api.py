@@ -25,6 +25,8 @@ from serve_app.ocr import runtime
 from serve_app.ocr.models import quantize
 from serve_app.ocr.models.weights import read_weights
 from serve_app.ocr.predictor import resolve_precision
+from tests.unit.test_alto import A as ALTO
+from tests.unit.test_alto import assert_valid_alto
 from tests.unit.test_imaging import save, with_scans
 from tests.unit.test_pdf_sandbox import busy_pdf
 from training.pdfs import text_pdf
@@ -104,6 +106,35 @@ def test_the_answer_as_hocr_or_text_holds_what_the_json_holds(client):
     assert wrong.status_code == 422 and wrong.json()["error"]["code"] == "invalid_request"
     refused = client.post("/api/v1/ocr", params={"format": "hocr"}, files={"image": ("x.txt", b"no", "text/plain")})
     assert refused.status_code == 415 and refused.json()["error"]["code"] == "unsupported_media_type"
+
+
+def test_the_answer_as_alto_holds_what_the_json_holds(client):
+    img, _ = render_lines(KNOWN_LINES, size=28)
+    files = {"image": ("page.png", png(img), "image/png")}
+    as_json = client.post("/api/v1/ocr", files=files).json()
+    as_alto = client.post("/api/v1/ocr", params={"format": "alto"}, files=files)
+    assert as_alto.status_code == 200 and as_alto.headers["content-type"].startswith("application/xml")
+    root = assert_valid_alto(as_alto.content)
+    page = root.find(f".//{ALTO}Page")
+    assert (int(page.get("WIDTH")), int(page.get("HEIGHT"))) == img.size
+    lines = list(root.iter(f"{ALTO}TextLine"))
+    assert [[s.get("CONTENT") for s in ln.iter(f"{ALTO}String")] for ln in lines] == \
+        [[w["text"] for w in ln["words"]] for ln in as_json["lines"]]
+    first = next(root.iter(f"{ALTO}String"))
+    x0, y0, x1, y1 = as_json["lines"][0]["words"][0]["box"]
+    got = [int(first.get(k)) for k in ("HPOS", "VPOS", "WIDTH", "HEIGHT")]
+    assert all(abs(a - b) <= 1 for a, b in zip(got, [x0, y0, x1 - x0, y1 - y0])), (got, (x0, y0, x1, y1))
+    assert float(first.get("WC")) == pytest.approx(as_json["lines"][0]["words"][0]["confidence"], abs=1e-3)
+    assert as_json["models"]["recognizer"] in root.find(f".//{ALTO}processingStepSettings").text
+    # lying on its side and read turned: the page is the upload as it lies, the block says the turn
+    sideways = img.rotate(90, expand=True)
+    turned = client.post("/api/v1/ocr", params={"format": "alto", "rotate": "90"},
+                         files={"image": ("side.png", png(sideways), "image/png")})
+    root = assert_valid_alto(turned.content)
+    assert int(root.find(f".//{ALTO}Page").get("WIDTH")) == sideways.width
+    assert root.find(f".//{ALTO}TextBlock").get("ROTATION") == "90"
+    assert [" ".join(s.get("CONTENT") for s in ln.iter(f"{ALTO}String")) for ln in root.iter(f"{ALTO}TextLine")] \
+        == KNOWN_LINES
 
 
 def test_the_answer_as_a_searchable_pdf_copies_what_the_json_holds(client):
@@ -546,6 +577,7 @@ def test_answers_tell_browsers_to_run_nothing_they_did_not_ask_for(client):
         "asset": client.get("/static/app.js"),
         "json": post(client, png(img)),
         "hocr": client.post("/api/v1/ocr", params={"format": "hocr"}, files={"image": ("s.png", png(img))}),
+        "alto": client.post("/api/v1/ocr", params={"format": "alto"}, files={"image": ("s.png", png(img))}),
         "error": post(client, b"not a picture"),
     }
     for name, r in answers.items():
@@ -553,7 +585,7 @@ def test_answers_tell_browsers_to_run_nothing_they_did_not_ask_for(client):
     policy = {name: r.headers.get("content-security-policy", "") for name, r in answers.items()}
     assert "default-src 'self'" in policy["page"] and "frame-ancestors 'none'" in policy["page"]
     assert "'unsafe-inline'" not in policy["page"] and "'unsafe-inline'" in policy["docs"]
-    for name in ("json", "hocr", "error"):  # made of recognized or uploaded text: may load and run nothing
+    for name in ("json", "hocr", "alto", "error"):  # made of recognized or uploaded text: may load and run nothing
         assert policy[name].startswith("default-src 'none'") and "sandbox" in policy[name], name
     assert policy["asset"] == ""  # the page's script itself is governed by the page's policy
     assert answers["hocr"].headers["content-type"].startswith("text/html")

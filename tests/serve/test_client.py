@@ -14,6 +14,8 @@ import ray
 from PIL import Image
 
 from serve_app.client import OCRClient, OCRError, RetryPolicy
+from tests.unit.test_alto import A as ALTO
+from tests.unit.test_alto import assert_valid_alto
 from training.pdfs import text_pdf
 from training.synth import render_lines
 
@@ -28,7 +30,8 @@ def test_the_command_line_reads_every_page_of_a_pdf_and_reports_what_it_could_no
     (tmp_path / "notes.txt").write_text("not a picture")
     run = subprocess.run([sys.executable, "-m", "serve_app.client", str(tmp_path / "bill.pdf"),
                           str(tmp_path / "notes.txt"), "--pages", "all", "--json", "--url", serve_url,
-                          "--hocr", str(tmp_path / "hocr"), "--pdf", str(tmp_path / "pdf")],
+                          "--hocr", str(tmp_path / "hocr"), "--pdf", str(tmp_path / "pdf"),
+                          "--alto", str(tmp_path / "alto")],
                          capture_output=True, text=True, timeout=300)
     assert run.returncode == 1, run.stderr  # one file could not be read
     records = [json.loads(line) for line in run.stdout.splitlines()]
@@ -46,6 +49,13 @@ def test_the_command_line_reads_every_page_of_a_pdf_and_reports_what_it_could_no
     hocr_pages = root.findall(".//h:div[@class='ocr_page']", ns)
     assert [p.get("title").split("; ")[2] for p in hocr_pages] == ["ppageno 0", "ppageno 1", "ppageno 2"]
     assert [" ".join(w.text for w in p.iterfind(".//h:span[@class='ocrx_word']", ns)) for p in hocr_pages] == \
+        [r["text"].replace("\n", " ") for r in pages]
+    # as one ALTO document
+    assert sorted(p.name for p in (tmp_path / "alto").iterdir()) == ["bill.pdf.xml"]
+    root = assert_valid_alto((tmp_path / "alto" / "bill.pdf.xml").read_bytes())
+    alto_pages = root.findall(f".//{ALTO}Page")
+    assert [p.get("PHYSICAL_IMG_NR") for p in alto_pages] == ["1", "2", "3"]
+    assert [" ".join(s.get("CONTENT") for s in p.iter(f"{ALTO}String")) for p in alto_pages] == \
         [r["text"].replace("\n", " ") for r in pages]
     # and as one searchable PDF: the pages at their own size, each copying its words
     assert sorted(p.name for p in (tmp_path / "pdf").iterdir()) == ["bill.pdf.pdf"]

@@ -10,6 +10,8 @@ import pypdfium2 as pdfium
 import pytest
 from PIL import Image
 
+from tests.unit.test_alto import A as ALTO
+from tests.unit.test_alto import assert_valid_alto
 from tests.unit.test_imaging import save
 from training.pdfs import text_pdf
 from training.synth import render_lines
@@ -141,6 +143,16 @@ def test_image_data_and_corrections_endpoints(client):
     page = pdfium.PdfDocument(as_pdf.content)[0]
     assert page.get_size() == pytest.approx((body["image"]["width"] * 72 / 300, body["image"]["height"] * 72 / 300))
     assert page.get_textpage().get_text_range().split() == " ".join(as_text.text.splitlines()).split()
+    # and as ALTO: the corrected line one String of its text, marked corrected; when it was read, what read it
+    as_alto = client.get(f"/api/v1/images/{rid}/data", params={"format": "alto"})
+    assert as_alto.status_code == 200 and as_alto.headers["content-type"].startswith("application/xml")
+    root = assert_valid_alto(as_alto.content)
+    lines = list(root.iter(f"{ALTO}TextLine"))
+    assert [s.get("CONTENT") for s in lines[0].iter(f"{ALTO}String")] == ["Correct me, please!"]
+    assert lines[0].get("CS") == "true" and all(ln.get("CS") is None for ln in lines[1:])
+    assert [[s.get("CONTENT") for s in ln.iter(f"{ALTO}String")] for ln in lines[1:]] == \
+        [[w["text"] for w in ln["words"]] for ln in body["lines"][1:]]
+    assert root.find(f".//{ALTO}processingDateTime").text == fixed["created"]
 
 
 def corrections(pg_url: str, image_id: str) -> list[tuple[str, str]]:

@@ -12,6 +12,7 @@ import pytest
 from PIL import Image, ImageCms
 
 from serve_app import searchable_pdf
+from serve_app.corrections import as_corrected
 from serve_app.imaging import decode_image
 from serve_app.searchable_pdf import document, page_image, resolution, to_pdf
 from training.pdfs import text_pdf
@@ -218,12 +219,12 @@ def test_corrected_lines_are_laid_over_their_boxes_and_uncorrectable_ones_stay_a
     for line, text in zip(body["lines"], ["Total due: 38.90", "Thank you"]):
         line.update(text=text, box=[min(w["box"][0] for w in line["words"]), min(w["box"][1] for w in line["words"]),
                                     max(w["box"][2] for w in line["words"]), max(w["box"][3] for w in line["words"])])
-    fixed = searchable_pdf.as_corrected(body, ["Total due: 38.95", "Thank you"])
+    fixed = as_corrected(body, ["Total due: 38.95", "Thank you"])
     copied, found = words_and_boxes(to_pdf(fixed, b"", white(fixed)))
     assert copied.split() == ["Total", "due:", "38.95", "Thank", "you"]
     assert found[2][1][2] == pytest.approx(body["lines"][0]["box"][2], abs=0.2 * 50)  # ends where the line ends
     assert fixed["lines"][1] is body["lines"][1]  # unchanged: its words and their boxes as read
-    assert searchable_pdf.as_corrected(body, ["One line for the whole page"]) is body  # where would it go?
+    assert as_corrected(body, ["One line for the whole page"]) is body  # where would it go?
 
 
 SCAN_LINES = ["Invoice 4521 paid", "Thank you"]

@@ -8,7 +8,8 @@ def test_the_page_the_docs_and_what_carries_recognized_text_each_get_their_polic
     assert for_answer("/", "text/html; charset=utf-8")["Content-Security-Policy"] == PAGE_CSP
     assert for_answer("/docs", "text/html")["Content-Security-Policy"] == DOCS_CSP
     for path, kind in (("/api/v1/ocr", "text/html; charset=utf-8"), ("/api/v1/ocr", "application/json"),
-                       ("/api/v1/images/x/data", "TEXT/HTML"), ("/nowhere", "application/json")):
+                       ("/api/v1/images/x/data", "TEXT/HTML"), ("/nowhere", "application/json"),
+                       ("/api/v1/ocr", "application/xml")):
         assert for_answer(path, kind)["Content-Security-Policy"] == INERT_CSP, (path, kind)
     # a stored PDF must open in the browser's viewer, an asset is governed by the page: no policy of their own
     for path, kind in (("/api/v1/images/x", "application/pdf"), ("/api/v1/images/x", "image/png"),
