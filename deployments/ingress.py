@@ -44,7 +44,7 @@ from deployments import (
     uploads,
 )
 from deployments.handovers import Handovers
-from serve_app import __version__, alto, hocr, searchable_pdf, telemetry
+from serve_app import __version__, alto, hocr, searchable_pdf, telemetry, tsv
 from serve_app.config import AppConfig, resolve_weights
 from serve_app.corrections import as_corrected, corrected_lines
 from serve_app.imaging import ACCEPTED, MEDIA_TYPES, ImageError, decode_image
@@ -272,15 +272,16 @@ def _replica_lost(deployment: str, exc: BaseException, giving_up: bool) -> None:
 
 #: What an uploaded image holds: a photo or page to search for text, or one cropped word.
 Layout = Literal["page", "word"]
-#: How the answer is written: our JSON, hOCR for tools that read Tesseract's, the text alone, a searchable PDF, or
-#: ALTO for library and archive systems.
-Output = Literal["json", "hocr", "text", "pdf", "alto"]
+#: How the answer is written: our JSON, hOCR for tools that read Tesseract's, the text alone, a searchable PDF,
+#: ALTO for library and archive systems, or Tesseract's TSV table for data pipelines.
+Output = Literal["json", "hocr", "text", "pdf", "alto", "tsv"]
 #: The answers other than JSON, for the OpenAPI spec.
 OTHER_FORMATS = {"text/html": {"schema": {"type": "string", "description": "?format=hocr"}},
                  "text/plain": {"schema": {"type": "string", "description": "?format=text"}},
                  searchable_pdf.MEDIA_TYPE: {"schema": {"type": "string", "format": "binary",
                                                         "description": "?format=pdf"}},
-                 alto.MEDIA_TYPE: {"schema": {"type": "string", "description": "?format=alto"}}}
+                 alto.MEDIA_TYPE: {"schema": {"type": "string", "description": "?format=alto"}},
+                 "text/tab-separated-values": {"schema": {"type": "string", "description": "?format=tsv"}}}
 #: Degrees clockwise to turn the upload before reading it, or "auto": the service finds the turn that reads.
 Rotate = Literal["0", "90", "180", "270", "auto"]
 
@@ -434,8 +435,9 @@ class Ingress:
                                "lines and words as hOCR 1.2 (text/html), as Tesseract writes it; 'text': the lines "
                                "only (text/plain); 'pdf': a searchable PDF, the page as uploaded with the words "
                                "read laid over it as invisible text (application/pdf); 'alto': the lines and words as "
-                               "ALTO 4.4 XML (application/xml), the format of library and archive systems. Errors "
-                               "are JSON whatever is asked"),
+                               "ALTO 4.4 XML (application/xml), the format of library and archive systems; 'tsv': "
+                               "Tesseract's TSV table, a row per page, block, paragraph, line and word (what "
+                               "pytesseract.image_to_data reads). Errors are JSON whatever is asked"),
         min_confidence: float | None = Query(
             None, ge=0, le=1, description="keep every word read with at least this mean character confidence, "
             "whether the dictionary knows it or not (0: every reading); by default the service's tuned filter "
@@ -506,6 +508,8 @@ class Ingress:
                     "Content-Disposition": f'inline; filename="{request_id}.pdf"'})
             if isinstance(response, dict) and output == "alto":
                 return Response(alto.to_alto(response), media_type=alto.MEDIA_TYPE)
+            if isinstance(response, dict) and output == "tsv":
+                return Response(tsv.to_tsv(response), media_type=tsv.MEDIA_TYPE)
             if isinstance(response, dict) and output == "text":
                 return PlainTextResponse(response["text"] + "\n" if response["text"] else "")
             return response
@@ -757,7 +761,8 @@ class Ingress:
             "?format=hocr` wrote them (corrections are not applied); 'text': the lines as corrected (text/plain): "
             "each line as its latest correction says, or the latest whole-image correction where one was sent; "
             "'pdf': the stored image as a searchable PDF, each corrected line's text laid over the line; 'alto': "
-            "the lines and words as ALTO 4.4 XML, each corrected line one String of its text marked CS=\"true\"")
+            "the lines and words as ALTO 4.4 XML, each corrected line one String of its text marked CS=\"true\"; "
+            "'tsv': the lines and words as Tesseract's TSV table, each corrected line one word of its text")
     ) -> Response:
         target = self._storage(image_id)
         if isinstance(target, JSONResponse):
@@ -779,8 +784,10 @@ class Ingress:
             return PlainTextResponse(text + "\n" if text else "")
         if output == "pdf":
             return await self._stored_pdf(canonical, archiver, found)
-        if output == "alto":
+        if output in ("alto", "tsv"):
             answer = as_corrected({**found, "request_id": canonical}, corrected_lines(found))
+            if output == "tsv":
+                return Response(tsv.to_tsv(answer), media_type=tsv.MEDIA_TYPE)
             return Response(alto.to_alto(answer), media_type=alto.MEDIA_TYPE)
         return JSONResponse(found)
 

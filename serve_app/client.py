@@ -8,6 +8,7 @@ page of a PDF, through it:
     python -m serve_app.client scan.pdf --pages all --hocr out/         # out/scan.pdf.hocr, every page
     python -m serve_app.client scan.pdf --pages all --pdf out/          # out/scan.pdf.pdf, searchable
     python -m serve_app.client scan.pdf --pages all --alto out/         # out/scan.pdf.xml, ALTO 4.4
+    python -m serve_app.client scan.pdf --pages all --tsv out/          # out/scan.pdf.tsv, Tesseract's TSV
 
 What is retried: 503 (overloaded, a model replica lost too often, storage down; after its ``Retry-After``), 429
 (this client past its share of an ingress replica's requests; after its ``Retry-After``), 504 (no answer within
@@ -36,7 +37,7 @@ from typing import Any
 
 import httpx
 
-from serve_app import alto, hocr, searchable_pdf
+from serve_app import alto, hocr, searchable_pdf, tsv
 
 RETRIED_STATUSES = frozenset({429, 500, 502, 503, 504})
 
@@ -199,6 +200,9 @@ def get_args_parser() -> argparse.ArgumentParser:
                         "laid over them, invisible), DIR/<file name>.pdf")
     p.add_argument("--alto", type=Path, default=None, metavar="DIR",
                    help="also write each file's pages read as one ALTO 4.4 document, DIR/<file name>.xml")
+    p.add_argument("--tsv", type=Path, default=None, metavar="DIR",
+                   help="also write each file's pages read as one TSV table as Tesseract writes it, "
+                        "DIR/<file name>.tsv")
     return p
 
 
@@ -237,6 +241,9 @@ async def run(args: argparse.Namespace) -> int:
         if args.alto and read:
             args.alto.mkdir(parents=True, exist_ok=True)
             (args.alto / f"{path.name}.xml").write_text(alto.document(read, path.name), "utf-8")
+        if args.tsv and read:
+            args.tsv.mkdir(parents=True, exist_ok=True)
+            (args.tsv / f"{path.name}.tsv").write_text(tsv.document(read), "utf-8")
         for record in records:
             failed += "error" in record
             if args.json:

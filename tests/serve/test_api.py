@@ -29,6 +29,7 @@ from tests.unit.test_alto import A as ALTO
 from tests.unit.test_alto import assert_valid_alto
 from tests.unit.test_imaging import save, with_scans
 from tests.unit.test_pdf_sandbox import busy_pdf
+from tests.unit.test_tsv import table as tsv_table
 from training.pdfs import text_pdf
 from training.synth import render_lines
 
@@ -108,7 +109,7 @@ def test_the_answer_as_hocr_or_text_holds_what_the_json_holds(client):
     assert refused.status_code == 415 and refused.json()["error"]["code"] == "unsupported_media_type"
 
 
-def test_the_answer_as_alto_holds_what_the_json_holds(client):
+def test_the_answer_as_alto_or_tsv_holds_what_the_json_holds(client):
     img, _ = render_lines(KNOWN_LINES, size=28)
     files = {"image": ("page.png", png(img), "image/png")}
     as_json = client.post("/api/v1/ocr", files=files).json()
@@ -135,6 +136,12 @@ def test_the_answer_as_alto_holds_what_the_json_holds(client):
     assert root.find(f".//{ALTO}TextBlock").get("ROTATION") == "90"
     assert [" ".join(s.get("CONTENT") for s in ln.iter(f"{ALTO}String")) for ln in root.iter(f"{ALTO}TextLine")] \
         == KNOWN_LINES
+    # Tesseract's TSV table: a row per word, in the upload's pixels
+    as_tsv = client.post("/api/v1/ocr", params={"format": "tsv"}, files=files)
+    assert as_tsv.status_code == 200 and as_tsv.headers["content-type"].startswith("text/tab-separated-values")
+    words = [r for r in tsv_table(as_tsv.text) if r["level"] == "5"]
+    assert [r["text"] for r in words] == [w["text"] for ln in as_json["lines"] for w in ln["words"]]
+    assert abs(int(words[0]["left"]) - x0) <= 1 and abs(int(words[0]["width"]) - (x1 - x0)) <= 1
 
 
 def test_the_answer_as_a_searchable_pdf_copies_what_the_json_holds(client):

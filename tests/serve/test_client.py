@@ -16,6 +16,7 @@ from PIL import Image
 from serve_app.client import OCRClient, OCRError, RetryPolicy
 from tests.unit.test_alto import A as ALTO
 from tests.unit.test_alto import assert_valid_alto
+from tests.unit.test_tsv import table as tsv_table
 from training.pdfs import text_pdf
 from training.synth import render_lines
 
@@ -31,7 +32,7 @@ def test_the_command_line_reads_every_page_of_a_pdf_and_reports_what_it_could_no
     run = subprocess.run([sys.executable, "-m", "serve_app.client", str(tmp_path / "bill.pdf"),
                           str(tmp_path / "notes.txt"), "--pages", "all", "--json", "--url", serve_url,
                           "--hocr", str(tmp_path / "hocr"), "--pdf", str(tmp_path / "pdf"),
-                          "--alto", str(tmp_path / "alto")],
+                          "--alto", str(tmp_path / "alto"), "--tsv", str(tmp_path / "tsv")],
                          capture_output=True, text=True, timeout=300)
     assert run.returncode == 1, run.stderr  # one file could not be read
     records = [json.loads(line) for line in run.stdout.splitlines()]
@@ -57,6 +58,10 @@ def test_the_command_line_reads_every_page_of_a_pdf_and_reports_what_it_could_no
     assert [p.get("PHYSICAL_IMG_NR") for p in alto_pages] == ["1", "2", "3"]
     assert [" ".join(s.get("CONTENT") for s in p.iter(f"{ALTO}String")) for p in alto_pages] == \
         [r["text"].replace("\n", " ") for r in pages]
+    # as one TSV table
+    rows = tsv_table((tmp_path / "tsv" / "bill.pdf.tsv").read_text("utf-8"))
+    assert [" ".join(r["text"] for r in rows if r["level"] == "5" and r["page_num"] == str(n)) for n in (1, 2, 3)] \
+        == [r["text"].replace("\n", " ") for r in pages]
     # and as one searchable PDF: the pages at their own size, each copying its words
     assert sorted(p.name for p in (tmp_path / "pdf").iterdir()) == ["bill.pdf.pdf"]
     searchable = pdfium.PdfDocument(tmp_path / "pdf" / "bill.pdf.pdf")

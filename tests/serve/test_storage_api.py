@@ -13,6 +13,7 @@ from PIL import Image
 from tests.unit.test_alto import A as ALTO
 from tests.unit.test_alto import assert_valid_alto
 from tests.unit.test_imaging import save
+from tests.unit.test_tsv import table as tsv_table
 from training.pdfs import text_pdf
 from training.synth import render_lines
 
@@ -153,6 +154,12 @@ def test_image_data_and_corrections_endpoints(client):
     assert [[s.get("CONTENT") for s in ln.iter(f"{ALTO}String")] for ln in lines[1:]] == \
         [[w["text"] for w in ln["words"]] for ln in body["lines"][1:]]
     assert root.find(f".//{ALTO}processingDateTime").text == fixed["created"]
+    # and as Tesseract's TSV: the corrected line one word
+    as_tsv = client.get(f"/api/v1/images/{rid}/data", params={"format": "tsv"})
+    assert as_tsv.status_code == 200 and as_tsv.headers["content-type"].startswith("text/tab-separated-values")
+    words = [r for r in tsv_table(as_tsv.text) if r["level"] == "5"]
+    assert words[0]["text"] == "Correct me, please!" and words[0]["line_num"] == "1"
+    assert [r["text"] for r in words[1:]] == [w["text"] for ln in body["lines"][1:] for w in ln["words"]]
 
 
 def corrections(pg_url: str, image_id: str) -> list[tuple[str, str]]:
