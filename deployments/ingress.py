@@ -48,6 +48,7 @@ from serve_app import __version__, alto, hocr, searchable_pdf, telemetry, tsv
 from serve_app.config import AppConfig, resolve_weights
 from serve_app.corrections import as_corrected, corrected_lines
 from serve_app.imaging import ACCEPTED, MEDIA_TYPES, ImageError, decode_image
+from serve_app.layout import with_blocks
 from serve_app.ocr.pipeline import (
     WORD_FALLBACK_CONFIDENCE,
     Found,
@@ -591,6 +592,7 @@ class Ingress:
                         "total_ms": (time.perf_counter() - t0) * 1e3},
             "models": self.models,
         }
+        with_blocks(body)
         if self.sidecar is not None:
             self._store(request_id, data, MEDIA_TYPES[decoded.format], body, notes)
         if output == "pdf":  # after the handover took its copy: the PDF is the answer's, not stored
@@ -789,7 +791,7 @@ class Ingress:
             if output == "tsv":
                 return Response(tsv.to_tsv(answer), media_type=tsv.MEDIA_TYPE)
             return Response(alto.to_alto(answer), media_type=alto.MEDIA_TYPE)
-        return JSONResponse(found)
+        return JSONResponse(with_blocks(found))
 
     async def _stored_pdf(self, image_id: str, archiver: DeploymentHandle, found: dict[str, Any]) -> Response:
         """A stored image and its stored answer, as corrected, as a searchable PDF: without reading it again."""

@@ -3,12 +3,13 @@
 ALTO (Analyzed Layout and Text Object, maintained at the Library of Congress) holds a page's words with their
 boxes and confidences beside a METS record in newspaper and book archives; Tesseract writes it (``tesseract page.png
 out alto``), and digitisation tools import it. One ``Page`` per answer, in the upload's own pixels
-(``MeasurementUnit`` pixel), holding a ``PrintSpace`` with one ``TextBlock`` (the service finds lines, not blocks)
-whose ``TextLine`` elements come in reading order, each with its ``String`` elements (``WC``: the word's confidence,
-0-1) and an ``SP`` between two of them. A line whose answer has a polygon carries it as its ``Shape``, so a tilted
-line keeps its slant. A page read turned (``?rotate=``) carries the turn as the block's ``ROTATION`` (degrees
-counter-clockwise, as hOCR's ``textangle``): the boxes stay where the text is in the upload. A line a user corrected
-(stored data) is one ``String`` of the corrected text over the line, marked ``CS="true"``.
+(``MeasurementUnit`` pixel), holding a ``PrintSpace`` with a ``TextBlock`` per block of text (`serve_app.layout`: a
+paragraph, a column's run of lines, a heading) whose ``TextLine`` elements come in reading order, each with its
+``String`` elements (``WC``: the word's confidence, 0-1) and an ``SP`` between two of them. A line whose answer has
+a polygon carries it as its ``Shape``, so a tilted line keeps its slant. A page read turned (``?rotate=``) carries
+the turn as each block's ``ROTATION`` (degrees counter-clockwise, as hOCR's ``textangle``): the boxes stay where
+the text is in the upload. A line a user corrected (stored data) is one ``String`` of the corrected text over the
+line, marked ``CS="true"``.
 
 The element order and attribute types follow the ALTO 4.4 schema (``alto-4-4.xsd``).
 """
@@ -21,6 +22,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from serve_app import __version__
+from serve_app.layout import enclosing, line_blocks
 
 NS = "http://www.loc.gov/standards/alto/ns-v4#"
 XSI = "http://www.w3.org/2001/XMLSchema-instance"
@@ -53,24 +55,29 @@ def _page(layout: ET.Element, answer: dict[str, Any]) -> None:
     page = _el(layout, "Page", ID=f"page_{n}", PHYSICAL_IMG_NR=n, WIDTH=image["width"], HEIGHT=image["height"],
                PROCESSING="ocr")
     space = _el(page, "PrintSpace", HPOS=0, VPOS=0, WIDTH=image["width"], HEIGHT=image["height"])
-    lines = [line for line in answer["lines"] if line["words"]]  # a TextLine holds one String or more
-    if not lines:
-        return
-    boxes = [line["box"] for line in lines]
-    block = _el(space, "TextBlock", ID=f"block_{n}_1", **_geometry([
-        min(b[0] for b in boxes), min(b[1] for b in boxes), max(b[2] for b in boxes), max(b[3] for b in boxes)]),
-        ROTATION=image.get("rotation") or None)
-    for i, line in enumerate(lines, 1):
-        text_line = _el(block, "TextLine", ID=f"line_{n}_{i}", **_geometry(line["box"]),
-                        CS="true" if line.get("corrected") else None)
-        if line.get("poly"):
-            _el(_el(text_line, "Shape"), "Polygon", POINTS=_points(line["poly"]))
-        for j, word in enumerate(line["words"], 1):
-            if j > 1:
-                gap_from, gap_to = round(line["words"][j - 2]["box"][2]), round(word["box"][0])
-                _el(text_line, "SP", HPOS=gap_from, VPOS=round(line["box"][1]), WIDTH=max(0, gap_to - gap_from))
-            _el(text_line, "String", ID=f"string_{n}_{i}_{j}", CONTENT=word["text"],
-                **_geometry(word["box"]), WC=f"{min(max(word['confidence'], 0.0), 1.0):.4g}")
+    blocks = line_blocks(answer)
+    for b in range(max(blocks, default=-1) + 1):
+        lines = [(i, line) for i, (line, at) in enumerate(zip(answer["lines"], blocks, strict=True), 1)
+                 if at == b and line["words"]]  # a TextLine holds one String or more
+        if lines:
+            block = _el(space, "TextBlock", ID=f"block_{n}_{b + 1}",
+                        **_geometry(enclosing([line["box"] for _, line in lines])),
+                        ROTATION=image.get("rotation") or None)
+            for i, line in lines:
+                _line(block, line, f"{n}_{i}")
+
+
+def _line(block: ET.Element, line: dict[str, Any], at: str) -> None:
+    text_line = _el(block, "TextLine", ID=f"line_{at}", **_geometry(line["box"]),
+                    CS="true" if line.get("corrected") else None)
+    if line.get("poly"):
+        _el(_el(text_line, "Shape"), "Polygon", POINTS=_points(line["poly"]))
+    for j, word in enumerate(line["words"], 1):
+        if j > 1:
+            gap_from, gap_to = round(line["words"][j - 2]["box"][2]), round(word["box"][0])
+            _el(text_line, "SP", HPOS=gap_from, VPOS=round(line["box"][1]), WIDTH=max(0, gap_to - gap_from))
+        _el(text_line, "String", ID=f"string_{at}_{j}", CONTENT=word["text"], **_geometry(word["box"]),
+            WC=f"{min(max(word['confidence'], 0.0), 1.0):.4g}")
 
 
 def document(answers: list[dict[str, Any]], image_name: str | None = None) -> str:

@@ -2,12 +2,12 @@
 
 hOCR is the layout format Tesseract writes and tools such as OCRmyPDF read to lay a text layer over a scan.
 
-One ``ocr_page`` in the upload's own pixels, holding one ``ocr_carea`` and ``ocr_par`` (the service finds lines,
-not blocks or paragraphs; OCRmyPDF reads lines only inside a paragraph) with the ``ocr_line`` elements in reading
-order, each with its ``ocrx_word`` elements. Confidences become ``x_wconf`` (0-100). A page read turned
-(``?rotate=``) carries the turn as each line's ``textangle`` (degrees counter-clockwise, as Tesseract writes it):
-the boxes stay where the text is in the upload. A PDF page carries the resolution it was rendered at as
-``scan_res``.
+One ``ocr_page`` in the upload's own pixels, holding an ``ocr_carea`` and its ``ocr_par`` per block of text
+(`serve_app.layout`: a paragraph, a column's run of lines, a heading; OCRmyPDF reads lines only inside a
+paragraph) with the block's ``ocr_line`` elements in reading order, each with its ``ocrx_word`` elements.
+Confidences become ``x_wconf`` (0-100). A page read turned (``?rotate=``) carries the turn as each line's
+``textangle`` (degrees counter-clockwise, as Tesseract writes it): the boxes stay where the text is in the upload.
+A PDF page carries the resolution it was rendered at as ``scan_res``.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from html import escape
 from typing import Any
 
 from serve_app import __version__
+from serve_app.layout import enclosing, line_blocks
 
 MEDIA_TYPE = "text/html; charset=utf-8"
 
@@ -54,13 +55,13 @@ def page_div(answer: dict[str, Any], image_name: str | None = None) -> str:
         page.append(f"scan_res {round(image['dpi'])} {round(image['dpi'])}")
     turn = f"; textangle {image['rotation']}" if image.get("rotation") else ""
     out = [f'  <div class="ocr_page" id="page_{n}" title="{escape("; ".join(page))}">\n']
-    if answer["lines"]:
-        boxes = [line["box"] for line in answer["lines"]]
-        block = _bbox([min(b[0] for b in boxes), min(b[1] for b in boxes), max(b[2] for b in boxes),
-                       max(b[3] for b in boxes)])
-        out.append(f'   <div class="ocr_carea" id="block_{n}_1" title="{block}">\n'
-                   f'    <p class="ocr_par" id="par_{n}_1" title="{block}">\n')
-        for i, line in enumerate(answer["lines"], 1):
+    blocks = line_blocks(answer)
+    for b in range(max(blocks, default=-1) + 1):
+        lines = [(i, line) for i, (line, at) in enumerate(zip(answer["lines"], blocks, strict=True), 1) if at == b]
+        block = _bbox(enclosing([line["box"] for _, line in lines]))
+        out.append(f'   <div class="ocr_carea" id="block_{n}_{b + 1}" title="{block}">\n'
+                   f'    <p class="ocr_par" id="par_{n}_{b + 1}" title="{block}">\n')
+        for i, line in lines:
             out.append(f'     <span class="ocr_line" id="line_{n}_{i}" title="{_bbox(line["box"])}{turn}; '
                        f'{_conf(line["confidence"])}">')
             words = [f'<span class="ocrx_word" id="word_{n}_{i}_{j}" title="{_bbox(w["box"])}; '

@@ -19,6 +19,9 @@ class LineOut(WordOut):
                     "reads (in a page read turned, not the image's top left); its top and bottom edges follow "
                     "tilted text, where the box holds it diagonally")
     words: list[WordOut]
+    block: int = Field(0, ge=0, description="which block of text the line belongs to, from 0 in reading order: the "
+                                            "lines of a paragraph, of a column's run, a heading (`serve_app.layout`; "
+                                            "hOCR's ocr_par, ALTO's TextBlock, TSV's block_num)")
 
 
 class ImageInfo(BaseModel):

@@ -31,6 +31,7 @@ from PIL import Image
 
 from serve_app import __version__
 from serve_app.imaging import decode_image
+from serve_app.layout import Point, turn, turned_box
 
 MEDIA_TYPE = "application/pdf"
 
@@ -142,25 +143,11 @@ def _num(v: float) -> str:
     return f"{v:.3f}".rstrip("0").rstrip(".") or "0"
 
 
-Point = tuple[float, float]
 #: An affine map (a, b, c, d, e, f): (x, y) -> (a x + c y + e, b x + d y + f), as PDF writes matrices.
 Affine = tuple[float, float, float, float, float, float]
 #: A word and the space after it, and where it lies in the upload's pixels: its baseline's start and end, and the
 #: point one font size above the start (the text's "up", wherever the text runs).
 Run = tuple[bytes, Point, Point, Point]
-
-
-def turn(rotation: int, width: float, height: float) -> Callable[[float, float], Point]:
-    """Where a point of a ``width`` x ``height`` image lies on the image turned ``rotation`` degrees clockwise."""
-    return {0: lambda x, y: (x, y), 90: lambda x, y: (height - y, x), 180: lambda x, y: (width - x, height - y),
-            270: lambda x, y: (y, width - x)}[rotation]
-
-
-def turned_box(box: list[float], rotation: int, width: float, height: float) -> list[float]:
-    """A box on a ``width`` x ``height`` image, on the image turned ``rotation`` degrees clockwise."""
-    at = turn(rotation, width, height)
-    (ax, ay), (bx, by) = at(box[0], box[1]), at(box[2], box[3])
-    return [min(ax, bx), min(ay, by), max(ax, bx), max(ay, by)]
 
 
 def word_runs(answer: dict[str, Any]) -> list[Run]:

@@ -228,6 +228,8 @@ def test_a_page_in_two_columns_is_read_column_by_column(client):
         assert [ln["box"][1] for ln in column] == sorted(ln["box"][1] for ln in column)
     text = r.json()["text"].splitlines()
     assert text[1].split()[:2] == ["The", "quick"] and text[5].split()[:2] == ["Invoice", "number"], text
+    # the heading and each column are blocks of their own: hOCR's areas, ALTO's TextBlocks
+    assert [ln["block"] for ln in lines] == [0] + [1] * 4 + [2] * 4
 
 
 def test_transparent_and_sixteen_bit_uploads_are_read(client):

@@ -8,6 +8,8 @@ import pytest
 from serve_app import alto
 from serve_app.corrections import as_corrected
 
+from .test_layout import two_columns
+
 A = "{http://www.loc.gov/standards/alto/ns-v4#}"
 #: Each element's children in the order the schema's sequences allow (each at most once unless repeated below).
 ORDER = {
@@ -163,3 +165,13 @@ def test_the_rules_catch_what_a_reader_would_reject():
                 good.replace('ID="line_1_2"', 'ID="line_1_1"')):
         with pytest.raises((AssertionError, ValueError, AttributeError)):
             assert_valid_alto(bad)
+
+
+def test_each_block_of_text_is_a_text_block_of_its_own():
+    root = assert_valid_alto(alto.to_alto(two_columns()))
+    blocks = list(root.iter(f"{A}TextBlock"))
+    assert [b.get("ID") for b in blocks] == ["block_1_1", "block_1_2"]
+    assert [[b.get(k) for k in ("HPOS", "VPOS", "WIDTH", "HEIGHT")] for b in blocks] == [
+        ["10", "0", "290", "48"], ["340", "0", "300", "48"]]
+    assert [[s.get("CONTENT") for s in b.iter(f"{A}String")] for b in blocks] == [["Left1", "Left2"],
+                                                                                  ["Right1", "Right2"]]

@@ -5,6 +5,8 @@ import xml.etree.ElementTree as ET
 from serve_app.hocr import document, to_hocr
 from serve_app.schemas import OCRResponse
 
+from .test_layout import two_columns
+
 NS = {"h": "http://www.w3.org/1999/xhtml"}
 
 
@@ -87,3 +89,14 @@ def test_the_pages_of_one_upload_make_one_document_with_unique_ids():
     assert meta["ocr-number-of-pages"] == "2"
     ids = [el.get("id") for el in root.iter() if el.get("id")]
     assert len(ids) == len(set(ids)) == 2 * (1 + 2 + 2 + 3)
+
+
+def test_each_block_of_text_is_an_area_and_paragraph_of_its_own():
+    root = ET.fromstring(to_hocr(two_columns()))
+    areas = root.findall(".//h:div[@class='ocr_carea']", NS)
+    assert [a.get("id") for a in areas] == ["block_1_1", "block_1_2"]
+    assert [props(a)["bbox"] for a in areas] == ["10 0 300 48", "340 0 640 48"]
+    assert [[w.text for w in a.iterfind(".//h:span[@class='ocrx_word']", NS)] for a in areas] == \
+        [["Left1", "Left2"], ["Right1", "Right2"]]
+    assert [ln.get("id") for ln in root.iterfind(".//h:span[@class='ocr_line']", NS)] == \
+        ["line_1_1", "line_1_2", "line_1_3", "line_1_4"]  # the answer's line numbers, across blocks

@@ -14,6 +14,7 @@ from PIL import Image, ImageCms
 from serve_app import searchable_pdf
 from serve_app.corrections import as_corrected
 from serve_app.imaging import decode_image
+from serve_app.layout import turned_box
 from serve_app.searchable_pdf import document, page_image, resolution, to_pdf
 from training.pdfs import text_pdf
 from training.synth import render_lines
@@ -249,7 +250,7 @@ def served_answer(pdf: bytes, words: list, rotation: int) -> dict:
     shown = pdfium.PdfDocument(pdf)[0]
     w, h = round(shown.get_width() * 200 / 72), round(shown.get_height() * 200 / 72)
     uw, uh = (w, h) if rotation in (0, 180) else (h, w)  # the page read upright
-    lines = [[(t, searchable_pdf.turned_box(b, (360 - rotation) % 360, uw, uh)) for t, b in line] for line in words]
+    lines = [[(t, turned_box(b, (360 - rotation) % 360, uw, uh)) for t, b in line] for line in words]
     return {"request_id": "r", "image": {"width": w, "height": h, "format": "PDF", "page": 1, "pages": 1, "dpi": 200,
                                          "rotation": rotation},
             "lines": [{"words": [{"text": t, "box": b, "confidence": 0.9} for t, b in line]} for line in lines]}

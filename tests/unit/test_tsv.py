@@ -12,6 +12,7 @@ from serve_app.corrections import as_corrected
 from training.synth import render_lines
 
 from .test_alto import answer
+from .test_layout import two_columns
 
 
 def table(text: str) -> list[dict[str, str]]:
@@ -69,3 +70,11 @@ def test_tesseract_writes_the_same_columns_and_levels_for_the_same_page(tmp_path
     assert their_rows[0] == our_rows[0]  # the page row, to the character
     for mine, theirs_row in zip(our_rows[1:4], their_rows[1:4]):  # block, paragraph, first line: numbered alike
         assert [mine[k] for k in tsv.COLUMNS[:6]] == [theirs_row[k] for k in tsv.COLUMNS[:6]]
+
+
+def test_each_block_of_text_is_numbered_and_its_lines_from_one_as_tesseract_numbers_them():
+    rows = table(tsv.to_tsv(two_columns()))
+    words = [(r["block_num"], r["par_num"], r["line_num"], r["text"]) for r in rows if r["level"] == "5"]
+    assert words == [("1", "1", "1", "Left1"), ("1", "1", "2", "Left2"), ("2", "1", "1", "Right1"),
+                     ("2", "1", "2", "Right2")]
+    assert [(r["left"], r["width"]) for r in rows if r["level"] == "2"] == [("10", "290"), ("340", "300")]
