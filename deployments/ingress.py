@@ -48,7 +48,7 @@ from serve_app import __version__, alto, hocr, searchable_pdf, telemetry, tsv
 from serve_app.config import AppConfig, resolve_weights
 from serve_app.corrections import as_corrected, corrected_lines
 from serve_app.imaging import ACCEPTED, MEDIA_TYPES, ImageError, decode_image
-from serve_app.layout import with_blocks
+from serve_app.layout import line_blocks, plain_text, with_blocks
 from serve_app.ocr.pipeline import (
     WORD_FALLBACK_CONFIDENCE,
     Found,
@@ -434,8 +434,9 @@ class Ingress:
                                                 "in the upload's pixels"),
         output: Output = Query("json", alias="format", description="'json': the answer below; 'hocr': the same "
                                "lines and words as hOCR 1.2 (text/html), as Tesseract writes it; 'text': the lines "
-                               "only (text/plain); 'pdf': a searchable PDF, the page as uploaded with the words "
-                               "read laid over it as invisible text (application/pdf); 'alto': the lines and words as "
+                               "only (text/plain), a blank line between blocks of text; 'pdf': a searchable PDF, "
+                               "the page as uploaded with the words read laid over it as invisible text "
+                               "(application/pdf); 'alto': the lines and words as "
                                "ALTO 4.4 XML (application/xml), the format of library and archive systems; 'tsv': "
                                "Tesseract's TSV table, a row per page, block, paragraph, line and word (what "
                                "pytesseract.image_to_data reads). Errors are JSON whatever is asked"),
@@ -512,7 +513,8 @@ class Ingress:
             if isinstance(response, dict) and output == "tsv":
                 return Response(tsv.to_tsv(response), media_type=tsv.MEDIA_TYPE)
             if isinstance(response, dict) and output == "text":
-                return PlainTextResponse(response["text"] + "\n" if response["text"] else "")
+                lines = response["lines"]
+                return PlainTextResponse(plain_text([ln["text"] for ln in lines], [ln["block"] for ln in lines]))
             return response
 
     async def _admit(self, request_id: str, read: Callable[[int], Awaitable[bytes]], layout: Layout, page: int,
@@ -760,7 +762,8 @@ class Ingress:
                         503: {"model": ErrorResponse}})
     async def image_data(self, image_id: str, output: Output = Query(
             "json", alias="format", description="'hocr': the stored lines and words as hOCR, as `POST /api/v1/ocr"
-            "?format=hocr` wrote them (corrections are not applied); 'text': the lines as corrected (text/plain): "
+            "?format=hocr` wrote them (corrections are not applied); 'text': the lines as corrected (text/plain), a "
+            "blank line between blocks: "
             "each line as its latest correction says, or the latest whole-image correction where one was sent; "
             "'pdf': the stored image as a searchable PDF, each corrected line's text laid over the line; 'alto': "
             "the lines and words as ALTO 4.4 XML, each corrected line one String of its text marked CS=\"true\"; "
@@ -782,8 +785,9 @@ class Ingress:
         if output == "hocr":
             return Response(hocr.to_hocr({**found, "request_id": found["id"]}), media_type=hocr.MEDIA_TYPE)
         if output == "text":
-            text = "\n".join(corrected_lines(found))
-            return PlainTextResponse(text + "\n" if text else "")
+            corrected = corrected_lines(found)
+            same_lines = len(corrected) == len(found["lines"])
+            return PlainTextResponse(plain_text(corrected, line_blocks(found) if same_lines else None))
         if output == "pdf":
             return await self._stored_pdf(canonical, archiver, found)
         if output in ("alto", "tsv"):

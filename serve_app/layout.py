@@ -4,9 +4,9 @@ The detector finds lines; the reading order already puts a column's lines togeth
 one group ends and the next begins, and that is what the layout formats carry (hOCR's ``ocr_carea`` and
 ``ocr_par``, ALTO's ``TextBlock``, TSV's ``block_num``) and what a reader of the JSON wants to rebuild paragraphs.
 Lines in reading order are joined into rows (a receipt's item and its price share one); a row starts a new block
-where it is not just below the row before it: it lies above it (the next column), it starts more than
-`MAX_GAP_HEIGHTS` line heights below it (the space between paragraphs), it does not overlap it sideways, or its
-letters differ in height from the row's before it by more than `MAX_HEIGHT_RATIO` (a heading over its text).
+where it is not just below the row before it: it lies above it (the next column), it starts clearly further below
+it than the page's rows usually do (the space between paragraphs; `MIN_GAP_HEIGHTS`), it does not overlap it
+sideways, or its letters differ in height from the row's before it by more than `MAX_HEIGHT_RATIO` (a heading).
 
 Computed from the boxes alone, in the page as read (a page read turned is turned back first), so a stored answer
 gets the same blocks as the answer sent.
@@ -20,9 +20,13 @@ from typing import Any
 
 Point = tuple[float, float]
 
-#: A row this many of its lines' heights or more below the row above it starts a paragraph (single-spaced lines lie
-#: 0.2-0.6 heights apart, paragraphs a line or more).
-MAX_GAP_HEIGHTS = 1.0
+#: A row at least this many line heights below the row above it starts a paragraph where the gap is also
+#: `PARAGRAPH_SPACING` times the page's usual gap between rows (single-spaced lines lie 0.2-0.6 heights apart,
+#: paragraphs a line or more; a double-spaced page's rows all lie about 1.3 apart, and none of them starts one) ...
+MIN_GAP_HEIGHTS = 0.8
+PARAGRAPH_SPACING = 1.5
+#: ... and one at least this many line heights below it, always.
+MAX_GAP_HEIGHTS = 2.5
 #: A row whose lines are this many times taller or shorter than the row above it starts a block (a heading).
 MAX_HEIGHT_RATIO = 1.6
 
@@ -50,21 +54,23 @@ def text_blocks(boxes: Sequence[Sequence[float]]) -> list[int]:
                 rows[-1].append(i)  # the next line of the same row, further right
                 continue
         rows.append([i])
+    spans = [(min(boxes[i][0] for i in row), min(boxes[i][1] for i in row), max(boxes[i][2] for i in row),
+              max(boxes[i][3] for i in row), max(median(boxes[i][3] - boxes[i][1] for i in row), 1e-6))
+             for row in rows]
+    below: list[bool] = []  # each row after the first: just below the row before it, whatever the gap
+    gaps: list[float] = []  # ... and how far below, in line heights
+    for (ax0, ay0, ax1, ay1, ah), (x0, y0, x1, y1, h) in zip(spans, spans[1:]):
+        below.append(y0 + y1 > ay0 + ay1 and x0 < ax1 and x1 > ax0 and max(h, ah) <= MAX_HEIGHT_RATIO * min(h, ah))
+        gaps.append((y0 - ay1) / min(h, ah))
+    usual = median([g for g, b in zip(gaps, below) if b and g > 0] or [0.0])
     out = [0] * len(boxes)
     block = 0
-    above: tuple[float, float, float, float, float] | None = None
-    for row in rows:
-        x0, y0 = min(boxes[i][0] for i in row), min(boxes[i][1] for i in row)
-        x1, y1 = max(boxes[i][2] for i in row), max(boxes[i][3] for i in row)
-        h = max(median(boxes[i][3] - boxes[i][1] for i in row), 1e-6)
-        if above is not None:
-            ax0, ay0, ax1, ay1, ah = above
-            if (y0 + y1 <= ay0 + ay1 or y0 - ay1 >= MAX_GAP_HEIGHTS * min(h, ah) or x0 >= ax1 or x1 <= ax0
-                    or max(h, ah) > MAX_HEIGHT_RATIO * min(h, ah)):
-                block += 1
+    for r, row in enumerate(rows):
+        if r and (not below[r - 1] or gaps[r - 1] >= MAX_GAP_HEIGHTS
+                  or gaps[r - 1] >= max(MIN_GAP_HEIGHTS, PARAGRAPH_SPACING * usual)):
+            block += 1
         for i in row:
             out[i] = block
-        above = (x0, y0, x1, y1, h)
     return out
 
 
@@ -86,3 +92,19 @@ def with_blocks(answer: dict[str, Any]) -> dict[str, Any]:
     for line, block in zip(answer["lines"], line_blocks(answer), strict=True):
         line["block"] = block
     return answer
+
+
+def plain_text(lines: Sequence[str], blocks: Sequence[int] | None = None) -> str:
+    """Lines as Tesseract's text output writes them: one per line, a blank line between two blocks.
+
+    A final line break ends the text (nothing for no text). Without ``blocks`` (a whole-image correction with
+    other lines than were read), the lines are one block.
+    """
+    if not lines:
+        return ""
+    out = [lines[0]]
+    for i in range(1, len(lines)):
+        if blocks is not None and blocks[i] != blocks[i - 1]:
+            out.append("")
+        out.append(lines[i])
+    return "\n".join(out) + "\n"

@@ -230,6 +230,9 @@ def test_a_page_in_two_columns_is_read_column_by_column(client):
     assert text[1].split()[:2] == ["The", "quick"] and text[5].split()[:2] == ["Invoice", "number"], text
     # the heading and each column are blocks of their own: hOCR's areas, ALTO's TextBlocks
     assert [ln["block"] for ln in lines] == [0] + [1] * 4 + [2] * 4
+    # and as text, a blank line between blocks, as Tesseract writes it
+    as_text = client.post("/api/v1/ocr", params={"format": "text"}, files={"image": ("p.png", png(page))}).text
+    assert as_text.split("\n\n") == [text[0], "\n".join(text[1:5]), "\n".join(text[5:]) + "\n"]
 
 
 def test_transparent_and_sixteen_bit_uploads_are_read(client):

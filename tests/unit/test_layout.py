@@ -2,16 +2,19 @@
 
 import pytest
 
-from serve_app.layout import line_blocks, text_blocks, turned_box, with_blocks
+from serve_app.layout import line_blocks, plain_text, text_blocks, turned_box, with_blocks
 
 
 def lines_at(x0: float, x1: float, tops: list[float], height: float = 20) -> list[list[float]]:
     return [[x0, t, x1, t + height] for t in tops]
 
 
-def test_a_paragraph_break_is_a_gap_of_a_line_or_more():
+def test_a_paragraph_break_is_a_gap_clearly_wider_than_the_pages_usual_one():
     boxes = lines_at(10, 400, [0, 28, 56, 110, 138])  # 0.4 heights apart, then 1.7
     assert text_blocks(boxes) == [0, 0, 0, 1, 1]
+    assert text_blocks(lines_at(10, 400, [0, 46, 92, 138])) == [0, 0, 0, 0]  # double-spaced: 1.3 apart, every row
+    assert text_blocks(lines_at(10, 400, [0, 46, 92, 170, 216])) == [0, 0, 0, 1, 1]  # 2.9: a break even there
+    assert text_blocks(lines_at(10, 400, [0, 100])) == [0, 1]  # a sign's name and, far below, its small print
 
 
 def test_a_receipts_items_and_prices_share_rows_and_the_rows_one_block():
@@ -61,3 +64,10 @@ def two_columns() -> dict:
             "lines": [line([10, 0, 300, 20], "Left1"), line([10, 28, 300, 48], "Left2"),
                       line([340, 0, 640, 20], "Right1"), line([340, 28, 640, 48], "Right2")],
             "text": "Left1\nLeft2\nRight1\nRight2", "models": {"detector": "d", "recognizer": "r"}}
+
+
+def test_plain_text_puts_a_blank_line_between_blocks_as_tesseract_does():
+    body = two_columns()
+    assert plain_text([ln["text"] for ln in body["lines"]], line_blocks(body)) == "Left1\nLeft2\n\nRight1\nRight2\n"
+    assert plain_text(["a", "b"], None) == "a\nb\n"  # a correction of the whole text, other lines than were read
+    assert plain_text([], []) == ""
