@@ -127,27 +127,33 @@ async function read() {
   }
 }
 
-// The upload read last, as a searchable PDF (?format=pdf): read again the same way, the service's answer is the
-// file. The page shows what it sent (a region, scaled), so that is what the PDF holds.
-async function downloadPdf() {
+// What the page downloads besides JSON: the service's own writers (?format=), by label and file extension.
+const FORMATS = { pdf: ["Searchable PDF", "pdf"], alto: ["ALTO XML", "xml"], hocr: ["hOCR", "hocr"], tsv: ["TSV table", "tsv"], text: ["Text", "txt"] };
+
+// The upload read last, in the chosen format (?format=): read again the same way, under the upload's own
+// Idempotency-Key (stored once, under the id the page deletes), the service's answer is the file. The page shows
+// what it sent (a region, scaled), so that is what the file holds.
+async function saveAs() {
+  const format = $("save-format").value;
+  const [label, extension] = FORMATS[format];
   const { body, name, params, key } = state.sent;
   const query = new URLSearchParams(params);
-  query.set("format", "pdf");
+  query.set("format", format);
   const form = new FormData();
   form.append("image", body, name);
-  setStatus("Making a searchable PDF…", "busy");
-  $("download-pdf").disabled = true;
+  setStatus(`Reading it again as ${label}…`, "busy");
+  $("save-as").disabled = true;
   try {
     const { r, data } = await sendAgainWhileBusy(`api/v1/ocr?${query}`, { method: "POST", body: form, headers: { "Idempotency-Key": key } });
-    if (!r.ok) throw new Error(`No PDF: ${data.error ? data.error.message : r.statusText} (HTTP ${r.status})`);
+    if (!r.ok) throw new Error(`No ${label}: ${data.error ? data.error.message : r.statusText} (HTTP ${r.status})`);
     const a = document.createElement("a");
     a.href = URL.createObjectURL(await r.blob());
-    a.download = `ocr-${state.result.request_id}.pdf`; a.click();
-    setStatus("Searchable PDF saved.");
+    a.download = `ocr-${state.result.request_id}.${extension}`; a.click();
+    setStatus(`${label} saved.`);
   } catch (err) {
     setStatus(err.message, "error");
   } finally {
-    $("download-pdf").disabled = false;
+    $("save-as").disabled = false;
   }
 }
 
@@ -222,7 +228,7 @@ function highlight(index, on) {
 function showResult(data, region) {
   state.result = data;
   $("forget").disabled = false;
-  $("download-pdf").disabled = false;
+  $("save-as").disabled = false;
   const overlay = $("overlay");
   overlay.innerHTML = "";
   if (state.roi) overlay.appendChild(roiRect(state.roi));
@@ -234,6 +240,7 @@ function showResult(data, region) {
     line.words.forEach((w) => overlay.appendChild(rect(w.box, region.x, region.y, "word", w.confidence, i)));
     const li = document.createElement("li");
     li.dataset.line = i;
+    if (i > 0 && line.block !== data.lines[i - 1].block) li.classList.add("new-block");
     li.innerHTML = `<input aria-label="Line ${i + 1} text"> <span class="conf"></span>
       <button type="button" class="fix">Send correction</button> <span class="sent" aria-live="polite"></span>`;
     li.querySelector("input").value = line.text;
@@ -276,9 +283,9 @@ async function forget() {
   try {
     const { r, data } = await sendAgainWhileBusy(`api/v1/images/${id}`, { method: "DELETE" });
     if (r.status !== 204) throw new Error(data.error ? data.error.message : `HTTP ${r.status}`);
-    // a correction or a PDF (sent under the upload's key) would store it again
+    // a correction or a download (sent under the upload's key) would store it again
     document.querySelectorAll("#lines .fix").forEach((b) => { b.disabled = true; });
-    $("download-pdf").disabled = true;
+    $("save-as").disabled = true;
     setStatus("Deleted: the service no longer holds this image, its text or its corrections.");
   } catch (err) {
     $("forget").disabled = false;
@@ -339,11 +346,12 @@ function setupInput() {
   $("read").addEventListener("click", read);
   $("page").addEventListener("change", (ev) => { state.page = Number(ev.target.value); read(); });
   $("copy").addEventListener("click", async () => {
-    const text = [...document.querySelectorAll("#lines input")].map((i) => i.value).join("\n");
+    const text = [...document.querySelectorAll("#lines li")]  // a blank line between blocks, as ?format=text
+      .map((li) => (li.classList.contains("new-block") ? "\n" : "") + li.querySelector("input").value).join("\n");
     try { await navigator.clipboard.writeText(text); setStatus("Copied."); } catch { setStatus("Copy failed: select the text instead.", "error"); }
   });
   $("forget").addEventListener("click", forget);
-  $("download-pdf").addEventListener("click", downloadPdf);
+  $("save-as").addEventListener("click", saveAs);
   $("download").addEventListener("click", () => {
     const a = document.createElement("a");
     a.href = URL.createObjectURL(new Blob([JSON.stringify(state.result, null, 2)], { type: "application/json" }));

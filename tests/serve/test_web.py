@@ -14,7 +14,10 @@ import pypdfium2 as pdfium
 import pytest
 from PIL import Image
 
+from tests.unit.test_alto import A as ALTO
+from tests.unit.test_alto import assert_valid_alto
 from tests.unit.test_imaging import save
+from tests.unit.test_tsv import table as tsv_table
 from training.pdfs import text_pdf
 from training.synth import render_lines
 
@@ -251,7 +254,7 @@ def test_the_text_read_comes_down_as_a_searchable_pdf(page, page_png):
     page.on("request", lambda r: "/api/v1/ocr" in r.url and keys.append(r.headers.get("idempotency-key")))
     rid = read_page(page, page_png[0])
     with page.expect_download() as download:
-        page.click("#download-pdf")
+        page.click("#save-as")  # a searchable PDF, the format chosen unless another is
     assert download.value.suggested_filename == f"ocr-{rid}.pdf"
     # the same upload under the same key: stored once, under the id the page deletes
     assert len(keys) == 2 and keys[0] and keys[0] == keys[1]
@@ -259,6 +262,44 @@ def test_the_text_read_comes_down_as_a_searchable_pdf(page, page_png):
     listed = [i.input_value() for i in page.query_selector_all("#lines input")]
     assert len(pdf) == 1 and pdf[0].get_textpage().get_text_range().split() == " ".join(listed).split()
     page.wait_for_selector("#status:has-text('Searchable PDF saved')")
+    assert page.evaluate("window.cspViolations") == []
+
+
+def test_the_text_read_comes_down_in_a_layout_format_of_ones_choosing(page, tmp_path):
+    """ALTO and TSV, as the service writes them, hold the words the page lists, in the blocks it shows apart (two
+    paragraphs); under the upload's key."""
+    first, _ = render_lines(["Invoice number 4521", "Total due 38.90"], size=28)
+    second, _ = render_lines(["Thank you for your order"], size=28)
+    sheet = Image.new("RGB", (max(first.width, second.width), first.height + 60 + second.height), "white")
+    sheet.paste(first, (0, 0))
+    sheet.paste(second, (0, first.height + 60))
+    sheet.save(tmp_path / "letter.png")
+    keys: list[str | None] = []
+    page.on("request", lambda r: "/api/v1/ocr" in r.url and keys.append(r.headers.get("idempotency-key")))
+    rid = read_page(page, tmp_path / "letter.png")
+    listed = " ".join(i.input_value() for i in page.query_selector_all("#lines input")).split()
+    starts = page.eval_on_selector_all("#lines li", "items => items.map(li => li.classList.contains('new-block'))")
+    assert starts == [False, False, True]  # the second paragraph set apart
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"])
+    page.click("#copy")
+    page.wait_for_selector("#status:has-text('Copied')")
+    lines = [i.input_value() for i in page.query_selector_all("#lines input")]
+    assert page.evaluate("navigator.clipboard.readText()") == f"{lines[0]}\n{lines[1]}\n\n{lines[2]}"
+    page.select_option("#save-format", "alto")
+    with page.expect_download() as download:
+        page.click("#save-as")
+    assert download.value.suggested_filename == f"ocr-{rid}.xml"
+    root = assert_valid_alto(Path(download.value.path()).read_bytes())
+    assert [s.get("CONTENT") for s in root.iter(f"{ALTO}String")] == listed
+    assert [len(list(b.iter(f"{ALTO}TextLine"))) for b in root.iter(f"{ALTO}TextBlock")] == [2, 1]
+    page.wait_for_selector("#status:has-text('ALTO XML saved')")
+    page.select_option("#save-format", "tsv")
+    with page.expect_download() as download:
+        page.click("#save-as")
+    assert download.value.suggested_filename == f"ocr-{rid}.tsv"
+    rows = tsv_table(Path(download.value.path()).read_text("utf-8"))
+    assert [r["text"] for r in rows if r["level"] == "5"] == listed
+    assert len(keys) == 3 and keys[0] and keys.count(keys[0]) == 3
     assert page.evaluate("window.cspViolations") == []
 
 
@@ -322,7 +363,7 @@ def test_the_stored_copy_is_deleted_only_when_the_user_confirms(page, page_png, 
     assert httpx.get(f"{serve_url}/api/v1/images/{rid}").status_code == 404
     assert httpx.get(f"{serve_url}/api/v1/images/{rid}/data").status_code == 404
     assert not page.is_enabled("#forget") and not page.locator("#lines button.fix").first.is_enabled()
-    assert not page.is_enabled("#download-pdf")  # sent under the upload's key, it would store the image again
+    assert not page.is_enabled("#save-as")  # sent under the upload's key, it would store the image again
 
 
 def test_a_service_that_stores_nothing_says_so_at_once(page, page_png, serve_url, app_config):
