@@ -761,8 +761,8 @@ class Ingress:
                         404: {"model": ErrorResponse}, 413: {"model": ErrorResponse}, 501: {"model": ErrorResponse},
                         503: {"model": ErrorResponse}})
     async def image_data(self, image_id: str, output: Output = Query(
-            "json", alias="format", description="'hocr': the stored lines and words as hOCR, as `POST /api/v1/ocr"
-            "?format=hocr` wrote them (corrections are not applied); 'text': the lines as corrected (text/plain), a "
+            "json", alias="format", description="'hocr': the stored lines and words as hOCR, each corrected line one "
+            "word of its text; 'text': the lines as corrected (text/plain), a "
             "blank line between blocks: "
             "each line as its latest correction says, or the latest whole-image correction where one was sent; "
             "'pdf': the stored image as a searchable PDF, each corrected line's text laid over the line; 'alto': "
@@ -782,16 +782,16 @@ class Ingress:
             return error(404, "not_found", f"the results of image {canonical} are not stored yet: they are on "
                          "their way (seconds after the answer, longer while the database is down); ask again shortly",
                          headers={"Retry-After": str(self.cfg.ingress.retry_after_s)})
-        if output == "hocr":
-            return Response(hocr.to_hocr({**found, "request_id": found["id"]}), media_type=hocr.MEDIA_TYPE)
         if output == "text":
             corrected = corrected_lines(found)
             same_lines = len(corrected) == len(found["lines"])
             return PlainTextResponse(plain_text(corrected, line_blocks(found) if same_lines else None))
         if output == "pdf":
             return await self._stored_pdf(canonical, archiver, found)
-        if output in ("alto", "tsv"):
+        if output in ("hocr", "alto", "tsv"):  # each corrected line one word of its text, over the line
             answer = as_corrected({**found, "request_id": canonical}, corrected_lines(found))
+            if output == "hocr":
+                return Response(hocr.to_hocr(answer), media_type=hocr.MEDIA_TYPE)
             if output == "tsv":
                 return Response(tsv.to_tsv(answer), media_type=tsv.MEDIA_TYPE)
             return Response(alto.to_alto(answer), media_type=alto.MEDIA_TYPE)

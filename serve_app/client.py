@@ -38,6 +38,7 @@ from typing import Any
 import httpx
 
 from serve_app import alto, hocr, searchable_pdf, tsv
+from serve_app.layout import plain_text
 
 RETRIED_STATUSES = frozenset({429, 500, 502, 503, 504})
 
@@ -252,7 +253,8 @@ async def run(args: argparse.Namespace) -> int:
                 print(f"== {record['file']}: {record['error']['code']}: {record['error']['message']}", file=sys.stderr)
             else:
                 print(f"== {record['file']} page {record['image']['page']}/{record['image']['pages']}")
-                print(record["text"])
+                lines = record["lines"]  # a blank line between blocks of text, as ?format=text
+                print(plain_text([ln["text"] for ln in lines], [ln["block"] for ln in lines]), end="")
     return 1 if failed else 0
 
 

@@ -70,6 +70,19 @@ def test_the_command_line_reads_every_page_of_a_pdf_and_reports_what_it_could_no
         [r["text"].split() for r in pages]
 
 
+def test_the_command_line_prints_a_blank_line_between_blocks_of_text(serve_url, tmp_path):
+    first, _ = render_lines(["Invoice number 4521", "Total due 38.90"], size=28)
+    second, _ = render_lines(["Thank you"], size=28)
+    sheet = Image.new("RGB", (first.width, first.height + 60 + second.height), "white")
+    sheet.paste(first, (0, 0))
+    sheet.paste(second, (0, first.height + 60))
+    sheet.save(tmp_path / "letter.png")
+    run = subprocess.run([sys.executable, "-m", "serve_app.client", str(tmp_path / "letter.png"), "--url", serve_url],
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout == f"== {tmp_path / 'letter.png'} page 1/1\nInvoice number 4521\nTotal due 38.90\n\nThank you\n"
+
+
 def test_the_client_rides_out_a_lost_ingress_replica(client, serve_url):
     """Serve's proxy answers the requests inside a killed ingress replica with a plain-text 500 (it cannot send an
     upload again; `benchmarks.faults`); the client can, and every request gets its own words."""

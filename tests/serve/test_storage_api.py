@@ -154,6 +154,10 @@ def test_image_data_and_corrections_endpoints(client):
     assert [[s.get("CONTENT") for s in ln.iter(f"{ALTO}String")] for ln in lines[1:]] == \
         [[w["text"] for w in ln["words"]] for ln in body["lines"][1:]]
     assert root.find(f".//{ALTO}processingDateTime").text == fixed["created"]
+    # as hOCR, the corrected line one word over it
+    as_hocr = client.get(f"/api/v1/images/{rid}/data", params={"format": "hocr"})
+    first_line = ET.fromstring(as_hocr.content).find(".//{http://www.w3.org/1999/xhtml}span[@class='ocr_line']")
+    assert [w.text for w in first_line] == ["Correct me, please!"]
     # and as Tesseract's TSV: the corrected line one word
     as_tsv = client.get(f"/api/v1/images/{rid}/data", params={"format": "tsv"})
     assert as_tsv.status_code == 200 and as_tsv.headers["content-type"].startswith("text/tab-separated-values")
