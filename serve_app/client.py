@@ -254,7 +254,7 @@ async def run(args: argparse.Namespace) -> int:
             else:
                 print(f"== {record['file']} page {record['image']['page']}/{record['image']['pages']}")
                 lines = record["lines"]  # a blank line between blocks of text, as ?format=text
-                print(plain_text([ln["text"] for ln in lines], [ln["block"] for ln in lines]), end="")
+                print(plain_text([ln["text"] for ln in lines], [ln.get("block", 0) for ln in lines]), end="")
     return 1 if failed else 0
 
 
