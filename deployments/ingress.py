@@ -114,7 +114,8 @@ def _internal_error(exc: BaseException) -> JSONResponse:
 def _refuse_body(path: str, status: int, code: str, message: str) -> JSONResponse:
     """The 413 for a body past its route's limit, declared or counted as it came, or the 408 for one that stalled."""
     if path == body_limits.UPLOAD_ROUTE:
-        metrics.ingress()["requests"].inc(tags={"status": str(status), "code": code, "layout": "none"})
+        metrics.ingress()["requests"].inc(tags={"status": str(status), "code": code, "layout": "none",
+                                                "format": "none"})
     return error(status, code, message, str(uuid.uuid4()), {"Connection": "close"})
 
 
@@ -145,7 +146,8 @@ async def _require_api_key(request: Request, call_next: Callable[[Request], Any]
     """401 for an ``/api/`` request without one of the keys, before its upload is read or admitted."""
     if API_KEYS and api_keys.guarded(_route_path(request)) and \
             not api_keys.allowed(API_KEYS, api_keys.presented(request.headers)):
-        metrics.ingress()["requests"].inc(tags={"status": "401", "code": "unauthorized", "layout": "none"})
+        metrics.ingress()["requests"].inc(tags={"status": "401", "code": "unauthorized", "layout": "none",
+                                                "format": "none"})
         return error(401, "unauthorized", "this API needs a key: send 'Authorization: Bearer <key>' or "
                      "'X-API-Key: <key>'", str(uuid.uuid4()), {"WWW-Authenticate": "Bearer"})
     return await call_next(request)
@@ -161,7 +163,8 @@ def _valid_key(scope: body_limits.Scope) -> str | None:
 
 def _refuse_share(message: str, retry_after_s: int) -> JSONResponse:
     """The 429 for a client past its share of the replica's requests, answered before its body is read."""
-    metrics.ingress()["requests"].inc(tags={"status": "429", "code": "too_many_requests", "layout": "none"})
+    metrics.ingress()["requests"].inc(tags={"status": "429", "code": "too_many_requests", "layout": "none",
+                                            "format": "none"})
     return error(429, "too_many_requests", message, str(uuid.uuid4()), {"Retry-After": str(retry_after_s)})
 
 
@@ -487,7 +490,8 @@ class Ingress:
             if isinstance(response, Response):
                 status, code = response.status_code, json.loads(bytes(response.body))["error"]["code"]
             span.set_attribute("http.status_code", status)
-            metrics.ingress()["requests"].inc(tags={"status": str(status), "code": code, "layout": layout})
+            metrics.ingress()["requests"].inc(tags={"status": str(status), "code": code, "layout": layout,
+                                                    "format": output})
             record: dict[str, Any] = {
                 "event": "ocr", "request_id": request_id, "trace_id": telemetry.trace_id(), "status": status,
                 "code": code, "total_ms": round((time.perf_counter() - t0) * 1e3, 1)}

@@ -21,8 +21,8 @@ def _tags(*keys: str) -> tuple[str]:
 @functools.cache
 def ingress() -> dict:
     return {
-        "requests": Counter("ocr_requests_total", "OCR requests by HTTP status, error code and layout.",
-                            tag_keys=_tags("status", "code", "layout")),
+        "requests": Counter("ocr_requests_total", "OCR requests by HTTP status, error code, layout and answer "
+                            "format.", tag_keys=_tags("status", "code", "layout", "format")),
         "images": Counter("ocr_images_total", "Images read successfully."),
         "replicas_lost": Counter("ocr_replicas_lost_total", "Calls from the ingress whose replica was lost mid-call "
                                  "(each was sent again, or given up).", tag_keys=("target",)),

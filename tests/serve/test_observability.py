@@ -95,6 +95,8 @@ def test_custom_metrics_reach_prometheus(client, metrics_port):
     assert client.post("/api/v1/ocr", files={"image": ("x.txt", b"not an image", "text/plain")}).status_code == 415
     word = client.post("/api/v1/ocr", params={"layout": "word"}, files={"image": ("w.png", png(["word"]), "image/png")})
     assert word.status_code == 200
+    as_alto = client.post("/api/v1/ocr", params={"format": "alto"}, files={"image": ("a.png", png(["alto"]))})
+    assert as_alto.status_code == 200
     deadline = time.monotonic() + 90
     text = ""
     while time.monotonic() < deadline:
@@ -106,6 +108,8 @@ def test_custom_metrics_reach_prometheus(client, metrics_port):
             break
         time.sleep(2)
     assert value(text, "ray_ocr_requests_total", status="200") >= 3
+    assert value(text, "ray_ocr_requests_total", status="200", format="alto") >= 1  # which formats are asked for
+    assert value(text, "ray_ocr_requests_total", status="200", format="json") >= 3
     assert value(text, "ray_ocr_requests_total", status="415", code="unsupported_media_type") >= 1
     assert value(text, "ray_ocr_images_total") >= 3
     assert value(text, "ray_ocr_stage_latency_ms_count", stage="detect") >= 3
