@@ -507,13 +507,14 @@ class Ingress:
                 if self.cfg.ingress.log_text:
                     record["text"] = response["text"]
             request_log.info(json.dumps(record))
+            name = image.filename if image is not None else None  # the layout formats name the file read
             if isinstance(response, dict) and output == "hocr":
-                return Response(hocr.to_hocr(response), media_type=hocr.MEDIA_TYPE)
+                return Response(hocr.document([response], image_name=name), media_type=hocr.MEDIA_TYPE)
             if isinstance(response, dict) and output == "pdf":
                 return Response(response.pop("pdf"), media_type=searchable_pdf.MEDIA_TYPE, headers={
                     "Content-Disposition": f'inline; filename="{request_id}.pdf"'})
             if isinstance(response, dict) and output == "alto":
-                return Response(alto.to_alto(response), media_type=alto.MEDIA_TYPE)
+                return Response(alto.document([response], name), media_type=alto.MEDIA_TYPE)
             if isinstance(response, dict) and output == "tsv":
                 return Response(tsv.to_tsv(response), media_type=tsv.MEDIA_TYPE)
             if isinstance(response, dict) and output == "text":

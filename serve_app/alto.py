@@ -16,27 +16,25 @@ The element order and attribute types follow the ALTO 4.4 schema (``alto-4-4.xsd
 
 from __future__ import annotations
 
-import re
 import xml.etree.ElementTree as ET
 from datetime import UTC, datetime
 from typing import Any
 
 from serve_app import __version__
 from serve_app.layout import enclosing, line_blocks
+from serve_app.markup import xml_safe
 
 NS = "http://www.loc.gov/standards/alto/ns-v4#"
 XSI = "http://www.w3.org/2001/XMLSchema-instance"
 SCHEMA = "http://www.loc.gov/alto/v4/alto-4-4.xsd"
 MEDIA_TYPE = "application/xml"
-#: Characters XML 1.0 cannot hold, not even escaped: a correction is the user's text and may carry them.
-_NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 
 
 def _el(parent: ET.Element, tag: str, text: str | None = None, /, **attrs: Any) -> ET.Element:
     el = ET.SubElement(parent, f"{{{NS}}}{tag}",
-                       {k: _NOT_XML.sub("\ufffd", str(v)) for k, v in attrs.items() if v is not None})
+                       {k: xml_safe(str(v)) for k, v in attrs.items() if v is not None})
     if text is not None:
-        el.text = _NOT_XML.sub("\ufffd", text)
+        el.text = xml_safe(text)
     return el
 
 

@@ -17,6 +17,7 @@ from typing import Any
 
 from serve_app import __version__
 from serve_app.layout import enclosing, line_blocks
+from serve_app.markup import xml_safe
 
 MEDIA_TYPE = "text/html; charset=utf-8"
 
@@ -50,7 +51,7 @@ def page_div(answer: dict[str, Any], image_name: str | None = None) -> str:
     n = image.get("page", 1)
     page = [_bbox([0, 0, image["width"], image["height"]]), f"ppageno {n - 1}"]  # the upload's, turned or not
     if image_name:
-        page.insert(0, 'image "{}"'.format(image_name.replace('"', "'")))  # a quote would end the property
+        page.insert(0, 'image "{}"'.format(xml_safe(image_name).replace('"', "'")))  # a quote would end it
     if image.get("dpi"):
         page.append(f"scan_res {round(image['dpi'])} {round(image['dpi'])}")
     turn = f"; textangle {image['rotation']}" if image.get("rotation") else ""
@@ -65,7 +66,7 @@ def page_div(answer: dict[str, Any], image_name: str | None = None) -> str:
             out.append(f'     <span class="ocr_line" id="line_{n}_{i}" title="{_bbox(line["box"])}{turn}; '
                        f'{_conf(line["confidence"])}">')
             words = [f'<span class="ocrx_word" id="word_{n}_{i}_{j}" title="{_bbox(w["box"])}; '
-                     f'{_conf(w["confidence"])}">{escape(w["text"], quote=False)}</span>'
+                     f'{_conf(w["confidence"])}">{escape(xml_safe(w["text"]), quote=False)}</span>'
                      for j, w in enumerate(line["words"], 1)]
             out.append(" ".join(words) + "</span>\n")
         out.append("    </p>\n   </div>\n")
@@ -75,7 +76,8 @@ def page_div(answer: dict[str, Any], image_name: str | None = None) -> str:
 
 def document(answers: list[dict[str, Any]], title: str | None = None, image_name: str | None = None) -> str:
     """An hOCR document with one page per answer (the pages of one upload, in order)."""
-    head = _HEAD.format(title=escape(title or answers[0]["request_id"]), version=__version__, pages=len(answers))
+    head = _HEAD.format(title=escape(xml_safe(title or answers[0]["request_id"])), version=__version__,
+                        pages=len(answers))
     return head + "".join(page_div(a, image_name) for a in answers) + " </body>\n</html>\n"
 
 

@@ -86,7 +86,7 @@ def test_the_answer_as_hocr_or_text_holds_what_the_json_holds(client):
     root = ET.fromstring(as_hocr.content)
     ns = {"h": "http://www.w3.org/1999/xhtml"}
     page = root.find(".//h:div[@class='ocr_page']", ns)
-    assert page.get("title").startswith(f"bbox 0 0 {img.width} {img.height};")
+    assert page.get("title").startswith(f'image "page.png"; bbox 0 0 {img.width} {img.height};')  # the file read
     lines = page.findall(".//h:span[@class='ocr_line']", ns)
     assert [[w.text for w in ln.findall("h:span[@class='ocrx_word']", ns)] for ln in lines] == \
         [[w["text"] for w in ln["words"]] for ln in as_json["lines"]]
@@ -97,7 +97,7 @@ def test_the_answer_as_hocr_or_text_holds_what_the_json_holds(client):
     turned = client.post("/api/v1/ocr", params={"format": "hocr", "rotate": "90"},
                          files={"image": ("side.png", png(sideways), "image/png")})
     page = ET.fromstring(turned.content).find(".//h:div[@class='ocr_page']", ns)
-    assert page.get("title").startswith(f"bbox 0 0 {sideways.width} {sideways.height};")
+    assert page.get("title").startswith(f'image "side.png"; bbox 0 0 {sideways.width} {sideways.height};')
     turned_lines = page.findall(".//h:span[@class='ocr_line']", ns)
     assert {ln.get("title").split("; ")[1] for ln in turned_lines} == {"textangle 90"}
     assert [" ".join(w.text for w in ln) for ln in turned_lines] == KNOWN_LINES
@@ -127,6 +127,7 @@ def test_the_answer_as_alto_or_tsv_holds_what_the_json_holds(client):
     assert all(abs(a - b) <= 1 for a, b in zip(got, [x0, y0, x1 - x0, y1 - y0])), (got, (x0, y0, x1, y1))
     assert float(first.get("WC")) == pytest.approx(as_json["lines"][0]["words"][0]["confidence"], abs=1e-3)
     assert as_json["models"]["recognizer"] in root.find(f".//{ALTO}processingStepSettings").text
+    assert root.find(f".//{ALTO}sourceImageInformation/{ALTO}fileName").text == "page.png"  # the file read
     # lying on its side and read turned: the page is the upload as it lies, the block says the turn
     sideways = img.rotate(90, expand=True)
     turned = client.post("/api/v1/ocr", params={"format": "alto", "rotate": "90"},

@@ -2,6 +2,7 @@
 
 import xml.etree.ElementTree as ET
 
+from serve_app.corrections import as_corrected
 from serve_app.hocr import document, to_hocr
 from serve_app.schemas import OCRResponse
 
@@ -100,3 +101,13 @@ def test_each_block_of_text_is_an_area_and_paragraph_of_its_own():
         [["Left1", "Left2"], ["Right1", "Right2"]]
     assert [ln.get("id") for ln in root.iterfind(".//h:span[@class='ocr_line']", NS)] == \
         ["line_1_1", "line_1_2", "line_1_3", "line_1_4"]  # the answer's line numbers, across blocks
+
+
+def test_a_correction_or_file_name_with_a_control_character_still_makes_a_readable_document():
+    """Stored hOCR lays corrections over their lines, and a file name is the user's: XML cannot hold \\x01 at all."""
+    fixed = as_corrected(answer(), ["Fish\x01 & <chips>", "4.50"])
+    root = ET.fromstring(document([fixed], image_name="scan\x07.png"))  # parses
+    page = root.find(".//h:div[@class='ocr_page']", NS)
+    assert page.get("title").startswith('image "scan\ufffd.png"')
+    first = root.find(".//h:span[@class='ocr_line']", NS)
+    assert [w.text for w in first] == ["Fish\ufffd & <chips>"]
