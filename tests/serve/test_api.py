@@ -902,7 +902,8 @@ def test_health_readiness_and_openapi(client, app_config):
     documented = set(spec["paths"]["/api/v1/ocr"]["post"]["responses"])
     assert {"400", "408", "413", "415", "422", "429", "503", "504"} <= documented
     for path, method in (("/api/v1/ocr", "post"), ("/api/v1/images/{image_id}/data", "get")):  # every format
-        assert {"application/json", "text/html", "text/plain", "application/pdf"} <= set(
+        assert {"application/json", "text/html", "text/plain", "application/pdf", "application/xml",
+                "text/tab-separated-values"} <= set(
             spec["paths"][path][method]["responses"]["200"]["content"]), path
 
 
