@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from serve_app import __version__
-from serve_app.layout import enclosing, line_blocks
+from serve_app.layout import enclosing, grouped_lines
 from serve_app.markup import xml_safe
 
 NS = "http://www.loc.gov/standards/alto/ns-v4#"
@@ -53,10 +53,8 @@ def _page(layout: ET.Element, answer: dict[str, Any]) -> None:
     page = _el(layout, "Page", ID=f"page_{n}", PHYSICAL_IMG_NR=n, WIDTH=image["width"], HEIGHT=image["height"],
                PROCESSING="ocr")
     space = _el(page, "PrintSpace", HPOS=0, VPOS=0, WIDTH=image["width"], HEIGHT=image["height"])
-    blocks = line_blocks(answer)
-    for b in range(max(blocks, default=-1) + 1):
-        lines = [(i, line) for i, (line, at) in enumerate(zip(answer["lines"], blocks, strict=True), 1)
-                 if at == b and line["words"]]  # a TextLine holds one String or more
+    for b, group in enumerate(grouped_lines(answer)):
+        lines = [(i, line) for i, line in group if line["words"]]  # a TextLine holds one String or more
         if lines:
             block = _el(space, "TextBlock", ID=f"block_{n}_{b + 1}",
                         **_geometry(enclosing([line["box"] for _, line in lines])),

@@ -16,7 +16,7 @@ from html import escape
 from typing import Any
 
 from serve_app import __version__
-from serve_app.layout import enclosing, line_blocks
+from serve_app.layout import enclosing, grouped_lines
 from serve_app.markup import xml_safe
 
 MEDIA_TYPE = "text/html; charset=utf-8"
@@ -56,9 +56,7 @@ def page_div(answer: dict[str, Any], image_name: str | None = None) -> str:
         page.append(f"scan_res {round(image['dpi'])} {round(image['dpi'])}")
     turn = f"; textangle {image['rotation']}" if image.get("rotation") else ""
     out = [f'  <div class="ocr_page" id="page_{n}" title="{escape("; ".join(page))}">\n']
-    blocks = line_blocks(answer)
-    for b in range(max(blocks, default=-1) + 1):
-        lines = [(i, line) for i, (line, at) in enumerate(zip(answer["lines"], blocks, strict=True), 1) if at == b]
+    for b, lines in enumerate(grouped_lines(answer)):
         block = _bbox(enclosing([line["box"] for _, line in lines]))
         out.append(f'   <div class="ocr_carea" id="block_{n}_{b + 1}" title="{block}">\n'
                    f'    <p class="ocr_par" id="par_{n}_{b + 1}" title="{block}">\n')

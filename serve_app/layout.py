@@ -87,6 +87,16 @@ def line_blocks(answer: dict[str, Any]) -> list[int]:
                         for line in answer["lines"]])
 
 
+def grouped_lines(answer: dict[str, Any]) -> list[list[tuple[int, dict[str, Any]]]]:
+    """The answer's lines by block, in order: each block's (line number from 1, line) pairs."""
+    groups: list[list[tuple[int, dict[str, Any]]]] = []
+    for i, (line, block) in enumerate(zip(answer["lines"], line_blocks(answer), strict=True), 1):
+        if block == len(groups):
+            groups.append([])
+        groups[block].append((i, line))
+    return groups
+
+
 def with_blocks(answer: dict[str, Any]) -> dict[str, Any]:
     """``answer`` with each line's ``block`` set, in place (and returned)."""
     for line, block in zip(answer["lines"], line_blocks(answer), strict=True):

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from serve_app.layout import enclosing, line_blocks
+from serve_app.layout import enclosing, grouped_lines
 
 MEDIA_TYPE = "text/tab-separated-values; charset=utf-8"
 COLUMNS = ("level", "page_num", "block_num", "par_num", "line_num", "word_num", "left", "top", "width", "height",
@@ -33,9 +33,8 @@ def page_rows(answer: dict[str, Any]) -> list[str]:
     image = answer["image"]
     n = image.get("page", 1)
     rows = [_row(1, (n, 0, 0, 0, 0), [0, 0, image["width"], image["height"]])]
-    blocks = line_blocks(answer)
-    for b in range(max(blocks, default=-1) + 1):
-        lines = [line for line, at in zip(answer["lines"], blocks, strict=True) if at == b and line["words"]]
+    for b, group in enumerate(grouped_lines(answer)):
+        lines = [line for _, line in group if line["words"]]
         if not lines:
             continue
         box = enclosing([line["box"] for line in lines])
