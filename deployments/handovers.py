@@ -26,22 +26,32 @@ class Handovers:
         self.budget_bytes = budget_bytes
         self.tasks: set[asyncio.Task[None]] = set()
         self.pending_bytes = 0
+        self._held: dict[int, tuple[bytes, int]] = {}  # by id: each upload held, and by how many handovers
 
-    def start(self, size: int, hand_over: Callable[[], Coroutine[Any, Any, None]],
+    def start(self, upload: bytes, hand_over: Callable[[], Coroutine[Any, Any, None]],
               context: contextvars.Context | None = None) -> bool:
-        """Run ``hand_over()`` in the background, holding ``size`` bytes until it ends; False past the budget.
+        """Run ``hand_over()`` in the background, holding ``upload`` until it ends; False past the budget.
 
-        ``context``: the context variables it runs with (default: a copy of the caller's).
+        Handovers of one upload (the pages of a ``?pages=`` request, each stored with the file) hold its bytes
+        once. ``context``: the context variables it runs with (default: a copy of the caller's).
         """
-        if self.pending_bytes + size > self.budget_bytes:
+        key = id(upload)
+        _, holders = self._held.get(key, (upload, 0))
+        if not holders and self.pending_bytes + len(upload) > self.budget_bytes:
             return False
-        self.pending_bytes += size
+        if not holders:
+            self.pending_bytes += len(upload)
+        self._held[key] = (upload, holders + 1)  # the entry keeps the object, so that its id stays its own
         task = asyncio.get_running_loop().create_task(hand_over(), context=context)
         self.tasks.add(task)
 
         def done(finished: asyncio.Task[None]) -> None:
             self.tasks.discard(finished)
-            self.pending_bytes -= size
+            held, left = self._held.pop(key)
+            if left > 1:
+                self._held[key] = (held, left - 1)
+            else:
+                self.pending_bytes -= len(held)
 
         task.add_done_callback(done)
         return True

@@ -44,10 +44,10 @@ from deployments import (
     uploads,
 )
 from deployments.handovers import Handovers
-from serve_app import __version__, alto, hocr, searchable_pdf, telemetry, tsv
+from serve_app import __version__, alto, documents, hocr, searchable_pdf, telemetry, tsv
 from serve_app.config import AppConfig, resolve_weights
 from serve_app.corrections import as_corrected, corrected_lines
-from serve_app.imaging import ACCEPTED, MEDIA_TYPES, ImageError, decode_image
+from serve_app.imaging import ACCEPTED, MEDIA_TYPES, DecodedImage, ImageError, PageOutOfRange, decode_image
 from serve_app.layout import line_blocks, plain_text, with_blocks
 from serve_app.ocr.pipeline import (
     WORD_FALLBACK_CONFIDENCE,
@@ -65,8 +65,9 @@ from serve_app.ocr.pipeline import (
 )
 from serve_app.ocr.processing.recognition import Crop, Decoded, to_gray
 from serve_app.ocr.processing.textlines import TextLine
+from serve_app.pages import SPELLING, TooManyPages, parse_pages
 from serve_app.pdf_sandbox import PdfSandbox
-from serve_app.schemas import CorrectionIn, CorrectionOut, ErrorResponse, OCRResponse
+from serve_app.schemas import CorrectionIn, CorrectionOut, DocumentResponse, ErrorResponse, OCRResponse
 from serve_app.storage.repository import StorageUnavailable
 
 log = logging.getLogger("ray.serve")
@@ -327,6 +328,7 @@ class Ingress:
         # ids answered lately, with how many lines each answer had: a correction names one of them
         self.recent: collections.OrderedDict[str, int] = collections.OrderedDict()
         self.inflight = 0
+        self.document_pages = 0  # pages of ?pages= requests being read at once, beyond each one's first
         # answers on their way to the sidecar, held until it has them, within a budget of upload bytes
         self.handovers = Handovers(self.cfg.ingress.max_pending_handover_mb * 2**20)
         self.max_inflight = self.cfg.ingress.max_inflight
@@ -418,7 +420,7 @@ class Ingress:
             return "unknown"
         return "up" if status["database_up"] else "down"
 
-    @api.post("/api/v1/ocr", response_model=OCRResponse, openapi_extra=RAW_UPLOAD_DOC, responses={
+    @api.post("/api/v1/ocr", response_model=OCRResponse | DocumentResponse, openapi_extra=RAW_UPLOAD_DOC, responses={
         **ERRORS, 200: {"content": OTHER_FORMATS}})
     async def ocr(  # noqa: ANN201
         self, request: Request,
@@ -430,6 +432,12 @@ class Ingress:
         page: int = Query(1, ge=1, description="which page of a PDF or multi-page TIFF (frame of an animated WebP or "
                                                "PNG) to read, from 1; the answer's `image.pages` says how many there "
                                                "are"),
+        pages: str | None = Query(None, max_length=200, description=f"{SPELLING}: read those pages of a PDF or "
+                                  "multi-page TIFF (frames of an animated WebP or PNG) in one request, answered as one "
+                                  "document: JSON with each page's answer under `pages` (each stored under its own "
+                                  "`request_id`), or one hOCR, ALTO, TSV, PDF or text document of those pages. At "
+                                  "most ingress.max_pages (50), else 413 too_many_pages; not with `page` or "
+                                  "layout=word"),
         rotate: Rotate = Query("0", description="degrees to turn the image clockwise before reading it (a page "
                                                 "scanned sideways: 90 or 270), or 'auto': read as uploaded unless the "
                                                 "words are doubtful, then judge the other three turns on their widest "
@@ -478,14 +486,18 @@ class Ingress:
                 async def read_body(_limit: int) -> bytes:  # bounded by the body limits middleware already
                     return await request.body()
                 read = read_body
+            wanted, refused = self._wanted_pages(pages, "page" in request.query_params, layout, request_id)
             if sent > 1:  # one was read and the rest dropped without a word: a client hoping for all learns otherwise
                 response: dict[str, Any] | JSONResponse = error(
                     422, "invalid_request", f"the field 'image' came {sent} times; send one image per request "
-                    "(the pages of a PDF or TIFF are read one request each, ?page=N)", request_id)
+                    "(the pages of a PDF or TIFF are one upload: ?pages=all)", request_id)
             elif read is None:
                 response = error(*uploads.missing_image(content_type, form.keys()), request_id)
+            elif refused is not None:
+                response = refused
             else:
-                response = await self._admit(request_id, read, layout, page, rotate, min_confidence, output, notes)
+                response = await self._admit(request_id, read, layout, page, wanted, rotate, min_confidence, output,
+                                             notes)
             status, code = 200, "ok"
             if isinstance(response, Response):
                 status, code = response.status_code, json.loads(bytes(response.body))["error"]["code"]
@@ -500,43 +512,61 @@ class Ingress:
                 record["replicas_lost"] = lost
                 span.set_attribute("replicas_lost", sum(lost.values()))
             if isinstance(response, dict):
+                answered = documents.pages_of(response)
+                several = "pages" in response  # ?pages=: a list of the pages read, and of their turns
+                first = answered[0]["image"]
                 record.update(timings={k: round(v, 1) for k, v in response["timings"].items()},
-                              lines=len(response["lines"]), width=response["image"]["width"],
-                              height=response["image"]["height"], page=page, pages=response["image"]["pages"],
-                              rotation=response["image"]["rotation"])
+                              lines=sum(len(p["lines"]) for p in answered), width=first["width"],
+                              height=first["height"], pages=first["pages"],
+                              page=[p["image"]["page"] for p in answered] if several else page,
+                              rotation=[p["image"]["rotation"] for p in answered] if several else first["rotation"])
                 if self.cfg.ingress.log_text:
                     record["text"] = response["text"]
             request_log.info(json.dumps(record))
-            name = image.filename if image is not None else None  # the layout formats name the file read
-            if isinstance(response, dict) and output == "hocr":
-                return Response(hocr.document([response], image_name=name), media_type=hocr.MEDIA_TYPE)
-            if isinstance(response, dict) and output == "pdf":
-                return Response(response.pop("pdf"), media_type=searchable_pdf.MEDIA_TYPE, headers={
-                    "Content-Disposition": f'inline; filename="{request_id}.pdf"'})
-            if isinstance(response, dict) and output == "alto":
-                return Response(alto.document([response], name), media_type=alto.MEDIA_TYPE)
-            if isinstance(response, dict) and output == "tsv":
-                return Response(tsv.to_tsv(response), media_type=tsv.MEDIA_TYPE)
-            if isinstance(response, dict) and output == "text":
-                lines = response["lines"]
-                return PlainTextResponse(plain_text([ln["text"] for ln in lines], [ln["block"] for ln in lines]))
+            if isinstance(response, dict) and output != "json":
+                name = image.filename if image is not None else None  # the layout formats name the file read
+                content, media_type, headers = documents.formatted(response, output, name)
+                return Response(content, media_type=media_type, headers=headers)
             return response
 
+    def _wanted_pages(self, pages: str | None, page_given: bool, layout: Layout,
+                      request_id: str) -> tuple[list[int] | None, JSONResponse | None]:
+        """``?pages=`` as page numbers ([]: all), None without it; or the error to answer."""
+        if pages is None:
+            return None, None
+        if page_given:
+            return None, error(422, "invalid_request", "send ?page=N (one page) or ?pages= (several), not both",
+                               request_id)
+        if layout == "word":
+            return None, error(422, "invalid_request", "?pages= reads pages of a document; layout=word reads one "
+                               "cropped word, one image per request", request_id)
+        try:
+            return parse_pages(pages, self.cfg.ingress.max_pages), None
+        except TooManyPages as exc:
+            return None, error(exc.status, exc.code, str(exc), request_id)
+        except ValueError as exc:
+            return None, error(422, "invalid_request", str(exc), request_id)
+
     async def _admit(self, request_id: str, read: Callable[[int], Awaitable[bytes]], layout: Layout, page: int,
-                     rotate: Rotate, min_confidence: float | None, output: Output,
+                     wanted: list[int] | None, rotate: Rotate, min_confidence: float | None, output: Output,
                      notes: dict[str, Any]) -> dict[str, Any] | JSONResponse:
+        """One page (``wanted`` None) within ``request_timeout_s``, or the pages ``wanted`` ([]: all), each so."""
         limits = self.cfg.ingress
         busy = {"Retry-After": str(limits.retry_after_s)}
         if self.inflight >= self.max_inflight:
             return error(503, "overloaded", "the service is at capacity; retry shortly", request_id, busy)
         self.inflight += 1
         try:
+            if wanted is not None:
+                return await self._document(request_id, read, wanted, rotate, min_confidence, output, notes)
             return await asyncio.wait_for(
                 self._ocr(request_id, read, layout, page, rotate, min_confidence, output, notes),
                 self.request_timeout_s)
-        except TimeoutError:
-            return error(504, "timeout", f"no answer within {self.request_timeout_s:g} s (ingress.request_timeout_s); "
-                         "the models may be overloaded or restarting: retry later", request_id, busy)
+        except TimeoutError as exc:
+            where = f"{exc.args[0]}: " if exc.args else ""
+            return error(504, "timeout", f"{where}no answer within {self.request_timeout_s:g} s "
+                         "(ingress.request_timeout_s); the models may be overloaded or restarting: retry later",
+                         request_id, busy)
         except ImageError as exc:
             return error(exc.status, exc.code, str(exc), request_id)
         except BackPressureError:
@@ -552,9 +582,91 @@ class Ingress:
     async def _ocr(self, request_id: str, read: Callable[[int], Awaitable[bytes]], layout: Layout, page: int,
                    rotate: Rotate, min_confidence: float | None, output: Output,
                    notes: dict[str, Any]) -> dict[str, Any]:
+        t0 = time.perf_counter()
+        data = await read(self.cfg.ingress.max_upload_bytes + 1)
+        body, decoded = await self._read(request_id, data, t0, layout, page, rotate, min_confidence, notes)
+        if self.sidecar is not None:
+            self._store(request_id, data, MEDIA_TYPES[decoded.format], body, notes)
+        if output == "pdf":  # after the handover took its copy: the PDF is the answer's, not stored
+            if decoded.format == "PDF":  # its own page, words laid over it: parsed again, so in the sandbox
+                body["pdf"] = await self._in_thread("pdf", self.pdfs.overlay, data, [body])
+            else:
+                body["pdf"] = await self._in_thread("pdf", searchable_pdf.to_pdf, body, data, decoded.pixels)
+        return body
+
+    async def _document(self, request_id: str, read: Callable[[int], Awaitable[bytes]], wanted: list[int],
+                        rotate: Rotate, min_confidence: float | None, output: Output,
+                        notes: dict[str, Any]) -> dict[str, Any]:
+        """The pages ``wanted`` of one upload ([]: every page), read ``ingress.pages_at_once`` at a time.
+
+        The first is read alone, since only it says how many pages there are. Nothing is stored unless every page
+        was read (an error names the page), then each page under its own id (`request_ids.page_id`), with the file.
+        """
         limits = self.cfg.ingress
         t0 = time.perf_counter()
         data = await read(limits.max_upload_bytes + 1)
+        pictures: dict[int, searchable_pdf.PageImage] = {}
+
+        async def one(n: int) -> dict[str, Any]:
+            t = time.perf_counter()
+            try:
+                body, decoded = await asyncio.wait_for(self._read(
+                    request_ids.page_id(request_id, n), data, t, "page", n, rotate, min_confidence, notes),
+                    self.request_timeout_s)
+            except PageOutOfRange:  # names the page already
+                raise
+            except ImageError as exc:
+                raise type(exc)(f"page {n}: {exc}") from None
+            except TimeoutError:
+                raise TimeoutError(f"page {n}") from None
+            if output == "pdf" and decoded.format != "PDF":  # the picture now: the page's pixels are not kept
+                pictures[n] = await self._in_thread("pdf", searchable_pdf.page_image, data, decoded.format,
+                                                 decoded.pixels, decoded.width, decoded.height)
+            return body
+
+        first = await one(wanted[0] if wanted else 1)
+        held = first["image"]["pages"]
+        numbers = wanted or list(range(1, held + 1))
+        if numbers[-1] > held:
+            raise PageOutOfRange(f"page {numbers[-1]} was asked for; the image has {held} page"
+                                 f"{'s' if held > 1 else ''}")
+        if len(numbers) > limits.max_pages:
+            raise TooManyPages(f"the upload holds {held} pages; one request reads at most {limits.max_pages} "
+                               f"(ingress.max_pages): ask for them in parts, ?pages=1-{limits.max_pages} and so on")
+        gate = asyncio.Semaphore(limits.pages_at_once)
+
+        async def gated(n: int) -> dict[str, Any]:
+            async with gate:
+                self.document_pages += 1
+                try:
+                    return await one(n)
+                finally:
+                    self.document_pages -= 1
+
+        rest = [asyncio.ensure_future(gated(n)) for n in numbers[1:]]
+        try:
+            bodies = [first, *await asyncio.gather(*rest)]
+        except BaseException:  # one page failed: the others stop
+            for task in rest:
+                task.cancel()
+            raise
+        answer = documents.document(request_id, bodies, self.models, (time.perf_counter() - t0) * 1e3)
+        if self.sidecar is not None:
+            for body in bodies:
+                self._store(body["request_id"], data, MEDIA_TYPES[body["image"]["format"]], body, notes)
+        if output == "pdf":
+            if first["image"]["format"] == "PDF":
+                answer["pdf"] = await self._in_thread("pdf", self.pdfs.overlay, data, bodies)
+            else:
+                answer["pdf"] = await self._in_thread("pdf", searchable_pdf.document, [
+                    (body, pictures[body["image"]["page"]], searchable_pdf.resolution(data, body)) for body in bodies],
+                    request_id)
+        return answer
+
+    async def _read(self, request_id: str, data: bytes, t0: float, layout: Layout, page: int, rotate: Rotate,
+                    min_confidence: float | None, notes: dict[str, Any]) -> tuple[dict[str, Any], DecodedImage]:
+        """Page ``page`` of the upload ``data`` decoded and read: its answer, and the pixels it was read from."""
+        limits = self.cfg.ingress
         keep_side = 2 * self.cfg.detector.detection.max_side if limits.jpeg_draft else None
         decoded = await self._in_thread("decode", decode_image, data, limits.max_upload_bytes, limits.max_pixels,
                                         keep_side, page, limits.pdf_dpi, self.pdfs.render)
@@ -600,14 +712,7 @@ class Ingress:
             "models": self.models,
         }
         with_blocks(body)
-        if self.sidecar is not None:
-            self._store(request_id, data, MEDIA_TYPES[decoded.format], body, notes)
-        if output == "pdf":  # after the handover took its copy: the PDF is the answer's, not stored
-            if decoded.format == "PDF":  # its own page, words laid over it: parsed again, so in the sandbox
-                body["pdf"] = await self._in_thread("pdf", self.pdfs.overlay, data, [body])
-            else:
-                body["pdf"] = await self._in_thread("pdf", searchable_pdf.to_pdf, body, data, decoded.pixels)
-        return body
+        return body, decoded
 
     def _store(self, request_id: str, data: bytes, media_type: str, body: dict[str, Any],
                notes: dict[str, Any]) -> None:
@@ -617,7 +722,7 @@ class Ingress:
         the request's log line and counted.
         """
         stored = {**body, "created_at": datetime.now(UTC).isoformat()}
-        if self.handovers.start(len(data), lambda: self._hand_over(request_id, data, media_type, stored),
+        if self.handovers.start(data, lambda: self._hand_over(request_id, data, media_type, stored),
                                 _outliving_the_request()):
             self._remember(request_id, len(body["lines"]))
             return
@@ -680,7 +785,7 @@ class Ingress:
     async def _recognize(self, crops: list[Crop], spent: dict[str, float]) -> list[Decoded]:
         t0 = time.perf_counter()
         with telemetry.tracer.start_as_current_span("recognize", attributes={"crops": len(crops)}):
-            alone = self.inflight == 1
+            alone = self.inflight == 1 and self.document_pages < 2  # one page on its way through: both cores
             readings = (await self._call("Recognizer", lambda: self.recognizer.recognize.remote(
                 [c.pixels for c in crops], alone)) if crops else [])
         spent["recognize"] += time.perf_counter() - t0

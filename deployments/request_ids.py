@@ -23,3 +23,12 @@ def request_id(idempotency_key: str | None, api_key: str | None) -> str:
         return str(uuid.uuid4())
     scope = hashlib.sha256((api_key or "").encode()).hexdigest()
     return str(uuid.uuid5(NAMESPACE, f"{scope}\n{idempotency_key}"))
+
+
+def page_id(request_id: str, page: int) -> str:
+    """The id page ``page`` of a request that reads several (``?pages=``) is stored under.
+
+    Derived, so that every try of one request (one ``Idempotency-Key``) stores each page once, and as hard to guess
+    as the request's own id.
+    """
+    return str(uuid.uuid5(uuid.UUID(request_id), f"page {page}"))

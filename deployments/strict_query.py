@@ -1,9 +1,10 @@
 """An API request's query names only parameters its route takes; any other is refused 422, naming it.
 
 FastAPI ignores query parameters it does not know. A misspelt one then does nothing, without a word: `?rotation=auto`
-read a page as it came, `?pages=3` read page 1, `?min_conf=0` kept the service's filter, and each answered 200. The
-request's author cannot tell such an answer from the one asked for, so the API says so instead, as it does for a
-correction's unknown fields. Only ``/api/`` routes: the page, its assets and the probes take whatever they get.
+read a page as it came, `?min_conf=0` kept the service's filter, and each answered 200 (so did `?pages=3`, with page
+1, before ``pages`` was a parameter). The request's author cannot tell such an answer from the one asked for, so
+the API says so instead, as it does for a correction's unknown fields. Only ``/api/`` routes: the page, its assets
+and the probes take whatever they get.
 """
 
 from __future__ import annotations

@@ -39,6 +39,7 @@ import httpx
 
 from serve_app import alto, hocr, searchable_pdf, tsv
 from serve_app.layout import plain_text
+from serve_app.pages import parse_pages
 
 RETRIED_STATUSES = frozenset({429, 500, 502, 503, 504})
 
@@ -166,19 +167,6 @@ class OCRClient:
         answers = await asyncio.gather(*(self.ocr(data, filename, page=p, rotate=rotate,
                                                   min_confidence=min_confidence) for p in rest))
         return sorted([first, *answers], key=lambda a: a.body["image"]["page"])
-
-
-def parse_pages(spec: str) -> list[int]:
-    """``"all"`` -> [] (every page); ``"1,3-4"`` -> [1, 3, 4]."""
-    if spec == "all":
-        return []
-    pages: list[int] = []
-    for part in spec.split(","):
-        low, _, high = part.partition("-")
-        pages.extend(range(int(low), int(high or low) + 1))
-    if not pages or min(pages) < 1:
-        raise ValueError(f"pages must be 'all' or numbers from 1 such as '1,3-4', not {spec!r}")
-    return sorted(set(pages))
 
 
 def get_args_parser() -> argparse.ArgumentParser:

@@ -158,6 +158,11 @@ class IngressSettings(_Strict):
     request_timeout_s: float = Field(60.0, gt=0, description="an OCR request not answered within this many seconds "
                                      "gets 504 timeout (a hung or crash-looping model replica must not hold a "
                                      "client forever); work already queued in a model replica still runs")
+    max_pages: int = Field(50, ge=1, description="pages one request may read with ?pages= (a PDF's, a TIFF's); more "
+                           "is refused 413 too_many_pages before any is read. Each page is stored as an upload of "
+                           "its own, the file with it")
+    pages_at_once: int = Field(2, ge=1, description="pages of one ?pages= request read at once (its first alone, to "
+                               "learn how many there are): the models' replicas, not one request, set the pace")
     decode_threads: int = Field(2, ge=1, description="uploads decoded (and lines cut into crops) at once per "
                                 "replica, in threads beside the event loop, which keeps answering meanwhile")
     retry_after_s: int = Field(1, ge=1)

@@ -55,6 +55,17 @@ class OCRResponse(BaseModel):
     models: dict[str, str]
 
 
+class DocumentResponse(BaseModel):
+    """What ``?pages=`` answers: the pages read, in order, each the answer one ``?page=N`` request would give."""
+
+    request_id: str = Field(description="the request's, in its log line and trace; each page is stored under the "
+                                        "`request_id` in its own answer")
+    pages: list[OCRResponse]
+    text: str = Field(description="each page's lines in reading order, a form feed (\\f) between pages")
+    timings: Timings = Field(description="decode, detect and recognize: the pages' sums; total: the request's")
+    models: dict[str, str]
+
+
 class ErrorDetail(BaseModel):
     code: str = Field(description="stable machine-readable reason, e.g. 'unsupported_media_type'")
     message: str

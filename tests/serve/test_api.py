@@ -14,11 +14,14 @@ import uuid
 
 import httpx
 import numpy as np
+import pypdfium2 as pdfium
+import pypdfium2.raw as pdfium_c
 import pytest
 from PIL import Image
 from ray import serve
 
 from deployments.app import graph
+from deployments.request_ids import page_id
 from serve_app.client import OCRClient, OCRError, RetryPolicy
 from serve_app.config import AppConfig, resolve_weights
 from serve_app.ocr import runtime
@@ -147,8 +150,6 @@ def test_the_answer_as_alto_or_tsv_holds_what_the_json_holds(client):
 
 def test_the_answer_as_a_searchable_pdf_copies_what_the_json_holds(client):
     """The page as uploaded, its words invisible over it: a viewer copies the text the JSON holds."""
-    import pypdfium2 as pdfium
-
     img, _ = render_lines(KNOWN_LINES, size=28)
     files = {"image": ("page.png", png(img), "image/png")}
     as_json = client.post("/api/v1/ocr", files=files).json()
@@ -291,6 +292,82 @@ def test_each_page_of_a_pdf_is_rendered_and_read(client, app_config):
     assert r.status_code == 422 and r.json()["error"]["code"] == "page_out_of_range"
     r = client.post("/api/v1/ocr", files={"image": ("bill.pdf", data[:300], "application/pdf")})
     assert r.status_code == 400 and r.json()["error"]["code"] == "corrupt_image" and "PDF" in r.text
+
+
+def test_the_pages_of_a_document_are_read_in_one_request(client):
+    """``?pages=``: one request answers every page (or those named), each as ``?page=N`` answers it alone."""
+    texts = [["Invoice number 4521", "Total due 38.90"], ["Kind regards"], ["Terms of payment", "within 30 days"]]
+    files = {"image": ("bill.pdf", text_pdf(texts, size=16, width=360, height=144), "application/pdf")}
+    r = client.post("/api/v1/ocr", params={"pages": "all"}, files=files)
+    assert r.status_code == 200, r.text
+    doc = r.json()
+    assert [(p["image"]["page"], p["image"]["pages"]) for p in doc["pages"]] == [(1, 3), (2, 3), (3, 3)]
+    assert [p["text"] for p in doc["pages"]] == ["\n".join(t) for t in texts]
+    assert doc["text"] == "\f".join("\n".join(t) for t in texts)
+    assert [p["request_id"] for p in doc["pages"]] == [page_id(doc["request_id"], n) for n in (1, 2, 3)]
+    assert doc["timings"]["decode_ms"] == pytest.approx(sum(p["timings"]["decode_ms"] for p in doc["pages"]))
+    assert doc["timings"]["total_ms"] >= max(p["timings"]["total_ms"] for p in doc["pages"])
+    alone = client.post("/api/v1/ocr", params={"page": 2}, files=files).json()
+    assert doc["pages"][1]["lines"] == alone["lines"] and doc["pages"][1]["image"] == alone["image"]
+    named = client.post("/api/v1/ocr", params={"pages": "3, 1"}, files=files).json()
+    assert [p["image"]["page"] for p in named["pages"]] == [1, 3]
+    assert [p["lines"] for p in named["pages"]] == [doc["pages"][0]["lines"], doc["pages"][2]["lines"]]
+    words = [[w["text"] for ln in p["lines"] for w in ln["words"]] for p in doc["pages"]]
+
+    def as_(output: str) -> httpx.Response:
+        answer = client.post("/api/v1/ocr", params={"pages": "all", "format": output}, files=files)
+        assert answer.status_code == 200, answer.text
+        return answer
+
+    hocr = as_("hocr").text  # one document, an ocr_page per page
+    assert [hocr.count(f'id="page_{n}"') for n in (1, 2, 3, 4)] == [1, 1, 1, 0] and "ppageno 2" in hocr
+    alto = as_("alto")
+    root = assert_valid_alto(alto.content)
+    assert [[s.get("CONTENT") for s in page.iter(f"{ALTO}String")] for page in root.iter(f"{ALTO}Page")] \
+        == words
+    rows = tsv_table(as_("tsv").text)
+    assert [[r["text"] for r in rows if r["level"] == "5" and r["page_num"] == str(n)] for n in (1, 2, 3)] == words
+    assert as_("text").text == "".join(f"{chr(10).join(t)}\n\f" for t in texts)  # a form feed ends each page
+    pdf = pdfium.PdfDocument(as_("pdf").content)
+    assert len(pdf) == 3 and [pdf[n].get_textpage().get_text_range().split() for n in range(3)] == words
+    assert pdf[0].get_size() == pytest.approx((360, 144), abs=0.5)  # the PDF's own pages, words laid over them
+
+
+def test_the_pages_of_a_tiff_come_back_as_one_searchable_pdf(client):
+    texts = [["Dear reader", "page one"], ["Kind regards", "the second page"]]
+    ims = [render_lines(t, size=28, width=w)[0].convert("L") for t, w in zip(texts, (420, 520))]
+    buf = io.BytesIO()
+    ims[0].save(buf, "TIFF", save_all=True, append_images=ims[1:], compression="tiff_lzw", dpi=(200, 200))
+    files = {"image": ("letter.tif", buf.getvalue(), "image/tiff")}
+    r = client.post("/api/v1/ocr", params={"pages": "all", "format": "pdf"}, files=files)
+    assert r.status_code == 200 and r.headers["content-type"] == "application/pdf", r.text
+    pdf = pdfium.PdfDocument(r.content)
+    assert [pdf[n].get_size() for n in range(2)] == [pytest.approx((im.width * 72 / 200, im.height * 72 / 200))
+                                                     for im in ims]
+    assert [pdf[n].get_textpage().get_text_range().split() for n in range(2)] == [" ".join(t).split() for t in texts]
+    for n, im in enumerate(ims):  # each page's own picture, in grey as it came
+        (picture,) = [obj for obj in pdf[n].get_objects() if obj.type == pdfium_c.FPDF_PAGEOBJ_IMAGE]
+        assert picture.get_px_size() == (im.width, im.height)
+
+
+def test_a_document_that_cannot_be_read_as_asked_gets_a_json_error(client):
+    data = text_pdf([["one"], ["two"], ["three"]], size=16, width=200, height=100)
+    files = {"image": ("three.pdf", data, "application/pdf")}
+    for params, status, code, says in (
+            ({"pages": "2,4"}, 422, "page_out_of_range", "page 4 was asked for; the image has 3 pages"),
+            ({"pages": "3-2"}, 422, "invalid_request", "low to high"),
+            ({"pages": "first"}, 422, "invalid_request", "'all', or page numbers"),
+            ({"pages": "all", "page": 2}, 422, "invalid_request", "not both"),
+            ({"pages": "1", "layout": "word"}, 422, "invalid_request", "layout=word"),
+            ({"pages": "1-999999999"}, 413, "too_many_pages", "at most 50 (ingress.max_pages)")):
+        r = client.post("/api/v1/ocr", params=params, files=files)
+        assert (r.status_code, r.json()["error"]["code"]) == (status, code), (params, r.text)
+        assert says in r.json()["error"]["message"] and r.json()["request_id"], (params, r.text)
+    buf = io.BytesIO()  # more pages than one request reads: refused once the first says how many there are
+    page = Image.new("L", (40, 20), 255)
+    page.save(buf, "TIFF", save_all=True, append_images=[page] * 50)
+    r = client.post("/api/v1/ocr", params={"pages": "all"}, files={"image": ("51.tif", buf.getvalue())})
+    assert r.status_code == 413 and r.json()["error"]["code"] == "too_many_pages" and "51 pages" in r.text
 
 
 def test_a_pdf_page_that_draws_too_much_is_refused_while_others_are_read(client, app_config):
@@ -814,7 +891,7 @@ def test_a_misspelt_query_parameter_is_named_not_ignored(client):
     assert r.status_code == 422 and r.json()["error"]["code"] == "invalid_request", r.text
     message = r.json()["error"]["message"]
     assert "'rotation'" in message and "'page'" not in message, message
-    assert "(it takes: format, layout, min_confidence, page, rotate)" in message, message  # the replica's self is not
+    assert "(it takes: format, layout, min_confidence, page, pages, rotate)" in message, message  # no replica self
     r = client.post("/api/v1/ocr", params={"rotate": "0", "page": 1, "format": "text", "min_confidence": 0.5,
                                            "layout": "page"}, files=files)
     assert r.status_code == 200 and r.text.strip() == "query words", r.text
@@ -905,6 +982,8 @@ def test_health_readiness_and_openapi(client, app_config):
         assert {"application/json", "text/html", "text/plain", "application/pdf", "application/xml",
                 "text/tab-separated-values"} <= set(
             spec["paths"][path][method]["responses"]["200"]["content"]), path
+    answers = spec["paths"]["/api/v1/ocr"]["post"]["responses"]["200"]["content"]["application/json"]["schema"]
+    assert [a["$ref"].rsplit("/", 1)[1] for a in answers["anyOf"]] == ["OCRResponse", "DocumentResponse"]  # ?pages=
 
 
 def _ingress_log_records(request_ids: set[str], timeout: float = 30) -> dict[str, dict]:

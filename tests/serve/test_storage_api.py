@@ -10,6 +10,7 @@ import pypdfium2 as pdfium
 import pytest
 from PIL import Image
 
+from deployments.request_ids import page_id
 from tests.unit.test_alto import A as ALTO
 from tests.unit.test_alto import assert_valid_alto
 from tests.unit.test_imaging import save
@@ -244,6 +245,49 @@ def test_the_page_read_is_stored_with_the_whole_upload(client, fmt):
     assert page.get_textpage().get_text_range().split() == ["second", "page"]
     if fmt == "PDF":
         assert page.get_size() == pytest.approx((420, 200), abs=0.5)
+
+
+def test_the_pages_of_a_document_are_each_stored_once_under_their_own_ids(client, pg_url):
+    """``?pages=``: each page is stored as its own upload (as ``?page=N`` stores it), once however often it is sent."""
+    data = text_pdf([["first page"], ["second page"]])
+    key = f"scan-{uuid.uuid4()}"
+    tries = [client.post("/api/v1/ocr", params={"pages": "all"}, headers={"Idempotency-Key": key},
+                         files={"image": ("two.pdf", data, "application/pdf")}) for _ in range(2)]
+    assert [r.status_code for r in tries] == [200, 200], tries[0].text
+    doc, again = (r.json() for r in tries)
+    pages = doc["pages"]
+    assert [p["request_id"] for p in again["pages"]] == [p["request_id"] for p in pages]
+    for n, page in enumerate(pages, 1):
+        stored = stored_data(client, page["request_id"])
+        assert (stored["image"]["page"], stored["image"]["pages"]) == (n, 2)
+        assert [ln["text"] for ln in stored["lines"]] == [ln["text"] for ln in page["lines"]]
+        assert client.get(f"/api/v1/images/{page['request_id']}").content == data
+    expected = (2, _boxes(pages))
+    wait_stored(pg_url, pages, expected)
+    time.sleep(1)
+    assert db_counts(pg_url, pages) == expected and db_counts(pg_url, [doc]) == (0, 0)
+    fixed = client.post(f"/api/v1/images/{pages[1]['request_id']}/corrections", json={"value": "2nd page",
+                                                                                      "line_index": 0})
+    assert fixed.status_code == 202, fixed.text
+    past = client.post(f"/api/v1/images/{pages[1]['request_id']}/corrections", json={"value": "x", "line_index": 1})
+    assert past.status_code == 422 and past.json()["error"]["code"] == "line_out_of_range"
+
+
+def test_a_document_with_a_page_that_cannot_be_read_stores_none_of_it(client, pg_url):
+    """All or nothing: the error names the page, and the pages read before it are not stored without it."""
+    frames = [Image.new("L", (2000, 1600), 255) for _ in range(3)]  # frame 3 is reached past the 8 MP limit
+    for n, frame in enumerate(frames):
+        frame.paste(render_lines([f"frame {n + 1}"], size=40)[0].convert("L"), (100, 100))
+    buf = io.BytesIO()
+    frames[0].save(buf, "PNG", save_all=True, append_images=frames[1:])
+    r = client.post("/api/v1/ocr", params={"pages": "all"}, files={"image": ("three.png", buf.getvalue())})
+    assert r.status_code == 413 and r.json()["error"]["code"] == "image_too_large", r.text
+    assert r.json()["error"]["message"].startswith("page 3: frame 3 of an animation")
+    read = client.post("/api/v1/ocr", params={"pages": "1-2"}, files={"image": ("three.png", buf.getvalue())})
+    assert [p["text"] for p in read.json()["pages"]] == ["frame 1", "frame 2"]  # pages it could read, it did
+    ids = [{"request_id": page_id(r.json()["request_id"], n)} for n in (1, 2)]
+    wait_stored(pg_url, read.json()["pages"], (2, _boxes(read.json()["pages"])))  # by then the first would be too
+    assert db_counts(pg_url, ids) == (0, 0)
 
 
 def test_a_stored_file_that_no_longer_decodes_is_a_clear_error_not_a_500(client, storage_dirs):

@@ -5,7 +5,7 @@ import random
 import httpx
 import pytest
 
-from serve_app.client import RetryPolicy, error_of, is_retried, parse_pages, retry_delay
+from serve_app.client import RetryPolicy, error_of, is_retried, retry_delay
 
 
 def answer(status: int, body: dict | str, headers: dict | None = None) -> httpx.Response:
@@ -47,11 +47,3 @@ def test_retry_after_is_obeyed_up_to_the_cap_and_backoff_doubles_with_jitter():
     waits = [[retry_delay(None, attempt, policy, rng) for _ in range(200)] for attempt in (1, 2, 3, 8)]
     for (low, high), seen in zip([(0.25, 0.5), (0.5, 1.0), (1.0, 2.0), (5.0, 10.0)], waits):
         assert low <= min(seen) and max(seen) <= high and max(seen) - min(seen) > (high - low) / 2
-
-
-def test_pages_are_all_or_a_list_of_ranges():
-    assert parse_pages("all") == []
-    assert parse_pages("3,1-2,2") == [1, 2, 3]
-    for bad in ("0", "", "a-b", "2-x"):
-        with pytest.raises(ValueError):
-            parse_pages(bad)

@@ -15,12 +15,12 @@ def test_past_the_budget_an_answer_is_refused_until_earlier_handovers_finish():
                 done.append(name)
             return go
 
-        seen = [handovers.start(600, hand_over("a")), handovers.start(600, hand_over("b")),
-                handovers.start(400, hand_over("c")), handovers.pending_bytes]
+        seen = [handovers.start(bytes(600), hand_over("a")), handovers.start(bytes(600), hand_over("b")),
+                handovers.start(bytes(400), hand_over("c")), handovers.pending_bytes]
         gate.set()
         await asyncio.sleep(0)
         await asyncio.gather(*handovers.tasks)
-        seen += [handovers.pending_bytes, len(handovers.tasks), handovers.start(1000, hand_over("d"))]
+        seen += [handovers.pending_bytes, len(handovers.tasks), handovers.start(bytes(1000), hand_over("d"))]
         await asyncio.gather(*handovers.tasks)
         return seen + [done]
 
@@ -34,7 +34,7 @@ def test_a_failed_handover_releases_its_bytes():
         async def fails() -> None:
             raise RuntimeError("the sidecar failed")
 
-        assert handovers.start(100, fails)
+        assert handovers.start(bytes(100), fails)
         await asyncio.gather(*handovers.tasks, return_exceptions=True)
         return handovers.pending_bytes, len(handovers.tasks)
 
@@ -51,11 +51,11 @@ def test_drain_waits_for_handovers_in_progress_and_counts_the_late_ones():
                 done.append(name)
             return go
 
-        handovers.start(10, after(0.05, "quick"))
-        handovers.start(10, after(0.1, "slower"))
+        handovers.start(bytes(10), after(0.05, "quick"))
+        handovers.start(bytes(10), after(0.1, "slower"))
         late = await handovers.drain(timeout_s=5)
         first = list(done)
-        handovers.start(10, after(10, "stuck"))
+        handovers.start(bytes(10), after(10, "stuck"))
         late_again = await handovers.drain(timeout_s=0.05)
         return late, first, late_again, list(done)
 
@@ -81,3 +81,21 @@ def test_a_handover_runs_under_a_request_id_of_its_own_that_the_request_cancella
     assert detached._internal_request_id not in ("", "parent") and not detached.cancel_on_parent_request_cancel
     assert (detached.request_id, detached.route) == ("r-1", "/api/v1/ocr")  # logs still name the request
     assert request.cancel_on_parent_request_cancel  # the request's own context is untouched
+
+
+def test_the_pages_of_one_upload_hold_its_bytes_once():
+    """A ``?pages=`` request stores each page with the file: 50 pages of a 10 MiB PDF hold 10 MiB, not 500."""
+    async def run() -> list:
+        handovers, gate = Handovers(budget_bytes=1000), asyncio.Event()
+        upload, other = bytes(600), bytes(600)
+
+        async def hang() -> None:
+            await gate.wait()
+
+        seen = [all(handovers.start(upload, hang) for _ in range(5)), handovers.pending_bytes,
+                handovers.start(other, hang), handovers.start(bytes(400), hang), handovers.pending_bytes]
+        gate.set()
+        await asyncio.gather(*handovers.tasks)
+        return seen + [handovers.pending_bytes, handovers.start(bytes(1000), hang)]
+
+    assert asyncio.run(run()) == [True, 600, False, True, 1000, 0, True]

@@ -1,0 +1,56 @@
+"""The answer to a request, in the format it asks for: one page's, or a document of the pages it read (``?pages=``).
+
+A document is the pages' own answers in order, each as one ``?page=N`` request gives it, so that every format
+writer takes the pages of one upload as it already took the client's (`serve_app.client --pages all`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from serve_app import alto, hocr, searchable_pdf, tsv
+from serve_app.layout import plain_text
+
+#: Between pages of plain text, as Tesseract's ``txt`` output ends each page.
+PAGE_BREAK = "\f"
+STAGES = ("decode_ms", "detect_ms", "recognize_ms")
+
+
+def pages_of(answer: dict[str, Any]) -> list[dict[str, Any]]:
+    """The pages an answer holds: a document's, or the one page answered."""
+    return answer["pages"] if "pages" in answer else [answer]
+
+
+def document(request_id: str, pages: list[dict[str, Any]], models: dict[str, str],
+             total_ms: float) -> dict[str, Any]:
+    """The JSON answer to ``?pages=`` (`serve_app.schemas.DocumentResponse`); ``pages`` in page order."""
+    timings = {stage: sum(p["timings"][stage] for p in pages) for stage in STAGES}
+    return {"request_id": request_id, "pages": pages, "text": PAGE_BREAK.join(p["text"] for p in pages),
+            "timings": {**timings, "total_ms": total_ms}, "models": models}
+
+
+def page_text(answer: dict[str, Any]) -> str:
+    """One page's lines, a blank line between blocks of text (``?format=text``)."""
+    lines = answer["lines"]
+    return plain_text([ln["text"] for ln in lines], [ln.get("block", 0) for ln in lines])
+
+
+def formatted(answer: dict[str, Any], output: str, image_name: str | None) -> tuple[bytes | str, str, dict[str, str]]:
+    """The body, media type and headers of ``answer`` as ``?format=output`` asks (anything but JSON).
+
+    A searchable PDF was made with the answer (it needs the upload): it is taken out of it here.
+    """
+    pages = pages_of(answer)
+    if output == "hocr":
+        return hocr.document(pages, title=answer["request_id"], image_name=image_name), hocr.MEDIA_TYPE, {}
+    if output == "pdf":
+        return answer.pop("pdf"), searchable_pdf.MEDIA_TYPE, {
+            "Content-Disposition": f'inline; filename="{answer["request_id"]}.pdf"'}
+    if output == "alto":
+        return alto.document(pages, image_name), alto.MEDIA_TYPE, {}
+    if output == "tsv":
+        return tsv.document(pages), tsv.MEDIA_TYPE, {}
+    if output == "text":
+        text = page_text(answer) if pages[0] is answer else "".join(page_text(p) + PAGE_BREAK for p in pages)
+        return text, "text/plain", {}
+    raise ValueError(f"no format {output!r}")
