@@ -13,6 +13,8 @@ from serve_app.layout import plain_text
 
 #: Between pages of plain text, as Tesseract's ``txt`` output ends each page.
 PAGE_BREAK = "\f"
+#: A document's page ids, in page order, on every format's answer (JSON has them in its body too).
+PAGE_IDS_HEADER = "X-Page-Request-Ids"
 STAGES = ("decode_ms", "detect_ms", "recognize_ms")
 
 
@@ -41,16 +43,17 @@ def formatted(answer: dict[str, Any], output: str, image_name: str | None) -> tu
     A searchable PDF was made with the answer (it needs the upload): it is taken out of it here.
     """
     pages = pages_of(answer)
+    ids = {PAGE_IDS_HEADER: ", ".join(p["request_id"] for p in pages)} if pages[0] is not answer else {}
     if output == "hocr":
-        return hocr.document(pages, title=answer["request_id"], image_name=image_name), hocr.MEDIA_TYPE, {}
+        return hocr.document(pages, title=answer["request_id"], image_name=image_name), hocr.MEDIA_TYPE, ids
     if output == "pdf":
         return answer.pop("pdf"), searchable_pdf.MEDIA_TYPE, {
-            "Content-Disposition": f'inline; filename="{answer["request_id"]}.pdf"'}
+            "Content-Disposition": f'inline; filename="{answer["request_id"]}.pdf"', **ids}
     if output == "alto":
-        return alto.document(pages, image_name), alto.MEDIA_TYPE, {}
+        return alto.document(pages, image_name), alto.MEDIA_TYPE, ids
     if output == "tsv":
-        return tsv.document(pages), tsv.MEDIA_TYPE, {}
+        return tsv.document(pages), tsv.MEDIA_TYPE, ids
     if output == "text":
         text = page_text(answer) if pages[0] is answer else "".join(page_text(p) + PAGE_BREAK for p in pages)
-        return text, "text/plain", {}
+        return text, "text/plain", ids
     raise ValueError(f"no format {output!r}")

@@ -5,7 +5,8 @@
 // pages 0.950 instead of 0.993; at 2048, 0.913 and 0.992 (python -m benchmarks.web_scale).
 const MAX_SIDE = 2048;
 const $ = (id) => document.getElementById(id);
-const state = { canvas: null, roi: null, result: null, drag: null, file: null, decoded: false, alpha: false, page: 1, sent: null };
+const state = { canvas: null, roi: null, result: null, drag: null, file: null, decoded: false, alpha: false, page: 1, sent: null,
+  stored: [] };  // stored: the ids a download of every page stored its pages under, which "Delete stored copy" deletes too
 
 // The key of a service that asks for one (it answers 401): kept for this tab only, sent with every API call.
 function apiHeaders(extra = {}) {
@@ -38,7 +39,7 @@ const isPaged = (file) => ["image/tiff", "application/pdf"].includes(file.type) 
 async function loadFile(file) {
   state.file = file; state.roi = null; state.result = null; state.page = 1;
   $("results").hidden = true; $("overlay").innerHTML = ""; $("clear-roi").disabled = true; $("roi-info").textContent = "";
-  $("stage").hidden = false; $("pager").hidden = true;
+  $("stage").hidden = false; $("pager").hidden = true; $("all-pages-row").hidden = true;
   setStatus("");
   let bitmap;
   try {
@@ -108,6 +109,7 @@ async function read() {
     // what a searchable PDF is made of: the same upload read the same way, under the same key, so that the service
     // stores it once, under the id that "Delete stored copy" deletes
     state.sent = { body, name, params, key: newId() };
+    state.stored = [];
     const { r, data } = await sendAgainWhileBusy(url, { method: "POST", body: form, headers: { "Idempotency-Key": state.sent.key } });
     if (!r.ok) {
       const msg = data.error ? data.error.message : r.statusText;
@@ -139,6 +141,8 @@ async function saveAs() {
   const { body, name, params, key } = state.sent;
   const query = new URLSearchParams(params);
   query.set("format", format);
+  const every = !$("all-pages-row").hidden && $("all-pages").checked;  // one file of the whole document
+  if (every) { query.delete("page"); query.set("pages", "all"); }
   const form = new FormData();
   form.append("image", body, name);
   setStatus(`Reading it again as ${label}…`, "busy");
@@ -146,10 +150,13 @@ async function saveAs() {
   try {
     const { r, data } = await sendAgainWhileBusy(`api/v1/ocr?${query}`, { method: "POST", body: form, headers: { "Idempotency-Key": key } });
     if (!r.ok) throw new Error(`No ${label}: ${data.error ? data.error.message : r.statusText} (HTTP ${r.status})`);
+    for (const id of (r.headers.get("X-Page-Request-Ids") || "").split(", ")) {
+      if (id && !state.stored.includes(id)) state.stored.push(id);
+    }
     const a = document.createElement("a");
     a.href = URL.createObjectURL(await r.blob());
-    a.download = `ocr-${state.result.request_id}.${extension}`; a.click();
-    setStatus(`${label} saved.`);
+    a.download = `ocr-${state.result.request_id}${every ? "-all-pages" : ""}.${extension}`; a.click();
+    setStatus(`${label} saved${every ? `, every page (${state.result.image.pages})` : ""}.`);
   } catch (err) {
     setStatus(err.message, "error");
   } finally {
@@ -195,6 +202,8 @@ function showPages(image) {
   }
   select.value = String(image.page);
   $("page-count").textContent = `of ${image.pages}`;
+  $("all-pages-row").hidden = image.pages < 2;
+  $("all-pages-count").textContent = String(image.pages);
 }
 
 function colour(conf) {
@@ -276,13 +285,15 @@ async function correct(index, li) {
 
 // Deletes what the service stored of this upload (image, boxes, corrections), after asking: it cannot be undone.
 async function forget() {
-  const id = state.result.request_id;
   if (!confirm("Delete the stored copy of this image, its text and its corrections from the service?")) return;
   $("forget").disabled = true;
   setStatus("Deleting…", "busy");
   try {
-    const { r, data } = await sendAgainWhileBusy(`api/v1/images/${id}`, { method: "DELETE" });
-    if (r.status !== 204) throw new Error(data.error ? data.error.message : `HTTP ${r.status}`);
+    for (const id of [state.result.request_id, ...state.stored]) {  // the pages a download of every page stored too
+      const { r, data } = await sendAgainWhileBusy(`api/v1/images/${id}`, { method: "DELETE" });
+      if (r.status !== 204) throw new Error(data.error ? data.error.message : `HTTP ${r.status}`);
+    }
+    state.stored = [];
     // a correction or a download (sent under the upload's key) would store it again
     document.querySelectorAll("#lines .fix").forEach((b) => { b.disabled = true; });
     $("save-as").disabled = true;

@@ -298,7 +298,8 @@ def test_the_pages_of_a_document_are_read_in_one_request(client):
     """``?pages=``: one request answers every page (or those named), each as ``?page=N`` answers it alone."""
     texts = [["Invoice number 4521", "Total due 38.90"], ["Kind regards"], ["Terms of payment", "within 30 days"]]
     files = {"image": ("bill.pdf", text_pdf(texts, size=16, width=360, height=144), "application/pdf")}
-    r = client.post("/api/v1/ocr", params={"pages": "all"}, files=files)
+    key = {"Idempotency-Key": str(uuid.uuid4())}
+    r = client.post("/api/v1/ocr", params={"pages": "all"}, files=files, headers=key)
     assert r.status_code == 200, r.text
     doc = r.json()
     assert [(p["image"]["page"], p["image"]["pages"]) for p in doc["pages"]] == [(1, 3), (2, 3), (3, 3)]
@@ -319,7 +320,9 @@ def test_the_pages_of_a_document_are_read_in_one_request(client):
         assert answer.status_code == 200, answer.text
         return answer
 
-    hocr = as_("hocr").text  # one document, an ocr_page per page
+    as_hocr = client.post("/api/v1/ocr", params={"pages": "all", "format": "hocr"}, files=files, headers=key)
+    assert as_hocr.headers["x-page-request-ids"] == ", ".join(p["request_id"] for p in doc["pages"])  # stored there
+    hocr = as_hocr.text  # one document, an ocr_page per page
     assert [hocr.count(f'id="page_{n}"') for n in (1, 2, 3, 4)] == [1, 1, 1, 0] and "ppageno 2" in hocr
     alto = as_("alto")
     root = assert_valid_alto(alto.content)

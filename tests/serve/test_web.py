@@ -78,7 +78,7 @@ def test_upload_shows_the_words_and_draws_their_boxes(page, page_png, serve_url)
     assert len(page.query_selector_all("#overlay polygon.line")) == 3  # lines are drawn as their quadrilaterals
     assert len(page.query_selector_all("#overlay rect.word")) == sum(len(x.split()) for x in LINES)
     assert "total" in page.inner_text("#timings")
-    assert not page.is_visible("#pager")  # one page: no page choice
+    assert not page.is_visible("#pager") and not page.is_visible("#all-pages-row")  # one page: no page choice
     assert page.get_attribute("#sent-info", "data-width") == str(w)
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "web-desktop.png"), full_page=True)
@@ -119,6 +119,36 @@ def test_every_page_of_a_tiff_or_pdf_can_be_read(page, tmp_path, serve_url, kind
     page.wait_for_selector("#status:has-text('on page 2 of 2')", timeout=60_000)
     assert [i.input_value() for i in page.query_selector_all("#lines input")] == texts[1]
     assert any(u.startswith(serve_url + "/api/v1/ocr?page=2") for u in page.requests)
+
+
+def test_every_page_comes_down_as_one_file_and_is_deleted_with_the_page_read(page, tmp_path, serve_url):
+    """A document's pages in one download (``?pages=all``); "Delete stored copy" deletes what that stored too."""
+    texts = [LINES[:1], LINES[1:2]]
+    path = tmp_path / "letter.pdf"
+    path.write_bytes(text_pdf(texts))
+    with page.expect_response(lambda r: "/api/v1/ocr" in r.url and r.status == 200) as answer:
+        page.set_input_files("#file", str(path))
+    page.wait_for_selector("#status:has-text('on page 1 of 2')", timeout=60_000)
+    rid = answer.value.json()["request_id"]
+    assert page.is_visible("#all-pages-row") and page.inner_text("#all-pages-row").strip() == "every page (2)"
+    page.check("#all-pages")
+    page.select_option("#save-format", "text")
+    with page.expect_response(lambda r: "pages=all" in r.url) as every, page.expect_download() as download:
+        page.click("#save-as")
+    assert download.value.suggested_filename == f"ocr-{rid}-all-pages.txt"
+    assert Path(download.value.path()).read_text("utf-8") == "".join(f"{t[0]}\n\f" for t in texts)
+    page.wait_for_selector("#status:has-text('Text saved, every page (2)')")
+    ids = [rid, *every.value.headers["x-page-request-ids"].split(", ")]
+    assert len(set(ids)) == 3
+    deadline = time.monotonic() + 60  # stored first, so that the deletion has something to delete
+    while any(httpx.get(f"{serve_url}/api/v1/images/{i}/data").status_code != 200 for i in ids):
+        assert time.monotonic() < deadline, "not stored"
+        time.sleep(0.25)
+    page.once("dialog", lambda d: d.accept())
+    page.click("#forget")
+    page.wait_for_selector("#status:has-text('Deleted')", timeout=30_000)
+    assert [httpx.get(f"{serve_url}/api/v1/images/{i}/data").status_code for i in ids] == [404, 404, 404]
+    assert page.evaluate("window.cspViolations") == []
 
 
 @pytest.mark.parametrize("size,sent", [((500, 1500), (500, 1500)), ((3000, 1000), (2048, 683))])

@@ -25,10 +25,11 @@ def test_a_document_holds_its_pages_in_order_with_their_stages_summed():
 
 def test_every_format_writes_a_document_page_by_page_and_one_page_as_before():
     doc = documents.document("doc", [page(1), page(2)], {}, total_ms=1.0)
-    text, media_type, _ = documents.formatted(doc, "text", "scan.pdf")
+    text, media_type, headers = documents.formatted(doc, "text", "scan.pdf")
     assert media_type == "text/plain" and text == "Total due: 38.90\nThank you\n\f" * 2  # Tesseract ends pages so
-    one, _, _ = documents.formatted(page(1), "text", None)
-    assert one == "Total due: 38.90\nThank you\n"
+    assert headers == {"X-Page-Request-Ids": "page-1, page-2"}  # where each page was stored
+    one, _, headers = documents.formatted(page(1), "text", None)
+    assert one == "Total due: 38.90\nThank you\n" and headers == {}
     rows = table(documents.formatted(doc, "tsv", None)[0])
     assert [r["page_num"] for r in rows if r["level"] == "1"] == ["1", "2"]
     markup, media_type, _ = documents.formatted(doc, "hocr", "scan.pdf")
@@ -38,6 +39,7 @@ def test_every_format_writes_a_document_page_by_page_and_one_page_as_before():
     doc["pdf"] = b"%PDF-"
     pdf, media_type, headers = documents.formatted(doc, "pdf", None)
     assert (pdf, media_type, headers) == (b"%PDF-", "application/pdf", {
-        "Content-Disposition": 'inline; filename="doc.pdf"'}) and "pdf" not in doc
+        "Content-Disposition": 'inline; filename="doc.pdf"', "X-Page-Request-Ids": "page-1, page-2"})
+    assert "pdf" not in doc
     with pytest.raises(ValueError):
         documents.formatted(doc, "docx", None)
