@@ -464,7 +464,7 @@ class Ingress:
         request_id = request_ids.request_id(idempotency_key, api_keys.presented(request.headers))
         with telemetry.tracer.start_as_current_span(
             "ocr.request", attributes={"http.route": "/api/v1/ocr", "request_id": request_id, "layout": layout,
-                                       "page": page, "rotate": rotate}
+                                       "page": page, "rotate": rotate, **({"pages": pages} if pages else {})}
         ) as span:
             t0 = time.perf_counter()
             lost = retries.track()
@@ -608,11 +608,11 @@ class Ingress:
         pictures: dict[int, searchable_pdf.PageImage] = {}
 
         async def one(n: int) -> dict[str, Any]:
-            t = time.perf_counter()
+            t, page_id = time.perf_counter(), request_ids.page_id(request_id, n)
             try:
-                body, decoded = await asyncio.wait_for(self._read(
-                    request_ids.page_id(request_id, n), data, t, "page", n, rotate, min_confidence, notes),
-                    self.request_timeout_s)
+                with telemetry.tracer.start_as_current_span("ocr.page", attributes={"page": n, "request_id": page_id}):
+                    body, decoded = await asyncio.wait_for(self._read(
+                        page_id, data, t, "page", n, rotate, min_confidence, notes), self.request_timeout_s)
             except PageOutOfRange:  # names the page already
                 raise
             except ImageError as exc:

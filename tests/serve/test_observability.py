@@ -76,6 +76,46 @@ def test_one_trace_from_ingress_to_sql_honouring_traceparent(client, span_file):
     assert root["service"] == "show-off-ocr"
 
 
+def test_each_page_of_a_document_read_in_one_request_has_its_own_span_and_the_log_line_lists_them(client, span_file):
+    trace_id = "5c0a2f3577b34da6a3ce929d0e0e4737"
+    buf = io.BytesIO()
+    ims = [render_lines([text], size=26)[0].convert("L") for text in ("first page", "second page")]
+    ims[0].save(buf, "TIFF", save_all=True, append_images=ims[1:])
+    r = client.post("/api/v1/ocr", params={"pages": "all"}, files={"image": ("two.tif", buf.getvalue())},
+                    headers={"traceparent": f"00-{trace_id}-00f067aa0ba902b7-01"})
+    assert r.status_code == 200, r.text
+    deadline = time.monotonic() + 60
+    while len([s for s in spans_of(span_file, trace_id) if s["name"] == "decode"]) < 2 and time.monotonic() < deadline:
+        time.sleep(0.5)
+    spans = spans_of(span_file, trace_id)
+    (root,) = [s for s in spans if s["name"] == "ocr.request"]
+    assert root["attributes"]["pages"] == "all" and root["attributes"]["request_id"] == r.json()["request_id"]
+    pages = sorted((s for s in spans if s["name"] == "ocr.page"), key=lambda s: s["attributes"]["page"])
+    assert [(s["attributes"]["page"], s["attributes"]["request_id"], s["parent_id"]) for s in pages] == [
+        (n, p["request_id"], root["span_id"]) for n, p in enumerate(r.json()["pages"], 1)]
+    decodes = [s for s in spans if s["name"] == "decode"]  # each page's work under its own span
+    assert sorted(s["parent_id"] for s in decodes) == sorted(s["span_id"] for s in pages)
+    assert {s["attributes"]["image.width"] for s in pages} == {im.width for im in ims}
+    record = _log_record(r.json()["request_id"])
+    assert record["page"] == [1, 2] and record["lines"] == 2 and record["pages"] == 2
+
+
+def _log_record(request_id: str) -> dict:
+    """The ingress's JSON log line of one request."""
+    import glob
+
+    import ray
+
+    logs_dir = ray._private.worker._global_node.get_logs_dir_path()
+    deadline, found = time.monotonic() + 30, []
+    while not found and time.monotonic() < deadline:
+        for path in glob.glob(f"{logs_dir}/serve/replica_*Ingress*.log"):
+            found += [ln for ln in open(path, errors="replace") if request_id in ln and '"event": "ocr"' in ln]
+        time.sleep(0.5)
+    assert found, "no request log line"
+    return json.loads(found[0][found[0].index("{\"event\""):].rsplit("}", 1)[0] + "}")
+
+
 def scrape(port: int) -> str:
     return httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
 
@@ -206,19 +246,7 @@ def test_a_real_prometheus_scrapes_this_ray_and_runs_every_alert_and_dashboard_q
 
 
 def test_one_json_log_line_per_request_without_text(client):
-    import glob
-
-    import ray
-
     r = client.post("/api/v1/ocr", files={"image": ("l.png", png(["secret words"]), "image/png")})
-    rid = r.json()["request_id"]
-    logs_dir = ray._private.worker._global_node.get_logs_dir_path()
-    deadline, found = time.monotonic() + 30, []
-    while not found and time.monotonic() < deadline:
-        for path in glob.glob(f"{logs_dir}/serve/replica_*Ingress*.log"):
-            found += [ln for ln in open(path, errors="replace") if rid in ln and '"event": "ocr"' in ln]
-        time.sleep(0.5)
-    assert found, "no request log line"
-    record = json.loads(found[0][found[0].index("{\"event\""):].rsplit("}", 1)[0] + "}")
+    record = _log_record(r.json()["request_id"])
     assert record["status"] == 200 and record["trace_id"] and record["timings"]["detect_ms"] > 0
-    assert "secret" not in found[0]
+    assert "secret" not in json.dumps(record)
