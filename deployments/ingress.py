@@ -550,22 +550,26 @@ class Ingress:
     async def _admit(self, request_id: str, read: Callable[[int], Awaitable[bytes]], layout: Layout, page: int,
                      wanted: list[int] | None, rotate: Rotate, min_confidence: float | None, output: Output,
                      notes: dict[str, Any]) -> dict[str, Any] | JSONResponse:
-        """One page (``wanted`` None) within ``request_timeout_s``, or the pages ``wanted`` ([]: all), each so."""
+        """One page (``wanted`` None) within ``request_timeout_s``, or the pages ``wanted`` ([]: all) within it each.
+
+        A document (``wanted``) has ``document_timeout_s`` for all of its pages.
+        """
         limits = self.cfg.ingress
         busy = {"Retry-After": str(limits.retry_after_s)}
         if self.inflight >= self.max_inflight:
             return error(503, "overloaded", "the service is at capacity; retry shortly", request_id, busy)
         self.inflight += 1
+        if wanted is None:
+            work = self._ocr(request_id, read, layout, page, rotate, min_confidence, output, notes)
+            deadline, setting = self.request_timeout_s, "request_timeout_s"
+        else:
+            work = self._document(request_id, read, wanted, rotate, min_confidence, output, notes)
+            deadline, setting = limits.document_timeout_s, "document_timeout_s"
         try:
-            if wanted is not None:
-                return await self._document(request_id, read, wanted, rotate, min_confidence, output, notes)
-            return await asyncio.wait_for(
-                self._ocr(request_id, read, layout, page, rotate, min_confidence, output, notes),
-                self.request_timeout_s)
-        except TimeoutError as exc:
-            where = f"{exc.args[0]}: " if exc.args else ""
-            return error(504, "timeout", f"{where}no answer within {self.request_timeout_s:g} s "
-                         "(ingress.request_timeout_s); the models may be overloaded or restarting: retry later",
+            return await asyncio.wait_for(work, deadline)
+        except TimeoutError as exc:  # a page of a document says which, and its own deadline
+            late = exc.args[0] if exc.args else f"no answer within {deadline:g} s (ingress.{setting})"
+            return error(504, "timeout", f"{late}; the models may be overloaded or restarting: retry later",
                          request_id, busy)
         except ImageError as exc:
             return error(exc.status, exc.code, str(exc), request_id)
@@ -618,7 +622,8 @@ class Ingress:
             except ImageError as exc:
                 raise type(exc)(f"page {n}: {exc}") from None
             except TimeoutError:
-                raise TimeoutError(f"page {n}") from None
+                raise TimeoutError(f"page {n}: no answer within {self.request_timeout_s:g} s "
+                                   "(ingress.request_timeout_s)") from None
             if output == "pdf" and decoded.format != "PDF":  # the picture now: the page's pixels are not kept
                 pictures[n] = await self._in_thread("pdf", searchable_pdf.page_image, data, decoded.format,
                                                  decoded.pixels, decoded.width, decoded.height)

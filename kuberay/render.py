@@ -140,7 +140,8 @@ def rayservice(cfg: AppConfig) -> dict[str, Any]:
 
 
 #: How much longer nginx waits for an answer than the ingress takes to give up on one (its JSON 504 with
-#: Retry-After), so that a client behind nginx gets that answer, not nginx's own HTML 504 at its default 60 s.
+#: Retry-After; a document read in one request has longer), so that a client behind nginx gets that answer, not
+#: nginx's own HTML 504 at its default 60 s.
 NGINX_ANSWER_MARGIN_S = 30
 
 
@@ -153,7 +154,7 @@ def nginx_limits(cfg: AppConfig) -> dict[str, str]:
     """
     ing = cfg.ingress
     body_mib = math.ceil((ing.max_upload_bytes + body_limits.MULTIPART_SLACK) / 2**20)
-    wait_s = str(math.ceil(ing.request_timeout_s) + NGINX_ANSWER_MARGIN_S)
+    wait_s = str(math.ceil(max(ing.request_timeout_s, ing.document_timeout_s)) + NGINX_ANSWER_MARGIN_S)
     return {"nginx.ingress.kubernetes.io/proxy-body-size": f"{body_mib}m",
             "nginx.ingress.kubernetes.io/proxy-read-timeout": wait_s,
             "nginx.ingress.kubernetes.io/proxy-send-timeout": wait_s}

@@ -163,6 +163,9 @@ class IngressSettings(_Strict):
                            "its own, the file with it")
     pages_at_once: int = Field(2, ge=1, description="pages of one ?pages= request read at once (its first alone, to "
                                "learn how many there are): the models' replicas, not one request, set the pace")
+    document_timeout_s: float = Field(300.0, gt=0, description="a ?pages= request not answered within this many "
+                                      "seconds gets 504 timeout, as does one whose page takes past request_timeout_s "
+                                      "(50 receipts take about 30 s on 2 cores)")
     decode_threads: int = Field(2, ge=1, description="uploads decoded (and lines cut into crops) at once per "
                                 "replica, in threads beside the event loop, which keeps answering meanwhile")
     retry_after_s: int = Field(1, ge=1)

@@ -960,6 +960,16 @@ def test_a_request_past_its_deadline_gets_504_and_the_service_goes_on(client, ap
         assert late.status_code == 504, late.text
         assert late.json()["error"]["code"] == "timeout" and "0.05 s" in late.json()["error"]["message"]
         assert late.json()["request_id"] and late.headers["Retry-After"] == "1"
+        files = {"image": ("two.pdf", text_pdf([["one"], ["two"]], size=16, width=200, height=100))}
+        late = client.post("/api/v1/ocr", params={"pages": "all"}, files=files)  # each page within the deadline
+        assert late.status_code == 504 and late.json()["error"]["message"].startswith(
+            "page 1: no answer within 0.05 s (ingress.request_timeout_s)"), late.text
+        serve.run(graph(AppConfig.load(overrides={**TEST_OVERRIDES, "ingress": {
+            **TEST_OVERRIDES["ingress"], "document_timeout_s": 0.05}})), name=APP, route_prefix="/")
+        late = client.post("/api/v1/ocr", params={"pages": "all"}, files=files)  # and the whole document within its own
+        assert late.status_code == 504 and late.json()["error"]["message"].startswith(
+            "no answer within 0.05 s (ingress.document_timeout_s)"), late.text
+        assert post(client, page).status_code == 200  # one page is not a document
     finally:
         serve.run(graph(app_config), name=APP, route_prefix="/")
     r = post(client, page)  # the abandoned answers left nothing behind

@@ -93,10 +93,12 @@ def _nginx(cfg: AppConfig) -> dict[str, str]:
 def test_nginx_never_refuses_an_upload_or_gives_up_on_an_answer_before_the_ingress_would(cfg):
     """nginx answers past its own limits with HTML of its own (its default body limit, 1 MiB, refuses most photos):
     they follow the ingress settings, so raising the upload limit or the deadline in the config raises them too."""
-    assert _nginx(cfg) == {"proxy-body-size": "11m", "proxy-read-timeout": "90", "proxy-send-timeout": "90"}
+    assert _nginx(cfg) == {"proxy-body-size": "11m", "proxy-read-timeout": "330", "proxy-send-timeout": "330"}
     bigger = cfg.model_copy(update={"ingress": cfg.ingress.model_copy(update={
-        "max_upload_bytes": 30 * 2**20, "request_timeout_s": 120.5})})
+        "max_upload_bytes": 30 * 2**20, "request_timeout_s": 120.5, "document_timeout_s": 100})})
     assert _nginx(bigger) == {"proxy-body-size": "31m", "proxy-read-timeout": "151", "proxy-send-timeout": "151"}
+    longer = cfg.model_copy(update={"ingress": cfg.ingress.model_copy(update={"document_timeout_s": 600})})
+    assert _nginx(longer)["proxy-read-timeout"] == "630"  # a whole document's deadline, read in one request
 
 
 def _code_version(cfg: AppConfig, **sections: dict) -> str:
