@@ -124,13 +124,15 @@ class DetectorRunner:
         self.blank = self._blank_features()
 
     def detect(self, images: list[np.ndarray]) -> list[list[TextLine]]:
-        """Images of one padded size share a forward pass; others run alone (CPU gains nothing from padding)."""
+        """Each image in a forward pass of its own, so that its lines never depend on what else came in its batch.
+
+        Frames of one size shared a pass, and the int8 and bf16 kernels round by the batch's size (and the bf16
+        LSTM's rows are padded by it): 1-3 of 40 scenes_dev frames sent 4 at a time came back with other lines
+        than sent alone. A CPU gains little from the shared pass (see docs/accuracy.md).
+        """
         prepared = [detection.preprocess(im, self.params) for im in images]
-        groups: dict[tuple[int, ...], list[int]] = {}
-        for i, (arr, _) in enumerate(prepared):
-            groups.setdefault(arr.shape, []).append(i)
         results: list[list[TextLine]] = [[] for _ in images]
-        for idx in groups.values():
+        for idx in ([i] for i in range(len(images))):
             arrays = [prepared[i][0] for i in idx]
             views = self._two_views(arrays) if self.params.views > 1 else [(self._forward(arrays), 0)]
             found: list[list[tuple[np.ndarray, ...]]] = [[] for _ in idx]
