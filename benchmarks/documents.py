@@ -90,7 +90,7 @@ def main(args: argparse.Namespace) -> None:
     print("| file | pages | way | s | s/page | same text |")
     print("|---|---|---|---|---|---|")
     for name, data in documents(args.pages).items():
-        asyncio.run(one_request(args.url, name, data[:]))  # warm: a replica's first batches cost more
+        asyncio.run(one_request(args.url, name, data))  # warm: a replica's first batches cost more
         seconds: dict[str, list[float]] = {way: [] for way in WAYS}
         texts: dict[str, list[str]] = {}
         for _ in range(args.rounds):

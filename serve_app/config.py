@@ -159,8 +159,9 @@ class IngressSettings(_Strict):
                                      "gets 504 timeout (a hung or crash-looping model replica must not hold a "
                                      "client forever); work already queued in a model replica still runs")
     max_pages: int = Field(50, ge=1, description="pages one request may read with ?pages= (a PDF's, a TIFF's); more "
-                           "is refused 413 too_many_pages before any is read. Each page is stored as an upload of "
-                           "its own, the file with it")
+                           "is refused 413 too_many_pages (before any is read where the numbers say so, else once "
+                           "the first says how many there are). Each page is stored as an upload of its own, the "
+                           "file with it")
     pages_at_once: int = Field(2, ge=1, description="pages of one ?pages= request read at once (its first alone, to "
                                "learn how many there are): the models' replicas, not one request, set the pace")
     document_timeout_s: float = Field(300.0, gt=0, description="a ?pages= request not answered within this many "

@@ -127,8 +127,9 @@ class DetectorRunner:
         """Each image in a forward pass of its own, so that its lines never depend on what else came in its batch.
 
         Frames of one size shared a pass, and the int8 and bf16 kernels round by the batch's size (and the bf16
-        LSTM's rows are padded by it): 1-3 of 40 scenes_dev frames sent 4 at a time came back with other lines
-        than sent alone. A CPU gains little from the shared pass (see docs/accuracy.md).
+        LSTM's rows are padded by it): in 1-3 of 40 scenes_dev frames sent 4 at a time a box moved or a line
+        came or went, against the same frames sent alone. A CPU gains little from the shared pass
+        (docs/accuracy.md).
         """
         prepared = [detection.preprocess(im, self.params) for im in images]
         results: list[list[TextLine]] = [[] for _ in images]
