@@ -26,32 +26,23 @@ class Handovers:
         self.budget_bytes = budget_bytes
         self.tasks: set[asyncio.Task[None]] = set()
         self.pending_bytes = 0
-        self._held: dict[int, tuple[bytes, int]] = {}  # by id: each upload held, and by how many handovers
 
     def start(self, upload: bytes, hand_over: Callable[[], Coroutine[Any, Any, None]],
               context: contextvars.Context | None = None) -> bool:
         """Run ``hand_over()`` in the background, holding ``upload`` until it ends; False past the budget.
 
-        Handovers of one upload (the pages of a ``?pages=`` request, each stored with the file) hold its bytes
-        once. ``context``: the context variables it runs with (default: a copy of the caller's).
+        A document is one handover: its pages share the upload. ``context``: the context variables it runs with
+        (default: a copy of the caller's).
         """
-        key = id(upload)
-        _, holders = self._held.get(key, (upload, 0))
-        if not holders and self.pending_bytes + len(upload) > self.budget_bytes:
+        if self.pending_bytes + len(upload) > self.budget_bytes:
             return False
-        if not holders:
-            self.pending_bytes += len(upload)
-        self._held[key] = (upload, holders + 1)  # the entry keeps the object, so that its id stays its own
+        self.pending_bytes += len(upload)
         task = asyncio.get_running_loop().create_task(hand_over(), context=context)
         self.tasks.add(task)
 
         def done(finished: asyncio.Task[None]) -> None:
             self.tasks.discard(finished)
-            held, left = self._held.pop(key)
-            if left > 1:
-                self._held[key] = (held, left - 1)
-            else:
-                self.pending_bytes -= len(held)
+            self.pending_bytes -= len(upload)
 
         task.add_done_callback(done)
         return True

@@ -239,6 +239,12 @@ HANDOVER_DRAIN_S = 45.0
 SHUTDOWN_TIMEOUT_S = HANDOVER_DRAIN_S + 15
 
 
+def _ids_of(bodies: list[dict[str, Any]]) -> str:
+    """The request ids of answers, for a log line: one, or the first and how many pages follow it."""
+    first = bodies[0]["request_id"]
+    return first if len(bodies) == 1 else f"{first} (and the {len(bodies) - 1} other pages read with it)"
+
+
 def _outliving_the_request() -> contextvars.Context:
     """The current context (the request's trace included) for work that must outlive the request.
 
@@ -590,7 +596,7 @@ class Ingress:
         data = await read(self.cfg.ingress.max_upload_bytes + 1)
         body, decoded = await self._read(request_id, data, t0, layout, page, rotate, min_confidence, notes)
         if self.sidecar is not None:
-            self._store(request_id, data, MEDIA_TYPES[decoded.format], body, notes)
+            self._store(data, MEDIA_TYPES[decoded.format], [body], notes)
         if output == "pdf":  # after the handover took its copy: the PDF is the answer's, not stored
             if decoded.format == "PDF":  # its own page, words laid over it: parsed again, so in the sandbox
                 body["pdf"] = await self._in_thread("pdf", self.pdfs.overlay, data, [body])
@@ -656,9 +662,8 @@ class Ingress:
                 task.cancel()
             raise
         answer = documents.document(request_id, bodies, self.models, (time.perf_counter() - t0) * 1e3)
-        if self.sidecar is not None:
-            for body in bodies:
-                self._store(body["request_id"], data, MEDIA_TYPES[body["image"]["format"]], body, notes)
+        if self.sidecar is not None:  # the upload once, for all its pages
+            self._store(data, MEDIA_TYPES[first["image"]["format"]], bodies, notes)
         if output == "pdf":
             if first["image"]["format"] == "PDF":
                 answer["pdf"] = await self._in_thread("pdf", self.pdfs.overlay, data, bodies)
@@ -719,17 +724,19 @@ class Ingress:
         with_blocks(body)
         return body, decoded
 
-    def _store(self, request_id: str, data: bytes, media_type: str, body: dict[str, Any],
-               notes: dict[str, Any]) -> None:
-        """Hand the answer to the sidecar off the request path: the answer never waits for storage.
+    def _store(self, data: bytes, media_type: str, bodies: list[dict[str, Any]], notes: dict[str, Any]) -> None:
+        """Hand the answers read from one upload (a page, or a document's pages) to the sidecar off the request path.
 
-        Past ``ingress.max_pending_handover_mb`` of uploads still waiting for the sidecar, it is not stored: noted in
-        the request's log line and counted.
+        The answer never waits for storage. Past ``ingress.max_pending_handover_mb`` of uploads still waiting for the
+        sidecar, it is not stored: noted in the request's log line and counted.
         """
-        stored = {**body, "created_at": datetime.now(UTC).isoformat()}
+        created = datetime.now(UTC).isoformat()
+        stored = [{**body, "created_at": created} for body in bodies]
+        request_id = _ids_of(stored)
         if self.handovers.start(data, lambda: self._hand_over(request_id, data, media_type, stored),
                                 _outliving_the_request()):
-            self._remember(request_id, len(body["lines"]))
+            for body in bodies:
+                self._remember(body["request_id"], len(body["lines"]))
             return
         notes["stored"] = False
         metrics.ingress()["not_stored"].inc(tags={"reason": "handover_backlog"})
@@ -746,17 +753,18 @@ class Ingress:
         await self.handovers.drain(HANDOVER_DRAIN_S)
         self.pdfs.close()
 
-    async def _hand_over(self, request_id: str, data: bytes, media_type: str, stored: dict[str, Any]) -> None:
-        """Give a finished answer to the sidecar, again if its replica was lost before it had spooled the answer.
+    async def _hand_over(self, request_id: str, data: bytes, media_type: str, stored: list[dict[str, Any]]) -> None:
+        """Give finished answers to the sidecar, again if its replica was lost before it had spooled them.
 
         A handover made twice is spooled twice, and the archiver stores a request once whatever arrives.
+        ``request_id`` names them in log lines.
         """
         sidecar = self.sidecar
         if sidecar is None:  # storage off: `_store` is never called then
             return
         try:
             spooled = await retries.call_with_retries(
-                lambda: sidecar.forward.remote(request_id, data, media_type, stored), "Sidecar",
+                lambda: sidecar.forward.remote(data, media_type, stored), "Sidecar",
                 self.cfg.ingress.replica_retries, _replica_lost, outlive_cancellation=True)
         except asyncio.CancelledError:  # not an Exception: say so, or the answer goes without a word
             log.error("the result of request %s is lost: its handover to the sidecar was cancelled", request_id)

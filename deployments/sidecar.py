@@ -46,12 +46,18 @@ class Sidecar:
             gauges["dropped"].set(s["dropped"])
             await asyncio.sleep(2)
 
-    async def forward(self, request_id: str, image: bytes, content_type: str, result: dict[str, Any]) -> bool:
-        """Spool the image and the OCR answer for publishing; False if the spool was full."""
+    async def forward(self, image: bytes, content_type: str, results: list[dict[str, Any]]) -> bool:
+        """Spool an upload once and each answer read from it (a page, or pages); False if the spool was full.
+
+        Each answer carries its own ``request_id``; the upload's message names them all.
+        """
         self._ensure_started()
-        created = result.get("created_at")
+        ids = [r["request_id"] for r in results]
+        created = results[0].get("created_at")
+        messages = [image_message(ids[0], image, content_type, created, also=ids[1:]),
+                    *(data_message(r["request_id"], r, r.get("created_at")) for r in results)]
         ok = True
-        for msg in (image_message(request_id, image, content_type, created), data_message(request_id, result, created)):
+        for msg in messages:
             telemetry.inject(msg.headers)  # the request's trace continues through the broker
             ok = await asyncio.to_thread(self.publisher.submit, msg) and ok
         return ok

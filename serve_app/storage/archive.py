@@ -2,13 +2,17 @@
 
 Redeliveries are harmless (writes are idempotent by id); a message that cannot be parsed goes to the dead-letter
 queue with its reason and the consumer goes on; while PostgreSQL or the disk fails nothing is acknowledged. A
-message for an image deleted at its owner's request is acknowledged and dropped, its file removed.
+message for an image deleted at its owner's request is acknowledged and dropped.
+
+An image message may name several images in ``request_ids`` (the pages of one document, which share the upload):
+the file is sent and stored once, and each page's row names it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import logging
 import os
@@ -68,15 +72,34 @@ def _request_id(headers: dict[str, Any]) -> uuid.UUID:
         raise PoisonMessage(f"missing or malformed request_id header: {headers.get('request_id')!r}") from None
 
 
-def image_path(image_dir: Path, image_id: uuid.UUID, created: datetime, content_type: str) -> Path:
-    """Where an image lives: ``YYYY/MM/DD/<id>.<ext>`` under the image directory."""
-    ext = EXTENSIONS.get(content_type, "bin")
-    return image_dir / f"{created:%Y/%m/%d}" / f"{image_id}.{ext}"
+def _request_ids(headers: dict[str, Any]) -> list[uuid.UUID]:
+    """The images an image message is the file of: its ``request_id``, then any others in ``request_ids``."""
+    first = _request_id(headers)
+    try:
+        rest = [uuid.UUID(r) for r in str(headers.get("request_ids") or "").split(",") if r]
+    except ValueError:
+        raise PoisonMessage(f"malformed request_ids header: {headers.get('request_ids')!r}") from None
+    return [first, *(r for r in dict.fromkeys(rest) if r != first)]
+
+
+def content_path(data: bytes, content_type: str) -> str:
+    """Where an upload lives under the image directory: ``sha256/ab/cd/<its SHA-256>.<ext>``.
+
+    Named by content, so one upload is one file however many images name it (pages, the same photo sent again).
+    """
+    digest = hashlib.sha256(data).hexdigest()
+    return f"sha256/{digest[:2]}/{digest[2:4]}/{digest}.{EXTENSIONS.get(content_type, 'bin')}"
+
+
+def write_once(path: Path, data: bytes) -> None:
+    """Write ``data`` at ``path`` unless it is there already: a file named by its content is never rewritten."""
+    if not path.exists():
+        write_atomically(path, data)
 
 
 def write_atomically(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")  # each writer its own, in any process
     with open(tmp, "wb") as f:
         f.write(data)
         f.flush()
@@ -109,8 +132,8 @@ class Archiver:
         try:
             await self._store(queue, body, headers, content_type)
         except repository.ImageDeleted as exc:
-            self.counts["discarded"] += 1
-            log.info("dropped a %s message: %s", queue, exc)
+            self.counts["discarded"] += exc.images
+            log.info("dropped (what was left of) a %s message: %s", queue, exc)
         except asyncpg.DataError as exc:
             # its values, not the database's state (a number past INTEGER, a NUL or a lone surrogate in a text):
             # sent again it fails again, and put back forever it held one of the prefetch slots for good
@@ -118,16 +141,24 @@ class Archiver:
 
     async def _store(self, queue: str, body: bytes, headers: dict[str, Any], content_type: str | None) -> None:
         if queue == IMAGE_QUEUE:
-            rid, created = _request_id(headers), _parse_created(headers)
-            path = image_path(self.image_dir, rid, created, content_type or "")
-            await asyncio.to_thread(write_atomically, path, body)
-            try:
-                async with self.pool.acquire() as conn, _sql("INSERT image"):
-                    await repository.store_image_file(conn, rid, str(path.relative_to(self.image_dir)), created)
-            except repository.ImageDeleted:  # deleted before or while its file was written: the file goes too
-                path.unlink(missing_ok=True)
-                raise
-            self.counts["images"] += 1
+            ids, created = _request_ids(headers), _parse_created(headers)
+            relative = content_path(body, content_type or "")
+
+            async def write(path: str) -> None:
+                await asyncio.to_thread(write_once, self.image_dir / path, body)
+
+            deleted: list[uuid.UUID] = []
+            for rid in ids:
+                try:
+                    async with self.pool.acquire() as conn, _sql("INSERT image"):
+                        await repository.store_image_file(conn, rid, relative, created, write)
+                    self.counts["images"] += 1
+                except repository.ImageDeleted:  # its owner deleted it: not the pages beside it
+                    deleted.append(rid)
+            if deleted:
+                raise repository.ImageDeleted(
+                    f"image {deleted[0]} was deleted" if len(deleted) == 1 else
+                    f"images {', '.join(map(str, deleted))} were deleted", images=len(deleted))
         elif queue == DATA_QUEUE:
             rid, created = _request_id(headers), _parse_created(headers)
             try:
@@ -244,15 +275,20 @@ class Archiver:
                 "lag_s": self.last_lag_s}
 
 
+def _remover(image_dir: str | Path) -> repository.FileAction:
+    """Removes a file under ``image_dir`` (gone already is fine: removed by an earlier, failed try)."""
+    async def remove(path: str) -> None:
+        await asyncio.to_thread((Path(image_dir) / path).unlink, missing_ok=True)
+    return remove
+
+
 async def delete_image(pool: asyncpg.Pool, image_dir: str | Path, image_id: uuid.UUID) -> bool:
     """Forget one image at its owner's request; returns whether any of it had been stored.
 
     Its rows and file go now, and whatever of it is still on its way is dropped when it arrives (`handle`).
     """
     async with pool.acquire() as conn, _sql("DELETE image"):
-        stored, path = await repository.delete_image(conn, image_id)
-    if path:
-        (Path(image_dir) / path).unlink(missing_ok=True)
+        stored = await repository.delete_image(conn, image_id, _remover(image_dir))
     log.info("deleted image %s at its owner's request (%s)", image_id, "stored" if stored else "not stored yet")
     return stored
 
@@ -263,10 +299,6 @@ async def apply_retention(pool: asyncpg.Pool, image_dir: str | Path, days: float
 
     cutoff = (now or datetime.now(UTC)) - timedelta(days=days)
     async with pool.acquire() as conn:
-        gone = await repository.delete_older_than(conn, cutoff)
-    for _, path in gone:
-        if path:
-            with contextlib.suppress(FileNotFoundError):
-                (Path(image_dir) / path).unlink()
+        gone = await repository.delete_older_than(conn, cutoff, _remover(image_dir))
     log.info("retention: deleted %d images created before %s", len(gone), cutoff.isoformat())
     return len(gone)

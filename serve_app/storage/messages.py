@@ -34,8 +34,15 @@ def now_iso() -> str:
     return datetime.now(UTC).isoformat()
 
 
-def image_message(request_id: str, data: bytes, content_type: str, created_at: str | None = None) -> Message:
+def image_message(request_id: str, data: bytes, content_type: str, created_at: str | None = None,
+                  also: list[str] | tuple[str, ...] = ()) -> Message:
+    """The uploaded file of ``request_id``, and of the requests ``also`` names (other pages of the same upload).
+
+    The pages of a document share one message: the file crosses the broker once, whatever its page count.
+    """
     headers = {"request_id": request_id, "created_at": created_at or now_iso()}
+    if also:
+        headers["request_ids"] = ",".join([request_id, *also])
     return Message(IMAGE_QUEUE, data, headers, content_type)
 
 

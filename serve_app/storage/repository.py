@@ -2,12 +2,18 @@
 
 An image deleted at its owner's request leaves a row in ``image_deleted``, and every write for it takes the same
 per-image lock and checks that row first, so that a message still on its way never brings the image back.
+
+Image files are named by their content (`archive.content_path`), so that the pages of one document, or one upload
+sent twice, share a file: a row's file goes only with the last row naming it, decided under a per-file lock that
+whoever writes the file holds too. Locks are taken in one order, image, then row, then file, so none waits in a
+circle.
 """
 
 from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
@@ -25,15 +31,45 @@ class StorageUnavailable(RuntimeError):
 class ImageDeleted(Exception):
     """The image was deleted at its owner's request: whatever still arrives for it is dropped."""
 
+    def __init__(self, message: str, images: int = 1) -> None:
+        super().__init__(message)
+        self.images = images  # how many images a message held this for (the pages sharing a file)
+
 
 #: The first key of the per-image advisory locks (two-key form, apart from the migrations' one-key lock).
 IMAGE_LOCK_CLASS = 0x0CA7
+#: The first key of the per-file advisory locks.
+FILE_LOCK_CLASS = 0x0CA8
+#: Rows retention deletes per transaction: each file it may remove is locked until the end of one, and the locks of
+#: a transaction share PostgreSQL's lock table (``max_locks_per_transaction`` per connection).
+RETENTION_BATCH = 500
+
+#: Called with a file's path (relative to the image directory) while its lock is held.
+FileAction = Callable[[str], Awaitable[None]]
 
 
 async def _lock(conn: asyncpg.Connection, image_id: uuid.UUID) -> None:
     """Inside a transaction: wait for any other write or deletion of this image, until the transaction ends."""
     await conn.execute("SELECT pg_advisory_xact_lock($1, $2)", IMAGE_LOCK_CLASS,
                        int.from_bytes(image_id.bytes[:4], "big", signed=True))
+
+
+async def _lock_file(conn: asyncpg.Connection, path: str) -> None:
+    """Inside a transaction: wait for anyone writing, or deciding to remove, the file at ``path``."""
+    key = int.from_bytes(uuid.uuid5(uuid.NAMESPACE_URL, path).bytes[:4], "big", signed=True)
+    await conn.execute("SELECT pg_advisory_xact_lock($1, $2)", FILE_LOCK_CLASS, key)
+
+
+async def _release_files(conn: asyncpg.Connection, paths: list[str | None], remove: FileAction) -> None:
+    """Inside the transaction that deleted rows naming ``paths``: remove each file no other row names.
+
+    Decided and done under the file's lock, so a row written meanwhile for the same file either is seen here, and
+    keeps it, or waits and writes the file again.
+    """
+    for path in sorted({p for p in paths if p}):
+        await _lock_file(conn, path)
+        if not await conn.fetchval("SELECT EXISTS (SELECT 1 FROM image WHERE path = $1)", path):
+            await remove(path)
 
 
 async def _writing(conn: asyncpg.Connection, image_id: uuid.UUID) -> None:
@@ -63,8 +99,13 @@ def box_rows(image_id: uuid.UUID, lines: list[dict[str, Any]]) -> list[tuple]:
     return rows
 
 
-async def store_image_file(conn: asyncpg.Connection, image_id: uuid.UUID, path: str, created: datetime) -> None:
-    """Record where the image's file is; `ImageDeleted` if it was deleted (the caller removes the file)."""
+async def store_image_file(conn: asyncpg.Connection, image_id: uuid.UUID, path: str, created: datetime,
+                           write: FileAction) -> None:
+    """Record that the image's file is at ``path``, and ``write`` it there; `ImageDeleted` if it was deleted.
+
+    The file is written under its lock, after the row: whoever removes it either sees the row (once committed) or
+    has removed it before ``write`` runs.
+    """
     async with conn.transaction():
         await _writing(conn, image_id)
         await conn.execute(
@@ -72,6 +113,8 @@ async def store_image_file(conn: asyncpg.Connection, image_id: uuid.UUID, path: 
             "ON CONFLICT (id) DO UPDATE SET path = EXCLUDED.path",
             image_id, path, created,
         )
+        await _lock_file(conn, path)
+        await write(path)
 
 
 async def store_result(
@@ -162,24 +205,36 @@ async def image_data(pool: asyncpg.Pool, image_id: uuid.UUID) -> dict[str, Any] 
     }
 
 
-async def delete_older_than(conn: asyncpg.Connection, cutoff: datetime) -> list[tuple[uuid.UUID, str | None]]:
-    """Delete images created before ``cutoff`` (boxes and corrections cascade); returns their ids and paths.
+async def delete_older_than(conn: asyncpg.Connection, cutoff: datetime, remove: FileAction,
+                            batch: int = RETENTION_BATCH) -> list[uuid.UUID]:
+    """Delete images created before ``cutoff`` (boxes and corrections cascade), and the files only they named.
 
-    The marks of images deleted before it go too: nothing that old is kept anyway.
+    In transactions of ``batch`` rows; returns the ids deleted. The marks of images deleted before ``cutoff`` go
+    too: nothing that old is kept anyway.
     """
-    async with conn.transaction():
-        rows = await conn.fetch("DELETE FROM image WHERE creation_timestamp < $1 RETURNING id, path", cutoff)
-        await conn.execute("DELETE FROM image_deleted WHERE deleted_at < $1", cutoff)
-    return [(r["id"], r["path"]) for r in rows]
+    gone: list[uuid.UUID] = []
+    while True:
+        async with conn.transaction():
+            rows = await conn.fetch(
+                "DELETE FROM image WHERE id IN (SELECT id FROM image WHERE creation_timestamp < $1 "
+                "ORDER BY creation_timestamp LIMIT $2) RETURNING id, path", cutoff, batch)
+            await _release_files(conn, [r["path"] for r in rows], remove)
+        gone += [r["id"] for r in rows]
+        if len(rows) < batch:
+            break
+    await conn.execute("DELETE FROM image_deleted WHERE deleted_at < $1", cutoff)
+    return gone
 
 
-async def delete_image(conn: asyncpg.Connection, image_id: uuid.UUID) -> tuple[bool, str | None]:
+async def delete_image(conn: asyncpg.Connection, image_id: uuid.UUID, remove: FileAction) -> bool:
     """Delete one image (boxes and corrections cascade) and mark it deleted, whether it is stored yet or not.
 
-    Returns whether any of it was stored, and its file's path.
+    Its file goes too unless another image names it. Returns whether any of it was stored.
     """
     async with conn.transaction():
         await _lock(conn, image_id)
         await conn.execute("INSERT INTO image_deleted (id) VALUES ($1) ON CONFLICT (id) DO NOTHING", image_id)
         row = await conn.fetchrow("DELETE FROM image WHERE id = $1 RETURNING path", image_id)
-    return row is not None, row["path"] if row else None
+        if row is not None:
+            await _release_files(conn, [row["path"]], remove)
+    return row is not None

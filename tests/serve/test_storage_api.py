@@ -4,6 +4,7 @@ import io
 import time
 import uuid
 import xml.etree.ElementTree as ET
+from pathlib import Path
 
 import asyncpg
 import pypdfium2 as pdfium
@@ -11,6 +12,7 @@ import pytest
 from PIL import Image
 
 from deployments.request_ids import page_id
+from serve_app.storage.archive import content_path
 from tests.unit.test_alto import A as ALTO
 from tests.unit.test_alto import assert_valid_alto
 from tests.unit.test_imaging import save
@@ -66,6 +68,21 @@ def db_counts(pg_url: str, bodies: list[dict]) -> tuple[int, int]:
     return asyncio.new_event_loop().run_until_complete(go())
 
 
+def stored_file(pg_url: str, storage_dirs, rid: str) -> Path:
+    """The file an image's row names (named by its content: documents' pages, and one upload sent twice, share one)."""
+    import asyncio
+
+    async def go() -> str:
+        conn = await asyncpg.connect(pg_url)
+        try:
+            return await conn.fetchval("SELECT path FROM image WHERE id = $1", uuid.UUID(rid))
+        finally:
+            await conn.close()
+
+    path = poll(lambda: asyncio.new_event_loop().run_until_complete(go()))
+    return storage_dirs[0] / path
+
+
 def wait_stored(pg_url: str, bodies: list[dict], expected: tuple[int, int], timeout: float = 60.0) -> None:
     """Until exactly ``expected`` (images, box rows) are stored for these answers; says what was, if never."""
     seen: list[tuple[int, int]] = []
@@ -102,10 +119,8 @@ def test_every_result_is_stored_once_with_its_image_and_boxes(client, pg_url, st
     wait_stored(pg_url, bodies, expected)
     time.sleep(0.5)
     assert db_counts(pg_url, bodies) == expected  # and nothing more arrives
-    image_dir = storage_dirs[0]
     for body, data in zip(bodies, uploads):
-        (path,) = list(image_dir.rglob(f"{body['request_id']}.png"))
-        assert path.read_bytes() == data
+        assert stored_file(pg_url, storage_dirs, body["request_id"]).read_bytes() == data
 
 
 def test_image_data_and_corrections_endpoints(client):
@@ -273,6 +288,25 @@ def test_the_pages_of_a_document_are_each_stored_once_under_their_own_ids(client
     assert past.status_code == 422 and past.json()["error"]["code"] == "line_out_of_range"
 
 
+
+def test_the_pages_of_a_document_share_one_stored_file_until_the_last_is_deleted(client, pg_url, storage_dirs):
+    """The upload is stored once for all its pages (it crosses the broker once too), and deleting a page leaves it to
+    the others."""
+    data = text_pdf([["page one of three"], ["page two of three"], ["page three of three"]])
+    doc = client.post("/api/v1/ocr", params={"pages": "all"}, files={"image": ("three.pdf", data, "application/pdf")})
+    assert doc.status_code == 200, doc.text
+    ids = [p["request_id"] for p in doc.json()["pages"]]
+    wait_stored(pg_url, doc.json()["pages"], (3, _boxes(doc.json()["pages"])))
+    files = {stored_file(pg_url, storage_dirs, rid) for rid in ids}
+    assert len(files) == 1 and next(iter(files)).read_bytes() == data
+    assert client.delete(f"/api/v1/images/{ids[0]}").status_code == 204
+    assert client.delete(f"/api/v1/images/{ids[2]}").status_code == 204
+    assert client.get(f"/api/v1/images/{ids[1]}").content == data
+    assert client.get(f"/api/v1/images/{ids[0]}").status_code == 404
+    assert client.delete(f"/api/v1/images/{ids[1]}").status_code == 204
+    assert not next(iter(files)).exists()
+
+
 def test_a_document_with_a_page_that_cannot_be_read_stores_none_of_it(client, pg_url):
     """All or nothing: the error names the page, and the pages read before it are not stored without it."""
     frames = [Image.new("L", (2000, 1600), 255) for _ in range(3)]  # frame 3 is reached past the 8 MP limit
@@ -290,19 +324,19 @@ def test_a_document_with_a_page_that_cannot_be_read_stores_none_of_it(client, pg
     assert db_counts(pg_url, ids) == (0, 0)
 
 
-def test_a_stored_file_that_no_longer_decodes_is_a_clear_error_not_a_500(client, storage_dirs):
+def test_a_stored_file_that_no_longer_decodes_is_a_clear_error_not_a_500(client, pg_url, storage_dirs):
     """The searchable PDF of a stored image decodes its file again: one damaged on disk says so."""
     rid = client.post("/api/v1/ocr", files={"image": ("d.png", png_bytes(["damaged later"]), "image/png")}).json()[
         "request_id"]
     stored_data(client, rid)
-    (path,) = list(storage_dirs[0].rglob(f"{rid}.png"))
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 64)
+    stored_file(pg_url, storage_dirs, rid).write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 64)
     r = client.get(f"/api/v1/images/{rid}/data", params={"format": "pdf"})
     assert r.status_code == 400 and r.json()["error"]["code"] == "corrupt_image", r.text
 
 
 @pytest.mark.parametrize("fmt,media_type,sent", [("HEIF", "image/heic", "multipart"), ("AVIF", "image/avif", "body")])
-def test_a_phone_photo_is_stored_as_it_came_and_served_as_what_it_is(client, storage_dirs, fmt, media_type, sent):
+def test_a_phone_photo_is_stored_as_it_came_and_served_as_what_it_is(client, pg_url, storage_dirs, fmt, media_type,
+                                                                     sent):
     """The photo itself is kept, not a re-encoding, under an extension and a type that a viewer opens, whether it
     came as a form's field or as the whole body."""
     data = save(Image.open(io.BytesIO(png_bytes(["photo of a page"]))).convert("RGB"), fmt)
@@ -317,8 +351,8 @@ def test_a_phone_photo_is_stored_as_it_came_and_served_as_what_it_is(client, sto
     assert [ln["text"] for ln in stored["lines"]] == [ln["text"] for ln in body.json()["lines"]] != []
     image = client.get(f"/api/v1/images/{rid}")
     assert image.headers["content-type"] == media_type and image.content == data
-    files = list(storage_dirs[0].rglob(f"{rid}.*"))
-    assert [f.suffix for f in files] == [f".{media_type.split('/')[1]}"] and files[0].read_bytes() == data
+    file = stored_file(pg_url, storage_dirs, rid)
+    assert file.suffix == f".{media_type.split('/')[1]}" and file.read_bytes() == data
 
 
 @pytest.mark.parametrize("suffix", ["", "/data"])
@@ -348,6 +382,10 @@ def test_corrections_need_a_known_image_and_a_value(client):
         assert r.status_code == 422 and words in r.json()["error"]["message"], (body, r.text)
 
 
+async def _written_elsewhere(path: str) -> None:
+    """The file of an image stored by another replica's archiver: none is read here."""
+
+
 def _as_if_answered_elsewhere(pg_url: str, image_id: uuid.UUID, lines: int | None) -> None:
     """Store what another ingress replica's answer would have stored: its file only (``None``), or its lines too."""
     import asyncio
@@ -359,7 +397,7 @@ def _as_if_answered_elsewhere(pg_url: str, image_id: uuid.UUID, lines: int | Non
         conn = await asyncpg.connect(pg_url)
         try:
             now = datetime.now(UTC)
-            await repository.store_image_file(conn, image_id, f"elsewhere/{image_id}.png", now)
+            await repository.store_image_file(conn, image_id, f"elsewhere/{image_id}.png", now, _written_elsewhere)
             if lines is not None:
                 result = {"image": {"width": 100, "height": 40, "format": "PNG"},
                           "lines": [{"box": [0, 10 * i, 90, 10 * i + 9], "text": f"line {i}", "words": []}
@@ -537,7 +575,8 @@ def test_sidecar_replica_killed_as_corrections_arrive_each_is_accepted_and_store
     assert sorted(corrections(pg_url, rid)) == answered
 
 
-def _rows_and_files(pg_url: str, storage_dirs, rid: str) -> tuple[int, int, list[str]]:
+def _rows_and_files(pg_url: str, storage_dirs, rid: str, data: bytes) -> tuple[int, int, list[str]]:
+    """(image rows, box rows, files) of one image, whose upload, a PNG, was ``data``."""
     import asyncio
 
     async def go() -> tuple[int, int]:
@@ -548,7 +587,8 @@ def _rows_and_files(pg_url: str, storage_dirs, rid: str) -> tuple[int, int, list
         finally:
             await conn.close()
 
-    return (*asyncio.new_event_loop().run_until_complete(go()), [p.name for p in storage_dirs[0].rglob(f"{rid}.*")])
+    file = storage_dirs[0] / content_path(data, "image/png")
+    return (*asyncio.new_event_loop().run_until_complete(go()), [file.name] if file.exists() else [])
 
 
 def _archiver_log_lines(text: str) -> list[str]:
@@ -569,14 +609,14 @@ def test_an_image_deleted_is_gone_and_its_answer_still_on_the_way_is_never_store
 
     from .conftest import APP
 
-    rid = client.post("/api/v1/ocr", files={"image": ("d.png", png_bytes(["forget me"]), "image/png")}).json()[
-        "request_id"]
+    upload = png_bytes(["forget me"])
+    rid = client.post("/api/v1/ocr", files={"image": ("d.png", upload, "image/png")}).json()["request_id"]
     stored_data(client, rid)
     client.post(f"/api/v1/images/{rid}/corrections", json={"value": "Forget me"})
-    assert _rows_and_files(pg_url, storage_dirs, rid)[2] == [f"{rid}.png"]
+    assert _rows_and_files(pg_url, storage_dirs, rid, upload)[2] == [content_path(upload, "image/png").split("/")[-1]]
     r = client.delete(f"/api/v1/images/{rid}")
     assert r.status_code == 204 and r.content == b""
-    assert _rows_and_files(pg_url, storage_dirs, rid) == (0, 0, [])
+    assert _rows_and_files(pg_url, storage_dirs, rid, upload) == (0, 0, [])
     assert client.get(f"/api/v1/images/{rid}").status_code == 404
     assert client.get(f"/api/v1/images/{rid}/data").status_code == 404
     assert client.post(f"/api/v1/images/{rid}/corrections", json={"value": "x"}).status_code == 404
@@ -589,14 +629,15 @@ def test_an_image_deleted_is_gone_and_its_answer_still_on_the_way_is_never_store
     discarded = archiver.status.remote().result()["discarded"]
     rabbitmqctl("stop_app")  # the answer waits in the sidecar's spool
     try:
-        waiting = client.post("/api/v1/ocr", files={"image": ("w.png", png_bytes(["on its way"]), "image/png")})
+        waiting = client.post("/api/v1/ocr", files={"image": ("w.png", upload := png_bytes(["on its way"]),
+                                                              "image/png")})
         assert waiting.status_code == 200
         assert client.delete(f"/api/v1/images/{waiting.json()['request_id']}").status_code == 204
     finally:
         rabbitmqctl("start_app")
     poll(lambda: archiver.status.remote().result()["discarded"] >= discarded + 2, timeout=120)  # image and data
     time.sleep(1)
-    assert _rows_and_files(pg_url, storage_dirs, waiting.json()["request_id"]) == (0, 0, [])
+    assert _rows_and_files(pg_url, storage_dirs, waiting.json()["request_id"], upload) == (0, 0, [])
 
 
 def test_stored_results_answer_503_while_the_database_is_down_and_nothing_is_lost(client, pg_url, pg_database):

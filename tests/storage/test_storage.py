@@ -11,7 +11,7 @@ import asyncpg
 import pytest
 
 from serve_app.storage import repository
-from serve_app.storage.archive import Archiver, apply_retention, delete_image
+from serve_app.storage.archive import Archiver, apply_retention, content_path, delete_image
 from serve_app.storage.messages import (
     DEAD_LETTER_QUEUE,
     IMAGE_QUEUE,
@@ -172,13 +172,17 @@ def test_results_images_and_corrections_are_archived_exactly_once(run, pg_url, a
             await asyncio.sleep(0.5)  # give a wrong extra row the chance to appear
             final = await counts(pool)
             data = await repository.image_data(pool, uuid.UUID(ids[1]))
-            files = sorted(p.name for p in (tmp_path / "images").rglob("*.png"))
+            files = {str(p.relative_to(tmp_path / "images")): p.read_bytes()
+                     for p in (tmp_path / "images").rglob("*.png")}
+            paths = {str(r["id"]): r["path"] for r in await pool.fetch("SELECT id, path FROM image")}
             status = publisher.status(), archiver.status()
-        return ids, final, data, files, status
+        return ids, final, data, files, paths, status
 
-    ids, final, data, files, (pub, arc) = run(go())
+    ids, final, data, files, paths, (pub, arc) = run(go())
     assert final == (5, 30, 1)
-    assert files == sorted(f"{i}.png" for i in ids)
+    sent = {rid: b"\x89PNG fake " + rid.encode() for rid in ids}
+    assert {files[paths[rid]] for rid in ids} == set(sent.values()) and len(files) == 5  # each row's file, as sent
+    assert all(paths[rid] == content_path(sent[rid], "image/png") for rid in ids)
     assert [ln["text"] for ln in data["lines"]] == ["line 0", "line 1"]
     assert [w["text"] for w in data["lines"][0]["words"]] == ["line", "0"]
     assert data["corrections"][0]["value"] == "line zero fixed" and data["image"]["stored"]
@@ -406,35 +410,67 @@ def test_retention_deletes_exactly_the_old_images_rows_and_files(run, pg_url, tm
         pool = await fresh_pool(pg_url)
         archiver = Archiver("amqp://unused", pool, tmp_path)
         now = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
-        ages = {"old": 9, "edge": 7.01, "young": 6.99, "new": 0}
+        # "again" is the old "edge" upload sent again lately: one file, kept for the row that still names it
+        ages = {"old": (9, b"old"), "edge": (7.01, b"edge"), "young": (6.99, b"young"), "new": (0, b"new"),
+                "again": (1, b"edge")}
         ids = {}
-        for name, days in ages.items():
+        for name, (days, data) in ages.items():
             rid = str(uuid.uuid4())
             ids[name] = rid
             created = (now - timedelta(days=days)).isoformat()
-            await archiver.handle("imageQueue", b"img", {"request_id": rid, "created_at": created}, "image/png")
+            await archiver.handle("imageQueue", data, {"request_id": rid, "created_at": created}, "image/png")
             await archiver.handle("imageDataQueue", json.dumps(result(1)).encode(),
                                   {"request_id": rid, "created_at": created}, None)
         deleted = await apply_retention(pool, tmp_path, days=7, now=now)
         left = {str(r["id"]) for r in await pool.fetch("SELECT id FROM image")}
         boxes = await pool.fetchval("SELECT count(*) FROM image_box")
-        files = {p.stem for p in tmp_path.rglob("*.png")}
+        files = {p.read_bytes() for p in tmp_path.rglob("*.png")}
         await pool.close()
         return ids, deleted, left, boxes, files
 
     ids, deleted, left, boxes, files = run(go())
     assert deleted == 2
-    assert left == files == {ids["young"], ids["new"]}
-    assert boxes == 2 * 3
+    assert left == {ids["young"], ids["new"], ids["again"]}
+    assert files == {b"young", b"new", b"edge"}
+    assert boxes == 3 * 3
 
 
-async def _stored_of(pool: asyncpg.Pool, image_dir, rid: str) -> tuple[int, int, int, list[str]]:
-    """(image rows, box rows, corrections, files) of one image."""
+def test_retention_works_through_a_backlog_in_batches(run, pg_url, tmp_path):
+    """Each batch is its own transaction (its file locks fill PostgreSQL's lock table otherwise): all still go."""
+    async def go():
+        pool = await fresh_pool(pg_url)
+        archiver = Archiver("amqp://unused", pool, tmp_path)
+        now = datetime.now(UTC)
+        for i in range(23):
+            created = (now - timedelta(days=8 if i < 20 else 1)).isoformat()
+            await archiver.handle("imageQueue", f"img {i % 12}".encode(),
+                                  {"request_id": str(uuid.uuid4()), "created_at": created}, "image/png")
+        async with pool.acquire() as conn:
+            gone = await repository.delete_older_than(conn, now - timedelta(days=7), _unlink(tmp_path), batch=3)
+        left = await pool.fetchval("SELECT count(*) FROM image")
+        files = sorted(p.read_bytes() for p in tmp_path.rglob("*.png"))
+        await pool.close()
+        return gone, left, files
+
+    gone, left, files = run(go())
+    assert len(gone) == 20 and len(set(gone)) == 20 and left == 3
+    assert files == [b"img 10", b"img 8", b"img 9"]  # the young uploads 20-22's, each old uploads 8-10's too
+
+
+def _unlink(image_dir):
+    async def remove(path: str) -> None:
+        (image_dir / path).unlink()
+    return remove
+
+
+async def _stored_of(pool: asyncpg.Pool, image_dir, rid: str, data: bytes) -> tuple[int, int, int, list[str]]:
+    """(image rows, box rows, corrections, files) of one image, whose upload was ``data``."""
     image_id = uuid.UUID(rid)
+    file = image_dir / content_path(data, "image/png")
     return (await pool.fetchval("SELECT count(*) FROM image WHERE id = $1", image_id),
             await pool.fetchval("SELECT count(*) FROM image_box WHERE image_id = $1", image_id),
             await pool.fetchval("SELECT count(*) FROM text_correction WHERE image_id = $1", image_id),
-            [p.name for p in image_dir.rglob(f"{rid}.*")])
+            [file.name] if file.exists() else [])
 
 
 def test_an_image_deleted_is_gone_and_whatever_arrives_for_it_later_is_dropped(run, pg_url, tmp_path):
@@ -444,20 +480,20 @@ def test_an_image_deleted_is_gone_and_whatever_arrives_for_it_later_is_dropped(r
         stored, early, kept = (str(uuid.uuid4()) for _ in range(3))
 
         async def arrive(rid: str) -> None:  # the three messages of one answer and its correction
-            await archiver.handle("imageQueue", b"img", {"request_id": rid}, "image/png")
+            await archiver.handle("imageQueue", rid.encode(), {"request_id": rid}, "image/png")
             await archiver.handle("imageDataQueue", json.dumps(result(2)).encode(), {"request_id": rid}, None)
             await archiver.handle("textCorrectionQueue", json.dumps(
                 {"correction_id": str(uuid.uuid4()), "image_id": rid, "value": "fixed"}).encode(), {}, None)
 
         for rid in (stored, kept):
             await arrive(rid)
-        before = await _stored_of(pool, tmp_path, stored)
+        before = await _stored_of(pool, tmp_path, stored, stored.encode())
         was_stored = [await delete_image(pool, tmp_path, uuid.UUID(stored)),
                       await delete_image(pool, tmp_path, uuid.UUID(early))]  # deleted before anything arrived
-        gone = await _stored_of(pool, tmp_path, stored)
+        gone = await _stored_of(pool, tmp_path, stored, stored.encode())
         for rid in (stored, early):  # redeliveries, and an answer still in a queue when it was deleted
             await arrive(rid)
-        after = [await _stored_of(pool, tmp_path, rid) for rid in (stored, early, kept)]
+        after = [await _stored_of(pool, tmp_path, rid, rid.encode()) for rid in (stored, early, kept)]
         again = await delete_image(pool, tmp_path, uuid.UUID(stored))
         counts = dict(archiver.counts)
         await pool.close()
@@ -473,28 +509,65 @@ def test_an_image_deleted_is_gone_and_whatever_arrives_for_it_later_is_dropped(r
 
 
 def test_a_deletion_racing_the_answers_on_their_way_always_wins(run, pg_url, tmp_path):
-    """Whichever runs first, a file written or a row inserted while an image is deleted never outlives it."""
+    """Whichever runs first, a file written or a row inserted while an image is deleted never outlives it, and a
+    file shared with an image kept (the same upload sent by others) outlives every deletion.
+
+    40 images of one upload are each deleted as they arrive; of 20 images of another, every other one is.
+    """
     async def go():
         pool = await fresh_pool(pg_url)
         archiver = Archiver("amqp://unused", pool, tmp_path)
-        ids = [str(uuid.uuid4()) for _ in range(40)]
+        ids, shared = [str(uuid.uuid4()) for _ in range(40)], [str(uuid.uuid4()) for _ in range(20)]
 
-        async def race(i: int, rid: str) -> None:
-            arriving = [archiver.handle("imageQueue", b"img", {"request_id": rid}, "image/png"),
+        async def race(i: int, rid: str, data: bytes, delete: bool) -> None:
+            arriving = [archiver.handle("imageQueue", data, {"request_id": rid}, "image/png"),
                         archiver.handle("imageDataQueue", json.dumps(result(1)).encode(), {"request_id": rid}, None)]
-            deleting = delete_image(pool, tmp_path, uuid.UUID(rid))
-            await asyncio.gather(*(arriving + [deleting] if i % 2 else [deleting] + arriving))
+            deleting = [delete_image(pool, tmp_path, uuid.UUID(rid))] if delete else []
+            await asyncio.gather(*(arriving + deleting if i % 2 else deleting + arriving))
 
-        await asyncio.gather(*(race(i, rid) for i, rid in enumerate(ids)))
-        left = [await _stored_of(pool, tmp_path, rid) for rid in ids]
+        await asyncio.gather(*(race(i, rid, b"img", True) for i, rid in enumerate(ids)),
+                             *(race(i // 2, rid, b"shared", i % 2 == 0) for i, rid in enumerate(shared)))
+        left = [await _stored_of(pool, tmp_path, rid, b"img") for rid in ids]
+        kept = [await _stored_of(pool, tmp_path, rid, b"shared") for rid in shared]
         marks = await pool.fetchval("SELECT count(*) FROM image_deleted WHERE id = ANY($1)",
                                     [uuid.UUID(r) for r in ids])
         await pool.close()
-        return left, marks, archiver.counts
+        return left, kept, marks, archiver.counts
 
-    left, marks, counts = run(go())
+    left, kept, marks, counts = run(go())
     assert left == [(0, 0, 0, [])] * 40 and marks == 40
+    file = [content_path(b"shared", "image/png").rsplit("/", 1)[1]]
+    assert kept[0::2] == [(0, 0, 0, file)] * 10 and kept[1::2] == [(1, 3, 0, file)] * 10
     assert counts["discarded"] > 0  # some messages did arrive after their image was deleted
+
+
+def test_the_pages_of_a_document_share_one_message_and_one_file(run, pg_url, amqp_url, tmp_path):
+    """One image message names every page; each page's row names the one file, which goes with the last of them."""
+    async def go():
+        async with pipeline(pg_url, amqp_url, tmp_path) as (pool, publisher, archiver):
+            pages, gone = [str(uuid.uuid4()) for _ in range(4)], str(uuid.uuid4())
+            await delete_image(pool, tmp_path / "images", uuid.UUID(gone))  # deleted before its file arrived
+            publisher.submit(image_message(pages[0], b"%PDF- four pages", "application/pdf",
+                                           also=[*pages[1:], gone]))
+            for rid in pages:
+                publisher.submit(data_message(rid, result(1)))
+            await wait_for(lambda: _done(pool, (4, 4 * 3, 0)))
+            rows = {str(r["id"]): r["path"] for r in await pool.fetch("SELECT id, path FROM image")}
+            files = [p.read_bytes() for p in (tmp_path / "images").rglob("*.pdf")]
+            counts = dict(archiver.counts)
+            for rid in pages[:3]:
+                await delete_image(pool, tmp_path / "images", uuid.UUID(rid))
+            files_left = [p.read_bytes() for p in (tmp_path / "images").rglob("*.pdf")]
+            await delete_image(pool, tmp_path / "images", uuid.UUID(pages[3]))
+            last = list((tmp_path / "images").rglob("*.pdf"))
+            published = publisher.status()["published"]
+        return pages, rows, files, counts, files_left, last, published
+
+    pages, rows, files, counts, files_left, last, published = run(go())
+    assert published == 1 + 4  # the file crossed the broker once
+    assert rows == {rid: content_path(b"%PDF- four pages", "application/pdf") for rid in pages}
+    assert files == files_left == [b"%PDF- four pages"] and last == []
+    assert (counts["images"], counts["discarded"], counts["results"]) == (4, 1, 4)
 
 
 def test_retention_forgets_the_marks_of_images_deleted_before_its_cutoff(run, pg_url, tmp_path):
@@ -512,3 +585,38 @@ def test_retention_forgets_the_marks_of_images_deleted_before_its_cutoff(run, pg
 
     left, recent = run(go())
     assert left == {recent}
+
+
+def test_a_file_being_written_for_one_image_is_not_removed_by_the_deletion_of_another(run, pg_url, tmp_path):
+    """The deletion of image A decides whether its file goes while image B's row for the same file is written but
+    not committed: it must wait for B, see B's row and keep the file (without the per-file lock it removed it)."""
+    async def go():
+        pool = await fresh_pool(pg_url)
+        archiver = Archiver("amqp://unused", pool, tmp_path)
+        first, second = uuid.uuid4(), uuid.uuid4()
+        await archiver.handle("imageQueue", b"same", {"request_id": str(first)}, "image/png")
+        path = content_path(b"same", "image/png")
+        written, go_on = asyncio.Event(), asyncio.Event()
+
+        async def write_then_wait(p: str) -> None:
+            (tmp_path / p).write_bytes(b"same")
+            written.set()
+            await go_on.wait()
+
+        async def store_second() -> None:
+            async with pool.acquire() as conn:
+                await repository.store_image_file(conn, second, path, datetime.now(UTC), write_then_wait)
+
+        storing = asyncio.ensure_future(store_second())
+        await written.wait()
+        deleting = asyncio.ensure_future(delete_image(pool, tmp_path, first))
+        await asyncio.sleep(0.5)  # long enough for a deletion that does not wait to be done
+        waited = not deleting.done()
+        go_on.set()
+        await asyncio.gather(storing, deleting)
+        rows = await pool.fetch("SELECT id, path FROM image")
+        await pool.close()
+        return waited, [(r["id"], r["path"]) for r in rows], (tmp_path / path).exists()
+
+    waited, rows, exists = run(go())
+    assert waited and rows == [(rows[0][0], content_path(b"same", "image/png"))] and exists

@@ -81,21 +81,3 @@ def test_a_handover_runs_under_a_request_id_of_its_own_that_the_request_cancella
     assert detached._internal_request_id not in ("", "parent") and not detached.cancel_on_parent_request_cancel
     assert (detached.request_id, detached.route) == ("r-1", "/api/v1/ocr")  # logs still name the request
     assert request.cancel_on_parent_request_cancel  # the request's own context is untouched
-
-
-def test_the_pages_of_one_upload_hold_its_bytes_once():
-    """A ``?pages=`` request stores each page with the file: 50 pages of a 10 MiB PDF hold 10 MiB, not 500."""
-    async def run() -> list:
-        handovers, gate = Handovers(budget_bytes=1000), asyncio.Event()
-        upload, other = bytes(600), bytes(600)
-
-        async def hang() -> None:
-            await gate.wait()
-
-        seen = [all(handovers.start(upload, hang) for _ in range(5)), handovers.pending_bytes,
-                handovers.start(other, hang), handovers.start(bytes(400), hang), handovers.pending_bytes]
-        gate.set()
-        await asyncio.gather(*handovers.tasks)
-        return seen + [handovers.pending_bytes, handovers.start(bytes(1000), hang)]
-
-    assert asyncio.run(run()) == [True, 600, False, True, 1000, 0, True]
