@@ -2,7 +2,8 @@
 
 Redeliveries are harmless (writes are idempotent by id); a message that cannot be parsed goes to the dead-letter
 queue with its reason and the consumer goes on; while PostgreSQL or the disk fails nothing is acknowledged. A
-message for an image deleted at its owner's request is acknowledged and dropped.
+message for an image deleted at its owner's request is acknowledged and dropped, with any file an earlier try of it
+left.
 
 An image message may name several images in ``request_ids`` (the pages of one document, which share the upload):
 the file is sent and stored once, and each page's row names it.
@@ -156,6 +157,9 @@ class Archiver:
                 except repository.ImageDeleted:  # its owner deleted it: not the pages beside it
                     deleted.append(rid)
             if deleted:
+                if len(deleted) == len(ids):  # a file left by an earlier try of this message goes now
+                    async with self.pool.acquire() as conn, _sql("DELETE image file"):
+                        await repository.release_file(conn, relative, _remover(self.image_dir))
                 raise repository.ImageDeleted(
                     f"image {deleted[0]} was deleted" if len(deleted) == 1 else
                     f"images {', '.join(map(str, deleted))} were deleted", images=len(deleted))

@@ -72,6 +72,15 @@ async def _release_files(conn: asyncpg.Connection, paths: list[str | None], remo
             await remove(path)
 
 
+async def release_file(conn: asyncpg.Connection, path: str, remove: FileAction) -> None:
+    """Remove the file at ``path`` if no row names it.
+
+    Such a file was written by a try whose commit failed, and its image deleted before the message came again.
+    """
+    async with conn.transaction():
+        await _release_files(conn, [path], remove)
+
+
 async def _writing(conn: asyncpg.Connection, image_id: uuid.UUID) -> None:
     """Inside a transaction: take the image's lock, then refuse one deleted."""
     await _lock(conn, image_id)

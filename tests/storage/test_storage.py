@@ -620,3 +620,25 @@ def test_a_file_being_written_for_one_image_is_not_removed_by_the_deletion_of_an
 
     waited, rows, exists = run(go())
     assert waited and rows == [(rows[0][0], content_path(b"same", "image/png"))] and exists
+
+
+def test_a_file_left_by_a_try_that_failed_to_commit_goes_when_its_deleted_image_comes_again(run, pg_url, tmp_path):
+    """The file is written before the commit; a commit that fails leaves it, and the message comes again. If its
+    image was deleted meanwhile, the message is dropped and the file with it, unless another image names it."""
+    async def go():
+        pool = await fresh_pool(pg_url)
+        archiver = Archiver("amqp://unused", pool, tmp_path)
+        lone, shared, keeper = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+        await archiver.handle("imageQueue", b"shared bytes", {"request_id": str(keeper)}, "image/png")
+        for data in (b"lone bytes", b"shared bytes"):  # what the failed tries left
+            (tmp_path / content_path(data, "image/png")).parent.mkdir(parents=True, exist_ok=True)
+            (tmp_path / content_path(data, "image/png")).write_bytes(data)
+        for image_id, data in ((lone, b"lone bytes"), (shared, b"shared bytes")):
+            await delete_image(pool, tmp_path, image_id)  # no row yet: nothing to remove
+            await archiver.handle("imageQueue", data, {"request_id": str(image_id)}, "image/png")
+        files = sorted(p.read_bytes() for p in tmp_path.rglob("*.png"))
+        await pool.close()
+        return files, archiver.counts["discarded"]
+
+    files, discarded = run(go())
+    assert files == [b"shared bytes"] and discarded == 2
