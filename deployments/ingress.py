@@ -335,6 +335,7 @@ class Ingress:
         self.recent: collections.OrderedDict[str, int] = collections.OrderedDict()
         self.inflight = 0
         self.document_pages = 0  # pages of ?pages= requests being read at once, beyond each one's first
+        self.held_beyond = 0  # places of max_inflight that documents hold beyond one each
         # answers on their way to the sidecar, held until it has them, within a budget of upload bytes
         self.handovers = Handovers(self.cfg.ingress.max_pending_handover_mb * 2**20)
         self.max_inflight = self.cfg.ingress.max_inflight
@@ -562,9 +563,13 @@ class Ingress:
         """
         limits = self.cfg.ingress
         busy = {"Retry-After": str(limits.retry_after_s)}
-        if self.inflight >= self.max_inflight:
+        # a document reads pages_at_once pages at a time: it holds as many places (all of them, where fewer)
+        holds = 1 if wanted is None else min(limits.pages_at_once, len(wanted) or limits.pages_at_once,
+                                             self.max_inflight)
+        if self.inflight + self.held_beyond + holds > self.max_inflight:
             return error(503, "overloaded", "the service is at capacity; retry shortly", request_id, busy)
         self.inflight += 1
+        self.held_beyond += holds - 1
         if wanted is None:
             work = self._ocr(request_id, read, layout, page, rotate, min_confidence, output, notes)
             deadline, setting = self.request_timeout_s, "request_timeout_s"
@@ -588,6 +593,7 @@ class Ingress:
             return error(500, "internal_error", INTERNAL_ERROR, request_id)
         finally:
             self.inflight -= 1
+            self.held_beyond -= holds - 1
 
     async def _ocr(self, request_id: str, read: Callable[[int], Awaitable[bytes]], layout: Layout, page: int,
                    rotate: Rotate, min_confidence: float | None, output: Output,

@@ -145,7 +145,8 @@ class IngressSettings(_Strict):
     pdf_memory_mb: int = Field(1024, ge=256, description="address space a PDF page may take in its worker process "
                                "(beyond the worker's own); a page that needs more is refused 413 (a 40 MP page renders "
                                "within 450)")
-    max_inflight: int = Field(32, ge=1, description="OCR requests in progress per replica before 503")
+    max_inflight: int = Field(32, ge=1, description="OCR requests in progress per replica before 503; a ?pages= "
+                              "request holds pages_at_once of them (it reads that many pages at a time)")
     max_requests_per_client: int = Field(
         32, ge=0, description="requests one client (its API key, else its address) may have in progress per replica, "
         "bodies still arriving included; past it 429 at once, so that one client cannot take all of "
@@ -160,8 +161,8 @@ class IngressSettings(_Strict):
                                      "client forever); work already queued in a model replica still runs")
     max_pages: int = Field(50, ge=1, description="pages one request may read with ?pages= (a PDF's, a TIFF's); more "
                            "is refused 413 too_many_pages (before any is read where the numbers say so, else once "
-                           "the first says how many there are). Each page is stored as an upload of its own, the "
-                           "file with it")
+                           "the first says how many there are). Each page is stored under an id of its own, the "
+                           "file once for all of them")
     pages_at_once: int = Field(2, ge=1, description="pages of one ?pages= request read at once (its first alone, to "
                                "learn how many there are): the models' replicas, not one request, set the pace")
     document_timeout_s: float = Field(300.0, gt=0, description="a ?pages= request not answered within this many "

@@ -983,6 +983,37 @@ def test_overload_answers_503_with_retry_after(serve_url, app_config):
     assert replicas() == before
 
 
+def test_a_document_holds_a_place_for_each_page_it_reads_at_once(serve_url, app_config):
+    """``?pages=`` reads ``ingress.pages_at_once`` (2) pages at a time, so it holds two of ``max_inflight``: with two
+    places, a page sent while a document is read is refused 503 (before, the document held one and the page made a
+    third read at once)."""
+    two = AppConfig.load(overrides={**TEST_OVERRIDES, "ingress": {**TEST_OVERRIDES["ingress"], "max_inflight": 2}})
+    serve.run(graph(two), name=APP, route_prefix="/")
+    try:
+        document = text_pdf([[f"page {n} of the long one"] for n in range(1, 41)])
+        page = png(render_lines(["one page"], size=28)[0])
+
+        async def go() -> tuple[httpx.Response, list[httpx.Response], bool]:
+            async with httpx.AsyncClient(base_url=serve_url, timeout=120) as c:
+                reading = asyncio.ensure_future(c.post("/api/v1/ocr", params={"pages": "all"}, files={
+                    "image": ("long.pdf", document, "application/pdf")}))
+                await asyncio.sleep(1.0)  # its first page read, the rest two at a time
+                singles = [await c.post("/api/v1/ocr", files={"image": ("p.png", page, "image/png")})
+                           for _ in range(3)]
+                still_reading = not reading.done()
+                return await reading, singles, still_reading
+
+        doc, singles, still_reading = asyncio.run(go())
+        assert doc.status_code == 200 and len(doc.json()["pages"]) == 40, doc.text[:300]
+        assert still_reading  # else the singles did not meet the document, and prove nothing
+        assert [r.status_code for r in singles] == [503] * 3, [r.text[:200] for r in singles]
+        assert singles[0].json()["error"]["code"] == "overloaded"
+        with httpx.Client(base_url=serve_url, timeout=60) as c:  # the document done, its places are free again
+            assert c.post("/api/v1/ocr", files={"image": ("p.png", page, "image/png")}).status_code == 200
+    finally:
+        serve.run(graph(app_config), name=APP, route_prefix="/")
+
+
 def test_a_request_past_its_deadline_gets_504_and_the_service_goes_on(client, app_config):
     hurried = AppConfig.load(overrides={**TEST_OVERRIDES,
                                         "ingress": {**TEST_OVERRIDES["ingress"], "request_timeout_s": 0.05}})
