@@ -148,6 +148,9 @@ class Archiver:
             async def write(path: str) -> None:
                 await asyncio.to_thread(write_once, self.image_dir / path, body)
 
+            # written (and synced) before any transaction, so no connection waits for the disk; under the file's
+            # lock `write` then finds it there, or writes it again if a deletion took it meanwhile
+            await write(relative)
             deleted: list[uuid.UUID] = []
             for rid in ids:
                 try:
@@ -157,7 +160,7 @@ class Archiver:
                 except repository.ImageDeleted:  # its owner deleted it: not the pages beside it
                     deleted.append(rid)
             if deleted:
-                if len(deleted) == len(ids):  # a file left by an earlier try of this message goes now
+                if len(deleted) == len(ids):  # the file written above goes, or one an earlier try of this left
                     async with self.pool.acquire() as conn, _sql("DELETE image file"):
                         await repository.release_file(conn, relative, _remover(self.image_dir))
                 raise repository.ImageDeleted(
