@@ -149,10 +149,13 @@ class ArchiverDeployment:
         return await self._read(f"the results of {image_id}",
                                 lambda: repository.image_data(self.pool, uuid.UUID(image_id)))
 
-    async def delete(self, image_id: str) -> bool:
-        """Forget an image at its owner's request, stored yet or not; whether any of it had been stored."""
-        return await self._read(f"deleting {image_id}",
-                                lambda: delete_image(self.pool, self.settings.image_dir, uuid.UUID(image_id)))
+    async def delete(self, image_id: str, pages: list[str] | tuple[str, ...] = ()) -> bool:
+        """Forget an image at its owner's request, stored yet or not, and ``pages`` with it.
+
+        Returns whether any of it had been stored.
+        """
+        return await self._read(f"deleting {image_id}", lambda: delete_image(
+            self.pool, self.settings.image_dir, uuid.UUID(image_id), [uuid.UUID(p) for p in pages]))
 
     async def status(self) -> dict[str, Any]:
         return {**(self.archiver.status() if self.archiver else IDLE_STATUS), "database_up": self.database_up}

@@ -948,16 +948,19 @@ class Ingress:
         """Delete a stored image with its results and corrections now, before retention would.
 
         Answered 204 whether or not it is stored yet: an answer still on its way to the database is dropped when it
-        arrives, so a client may delete an image as soon as it has its answer.
+        arrives, so a client may delete an image as soon as it has its answer. The id of a ``?pages=`` request
+        deletes every page it stored (up to ``ingress.max_pages``), each under its own id.
         """
         target = self._storage(image_id)
         if isinstance(target, JSONResponse):
             return target
         canonical, archiver = target.id, target.archiver
-        _, problem = await self._stored(lambda: archiver.delete.remote(canonical))
+        pages = [request_ids.page_id(canonical, n) for n in range(1, self.cfg.ingress.max_pages + 1)]
+        _, problem = await self._stored(lambda: archiver.delete.remote(canonical, pages))
         if problem:
             return problem
-        self.recent.pop(canonical, None)  # a correction to it is no longer taken on trust
+        for forgotten in (canonical, *pages):  # a correction to it is no longer taken on trust
+            self.recent.pop(forgotten, None)
         return Response(status_code=204)
 
     @api.post("/api/v1/images/{image_id}/corrections", status_code=202, response_model=CorrectionOut,

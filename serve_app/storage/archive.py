@@ -289,15 +289,20 @@ def _remover(image_dir: str | Path) -> repository.FileAction:
     return remove
 
 
-async def delete_image(pool: asyncpg.Pool, image_dir: str | Path, image_id: uuid.UUID) -> bool:
+async def delete_image(pool: asyncpg.Pool, image_dir: str | Path, image_id: uuid.UUID,
+                       pages: list[uuid.UUID] | tuple[uuid.UUID, ...] = ()) -> bool:
     """Forget one image at its owner's request; returns whether any of it had been stored.
 
-    Its rows and file go now, and whatever of it is still on its way is dropped when it arrives (`handle`).
+    ``pages``: the ids a ``?pages=`` request under its id stores its pages under, deleted with it. Their rows and
+    files go now, and whatever of them is still on its way is dropped when it arrives (`handle`).
     """
     async with pool.acquire() as conn, _sql("DELETE image"):
-        stored = await repository.delete_image(conn, image_id, _remover(image_dir))
-    log.info("deleted image %s at its owner's request (%s)", image_id, "stored" if stored else "not stored yet")
-    return stored
+        stored = await repository.delete_images(conn, [image_id, *pages], _remover(image_dir))
+    pages_stored = len([i for i in stored if i != image_id])
+    log.info("deleted image %s at its owner's request (%s)", image_id,
+             "stored" if image_id in stored else f"stored: {pages_stored} pages of it" if pages_stored else
+             "not stored yet")
+    return bool(stored)
 
 
 async def apply_retention(pool: asyncpg.Pool, image_dir: str | Path, days: float, now: datetime | None = None) -> int:

@@ -48,10 +48,13 @@ RETENTION_BATCH = 500
 FileAction = Callable[[str], Awaitable[None]]
 
 
+def _lock_key(image_id: uuid.UUID) -> int:
+    return int.from_bytes(image_id.bytes[:4], "big", signed=True)
+
+
 async def _lock(conn: asyncpg.Connection, image_id: uuid.UUID) -> None:
     """Inside a transaction: wait for any other write or deletion of this image, until the transaction ends."""
-    await conn.execute("SELECT pg_advisory_xact_lock($1, $2)", IMAGE_LOCK_CLASS,
-                       int.from_bytes(image_id.bytes[:4], "big", signed=True))
+    await conn.execute("SELECT pg_advisory_xact_lock($1, $2)", IMAGE_LOCK_CLASS, _lock_key(image_id))
 
 
 async def _lock_file(conn: asyncpg.Connection, path: str) -> None:
@@ -235,15 +238,17 @@ async def delete_older_than(conn: asyncpg.Connection, cutoff: datetime, remove: 
     return gone
 
 
-async def delete_image(conn: asyncpg.Connection, image_id: uuid.UUID, remove: FileAction) -> bool:
-    """Delete one image (boxes and corrections cascade) and mark it deleted, whether it is stored yet or not.
+async def delete_images(conn: asyncpg.Connection, image_ids: list[uuid.UUID], remove: FileAction) -> list[uuid.UUID]:
+    """Delete images (boxes and corrections cascade) and mark each deleted, whether it is stored yet or not.
 
-    Its file goes too unless another image names it. Returns whether any of it was stored.
+    Their files go too unless another image names them. One transaction, the images' locks taken in one order
+    (another deletion of some of the same never waits in a circle). Returns the ids that had been stored.
     """
+    ids = list(dict.fromkeys(image_ids))
     async with conn.transaction():
-        await _lock(conn, image_id)
-        await conn.execute("INSERT INTO image_deleted (id) VALUES ($1) ON CONFLICT (id) DO NOTHING", image_id)
-        row = await conn.fetchrow("DELETE FROM image WHERE id = $1 RETURNING path", image_id)
-        if row is not None:
-            await _release_files(conn, [row["path"]], remove)
-    return row is not None
+        for image_id in sorted(ids, key=_lock_key):
+            await _lock(conn, image_id)
+        await conn.execute("INSERT INTO image_deleted (id) SELECT unnest($1::uuid[]) ON CONFLICT (id) DO NOTHING", ids)
+        rows = await conn.fetch("DELETE FROM image WHERE id = ANY($1::uuid[]) RETURNING id, path", ids)
+        await _release_files(conn, [r["path"] for r in rows], remove)
+    return [r["id"] for r in rows]

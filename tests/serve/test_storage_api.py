@@ -307,6 +307,22 @@ def test_the_pages_of_a_document_share_one_stored_file_until_the_last_is_deleted
     assert not next(iter(files)).exists()
 
 
+def test_deleting_a_document_by_its_request_id_deletes_every_page_it_stored(client, pg_url, storage_dirs):
+    """The id a ``?pages=`` request answered with stores nothing of its own; deleting it must not answer 204 and
+    leave its pages (and the file) behind."""
+    data = text_pdf([["delete me first"], ["delete me too"]])
+    doc = client.post("/api/v1/ocr", params={"pages": "all"}, files={"image": ("two.pdf", data, "application/pdf")})
+    assert doc.status_code == 200, doc.text
+    pages = doc.json()["pages"]
+    wait_stored(pg_url, pages, (2, _boxes(pages)))
+    file = stored_file(pg_url, storage_dirs, pages[0]["request_id"])
+    assert client.delete(f"/api/v1/images/{doc.json()['request_id']}").status_code == 204
+    assert [client.get(f"/api/v1/images/{p['request_id']}").status_code for p in pages] == [404, 404]
+    assert db_counts(pg_url, pages) == (0, 0) and not file.exists()
+    poll(lambda: _archiver_log_lines(f"deleted image {doc.json()['request_id']} at its owner's request (stored: 2 "
+                                     "pages of it)"), timeout=30)
+
+
 def test_a_document_with_a_page_that_cannot_be_read_stores_none_of_it(client, pg_url):
     """All or nothing: the error names the page, and the pages read before it are not stored without it."""
     frames = [Image.new("L", (2000, 1600), 255) for _ in range(3)]  # frame 3 is reached past the 8 MP limit

@@ -642,3 +642,31 @@ def test_a_file_left_by_a_try_that_failed_to_commit_goes_when_its_deleted_image_
 
     files, discarded = run(go())
     assert files == [b"shared bytes"] and discarded == 2
+
+
+def test_deleting_a_document_by_its_own_id_deletes_its_pages_stored_and_on_their_way(run, pg_url, tmp_path):
+    """A ``?pages=`` request's id is no image of its own: deleting it deletes the pages stored under ids derived from
+    it, marks those not arrived yet, and two such deletions of overlapping pages at once do not deadlock."""
+    from deployments.request_ids import page_id
+
+    async def go():
+        pool = await fresh_pool(pg_url)
+        archiver = Archiver("amqp://unused", pool, tmp_path)
+        doc = str(uuid.uuid4())
+        pages = [page_id(doc, n) for n in range(1, 4)]
+        await archiver.handle("imageQueue", b"%PDF- three", {"request_id": pages[0], "request_ids": ",".join(pages[:2])},
+                              "application/pdf")
+        for rid in pages[:2]:
+            await archiver.handle("imageDataQueue", json.dumps(result(1)).encode(), {"request_id": rid}, None)
+        every = [uuid.UUID(page_id(doc, n)) for n in range(1, 51)]
+        stored = await asyncio.gather(delete_image(pool, tmp_path, uuid.UUID(doc), every),
+                                      delete_image(pool, tmp_path, uuid.UUID(pages[1]), every[::-1]))
+        await archiver.handle("imageQueue", b"%PDF- three", {"request_id": pages[2]}, "application/pdf")  # late
+        await archiver.handle("imageDataQueue", json.dumps(result(1)).encode(), {"request_id": pages[2]}, None)
+        rows = await pool.fetchval("SELECT count(*) FROM image")
+        files = list(tmp_path.rglob("*.pdf"))
+        await pool.close()
+        return stored, rows, files, archiver.counts["discarded"]
+
+    stored, rows, files, discarded = run(go())
+    assert True in stored and rows == 0 and files == [] and discarded == 2
