@@ -5,9 +5,10 @@
     python -m benchmarks.documents --pages 20 --rounds 3 --url http://127.0.0.1:8000
 
 The receipts (``../shared/eval/docs_dev``, measuring only) become one PDF (each page the receipt's JPEG, at 200
-dpi) and one multi-page TIFF. Each is read (after a warm-up request) as one ``?pages=all`` request, as the shipped
-client reads it (page 1, then the rest as concurrent ``?page=N`` requests), and page by page, one request after
-another; then as one ``?pages=all&format=pdf``. Printed per file: the seconds each way took (median of the
+dpi) and one multi-page TIFF. Each is read (after a warm-up request) as one ``?pages=all`` request, through the
+shipped client (one ``?pages=`` request too, with its retries), a request per page 4 at once (page 1, then the rest;
+the client's way past the service's ``ingress.max_pages``, and its only way before), and page by page, one request
+after another; then as one ``?pages=all&format=pdf``. Printed per file: the seconds each way took (median of the
 rounds), per page, and whether every way read every page alike.
 """
 
@@ -59,6 +60,11 @@ async def client_pages(url: str, name: str, data: bytes) -> list[str]:
         return [a.body["text"] for a in await ocr.ocr_pages(data, name)]
 
 
+async def pages_at_once(url: str, name: str, data: bytes) -> list[str]:
+    async with OCRClient(url) as ocr:
+        return [a.body["text"] for a in await ocr._page_by_page(data, name, [], "0", None)]
+
+
 async def page_by_page(url: str, name: str, data: bytes) -> list[str]:
     texts: list[str] = []
     async with httpx.AsyncClient(base_url=url, timeout=600) as http:
@@ -82,8 +88,9 @@ async def as_pdf(url: str, name: str, data: bytes) -> list[str]:
 
 
 WAYS: dict[str, Callable[[str, str, bytes], Any]] = {
-    "one ?pages=all request": one_request, "client (page 1, then the rest at once)": client_pages,
-    "page by page": page_by_page, "one ?pages=all&format=pdf": as_pdf}
+    "one ?pages=all request": one_request, "client": client_pages,
+    "a request per page, 4 at once": pages_at_once, "page by page": page_by_page,
+    "one ?pages=all&format=pdf": as_pdf}
 
 
 def main(args: argparse.Namespace) -> None:

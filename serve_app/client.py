@@ -42,6 +42,11 @@ from serve_app.layout import plain_text
 from serve_app.pages import parse_pages
 
 RETRIED_STATUSES = frozenset({429, 500, 502, 503, 504})
+#: How long a ``?pages=`` request may take to be answered: the service's ``ingress.document_timeout_s`` (300 s by
+#: default) and a margin; the answer comes only once every page is read.
+DOCUMENT_READ_TIMEOUT_S = 330.0
+#: Pages read at once where a document is read a request per page (past the service's ``ingress.max_pages``).
+PAGES_AT_ONCE = 4
 
 
 @dataclass(frozen=True)
@@ -129,15 +134,62 @@ class OCRClient:
         least that sure (0: every reading) instead of the service's own filter.
         """
         params: dict[str, Any] = {"layout": layout, "page": page, "rotate": str(rotate)}
+        return await self._send(params, data, filename, min_confidence, idempotency_key)
+
+    async def ocr_pages(self, data: bytes, filename: str = "document.pdf", *, pages: str = "all",
+                        rotate: str | int = "0", min_confidence: float | None = None,
+                        idempotency_key: str | None = None) -> list[Answer]:
+        """Every page of a PDF or multi-page TIFF (``pages="all"``), or those named (``"1,3-4"``), in order.
+
+        Several pages are one ``?pages=`` request: the upload is sent once (a request per page sent it whole each
+        time), and the service reads the pages at its own pace. Past the service's ``ingress.max_pages`` (413
+        ``too_many_pages``) they are read a request per page, ``PAGES_AT_ONCE`` at a time.
+        """
+        wanted = parse_pages(pages)
+        if len(wanted) == 1:
+            return [await self.ocr(data, filename, page=wanted[0], rotate=rotate, min_confidence=min_confidence,
+                                   idempotency_key=idempotency_key)]
+        try:
+            document = await self._send({"pages": pages, "rotate": str(rotate)}, data, filename, min_confidence,
+                                        idempotency_key, read_timeout_s=DOCUMENT_READ_TIMEOUT_S)
+        except OCRError as exc:
+            if exc.code != "too_many_pages":
+                raise
+            return await self._page_by_page(data, filename, wanted, rotate, min_confidence)
+        return [Answer(body, document.attempts) for body in document.body["pages"]]
+
+    async def _page_by_page(self, data: bytes, filename: str, wanted: list[int], rotate: str | int,
+                            min_confidence: float | None) -> list[Answer]:
+        """The pages ``wanted`` ([]: all) a request each: the first says how many there are."""
+        first = await self.ocr(data, filename, page=wanted[0] if wanted else 1, rotate=rotate,
+                               min_confidence=min_confidence)
+        held = first.body["image"]["pages"]
+        gate = asyncio.Semaphore(PAGES_AT_ONCE)
+
+        async def one(page: int) -> Answer:
+            async with gate:
+                return await self.ocr(data, filename, page=page, rotate=rotate, min_confidence=min_confidence)
+
+        rest = [p for p in (wanted or range(1, held + 1)) if p != first.body["image"]["page"]]
+        answers = await asyncio.gather(*(one(p) for p in rest))
+        return sorted([first, *answers], key=lambda a: a.body["image"]["page"])
+
+    async def _send(self, params: dict[str, Any], data: bytes, filename: str, min_confidence: float | None,
+                    idempotency_key: str | None, read_timeout_s: float | None = None) -> Answer:
+        """One call, its tries all under one ``Idempotency-Key``; ``read_timeout_s``: a longer wait for its answer."""
         if min_confidence is not None:
             params["min_confidence"] = min_confidence
         headers = {"Idempotency-Key": idempotency_key or str(uuid.uuid4())}
         mime = mimetypes.guess_type(filename)[0] or "application/octet-stream"
+        timeout = self._http.timeout
+        if read_timeout_s is not None:
+            timeout = httpx.Timeout(timeout.connect, read=max(read_timeout_s, timeout.read or 0),
+                                    write=timeout.write, pool=timeout.pool)
         start = time.monotonic()
         for attempt in range(1, self.policy.attempts + 1):
             response: httpx.Response | None = None
             try:
-                response = await self._http.post("/api/v1/ocr", params=params, headers=headers,
+                response = await self._http.post("/api/v1/ocr", params=params, headers=headers, timeout=timeout,
                                                   files={"image": (filename, data, mime)})
             except (httpx.TransportError, httpx.TimeoutException) as exc:
                 failure = OCRError(0, "connection_error", f"{type(exc).__name__}: {exc}", None, attempt)
@@ -152,21 +204,6 @@ class OCRClient:
                 raise failure
             await asyncio.sleep(delay)
         raise AssertionError("unreachable: the loop returns or raises")
-
-    async def ocr_pages(self, data: bytes, filename: str = "document.pdf", *, pages: str = "all",
-                        rotate: str | int = "0", min_confidence: float | None = None) -> list[Answer]:
-        """Every page of a PDF or multi-page TIFF (``pages="all"``), or those named (``"1,3-4"``), in order.
-
-        The first answer says how many there are; the rest are read concurrently, each sending the upload whole.
-        """
-        wanted = parse_pages(pages)
-        first = await self.ocr(data, filename, page=wanted[0] if wanted else 1, rotate=rotate,
-                               min_confidence=min_confidence)
-        held = first.body["image"]["pages"]
-        rest = [p for p in (wanted or range(1, held + 1)) if p != first.body["image"]["page"]]
-        answers = await asyncio.gather(*(self.ocr(data, filename, page=p, rotate=rotate,
-                                                  min_confidence=min_confidence) for p in rest))
-        return sorted([first, *answers], key=lambda a: a.body["image"]["page"])
 
 
 def get_args_parser() -> argparse.ArgumentParser:

@@ -171,6 +171,52 @@ def test_a_page_past_the_last_is_an_error_at_once(serve_url):
     assert (error.status, error.code, error.attempts) == (422, "page_out_of_range", 1)
 
 
+def _counting(client: OCRClient) -> list[str]:
+    """The query of every request the client sends (an httpx event hook on its connection pool)."""
+    sent: list[str] = []
+
+    async def note(request) -> None:
+        sent.append(request.url.query.decode())
+
+    client._http.event_hooks["request"].append(note)
+    return sent
+
+
+def test_the_pages_of_a_document_are_one_request_that_sends_the_upload_once(serve_url):
+    """A request per page sent the whole upload each time (a 50-page, 10 MB PDF: 500 MB up, 49 requests at once)."""
+    from deployments.request_ids import page_id, request_id
+
+    texts = [["Kind regards"], ["Total due 38.90"], ["Page three"]]
+
+    async def read() -> tuple[list, list[str]]:
+        async with OCRClient(serve_url) as c:
+            sent = _counting(c)
+            return await c.ocr_pages(text_pdf(texts, size=16, width=360, height=144), "three.pdf", pages="all",
+                                     idempotency_key="doc 3"), sent
+
+    answers, sent = asyncio.run(read())
+    assert [a.body["text"] for a in answers] == [t[0] for t in texts]
+    assert [a.body["image"]["page"] for a in answers] == [1, 2, 3] and len(sent) == 1 and "pages=all" in sent[0]
+    document = request_id("doc 3", None)  # the key names the document; its pages are stored under ids of it
+    assert [a.body["request_id"] for a in answers] == [page_id(document, n) for n in (1, 2, 3)]
+
+
+def test_past_the_services_page_limit_the_client_reads_a_request_per_page(serve_url):
+    """``ingress.max_pages`` (50) refuses 413 ``too_many_pages``; the client then reads the pages one request each,
+    a few at a time, and still answers every page in order."""
+    texts = [[f"Sheet {n}"] for n in range(1, 53)]
+
+    async def read() -> tuple[list, list[str]]:
+        async with OCRClient(serve_url) as c:
+            sent = _counting(c)
+            return await c.ocr_pages(text_pdf(texts, size=14, width=200, height=60), "long.pdf", pages="2-52"), sent
+
+    answers, sent = asyncio.run(read())
+    assert [a.body["image"]["page"] for a in answers] == list(range(2, 53))
+    assert [a.body["text"] for a in answers] == [t[0] for t in texts[1:]]
+    assert "pages=2-52" in sent[0] and len(sent) == 1 + 51  # refused before any page was read, then a page each
+
+
 def test_the_client_sends_a_word_filter_of_its_own(serve_url, tmp_path):
     img, _ = render_lines(["Kind regards"], size=28)
     data = png(img)

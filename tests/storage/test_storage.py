@@ -654,8 +654,8 @@ def test_deleting_a_document_by_its_own_id_deletes_its_pages_stored_and_on_their
         archiver = Archiver("amqp://unused", pool, tmp_path)
         doc = str(uuid.uuid4())
         pages = [page_id(doc, n) for n in range(1, 4)]
-        await archiver.handle("imageQueue", b"%PDF- three", {"request_id": pages[0], "request_ids": ",".join(pages[:2])},
-                              "application/pdf")
+        await archiver.handle("imageQueue", b"%PDF- three",
+                              {"request_id": pages[0], "request_ids": ",".join(pages[:2])}, "application/pdf")
         for rid in pages[:2]:
             await archiver.handle("imageDataQueue", json.dumps(result(1)).encode(), {"request_id": rid}, None)
         every = [uuid.UUID(page_id(doc, n)) for n in range(1, 51)]
