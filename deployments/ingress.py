@@ -239,6 +239,11 @@ HANDOVER_DRAIN_S = 45.0
 SHUTDOWN_TIMEOUT_S = HANDOVER_DRAIN_S + 15
 
 
+def _first_and_more(stored: list[dict[str, Any]]) -> tuple[Any, ...]:
+    """`Sidecar.forward`'s last arguments: a page's answer alone, as every release called it, or with the others."""
+    return (stored[0],) if len(stored) == 1 else (stored[0], stored[1:])
+
+
 def _ids_of(bodies: list[dict[str, Any]]) -> str:
     """The request ids of answers, for a log line: one, or the first and how many pages follow it."""
     first = bodies[0]["request_id"]
@@ -770,8 +775,8 @@ class Ingress:
             return
         try:
             spooled = await retries.call_with_retries(
-                lambda: sidecar.forward.remote(data, media_type, stored), "Sidecar",
-                self.cfg.ingress.replica_retries, _replica_lost, outlive_cancellation=True)
+                lambda: sidecar.forward.remote(stored[0]["request_id"], data, media_type, *_first_and_more(stored)),
+                "Sidecar", self.cfg.ingress.replica_retries, _replica_lost, outlive_cancellation=True)
         except asyncio.CancelledError:  # not an Exception: say so, or the answer goes without a word
             log.error("the result of request %s is lost: its handover to the sidecar was cancelled", request_id)
             raise

@@ -46,16 +46,21 @@ class Sidecar:
             gauges["dropped"].set(s["dropped"])
             await asyncio.sleep(2)
 
-    async def forward(self, image: bytes, content_type: str, results: list[dict[str, Any]]) -> bool:
-        """Spool an upload once and each answer read from it (a page, or pages); False if the spool was full.
+    async def forward(self, request_id: str, image: bytes, content_type: str, result: dict[str, Any],
+                      more: list[dict[str, Any]] | None = None) -> bool:
+        """Spool an upload once and each answer read from it; False if the spool was full.
 
-        Each answer carries its own ``request_id``; the upload's message names them all.
+        ``result`` is the answer of ``request_id``; ``more``: the other pages of a ``?pages=`` document, each with its
+        own ``request_id``, and the upload's one message names them all. The call of earlier releases (one answer,
+        no ``more``) is this call still, so that an ingress replica of one drains its handovers into a sidecar of the
+        next during a redeploy.
         """
         self._ensure_started()
-        ids = [r["request_id"] for r in results]
-        created = results[0].get("created_at")
-        messages = [image_message(ids[0], image, content_type, created, also=ids[1:]),
-                    *(data_message(r["request_id"], r, r.get("created_at")) for r in results)]
+        results = [result, *(more or [])]
+        ids = [request_id, *(r["request_id"] for r in results[1:])]
+        created = result.get("created_at")
+        messages = [image_message(request_id, image, content_type, created, also=ids[1:]),
+                    *(data_message(rid, r, r.get("created_at")) for rid, r in zip(ids, results, strict=True))]
         ok = True
         for msg in messages:
             telemetry.inject(msg.headers)  # the request's trace continues through the broker

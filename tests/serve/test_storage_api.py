@@ -307,6 +307,23 @@ def test_the_pages_of_a_document_share_one_stored_file_until_the_last_is_deleted
     assert not next(iter(files)).exists()
 
 
+def test_the_sidecar_still_takes_a_handover_as_the_previous_release_made_it(client, pg_url, storage_dirs):
+    """During a redeploy an ingress replica of the previous release drains its handovers into the new sidecar: one
+    answer, as ``forward(request_id, image, content_type, result)``, with no page list."""
+    from ray import serve
+
+    from .conftest import APP
+
+    upload = png_bytes(["handed over the old way"])
+    answer = client.post("/api/v1/ocr", files={"image": ("o.png", upload, "image/png")}).json()
+    rid = str(uuid.uuid4())
+    sidecar = serve.get_deployment_handle("Sidecar", app_name=APP)
+    assert sidecar.forward.remote(rid, upload, "image/png", {**answer, "request_id": rid}).result() is True
+    wait_stored(pg_url, [{"request_id": rid}], (1, _boxes([answer])))
+    assert stored_file(pg_url, storage_dirs, rid).read_bytes() == upload
+    assert [ln["text"] for ln in stored_data(client, rid)["lines"]] == [ln["text"] for ln in answer["lines"]]
+
+
 def test_deleting_a_document_by_its_request_id_deletes_every_page_it_stored(client, pg_url, storage_dirs):
     """The id a ``?pages=`` request answered with stores nothing of its own; deleting it must not answer 204 and
     leave its pages (and the file) behind."""
