@@ -5,8 +5,10 @@ queue with its reason and the consumer goes on; while PostgreSQL or the disk fai
 message for an image deleted at its owner's request is acknowledged and dropped, with any file an earlier try of it
 left.
 
-An image message may name several images in ``request_ids`` (the pages of one document, which share the upload):
-the file is sent and stored once, and each page's row names it.
+The image message of a ``?pages=`` document names every page in its ``request_id`` header, comma-separated (they
+share the upload): the file is sent and stored once, and each page's row names it. An archiver of an earlier release,
+still consuming during an upgrade, finds no UUID there and dead-letters the message whole, rather than storing the
+file for one page and acknowledging the rest away.
 """
 
 from __future__ import annotations
@@ -74,13 +76,13 @@ def _request_id(headers: dict[str, Any]) -> uuid.UUID:
 
 
 def _request_ids(headers: dict[str, Any]) -> list[uuid.UUID]:
-    """The images an image message is the file of: its ``request_id``, then any others in ``request_ids``."""
-    first = _request_id(headers)
+    """The images an image message is the file of: one, or a document's pages, in its ``request_id`` header."""
+    raw = str(headers.get("request_id") or "")
     try:
-        rest = [uuid.UUID(r) for r in str(headers.get("request_ids") or "").split(",") if r]
+        ids = [uuid.UUID(r) for r in raw.split(",")]
     except ValueError:
-        raise PoisonMessage(f"malformed request_ids header: {headers.get('request_ids')!r}") from None
-    return [first, *(r for r in dict.fromkeys(rest) if r != first)]
+        raise PoisonMessage(f"missing or malformed request_id header: {headers.get('request_id')!r}") from None
+    return list(dict.fromkeys(ids))
 
 
 def content_path(data: bytes, content_type: str) -> str:

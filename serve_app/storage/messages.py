@@ -1,4 +1,7 @@
-"""The three queues and their messages; every message carries a ``request_id`` header."""
+"""The three queues and their messages; every message carries a ``request_id`` header.
+
+A document's file carries its pages' ids there, comma-separated.
+"""
 
 from __future__ import annotations
 
@@ -38,11 +41,10 @@ def image_message(request_id: str, data: bytes, content_type: str, created_at: s
                   also: list[str] | tuple[str, ...] = ()) -> Message:
     """The uploaded file of ``request_id``, and of the requests ``also`` names (other pages of the same upload).
 
-    The pages of a document share one message: the file crosses the broker once, whatever its page count.
+    The pages of a document share one message, its ``request_id`` header all their ids, comma-separated: the file
+    crosses the broker once, whatever its page count (`archive` says why not a header of its own).
     """
-    headers = {"request_id": request_id, "created_at": created_at or now_iso()}
-    if also:
-        headers["request_ids"] = ",".join([request_id, *also])
+    headers = {"request_id": ",".join([request_id, *also]), "created_at": created_at or now_iso()}
     return Message(IMAGE_QUEUE, data, headers, content_type)
 
 

@@ -655,7 +655,7 @@ def test_deleting_a_document_by_its_own_id_deletes_its_pages_stored_and_on_their
         doc = str(uuid.uuid4())
         pages = [page_id(doc, n) for n in range(1, 4)]
         await archiver.handle("imageQueue", b"%PDF- three",
-                              {"request_id": pages[0], "request_ids": ",".join(pages[:2])}, "application/pdf")
+                              {"request_id": ",".join(pages[:2])}, "application/pdf")
         for rid in pages[:2]:
             await archiver.handle("imageDataQueue", json.dumps(result(1)).encode(), {"request_id": rid}, None)
         every = [uuid.UUID(page_id(doc, n)) for n in range(1, 51)]
@@ -670,3 +670,46 @@ def test_deleting_a_document_by_its_own_id_deletes_its_pages_stored_and_on_their
 
     stored, rows, files, discarded = run(go())
     assert True in stored and rows == 0 and files == [] and discarded == 2
+
+
+def test_a_document_dead_lettered_during_an_upgrade_is_stored_once_replayed(run, pg_url, amqp_url, tmp_path):
+    """An archiver of an earlier release reads one UUID in ``request_id``; a document's file names its pages there,
+    so that archiver dead-letters the message whole instead of storing one page's file. `replay` sends it back after
+    the upgrade and every page is stored with the file; a dead letter from another queue stays where it is."""
+    from pamqp.commands import Basic
+
+    from serve_app.storage.publisher import declare_queues
+    from serve_app.storage.replay import replay
+
+    async def go():
+        pages = [str(uuid.uuid4()) for _ in range(3)]
+        document = image_message(pages[0], b"%PDF- upgraded", "application/pdf", also=pages[1:])
+        with pytest.raises(ValueError):
+            uuid.UUID(document.headers["request_id"])  # what the earlier release's archiver checks, and refuses
+        async with pipeline(pg_url, amqp_url, tmp_path) as (pool, publisher, _):
+            conn = await aiormq.connect(amqp_url)
+            channel = await conn.channel(publisher_confirms=True)
+            await declare_queues(channel)  # before the publisher's first connection does
+            for queue, message in ((IMAGE_QUEUE, document), ("imageDataQueue", Message(
+                    "imageDataQueue", b"{not json", {"request_id": pages[0]}))):  # as `Archiver._dead_letter` does
+                await channel.basic_publish(message.body, routing_key=DEAD_LETTER_QUEUE, properties=Basic.Properties(
+                    delivery_mode=2, content_type=message.content_type, message_id=message.message_id,
+                    headers={**message.headers, "x-original-queue": queue, "x-reason": "malformed request_id"}))
+            await conn.close()
+            for rid in pages:
+                publisher.submit(data_message(rid, result(1)))
+            await wait_for(lambda: pool.fetchval("SELECT count(*) = 3 FROM image WHERE data_stored"))
+            before = await counts(pool)
+            listed = await replay(amqp_url, dry_run=True)
+            moved = await replay(amqp_url, queue=IMAGE_QUEUE)
+            await wait_for(lambda: _done(pool, (3, 3 * 3, 0)))
+            paths = {r["path"] for r in await pool.fetch("SELECT path FROM image")}
+            conn = await aiormq.connect(amqp_url)
+            left = (await (await conn.channel()).queue_declare(DEAD_LETTER_QUEUE, durable=True, passive=True))
+            await conn.close()
+        return before, listed, moved, paths, left.message_count
+
+    before, listed, moved, paths, left = run(go())
+    assert before == (0, 9, 0)  # the answers arrived; no page has its file
+    assert listed == {"seen": 2} and moved == {IMAGE_QUEUE: 1, "stayed": 1}
+    assert paths == {content_path(b"%PDF- upgraded", "application/pdf")} and left == 1
