@@ -17,7 +17,7 @@ from deployments import metrics, replica_logs
 from serve_app.config import StorageSettings
 from serve_app.imaging import MEDIA_TYPES
 from serve_app.storage import repository
-from serve_app.storage.archive import Archiver, apply_retention, delete_image
+from serve_app.storage.archive import Archiver, apply_retention, content_digest, delete_image
 from serve_app.storage.migrate import migrate
 from serve_app.storage.repository import StorageUnavailable
 
@@ -142,6 +142,14 @@ class ArchiverDeployment:
             except FileNotFoundError:  # deleted by retention after the row was read
                 return None
             return data, MEDIA_TYPES.get(rec["format"] or "", "application/octet-stream")
+
+        return await self._read(f"image {image_id}", read)
+
+    async def image_tag(self, image_id: str) -> str | None:
+        """The SHA-256 of the stored upload as its file's name says it (None: unknown, or stored by name of id)."""
+        async def read() -> str | None:
+            rec = await repository.image_record(self.pool, uuid.UUID(image_id))
+            return content_digest(rec["path"]) if rec is not None and rec["path"] else None
 
         return await self._read(f"image {image_id}", read)
 

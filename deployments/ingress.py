@@ -877,18 +877,31 @@ class Ingress:
     @api.get("/api/v1/images/{image_id}", response_class=Response,
              responses={200: {"content": {"image/*": {}}}, 400: {"model": ErrorResponse},
                         404: {"model": ErrorResponse}, 501: {"model": ErrorResponse}, 503: {"model": ErrorResponse}})
-    async def image(self, image_id: str) -> Response:
+    async def image(self, image_id: str, if_none_match: str | None = Header(None)) -> Response:
+        """The stored upload, with its SHA-256 as ETag.
+
+        A cached copy is checked each time (a deleted image is not shown from a cache), and one still current costs
+        a database read, not the file (304).
+        """
         target = self._storage(image_id)
         if isinstance(target, JSONResponse):
             return target
         canonical, archiver = target.id, target.archiver
+        cache = {"Cache-Control": "private, no-cache"}
+        if if_none_match:
+            tag, problem = await self._stored(lambda: archiver.image_tag.remote(canonical))
+            if problem:
+                return problem
+            if tag is not None and f'"{tag}"' in {t.strip() for t in if_none_match.split(",")}:
+                return Response(status_code=304, headers={**cache, "ETag": f'"{tag}"'})
         found, problem = await self._stored(lambda: archiver.image.remote(canonical))
         if problem:
             return problem
         if found is None:
             return error(404, "not_found", f"no stored image {canonical}")
         data, media_type = found
-        return Response(data, media_type=media_type, headers={"Cache-Control": "private, max-age=86400"})
+        tag = await asyncio.to_thread(lambda: hashlib.sha256(data).hexdigest())
+        return Response(data, media_type=media_type, headers={**cache, "ETag": f'"{tag}"'})
 
     @api.get("/api/v1/images/{image_id}/data",
              responses={200: {"content": {"application/json": {}, **OTHER_FORMATS}}, 400: {"model": ErrorResponse},

@@ -94,6 +94,12 @@ def content_path(data: bytes, content_type: str) -> str:
     return f"sha256/{digest[:2]}/{digest[2:4]}/{digest}.{EXTENSIONS.get(content_type, 'bin')}"
 
 
+def content_digest(path: str) -> str | None:
+    """The SHA-256 a `content_path` names (None for a file stored under its image's id, before content paths)."""
+    parts = path.split("/")
+    return parts[-1].split(".", 1)[0] if len(parts) == 4 and parts[0] == "sha256" else None
+
+
 def write_once(path: Path, data: bytes) -> None:
     """Write ``data`` at ``path`` unless it is there already: a file named by its content is never rewritten."""
     if not path.exists():

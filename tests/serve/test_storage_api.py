@@ -307,6 +307,24 @@ def test_the_pages_of_a_document_share_one_stored_file_until_the_last_is_deleted
     assert not next(iter(files)).exists()
 
 
+def test_a_stored_image_is_revalidated_by_its_hash_and_a_deleted_one_is_not_served_from_a_cache(client):
+    """ETag: the upload's SHA-256. A copy still current is 304 with no body; once deleted, a browser that revalidates
+    (``no-cache``) gets 404, where ``max-age=86400`` had let it show the deleted photo for a day."""
+    import hashlib
+
+    upload = png_bytes(["cached then deleted"])
+    rid = client.post("/api/v1/ocr", files={"image": ("c.png", upload, "image/png")}).json()["request_id"]
+    stored_data(client, rid)
+    first = client.get(f"/api/v1/images/{rid}")
+    tag = f'"{hashlib.sha256(upload).hexdigest()}"'
+    assert first.content == upload and first.headers["ETag"] == tag and "no-cache" in first.headers["Cache-Control"]
+    again = client.get(f"/api/v1/images/{rid}", headers={"If-None-Match": f'"other", {tag}'})
+    assert again.status_code == 304 and again.content == b"" and again.headers["ETag"] == tag
+    assert client.get(f"/api/v1/images/{rid}", headers={"If-None-Match": '"other"'}).content == upload
+    assert client.delete(f"/api/v1/images/{rid}").status_code == 204
+    assert client.get(f"/api/v1/images/{rid}", headers={"If-None-Match": tag}).status_code == 404
+
+
 def test_the_sidecar_still_takes_a_handover_as_the_previous_release_made_it(client, pg_url, storage_dirs):
     """During a redeploy an ingress replica of the previous release drains its handovers into the new sidecar: one
     answer, as ``forward(request_id, image, content_type, result)``, with no page list."""
