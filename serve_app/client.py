@@ -9,6 +9,10 @@ page of a PDF, through it:
     python -m serve_app.client scan.pdf --pages all --pdf out/          # out/scan.pdf.pdf, searchable
     python -m serve_app.client scan.pdf --pages all --alto out/         # out/scan.pdf.xml, ALTO 4.4
     python -m serve_app.client scan.pdf --pages all --tsv out/          # out/scan.pdf.tsv, Tesseract's TSV
+    python -m serve_app.client scans/ --pages all --text out/ --skip-done   # a folder; again after a stop: the rest
+
+Each file's outputs are written as soon as it is read, whole or not at all; a folder's files keep their subfolders
+under each output folder (`serve_app.batch`).
 
 What is retried: 503 (overloaded, a model replica lost too often, storage down; after its ``Retry-After``), 429
 (this client past its share of an ingress replica's requests; after its ``Retry-After``), 504 (no answer within
@@ -24,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import mimetypes
 import os
@@ -37,8 +42,8 @@ from typing import Any
 
 import httpx
 
-from serve_app import alto, hocr, searchable_pdf, tsv
-from serve_app.layout import plain_text
+from serve_app import batch
+from serve_app.documents import page_text
 from serve_app.pages import parse_pages
 
 RETRIED_STATUSES = frozenset({429, 500, 502, 503, 504})
@@ -208,7 +213,8 @@ class OCRClient:
 
 def get_args_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("files", nargs="+", type=Path)
+    p.add_argument("files", nargs="+", type=Path,
+                   help="files to read; a folder: every image and PDF under it, in sorted order")
     p.add_argument("--url", default="http://127.0.0.1:8000")
     p.add_argument("--layout", default="page", choices=["page", "word"])
     p.add_argument("--pages", default="1", help="'all', or which pages of a PDF or TIFF, e.g. '1,3-4'")
@@ -219,6 +225,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--attempts", type=int, default=RetryPolicy.attempts)
     p.add_argument("--api-key", default=None, help="where the service asks for one (default: $OCR_API_KEY)")
     p.add_argument("--json", action="store_true", help="one JSON object per page read (JSON lines)")
+    p.add_argument("--text", type=Path, default=None, metavar="DIR",
+                   help="also write each file's text, DIR/<file name>.txt (each page ended by a form feed)")
     p.add_argument("--hocr", type=Path, default=None, metavar="DIR",
                    help="also write each file's pages read as one hOCR document, DIR/<file name>.hocr")
     p.add_argument("--pdf", type=Path, default=None, metavar="DIR",
@@ -229,59 +237,120 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--tsv", type=Path, default=None, metavar="DIR",
                    help="also write each file's pages read as one TSV table as Tesseract writes it, "
                         "DIR/<file name>.tsv")
+    p.add_argument("--skip-done", action="store_true",
+                   help="do not send a file whose every output (--text, --hocr, ...) is there already: run a "
+                        "batch again after an interruption and only what is missing is read")
     return p
 
 
-async def run(args: argparse.Namespace) -> int:
-    """Reads the files, prints them in the order given; the exit status is 1 if any could not be read."""
-    gate = asyncio.Semaphore(args.concurrency)
-    async with OCRClient(args.url, policy=RetryPolicy(attempts=args.attempts), api_key=args.api_key) as client:
-        async def one(path: Path) -> list[dict[str, Any]]:
-            async with gate:
-                try:
-                    data = path.read_bytes()
-                    if args.layout == "word":
-                        answers = [await client.ocr(data, path.name, layout="word", rotate=args.rotate)]
-                    else:
-                        answers = await client.ocr_pages(data, path.name, pages=args.pages, rotate=args.rotate,
-                                                         min_confidence=args.min_confidence)
-                except OCRError as exc:
-                    return [{"file": str(path), "error": {"status": exc.status, "code": exc.code,
-                                                          "message": exc.message}, "request_id": exc.request_id,
-                             "attempts": exc.attempts}]
-                except OSError as exc:
-                    return [{"file": str(path), "error": {"status": 0, "code": "unreadable_file",
-                                                          "message": str(exc)}, "request_id": None, "attempts": 0}]
-                return [{"file": str(path), "attempts": a.attempts, **a.body} for a in answers]
+@dataclass
+class Tally:
+    """What a run of the command line did, for its closing line (printed when interrupted too)."""
 
-        results = await asyncio.gather(*(one(path) for path in args.files))
-    failed = 0
-    for path, records in zip(args.files, results, strict=True):
-        read = [r for r in records if "error" not in r]
-        if args.hocr and read:
-            args.hocr.mkdir(parents=True, exist_ok=True)
-            (args.hocr / f"{path.name}.hocr").write_text(hocr.document(read, path.name, path.name), "utf-8")
-        if args.pdf and read:
-            args.pdf.mkdir(parents=True, exist_ok=True)
-            (args.pdf / f"{path.name}.pdf").write_bytes(searchable_pdf.from_upload(read, path.read_bytes(), path.name))
-        if args.alto and read:
-            args.alto.mkdir(parents=True, exist_ok=True)
-            (args.alto / f"{path.name}.xml").write_text(alto.document(read, path.name), "utf-8")
-        if args.tsv and read:
-            args.tsv.mkdir(parents=True, exist_ok=True)
-            (args.tsv / f"{path.name}.tsv").write_text(tsv.document(read), "utf-8")
-        for record in records:
-            failed += "error" in record
-            if args.json:
-                print(json.dumps(record, ensure_ascii=False))
-            elif "error" in record:
-                print(f"== {record['file']}: {record['error']['code']}: {record['error']['message']}", file=sys.stderr)
-            else:
-                print(f"== {record['file']} page {record['image']['page']}/{record['image']['pages']}")
-                lines = record["lines"]  # a blank line between blocks of text, as ?format=text
-                print(plain_text([ln["text"] for ln in lines], [ln.get("block", 0) for ln in lines]), end="")
-    return 1 if failed else 0
+    files: int = 0
+    read: int = 0
+    pages: int = 0
+    failed: int = 0
+    skipped: int = 0
+    started: float = dataclasses.field(default_factory=time.monotonic)
+
+    def summary(self, interrupted: bool = False) -> str:
+        left = self.files - self.read - self.failed - self.skipped
+        seconds = time.monotonic() - self.started
+        text = (f"{self.read} of {self.files} files read ({self.pages} pages) in {seconds:.1f} s, {self.failed} "
+                f"failed, {self.skipped} skipped as done")
+        if interrupted:
+            text += f"; interrupted with {left} not read: run again with --skip-done to read only those"
+        return text
+
+
+def _print(records: list[dict[str, Any]], as_json: bool) -> None:
+    for record in records:
+        if as_json:
+            print(json.dumps(record, ensure_ascii=False), flush=True)
+        elif "error" in record:
+            print(f"== {record['file']}: {record['error']['code']}: {record['error']['message']}", file=sys.stderr)
+        else:
+            print(f"== {record['file']} page {record['image']['page']}/{record['image']['pages']}")
+            print(page_text(record), end="", flush=True)  # a blank line between blocks of text, as ?format=text
+
+
+def _failure(path: Path, status: int, code: str, message: str, request_id: str | None = None,
+             attempts: int = 0) -> list[dict[str, Any]]:
+    return [{"file": str(path), "error": {"status": status, "code": code, "message": message},
+             "request_id": request_id, "attempts": attempts}]
+
+
+async def run(args: argparse.Namespace, tally: Tally | None = None) -> int:
+    """Reads the files, prints them in the order given; the exit status is 1 if any could not be read.
+
+    Each file's outputs are written as soon as it is read (`serve_app.batch`), so an interrupted run keeps every
+    file finished before it; ``args.concurrency`` files are in flight at once, and only the answers finished ahead
+    of a file still being read are held, to be printed in order.
+    """
+    tally = tally or Tally()
+    folders = {fmt: folder for fmt in batch.SUFFIXES if (folder := getattr(args, fmt, None)) is not None}
+    files = batch.collect(args.files, folders.values())
+    todo = []
+    for path, name in zip(files, batch.relative_names(files), strict=True):
+        outputs = batch.targets(name, folders)
+        if args.skip_done and batch.done(outputs):
+            tally.skipped += 1
+        else:
+            todo.append((path, outputs))
+    tally.files = len(files)
+    printer: batch.InOrder[list[dict[str, Any]]] = batch.InOrder(lambda records: _print(records, args.json))
+
+    async with OCRClient(args.url, policy=RetryPolicy(attempts=args.attempts), api_key=args.api_key) as client:
+        async def one(path: Path, outputs: dict[str, Path]) -> list[dict[str, Any]]:
+            try:
+                data = path.read_bytes()
+                if args.layout == "word":
+                    answers = [await client.ocr(data, path.name, layout="word", rotate=args.rotate)]
+                else:
+                    answers = await client.ocr_pages(data, path.name, pages=args.pages, rotate=args.rotate,
+                                                     min_confidence=args.min_confidence)
+            except OCRError as exc:
+                return _failure(path, exc.status, exc.code, exc.message, exc.request_id, exc.attempts)
+            except OSError as exc:
+                return _failure(path, 0, "unreadable_file", str(exc))
+            pages = [a.body for a in answers]
+            try:  # in a thread: a searchable PDF takes a while to make, and the other files go on meanwhile
+                await asyncio.to_thread(batch.write_outputs, outputs, pages, data, path.name)
+            except OSError as exc:
+                return _failure(path, 0, "unwritable_output", str(exc))
+            return [{"file": str(path), "attempts": a.attempts, **a.body} for a in answers]
+
+        work = iter(enumerate(todo))
+
+        async def worker() -> None:
+            for number, (path, outputs) in work:  # shared: each file is taken by one worker
+                records = await one(path, outputs)
+                failed = any("error" in r for r in records)
+                tally.failed += failed
+                tally.read += not failed
+                tally.pages += 0 if failed else len(records)
+                printer.put(number, records)
+
+        await asyncio.gather(*(worker() for _ in range(max(1, args.concurrency))))
+    return 1 if tally.failed else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = get_args_parser().parse_args(argv)
+    if args.skip_done and not any(getattr(args, fmt) for fmt in batch.SUFFIXES):
+        get_args_parser().error("--skip-done needs an output folder (--text, --hocr, --alto, --tsv or --pdf): "
+                                "that a file's outputs are there is what says it is done")
+    tally = Tally()
+    try:
+        status = asyncio.run(run(args, tally))
+    except KeyboardInterrupt:
+        print(tally.summary(interrupted=True), file=sys.stderr)
+        return 130
+    if tally.files > 1 or tally.skipped:
+        print(tally.summary(), file=sys.stderr)
+    return status
 
 
 if __name__ == "__main__":
-    sys.exit(asyncio.run(run(get_args_parser().parse_args())))
+    sys.exit(main())

@@ -3,11 +3,14 @@ replica ridden out without losing an answer. A full admission queue: `test_api.p
 
 import asyncio
 import json
+import signal
 import subprocess
 import sys
 import time
 import xml.etree.ElementTree as ET
+from pathlib import Path
 
+import httpx
 import pypdfium2 as pdfium
 import pytest
 import ray
@@ -81,6 +84,82 @@ def test_the_command_line_prints_a_blank_line_between_blocks_of_text(serve_url, 
                          capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr
     assert run.stdout == f"== {tmp_path / 'letter.png'} page 1/1\nInvoice number 4521\nTotal due 38.90\n\nThank you\n"
+
+
+def _command(serve_url: str, *args: str) -> list[str]:
+    return [sys.executable, "-m", "serve_app.client", *args, "--url", serve_url]
+
+
+def test_the_command_line_reads_a_folder_keeps_its_subfolders_apart_and_skips_what_is_done(serve_url, tmp_path):
+    """Two scans of one name in two folders keep two outputs (the second overwrote the first); a run again with
+    ``--skip-done`` reads only the file whose output is missing, and never an output folder's PDFs as scans."""
+    scans = tmp_path / "scans"
+    for folder, line in (("2024-01", "Alpha invoice 12"), ("2024-02", "Beta receipt 34")):
+        (scans / folder).mkdir(parents=True)
+        render_lines([line], size=28)[0].save(scans / folder / "page.png")
+    (scans / "2024-02" / "letter.pdf").write_bytes(text_pdf([["First page here"], ["Second page there"]], size=16,
+                                                            width=360, height=144))
+    (scans / "2024-02" / "notes.txt").write_text("not a scan")  # in a folder only readable types are read
+    (scans / ".trash").mkdir()
+    render_lines(["Deleted scan"], size=28)[0].save(scans / ".trash" / "old.png")
+    outputs = ["--text", str(scans / "ocr" / "text"), "--pdf", str(scans / "ocr" / "pdf")]  # inside the folder read
+
+    first = subprocess.run(_command(serve_url, str(scans), "--pages", "all", "--json", *outputs),
+                           capture_output=True, text=True, timeout=300)
+    assert first.returncode == 0, first.stderr
+    records = [json.loads(line) for line in first.stdout.splitlines()]
+    assert [(Path(r["file"]).relative_to(scans).as_posix(), r["image"]["page"]) for r in records] == [
+        ("2024-01/page.png", 1), ("2024-02/letter.pdf", 1), ("2024-02/letter.pdf", 2), ("2024-02/page.png", 1)]
+    text = scans / "ocr" / "text"
+    assert sorted(p.relative_to(text).as_posix() for p in text.rglob("*")) == [
+        "2024-01", "2024-01/page.png.txt", "2024-02", "2024-02/letter.pdf.txt", "2024-02/page.png.txt"]
+    assert (text / "2024-01" / "page.png.txt").read_text() == "Alpha invoice 12\n\f"
+    assert (text / "2024-02" / "page.png.txt").read_text() == "Beta receipt 34\n\f"
+    assert (text / "2024-02" / "letter.pdf.txt").read_text() == "First page here\n\fSecond page there\n\f"
+    with httpx.Client(base_url=serve_url, timeout=120) as http:  # what the service writes of the same document
+        assert http.post("/api/v1/ocr?pages=all&format=text", files={"image": (scans / "2024-02" / "letter.pdf").open(
+            "rb")}).text == (text / "2024-02" / "letter.pdf.txt").read_text()
+    assert len(pdfium.PdfDocument(scans / "ocr" / "pdf" / "2024-02" / "letter.pdf.pdf")) == 2
+    assert "3 of 3 files read (4 pages)" in first.stderr
+
+    (text / "2024-02" / "page.png.txt").unlink()  # as if the run had stopped before it
+    again = subprocess.run(_command(serve_url, str(scans), "--pages", "all", "--json", "--skip-done", *outputs),
+                           capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr
+    assert [Path(json.loads(line)["file"]).relative_to(scans).as_posix() for line in again.stdout.splitlines()] \
+        == ["2024-02/page.png"]
+    assert (text / "2024-02" / "page.png.txt").read_text() == "Beta receipt 34\n\f"
+    assert "1 of 3 files read (1 pages)" in again.stderr and "2 skipped as done" in again.stderr
+
+
+def test_an_interrupted_batch_keeps_every_file_read_before_it_and_goes_on_from_there(serve_url, tmp_path):
+    """Outputs are written as each file is read (they were written once every file was), whole or not at all."""
+    render_lines(["Small page first"], size=28)[0].save(tmp_path / "a.png")
+    pages = [[f"Long document page {n}"] for n in range(1, 13)]
+    (tmp_path / "b.pdf").write_bytes(text_pdf(pages, size=16, width=360, height=144))
+    out = tmp_path / "out"
+    command = _command(serve_url, str(tmp_path / "a.png"), str(tmp_path / "b.pdf"), "--pages", "all",
+                       "--concurrency", "1", "--text", str(out), "--json")
+    run = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not (out / "a.png.txt").exists() and run.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert run.poll() is None, "the first file's output came only once the run had ended"
+        assert (out / "a.png.txt").read_text() == "Small page first\n\f"
+        run.send_signal(signal.SIGINT)  # while the document is being read
+        stdout, stderr = run.communicate(timeout=60)
+    finally:
+        run.kill()
+    assert run.returncode == 130, stderr
+    assert [json.loads(line)["file"] for line in stdout.splitlines()] == [str(tmp_path / "a.png")]
+    assert "interrupted with 1 not read" in stderr and "--skip-done" in stderr
+    assert sorted(p.name for p in out.iterdir()) == ["a.png.txt"]  # no half-written output of the document
+
+    again = subprocess.run([*command, "--skip-done"], capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr
+    assert [json.loads(line)["file"] for line in again.stdout.splitlines()] == [str(tmp_path / "b.pdf")] * 12
+    assert (out / "b.pdf.txt").read_text() == "".join(f"{p[0]}\n\f" for p in pages)
 
 
 def test_the_client_rides_out_a_lost_ingress_replica(client, serve_url):
