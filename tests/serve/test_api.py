@@ -465,13 +465,15 @@ def test_a_page_uploaded_sideways_or_upside_down_is_read_with_rotate(client, tur
 def test_a_word_cropped_too_tight_to_find_is_read_whole_without_being_asked(client):
     """CTPN finds no line in a word cropped to its ink in large type (nor in 23 % of TRAIN word crops): such an upload
     is read whole as one word, as with layout=word, and kept only as sure as the service's word filter wants."""
-    img, truth = render_lines(["Total"], size=120)
+    # "Total" at 120 px was such a crop on Xeons and a Zen 4, but an AVX2 EPYC's int8 kernels found its line (text
+    # score 0.76 against the 0.4 threshold): this one stays under 0.2 in int8, bf16 and fp32 alike
+    img, truth = render_lines(["Menu"], size=160)
     x0, y0, x1, y1 = (int(v) for v in truth[0].box)
     crop = img.convert("RGB").crop((x0, y0, x1 + 1, y1 + 1))
     r = post(client, png(crop))
     assert r.status_code == 200, r.text
     (line,) = r.json()["lines"]
-    assert line["text"] == "Total" and line["box"] == [0, 0, crop.width, crop.height]
+    assert line["text"] == "Menu" and line["box"] == [0, 0, crop.width, crop.height]
     rng = np.random.default_rng(0)
     textless = (np.linspace(90, 200, 240)[None, :, None] + rng.normal(0, 6, (60, 240, 3))).clip(0, 255)
     r = post(client, png(Image.fromarray(textless.astype(np.uint8))))
