@@ -7,9 +7,9 @@
 The receipts (``../shared/eval/docs_dev``, measuring only) become one PDF (each page the receipt's JPEG, at 200
 dpi) and one multi-page TIFF. Each is read (after a warm-up request) as one ``?pages=all`` request, through the
 shipped client (one ``?pages=`` request too, with its retries), a request per page 4 at once (page 1, then the rest;
-the client's way past the service's ``ingress.max_pages``, and its only way before), and page by page, one request
-after another; then as one ``?pages=all&format=pdf``. Printed per file: the seconds each way took (median of the
-rounds), per page, and whether every way read every page alike.
+the client's way past the ``ingress.max_pages`` of a service that does not say it, and its only way before), and
+page by page, one request after another; then as one ``?pages=all&format=pdf``. Printed per file: the seconds
+each way took (median of the rounds), per page, and whether every way read every page alike.
 """
 
 from __future__ import annotations

@@ -65,7 +65,7 @@ from serve_app.ocr.pipeline import (
 )
 from serve_app.ocr.processing.recognition import Crop, Decoded, to_gray
 from serve_app.ocr.processing.textlines import TextLine
-from serve_app.pages import SPELLING, TooManyPages, parse_pages
+from serve_app.pages import SPEC_MAX_LENGTH, SPELLING, TooManyPages, parse_pages
 from serve_app.pdf_sandbox import PdfSandbox
 from serve_app.schemas import CorrectionIn, CorrectionOut, DocumentResponse, ErrorResponse, OCRResponse
 from serve_app.storage.repository import StorageUnavailable
@@ -93,8 +93,10 @@ RAW_UPLOAD_DOC = {"requestBody": {"required": True, "content": {
 
 
 def error(status: int, code: str, message: str, request_id: str | None = None,
-          headers: dict[str, str] | None = None) -> JSONResponse:
-    body = ErrorResponse.model_validate({"error": {"code": code, "message": message}, "request_id": request_id})
+          headers: dict[str, str] | None = None, **detail: Any) -> JSONResponse:
+    """A JSON error; ``detail``: fields of `ErrorDetail` beyond code and message (``max_pages``)."""
+    body = ErrorResponse.model_validate({"error": {"code": code, "message": message, **detail},
+                                         "request_id": request_id})
     return JSONResponse(body.model_dump(exclude_none=True), status_code=status, headers=headers)
 
 
@@ -444,12 +446,12 @@ class Ingress:
         page: int = Query(1, ge=1, description="which page of a PDF or multi-page TIFF (frame of an animated WebP or "
                                                "PNG) to read, from 1; the answer's `image.pages` says how many there "
                                                "are"),
-        pages: str | None = Query(None, max_length=200, description=f"{SPELLING}: read those pages of a PDF or "
-                                  "multi-page TIFF (frames of an animated WebP or PNG) in one request, answered as one "
-                                  "document: JSON with each page's answer under `pages` (each stored under its own "
-                                  "`request_id`), or one hOCR, ALTO, TSV, PDF or text document of those pages. At "
-                                  "most ingress.max_pages (50), else 413 too_many_pages; not with `page` or "
-                                  "layout=word"),
+        pages: str | None = Query(None, max_length=SPEC_MAX_LENGTH, description=f"{SPELLING}: read those pages of "
+                                  "a PDF or multi-page TIFF (frames of an animated WebP or PNG) in one request, "
+                                  "answered as one document: JSON with each page's answer under `pages` (each stored "
+                                  "under its own `request_id`), or one hOCR, ALTO, TSV, PDF or text document of those "
+                                  "pages. At most ingress.max_pages (50), else 413 too_many_pages, whose `max_pages` "
+                                  "says how many; not with `page` or layout=word"),
         rotate: Rotate = Query("0", description="degrees to turn the image clockwise before reading it (a page "
                                                 "scanned sideways: 90 or 270), or 'auto': read as uploaded unless the "
                                                 "words are doubtful, then judge the other three turns on their widest "
@@ -555,7 +557,7 @@ class Ingress:
         try:
             return parse_pages(pages, self.cfg.ingress.max_pages), None
         except TooManyPages as exc:
-            return None, error(exc.status, exc.code, str(exc), request_id)
+            return None, error(exc.status, exc.code, str(exc), request_id, max_pages=exc.limit)
         except ValueError as exc:
             return None, error(422, "invalid_request", str(exc), request_id)
 
@@ -587,6 +589,8 @@ class Ingress:
             late = exc.args[0] if exc.args else f"no answer within {deadline:g} s (ingress.{setting})"
             return error(504, "timeout", f"{late}; the models may be overloaded or restarting: retry later",
                          request_id, busy)
+        except TooManyPages as exc:  # how many one request reads: a client asks for the rest in parts
+            return error(exc.status, exc.code, str(exc), request_id, max_pages=exc.limit)
         except ImageError as exc:
             return error(exc.status, exc.code, str(exc), request_id)
         except BackPressureError:
@@ -654,7 +658,8 @@ class Ingress:
                                  f"{'s' if held > 1 else ''}")
         if len(numbers) > limits.max_pages:
             raise TooManyPages(f"the upload holds {held} pages; one request reads at most {limits.max_pages} "
-                               f"(ingress.max_pages): ask for them in parts, ?pages=1-{limits.max_pages} and so on")
+                               f"(ingress.max_pages): ask for them in parts, ?pages=1-{limits.max_pages} and so on",
+                               limits.max_pages)
         gate = asyncio.Semaphore(limits.pages_at_once)
 
         async def gated(n: int) -> dict[str, Any]:

@@ -44,14 +44,18 @@ import httpx
 
 from serve_app import batch
 from serve_app.documents import page_text
-from serve_app.pages import parse_pages
+from serve_app.pages import in_parts, page_spec, parse_pages
 
 RETRIED_STATUSES = frozenset({429, 500, 502, 503, 504})
 #: How long a ``?pages=`` request may take to be answered: the service's ``ingress.document_timeout_s`` (300 s by
 #: default) and a margin; the answer comes only once every page is read.
 DOCUMENT_READ_TIMEOUT_S = 330.0
-#: Pages read at once where a document is read a request per page (past the service's ``ingress.max_pages``).
+#: Pages read at once where a document is read a request per page (past the ``ingress.max_pages`` of a service
+#: that does not say what it is).
 PAGES_AT_ONCE = 4
+#: Requests at once where a document past the service's ``ingress.max_pages`` is read in parts of that many pages
+#: (the service reads ``ingress.pages_at_once`` pages of each at a time).
+PARTS_AT_ONCE = 2
 
 
 @dataclass(frozen=True)
@@ -69,12 +73,18 @@ class Answer:
 
 
 class OCRError(Exception):
-    """The service said no (or never answered): what it said, and after how many tries."""
+    """The service said no (or never answered): what it said, and after how many tries.
 
-    def __init__(self, status: int, code: str, message: str, request_id: str | None, attempts: int) -> None:
+    ``max_pages``: with ``too_many_pages``, how many pages one request reads (a service of an earlier release does
+    not say: None).
+    """
+
+    def __init__(self, status: int, code: str, message: str, request_id: str | None, attempts: int,
+                 max_pages: int | None = None) -> None:
         super().__init__(f"{status} {code}: {message}" + (f" (request_id {request_id})" if request_id else ""))
         self.status, self.code, self.message, self.request_id, self.attempts = (
             status, code, message, request_id, attempts)
+        self.max_pages = max_pages
 
 
 def retry_delay(response: httpx.Response | None, attempt: int, policy: RetryPolicy,
@@ -101,6 +111,15 @@ def error_of(response: httpx.Response) -> tuple[str, str, str | None]:
         return body["error"]["code"], body["error"]["message"], body.get("request_id")
     except (ValueError, KeyError, TypeError):
         return "http_error", response.text.strip()[:200] or response.reason_phrase, None
+
+
+def max_pages_of(response: httpx.Response) -> int | None:
+    """A ``too_many_pages`` answer's ``max_pages``, where it gives a usable one."""
+    try:
+        value = response.json()["error"].get("max_pages")
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return None
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 1 else None
 
 
 def is_retried(response: httpx.Response) -> bool:
@@ -148,7 +167,8 @@ class OCRClient:
 
         Several pages are one ``?pages=`` request: the upload is sent once (a request per page sent it whole each
         time), and the service reads the pages at its own pace. Past the service's ``ingress.max_pages`` (413
-        ``too_many_pages``) they are read a request per page, ``PAGES_AT_ONCE`` at a time.
+        ``too_many_pages``, which says how many) they are read in parts of that many pages (`_in_parts`), the upload
+        sent once per part; from a service that does not say, a request per page, ``PAGES_AT_ONCE`` at a time.
         """
         wanted = parse_pages(pages)
         if len(wanted) == 1:
@@ -160,8 +180,38 @@ class OCRClient:
         except OCRError as exc:
             if exc.code != "too_many_pages":
                 raise
+            if exc.max_pages is not None:
+                return await self._in_parts(data, filename, wanted, exc.max_pages, rotate, min_confidence,
+                                            idempotency_key)
             return await self._page_by_page(data, filename, wanted, rotate, min_confidence)
         return [Answer(body, document.attempts) for body in document.body["pages"]]
+
+    async def _in_parts(self, data: bytes, filename: str, wanted: list[int], most: int, rotate: str | int,
+                        min_confidence: float | None, idempotency_key: str | None) -> list[Answer]:
+        """The pages ``wanted`` ([]: all) as ``?pages=`` requests of ``most`` pages at most, ``PARTS_AT_ONCE`` at once.
+
+        Where every page is wanted the first part goes alone, since it says how many there are. Each part has a key
+        of its own, derived from ``idempotency_key`` where one is given (so a job run again is stored once).
+        """
+        async def part(spec: str) -> list[Answer]:
+            key = str(uuid.uuid5(uuid.NAMESPACE_URL, f"{idempotency_key}#pages={spec}")) if idempotency_key else None
+            document = await self._send({"pages": spec, "rotate": str(rotate)}, data, filename, min_confidence, key,
+                                        read_timeout_s=DOCUMENT_READ_TIMEOUT_S)
+            return [Answer(body, document.attempts) for body in document.body["pages"]]
+
+        first: list[Answer] = []
+        numbers = wanted
+        if not wanted:
+            first = await part(page_spec(list(range(1, most + 1))))
+            numbers = list(range(most + 1, first[0].body["image"]["pages"] + 1))
+        gate = asyncio.Semaphore(PARTS_AT_ONCE)
+
+        async def gated(spec: str) -> list[Answer]:
+            async with gate:
+                return await part(spec)
+
+        rest = await asyncio.gather(*(gated(spec) for spec in in_parts(numbers, most)))
+        return first + [answer for answers in rest for answer in answers]
 
     async def _page_by_page(self, data: bytes, filename: str, wanted: list[int], rotate: str | int,
                             min_confidence: float | None) -> list[Answer]:
@@ -201,7 +251,7 @@ class OCRClient:
             else:
                 if response.status_code == 200:
                     return Answer(response.json(), attempt)
-                failure = OCRError(response.status_code, *error_of(response), attempt)
+                failure = OCRError(response.status_code, *error_of(response), attempt, max_pages_of(response))
                 if not is_retried(response):
                     raise failure
             delay = retry_delay(response, attempt, self.policy)

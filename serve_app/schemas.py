@@ -69,6 +69,8 @@ class DocumentResponse(BaseModel):
 class ErrorDetail(BaseModel):
     code: str = Field(description="stable machine-readable reason, e.g. 'unsupported_media_type'")
     message: str
+    max_pages: int | None = Field(None, description="too_many_pages: the most pages one request reads "
+                                  "(ingress.max_pages); ask for the rest in further requests")
 
 
 class ErrorResponse(BaseModel):

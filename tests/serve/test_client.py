@@ -280,20 +280,30 @@ def test_the_pages_of_a_document_are_one_request_that_sends_the_upload_once(serv
     assert [a.body["request_id"] for a in answers] == [page_id(document, n) for n in (1, 2, 3)]
 
 
-def test_past_the_services_page_limit_the_client_reads_a_request_per_page(serve_url):
-    """``ingress.max_pages`` (50) refuses 413 ``too_many_pages``; the client then reads the pages one request each,
-    a few at a time, and still answers every page in order."""
+def test_past_the_services_page_limit_the_client_reads_the_pages_in_parts_of_that_limit(serve_url, client):
+    """``ingress.max_pages`` (50) refuses 413 ``too_many_pages`` and says how many one request reads; the client
+    then asks for the pages in parts of that many, the upload sent once a part (it sent a request per page, each
+    with the whole upload: 51 uploads for these 51 pages, now 2), and still answers every page in order."""
     texts = [[f"Sheet {n}"] for n in range(1, 53)]
+    data = text_pdf(texts, size=14, width=200, height=60)
+    refused = client.post("/api/v1/ocr", params={"pages": "1-52"}, files={"image": ("long.pdf", data)})
+    assert refused.status_code == 413 and refused.json()["error"]["max_pages"] == 50
 
-    async def read() -> tuple[list, list[str]]:
+    async def read(pages: str) -> tuple[list, list[str]]:
         async with OCRClient(serve_url) as c:
             sent = _counting(c)
-            return await c.ocr_pages(text_pdf(texts, size=14, width=200, height=60), "long.pdf", pages="2-52"), sent
+            return await c.ocr_pages(data, "long.pdf", pages=pages, idempotency_key=f"long {pages}"), sent
 
-    answers, sent = asyncio.run(read())
+    answers, sent = asyncio.run(read("2-52"))
     assert [a.body["image"]["page"] for a in answers] == list(range(2, 53))
     assert [a.body["text"] for a in answers] == [t[0] for t in texts[1:]]
-    assert "pages=2-52" in sent[0] and len(sent) == 1 + 51  # refused before any page was read, then a page each
+    assert [q for q in sent if "pages=" in q] == sent and len(sent) == 3  # refused before any page was read
+    assert "pages=2-52" in sent[0] and sorted(sent[1:]) == sorted(["pages=2-51&rotate=0", "pages=52&rotate=0"])
+
+    answers, sent = asyncio.run(read("all"))  # refused once the first page says how many there are
+    assert [a.body["text"] for a in answers] == [t[0] for t in texts]
+    assert [q.split("&")[0] for q in sent] == ["pages=all", "pages=1-50", "pages=51-52"]
+    assert len({a.body["request_id"] for a in answers}) == 52
 
 
 def test_the_client_sends_a_word_filter_of_its_own(serve_url, tmp_path):
