@@ -35,6 +35,7 @@ from deployments import (
     api_keys,
     body_limits,
     client_share,
+    conditional,
     cross_origin,
     metrics,
     request_ids,
@@ -897,7 +898,7 @@ class Ingress:
             tag, problem = await self._stored(lambda: archiver.image_tag.remote(canonical))
             if problem:
                 return problem
-            if tag is not None and f'"{tag}"' in {t.strip() for t in if_none_match.split(",")}:
+            if tag is not None and conditional.names(if_none_match, tag):
                 return Response(status_code=304, headers={**cache, "ETag": f'"{tag}"'})
         found, problem = await self._stored(lambda: archiver.image.remote(canonical))
         if problem:
@@ -906,6 +907,8 @@ class Ingress:
             return error(404, "not_found", f"no stored image {canonical}")
         data, media_type = found
         tag = await asyncio.to_thread(lambda: hashlib.sha256(data).hexdigest())
+        if if_none_match and conditional.names(if_none_match, tag):  # a file named by id: its tag needed the file
+            return Response(status_code=304, headers={**cache, "ETag": f'"{tag}"'})
         return Response(data, media_type=media_type, headers={**cache, "ETag": f'"{tag}"'})
 
     @api.get("/api/v1/images/{image_id}/data",
