@@ -12,6 +12,7 @@ from deployments import batching, metrics
 from serve_app import telemetry
 from serve_app.config import DetectorSettings
 from serve_app.ocr import runtime
+from serve_app.ocr.processing.detection import Reduced
 from serve_app.ocr.processing.textlines import TextLine
 
 
@@ -25,13 +26,15 @@ class Detector:
         self.runner = DetectorRunner(**s.runner_args())
         self.batch_sizes: collections.deque[int] = collections.deque(maxlen=10_000)
         self.page_faults: collections.deque[int] = collections.deque(maxlen=10_000)  # per batch, see runtime
+        self.frames: collections.deque[tuple[int, int]] = collections.deque(maxlen=10_000)  # (h, w) as received
 
     def reconfigure(self, user_config: dict[str, Any]) -> None:
         batching.configure(user_config, self.detect)
 
     @serve.batch(max_batch_size=4, batch_wait_timeout_s=0.01)
-    async def detect(self, images: list[np.ndarray]) -> list[list[TextLine]]:
+    async def detect(self, images: list[np.ndarray | Reduced]) -> list[list[TextLine]]:
         self.batch_sizes.append(len(images))
+        self.frames.extend((im.pixels if isinstance(im, Reduced) else im).shape[:2] for im in images)
         metrics.detector().observe(len(images))
         with telemetry.tracer.start_as_current_span("ctpn", attributes={"batch_size": len(images)}) as span:
             faults = runtime.minor_faults()
@@ -41,7 +44,8 @@ class Detector:
         return lines
 
     def stats(self) -> dict[str, Any]:
-        """Batch sizes and page faults per batch (tests read them), weights' metadata, precision, the replica env."""
+        """Batch sizes, page faults per batch, frame sizes as received (tests read them), model, precision, env."""
         return {"batch_sizes": list(self.batch_sizes), "page_faults": list(self.page_faults),
+                "frames": list(self.frames),
                 "model": self.runner.meta.get("version", "unversioned"), "precision": self.runner.precision,
                 "env": runtime.replica_env()}

@@ -123,7 +123,7 @@ class DetectorRunner:
         self.bf16 = self.precision == "bf16"
         self.blank = self._blank_features()
 
-    def detect(self, images: list[np.ndarray]) -> list[list[TextLine]]:
+    def detect(self, images: list[np.ndarray | detection.Reduced]) -> list[list[TextLine]]:
         """Each image in a forward pass of its own, so that its lines never depend on what else came in its batch.
 
         Frames of one size shared a pass, and the int8 and bf16 kernels round by the batch's size (and the bf16
@@ -142,7 +142,7 @@ class DetectorRunner:
                     found[b].append(detection.view_proposals(out["scores"][b], out["vertical"][b], out["side"][b],
                                                              shift))
             for b, i in enumerate(idx):
-                h, w = images[i].shape[:2]
+                w, h = detection.size_of(images[i])  # a reduced frame's lines are in its original pixels
                 boxes, scores, side_x = (np.concatenate(parts) for parts in zip(*found[b], strict=True))
                 results[i] = detection.lines_from_proposals(boxes, scores, side_x, prepared[i][1], w, h, self.params)
         return results

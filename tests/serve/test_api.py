@@ -522,6 +522,24 @@ def test_concurrent_requests_are_batched_by_the_detector(serve_url):
     assert max(sizes) > 1, f"no batching: {sizes}"
 
 
+def test_a_large_photo_goes_to_the_detector_at_its_scale_and_its_boxes_come_back_in_the_upload_pixels(client):
+    """The ingress sent the detector the upload's pixels (a 12 MP photo: 36 MB through the object store, and over
+    the network to a detector on another node); now the frame at the detector's scale, and the boxes are mapped back.
+    """
+    page = Image.new("RGB", (3200, 2400), (255, 255, 255))
+    text, truth = render_lines(["Harbour view hotel"], size=90)
+    page.paste(text, (1700, 1500))
+    detector = serve.get_deployment_handle("Detector", app_name=APP)
+    before = len(detector.stats.remote().result()["frames"])
+    r = post(client, png(page, "JPEG"), "photo.jpg")
+    assert r.status_code == 200, r.text
+    (line,) = r.json()["lines"]
+    assert line["text"] == "Harbour view hotel"
+    x0, y0, x1, y1 = truth[0].box
+    assert line["box"] == pytest.approx([1700 + x0, 1500 + y0, 1700 + x1, 1500 + y1], abs=16)  # the upload's pixels
+    assert detector.stats.remote().result()["frames"][before:] == [(960, 1280)]  # 0.4 of 3200x2400, as it reads
+
+
 def test_a_page_reads_the_same_alone_and_batched_with_others(serve_url):
     """An answer depends on its upload alone: frames of one size shared the detector's pass and crops of several
     requests the recognizer's width buckets, and 2-5 of 40 scenes_dev frames sent 4 at a time came back with other

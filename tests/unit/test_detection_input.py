@@ -103,3 +103,30 @@ def test_the_two_views_share_one_stem_pass(precision):
     p, q = (detection.softmax_text(o["scores"]) for o in (moved, runner._forward([detection.shifted(frame)])))
     assert p.shape == q.shape and (q > 0.5).sum() > 100  # the frame has text for the scores to differ on
     assert np.abs(p - q).mean() < 0.005  # moved by a cell too few or too many: 0.017-0.019
+
+
+def test_a_frame_reduced_before_it_is_sent_finds_the_same_lines_in_the_uploads_pixels():
+    """The ingress sends the detector the frame at its scale (`detection.reduce`, on one thread); the network sees the
+    same pixels as from the upload itself, and the lines come back in the upload's pixels."""
+    import torch
+
+    runner = DetectorRunner()
+    text, _ = render_lines(["Invoice number 4521", "Total due 38.90", "Thank you"], size=64)
+    page = Image.new("RGB", (3000, 2100), (250, 248, 240))
+    page.paste(text, (900, 700))
+    photo = np.asarray(page)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        reduced = detection.reduce(photo, runner.params)
+    finally:
+        torch.set_num_threads(threads)
+    assert isinstance(reduced, detection.Reduced) and reduced.pixels.shape == (960, 1371, 3)
+    assert (reduced.width, reduced.height) == (3000, 2100) and reduced.scale == pytest.approx(960 / 2100)
+    np.testing.assert_array_equal(detection.preprocess(reduced, runner.params)[0],
+                                  detection.preprocess(photo, runner.params)[0])
+    lines = runner.detect([photo])[0]
+    assert len(lines) == 3 and runner.detect([reduced])[0] == lines
+    assert all(ln.box[0] > 800 for ln in lines)  # in the upload's pixels
+    small = np.asarray(text)  # a frame the detector enlarges goes as it is
+    assert detection.reduce(small, runner.params) is small
