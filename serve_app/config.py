@@ -134,8 +134,10 @@ _ORIGIN = re.compile(r"^https?://([a-z0-9.-]+|\[[0-9a-f:.]+\])(:[0-9]{1,5})?$")
 class IngressSettings(_Strict):
     num_replicas: int = Field(1, ge=1)
     max_upload_bytes: int = Field(10 * 1024 * 1024, ge=1024)
-    max_pixels: int = Field(40_000_000, ge=1024, description="width x height after decoding; a JPEG past it is "
-                            "decoded at 1/2, 1/4 or 1/8 where that fits, anything else refused (bombs)")
+    max_pixels: int = Field(50_000_000, ge=1024, description="width x height after decoding; a JPEG past it is "
+                            "decoded at 1/2, 1/4 or 1/8 where that fits, anything else refused (bombs). 50 MP: a "
+                            "phone's full-size photo, which HEIC, AVIF and PNG cannot decode reduced (an iPhone's 48 "
+                            "MP HEIF Max, 8064x6048; 50 MP sensors, 8160x6120)")
     jpeg_draft: bool = Field(True, description="decode JPEGs whose long side is at least 4x the detector's max_side "
                              "at 1/2, 1/4 or 1/8 size, keeping at least 2x (a 600 dpi scan: 0.34 -> 0.08 s)")
     pdf_dpi: float = Field(200, ge=36, le=600, description="PDF pages are rendered at this resolution (less for pages "
@@ -143,7 +145,7 @@ class IngressSettings(_Strict):
     pdf_timeout_s: float = Field(10.0, gt=0, description="a PDF page is rendered in a worker process within this "
                                  "many seconds, or refused 413 (PDFium cannot be stopped in-process)")
     pdf_memory_mb: int = Field(1024, ge=256, description="address space a PDF page may take in its worker process "
-                               "(beyond the worker's own); a page that needs more is refused 413 (a 40 MP page renders "
+                               "(beyond the worker's own); a page that needs more is refused 413 (a 50 MP page renders "
                                "within 450)")
     max_inflight: int = Field(32, ge=1, description="OCR requests in progress per replica before 503; a ?pages= "
                               "request holds pages_at_once of them (it reads that many pages at a time)")

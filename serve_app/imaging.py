@@ -124,8 +124,8 @@ def jpeg_reduction(width: int, height: int, max_pixels: int, keep_side: int | No
     """How many times smaller to decode a JPEG (1, 2, 4 or 8).
 
     The least that fits ``max_pixels``, more as far as the long side stays at least ``keep_side``. A phone's 50 MP
-    photo (8160x6120) passes a 40 MP limit in full, yet decoded at 1/2 it takes 12.5 MP, no more than a 12 MP
-    photo: refusing it would turn away a picture the service can read at no extra cost.
+    photo (8160x6120) would pass a 40 MP limit in full, yet decoded at 1/2 it takes 12.5 MP, no more than a 12
+    MP photo: refusing it would turn away a picture the service can read at no extra cost.
     """
     fits = [r for r in JPEG_REDUCTIONS if math.ceil(width / r) * math.ceil(height / r) <= max_pixels]
     r = fits[0] if fits else JPEG_REDUCTIONS[-1]  # too large even so: the caller refuses it
@@ -147,7 +147,7 @@ def _grey8(im: Image.Image) -> np.ndarray:
     store 10- and 12-bit data in 16-bit files, which by the container's range came out black with at most 16
     grey levels), floats in [0, 1] or [0, 255] as such, anything else stretched between its own extremes.
     """
-    a = np.array(im, dtype=np.float32)  # one float copy, scaled in place: a 40 MP scan stays near 160 MB
+    a = np.array(im, dtype=np.float32)  # one float copy, scaled in place: a 50 MP scan stays near 200 MB
     lo, hi = float(a.min()), float(a.max())
     if im.mode.startswith("I;16") or (im.mode == "I" and 0 <= lo and 255 < hi <= 65535):
         a *= 255 / _stored_range(hi)

@@ -430,3 +430,20 @@ def test_uploads_decoded_in_several_threads_at_once_come_out_as_alone():
     with ThreadPoolExecutor(4) as pool:
         for _ in range(5):
             assert list(pool.map(lambda u: decode(*u), uploads * 3)) == alone * 3
+
+
+def test_a_phones_full_size_48_mp_heic_is_read_in_full_under_the_default_pixel_limit():
+    """An iPhone's "HEIF Max" photo is 8064x6048: 48.8 MP. HEIC has no reduced decode, so the 40 MP limit refused it;
+    the default limit takes it (and 50 MP sensors' 8160x6120), and still refuses what lies past."""
+    from serve_app.config import IngressSettings
+
+    photo = Image.new("RGB", (8064, 6048), (236, 232, 224))
+    photo.paste((20, 20, 20), (3000, 2900, 5000, 3100))
+    data = save(photo, "HEIF", quality=50, enc_params={"preset": "ultrafast"})  # 2-3 s to encode: x265's fastest
+    limit = IngressSettings().max_pixels
+    assert limit >= 8160 * 6120
+    decoded = decode_image(data, 10 * MB, limit)
+    assert (decoded.width, decoded.height) == (8064, 6048) and decoded.pixels.shape == (6048, 8064, 3)
+    assert tuple(decoded.pixels[3000, 4000]) == pytest.approx((20, 20, 20), abs=8)
+    with pytest.raises(ImageTooLarge):
+        decode_image(data, 10 * MB, 40_000_000)  # the limit it had
