@@ -23,7 +23,7 @@ class TooManyPages(ImageError):
 
     status, code = 413, "too_many_pages"
 
-    def __init__(self, message: str, limit: int) -> None:
+    def __init__(self, message: str, limit: int | None = None) -> None:  # a default: it still unpickles from args
         super().__init__(message)
         self.limit = limit
 

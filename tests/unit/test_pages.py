@@ -1,5 +1,6 @@
 """``?pages=`` and ``--pages``: one parser, bounded before it expands a range."""
 
+import pickle
 import time
 
 import pytest
@@ -48,3 +49,5 @@ def test_too_many_pages_says_how_many_a_request_reads():
     with pytest.raises(TooManyPages) as refused:
         parse_pages("1-60", 50)
     assert refused.value.limit == 50
+    again = pickle.loads(pickle.dumps(refused.value))  # as an exception crosses processes
+    assert isinstance(again, TooManyPages) and str(again) == str(refused.value)
