@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 from serve_app import alto, hocr, searchable_pdf, tsv
-from serve_app.documents import PAGE_BREAK, page_text
+from serve_app.documents import pages_text
 
 #: What a folder is searched for: the suffixes of the formats the service reads (`serve_app.imaging.ACCEPTED`).
 #: Files named one by one are sent whatever their name: the service judges a file by its bytes.
@@ -89,7 +89,7 @@ def done(paths: dict[str, Path]) -> bool:
 def render(fmt: str, pages: list[dict[str, Any]], upload: bytes, name: str) -> bytes | str:
     """One file's pages read (the service's JSON answers, in page order) as one document of ``fmt``."""
     if fmt == "text":  # every page ended by a form feed, as the service's ?pages=&format=text and Tesseract's txt
-        return "".join(page_text(p) + PAGE_BREAK for p in pages)
+        return pages_text(pages)
     if fmt == "hocr":
         return hocr.document(pages, name, name)
     if fmt == "alto":

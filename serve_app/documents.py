@@ -37,6 +37,11 @@ def page_text(answer: dict[str, Any]) -> str:
     return plain_text([ln["text"] for ln in lines], [ln.get("block", 0) for ln in lines])
 
 
+def pages_text(pages: list[dict[str, Any]]) -> str:
+    """Several pages' text, each page ended by a form feed (``?pages=&format=text``, the client's ``--text``)."""
+    return "".join(page_text(p) + PAGE_BREAK for p in pages)
+
+
 def formatted(answer: dict[str, Any], output: str, image_name: str | None) -> tuple[bytes | str, str, dict[str, str]]:
     """The body, media type and headers of ``answer`` as ``?format=output`` asks (anything but JSON).
 
@@ -54,6 +59,6 @@ def formatted(answer: dict[str, Any], output: str, image_name: str | None) -> tu
     if output == "tsv":
         return tsv.document(pages), tsv.MEDIA_TYPE, ids
     if output == "text":
-        text = page_text(answer) if pages[0] is answer else "".join(page_text(p) + PAGE_BREAK for p in pages)
+        text = page_text(answer) if pages[0] is answer else pages_text(pages)
         return text, "text/plain", ids
     raise ValueError(f"no format {output!r}")
