@@ -60,6 +60,26 @@ def collect(paths: Iterable[Path], outputs: Iterable[Path] = ()) -> list[Path]:
     return found
 
 
+def plan(paths: Iterable[Path], folders: dict[str, Path]) -> list[tuple[Path, dict[str, Path]]]:
+    """Each file to read (`collect`) with where its outputs go (`targets`), in order.
+
+    A file found in a folder that is another found file's output is left out: with ``--pdf`` naming the folder
+    read (``client scans/ --pdf scans/``), a second run found ``scans/a.jpg.pdf`` beside ``scans/a.jpg`` and read
+    it as a scan (writing ``a.jpg.pdf.pdf``, read by the third run, and so on). A file named on its own is read
+    whatever it is.
+    """
+    paths = list(paths)
+    named = {Path(os.path.abspath(p)) for p in paths if not p.is_dir()}
+    files = collect(paths, folders.values())
+    while True:  # leaving a file out can move the folder every input shares, and with it the outputs' names
+        outputs = [targets(name, folders) for name in relative_names(files)]
+        written = {Path(os.path.abspath(t)) for out in outputs for t in out.values()}
+        kept = [f for f in files if Path(os.path.abspath(f)) in named or Path(os.path.abspath(f)) not in written]
+        if len(kept) == len(files):
+            return list(zip(files, outputs, strict=True))
+        files = kept
+
+
 def readable(name: str) -> bool:
     return Path(name).suffix.lower() in READ_SUFFIXES
 

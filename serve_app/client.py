@@ -340,10 +340,9 @@ async def run(args: argparse.Namespace, tally: Tally | None = None) -> int:
     """
     tally = tally or Tally()
     folders = {fmt: folder for fmt in batch.SUFFIXES if (folder := getattr(args, fmt, None)) is not None}
-    files = batch.collect(args.files, folders.values())
+    files = batch.plan(args.files, folders)
     todo = []
-    for path, name in zip(files, batch.relative_names(files), strict=True):
-        outputs = batch.targets(name, folders)
+    for path, outputs in files:
         if args.skip_done and batch.done(outputs):
             tally.skipped += 1
         else:

@@ -82,3 +82,33 @@ def test_items_are_handed_on_in_order_and_only_those_ahead_of_a_missing_one_wait
     assert out == ["a", "b", "c"] and not order.waiting
     order.put(3, "d")
     assert out == ["a", "b", "c", "d"]
+
+
+def test_a_file_that_is_another_files_output_in_the_folder_read_is_not_read_again(tmp_path):
+    """``client scans/ --pdf scans/``: the second run found a.jpg.pdf beside a.jpg and read it as a scan."""
+    scans = tmp_path / "scans"
+    for name in ("a.jpg", "a.jpg.pdf", "a.jpg.pdf.pdf", "b.pdf", "b.pdf.txt", "sub/c.png", "sub/c.png.pdf"):
+        touch(scans / name)
+    folders = {"pdf": scans, "text": scans}
+    plan = batch.plan([scans], folders)
+    assert [(p.relative_to(scans).as_posix(), {k: v.relative_to(scans).as_posix() for k, v in out.items()})
+            for p, out in plan] == [
+        ("a.jpg", {"text": "a.jpg.txt", "pdf": "a.jpg.pdf"}),
+        ("b.pdf", {"text": "b.pdf.txt", "pdf": "b.pdf.pdf"}),
+        ("sub/c.png", {"text": "sub/c.png.txt", "pdf": "sub/c.png.pdf"})]
+    # a scan that merely looks like an output is read where it is not one (no --pdf), or where it is named
+    assert [p.name for p, _ in batch.plan([scans], {"text": scans})] == [
+        "a.jpg", "a.jpg.pdf", "a.jpg.pdf.pdf", "b.pdf", "c.png", "c.png.pdf"]
+    assert [p.name for p, _ in batch.plan([scans / "a.jpg.pdf", scans / "a.jpg"], folders)] == ["a.jpg.pdf", "a.jpg"]
+
+
+def test_leaving_out_outputs_names_the_rest_below_the_folder_they_share(tmp_path):
+    """Two folders read into the first: its outputs of the other one sat a level down and were read as scans."""
+    one, two = tmp_path / "one", tmp_path / "two"
+    touch(one / "x.jpg")
+    touch(two / "y.png")
+    touch(one / "two" / "y.png.pdf")  # written by an earlier run into one/, below the folder both share
+    touch(one / "one" / "x.jpg.pdf")
+    plan = batch.plan([one, two], {"pdf": one})
+    assert [(p.relative_to(tmp_path).as_posix(), out["pdf"].relative_to(tmp_path).as_posix()) for p, out in plan] == [
+        ("one/x.jpg", "one/one/x.jpg.pdf"), ("two/y.png", "one/two/y.png.pdf")]
