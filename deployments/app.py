@@ -47,13 +47,15 @@ def graph(cfg: AppConfig) -> Application:
         num_replicas=d.num_replicas,
         max_ongoing_requests=d.max_ongoing_requests,
         user_config={"max_batch_size": d.max_batch_size, "batch_wait_timeout_s": d.batch_wait_timeout_s},
-        ray_actor_options={"num_cpus": d.num_cpus, "runtime_env": {"env_vars": runtime.REPLICA_ENV}},
+        ray_actor_options={"num_cpus": d.num_cpus, "num_gpus": d.num_gpus,
+                           "runtime_env": {"env_vars": runtime.REPLICA_ENV}},
     ).bind(d.model_dump(mode="json"))
     recognizer = pinned(Recognizer, built_from["recognizer"], weights[1:]).options(
         autoscaling_config=r.autoscaling.to_serve(),
         max_ongoing_requests=r.max_ongoing_requests,
         user_config={"max_batch_size": r.max_batch_size, "batch_wait_timeout_s": r.batch_wait_timeout_s},
-        ray_actor_options={"num_cpus": r.num_cpus, "runtime_env": {"env_vars": runtime.REPLICA_ENV}},
+        ray_actor_options={"num_cpus": r.num_cpus, "num_gpus": r.num_gpus,
+                           "runtime_env": {"env_vars": runtime.REPLICA_ENV}},
     ).bind(r.model_dump(mode="json"))
     sidecar = archiver = None
     if cfg.storage.resolved().enabled:

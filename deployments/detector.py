@@ -48,4 +48,5 @@ class Detector:
         return {"batch_sizes": list(self.batch_sizes), "page_faults": list(self.page_faults),
                 "frames": list(self.frames),
                 "model": self.runner.meta.get("version", "unversioned"), "precision": self.runner.precision,
+                "device": self.runner.device.type,
                 "env": runtime.replica_env()}

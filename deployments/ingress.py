@@ -427,7 +427,8 @@ class Ingress:
         if storage is not None:  # reported, not required: while the database is down results wait in the queues
             storage["database"] = await self._database_state()
         precision = {"detector": detector["precision"], "recognizer": recognizer["precision"]}
-        return JSONResponse({"status": "ready", "models": self.models, "precision": precision,
+        device = {"detector": detector.get("device", "cpu"), "recognizer": recognizer.get("device", "cpu")}
+        return JSONResponse({"status": "ready", "models": self.models, "precision": precision, "device": device,
                              "storage": storage or "off"})
 
     async def _database_state(self) -> str:

@@ -74,4 +74,5 @@ class Recognizer:
                 "page_faults": list(self.page_faults), "batch_threads": list(self.batch_threads),
                 "alone": list(self.alone),
                 "model": self.runner.meta.get("version", "unversioned"), "precision": self.runner.precision,
+                "device": self.runner.device.type,
                 "env": runtime.replica_env()}

@@ -110,7 +110,17 @@ def _worker_group(cfg: AppConfig, name: str, w: Any) -> dict[str, Any]:
     }
 
 
+def _gpus_fit(cfg: AppConfig) -> None:
+    """A model given GPUs needs worker pods that have them: else its replicas wait forever, unscheduled."""
+    gpu_pod = cfg.cluster.gpu_workers.gpu if cfg.cluster.gpu_workers is not None else 0
+    for name, wanted in (("detector", cfg.detector.num_gpus), ("recognizer", cfg.recognizer.num_gpus)):
+        if wanted > gpu_pod:
+            raise ValueError(f"{name}.num_gpus is {wanted:g}, but the GPU worker pods have {gpu_pod} "
+                             "(cluster.gpu_workers.gpu): no pod could run its replicas")
+
+
 def rayservice(cfg: AppConfig) -> dict[str, Any]:
+    _gpus_fit(cfg)
     c = cfg.cluster
     head = _container(cfg, "ray-head", c.head_cpu, c.head_memory)
     head["ports"] = [{"containerPort": 6379, "name": "gcs-server"}, {"containerPort": 8265, "name": "dashboard"},

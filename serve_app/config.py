@@ -58,6 +58,15 @@ _PRECISION_HELP = ("int8 convolutions cut CPU time 2-3x against fp32, bf16 halve
                    "native, else fp32")
 
 
+_GPU_HELP = ("GPUs per replica (a fraction shares one between replicas): with any, the model runs on its GPU "
+             "(precision auto: bf16 where the GPU has it, else fp32); 0: on CPU")
+
+
+def device(num_gpus: float) -> str:
+    """Where a replica's model runs: on its GPU where it was given one, so that one setting says both."""
+    return "cuda" if num_gpus > 0 else "cpu"
+
+
 def precision_overrides(precision: str | None) -> dict[str, Any]:
     """Overrides (`AppConfig.load`) that run both models in ``precision``; none for ``None`` (the config's own)."""
     return {m: {"precision": precision} for m in ("detector", "recognizer")} if precision else {}
@@ -70,6 +79,7 @@ class DetectorSettings(_Strict):
     max_batch_size: int = Field(4, ge=1, le=64)
     batch_wait_timeout_s: float = Field(0.01, ge=0, le=5)
     num_cpus: float = Field(1.0, ge=0)
+    num_gpus: float = Field(0.0, ge=0, description=_GPU_HELP)
     threads: int = Field(2, ge=1, description="torch intra-op threads: a lone frame is detected on two cores "
                          "(720p on a 2-core AVX2 VM: 0.56-0.60 -> 0.46-0.47 s), and throughput under load held")
     precision: Precision = Field("auto", description=_PRECISION_HELP)
@@ -78,7 +88,7 @@ class DetectorSettings(_Strict):
     def runner_args(self) -> dict[str, Any]:
         """Keyword arguments of `DetectorRunner`, with the weights path resolved."""
         return {"weights": resolve_weights(self.weights), "params": DetectionParams(**self.detection.model_dump()),
-                "precision": self.precision}
+                "precision": self.precision, "device": device(self.num_gpus)}
 
 
 class AutoscalingSettings(_Strict):
@@ -103,6 +113,7 @@ class RecognizerSettings(_Strict):
     min_tilt: float = Field(MIN_TILT, ge=0, description="lines sloping at least this much (dy/dx) are cut along "
                             "their own axis and levelled before reading; a large value turns this off")
     num_cpus: float = Field(1.0, ge=0)
+    num_gpus: float = Field(0.0, ge=0, description=_GPU_HELP)
     threads: int = Field(1, ge=1)
     many_crops: int = Field(16, ge=1, description="a batch of at least this many crops (a page of text) is read on "
                             "``many_crops_threads`` threads: the detector's cores are idle while a lone page is read")
@@ -125,6 +136,7 @@ class RecognizerSettings(_Strict):
         return {"weights": resolve_weights(self.weights), "max_batch": self.max_crops_per_forward,
                 "precision": self.precision, "lexicon_margin": self.lexicon_margin,
                 "word_scales": tuple(self.word_scales), "lexicon_split": self.lexicon_split,
+                "device": device(self.num_gpus),
                 "lexicon_path": resolve_weights(self.lexicon) if self.lexicon else None}
 
 

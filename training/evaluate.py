@@ -20,7 +20,7 @@ import numpy as np
 from serve_app.ocr import runtime
 from serve_app.ocr.models.weights import DEFAULT_DETECTOR, DEFAULT_RECOGNIZER
 from serve_app.ocr.pipeline import MIN_TILT, ROTATIONS, turned, unturned
-from serve_app.ocr.predictor import PRECISIONS, DetectorRunner, OCRPredictor, RecognizerRunner
+from serve_app.ocr.predictor import DEVICES, PRECISIONS, DetectorRunner, OCRPredictor, RecognizerRunner
 from serve_app.ocr.processing.consensus import DEFAULT_WORD_SCALES
 from serve_app.ocr.processing.detection import DetectionParams
 from serve_app.ocr.processing.geometry import inside
@@ -44,6 +44,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--min-tilt", type=float, default=MIN_TILT, help="lines sloping this much are cut levelled")
     p.add_argument("--precision", default="auto", choices=PRECISIONS,
                    help="as the service's setting")
+    p.add_argument("--device", default="cpu", choices=DEVICES,
+                   help="where the models run: cuda as a replica given a GPU (num_gpus) runs them")
     p.add_argument("--lexicon", default=str(DEFAULT_LEXICON), help="word list for corrections ('' for none)")
     p.add_argument("--lexicon-margin", type=float, default=DEFAULT_MARGIN)
     p.add_argument("--word-scales", nargs="+", type=float, default=list(DEFAULT_WORD_SCALES),
@@ -154,10 +156,12 @@ def main(args: argparse.Namespace) -> list[dict]:
     runtime.setup(args.threads)
     params = DetectionParams() if args.short_side is None else DetectionParams(short_side=args.short_side)
     recognizer = RecognizerRunner(args.recognizer, precision=args.precision, lexicon_path=args.lexicon or None,
-                                  lexicon_margin=args.lexicon_margin, word_scales=tuple(args.word_scales))
+                                  lexicon_margin=args.lexicon_margin, word_scales=tuple(args.word_scales),
+                                  device=args.device)
     filters = {} if args.min_confidence is None else {"min_word_confidence": args.min_confidence,
                                                       "min_unknown_word_confidence": args.min_confidence}
-    predictor = OCRPredictor(DetectorRunner(args.detector, params, args.precision), recognizer, args.min_tilt,
+    predictor = OCRPredictor(DetectorRunner(args.detector, params, args.precision, args.device), recognizer,
+                             args.min_tilt,
                              **filters)
     rows = []
     for name in args.sets:

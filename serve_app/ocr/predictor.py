@@ -51,11 +51,28 @@ PRECISIONS = ("auto", "fp32", "bf16", "int8")
 BF16_ROW_MULTIPLE = 8
 
 
+#: Where the models may run (the config's ``Device``): a replica given GPUs (``num_gpus``) runs on ``cuda``.
+DEVICES = ("cpu", "cuda")
+
+
 def native_bf16() -> bool:
     return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 
-def resolve_precision(precision: str, calibrated: bool) -> str:
+def resolve_device(device: str) -> torch.device:
+    """``device`` checked: a replica given a GPU whose torch cannot see one should fail at start, not run on CPU.
+
+    A Ray replica with ``num_gpus`` sees only its own GPUs (``CUDA_VISIBLE_DEVICES``), so ``cuda`` is its first.
+    """
+    if device not in DEVICES:
+        raise ValueError(f"device {device!r}: choose one of {', '.join(DEVICES)}")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("asked to run on a GPU (num_gpus), but torch sees no CUDA device here: a CPU-only torch "
+                           "build, or a node without a GPU driver")
+    return torch.device(device)
+
+
+def resolve_precision(precision: str, calibrated: bool, device: str = "cpu") -> str:
     """As asked, or (``auto``) int8 on x86-64 with calibrated weights, else bf16 where native, else fp32.
 
     Int8 convolutions (`quantize`, needs the weights' calibration) beat bf16 on every x86-64 CPU measured: on a
@@ -63,7 +80,15 @@ def resolve_precision(precision: str, calibrated: bool) -> str:
     0.167 s, receipt 0.662 -> 0.526 s, same F1), on a 2-core Xeon with AMX tiles a third (CTPN pass 239 -> 151 ms,
     361 receipt lines 2.0-2.7 -> 1.3-1.8 s, 2 threads), and on AVX2-only CPUs, where bf16 is emulated, they are
     2-3x faster than fp32. Int8 on Arm is untested, so there it must be asked for; emulated bf16 is never chosen.
+    On a GPU ``auto`` is bf16 where the GPU has it (Ampere and later), else fp32; int8 is for CPUs only (its
+    kernels are oneDNN's).
     """
+    if device == "cuda":
+        if precision == "int8":
+            raise ValueError("int8 runs on CPUs only: on a GPU ask for precision auto, bf16 or fp32")
+        if precision == "auto":
+            return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+        return precision
     if precision == "auto":
         if calibrated and quantize.auto_ok():
             return "int8"
@@ -73,14 +98,16 @@ def resolve_precision(precision: str, calibrated: bool) -> str:
     return precision
 
 
-def _load(weights: str | Path, precision: str, arch: type[M]) -> tuple[M, dict, str]:
+def _load(weights: str | Path, precision: str, arch: type[M], device: torch.device) -> tuple[M, dict, str]:
     """Model, metadata and resolved precision; int8 swaps in quantized convolutions (and a bf16 LSTM where native)."""
     blob = read_weights(weights)
     model = model_from_blob(blob)
     if not isinstance(model, arch):
         raise ValueError(f"{weights} holds a {type(model).__name__}, not the {arch.__name__} this runner needs")
     model = model.to(memory_format=torch.channels_last)  # oneDNN's convolutions: 20 % off a receipt
-    resolved = resolve_precision(precision, quantize.has_calibration(blob))
+    resolved = resolve_precision(precision, quantize.has_calibration(blob), device.type)
+    if device.type != "cpu":
+        return model.to(device), blob.get("meta", {}), resolved
     if resolved == "int8":
         quantize.quantize(model, blob["int8"])
         if native_bf16():
@@ -100,25 +127,26 @@ def _run(coroutine: Coroutine[Any, Any, T]) -> T:
         return pool.submit(asyncio.run, coroutine).result()
 
 
-def _nchw(arrays: list[np.ndarray]) -> torch.Tensor:
-    """Prepared HWC frames of one size as an NCHW batch in channels_last memory (no copy for a single frame)."""
-    return torch.from_numpy(arrays[0][None] if len(arrays) == 1 else np.stack(arrays)).permute(0, 3, 1, 2)
+def _nchw(arrays: list[np.ndarray], device: torch.device) -> torch.Tensor:
+    """Prepared HWC frames of one size as an NCHW batch in channels_last memory (no copy for a single frame on CPU)."""
+    return torch.from_numpy(arrays[0][None] if len(arrays) == 1 else np.stack(arrays)).permute(0, 3, 1, 2).to(device)
 
 
 def _numpy(out: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
-    return {k: v.float().numpy() for k, v in out.items()}
+    return {k: v.float().cpu().numpy() for k, v in out.items()}
 
 
-def _autocast(bf16: bool) -> contextlib.AbstractContextManager:
-    return torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
+def _autocast(bf16: bool, device: torch.device) -> contextlib.AbstractContextManager:
+    return torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
 
 
 class DetectorRunner:
     """CTPN weights plus detection parameters: RGB images to text lines in original pixels."""
 
     def __init__(self, weights: str | Path = DEFAULT_DETECTOR, params: detection.DetectionParams | None = None,
-                 precision: str = "auto") -> None:
-        self.model, self.meta, self.precision = _load(weights, precision, CTPN)
+                 precision: str = "auto", device: str = "cpu") -> None:
+        self.device = resolve_device(device)
+        self.model, self.meta, self.precision = _load(weights, precision, CTPN, self.device)
         self.params = params or detection.DetectionParams()
         self.bf16 = self.precision == "bf16"
         self.blank = self._blank_features()
@@ -148,8 +176,8 @@ class DetectorRunner:
         return results
 
     def _forward(self, arrays: list[np.ndarray]) -> dict[str, np.ndarray]:
-        with torch.inference_mode(), _autocast(self.bf16):
-            return _numpy(self.model(_nchw(arrays)))
+        with torch.inference_mode(), _autocast(self.bf16, self.device):
+            return _numpy(self.model(_nchw(arrays, self.device)))
 
     def _two_views(self, arrays: list[np.ndarray]) -> list[tuple[dict[str, np.ndarray], int]]:
         """The frames as they are and moved half an anchor row down and right (`detection.shifted`), with that move.
@@ -161,8 +189,8 @@ class DetectorRunner:
         EPYC this took the detector from 0.54 to 0.45 s per 720p frame; the TRAIN checks moved by -0.9 to +0.3
         F1 points (see docs/accuracy.md).
         """
-        with torch.inference_mode(), _autocast(self.bf16):
-            own = self.model.stem(_nchw(arrays))
+        with torch.inference_mode(), _autocast(self.bf16, self.device):
+            own = self.model.stem(_nchw(arrays, self.device))
             moved = _moved_cells(own, self.blank, detection.VIEW_SHIFT // self.model.stem_stride)
             return [(_numpy(self.model.trunk(own)), 0), (_numpy(self.model.trunk(moved)), detection.VIEW_SHIFT)]
 
@@ -173,8 +201,9 @@ class DetectorRunner:
         """
         if detection.VIEW_SHIFT % self.model.stem_stride:
             raise ValueError(f"a view shift of {detection.VIEW_SHIFT} px is not whole cells of the stem's stride")
-        with torch.inference_mode(), _autocast(self.bf16):
-            f = self.model.stem(torch.zeros(1, 3, 128, 128).contiguous(memory_format=torch.channels_last))
+        with torch.inference_mode(), _autocast(self.bf16, self.device):
+            f = self.model.stem(torch.zeros(1, 3, 128, 128, device=self.device).contiguous(
+                memory_format=torch.channels_last))
         f = f.dequantize() if f.is_quantized else f
         middle = 64 // self.model.stem_stride
         return f[:, :, middle:middle + 1, middle:middle + 1].clone()
@@ -201,8 +230,9 @@ class RecognizerRunner:
                  lexicon_path: str | Path | None = DEFAULT_LEXICON,
                  lexicon_margin: float = lexicon.DEFAULT_MARGIN,
                  word_scales: tuple[float, ...] = consensus.DEFAULT_WORD_SCALES,
-                 lexicon_split: bool = True) -> None:
-        self.model, self.meta, self.precision = _load(weights, precision, CRNN)
+                 lexicon_split: bool = True, device: str = "cpu") -> None:
+        self.device = resolve_device(device)
+        self.model, self.meta, self.precision = _load(weights, precision, CRNN, self.device)
         self.charset = self.model.spec.charset
         self.max_batch = max_batch
         self.bf16 = self.precision == "bf16"
@@ -214,10 +244,11 @@ class RecognizerRunner:
     def column_probs(self, crops: list[np.ndarray]) -> list[np.ndarray]:
         """Each crop's ``(W / 4, classes)`` character probabilities, batched by width."""
         results: list[np.ndarray | None] = [None] * len(crops)
-        with torch.inference_mode(), _autocast(self.bf16):
+        with torch.inference_mode(), _autocast(self.bf16, self.device):
             for group in recognition.width_buckets([c.shape[1] for c in crops], self.max_batch):
                 batch = recognition.pad_crops([crops[i] for i in group])
-                probs = recognition.softmax(self.model(torch.from_numpy(batch)).float().numpy())
+                logits = self.model(torch.from_numpy(batch).to(self.device))
+                probs = recognition.softmax(logits.float().cpu().numpy())
                 for b, i in enumerate(group):
                     results[i] = probs[b, : crops[i].shape[1] // COLUMN_STRIDE]
         return [r for r in results if r is not None]

@@ -1071,6 +1071,7 @@ def test_health_readiness_and_openapi(client, app_config):
     expected = {name: resolve_precision(s.precision, quantize.has_calibration(read_weights(resolve_weights(s.weights))))
                 for name, s in (("detector", app_config.detector), ("recognizer", app_config.recognizer))}
     assert r.json()["precision"] == expected
+    assert r.json()["device"] == {"detector": "cpu", "recognizer": "cpu"}  # no num_gpus: where each model runs
     spec = client.get("/openapi.json").json()
     assert "/api/v1/ocr" in spec["paths"]
     documented = set(spec["paths"]["/api/v1/ocr"]["post"]["responses"])

@@ -19,7 +19,7 @@ from ray.serve.schema import ServeDeploySchema
 
 from kuberay.deploy import DeployError, deploy
 from kuberay.render import MANIFESTS, core_objects, rayservice, render
-from serve_app.config import AppConfig
+from serve_app.config import AppConfig, WorkerGroupSettings
 
 REPO = Path(__file__).resolve().parents[2]
 CLUSTER = REPO / "kuberay" / "cluster.yaml"
@@ -83,6 +83,27 @@ def test_a_config_change_reaches_the_rendered_rayservice(cfg):
     (rec,) = [d for d in serve_cfg["applications"][0]["deployments"] if d["name"] == "Recognizer"]
     assert rec["autoscaling_config"]["max_replicas"] == 9
     assert "autoscaling" not in serve_cfg["applications"][0]["args"]["recognizer"]  # written once, where Serve reads it
+
+
+def test_a_model_given_gpus_runs_on_the_gpu_workers_and_one_without_gpu_pods_is_refused(cfg):
+    """Serve would wait forever for a GPU that no pod has: the render says so instead."""
+    gpu = cfg.model_copy(update={
+        "detector": cfg.detector.model_copy(update={"num_gpus": 1.0}),
+        "recognizer": cfg.recognizer.model_copy(update={"num_gpus": 0.25}),
+        "cluster": cfg.cluster.model_copy(update={"gpu_workers": WorkerGroupSettings(gpu=1, max_replicas=2)})})
+    obj = rayservice(gpu)
+    deployments = {d["name"]: d for d in yaml.safe_load(obj["spec"]["serveConfigV2"])["applications"][0]["deployments"]}
+    assert deployments["Detector"]["ray_actor_options"]["num_gpus"] == 1.0
+    assert deployments["Recognizer"]["ray_actor_options"]["num_gpus"] == 0.25
+    assert deployments["Ingress"]["ray_actor_options"].get("num_gpus", 0) == 0
+    groups = {g["groupName"]: g for g in obj["spec"]["rayClusterConfig"]["workerGroupSpecs"]}
+    (container,) = groups["gpu"]["template"]["spec"]["containers"]
+    assert container["resources"]["limits"]["nvidia.com/gpu"] == 1
+    assert gpu.detector.runner_args()["device"] == "cuda" and cfg.detector.runner_args()["device"] == "cpu"
+    with pytest.raises(ValueError, match=r"detector\.num_gpus is 1, but the GPU worker pods have 0"):
+        rayservice(gpu.model_copy(update={"cluster": cfg.cluster}))
+    with pytest.raises(ValueError, match=r"recognizer\.num_gpus is 2, but the GPU worker pods have 1"):
+        rayservice(gpu.model_copy(update={"recognizer": cfg.recognizer.model_copy(update={"num_gpus": 2.0})}))
 
 
 def _nginx(cfg: AppConfig) -> dict[str, str]:

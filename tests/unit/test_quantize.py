@@ -172,3 +172,30 @@ def test_ctpn_lstm_rows_are_padded_only_where_the_lstm_runs_in_bf16(monkeypatch,
                                                                      expected):
     monkeypatch.setattr(predictor, "native_bf16", lambda: bf16)
     assert DetectorRunner(ctpn_path, precision=precision).model.row_multiple == expected
+
+
+@pytest.mark.parametrize(("precision", "gpu_bf16", "expected"), [
+    ("auto", True, "bf16"),  # Ampere and later
+    ("auto", False, "fp32"),  # a T4, a V100: no bf16
+    ("fp32", True, "fp32"),
+    ("bf16", True, "bf16"),
+])
+def test_on_a_gpu_auto_is_bf16_where_the_gpu_has_it_and_never_int8(monkeypatch, precision, gpu_bf16, expected):
+    # no GPU here: its bf16 probe is replaced; the int8 refusal needs no GPU
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: gpu_bf16)
+    assert resolve_precision(precision, calibrated=True, device="cuda") == expected
+    with pytest.raises(ValueError, match="CPUs only"):
+        resolve_precision("int8", calibrated=True, device="cuda")
+
+
+def test_a_replica_given_a_gpu_that_torch_cannot_see_fails_at_start_and_cpu_runs_as_before(crnn_path, ctpn_path):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU: the refusal cannot happen here")
+    with pytest.raises(RuntimeError, match="no CUDA device"):
+        RecognizerRunner(crnn_path, lexicon_path=None, device="cuda")
+    with pytest.raises(RuntimeError, match="no CUDA device"):
+        DetectorRunner(ctpn_path, device="cuda")
+    with pytest.raises(ValueError, match="choose one of cpu, cuda"):
+        DetectorRunner(ctpn_path, device="mps")
+    runner = DetectorRunner(ctpn_path, precision="fp32", device="cpu")
+    assert runner.device == torch.device("cpu") and runner.precision == "fp32"
