@@ -7,6 +7,8 @@ Lines in reading order are joined into rows (a receipt's item and its price shar
 where it is not just below the row before it: it lies above it (the next column), it starts clearly further below
 it than the page's rows usually do (the space between paragraphs; `MIN_GAP_HEIGHTS`), it does not overlap it
 sideways, or its letters differ in height from the row's before it by more than `MAX_HEIGHT_RATIO` (a heading).
+In prose set without space between paragraphs, a paragraph starts where a line is indented from the lines around
+it (`indented_starts`).
 
 Computed from the boxes alone, in the page as read (a page read turned is turned back first), so a stored answer
 gets the same blocks as the answer sent.
@@ -29,6 +31,15 @@ PARAGRAPH_SPACING = 1.5
 MAX_GAP_HEIGHTS = 2.5
 #: A row whose lines are this many times taller or shorter than the row above it starts a block (a heading).
 MAX_HEIGHT_RATIO = 1.6
+#: A first line indented from its block's left margin by this many line heights, or up to `MAX_INDENT` (an em is
+#: about a line box's height: indents run 1-3 em) ...
+MIN_INDENT = 0.7
+MAX_INDENT = 8.0
+#: ... between lines that start at the margin, give or take this many heights (the detector's left edges wander by
+#: up to half a height on clean print) ...
+AT_MARGIN = 0.4
+#: ... and as wide as this share of the usual line (a list item's short second line is not a paragraph).
+MIN_WIDTH_SHARE = 0.75
 
 
 def turn(rotation: int, width: float, height: float) -> Callable[[float, float], Point]:
@@ -63,15 +74,57 @@ def text_blocks(boxes: Sequence[Sequence[float]]) -> list[int]:
         below.append(y0 + y1 > ay0 + ay1 and x0 < ax1 and x1 > ax0 and max(h, ah) <= MAX_HEIGHT_RATIO * min(h, ah))
         gaps.append((y0 - ay1) / min(h, ah))
     usual = median([g for g, b in zip(gaps, below) if b and g > 0] or [0.0])
+    starts = [r for r in range(1, len(rows)) if not below[r - 1] or gaps[r - 1] >= MAX_GAP_HEIGHTS
+              or gaps[r - 1] >= max(MIN_GAP_HEIGHTS, PARAGRAPH_SPACING * usual)]
+    edges = [0, *starts, len(rows)]
+    for a, b in zip(edges, edges[1:]):
+        starts += [a + r for r in indented_starts(spans[a:b], [len(row) for row in rows[a:b]])]
+    new = set(starts)
     out = [0] * len(boxes)
     block = 0
     for r, row in enumerate(rows):
-        if r and (not below[r - 1] or gaps[r - 1] >= MAX_GAP_HEIGHTS
-                  or gaps[r - 1] >= max(MIN_GAP_HEIGHTS, PARAGRAPH_SPACING * usual)):
-            block += 1
+        block += r in new
         for i in row:
             out[i] = block
     return out
+
+
+def indented_starts(spans: Sequence[tuple[float, float, float, float, float]], lines: Sequence[int]) -> list[int]:
+    """The rows of one block (x0, y0, x1, y1, height; ``lines`` in each) that start a paragraph by their indent.
+
+    A row starts one where it alone is indented: the rows before and after it start at the block's margin (the
+    leftmost edge that a third of the rows share: a paragraph of two lines has as many indented lines as not, and
+    one left edge the detector put further out is no margin), and it is one line nearly as wide as the others.
+    A page sets its paragraphs' indents alike, so at least two first lines (the block's own first line counts)
+    must share one: a receipt's single indented line ("CASH : 12.00") starts none. Neither does a short line (a
+    list item's second), nor a line centred between its neighbours (a receipt's small print), nor centred text
+    (no margin that half the rows share),
+    nor a hanging indent (list items whose lines after the first are indented: the block's second row is indented
+    under a first at the margin, where a paragraph's first line would be the indented one).
+    """
+    if len(spans) < 3:
+        return []
+    height = median(s[4] for s in spans)
+    xs = [s[0] for s in spans]
+    near = [sum(abs(x - c) <= AT_MARGIN * height for x in xs) for c in xs]
+    left = min(c for c, n in zip(xs, near, strict=True) if 3 * n >= len(xs)) if 3 * max(near) >= len(xs) else min(xs)
+    right = median(s[2] for s in spans)
+
+    def indented(r: int) -> bool:
+        return MIN_INDENT * height <= xs[r] - left <= MAX_INDENT * height
+
+    at_margin = [x - left <= AT_MARGIN * height and n == 1 for x, n in zip(xs, lines, strict=True)]
+    if 2 * sum(at_margin) < len(spans) or (at_margin[0] and indented(1)):
+        return []
+    def centred(r: int) -> bool:  # with the rows on both sides: indented as much on the right as on the left
+        centre = (xs[r] + spans[r][2]) / 2
+        return all(abs(centre - (xs[o] + spans[o][2]) / 2) <= (xs[r] - left) / 4 for o in (r - 1, r + 1))
+
+    starts = [r for r in range(1, len(spans) - 1)
+              if lines[r] == 1 and at_margin[r - 1] and at_margin[r + 1] and indented(r) and not centred(r)
+              and spans[r][2] - xs[r] >= MIN_WIDTH_SHARE * (right - left)]
+    firsts = starts + ([0] if lines[0] == 1 and indented(0) else [])  # the block's own first line, indented too
+    return [r for r in starts if any(abs(xs[r] - xs[o]) <= AT_MARGIN * height for o in firsts if o != r)]
 
 
 def enclosing(boxes: Sequence[Sequence[float]]) -> list[float]:

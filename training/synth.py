@@ -108,7 +108,7 @@ def draw_line(draw: ImageDraw.ImageDraw, font: ImageFont.FreeTypeFont, text: str
 def render_lines(lines: list[str], font_path: str | None = None, size: int = 32, margin: int = 40,
                  spacing: float = 1.8, width: int | None = None) -> tuple[Image.Image, list[PageLine]]:
     """A clean page with the given lines, black on white: the known input of end-to-end tests and demos."""
-    font = font_at(font_path or _default_font(), size)
+    font = font_at(font_path or default_font(), size)
     w = width or int(max(font.getlength(t) for t in lines) + 2 * margin)
     h = int(2 * margin + spacing * size * len(lines))
     img = Image.new("RGB", (w, h), (255, 255, 255))
@@ -117,7 +117,8 @@ def render_lines(lines: list[str], font_path: str | None = None, size: int = 32,
     return img, out
 
 
-def _default_font() -> str:
+def default_font() -> str:
+    """DejaVu Sans where installed: what rendered test pages are set in."""
     fonts = latin_fonts()
     for name in ("DejaVuSans.ttf", "LiberationSans-Regular.ttf"):
         for f in fonts:
