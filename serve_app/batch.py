@@ -27,6 +27,11 @@ READ_SUFFIXES = frozenset({".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".webp", ".
 #: Output formats, in the order they are written, and the suffix each adds to its file's name.
 SUFFIXES = {"text": ".txt", "hocr": ".hocr", "alto": ".xml", "tsv": ".tsv", "pdf": ".pdf"}
 
+#: The file name that stands for standard input (``convert scan.pdf png:- | python -m serve_app.client -``); a file
+#: of that name is ``./-``. Its outputs are named `STDIN_NAME` (``DIR/stdin.txt``), as Tesseract names them.
+STDIN = Path("-")
+STDIN_NAME = Path("stdin")
+
 T = TypeVar("T")
 
 
@@ -41,13 +46,13 @@ def collect(paths: Iterable[Path], outputs: Iterable[Path] = ()) -> list[Path]:
     seen: set[Path] = set()
 
     def add(path: Path) -> None:
-        key = Path(os.path.abspath(path))
+        key = path if path == STDIN else Path(os.path.abspath(path))  # ./- is a file: its key is absolute
         if key not in seen:
             seen.add(key)
             found.append(path)
 
     for path in paths:
-        if not path.is_dir():
+        if path == STDIN or not path.is_dir():
             add(path)  # a missing file too: it is reported as unreadable, in its place
             continue
         walked = []
@@ -69,12 +74,13 @@ def plan(paths: Iterable[Path], folders: dict[str, Path]) -> list[tuple[Path, di
     whatever it is.
     """
     paths = list(paths)
-    named = {Path(os.path.abspath(p)) for p in paths if not p.is_dir()}
+    named = {Path(os.path.abspath(p)) for p in paths if p != STDIN and not p.is_dir()}
     files = collect(paths, folders.values())
     while True:  # leaving a file out can move the folder every input shares, and with it the outputs' names
         outputs = [targets(name, folders) for name in relative_names(files)]
         written = {Path(os.path.abspath(t)) for out in outputs for t in out.values()}
-        kept = [f for f in files if Path(os.path.abspath(f)) in named or Path(os.path.abspath(f)) not in written]
+        kept = [f for f in files if f == STDIN or Path(os.path.abspath(f)) in named
+                or Path(os.path.abspath(f)) not in written]
         if len(kept) == len(files):
             return list(zip(files, outputs, strict=True))
         files = kept
@@ -89,11 +95,10 @@ def relative_names(files: list[Path]) -> list[Path]:
 
     Symbolic links are not followed (a linked file keeps the name it has where it was found).
     """
-    if not files:
-        return []
-    absolute = [Path(os.path.abspath(f)) for f in files]
-    common = Path(os.path.commonpath([a.parent for a in absolute]))
-    return [a.relative_to(common) for a in absolute]
+    absolute = [Path(os.path.abspath(f)) for f in files if f != STDIN]
+    common = Path(os.path.commonpath([a.parent for a in absolute])) if absolute else Path()
+    names = iter(a.relative_to(common) for a in absolute)
+    return [STDIN_NAME if f == STDIN else next(names) for f in files]
 
 
 def targets(name: Path, folders: dict[str, Path]) -> dict[str, Path]:

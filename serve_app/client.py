@@ -10,6 +10,7 @@ page of a PDF, through it:
     python -m serve_app.client scan.pdf --pages all --alto out/         # out/scan.pdf.xml, ALTO 4.4
     python -m serve_app.client scan.pdf --pages all --tsv out/          # out/scan.pdf.tsv, Tesseract's TSV
     python -m serve_app.client scans/ --pages all --text out/ --skip-done   # a folder; again after a stop: the rest
+    pdftoppm -png -r 200 -f 3 -l 3 scan.pdf | python -m serve_app.client -     # standard input
 
 Each file's outputs are written as soon as it is read, whole or not at all; a folder's files keep their subfolders
 under each output folder (`serve_app.batch`).
@@ -264,7 +265,8 @@ class OCRClient:
 def get_args_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("files", nargs="+", type=Path,
-                   help="files to read; a folder: every image and PDF under it, in sorted order")
+                   help="files to read; a folder: every image and PDF under it, in sorted order; '-': standard "
+                        "input (its outputs are named 'stdin')")
     p.add_argument("--url", default="http://127.0.0.1:8000")
     p.add_argument("--layout", default="page", choices=["page", "word"])
     p.add_argument("--pages", default="1", help="'all', or which pages of a PDF or TIFF, e.g. '1,3-4'")
@@ -353,11 +355,12 @@ async def run(args: argparse.Namespace, tally: Tally | None = None) -> int:
     async with OCRClient(args.url, policy=RetryPolicy(attempts=args.attempts), api_key=args.api_key) as client:
         async def one(path: Path, outputs: dict[str, Path]) -> list[dict[str, Any]]:
             try:
-                data = path.read_bytes()
+                data = sys.stdin.buffer.read() if path == batch.STDIN else path.read_bytes()
+                name = batch.STDIN_NAME.name if path == batch.STDIN else path.name
                 if args.layout == "word":
-                    answers = [await client.ocr(data, path.name, layout="word", rotate=args.rotate)]
+                    answers = [await client.ocr(data, name, layout="word", rotate=args.rotate)]
                 else:
-                    answers = await client.ocr_pages(data, path.name, pages=args.pages, rotate=args.rotate,
+                    answers = await client.ocr_pages(data, name, pages=args.pages, rotate=args.rotate,
                                                      min_confidence=args.min_confidence)
             except OCRError as exc:
                 return _failure(path, exc.status, exc.code, exc.message, exc.request_id, exc.attempts)
@@ -365,7 +368,7 @@ async def run(args: argparse.Namespace, tally: Tally | None = None) -> int:
                 return _failure(path, 0, "unreadable_file", str(exc))
             pages = [a.body for a in answers]
             try:  # in a thread: a searchable PDF takes a while to make, and the other files go on meanwhile
-                await asyncio.to_thread(batch.write_outputs, outputs, pages, data, path.name)
+                await asyncio.to_thread(batch.write_outputs, outputs, pages, data, name)
             except OSError as exc:
                 return _failure(path, 0, "unwritable_output", str(exc))
             return [{"file": str(path), "attempts": a.attempts, **a.body} for a in answers]

@@ -84,6 +84,11 @@ def test_the_command_line_prints_a_blank_line_between_blocks_of_text(serve_url, 
                          capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr
     assert run.stdout == f"== {tmp_path / 'letter.png'} page 1/1\nInvoice number 4521\nTotal due 38.90\n\nThank you\n"
+    piped = subprocess.run(_command(serve_url, "-", "--text", str(tmp_path / "out")), capture_output=True,
+                           input=(tmp_path / "letter.png").read_bytes(), timeout=120)  # `... | client -`
+    assert piped.returncode == 0, piped.stderr
+    assert piped.stdout.decode() == "== - page 1/1\nInvoice number 4521\nTotal due 38.90\n\nThank you\n"
+    assert (tmp_path / "out" / "stdin.txt").read_text() == "Invoice number 4521\nTotal due 38.90\n\nThank you\n\f"
 
 
 def _command(serve_url: str, *args: str) -> list[str]:

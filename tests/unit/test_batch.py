@@ -112,3 +112,13 @@ def test_leaving_out_outputs_names_the_rest_below_the_folder_they_share(tmp_path
     plan = batch.plan([one, two], {"pdf": one})
     assert [(p.relative_to(tmp_path).as_posix(), out["pdf"].relative_to(tmp_path).as_posix()) for p, out in plan] == [
         ("one/x.jpg", "one/one/x.jpg.pdf"), ("two/y.png", "one/two/y.png.pdf")]
+
+
+def test_standard_input_is_read_once_and_its_outputs_are_named_stdin(tmp_path):
+    scan = touch(tmp_path / "scans" / "a.png")
+    plan = batch.plan([batch.STDIN, scan, batch.STDIN], {"text": tmp_path / "out"})
+    out = tmp_path / "out"
+    assert plan == [(batch.STDIN, {"text": out / "stdin.txt"}), (scan, {"text": out / "a.png.txt"})]
+    assert batch.relative_names([batch.STDIN]) == [Path("stdin")]
+    dash = touch(tmp_path / "-")  # a file of that name is ./-
+    assert batch.collect([batch.STDIN, tmp_path / "-"]) == [batch.STDIN, dash]
