@@ -157,6 +157,15 @@ class ArchiverDeployment:
         return await self._read(f"the results of {image_id}",
                                 lambda: repository.image_data(self.pool, uuid.UUID(image_id)))
 
+    async def stored(self, image_id: str, pages: list[str] | tuple[str, ...] = ()) -> list[str]:
+        """``[image_id]`` where it is a stored image, else those of ``pages`` (a document's, in order) that are."""
+        async def read() -> list[str]:
+            found = await repository.stored_ids(self.pool, [uuid.UUID(i) for i in (image_id, *pages)])
+            ids = [str(i) for i in found]
+            return [image_id] if image_id in ids else ids
+
+        return await self._read(f"image {image_id}", read)
+
     async def delete(self, image_id: str, pages: list[str] | tuple[str, ...] = ()) -> bool:
         """Forget an image at its owner's request, stored yet or not, and ``pages`` with it.
 

@@ -900,7 +900,13 @@ class Ingress:
         target = self._storage(image_id)
         if isinstance(target, JSONResponse):
             return target
-        canonical, archiver = target.id, target.archiver
+        archiver = target.archiver
+        ids, problem = await self._stored_ids(target.id, archiver)
+        if problem:
+            return problem
+        if not ids:
+            return error(404, "not_found", f"no stored image {target.id}")
+        canonical = ids[0]  # a document's pages are one file: its first stored page names it
         cache = {"Cache-Control": "private, no-cache"}
         if if_none_match:
             tag, problem = await self._stored(lambda: archiver.image_tag.remote(canonical))
@@ -936,21 +942,36 @@ class Ingress:
         if isinstance(target, JSONResponse):
             return target
         canonical, archiver = target.id, target.archiver
-        found, problem = await self._stored(lambda: archiver.data.remote(canonical))
+        ids, problem = await self._stored_ids(canonical, archiver)
         if problem:
             return problem
-        if found is None:
+        if not ids:
             return error(404, "not_found", f"no stored results for image {canonical}")
-        if not found.pop("results_stored", True):  # its file came first: no lines here would read as "no text"
+        def data_of(page: str) -> Callable[[], Any]:
+            return lambda: archiver.data.remote(page)
+
+        reads = await asyncio.gather(*(self._stored(data_of(i)) for i in ids))
+        problem = next((problem for _, problem in reads if problem), None)
+        if problem:
+            return problem
+        pages = [page for page, _ in reads]
+        if any(p is None for p in pages):  # deleted between the two reads
+            return error(404, "not_found", f"no stored results for image {canonical}")
+        if not all([p.pop("results_stored", True) for p in pages]):  # its file came first: no lines here would
+            # read as "no text"
             return error(404, "not_found", f"the results of image {canonical} are not stored yet: they are on "
                          "their way (seconds after the answer, longer while the database is down); ask again shortly",
                          headers={"Retry-After": str(self.cfg.ingress.retry_after_s)})
+        if ids != [canonical]:  # a document's id (``?pages=``): its pages stored, as one document
+            return await self._stored_document(canonical, archiver, pages, output)
+        (found,) = pages
         if output == "text":
             corrected = corrected_lines(found)
             same_lines = len(corrected) == len(found["lines"])
             return PlainTextResponse(plain_text(corrected, line_blocks(found) if same_lines else None))
         if output == "pdf":
-            return await self._stored_pdf(canonical, archiver, found)
+            answer = as_corrected({**found, "request_id": canonical}, corrected_lines(found))
+            return await self._stored_pdf(canonical, archiver, [answer], canonical)
         if output in ("hocr", "alto", "tsv"):  # each corrected line one word of its text, over the line
             answer = as_corrected({**found, "request_id": canonical}, corrected_lines(found))
             if output == "hocr":
@@ -960,21 +981,47 @@ class Ingress:
             return Response(alto.to_alto(answer), media_type=alto.MEDIA_TYPE)
         return JSONResponse(with_blocks(found))
 
-    async def _stored_pdf(self, image_id: str, archiver: DeploymentHandle, found: dict[str, Any]) -> Response:
-        """A stored image and its stored answer, as corrected, as a searchable PDF: without reading it again."""
+    async def _stored_ids(self, image_id: str, archiver: DeploymentHandle) -> tuple[list[str], JSONResponse | None]:
+        """``[image_id]`` where it is a stored image; a document's id (``?pages=``): the ids of its pages stored."""
+        pages = [request_ids.page_id(image_id, n) for n in range(1, self.cfg.ingress.max_pages + 1)]
+        ids, problem = await self._stored(lambda: archiver.stored.remote(image_id, pages))
+        return ids or [], problem
+
+    async def _stored_document(self, document_id: str, archiver: DeploymentHandle, pages: list[dict[str, Any]],
+                               output: Output) -> Response:
+        """A document's stored pages (each as its own id reads it) as one document, in the format asked for.
+
+        As ``?pages=`` answered it, with the corrections sent since: JSON ``id`` and ``pages``; text with each page
+        ended by a form feed; one hOCR, ALTO or TSV document, or one searchable PDF of its pages.
+        """
+        if output == "json":
+            return JSONResponse({"id": document_id, "pages": [with_blocks(p) for p in pages]})
+        if output == "text":
+            return PlainTextResponse("".join(
+                plain_text(lines, line_blocks(p) if len(lines) == len(p["lines"]) else None) + documents.PAGE_BREAK
+                for p, lines in ((p, corrected_lines(p)) for p in pages)))
+        answers = [as_corrected({**p, "request_id": p["id"]}, corrected_lines(p)) for p in pages]
+        if output == "pdf":
+            return await self._stored_pdf(answers[0]["request_id"], archiver, answers, document_id)
+        content, media_type, headers = documents.formatted(
+            {"request_id": document_id, "pages": answers}, output, None)
+        return Response(content, media_type=media_type, headers=headers)
+
+    async def _stored_pdf(self, image_id: str, archiver: DeploymentHandle, answers: list[dict[str, Any]],
+                          name: str) -> Response:
+        """Stored answers, as corrected, over the stored file they were read from: a searchable PDF, not read again."""
         stored, problem = await self._stored(lambda: archiver.image.remote(image_id))
         if problem:
             return problem
         if stored is None:  # its rows are there, its file not (deleted between the two reads)
             return error(404, "not_found", f"no stored image {image_id}")
-        answer = as_corrected({**found, "request_id": image_id}, corrected_lines(found))
         try:
-            pdf = await self._in_thread("pdf", searchable_pdf.from_upload, [answer], stored[0], image_id,
+            pdf = await self._in_thread("pdf", searchable_pdf.from_upload, answers, stored[0], name,
                                         self.cfg.ingress.max_pixels, self.pdfs.overlay)
         except ImageError as exc:  # read once, so unlikely: a file changed on disk, a sandbox worker stopped
             return error(exc.status, exc.code, str(exc))
         return Response(pdf, media_type=searchable_pdf.MEDIA_TYPE,
-                        headers={"Content-Disposition": f'inline; filename="{image_id}.pdf"'})
+                        headers={"Content-Disposition": f'inline; filename="{name}.pdf"'})
 
     @api.delete("/api/v1/images/{image_id}", status_code=204, response_class=Response,
                 responses={400: {"model": ErrorResponse}, 501: {"model": ErrorResponse}, 503: {"model": ErrorResponse}})

@@ -180,6 +180,12 @@ async def image_record(pool: asyncpg.Pool, image_id: uuid.UUID) -> asyncpg.Recor
     return await pool.fetchrow("SELECT id, path, format, creation_timestamp FROM image WHERE id = $1", image_id)
 
 
+async def stored_ids(pool: asyncpg.Pool, ids: list[uuid.UUID]) -> list[uuid.UUID]:
+    """Those of ``ids`` that are stored images, in the order given."""
+    found = {r["id"] for r in await pool.fetch("SELECT id FROM image WHERE id = ANY($1::uuid[])", ids)}
+    return [i for i in ids if i in found]
+
+
 async def image_data(pool: asyncpg.Pool, image_id: uuid.UUID) -> dict[str, Any] | None:
     """Boxes (lines with their words) and corrections of one image, or None if unknown.
 

@@ -363,6 +363,49 @@ def test_deleting_a_document_by_its_request_id_deletes_every_page_it_stored(clie
                                      "pages of it)"), timeout=30)
 
 
+def test_a_documents_request_id_reads_back_its_stored_pages_as_one_document_in_every_format(client, pg_url):
+    """The id a ``?pages=`` request answered with deleted its pages, yet reading it back gave 404: a caller who
+    kept that id (the one every format's answer is named by) had to collect its pages' ids to get them."""
+    data = text_pdf([["page one of three"], ["page two of three"], ["page three of three"]])
+    doc = client.post("/api/v1/ocr", params={"pages": "1,3"}, files={"image": ("three.pdf", data, "application/pdf")})
+    assert doc.status_code == 200, doc.text
+    doc_id, pages = doc.json()["request_id"], doc.json()["pages"]
+    wait_stored(pg_url, pages, (2, _boxes(pages)))
+    third = pages[1]["request_id"]
+    assert client.post(f"/api/v1/images/{third}/corrections", json={"value": "page 3 of 3",
+                                                                    "line_index": 0}).status_code == 202
+    poll(lambda: client.get(f"/api/v1/images/{third}/data").json()["corrections"])
+
+    stored = client.get(f"/api/v1/images/{doc_id}/data")
+    assert stored.status_code == 200, stored.text
+    assert stored.json()["id"] == doc_id
+    assert [(p["id"], p["image"]["page"], p["image"]["pages"], [ln["text"] for ln in p["lines"]])
+            for p in stored.json()["pages"]] == [(p["request_id"], p["image"]["page"], 3, [ln["text"] for ln in
+                                                                                         p["lines"]]) for p in pages]
+    assert stored.json()["pages"][1]["corrections"][0]["value"] == "page 3 of 3"
+    text = client.get(f"/api/v1/images/{doc_id}/data", params={"format": "text"})
+    assert text.text == "page one of three\n\fpage 3 of 3\n\f"  # as ?pages=&format=text, as corrected
+    hocr = ET.fromstring(client.get(f"/api/v1/images/{doc_id}/data", params={"format": "hocr"}).content)
+    ns = {"h": "http://www.w3.org/1999/xhtml"}
+    assert [" ".join(w.text for w in page.iterfind(".//h:span[@class='ocrx_word']", ns))
+            for page in hocr.findall(".//h:div[@class='ocr_page']", ns)] == ["page one of three", "page 3 of 3"]
+    root = assert_valid_alto(client.get(f"/api/v1/images/{doc_id}/data", params={"format": "alto"}).content)
+    assert [" ".join(s.get("CONTENT") for s in page.iter(f"{ALTO}String")) for page in root.iter(f"{ALTO}Page")] \
+        == ["page one of three", "page 3 of 3"]
+    rows = tsv_table(client.get(f"/api/v1/images/{doc_id}/data", params={"format": "tsv"}).text)
+    assert sorted({r["page_num"] for r in rows}) == ["1", "3"]  # the pages' own numbers, as ?pages=1,3 writes them
+    pdf = client.get(f"/api/v1/images/{doc_id}/data", params={"format": "pdf"})
+    assert pdf.headers["content-type"] == "application/pdf"
+    searchable = pdfium.PdfDocument(pdf.content)  # the file's own pages read, 1 and 3; each holds text of its own
+    assert [searchable[i].get_textpage().get_text_range().split() for i in range(len(searchable))] == [
+        ["page", "one", "of", "three"], ["page", "three", "of", "three"]]  # so it keeps it (OCRmyPDF's --skip-text)
+    assert client.get(f"/api/v1/images/{doc_id}").content == data  # the file its pages share
+
+    assert client.delete(f"/api/v1/images/{doc_id}").status_code == 204
+    assert client.get(f"/api/v1/images/{doc_id}/data").status_code == 404
+    assert client.get(f"/api/v1/images/{doc_id}").status_code == 404
+
+
 def test_a_document_with_a_page_that_cannot_be_read_stores_none_of_it(client, pg_url):
     """All or nothing: the error names the page, and the pages read before it are not stored without it."""
     frames = [Image.new("L", (2000, 1600), 255) for _ in range(3)]  # frame 3 is reached past the 8 MP limit
