@@ -27,7 +27,7 @@ from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, PlainTextResponse
 from opentelemetry import trace
 from ray import serve
-from ray.serve.exceptions import BackPressureError
+from ray.serve.exceptions import BackPressureError, RayServeException
 from ray.serve.handle import DeploymentHandle
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -984,7 +984,12 @@ class Ingress:
     async def _stored_ids(self, image_id: str, archiver: DeploymentHandle) -> tuple[list[str], JSONResponse | None]:
         """``[image_id]`` where it is a stored image; a document's id (``?pages=``): the ids of its pages stored."""
         pages = [request_ids.page_id(image_id, n) for n in range(1, self.cfg.ingress.max_pages + 1)]
-        ids, problem = await self._stored(lambda: archiver.stored.remote(image_id, pages))
+        try:
+            ids, problem = await self._stored(lambda: archiver.stored.remote(image_id, pages))
+        except RayServeException as exc:  # an archiver of the previous release, during an in-place update, has no
+            if "does not exist" not in str(exc):  # `stored`: read the id as that release did, as an image's
+                raise
+            return [image_id], None
         return ids or [], problem
 
     async def _stored_document(self, document_id: str, archiver: DeploymentHandle, pages: list[dict[str, Any]],

@@ -7,9 +7,11 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import asyncpg
+import httpx
 import pypdfium2 as pdfium
 import pytest
 from PIL import Image
+from ray import serve
 
 from deployments.request_ids import page_id
 from serve_app.storage.archive import content_path
@@ -404,6 +406,57 @@ def test_a_documents_request_id_reads_back_its_stored_pages_as_one_document_in_e
     assert client.delete(f"/api/v1/images/{doc_id}").status_code == 204
     assert client.get(f"/api/v1/images/{doc_id}/data").status_code == 404
     assert client.get(f"/api/v1/images/{doc_id}").status_code == 404
+
+
+@serve.deployment(ray_actor_options={"num_cpus": 0})
+class PreviousArchiver:
+    """The archiver of the release before document ids read back (no `stored`), as an in-place update leaves it for
+    a while beside a new ingress; the real one of that release cannot run beside this code."""
+
+    async def data(self, image_id: str) -> dict | None:
+        return {"id": image_id, "created": "2026-12-06T00:00:00+00:00", "results_stored": True, "corrections": [],
+                "image": {"width": 40, "height": 20, "format": "PNG", "page": 1, "pages": 1, "rotation": 0,
+                          "stored": True},
+                "models": {"detector": "d", "recognizer": "r"},
+                "lines": [{"box": [1, 1, 30, 15], "text": "kept", "confidence": 0.9, "words": []}]}
+
+    async def image(self, image_id: str) -> tuple[bytes, str]:
+        return PREVIOUS_FILE, "image/png"
+
+    async def image_tag(self, image_id: str) -> str | None:
+        return None
+
+
+PREVIOUS_FILE = png_bytes(["kept"])
+
+
+@serve.deployment(ray_actor_options={"num_cpus": 0})
+class IdleSidecar:
+    async def status(self) -> dict:
+        return {}
+
+
+def test_a_new_ingress_reads_stored_images_through_an_archiver_of_the_previous_release(serve_url, app_config):
+    """Calls between deployments keep the previous release's shape during an in-place update (docs/deploy.md): the
+    ingress asks the archiver which ids are stored, which that release's archiver cannot answer; it then reads the
+    id as an image, as before, rather than failing every read with a 500 until the archiver is replaced."""
+    from deployments.ingress import Ingress
+    from tests.serve.test_api import FailingModel
+
+    ingress = Ingress.options(ray_actor_options={"num_cpus": 0}).bind(
+        FailingModel.options(name="Detector").bind(), FailingModel.options(name="Recognizer").bind(),
+        app_config.model_dump(mode="json"), IdleSidecar.bind(), PreviousArchiver.bind())
+    serve.run(ingress, name="previous", route_prefix="/previous")
+    try:
+        image_id = str(uuid.uuid4())
+        with httpx.Client(base_url=serve_url, timeout=60) as c:
+            data = c.get(f"/previous/api/v1/images/{image_id}/data")
+            assert data.status_code == 200, data.text
+            assert data.json()["id"] == image_id and [ln["text"] for ln in data.json()["lines"]] == ["kept"]
+            assert c.get(f"/previous/api/v1/images/{image_id}/data", params={"format": "text"}).text == "kept\n"
+            assert c.get(f"/previous/api/v1/images/{image_id}").content == PREVIOUS_FILE
+    finally:
+        serve.delete("previous")
 
 
 def test_a_document_with_a_page_that_cannot_be_read_stores_none_of_it(client, pg_url):
