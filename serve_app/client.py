@@ -269,7 +269,8 @@ def get_args_parser() -> argparse.ArgumentParser:
                         "input (its outputs are named 'stdin')")
     p.add_argument("--url", default="http://127.0.0.1:8000")
     p.add_argument("--layout", default="page", choices=["page", "word"])
-    p.add_argument("--pages", default="1", help="'all', or which pages of a PDF or TIFF, e.g. '1,3-4'")
+    p.add_argument("--pages", default=None, help="'all', or which pages of a PDF or TIFF, e.g. '1,3-4' (default: the "
+                   "first, with a note on stderr for a file that holds more)")
     p.add_argument("--rotate", default="0", choices=["0", "90", "180", "270", "auto"])
     p.add_argument("--min-confidence", type=float, default=None,
                    help="keep every word read at least this sure, 0 to 1 (0: every reading); default: the service's")
@@ -360,7 +361,7 @@ async def run(args: argparse.Namespace, tally: Tally | None = None) -> int:
                 if args.layout == "word":
                     answers = [await client.ocr(data, name, layout="word", rotate=args.rotate)]
                 else:
-                    answers = await client.ocr_pages(data, name, pages=args.pages, rotate=args.rotate,
+                    answers = await client.ocr_pages(data, name, pages=args.pages or "1", rotate=args.rotate,
                                                      min_confidence=args.min_confidence)
             except OCRError as exc:
                 return _failure(path, exc.status, exc.code, exc.message, exc.request_id, exc.attempts)
@@ -382,6 +383,10 @@ async def run(args: argparse.Namespace, tally: Tally | None = None) -> int:
                 tally.failed += failed
                 tally.read += not failed
                 tally.pages += 0 if failed else len(records)
+                held = 0 if failed or args.layout == "word" else records[0]["image"]["pages"]
+                if args.pages is None and held > 1:  # the first page alone, by default: say so, or it goes unnoticed
+                    print(f"== {path}: holds {held} pages, of which page 1 was read (--pages all reads every one)",
+                          file=sys.stderr, flush=True)
                 printer.put(number, records)
 
         await asyncio.gather(*(worker() for _ in range(max(1, args.concurrency))))

@@ -89,6 +89,13 @@ def test_the_command_line_prints_a_blank_line_between_blocks_of_text(serve_url, 
     assert piped.returncode == 0, piped.stderr
     assert piped.stdout.decode() == "== - page 1/1\nInvoice number 4521\nTotal due 38.90\n\nThank you\n"
     assert (tmp_path / "out" / "stdin.txt").read_text() == "Invoice number 4521\nTotal due 38.90\n\nThank you\n\f"
+    (tmp_path / "two.pdf").write_bytes(text_pdf([["Front page"], ["Back page"]], size=16, width=360, height=144))
+    first = subprocess.run(_command(serve_url, str(tmp_path / "two.pdf")), capture_output=True, text=True, timeout=120)
+    assert first.stdout == f"== {tmp_path / 'two.pdf'} page 1/2\nFront page\n", first.stderr  # the first, by default
+    assert f"== {tmp_path / 'two.pdf'}: holds 2 pages, of which page 1 was read (--pages all" in first.stderr
+    asked = subprocess.run(_command(serve_url, str(tmp_path / "two.pdf"), "--pages", "1"), capture_output=True,
+                           text=True, timeout=120)
+    assert asked.stdout == first.stdout and "holds 2 pages" not in asked.stderr  # asked for: nothing to say
 
 
 def _command(serve_url: str, *args: str) -> list[str]:
