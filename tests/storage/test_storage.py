@@ -555,15 +555,19 @@ def test_the_pages_of_a_document_share_one_message_and_one_file(run, pg_url, amq
             rows = {str(r["id"]): r["path"] for r in await pool.fetch("SELECT id, path FROM image")}
             files = [p.read_bytes() for p in (tmp_path / "images").rglob("*.pdf")]
             counts = dict(archiver.counts)
+            asked = [uuid.UUID(rid) for rid in (gone, pages[2], pages[0], pages[3], pages[1])]
+            found = await repository.stored_ids(pool, asked)  # a document's id reads back the pages stored
             for rid in pages[:3]:
                 await delete_image(pool, tmp_path / "images", uuid.UUID(rid))
             files_left = [p.read_bytes() for p in (tmp_path / "images").rglob("*.pdf")]
             await delete_image(pool, tmp_path / "images", uuid.UUID(pages[3]))
             last = list((tmp_path / "images").rglob("*.pdf"))
             published = publisher.status()["published"]
-        return pages, rows, files, counts, files_left, last, published
+            none_left = await repository.stored_ids(pool, asked)
+        return pages, rows, files, counts, files_left, last, published, found, none_left
 
-    pages, rows, files, counts, files_left, last, published = run(go())
+    pages, rows, files, counts, files_left, last, published, found, none_left = run(go())
+    assert [str(i) for i in found] == [pages[2], pages[0], pages[3], pages[1]] and none_left == []  # as asked
     assert published == 1 + 4  # the file crossed the broker once
     assert rows == {rid: content_path(b"%PDF- four pages", "application/pdf") for rid in pages}
     assert files == files_left == [b"%PDF- four pages"] and last == []
