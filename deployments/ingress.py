@@ -901,24 +901,31 @@ class Ingress:
         if isinstance(target, JSONResponse):
             return target
         archiver = target.archiver
-        ids, problem = await self._stored_ids(target.id, archiver)
+        response = await self._stored_file(target.id, archiver, if_none_match)
+        if response is not None:
+            return response
+        ids, problem = await self._stored_ids(target.id, archiver)  # not an image's id: a document's?
         if problem:
             return problem
-        if not ids:
-            return error(404, "not_found", f"no stored image {target.id}")
-        canonical = ids[0]  # a document's pages are one file: its first stored page names it
+        if ids and ids != [target.id]:  # its pages are one file: its first stored page names it
+            response = await self._stored_file(ids[0], archiver, if_none_match)
+        return response or error(404, "not_found", f"no stored image {target.id}")
+
+    async def _stored_file(self, image_id: str, archiver: DeploymentHandle,
+                           if_none_match: str | None) -> Response | None:
+        """An image's stored file (or 304, or 503), or None where ``image_id`` is not a stored image."""
         cache = {"Cache-Control": "private, no-cache"}
         if if_none_match:
-            tag, problem = await self._stored(lambda: archiver.image_tag.remote(canonical))
+            tag, problem = await self._stored(lambda: archiver.image_tag.remote(image_id))
             if problem:
                 return problem
             if tag is not None and conditional.names(if_none_match, tag):
                 return Response(status_code=304, headers={**cache, "ETag": f'"{tag}"'})
-        found, problem = await self._stored(lambda: archiver.image.remote(canonical))
+        found, problem = await self._stored(lambda: archiver.image.remote(image_id))
         if problem:
             return problem
         if found is None:
-            return error(404, "not_found", f"no stored image {canonical}")
+            return None
         data, media_type = found
         tag = await asyncio.to_thread(lambda: hashlib.sha256(data).hexdigest())
         if if_none_match and conditional.names(if_none_match, tag):  # a file named by id: its tag needed the file
@@ -942,29 +949,13 @@ class Ingress:
         if isinstance(target, JSONResponse):
             return target
         canonical, archiver = target.id, target.archiver
-        ids, problem = await self._stored_ids(canonical, archiver)
+        found, problem = await self._stored(lambda: archiver.data.remote(canonical))
         if problem:
             return problem
-        if not ids:
-            return error(404, "not_found", f"no stored results for image {canonical}")
-        def data_of(page: str) -> Callable[[], Any]:
-            return lambda: archiver.data.remote(page)
-
-        reads = await asyncio.gather(*(self._stored(data_of(i)) for i in ids))
-        problem = next((problem for _, problem in reads if problem), None)
-        if problem:
-            return problem
-        pages = [page for page, _ in reads]
-        if any(p is None for p in pages):  # deleted between the two reads
-            return error(404, "not_found", f"no stored results for image {canonical}")
-        if not all([p.pop("results_stored", True) for p in pages]):  # its file came first: no lines here would
-            # read as "no text"
-            return error(404, "not_found", f"the results of image {canonical} are not stored yet: they are on "
-                         "their way (seconds after the answer, longer while the database is down); ask again shortly",
-                         headers={"Retry-After": str(self.cfg.ingress.retry_after_s)})
-        if ids != [canonical]:  # a document's id (``?pages=``): its pages stored, as one document
-            return await self._stored_document(canonical, archiver, pages, output)
-        (found,) = pages
+        if found is None:  # not an image's id: a document's (``?pages=``)?
+            return await self._stored_document(canonical, archiver, output)
+        if not found.pop("results_stored", True):  # its file came first: no lines here would read as "no text"
+            return self._on_its_way(canonical)
         if output == "text":
             corrected = corrected_lines(found)
             same_lines = len(corrected) == len(found["lines"])
@@ -992,13 +983,36 @@ class Ingress:
             return [image_id], None
         return ids or [], problem
 
-    async def _stored_document(self, document_id: str, archiver: DeploymentHandle, pages: list[dict[str, Any]],
-                               output: Output) -> Response:
+    def _on_its_way(self, image_id: str) -> JSONResponse:
+        return error(404, "not_found", f"the results of image {image_id} are not stored yet: they are on their way "
+                     "(seconds after the answer, longer while the database is down); ask again shortly",
+                     headers={"Retry-After": str(self.cfg.ingress.retry_after_s)})
+
+    async def _stored_document(self, document_id: str, archiver: DeploymentHandle, output: Output) -> Response:
         """A document's stored pages (each as its own id reads it) as one document, in the format asked for.
 
         As ``?pages=`` answered it, with the corrections sent since: JSON ``id`` and ``pages``; text with each page
-        ended by a form feed; one hOCR, ALTO or TSV document, or one searchable PDF of its pages.
+        ended by a form feed; one hOCR, ALTO or TSV document, or one searchable PDF of its pages. 404 where
+        ``document_id`` names no stored page.
         """
+        ids, problem = await self._stored_ids(document_id, archiver)
+        if problem:
+            return problem
+        if not ids or ids == [document_id]:  # none; or an image after all, stored since it was looked for
+            return error(404, "not_found", f"no stored results for image {document_id}")
+
+        def data_of(page: str) -> Callable[[], Any]:
+            return lambda: archiver.data.remote(page)
+
+        reads = await asyncio.gather(*(self._stored(data_of(i)) for i in ids))
+        problem = next((problem for _, problem in reads if problem), None)
+        if problem:
+            return problem
+        pages = [page for page, _ in reads]
+        if any(p is None for p in pages):  # deleted between the two reads
+            return error(404, "not_found", f"no stored results for image {document_id}")
+        if not all([p.pop("results_stored", True) for p in pages]):
+            return self._on_its_way(document_id)
         if output == "json":
             return JSONResponse({"id": document_id, "pages": [with_blocks(p) for p in pages]})
         if output == "text":

@@ -414,20 +414,23 @@ class PreviousArchiver:
     a while beside a new ingress; the real one of that release cannot run beside this code."""
 
     async def data(self, image_id: str) -> dict | None:
+        if image_id == UNKNOWN:
+            return None
         return {"id": image_id, "created": "2026-12-06T00:00:00+00:00", "results_stored": True, "corrections": [],
                 "image": {"width": 40, "height": 20, "format": "PNG", "page": 1, "pages": 1, "rotation": 0,
                           "stored": True},
                 "models": {"detector": "d", "recognizer": "r"},
                 "lines": [{"box": [1, 1, 30, 15], "text": "kept", "confidence": 0.9, "words": []}]}
 
-    async def image(self, image_id: str) -> tuple[bytes, str]:
-        return PREVIOUS_FILE, "image/png"
+    async def image(self, image_id: str) -> tuple[bytes, str] | None:
+        return None if image_id == UNKNOWN else (PREVIOUS_FILE, "image/png")
 
     async def image_tag(self, image_id: str) -> str | None:
         return None
 
 
 PREVIOUS_FILE = png_bytes(["kept"])
+UNKNOWN = str(uuid.uuid4())  # neither an image nor (as that archiver cannot say) a document
 
 
 @serve.deployment(ray_actor_options={"num_cpus": 0})
@@ -438,8 +441,8 @@ class IdleSidecar:
 
 def test_a_new_ingress_reads_stored_images_through_an_archiver_of_the_previous_release(serve_url, app_config):
     """Calls between deployments keep the previous release's shape during an in-place update (docs/deploy.md): the
-    ingress asks the archiver which ids are stored, which that release's archiver cannot answer; it then reads the
-    id as an image, as before, rather than failing every read with a 500 until the archiver is replaced."""
+    ingress asks the archiver which pages of a document are stored where an id is no image, which that release's
+    archiver cannot answer: the id then reads back 404, as it did, rather than 500 until the archiver is replaced."""
     from deployments.ingress import Ingress
     from tests.serve.test_api import FailingModel
 
@@ -455,6 +458,9 @@ def test_a_new_ingress_reads_stored_images_through_an_archiver_of_the_previous_r
             assert data.json()["id"] == image_id and [ln["text"] for ln in data.json()["lines"]] == ["kept"]
             assert c.get(f"/previous/api/v1/images/{image_id}/data", params={"format": "text"}).text == "kept\n"
             assert c.get(f"/previous/api/v1/images/{image_id}").content == PREVIOUS_FILE
+            for path in (f"/previous/api/v1/images/{UNKNOWN}/data", f"/previous/api/v1/images/{UNKNOWN}"):
+                missing = c.get(path)
+                assert missing.status_code == 404 and missing.json()["error"]["code"] == "not_found", missing.text
     finally:
         serve.delete("previous")
 
