@@ -124,6 +124,13 @@ def max_pages_of(response: httpx.Response) -> int | None:
 
 
 def is_retried(response: httpx.Response) -> bool:
+    """Whether to send a call again: the failures above, and a 404 that says when to ask again.
+
+    The service answers that for stored results still on their way to the database (``Retry-After``); a plain 404
+    is final.
+    """
+    if response.status_code == 404:
+        return "Retry-After" in response.headers
     if response.status_code not in RETRIED_STATUSES:
         return False
     return response.status_code != 500 or error_of(response)[0] != "internal_error"
@@ -230,6 +237,37 @@ class OCRClient:
         answers = await asyncio.gather(*(one(p) for p in rest))
         return sorted([first, *answers], key=lambda a: a.body["image"]["page"])
 
+    async def stored(self, image_id: str, fmt: str = "json") -> Any:
+        """``GET /api/v1/images/{id}/data``: what is stored of an answer, as corrected since, in ``fmt``.
+
+        JSON as a dict, a searchable PDF (``pdf``) as bytes, the other formats (``text``, ``hocr``, ``alto``,
+        ``tsv``) as text. A document's ``request_id`` gives its pages as one document. Results still on their way
+        to the database (404 with ``Retry-After``) are asked for again, as the policy allows.
+        """
+        response, _ = await self._call("GET", f"/api/v1/images/{image_id}/data", params={"format": fmt})
+        return response.json() if fmt == "json" else response.content if fmt == "pdf" else response.text
+
+    async def image(self, image_id: str) -> bytes:
+        """``GET /api/v1/images/{id}``: the stored upload, as it came."""
+        return (await self._call("GET", f"/api/v1/images/{image_id}"))[0].content
+
+    async def correct(self, image_id: str, value: str, line_index: int | None = None,
+                      correction_id: str | None = None) -> str:
+        """``POST /api/v1/images/{id}/corrections``: a line's text (``line_index``, from 0), or the whole image's.
+
+        Returns the correction's id: ``correction_id`` where given, else one made for this call, so that every try
+        of it is stored once.
+        """
+        body: dict[str, Any] = {"value": value, "correction_id": correction_id or str(uuid.uuid4())}
+        if line_index is not None:
+            body["line_index"] = line_index
+        response, _ = await self._call("POST", f"/api/v1/images/{image_id}/corrections", json=body, ok=202)
+        return str(response.json()["correction_id"])
+
+    async def delete(self, image_id: str) -> None:
+        """``DELETE /api/v1/images/{id}``: the stored image, its results and corrections (a document's: its pages)."""
+        await self._call("DELETE", f"/api/v1/images/{image_id}", ok=204)
+
     async def _send(self, params: dict[str, Any], data: bytes, filename: str, min_confidence: float | None,
                     idempotency_key: str | None, read_timeout_s: float | None = None) -> Answer:
         """One call, its tries all under one ``Idempotency-Key``; ``read_timeout_s``: a longer wait for its answer."""
@@ -241,17 +279,25 @@ class OCRClient:
         if read_timeout_s is not None:
             timeout = httpx.Timeout(timeout.connect, read=max(read_timeout_s, timeout.read or 0),
                                     write=timeout.write, pool=timeout.pool)
+        response, attempts = await self._call("POST", "/api/v1/ocr", params=params, headers=headers, timeout=timeout,
+                                              files={"image": (filename, data, mime)})
+        return Answer(response.json(), attempts)
+
+    async def _call(self, method: str, path: str, ok: int = 200, **request: Any) -> tuple[httpx.Response, int]:
+        """One call, sent again while the failure is one worth sending again (`is_retried`) and the policy allows.
+
+        Returns the answer (status ``ok``) and how many tries it took.
+        """
         start = time.monotonic()
         for attempt in range(1, self.policy.attempts + 1):
             response: httpx.Response | None = None
             try:
-                response = await self._http.post("/api/v1/ocr", params=params, headers=headers, timeout=timeout,
-                                                  files={"image": (filename, data, mime)})
+                response = await self._http.request(method, path, **request)
             except (httpx.TransportError, httpx.TimeoutException) as exc:
                 failure = OCRError(0, "connection_error", f"{type(exc).__name__}: {exc}", None, attempt)
             else:
-                if response.status_code == 200:
-                    return Answer(response.json(), attempt)
+                if response.status_code == ok:
+                    return response, attempt
                 failure = OCRError(response.status_code, *error_of(response), attempt, max_pages_of(response))
                 if not is_retried(response):
                     raise failure

@@ -98,6 +98,36 @@ def test_the_command_line_prints_a_blank_line_between_blocks_of_text(serve_url, 
     assert asked.stdout == first.stdout and "holds 2 pages" not in asked.stderr  # asked for: nothing to say
 
 
+def test_the_client_reads_corrects_and_deletes_what_is_stored(serve_url):
+    """The stored results through the same retrying client: asked for at once after the answer, they come once
+    stored (a 404 that says when to ask again is asked again); a plain 404 is final."""
+    upload = png(render_lines(["Invoice number 4521", "Total due 38.90"], size=28)[0])
+
+    async def go() -> tuple:
+        async with OCRClient(serve_url, policy=RetryPolicy(attempts=40, max_backoff_s=1.0, deadline_s=60)) as c:
+            answer = await c.ocr(upload, "bill.png")
+            rid = answer.body["request_id"]
+            stored = await c.stored(rid)  # may not be in the database yet
+            file = await c.image(rid)
+            cid = await c.correct(rid, "Total due 39.80", line_index=1)
+            deadline = time.monotonic() + 60
+            while not (await c.stored(rid))["corrections"] and time.monotonic() < deadline:
+                await asyncio.sleep(0.25)
+            text = await c.stored(rid, "text")
+            pdf = await c.stored(rid, "pdf")
+            await c.delete(rid)
+            with pytest.raises(OCRError) as gone:
+                await c.stored(rid)
+            return answer.body, stored, file, cid, text, pdf, gone.value
+
+    body, stored, file, cid, text, pdf, gone = asyncio.run(go())
+    assert [ln["text"] for ln in stored["lines"]] == [ln["text"] for ln in body["lines"]] and file == upload
+    assert text == "Invoice number 4521\nTotal due 39.80\n" and len(cid) == 36
+    assert pdf.startswith(b"%PDF-") and pdfium.PdfDocument(pdf)[0].get_textpage().get_text_range().split()[-3:] \
+        == ["Total", "due", "39.80"]
+    assert (gone.status, gone.code, gone.attempts) == (404, "not_found", 1)
+
+
 def _command(serve_url: str, *args: str) -> list[str]:
     return [sys.executable, "-m", "serve_app.client", *args, "--url", serve_url]
 

@@ -35,6 +35,11 @@ def test_which_failures_are_sent_again(status, body, retried):
     assert is_retried(answer(status, body)) is retried
 
 
+def test_a_404_is_asked_again_only_where_it_says_when():
+    on_its_way = answer(404, ours("not_found"), {"Retry-After": "1"})  # stored results still on their way
+    assert is_retried(on_its_way) and not is_retried(answer(404, ours("not_found")))
+
+
 def test_a_body_that_is_not_ours_still_gives_a_code_and_message():
     assert error_of(answer(500, "Internal Server Error")) == ("http_error", "Internal Server Error", None)
     assert error_of(answer(503, ours("overloaded"))) == ("overloaded", "m", "r")
