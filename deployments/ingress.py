@@ -945,6 +945,10 @@ class Ingress:
             "the lines and words as ALTO 4.4 XML, each corrected line one String of its text marked CS=\"true\"; "
             "'tsv': the lines and words as Tesseract's TSV table, each corrected line one word of its text")
     ) -> Response:
+        """What is stored of an answer: its lines and words, with the corrections sent since.
+
+        The ``request_id`` of a ``?pages=`` request gives the pages it stored, as one document.
+        """
         target = self._storage(image_id)
         if isinstance(target, JSONResponse):
             return target
