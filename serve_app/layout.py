@@ -97,10 +97,10 @@ def indented_starts(spans: Sequence[tuple[float, float, float, float, float]], l
     one left edge the detector put further out is no margin), and it is one line nearly as wide as the others.
     A page sets its paragraphs' indents alike, so at least two first lines (the block's own first line counts)
     must share one: a receipt's single indented line ("CASH : 12.00") starts none. Neither does a short line (a
-    list item's second), nor a line centred between its neighbours (a receipt's small print), nor centred text
-    (no margin that half the rows share),
-    nor a hanging indent (list items whose lines after the first are indented: the block's second row is indented
-    under a first at the margin, where a paragraph's first line would be the indented one).
+    list item's second), a line centred between its neighbours (a receipt's small print), centred text (no margin
+    that half the rows share), nor a hanging indent (list items whose lines after the first are indented: the
+    block's second row is indented under a first at the margin, where a paragraph's first line would be the
+    indented one).
     """
     if len(spans) < 3:
         return []
@@ -116,6 +116,7 @@ def indented_starts(spans: Sequence[tuple[float, float, float, float, float]], l
     at_margin = [x - left <= AT_MARGIN * height and n == 1 for x, n in zip(xs, lines, strict=True)]
     if 2 * sum(at_margin) < len(spans) or (at_margin[0] and indented(1)):
         return []
+
     def centred(r: int) -> bool:  # with the rows on both sides: indented as much on the right as on the left
         centre = (xs[r] + spans[r][2]) / 2
         return all(abs(centre - (xs[o] + spans[o][2]) / 2) <= (xs[r] - left) / 4 for o in (r - 1, r + 1))

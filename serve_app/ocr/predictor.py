@@ -51,7 +51,7 @@ PRECISIONS = ("auto", "fp32", "bf16", "int8")
 BF16_ROW_MULTIPLE = 8
 
 
-#: Where the models may run (the config's ``Device``): a replica given GPUs (``num_gpus``) runs on ``cuda``.
+#: Where the models may run (`--device`); a replica given GPUs (``num_gpus``) runs on ``cuda`` (`config.device`).
 DEVICES = ("cpu", "cuda")
 
 
