@@ -13,7 +13,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,7 +24,7 @@ import torch
 from fastapi import Body, Depends, FastAPI, File, Header, Query, Request, Response, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_swagger_ui_html
-from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, PlainTextResponse
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, PlainTextResponse, StreamingResponse
 from opentelemetry import trace
 from ray import serve
 from ray.serve.exceptions import BackPressureError, RayServeException
@@ -296,14 +296,20 @@ def _replica_lost(deployment: str, exc: BaseException, giving_up: bool) -> None:
 Layout = Literal["page", "word"]
 #: How the answer is written: our JSON, hOCR for tools that read Tesseract's, the text alone, a searchable PDF,
 #: ALTO for library and archive systems, or Tesseract's TSV table for data pipelines.
-Output = Literal["json", "hocr", "text", "pdf", "alto", "tsv"]
+StoredOutput = Literal["json", "hocr", "text", "pdf", "alto", "tsv"]
+#: The same for an upload's answer, and for a document's: its pages streamed as they are read (``ndjson``).
+Output = Literal["json", "hocr", "text", "pdf", "alto", "tsv", "ndjson"]
 #: The answers other than JSON, for the OpenAPI spec.
 OTHER_FORMATS = {"text/html": {"schema": {"type": "string", "description": "?format=hocr"}},
                  "text/plain": {"schema": {"type": "string", "description": "?format=text"}},
                  searchable_pdf.MEDIA_TYPE: {"schema": {"type": "string", "format": "binary",
                                                         "description": "?format=pdf"}},
                  alto.MEDIA_TYPE: {"schema": {"type": "string", "description": "?format=alto"}},
-                 "text/tab-separated-values": {"schema": {"type": "string", "description": "?format=tsv"}}}
+                 "text/tab-separated-values": {"schema": {"type": "string", "description": "?format=tsv"}},
+                 documents.NDJSON_MEDIA_TYPE: {"schema": {"type": "string", "description": (
+                     "?pages=...&format=ndjson: a JSON object a line, each under one key: `start` (DocumentStart), "
+                     "then `page` (OCRResponse) for each page in order, then `end` (DocumentEnd); or, where the "
+                     "document fails after its first page, `error` (ErrorResponse, with its `status`) last")}}}
 #: Degrees clockwise to turn the upload before reading it, or "auto": the service finds the turn that reads.
 Rotate = Literal["0", "90", "180", "270", "auto"]
 
@@ -471,7 +477,10 @@ class Ingress:
                                "(application/pdf); 'alto': the lines and words as "
                                "ALTO 4.4 XML (application/xml), the format of library and archive systems; 'tsv': "
                                "Tesseract's TSV table, a row per page, block, paragraph, line and word (what "
-                               "pytesseract.image_to_data reads). Errors are JSON whatever is asked"),
+                               "pytesseract.image_to_data reads); 'ndjson', with ?pages=: the document's pages "
+                               "streamed, a JSON line each as soon as it is read (application/x-ndjson; a `start` "
+                               "line, a `page` line per page, an `end` or `error` line). Errors are JSON whatever is "
+                               "asked"),
         min_confidence: float | None = Query(
             None, ge=0, le=1, description="keep every word read with at least this mean character confidence, "
             "whether the dictionary knows it or not (0: every reading); by default the service's tuned filter "
@@ -483,9 +492,11 @@ class Ingress:
                         "`request_id`, and the upload and its answer are stored once however often it is sent"),
     ):
         request_id = request_ids.request_id(idempotency_key, api_keys.presented(request.headers))
+        streamed = output == "ndjson"  # the span then ends with the stream, not with this method
         with telemetry.tracer.start_as_current_span(
-            "ocr.request", attributes={"http.route": "/api/v1/ocr", "request_id": request_id, "layout": layout,
-                                       "page": page, "rotate": rotate, **({"pages": pages} if pages else {})}
+            "ocr.request", end_on_exit=not streamed,
+            attributes={"http.route": "/api/v1/ocr", "request_id": request_id, "layout": layout, "page": page,
+                        "rotate": rotate, **({"pages": pages} if pages else {})}
         ) as span:
             t0 = time.perf_counter()
             lost = retries.track()
@@ -509,46 +520,119 @@ class Ingress:
                 read = read_body
             wanted, refused = self._wanted_pages(pages, "page" in request.query_params, layout, request_id)
             if sent > 1:  # one was read and the rest dropped without a word: a client hoping for all learns otherwise
-                response: dict[str, Any] | JSONResponse = error(
+                response: dict[str, Any] | Response = error(
                     422, "invalid_request", f"the field 'image' came {sent} times; send one image per request "
                     "(the pages of a PDF or TIFF are one upload: ?pages=all)", request_id)
             elif read is None:
                 response = error(*uploads.missing_image(content_type, form.keys()), request_id)
             elif refused is not None:
                 response = refused
+            elif streamed and wanted is None:
+                response = error(422, "invalid_request", "format=ndjson streams the pages of a ?pages= request, "
+                                 "each as soon as it is read; one page is answered whole (format=json)", request_id)
             else:
-                response = await self._admit(request_id, read, layout, page, wanted, rotate, min_confidence, output,
-                                             notes)
-            status, code = 200, "ok"
-            if isinstance(response, Response):
-                status, code = response.status_code, json.loads(bytes(response.body))["error"]["code"]
-            span.set_attribute("http.status_code", status)
-            metrics.ingress()["requests"].inc(tags={"status": str(status), "code": code, "layout": layout,
-                                                    "format": output})
-            record: dict[str, Any] = {
-                "event": "ocr", "request_id": request_id, "trace_id": telemetry.trace_id(), "status": status,
-                "code": code, "total_ms": round((time.perf_counter() - t0) * 1e3, 1)}
-            record.update(notes)
-            if lost:  # calls sent again because their replica was lost
-                record["replicas_lost"] = lost
-                span.set_attribute("replicas_lost", sum(lost.values()))
-            if isinstance(response, dict):
-                answered = documents.pages_of(response)
-                several = "pages" in response  # ?pages=: a list of the pages read, and of their turns
-                first = answered[0]["image"]
-                record.update(timings={k: round(v, 1) for k, v in response["timings"].items()},
-                              lines=sum(len(p["lines"]) for p in answered), width=first["width"],
-                              height=first["height"], pages=first["pages"],
-                              page=[p["image"]["page"] for p in answered] if several else page,
-                              rotation=[p["image"]["rotation"] for p in answered] if several else first["rotation"])
-                if self.cfg.ingress.log_text:
-                    record["text"] = response["text"]
-            request_log.info(json.dumps(record))
+                def answered(outcome: dict[str, Any] | Response | None) -> None:
+                    self._log_answer(request_id, span, t0, outcome, notes, lost, layout, page, output)
+                if streamed:
+                    assert wanted is not None
+                    response = await self._stream(request_id, read, wanted, rotate, min_confidence, notes,
+                                                  answered, span)
+                    if isinstance(response, StreamingResponse):
+                        return response  # its log line and span end with it
+                else:
+                    response = await self._admit(request_id, read, layout, page, wanted, rotate, min_confidence,
+                                                 output, notes)
+            self._log_answer(request_id, span, t0, response, notes, lost, layout, page, output)
+            if streamed:
+                span.end()
             if isinstance(response, dict) and output != "json":
                 name = image.filename if image is not None else None  # the layout formats name the file read
                 content, media_type, headers = documents.formatted(response, output, name)
                 return Response(content, media_type=media_type, headers=headers)
             return response
+
+    def _log_answer(self, request_id: str, span: trace.Span, t0: float, response: dict[str, Any] | Response | None,
+                    notes: dict[str, Any], lost: dict[str, int], layout: Layout, page: int, output: Output) -> None:
+        """The request's metric, log line and span status; ``response`` None: its client left a stream unfinished."""
+        if response is None:
+            status, code = 499, "client_closed"  # nginx's number for it: no status went out to say so
+        elif isinstance(response, Response):
+            status, code = response.status_code, json.loads(bytes(response.body))["error"]["code"]
+        else:
+            status, code = 200, "ok"
+        span.set_attribute("http.status_code", status)
+        metrics.ingress()["requests"].inc(tags={"status": str(status), "code": code, "layout": layout,
+                                                "format": output})
+        record: dict[str, Any] = {
+            "event": "ocr", "request_id": request_id, "trace_id": telemetry.trace_id(span), "status": status,
+            "code": code, "total_ms": round((time.perf_counter() - t0) * 1e3, 1)}
+        record.update(notes)
+        if lost:  # calls sent again because their replica was lost
+            record["replicas_lost"] = lost
+            span.set_attribute("replicas_lost", sum(lost.values()))
+        if isinstance(response, dict):
+            answered = documents.pages_of(response)
+            several = "pages" in response  # ?pages=: a list of the pages read, and of their turns
+            first = answered[0]["image"]
+            record.update(timings={k: round(v, 1) for k, v in response["timings"].items()},
+                          lines=sum(len(p["lines"]) for p in answered), width=first["width"],
+                          height=first["height"], pages=first["pages"],
+                          page=[p["image"]["page"] for p in answered] if several else page,
+                          rotation=[p["image"]["rotation"] for p in answered] if several else first["rotation"])
+            if self.cfg.ingress.log_text:
+                record["text"] = response["text"]
+        request_log.info(json.dumps(record))
+
+    async def _stream(self, request_id: str, read: Callable[[int], Awaitable[bytes]], wanted: list[int],
+                      rotate: Rotate, min_confidence: float | None, notes: dict[str, Any],
+                      answered: Callable[[dict[str, Any] | Response | None], None],
+                      span: trace.Span) -> Response:
+        """``?pages=&format=ndjson``: each page as soon as it and those before it are read, a JSON line each.
+
+        A long document otherwise sends nothing until its last page is read: no progress to show, and a proxy's idle
+        timeout may cut it off. Until its first page is read it is answered as JSON is, errors with their status
+        (the page count and limits are known only then); after, an error is the stream's last line. What is stored
+        is as for JSON: every page once all were read, none otherwise.
+        """
+        events: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+        work = asyncio.ensure_future(self._admit(request_id, read, "page", 1, wanted, rotate, min_confidence,
+                                                 "ndjson", notes, events))
+        work.add_done_callback(lambda _: events.put_nowait(("done", None)))
+        try:
+            kind, start = await events.get()
+        except BaseException:  # cancelled: its client left
+            work.cancel()
+            raise
+        if kind == "done":  # refused or failed before its first page: answered as any other error
+            refusal = work.result()
+            assert isinstance(refusal, Response), "a document is answered after its first page only"
+            return refusal
+        numbers = start["start"]["pages"]
+
+        async def lines() -> AsyncIterator[bytes]:
+            outcome: dict[str, Any] | Response | None = None
+            try:
+                yield documents.ndjson_line(start)
+                read_pages: dict[int, dict[str, Any]] = {}
+                sent = 0
+                while (event := await events.get())[0] != "done":
+                    read_pages[event[1]["image"]["page"]] = event[1]
+                    while sent < len(numbers) and numbers[sent] in read_pages:
+                        yield documents.ndjson_line({"page": read_pages.pop(numbers[sent])})
+                        sent += 1
+                outcome = work.result()
+                if isinstance(outcome, dict):
+                    yield documents.ndjson_line(documents.stream_end(outcome))
+                else:
+                    yield documents.ndjson_line({**json.loads(bytes(outcome.body)), "status": outcome.status_code})
+            finally:
+                work.cancel()  # where its client left: the pages still to come are not read, nor any stored
+                answered(outcome)
+                span.end()
+
+        headers = {"X-Accel-Buffering": "no", "Cache-Control": "no-store",  # nginx: pass each line on as it comes
+                   documents.PAGE_IDS_HEADER: ", ".join(request_ids.page_id(request_id, n) for n in numbers)}
+        return StreamingResponse(lines(), media_type=documents.NDJSON_MEDIA_TYPE, headers=headers)
 
     def _wanted_pages(self, pages: str | None, page_given: bool, layout: Layout,
                       request_id: str) -> tuple[list[int] | None, JSONResponse | None]:
@@ -570,10 +654,12 @@ class Ingress:
 
     async def _admit(self, request_id: str, read: Callable[[int], Awaitable[bytes]], layout: Layout, page: int,
                      wanted: list[int] | None, rotate: Rotate, min_confidence: float | None, output: Output,
-                     notes: dict[str, Any]) -> dict[str, Any] | JSONResponse:
+                     notes: dict[str, Any],
+                     events: asyncio.Queue[tuple[str, Any]] | None = None) -> dict[str, Any] | JSONResponse:
         """One page (``wanted`` None) within ``request_timeout_s``, or the pages ``wanted`` ([]: all) within it each.
 
-        A document (``wanted``) has ``document_timeout_s`` for all of its pages.
+        A document (``wanted``) has ``document_timeout_s`` for all of its pages; ``events`` hears of each as it is
+        read (`_document`).
         """
         limits = self.cfg.ingress
         busy = {"Retry-After": str(limits.retry_after_s)}
@@ -588,7 +674,7 @@ class Ingress:
             work = self._ocr(request_id, read, layout, page, rotate, min_confidence, output, notes)
             deadline, setting = self.request_timeout_s, "request_timeout_s"
         else:
-            work = self._document(request_id, read, wanted, rotate, min_confidence, output, notes)
+            work = self._document(request_id, read, wanted, rotate, min_confidence, output, notes, events)
             deadline, setting = limits.document_timeout_s, "document_timeout_s"
         try:
             return await asyncio.wait_for(work, deadline)
@@ -627,12 +713,14 @@ class Ingress:
         return body
 
     async def _document(self, request_id: str, read: Callable[[int], Awaitable[bytes]], wanted: list[int],
-                        rotate: Rotate, min_confidence: float | None, output: Output,
-                        notes: dict[str, Any]) -> dict[str, Any]:
+                        rotate: Rotate, min_confidence: float | None, output: Output, notes: dict[str, Any],
+                        events: asyncio.Queue[tuple[str, Any]] | None = None) -> dict[str, Any]:
         """The pages ``wanted`` of one upload ([]: every page), read ``ingress.pages_at_once`` at a time.
 
         The first is read alone, since only it says how many pages there are. Nothing is stored unless every page
         was read (an error names the page), then each page under its own id (`request_ids.page_id`), with the file.
+        ``events``, where given, gets ``("start", documents.stream_start(...))`` once the first page says which pages
+        come, then ``("page", answer)`` for each page as it is read, the first included, in the order they are read.
         """
         limits = self.cfg.ingress
         t0 = time.perf_counter()
@@ -667,15 +755,21 @@ class Ingress:
             raise TooManyPages(f"the upload holds {held} pages; one request reads at most {limits.max_pages} "
                                f"(ingress.max_pages): ask for them in parts, ?pages=1-{limits.max_pages} and so on",
                                limits.max_pages)
+        if events is not None:
+            events.put_nowait(("start", documents.stream_start(request_id, numbers, held)))
+            events.put_nowait(("page", first))
         gate = asyncio.Semaphore(limits.pages_at_once)
 
         async def gated(n: int) -> dict[str, Any]:
             async with gate:
                 self.document_pages += 1
                 try:
-                    return await one(n)
+                    body = await one(n)
                 finally:
                     self.document_pages -= 1
+            if events is not None:
+                events.put_nowait(("page", body))
+            return body
 
         rest = [asyncio.ensure_future(gated(n)) for n in numbers[1:]]
         try:
@@ -936,7 +1030,7 @@ class Ingress:
              responses={200: {"content": {"application/json": {}, **OTHER_FORMATS}}, 400: {"model": ErrorResponse},
                         404: {"model": ErrorResponse}, 413: {"model": ErrorResponse}, 501: {"model": ErrorResponse},
                         503: {"model": ErrorResponse}})
-    async def image_data(self, image_id: str, output: Output = Query(
+    async def image_data(self, image_id: str, output: StoredOutput = Query(
             "json", alias="format", description="'hocr': the stored lines and words as hOCR, each corrected line one "
             "word of its text; 'text': the lines as corrected (text/plain), a "
             "blank line between blocks: "
@@ -992,7 +1086,7 @@ class Ingress:
                      "(seconds after the answer, longer while the database is down); ask again shortly",
                      headers={"Retry-After": str(self.cfg.ingress.retry_after_s)})
 
-    async def _stored_document(self, document_id: str, archiver: DeploymentHandle, output: Output) -> Response:
+    async def _stored_document(self, document_id: str, archiver: DeploymentHandle, output: StoredOutput) -> Response:
         """A document's stored pages (each as its own id reads it) as one document, in the format asked for.
 
         As ``?pages=`` answered it, with the corrections sent since: JSON ``id`` and ``pages``; text with each page

@@ -6,6 +6,7 @@ writer takes the pages of one upload as it already took the client's (`serve_app
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from serve_app import alto, hocr, searchable_pdf, tsv
@@ -16,6 +17,10 @@ PAGE_BREAK = "\f"
 #: A document's page ids, in page order, on every format's answer (JSON has them in its body too).
 PAGE_IDS_HEADER = "X-Page-Request-Ids"
 STAGES = ("decode_ms", "detect_ms", "recognize_ms")
+#: ``?pages=&format=ndjson``: the document streamed, one JSON object a line, each line under one key: ``start``
+#: (which pages come), ``page`` (one page's answer, in page order, as soon as it and those before it are read),
+#: ``end`` (the document's answer without its pages), or ``error`` (the error body, with the ``status`` it has).
+NDJSON_MEDIA_TYPE = "application/x-ndjson"
 
 
 def pages_of(answer: dict[str, Any]) -> list[dict[str, Any]]:
@@ -29,6 +34,21 @@ def document(request_id: str, pages: list[dict[str, Any]], models: dict[str, str
     timings = {stage: sum(p["timings"][stage] for p in pages) for stage in STAGES}
     return {"request_id": request_id, "pages": pages, "text": PAGE_BREAK.join(p["text"] for p in pages),
             "timings": {**timings, "total_ms": total_ms}, "models": models}
+
+
+def ndjson_line(body: dict[str, Any]) -> bytes:
+    """One line of a streamed document, encoded as the JSON answers are (UTF-8, no NaN)."""
+    return json.dumps(body, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode() + b"\n"
+
+
+def stream_start(request_id: str, numbers: list[int], held: int) -> dict[str, Any]:
+    """The first line of a streamed document: the pages that will come, in order, of the ``held`` the upload holds."""
+    return {"start": {"request_id": request_id, "pages": numbers, "held": held}}
+
+
+def stream_end(answer: dict[str, Any]) -> dict[str, Any]:
+    """The last line of a streamed document: its answer (`document`) less the pages, sent already."""
+    return {"end": {key: value for key, value in answer.items() if key != "pages"}}
 
 
 def page_text(answer: dict[str, Any]) -> str:

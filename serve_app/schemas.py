@@ -66,6 +66,23 @@ class DocumentResponse(BaseModel):
     models: dict[str, str]
 
 
+class DocumentStart(BaseModel):
+    """The first line of a streamed document (``?pages=&format=ndjson``), sent once its first page is read."""
+
+    request_id: str
+    pages: list[int] = Field(description="the pages that follow, one line each, in this order")
+    held: int = Field(description="how many pages the upload holds")
+
+
+class DocumentEnd(BaseModel):
+    """The last line of a streamed document that was read whole: `DocumentResponse` less its pages."""
+
+    request_id: str
+    text: str = Field(description="each page's lines in reading order, a form feed (\\f) between pages")
+    timings: Timings = Field(description="decode, detect and recognize: the pages' sums; total: the request's")
+    models: dict[str, str]
+
+
 class ErrorDetail(BaseModel):
     code: str = Field(description="stable machine-readable reason, e.g. 'unsupported_media_type'")
     message: str

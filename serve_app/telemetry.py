@@ -99,6 +99,7 @@ def span_from(headers: Mapping[str, Any], name: str, kind: trace.SpanKind = trac
         otel_context.detach(token)
 
 
-def trace_id() -> str | None:
-    ctx = trace.get_current_span().get_span_context()
+def trace_id(span: trace.Span | None = None) -> str | None:
+    """The trace of ``span`` (by default the current one), as its log lines name it."""
+    ctx = (span or trace.get_current_span()).get_span_context()
     return f"{ctx.trace_id:032x}" if ctx.is_valid else None

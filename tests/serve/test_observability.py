@@ -100,6 +100,31 @@ def test_each_page_of_a_document_read_in_one_request_has_its_own_span_and_the_lo
     assert record["page"] == [1, 2] and record["lines"] == 2 and record["pages"] == 2
 
 
+def test_a_streamed_document_has_one_trace_that_ends_with_its_stream_and_one_log_line(client, span_file):
+    """``format=ndjson`` answers before its pages are read: its span and log line wait for the stream's end."""
+    trace_id = "7d1b3f4688c45eb7b4df03ae1f1f5848"
+    buf = io.BytesIO()
+    ims = [render_lines([text], size=26)[0].convert("L") for text in ("streamed first", "streamed second")]
+    ims[0].save(buf, "TIFF", save_all=True, append_images=ims[1:])
+    with client.stream("POST", "/api/v1/ocr", params={"pages": "all", "format": "ndjson"},
+                       files={"image": ("two.tif", buf.getvalue())},
+                       headers={"traceparent": f"00-{trace_id}-00f067aa0ba902b7-01"}) as r:
+        lines = [json.loads(line) for line in r.iter_lines()]
+    assert r.status_code == 200 and [next(iter(line)) for line in lines] == ["start", "page", "page", "end"], lines
+    deadline = time.monotonic() + 60
+    while not [s for s in spans_of(span_file, trace_id) if s["name"] == "ocr.request"] and time.monotonic() < deadline:
+        time.sleep(0.5)
+    spans = spans_of(span_file, trace_id)
+    (root,) = [s for s in spans if s["name"] == "ocr.request"]
+    assert root["attributes"]["http.status_code"] == 200
+    pages = [s for s in spans if s["name"] == "ocr.page"]
+    assert sorted(s["attributes"]["page"] for s in pages) == [1, 2] and {s["parent_id"] for s in pages} == {
+        root["span_id"]}
+    assert root["end"] >= max(s["end"] for s in pages)  # not ended when the first line went out
+    record = _log_record(lines[0]["start"]["request_id"])
+    assert record["format"] == "ndjson" and record["page"] == [1, 2] and record["trace_id"] == trace_id
+
+
 def _log_record(request_id: str) -> dict:
     """The ingress's JSON log line of one request."""
     import glob

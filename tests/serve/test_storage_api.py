@@ -1,6 +1,7 @@
 """Results reach PostgreSQL and the image store through the sidecar and archiver; the image endpoints read them."""
 
 import io
+import json
 import time
 import uuid
 import xml.etree.ElementTree as ET
@@ -480,6 +481,91 @@ def test_a_document_with_a_page_that_cannot_be_read_stores_none_of_it(client, pg
     ids = [{"request_id": page_id(r.json()["request_id"], n)} for n in (1, 2)]
     wait_stored(pg_url, read.json()["pages"], (2, _boxes(read.json()["pages"])))  # by then the first would be too
     assert db_counts(pg_url, ids) == (0, 0)
+
+
+def ndjson_lines(client, params: dict, files: dict, headers: dict | None = None,
+                 stop_after: int | None = None) -> tuple[httpx.Response, list[dict]]:
+    """A streamed answer's response and its lines (``stop_after``: leave after that many, as a client that goes)."""
+    lines: list[dict] = []
+    with client.stream("POST", "/api/v1/ocr", params=params, files=files, headers=headers) as r:
+        if r.status_code != 200 or r.headers["content-type"] != "application/x-ndjson":
+            r.read()
+            return r, lines
+        for line in r.iter_lines():
+            lines.append(json.loads(line))
+            if len(lines) == stop_after:
+                break
+    return r, lines
+
+
+def test_a_streamed_document_gives_each_page_as_json_gives_it_and_stores_them_as_json_does(client, pg_url):
+    """``?pages=&format=ndjson``: a ``start`` line, a ``page`` line per page in order, an ``end`` line."""
+    texts = [["Streamed page one"], ["Second page here"], ["Third and last"]]
+    files = {"image": ("three.pdf", text_pdf(texts, size=16, width=360, height=144), "application/pdf")}
+    key = {"Idempotency-Key": str(uuid.uuid4())}
+    r, lines = ndjson_lines(client, {"pages": "all", "format": "ndjson"}, files, key)
+    assert r.status_code == 200 and r.headers["content-type"] == "application/x-ndjson", r.text
+    assert [next(iter(line)) for line in lines] == ["start", "page", "page", "page", "end"]
+    start, pages, end = lines[0]["start"], [line["page"] for line in lines[1:4]], lines[4]["end"]
+    assert start["pages"] == [1, 2, 3] and start["held"] == 3
+    assert [p["image"]["page"] for p in pages] == [1, 2, 3]
+    assert [p["text"] for p in pages] == ["\n".join(t) for t in texts]
+    assert [p["request_id"] for p in pages] == [page_id(start["request_id"], n) for n in (1, 2, 3)]
+    assert r.headers["x-page-request-ids"] == ", ".join(p["request_id"] for p in pages)
+    assert end["request_id"] == start["request_id"] and end["text"] == "\f".join(p["text"] for p in pages)
+    assert "pages" not in end and end["timings"]["recognize_ms"] == pytest.approx(
+        sum(p["timings"]["recognize_ms"] for p in pages))
+    whole = client.post("/api/v1/ocr", params={"pages": "all"}, files=files, headers=key).json()  # sent again
+    assert whole["request_id"] == start["request_id"] and [p["lines"] for p in whole["pages"]] == [
+        p["lines"] for p in pages]
+    wait_stored(pg_url, pages, (3, _boxes(pages)))  # once, for both
+    stored = client.get(f"/api/v1/images/{start['request_id']}/data").json()  # the document, read back by its id
+    assert [p["id"] for p in stored["pages"]] == [p["request_id"] for p in pages]
+
+
+def test_a_streamed_document_whose_page_fails_ends_with_that_error_and_stores_none(client, pg_url):
+    """After its first page the status has gone out: the error is the last line, with the status it would have had;
+    before it, the document is refused as JSON would be; nothing of it is stored either way."""
+    frames = [Image.new("L", (2000, 1600), 255) for _ in range(3)]  # frame 3 is reached past the 8 MP limit
+    for n, frame in enumerate(frames):
+        frame.paste(render_lines([f"frame {n + 1}"], size=40)[0].convert("L"), (100, 100))
+    buf = io.BytesIO()
+    frames[0].save(buf, "PNG", save_all=True, append_images=frames[1:])
+    files = {"image": ("three.png", buf.getvalue())}
+    r, lines = ndjson_lines(client, {"pages": "all", "format": "ndjson"}, files)
+    assert r.status_code == 200 and [next(iter(line)) for line in lines[:2]] == ["start", "page"], lines
+    sent = [line["page"] for line in lines[1:-1]]  # page 1 alone first; page 2, read beside 3, may be cut short
+    assert [p["text"] for p in sent] == [f"frame {n}" for n in range(1, len(sent) + 1)], lines
+    failed = lines[-1]
+    assert failed["status"] == 413 and failed["error"]["code"] == "image_too_large", failed
+    assert failed["error"]["message"].startswith("page 3: frame 3 of an animation")
+    assert failed["request_id"] == lines[0]["start"]["request_id"]
+    first = client.post("/api/v1/ocr", params={"pages": "3", "format": "ndjson"}, files=files)
+    assert first.status_code == 413 and first.json()["error"]["code"] == "image_too_large", first.text
+    one = client.post("/api/v1/ocr", params={"page": 1, "format": "ndjson"}, files=files)
+    assert one.status_code == 422 and "?pages=" in one.json()["error"]["message"], one.text
+    read = client.post("/api/v1/ocr", params={"pages": "1-2"}, files=files)
+    wait_stored(pg_url, read.json()["pages"], (2, _boxes(read.json()["pages"])))  # by then the stream's would be too
+    assert db_counts(pg_url, [{"request_id": page_id(failed["request_id"], n)} for n in (1, 2)]) == (0, 0)
+
+
+def test_a_client_that_leaves_a_stream_stops_the_reading_and_nothing_of_it_is_stored(client, pg_url):
+    """Serve cancels a request whose client is gone: the pages still to come are not read, none is stored."""
+    from tests.serve.test_observability import _log_record
+
+    texts = [[f"Page {n} of a document left early"] for n in range(1, 9)]
+    files = {"image": ("eight.pdf", text_pdf(texts, size=16, width=360, height=144), "application/pdf")}
+    t0 = time.monotonic()
+    read = client.post("/api/v1/ocr", params={"pages": "all"}, files=files).json()  # how long all of it takes
+    whole_s = time.monotonic() - t0
+    _, lines = ndjson_lines(client, {"pages": "all", "format": "ndjson"}, files, stop_after=2)
+    assert [next(iter(line)) for line in lines] == ["start", "page"], lines
+    record = _log_record(lines[0]["start"]["request_id"])
+    assert record["status"] == 499 and record["code"] == "client_closed" and "pages" not in record, record
+    wait_stored(pg_url, read["pages"], (8, _boxes(read["pages"])))
+    time.sleep(whole_s)  # had it read on, it would have been stored by now
+    assert db_counts(pg_url, [{"request_id": page_id(lines[0]["start"]["request_id"], n)} for n in range(1, 9)]) \
+        == (0, 0)
 
 
 def test_a_stored_file_that_no_longer_decodes_is_a_clear_error_not_a_500(client, pg_url, storage_dirs):
