@@ -37,9 +37,10 @@ import random
 import sys
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 
@@ -48,6 +49,9 @@ from serve_app.documents import page_text
 from serve_app.pages import in_parts, page_spec, parse_pages
 
 RETRIED_STATUSES = frozenset({429, 500, 502, 503, 504})
+T = TypeVar("T")
+#: Called with each page of a document as soon as it is read (`OCRClient.ocr_pages`).
+OnPage = Callable[["Answer"], None]
 #: How long a ``?pages=`` request may take to be answered: the service's ``ingress.document_timeout_s`` (300 s by
 #: default) and a margin; the answer comes only once every page is read.
 DOCUMENT_READ_TIMEOUT_S = 330.0
@@ -129,11 +133,24 @@ def is_retried(response: httpx.Response) -> bool:
     The service answers that for stored results still on their way to the database (``Retry-After``); a plain 404
     is final.
     """
-    if response.status_code == 404:
-        return "Retry-After" in response.headers
-    if response.status_code not in RETRIED_STATUSES:
-        return False
-    return response.status_code != 500 or error_of(response)[0] != "internal_error"
+    status = response.status_code
+    return is_retried_status(status, error_of(response)[0] if status == 500 else "",
+                             says_when="Retry-After" in response.headers)
+
+
+def is_retried_status(status: int, code: str, says_when: bool = False) -> bool:
+    """`is_retried` for what a failure says, wherever it says it (a streamed document's last line, too)."""
+    if status == 404:
+        return says_when
+    return status in RETRIED_STATUSES and (status != 500 or code != "internal_error")
+
+
+class _Again(Exception):
+    """A try that failed in a way worth another (`OCRClient._with_retries`); ``response``: its answer, if any."""
+
+    def __init__(self, failure: OCRError, response: httpx.Response | None = None) -> None:
+        super().__init__(str(failure))
+        self.failure, self.response = failure, response
 
 
 class OCRClient:
@@ -170,32 +187,55 @@ class OCRClient:
 
     async def ocr_pages(self, data: bytes, filename: str = "document.pdf", *, pages: str = "all",
                         rotate: str | int = "0", min_confidence: float | None = None,
-                        idempotency_key: str | None = None) -> list[Answer]:
+                        idempotency_key: str | None = None, on_page: OnPage | None = None) -> list[Answer]:
         """Every page of a PDF or multi-page TIFF (``pages="all"``), or those named (``"1,3-4"``), in order.
 
         Several pages are one ``?pages=`` request: the upload is sent once (a request per page sent it whole each
         time), and the service reads the pages at its own pace. Past the service's ``ingress.max_pages`` (413
         ``too_many_pages``, which says how many) they are read in parts of that many pages (`_in_parts`), the upload
         sent once per part; from a service that does not say, a request per page, ``PAGES_AT_ONCE`` at a time.
+        ``on_page``: called with each page as soon as it is read, once however often a request is sent again (the
+        request streams its pages, ``format=ndjson``), in page order within each request (a document read in parts
+        reads its parts side by side); the pages are returned all the same.
         """
         wanted = parse_pages(pages)
         if len(wanted) == 1:
-            return [await self.ocr(data, filename, page=wanted[0], rotate=rotate, min_confidence=min_confidence,
-                                   idempotency_key=idempotency_key)]
+            answer = await self.ocr(data, filename, page=wanted[0], rotate=rotate, min_confidence=min_confidence,
+                                    idempotency_key=idempotency_key)
+            if on_page is not None:
+                on_page(answer)
+            return [answer]
         try:
-            document = await self._send({"pages": pages, "rotate": str(rotate)}, data, filename, min_confidence,
-                                        idempotency_key, read_timeout_s=DOCUMENT_READ_TIMEOUT_S)
+            return await self._document({"pages": pages, "rotate": str(rotate)}, data, filename, min_confidence,
+                                        idempotency_key, on_page)
         except OCRError as exc:
             if exc.code != "too_many_pages":
                 raise
             if exc.max_pages is not None:
                 return await self._in_parts(data, filename, wanted, exc.max_pages, rotate, min_confidence,
-                                            idempotency_key)
-            return await self._page_by_page(data, filename, wanted, rotate, min_confidence)
+                                            idempotency_key, on_page)
+            return await self._page_by_page(data, filename, wanted, rotate, min_confidence, on_page)
+
+    async def _document(self, params: dict[str, Any], data: bytes, filename: str, min_confidence: float | None,
+                        idempotency_key: str | None, on_page: OnPage | None) -> list[Answer]:
+        """One ``?pages=`` request's pages: its JSON answer, or, for ``on_page``, its pages streamed."""
+        if on_page is not None:
+            try:
+                return await self._streamed(params, data, filename, min_confidence, idempotency_key, on_page)
+            except OCRError as exc:  # a service of an earlier release does not stream: all pages at once, then
+                if exc.status != 422 or not exc.message.startswith("query.format"):
+                    raise
+            answers = await self._document(params, data, filename, min_confidence, idempotency_key, None)
+            for answer in answers:
+                on_page(answer)
+            return answers
+        document = await self._send(params, data, filename, min_confidence, idempotency_key,
+                                    read_timeout_s=DOCUMENT_READ_TIMEOUT_S)
         return [Answer(body, document.attempts) for body in document.body["pages"]]
 
     async def _in_parts(self, data: bytes, filename: str, wanted: list[int], most: int, rotate: str | int,
-                        min_confidence: float | None, idempotency_key: str | None) -> list[Answer]:
+                        min_confidence: float | None, idempotency_key: str | None,
+                        on_page: OnPage | None = None) -> list[Answer]:
         """The pages ``wanted`` ([]: all) as ``?pages=`` requests of ``most`` pages at most, ``PARTS_AT_ONCE`` at once.
 
         Where every page is wanted the first part goes alone, since it says how many there are. Each part has a key
@@ -203,9 +243,8 @@ class OCRClient:
         """
         async def part(spec: str) -> list[Answer]:
             key = str(uuid.uuid5(uuid.NAMESPACE_URL, f"{idempotency_key}#pages={spec}")) if idempotency_key else None
-            document = await self._send({"pages": spec, "rotate": str(rotate)}, data, filename, min_confidence, key,
-                                        read_timeout_s=DOCUMENT_READ_TIMEOUT_S)
-            return [Answer(body, document.attempts) for body in document.body["pages"]]
+            return await self._document({"pages": spec, "rotate": str(rotate)}, data, filename, min_confidence, key,
+                                        on_page)
 
         first: list[Answer] = []
         numbers = wanted
@@ -222,16 +261,21 @@ class OCRClient:
         return first + [answer for answers in rest for answer in answers]
 
     async def _page_by_page(self, data: bytes, filename: str, wanted: list[int], rotate: str | int,
-                            min_confidence: float | None) -> list[Answer]:
+                            min_confidence: float | None, on_page: OnPage | None = None) -> list[Answer]:
         """The pages ``wanted`` ([]: all) a request each: the first says how many there are."""
         first = await self.ocr(data, filename, page=wanted[0] if wanted else 1, rotate=rotate,
                                min_confidence=min_confidence)
+        if on_page is not None:
+            on_page(first)
         held = first.body["image"]["pages"]
         gate = asyncio.Semaphore(PAGES_AT_ONCE)
 
         async def one(page: int) -> Answer:
             async with gate:
-                return await self.ocr(data, filename, page=page, rotate=rotate, min_confidence=min_confidence)
+                answer = await self.ocr(data, filename, page=page, rotate=rotate, min_confidence=min_confidence)
+            if on_page is not None:
+                on_page(answer)
+            return answer
 
         rest = [p for p in (wanted or range(1, held + 1)) if p != first.body["image"]["page"]]
         answers = await asyncio.gather(*(one(p) for p in rest))
@@ -268,9 +312,9 @@ class OCRClient:
         """``DELETE /api/v1/images/{id}``: the stored image, its results and corrections (a document's: its pages)."""
         await self._call("DELETE", f"/api/v1/images/{image_id}", ok=204)
 
-    async def _send(self, params: dict[str, Any], data: bytes, filename: str, min_confidence: float | None,
-                    idempotency_key: str | None, read_timeout_s: float | None = None) -> Answer:
-        """One call, its tries all under one ``Idempotency-Key``; ``read_timeout_s``: a longer wait for its answer."""
+    def _upload(self, params: dict[str, Any], data: bytes, filename: str, min_confidence: float | None,
+                idempotency_key: str | None, read_timeout_s: float | None) -> dict[str, Any]:
+        """The request an upload is sent as, every try of it under one ``Idempotency-Key``."""
         if min_confidence is not None:
             params["min_confidence"] = min_confidence
         headers = {"Idempotency-Key": idempotency_key or str(uuid.uuid4())}
@@ -279,32 +323,83 @@ class OCRClient:
         if read_timeout_s is not None:
             timeout = httpx.Timeout(timeout.connect, read=max(read_timeout_s, timeout.read or 0),
                                     write=timeout.write, pool=timeout.pool)
-        response, attempts = await self._call("POST", "/api/v1/ocr", params=params, headers=headers, timeout=timeout,
-                                              files={"image": (filename, data, mime)})
+        return {"params": params, "headers": headers, "timeout": timeout, "files": {"image": (filename, data, mime)}}
+
+    async def _send(self, params: dict[str, Any], data: bytes, filename: str, min_confidence: float | None,
+                    idempotency_key: str | None, read_timeout_s: float | None = None) -> Answer:
+        """One call, its tries all under one ``Idempotency-Key``; ``read_timeout_s``: a longer wait for its answer."""
+        request = self._upload(params, data, filename, min_confidence, idempotency_key, read_timeout_s)
+        response, attempts = await self._call("POST", "/api/v1/ocr", **request)
         return Answer(response.json(), attempts)
+
+    async def _streamed(self, params: dict[str, Any], data: bytes, filename: str, min_confidence: float | None,
+                        idempotency_key: str | None, on_page: OnPage) -> list[Answer]:
+        """A ``?pages=`` request streamed (``format=ndjson``): ``on_page`` hears of each page as its line comes.
+
+        A stream cut off or ended by an error worth another try is sent again under the same key; the pages it
+        gave already are not given again.
+        """
+        request = self._upload({**params, "format": "ndjson"}, data, filename, min_confidence, idempotency_key,
+                               DOCUMENT_READ_TIMEOUT_S)
+        read: dict[int, Answer] = {}
+
+        async def once(attempt: int) -> list[Answer]:
+            try:
+                async with self._http.stream("POST", "/api/v1/ocr", **request) as response:
+                    if response.status_code != 200:
+                        await response.aread()
+                        failure = OCRError(response.status_code, *error_of(response), attempt,
+                                           max_pages_of(response))
+                        raise _Again(failure, response) if is_retried(response) else failure
+                    async for line in response.aiter_lines():
+                        item = json.loads(line) if line.strip() else {}
+                        if "page" in item and item["page"]["image"]["page"] not in read:
+                            read[item["page"]["image"]["page"]] = answer = Answer(item["page"], attempt)
+                            on_page(answer)
+                        elif "end" in item:
+                            return [read[n] for n in sorted(read)]
+                        elif "error" in item:
+                            error = item["error"]
+                            failure = OCRError(item["status"], error["code"], error["message"],
+                                               item.get("request_id"), attempt, error.get("max_pages"))
+                            raise _Again(failure) if is_retried_status(item["status"], error["code"]) else failure
+            except (httpx.TransportError, httpx.TimeoutException) as exc:
+                raise _Again(OCRError(0, "connection_error", f"{type(exc).__name__}: {exc}", None, attempt)) from exc
+            raise _Again(OCRError(0, "connection_error", "the stream ended before its last line", None, attempt))
+
+        return await self._with_retries(once)
 
     async def _call(self, method: str, path: str, ok: int = 200, **request: Any) -> tuple[httpx.Response, int]:
         """One call, sent again while the failure is one worth sending again (`is_retried`) and the policy allows.
 
         Returns the answer (status ``ok``) and how many tries it took.
         """
-        start = time.monotonic()
-        for attempt in range(1, self.policy.attempts + 1):
-            response: httpx.Response | None = None
+        async def once(attempt: int) -> tuple[httpx.Response, int]:
             try:
                 response = await self._http.request(method, path, **request)
             except (httpx.TransportError, httpx.TimeoutException) as exc:
-                failure = OCRError(0, "connection_error", f"{type(exc).__name__}: {exc}", None, attempt)
-            else:
-                if response.status_code == ok:
-                    return response, attempt
-                failure = OCRError(response.status_code, *error_of(response), attempt, max_pages_of(response))
-                if not is_retried(response):
-                    raise failure
-            delay = retry_delay(response, attempt, self.policy)
-            if attempt == self.policy.attempts or time.monotonic() - start + delay > self.policy.deadline_s:
-                raise failure
-            await asyncio.sleep(delay)
+                raise _Again(OCRError(0, "connection_error", f"{type(exc).__name__}: {exc}", None, attempt)) from exc
+            if response.status_code == ok:
+                return response, attempt
+            failure = OCRError(response.status_code, *error_of(response), attempt, max_pages_of(response))
+            raise _Again(failure, response) if is_retried(response) else failure
+
+        return await self._with_retries(once)
+
+    async def _with_retries(self, once: Callable[[int], Awaitable[T]]) -> T:
+        """``once(attempt)`` until it returns or fails for good: the policy's tries or deadline spent, or an `OCRError`.
+
+        ``once`` raises `_Again` for a failure worth another try.
+        """
+        start = time.monotonic()
+        for attempt in range(1, self.policy.attempts + 1):
+            try:
+                return await once(attempt)
+            except _Again as again:
+                delay = retry_delay(again.response, attempt, self.policy)
+                if attempt == self.policy.attempts or time.monotonic() - start + delay > self.policy.deadline_s:
+                    raise again.failure from None
+                await asyncio.sleep(delay)
         raise AssertionError("unreachable: the loop returns or raises")
 
 

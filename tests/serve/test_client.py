@@ -322,6 +322,27 @@ def test_the_pages_of_a_document_are_one_request_that_sends_the_upload_once(serv
     assert [a.body["request_id"] for a in answers] == [page_id(document, n) for n in (1, 2, 3)]
 
 
+def test_the_client_tells_of_each_page_of_a_document_as_its_line_comes(serve_url):
+    """``on_page``: the document streamed (``format=ndjson``), one request; each page heard of once, in order."""
+    texts = [["Heard first"], ["Heard second"], ["Heard third"]]
+    data = text_pdf(texts, size=16, width=360, height=144)
+
+    async def read() -> tuple[list, list, list, list[str]]:
+        heard: list = []
+        async with OCRClient(serve_url) as c:
+            sent = _counting(c)
+            streamed = await c.ocr_pages(data, "three.pdf", pages="all", idempotency_key="heard", on_page=heard.append)
+            whole = await c.ocr_pages(data, "three.pdf", pages="all", idempotency_key="heard")
+            return streamed, whole, heard, sent
+
+    streamed, whole, heard, sent = asyncio.run(read())
+    assert [a.body["text"] for a in heard] == [t[0] for t in texts] and heard == streamed
+    def read_as(answers: list) -> list:
+        return [(a.body["request_id"], a.body["image"], a.body["lines"]) for a in answers]
+    assert read_as(streamed) == read_as(whole)  # the same pages, under the same ids
+    assert len(sent) == 2 and "format=ndjson" in sent[0] and "format" not in sent[1]
+
+
 def test_past_the_services_page_limit_the_client_reads_the_pages_in_parts_of_that_limit(serve_url, client):
     """``ingress.max_pages`` (50) refuses 413 ``too_many_pages`` and says how many one request reads; the client
     then asks for the pages in parts of that many, the upload sent once a part (it sent a request per page, each
