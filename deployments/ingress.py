@@ -1165,16 +1165,28 @@ class Ingress:
               responses={400: {"model": ErrorResponse}, 404: {"model": ErrorResponse}, 413: {"model": ErrorResponse},
                         422: {"model": ErrorResponse}, 501: {"model": ErrorResponse}, 503: {"model": ErrorResponse}})
     async def correct(self, image_id: str, correction: CorrectionIn = Body(...)) -> JSONResponse:
+        """A line's text, or the whole image's; ``page`` names a page of a document by the document's id."""
         target = self._storage(image_id)
         if isinstance(target, JSONResponse):
             return target
-        canonical, archiver = target.id, target.archiver
+        document, archiver = target.id, target.archiver
+        canonical = document if correction.page is None else request_ids.page_id(document, correction.page)
         lines = self.recent.get(canonical)
         if lines is None:  # answered by another replica, or long ago: the database knows
             found, problem = await self._stored(lambda: archiver.data.remote(canonical))
             if problem:
                 return problem
+            if found is None and correction.page is not None:
+                return error(404, "not_found", f"no page {correction.page} of document {document} to correct (a "
+                             "?pages= request's id; a page's own id takes no `page`)")
             if found is None:
+                pages, problem = await self._stored_ids(canonical, archiver)
+                if problem:
+                    return problem
+                if pages and pages != [canonical]:  # a document's id: which page, then?
+                    return error(422, "page_required", f"{canonical} is a document of {len(pages)} stored pages "
+                                 "(the id of a ?pages= request): say which page the correction is for (`page`, "
+                                 "from 1), or send it to the page's own id")
                 return error(404, "not_found", f"no image {canonical} to correct")
             if found.get("results_stored", True):  # else its answer is on its way: the line is taken on trust
                 lines = len(found["lines"])

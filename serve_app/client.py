@@ -296,15 +296,18 @@ class OCRClient:
         return (await self._call("GET", f"/api/v1/images/{image_id}"))[0].content
 
     async def correct(self, image_id: str, value: str, line_index: int | None = None,
-                      correction_id: str | None = None) -> str:
+                      correction_id: str | None = None, page: int | None = None) -> str:
         """``POST /api/v1/images/{id}/corrections``: a line's text (``line_index``, from 0), or the whole image's.
 
-        Returns the correction's id: ``correction_id`` where given, else one made for this call, so that every try
-        of it is stored once.
+        ``page``: with a document's ``request_id`` (``ocr_pages``), which of its pages, from 1. Returns the
+        correction's id: ``correction_id`` where given, else one made for this call, so that every try of it is
+        stored once.
         """
         body: dict[str, Any] = {"value": value, "correction_id": correction_id or str(uuid.uuid4())}
         if line_index is not None:
             body["line_index"] = line_index
+        if page is not None:
+            body["page"] = page
         response, _ = await self._call("POST", f"/api/v1/images/{image_id}/corrections", json=body, ok=202)
         return str(response.json()["correction_id"])
 

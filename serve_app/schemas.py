@@ -97,6 +97,8 @@ class ErrorResponse(BaseModel):
 
 #: Far more lines than a page holds, and within the database's INTEGER.
 MAX_LINE_INDEX = 100_000
+#: Far more pages than one request reads (``ingress.max_pages``, 50 by default).
+MAX_PAGE = 100_000
 
 
 class CorrectionIn(BaseModel):
@@ -107,6 +109,8 @@ class CorrectionIn(BaseModel):
     value: str = Field(min_length=1, max_length=10_000, description="the corrected text")
     line_index: int | None = Field(None, ge=0, le=MAX_LINE_INDEX,
                                    description="which line of the answer; omit for the whole image")
+    page: int | None = Field(None, ge=1, le=MAX_PAGE, description="with the `request_id` of a ?pages= request (a "
+                             "document's): which of its pages, from 1, as the page's own `request_id` would say")
     correction_id: uuid.UUID | None = Field(
         None, description="an id of your choosing, to send a correction again safely (after a 503 or a dropped "
         "connection): the first one sent under an id is stored, once; omitted, the service picks one")

@@ -366,6 +366,29 @@ def test_deleting_a_document_by_its_request_id_deletes_every_page_it_stored(clie
                                      "pages of it)"), timeout=30)
 
 
+def test_a_correction_names_a_page_of_a_document_by_the_documents_id(client, pg_url):
+    """The id a ``?pages=`` request answered with reads back and deletes its pages; a correction sent to it got 404
+    "no image": now ``page`` says which page, and without it the answer says what is missing."""
+    data = text_pdf([["first page line"], ["second page line"]])
+    doc = client.post("/api/v1/ocr", params={"pages": "all"}, files={"image": ("two.pdf", data, "application/pdf")})
+    doc_id, pages = doc.json()["request_id"], doc.json()["pages"]
+    wait_stored(pg_url, pages, (2, _boxes(pages)))
+    sent = client.post(f"/api/v1/images/{doc_id}/corrections", json={"value": "second page, corrected",
+                                                                     "line_index": 0, "page": 2})
+    assert sent.status_code == 202 and sent.json()["image_id"] == pages[1]["request_id"], sent.text
+    poll(lambda: client.get(f"/api/v1/images/{pages[1]['request_id']}/data").json()["corrections"])
+    text = client.get(f"/api/v1/images/{doc_id}/data", params={"format": "text"}).text
+    assert text == "first page line\n\fsecond page, corrected\n\f"
+    unsaid = client.post(f"/api/v1/images/{doc_id}/corrections", json={"value": "which page?", "line_index": 0})
+    assert unsaid.status_code == 422 and unsaid.json()["error"]["code"] == "page_required", unsaid.text
+    assert "2 stored pages" in unsaid.json()["error"]["message"]
+    for page, target in ((3, doc_id), (1, pages[0]["request_id"])):  # past its last page; a page's own id
+        missing = client.post(f"/api/v1/images/{target}/corrections", json={"value": "x", "page": page})
+        assert missing.status_code == 404 and missing.json()["error"]["code"] == "not_found", missing.text
+    far_line = client.post(f"/api/v1/images/{doc_id}/corrections", json={"value": "x", "page": 1, "line_index": 5})
+    assert far_line.status_code == 422 and far_line.json()["error"]["code"] == "line_out_of_range", far_line.text
+
+
 def test_a_documents_request_id_reads_back_its_stored_pages_as_one_document_in_every_format(client, pg_url):
     """The id a ``?pages=`` request answered with deleted its pages, yet reading it back gave 404: a caller who
     kept that id (the one every format's answer is named by) had to collect its pages' ids to get them."""
