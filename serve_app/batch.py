@@ -149,16 +149,33 @@ def write_outputs(paths: dict[str, Path], pages: list[dict[str, Any]], upload: b
 class InOrder(Generic[T]):
     """Hands items on in the order of their numbers, however they finish: the command line prints files as given.
 
-    Only the items finished ahead of one still being read wait here; the rest are handed on at once.
+    A number's items may come one by one (`add`, then `close`): the head's are handed on as they come (a long PDF's
+    pages as they are read), the others wait until every number before theirs is closed.
     """
 
     def __init__(self, emit: Callable[[T], None]) -> None:
         self.emit = emit
-        self.waiting: dict[int, T] = {}
+        self.waiting: dict[int, list[T]] = {}
+        self.closed: set[int] = set()
         self.next = 0
 
-    def put(self, number: int, item: T) -> None:
-        self.waiting[number] = item
-        while self.next in self.waiting:
-            self.emit(self.waiting.pop(self.next))
+    def add(self, number: int, item: T) -> None:
+        """An item of ``number``; more may follow until it is closed."""
+        if number == self.next:
+            self.emit(item)
+        else:
+            self.waiting.setdefault(number, []).append(item)
+
+    def close(self, number: int) -> None:
+        """``number`` has no more items: the numbers after it, and what waits of them, are handed on."""
+        self.closed.add(number)
+        while self.next in self.closed:
+            self.closed.remove(self.next)
             self.next += 1
+            for item in self.waiting.pop(self.next, []):
+                self.emit(item)
+
+    def put(self, number: int, item: T) -> None:
+        """The one item of ``number``."""
+        self.add(number, item)
+        self.close(number)

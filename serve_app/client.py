@@ -145,6 +145,25 @@ def is_retried_status(status: int, code: str, says_when: bool = False) -> bool:
     return status in RETRIED_STATUSES and (status != 500 or code != "internal_error")
 
 
+def in_page_order(numbers: list[int], on_page: OnPage | None) -> OnPage | None:
+    """``on_page`` for pages read side by side, so out of order: each handed on once those before it are."""
+    if on_page is None:
+        return None
+    told = on_page
+    waiting: dict[int, Answer] = {}
+    ahead = iter(numbers)
+    due = next(ahead, None)
+
+    def heard(answer: Answer) -> None:
+        nonlocal due
+        waiting[answer.body["image"]["page"]] = answer
+        while due is not None and due in waiting:
+            told(waiting.pop(due))
+            due = next(ahead, None)
+
+    return heard
+
+
 class _Again(Exception):
     """A try that failed in a way worth another (`OCRClient._with_retries`); ``response``: its answer, if any."""
 
@@ -194,9 +213,9 @@ class OCRClient:
         time), and the service reads the pages at its own pace. Past the service's ``ingress.max_pages`` (413
         ``too_many_pages``, which says how many) they are read in parts of that many pages (`_in_parts`), the upload
         sent once per part; from a service that does not say, a request per page, ``PAGES_AT_ONCE`` at a time.
-        ``on_page``: called with each page as soon as it is read, once however often a request is sent again (the
-        request streams its pages, ``format=ndjson``), in page order within each request (a document read in parts
-        reads its parts side by side); the pages are returned all the same.
+        ``on_page``: called with each page, in page order, as soon as it and those before it are read, once however
+        often a request is sent again (the request streams its pages, ``format=ndjson``); the pages are returned
+        all the same.
         """
         wanted = parse_pages(pages)
         if len(wanted) == 1:
@@ -251,6 +270,7 @@ class OCRClient:
         if not wanted:
             first = await part(page_spec(list(range(1, most + 1))))
             numbers = list(range(most + 1, first[0].body["image"]["pages"] + 1))
+        on_page = in_page_order(numbers, on_page)  # the parts are read side by side
         gate = asyncio.Semaphore(PARTS_AT_ONCE)
 
         async def gated(spec: str) -> list[Answer]:
@@ -268,6 +288,8 @@ class OCRClient:
         if on_page is not None:
             on_page(first)
         held = first.body["image"]["pages"]
+        rest = [p for p in (wanted or range(1, held + 1)) if p != first.body["image"]["page"]]
+        on_page = in_page_order(rest, on_page)  # read side by side
         gate = asyncio.Semaphore(PAGES_AT_ONCE)
 
         async def one(page: int) -> Answer:
@@ -277,7 +299,6 @@ class OCRClient:
                 on_page(answer)
             return answer
 
-        rest = [p for p in (wanted or range(1, held + 1)) if p != first.body["image"]["page"]]
         answers = await asyncio.gather(*(one(p) for p in rest))
         return sorted([first, *answers], key=lambda a: a.body["image"]["page"])
 
@@ -498,15 +519,24 @@ async def run(args: argparse.Namespace, tally: Tally | None = None) -> int:
     printer: batch.InOrder[list[dict[str, Any]]] = batch.InOrder(lambda records: _print(records, args.json))
 
     async with OCRClient(args.url, policy=RetryPolicy(attempts=args.attempts), api_key=args.api_key) as client:
-        async def one(path: Path, outputs: dict[str, Path]) -> list[dict[str, Any]]:
+        async def one(number: int, path: Path, outputs: dict[str, Path]) -> list[dict[str, Any]]:
+            """A file's records: its pages, or its failure.
+
+            Each page is printed as soon as it is read where no file before it is still being read (a long PDF's
+            text as it comes); a failure, after the pages printed before it.
+            """
+            def record(answer: Answer) -> None:
+                printer.add(number, [{"file": str(path), "attempts": answer.attempts, **answer.body}])
+
             try:
                 data = sys.stdin.buffer.read() if path == batch.STDIN else path.read_bytes()
                 name = batch.STDIN_NAME.name if path == batch.STDIN else path.name
                 if args.layout == "word":
                     answers = [await client.ocr(data, name, layout="word", rotate=args.rotate)]
+                    record(answers[0])
                 else:
                     answers = await client.ocr_pages(data, name, pages=args.pages or "1", rotate=args.rotate,
-                                                     min_confidence=args.min_confidence)
+                                                     min_confidence=args.min_confidence, on_page=record)
             except OCRError as exc:
                 return _failure(path, exc.status, exc.code, exc.message, exc.request_id, exc.attempts)
             except OSError as exc:
@@ -522,7 +552,7 @@ async def run(args: argparse.Namespace, tally: Tally | None = None) -> int:
 
         async def worker() -> None:
             for number, (path, outputs) in work:  # shared: each file is taken by one worker
-                records = await one(path, outputs)
+                records = await one(number, path, outputs)
                 failed = any("error" in r for r in records)
                 tally.failed += failed
                 tally.read += not failed
@@ -531,7 +561,9 @@ async def run(args: argparse.Namespace, tally: Tally | None = None) -> int:
                 if args.pages is None and held > 1:  # the first page alone, by default: say so, or it goes unnoticed
                     print(f"== {path}: holds {held} pages, of which page 1 was read (--pages all reads every one)",
                           file=sys.stderr, flush=True)
-                printer.put(number, records)
+                if failed:  # its pages read before the failure are printed already
+                    printer.add(number, records)
+                printer.close(number)
 
         await asyncio.gather(*(worker() for _ in range(max(1, args.concurrency))))
     return 1 if tally.failed else 0

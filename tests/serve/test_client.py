@@ -352,19 +352,25 @@ def test_past_the_services_page_limit_the_client_reads_the_pages_in_parts_of_tha
     refused = client.post("/api/v1/ocr", params={"pages": "1-52"}, files={"image": ("long.pdf", data)})
     assert refused.status_code == 413 and refused.json()["error"]["max_pages"] == 50
 
+    heard: list = []
+
     async def read(pages: str) -> tuple[list, list[str]]:
+        heard.clear()
         async with OCRClient(serve_url) as c:
             sent = _counting(c)
-            return await c.ocr_pages(data, "long.pdf", pages=pages, idempotency_key=f"long {pages}"), sent
+            return await c.ocr_pages(data, "long.pdf", pages=pages, idempotency_key=f"long {pages}",
+                                     on_page=heard.append), sent
 
     answers, sent = asyncio.run(read("2-52"))
     assert [a.body["image"]["page"] for a in answers] == list(range(2, 53))
+    assert heard == answers  # told of in page order, though the parts are read side by side
     assert [a.body["text"] for a in answers] == [t[0] for t in texts[1:]]
     assert [q for q in sent if "pages=" in q] == sent and len(sent) == 3  # refused before any page was read
-    assert "pages=2-52" in sent[0] and sorted(sent[1:]) == sorted(["pages=2-51&rotate=0", "pages=52&rotate=0"])
+    assert "pages=2-52" in sent[0] and sorted(sent[1:]) == sorted(["pages=2-51&rotate=0&format=ndjson",
+                                                                "pages=52&rotate=0&format=ndjson"])
 
     answers, sent = asyncio.run(read("all"))  # refused once the first page says how many there are
-    assert [a.body["text"] for a in answers] == [t[0] for t in texts]
+    assert [a.body["text"] for a in answers] == [t[0] for t in texts] and heard == answers
     assert [q.split("&")[0] for q in sent] == ["pages=all", "pages=1-50", "pages=51-52"]
     assert len({a.body["request_id"] for a in answers}) == 52
 

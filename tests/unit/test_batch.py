@@ -122,3 +122,22 @@ def test_standard_input_is_read_once_and_its_outputs_are_named_stdin(tmp_path):
     assert batch.relative_names([batch.STDIN]) == [Path("stdin")]
     dash = touch(tmp_path / "-")  # a file of that name is ./-
     assert batch.collect([batch.STDIN, tmp_path / "-"]) == [batch.STDIN, dash]
+
+
+def test_a_files_items_are_handed_on_as_they_come_while_it_is_the_head_and_wait_otherwise():
+    """The command line prints a long PDF's pages as they are read, while no file before it is still being read."""
+    out: list[str] = []
+    order = batch.InOrder(out.append)
+    order.add(1, "b1")
+    order.add(0, "a1")
+    assert out == ["a1"]  # the head's, at once; the next file's waits
+    order.add(0, "a2")
+    order.add(2, "c1")
+    order.close(2)
+    assert out == ["a1", "a2"]
+    order.close(0)
+    assert out == ["a1", "a2", "b1"]  # now the head: what waited of it, and what comes, at once
+    order.add(1, "b2")
+    assert out[-1] == "b2"
+    order.close(1)
+    assert out == ["a1", "a2", "b1", "b2", "c1"] and not order.waiting and not order.closed

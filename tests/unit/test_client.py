@@ -7,7 +7,17 @@ import random
 import httpx
 import pytest
 
-from serve_app.client import OCRClient, OCRError, RetryPolicy, error_of, is_retried, max_pages_of, retry_delay
+from serve_app.client import (
+    Answer,
+    OCRClient,
+    OCRError,
+    RetryPolicy,
+    error_of,
+    in_page_order,
+    is_retried,
+    max_pages_of,
+    retry_delay,
+)
 
 
 def answer(status: int, body: dict | str, headers: dict | None = None) -> httpx.Response:
@@ -172,3 +182,15 @@ def test_a_service_that_does_not_stream_still_tells_of_each_page():
     answers, heard = _read(_streaming(tries, refused, whole))
     assert [a.body["text"] for a in heard] == [a.body["text"] for a in answers] == ["Page 1", "Page 2", "Page 3"]
     assert [fmt for fmt, _ in tries] == ["ndjson", None]
+
+
+def test_pages_read_side_by_side_are_told_of_in_page_order():
+    """A document past the service's page limit is read in parts side by side: its pages come out of order."""
+    heard: list = []
+    tell = in_page_order([2, 3, 5], heard.append)
+    for n in (3, 5):
+        tell(Answer({"image": {"page": n}}, 1))
+    assert heard == []
+    tell(Answer({"image": {"page": 2}}, 1))
+    assert [a.body["image"]["page"] for a in heard] == [2, 3, 5]
+    assert in_page_order([1], None) is None
