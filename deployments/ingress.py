@@ -71,7 +71,15 @@ from serve_app.ocr.processing.recognition import Crop, Decoded, to_gray
 from serve_app.ocr.processing.textlines import TextLine
 from serve_app.pages import SPEC_MAX_LENGTH, SPELLING, TooManyPages, parse_pages
 from serve_app.pdf_sandbox import PdfSandbox
-from serve_app.schemas import CorrectionIn, CorrectionOut, DocumentResponse, ErrorResponse, OCRResponse
+from serve_app.schemas import (
+    CorrectionIn,
+    CorrectionOut,
+    DocumentEnd,
+    DocumentResponse,
+    DocumentStart,
+    ErrorResponse,
+    OCRResponse,
+)
 from serve_app.storage.repository import StorageUnavailable
 
 log = logging.getLogger("ray.serve")
@@ -299,17 +307,35 @@ Layout = Literal["page", "word"]
 StoredOutput = Literal["json", "hocr", "text", "pdf", "alto", "tsv"]
 #: The same for an upload's answer, and for a document's: its pages streamed as they are read (``ndjson``).
 Output = Literal["json", "hocr", "text", "pdf", "alto", "tsv", "ndjson"]
+def stream_line_schema() -> dict[str, Any]:
+    """What each line of a streamed document (``?pages=&format=ndjson``) is, for the OpenAPI spec."""
+    def model(cls: type[DocumentStart | DocumentEnd]) -> dict[str, Any]:  # its own refs: components of the spec
+        schema = cls.model_json_schema(ref_template="#/components/schemas/{model}")
+        schema.pop("$defs", None)
+        return schema
+
+    def under(key: str, schema: dict[str, Any]) -> dict[str, Any]:
+        return {"type": "object", "required": [key], "properties": {key: schema}}
+
+    return {"description": "?pages=...&format=ndjson: a JSON object a line, each under one key: `start`, then "
+                           "`page` for each page in order, then `end`; where the document fails after its first page, "
+                           "the error body with its `status` is the last line instead",
+            "oneOf": [under("start", model(DocumentStart)), under("page", {"$ref": "#/components/schemas/OCRResponse"}),
+                      under("end", model(DocumentEnd)),
+                      {"allOf": [{"$ref": "#/components/schemas/ErrorResponse"},
+                                 {"type": "object", "required": ["status"],
+                                  "properties": {"status": {"type": "integer"}}}]}]}
+
+
 #: The answers other than JSON, for the OpenAPI spec.
 OTHER_FORMATS = {"text/html": {"schema": {"type": "string", "description": "?format=hocr"}},
                  "text/plain": {"schema": {"type": "string", "description": "?format=text"}},
                  searchable_pdf.MEDIA_TYPE: {"schema": {"type": "string", "format": "binary",
                                                         "description": "?format=pdf"}},
                  alto.MEDIA_TYPE: {"schema": {"type": "string", "description": "?format=alto"}},
-                 "text/tab-separated-values": {"schema": {"type": "string", "description": "?format=tsv"}},
-                 documents.NDJSON_MEDIA_TYPE: {"schema": {"type": "string", "description": (
-                     "?pages=...&format=ndjson: a JSON object a line, each under one key: `start` (DocumentStart), "
-                     "then `page` (OCRResponse) for each page in order, then `end` (DocumentEnd); or, where the "
-                     "document fails after its first page, `error` (ErrorResponse, with its `status`) last")}}}
+                 "text/tab-separated-values": {"schema": {"type": "string", "description": "?format=tsv"}}}
+#: And, for an upload, a document's pages streamed.
+STREAMED_FORMAT = {documents.NDJSON_MEDIA_TYPE: {"schema": stream_line_schema()}}
 #: Degrees clockwise to turn the upload before reading it, or "auto": the service finds the turn that reads.
 Rotate = Literal["0", "90", "180", "270", "auto"]
 
@@ -448,7 +474,7 @@ class Ingress:
         return "up" if status["database_up"] else "down"
 
     @api.post("/api/v1/ocr", response_model=OCRResponse | DocumentResponse, openapi_extra=RAW_UPLOAD_DOC, responses={
-        **ERRORS, 200: {"content": OTHER_FORMATS}})
+        **ERRORS, 200: {"content": {**OTHER_FORMATS, **STREAMED_FORMAT}}})
     async def ocr(  # noqa: ANN201
         self, request: Request,
         image: UploadFile | None = File(None, description=f"{ACCEPTED}; or send the file as the whole body, with an "

@@ -6,6 +6,7 @@ import contextlib
 import io
 import json
 import random
+import re
 import select
 import socket
 import threading
@@ -1082,6 +1083,11 @@ def test_health_readiness_and_openapi(client, app_config):
             spec["paths"][path][method]["responses"]["200"]["content"]), path
     answers = spec["paths"]["/api/v1/ocr"]["post"]["responses"]["200"]["content"]["application/json"]["schema"]
     assert [a["$ref"].rsplit("/", 1)[1] for a in answers["anyOf"]] == ["OCRResponse", "DocumentResponse"]  # ?pages=
+    streamed = spec["paths"]["/api/v1/ocr"]["post"]["responses"]["200"]["content"]["application/x-ndjson"]["schema"]
+    assert [next(iter(line["properties"])) if "properties" in line else line["allOf"][0]["$ref"]
+            for line in streamed["oneOf"]] == ["start", "page", "end", "#/components/schemas/ErrorResponse"]
+    refs = re.findall(r'"\$ref": "#/components/schemas/(\w+)"', json.dumps(spec))
+    assert {"OCRResponse", "ErrorResponse", "Timings"} <= set(refs) <= set(spec["components"]["schemas"])
 
 
 def _ingress_log_records(request_ids: set[str], timeout: float = 30) -> dict[str, dict]:

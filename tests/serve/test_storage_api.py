@@ -15,6 +15,7 @@ from PIL import Image
 from ray import serve
 
 from deployments.request_ids import page_id
+from serve_app.schemas import DocumentEnd, DocumentStart, ErrorResponse, OCRResponse
 from serve_app.storage.archive import content_path
 from tests.unit.test_alto import A as ALTO
 from tests.unit.test_alto import assert_valid_alto
@@ -536,6 +537,10 @@ def test_a_streamed_document_gives_each_page_as_json_gives_it_and_stores_them_as
     assert [p["request_id"] for p in pages] == [page_id(start["request_id"], n) for n in (1, 2, 3)]
     assert r.headers["x-page-request-ids"] == ", ".join(p["request_id"] for p in pages)
     assert end["request_id"] == start["request_id"] and end["text"] == "\f".join(p["text"] for p in pages)
+    DocumentStart.model_validate(start)  # each line as the spec says it is
+    DocumentEnd.model_validate(end)
+    for page in pages:
+        OCRResponse.model_validate(page)
     assert "pages" not in end and end["timings"]["recognize_ms"] == pytest.approx(
         sum(p["timings"]["recognize_ms"] for p in pages))
     whole = client.post("/api/v1/ocr", params={"pages": "all"}, files=files, headers=key).json()  # sent again
@@ -561,6 +566,7 @@ def test_a_streamed_document_whose_page_fails_ends_with_that_error_and_stores_no
     assert [p["text"] for p in sent] == [f"frame {n}" for n in range(1, len(sent) + 1)], lines
     failed = lines[-1]
     assert failed["status"] == 413 and failed["error"]["code"] == "image_too_large", failed
+    ErrorResponse.model_validate({k: v for k, v in failed.items() if k != "status"})
     assert failed["error"]["message"].startswith("page 3: frame 3 of an animation")
     assert failed["request_id"] == lines[0]["start"]["request_id"]
     first = client.post("/api/v1/ocr", params={"pages": "3", "format": "ndjson"}, files=files)
