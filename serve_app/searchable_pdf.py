@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import ctypes
 import io
+import math
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -32,6 +33,8 @@ from PIL import Image
 from serve_app import __version__
 from serve_app.imaging import decode_image
 from serve_app.layout import Point, turn, turned_box
+from serve_app.ocr.pipeline import MIN_TILT
+from serve_app.ocr.processing.recognition import line_slope
 
 MEDIA_TYPE = "application/pdf"
 
@@ -168,16 +171,54 @@ def word_runs(answer: dict[str, Any]) -> list[Run]:
     for line in answer["lines"]:
         words = [(w["text"].strip(), turned_box(w["box"], rotation, width, height)) for w in line["words"]
                  if w["text"].strip()]
+        tilted = _tilted_baseline(line, rotation, width, height)
         for (text, box), after in zip(words, [*words[1:], None]):
-            size = box[3] - box[1]
+            size = box[3] - box[1] if tilted is None else tilted[1]
             reach = box[2] + _SPACE * size
             if after is not None:
                 reach = max(reach, after[1][0])
             if reach <= box[0] or size <= 0:
                 continue
-            base = box[3] - _DESCENT * size
-            runs.append((ascii_text(text) + b" ", back(box[0], base), back(reach, base), back(box[0], base - size)))
+            if tilted is None:
+                base = box[3] - _DESCENT * size
+                start, end, up = (box[0], base), (reach, base), (box[0], base - size)
+            else:
+                start, end, up = tilted[0](box[0]), tilted[0](reach), tilted[0](box[0], size)
+            runs.append((ascii_text(text) + b" ", back(*start), back(*end), back(*up)))
     return runs
+
+
+def _tilted_baseline(line: dict[str, Any], rotation: int, width: int,
+                     height: int) -> tuple[Callable[..., Point], float] | None:
+    """A line sloping as the recognizer levels it (`pipeline.MIN_TILT`): its baseline, and its height across it.
+
+    ``at(x)``: the baseline's point at an x of the page as read; ``at(x, h)``: ``h`` above it, across the line. Its
+    words are drawn along the slope, at that height: laid flat over their upright boxes, a selection cut across
+    the words of a photographed sign or a tilted receipt, each as tall as the slope made its box. None: flat.
+    """
+    if "poly" not in line:
+        return None
+    at = turn(rotation, width, height)
+    poly = tuple(at(x, y) for x, y in line["poly"])  # from the text's top left, clockwise, as read
+    if len(poly) != 4 or abs(line_slope(poly)) < MIN_TILT:
+        return None
+    (tlx, tly), (trx, try_), (brx, bry), (blx, bly) = poly
+    dx, dy = (brx - blx) + (trx - tlx), (bry - bly) + (try_ - tly)  # along the line: both edges' way
+    length = math.hypot(dx, dy)
+    if dx <= 0 or length == 0:
+        return None
+    ux, uy = dx / length, dy / length
+    nx, ny = uy, -ux  # across it, towards the top of the text (y grows downwards)
+    size = ((tlx - blx) * nx + (tly - bly) * ny + (trx - brx) * nx + (try_ - bry) * ny) / 2
+    if size <= 0:
+        return None
+    lift = _DESCENT * size  # the baseline above the bottom edge, by the font's descent
+
+    def along(x: float, h: float = 0.0) -> Point:
+        s = (x - blx) / ux
+        return blx + s * ux + (lift + h) * nx, bly + s * uy + (lift + h) * ny
+
+    return along, size
 
 
 def _apply(m: Affine, p: Point) -> Point:

@@ -114,6 +114,44 @@ def test_a_page_read_turned_is_drawn_turned(rotation):
     assert page[:50, :50].mean() < 60 and page[150:, 250:].mean() > 200 and page[:50, 250:].mean() > 200
 
 
+def char_centres(pdf: bytes, dpi: float = searchable_pdf.DEFAULT_DPI) -> list[tuple[str, float, float]]:
+    """Each character PDFium finds, with its box's centre in the page's pixels as shown."""
+    page = pdfium.PdfDocument(pdf)[0]
+    width, height = (round(v * dpi / 72) for v in page.get_size())
+    text = page.get_textpage()
+    centres = []
+    for i in range(text.count_chars()):
+        left, bottom, right, top = text.get_charbox(i, loose=True)
+        corners = []
+        for x, y in ((left, bottom), (right, top)):
+            dx, dy = ctypes.c_int(), ctypes.c_int()
+            pdfium_c.FPDF_PageToDevice(page.raw, 0, 0, width * 16, height * 16, 0, x, y, dx, dy)
+            corners.append((dx.value / 16, dy.value / 16))
+        (x0, y0), (x1, y1) = corners
+        centres.append((text.get_text_range(i, 1), (x0 + x1) / 2, (y0 + y1) / 2))
+    return centres
+
+
+@pytest.mark.parametrize("rotation", [0, 90])
+def test_the_words_of_a_tilted_line_are_laid_along_its_slope(rotation):
+    """A line photographed at a slope (0.1 here): each letter's selection lies on the line where it is. Laid flat
+    over the words' upright boxes, the letters at a long word's ends were half a line off it, one up, one down."""
+    def centre(x: float) -> float:  # the line's centre, as read, at x
+        return 325 + 0.1 * (x - 100)
+
+    poly = [(100, 300), (700, 360), (700, 410), (100, 350)]  # from the text's top left, clockwise, as read
+    words = [("Tilted", [100, 300, 380, 378]), ("receipts", [400, 330, 700, 410])]
+    body = answer(rotation, lines=[words])
+    to_upload = (lambda x, y: (x, y)) if rotation == 0 else (lambda x, y: (y, W - x))  # as turn_box lays boxes
+    body["lines"][0]["poly"] = [list(to_upload(x, y)) for x, y in poly]
+    centres = char_centres(to_pdf(body, b"", white(body)))
+    letters = [(ch, x, y) for ch, x, y in centres if not ch.isspace()]
+    assert "".join(ch for ch, _, _ in letters) == "Tiltedreceipts"
+    off = [abs(y - centre(x)) for _, x, y in letters]
+    assert max(off) < 0.2 * 50, list(zip(letters, off))  # within a fifth of the line's height, at every letter
+    assert letters[-1][2] - letters[6][2] > 0.08 * (letters[-1][1] - letters[6][1])  # "receipts" goes down the page with its line
+
+
 def test_a_lone_stretched_word_keeps_its_spaces():
     """A colon read as a word of its own is stretched wide; a space drawn apart from it was dropped by PDFium."""
     lines = [[("TEL", [100, 100, 180, 150]), (":", [210, 100, 260, 150]), ("03-4043", [286, 100, 500, 150])],
