@@ -524,58 +524,63 @@ class Ingress:
             attributes={"http.route": "/api/v1/ocr", "request_id": request_id, "layout": layout, "page": page,
                         "rotate": rotate, **({"pages": pages} if pages else {})}
         ) as span:
-            t0 = time.perf_counter()
-            lost = retries.track()
-            notes: dict[str, Any] = {}  # what the request's log line should say beyond its answer
-            if min_confidence is not None:
-                notes["min_confidence"] = min_confidence
-            if output != "json":
-                notes["format"] = output
-            form = await request.form()  # parsed already, for `image`: no second read (and none of a raw body)
-            sent = len(form.getlist("image"))
-            content_type = request.headers.get("content-type")
-            read: Callable[[int], Awaitable[bytes]] | None = None
-            if image is not None:
-                read = image.read
-            elif uploads.is_raw(content_type, request.headers.get("content-length"),
-                                "chunked" in request.headers.get("transfer-encoding", "").lower()):
-                notes["upload"] = "body"
+            try:
+                t0 = time.perf_counter()
+                lost = retries.track()
+                notes: dict[str, Any] = {}  # what the request's log line should say beyond its answer
+                if min_confidence is not None:
+                    notes["min_confidence"] = min_confidence
+                if output != "json":
+                    notes["format"] = output
+                form = await request.form()  # parsed already, for `image`: no second read (and none of a raw body)
+                sent = len(form.getlist("image"))
+                content_type = request.headers.get("content-type")
+                read: Callable[[int], Awaitable[bytes]] | None = None
+                if image is not None:
+                    read = image.read
+                elif uploads.is_raw(content_type, request.headers.get("content-length"),
+                                    "chunked" in request.headers.get("transfer-encoding", "").lower()):
+                    notes["upload"] = "body"
 
-                async def read_body(_limit: int) -> bytes:  # bounded by the body limits middleware already
-                    return await request.body()
-                read = read_body
-            wanted, refused = self._wanted_pages(pages, "page" in request.query_params, layout, request_id)
-            if sent > 1:  # one was read and the rest dropped without a word: a client hoping for all learns otherwise
-                response: dict[str, Any] | Response = error(
-                    422, "invalid_request", f"the field 'image' came {sent} times; send one image per request "
-                    "(the pages of a PDF or TIFF are one upload: ?pages=all)", request_id)
-            elif read is None:
-                response = error(*uploads.missing_image(content_type, form.keys()), request_id)
-            elif refused is not None:
-                response = refused
-            elif streamed and wanted is None:
-                response = error(422, "invalid_request", "format=ndjson streams the pages of a ?pages= request, "
-                                 "each as soon as it is read; one page is answered whole (format=json)", request_id)
-            else:
-                def answered(outcome: dict[str, Any] | Response | None) -> None:
-                    self._log_answer(request_id, span, t0, outcome, notes, lost, layout, page, output)
-                if streamed:
-                    assert wanted is not None
-                    response = await self._stream(request_id, read, wanted, rotate, min_confidence, notes,
-                                                  answered, span)
-                    if isinstance(response, StreamingResponse):
-                        return response  # its log line and span end with it
+                    async def read_body(_limit: int) -> bytes:  # bounded by the body limits middleware already
+                        return await request.body()
+                    read = read_body
+                wanted, refused = self._wanted_pages(pages, "page" in request.query_params, layout, request_id)
+                if sent > 1:  # one was read and the rest dropped without a word: a client hoping for all learns so
+                    response: dict[str, Any] | Response = error(
+                        422, "invalid_request", f"the field 'image' came {sent} times; send one image per request "
+                        "(the pages of a PDF or TIFF are one upload: ?pages=all)", request_id)
+                elif read is None:
+                    response = error(*uploads.missing_image(content_type, form.keys()), request_id)
+                elif refused is not None:
+                    response = refused
+                elif streamed and wanted is None:
+                    response = error(422, "invalid_request", "format=ndjson streams the pages of a ?pages= request, "
+                                     "each as soon as it is read; one page is answered whole (format=json)", request_id)
                 else:
-                    response = await self._admit(request_id, read, layout, page, wanted, rotate, min_confidence,
-                                                 output, notes)
-            self._log_answer(request_id, span, t0, response, notes, lost, layout, page, output)
-            if streamed:
-                span.end()
-            if isinstance(response, dict) and output != "json":
-                name = image.filename if image is not None else None  # the layout formats name the file read
-                content, media_type, headers = documents.formatted(response, output, name)
-                return Response(content, media_type=media_type, headers=headers)
-            return response
+                    def answered(outcome: dict[str, Any] | Response | None) -> None:
+                        self._log_answer(request_id, span, t0, outcome, notes, lost, layout, page, output)
+                    if streamed:
+                        assert wanted is not None
+                        response = await self._stream(request_id, read, wanted, rotate, min_confidence, notes,
+                                                      answered, span)
+                        if isinstance(response, StreamingResponse):
+                            return response  # its log line and span end with it
+                    else:
+                        response = await self._admit(request_id, read, layout, page, wanted, rotate, min_confidence,
+                                                     output, notes)
+                self._log_answer(request_id, span, t0, response, notes, lost, layout, page, output)
+                if streamed:
+                    span.end()
+                if isinstance(response, dict) and output != "json":
+                    name = image.filename if image is not None else None  # the layout formats name the file read
+                    content, media_type, headers = documents.formatted(response, output, name)
+                    return Response(content, media_type=media_type, headers=headers)
+                return response
+            except BaseException:
+                if streamed:  # no stream took the span over: it ends here
+                    span.end()
+                raise
 
     def _log_answer(self, request_id: str, span: trace.Span, t0: float, response: dict[str, Any] | Response | None,
                     notes: dict[str, Any], lost: dict[str, int], layout: Layout, page: int, output: Output) -> None:

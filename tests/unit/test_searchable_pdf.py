@@ -149,7 +149,8 @@ def test_the_words_of_a_tilted_line_are_laid_along_its_slope(rotation):
     assert "".join(ch for ch, _, _ in letters) == "Tiltedreceipts"
     off = [abs(y - centre(x)) for _, x, y in letters]
     assert max(off) < 0.2 * 50, list(zip(letters, off))  # within a fifth of the line's height, at every letter
-    assert letters[-1][2] - letters[6][2] > 0.08 * (letters[-1][1] - letters[6][1])  # "receipts" goes down the page with its line
+    # "receipts" goes down the page with its line, letter by letter
+    assert letters[-1][2] - letters[6][2] > 0.08 * (letters[-1][1] - letters[6][1])
 
 
 def test_a_lone_stretched_word_keeps_its_spaces():
