@@ -7,7 +7,9 @@ One ``ocr_page`` in the upload's own pixels, holding an ``ocr_carea`` and its ``
 paragraph) with the block's ``ocr_line`` elements in reading order, each with its ``ocrx_word`` elements.
 Confidences become ``x_wconf`` (0-100). A page read turned (``?rotate=``) carries the turn as each line's
 ``textangle`` (degrees counter-clockwise, as Tesseract writes it): the boxes stay where the text is in the upload.
-A PDF page carries the resolution it was rendered at as ``scan_res``.
+A PDF page carries the resolution it was rendered at as ``scan_res``. A line that slopes (as the recognizer levels
+it, `pipeline.MIN_TILT`) on a page read upright carries its ``baseline`` (slope, and offset from the box's bottom
+left corner), as Tesseract writes it: OCRmyPDF lays such a line's text along it.
 """
 
 from __future__ import annotations
@@ -18,8 +20,13 @@ from typing import Any
 from serve_app import __version__
 from serve_app.layout import enclosing, grouped_lines
 from serve_app.markup import xml_safe
+from serve_app.ocr.pipeline import MIN_TILT
+from serve_app.ocr.processing.recognition import line_slope
 
 MEDIA_TYPE = "text/html; charset=utf-8"
+#: Where a line's baseline lies above the bottom of its box, as a share of its height: its descenders (Tesseract's
+#: lines of a receipt put it a fifth of the way up).
+BASELINE_LIFT = 0.2
 
 _HEAD = """<?xml version="1.0" encoding="UTF-8"?>
 <!DOCTYPE html PUBLIC "-//W3C//DTD XHTML 1.0 Transitional//EN"
@@ -45,6 +52,25 @@ def _conf(confidence: float) -> str:
     return f"x_wconf {round(100 * confidence)}"
 
 
+def baseline(line: dict[str, Any]) -> str:
+    """``; baseline slope offset`` for a line that slopes, read upright; else nothing.
+
+    The baseline as hOCR gives it: y = slope x + offset, from the bottom left corner of the line's box, in pixels
+    (y downwards). Ours is the line's bottom edge raised by its descenders (`BASELINE_LIFT`).
+    """
+    poly = [tuple(p) for p in line.get("poly") or []]
+    if len(poly) != 4 or abs(line_slope(tuple(poly))) < MIN_TILT:
+        return ""
+    (_, tly), (_, try_), (brx, bry), (blx, bly) = poly
+    if brx <= blx:
+        return ""
+    slope = (bry - bly) / (brx - blx)
+    x0, y1 = line["box"][0], line["box"][3]
+    height = ((bly - tly) + (bry - try_)) / 2
+    offset = bly + slope * (x0 - blx) - BASELINE_LIFT * height - y1
+    return f"; baseline {slope:.3f} {offset:.0f}"
+
+
 def page_div(answer: dict[str, Any], image_name: str | None = None) -> str:
     """One ``ocr_page``: ``answer`` is the JSON body of ``POST /api/v1/ocr`` (``serve_app.schemas.OCRResponse``)."""
     image = answer["image"]
@@ -61,7 +87,8 @@ def page_div(answer: dict[str, Any], image_name: str | None = None) -> str:
         out.append(f'   <div class="ocr_carea" id="block_{n}_{b + 1}" title="{block}">\n'
                    f'    <p class="ocr_par" id="par_{n}_{b + 1}" title="{block}">\n')
         for i, line in lines:
-            out.append(f'     <span class="ocr_line" id="line_{n}_{i}" title="{_bbox(line["box"])}{turn}; '
+            slope = "" if turn else baseline(line)  # a turned page's lines run along the turn: theirs is not said
+            out.append(f'     <span class="ocr_line" id="line_{n}_{i}" title="{_bbox(line["box"])}{turn}{slope}; '
                        f'{_conf(line["confidence"])}">')
             words = [f'<span class="ocrx_word" id="word_{n}_{i}_{j}" title="{_bbox(w["box"])}; '
                      f'{_conf(w["confidence"])}">{escape(xml_safe(w["text"]), quote=False)}</span>'

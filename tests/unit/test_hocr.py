@@ -111,3 +111,17 @@ def test_a_correction_or_file_name_with_a_control_character_still_makes_a_readab
     assert page.get("title").startswith('image "scan\ufffd.png"')
     first = root.find(".//h:span[@class='ocr_line']", NS)
     assert [w.text for w in first] == ["Fish\ufffd & <chips>"]
+
+
+def test_a_sloping_line_says_its_baseline_as_tesseract_does():
+    """OCRmyPDF lays a line's text along its ``baseline``: without it, a tilted sign's words were laid flat."""
+    body = answer()
+    body["lines"][0]["poly"] = [[10, 20], [140, 33], [140, 58], [10, 45]]  # sloping 0.1, 25 px high
+    body["lines"][0]["box"] = [10, 20, 140, 58]
+    lines = parse(to_hocr(body)).findall(".//h:span[@class='ocr_line']", NS)
+    slope, offset = (float(v) for v in props(lines[0])["baseline"].split())
+    assert slope == 0.1 and offset == round(45 - 0.2 * 25 - 58)  # from the box's bottom left: its descenders above
+    assert "baseline" not in props(lines[1])  # level: as it was
+    turned = answer(rotation=90)
+    turned["lines"][0]["poly"] = body["lines"][0]["poly"]
+    assert "baseline" not in props(parse(to_hocr(turned)).findall(".//h:span[@class='ocr_line']", NS)[0])
