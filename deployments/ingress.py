@@ -324,7 +324,9 @@ def stream_line_schema() -> dict[str, Any]:
                       under("end", model(DocumentEnd)),
                       {"allOf": [{"$ref": "#/components/schemas/ErrorResponse"},
                                  {"type": "object", "required": ["status"],
-                                  "properties": {"status": {"type": "integer"}}}]}]}
+                                  "properties": {"status": {"type": "integer"}, "retry_after_s": {
+                                      "type": "integer", "description": "where the error is worth another try: "
+                                      "after this many seconds (an answer's Retry-After)"}}}]}]}
 
 
 #: The answers other than JSON, for the OpenAPI spec.
@@ -654,8 +656,10 @@ class Ingress:
                 outcome = work.result()
                 if isinstance(outcome, dict):
                     yield documents.ndjson_line(documents.stream_end(outcome))
-                else:
-                    yield documents.ndjson_line({**json.loads(bytes(outcome.body)), "status": outcome.status_code})
+                else:  # the status and Retry-After it would have had as an answer of its own
+                    wait = outcome.headers.get("retry-after")
+                    yield documents.ndjson_line({**json.loads(bytes(outcome.body)), "status": outcome.status_code,
+                                                 **({"retry_after_s": int(wait)} if wait else {})})
             finally:
                 work.cancel()  # where its client left: the pages still to come are not read, nor any stored
                 answered(outcome)

@@ -167,9 +167,10 @@ def in_page_order(numbers: list[int], on_page: OnPage | None) -> OnPage | None:
 class _Again(Exception):
     """A try that failed in a way worth another (`OCRClient._with_retries`); ``response``: its answer, if any."""
 
-    def __init__(self, failure: OCRError, response: httpx.Response | None = None) -> None:
+    def __init__(self, failure: OCRError, response: httpx.Response | None = None,
+                 retry_after_s: float | None = None) -> None:
         super().__init__(str(failure))
-        self.failure, self.response = failure, response
+        self.failure, self.response, self.retry_after_s = failure, response, retry_after_s
 
 
 class OCRClient:
@@ -386,7 +387,9 @@ class OCRClient:
                             error = item["error"]
                             failure = OCRError(item["status"], error["code"], error["message"],
                                                item.get("request_id"), attempt, error.get("max_pages"))
-                            raise _Again(failure) if is_retried_status(item["status"], error["code"]) else failure
+                            if not is_retried_status(item["status"], error["code"]):
+                                raise failure
+                            raise _Again(failure, retry_after_s=item.get("retry_after_s"))
             except (httpx.TransportError, httpx.TimeoutException) as exc:
                 raise _Again(OCRError(0, "connection_error", f"{type(exc).__name__}: {exc}", None, attempt)) from exc
             raise _Again(OCRError(0, "connection_error", "the stream ended before its last line", None, attempt))
@@ -421,6 +424,8 @@ class OCRClient:
                 return await once(attempt)
             except _Again as again:
                 delay = retry_delay(again.response, attempt, self.policy)
+                if again.retry_after_s is not None:  # said in a stream's last line, where no header could say it
+                    delay = min(max(float(again.retry_after_s), 0.0), self.policy.max_backoff_s)
                 if attempt == self.policy.attempts or time.monotonic() - start + delay > self.policy.deadline_s:
                     raise again.failure from None
                 await asyncio.sleep(delay)

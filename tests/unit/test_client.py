@@ -194,3 +194,22 @@ def test_pages_read_side_by_side_are_told_of_in_page_order():
     tell(Answer({"image": {"page": 2}}, 1))
     assert [a.body["image"]["page"] for a in heard] == [2, 3, 5]
     assert in_page_order([1], None) is None
+
+
+def test_a_stream_that_ends_in_an_error_worth_another_try_waits_as_its_line_says(monkeypatch):
+    """A stream's last line cannot carry a Retry-After header: it says ``retry_after_s``, and the client waits so."""
+    waits: list[float] = []
+
+    async def note(delay: float) -> None:
+        waits.append(delay)
+
+    monkeypatch.setattr("serve_app.client.asyncio.sleep", note)
+    start = {"start": {"request_id": "d", "pages": [1, 2], "held": 2}}
+    end = {"end": {"request_id": "d", "text": "", "timings": {}, "models": {}}}
+    late = {"error": {"code": "timeout", "message": "page 2: m"}, "request_id": "d", "status": 504, "retry_after_s": 3}
+    tries: list = []
+    answers, _ = _read(_streaming(
+        tries, httpx.Response(200, headers=NDJSON, content=b"".join(_lines(start, {"page": _page(1, 2)}, late))),
+        httpx.Response(200, headers=NDJSON, content=b"".join(_lines(start, *({"page": _page(n, 2)} for n in (1, 2)),
+                                                                    end)))))
+    assert [a.body["text"] for a in answers] == ["Page 1", "Page 2"] and len(tries) == 2 and waits == [3.0]
