@@ -641,9 +641,26 @@ class Ingress:
             assert isinstance(refusal, Response), "a document is answered after its first page only"
             return refusal
         numbers = start["start"]["pages"]
+        # what the stream ended with (None: its client left first), and whether its end was accounted for
+        end: dict[str, Any] = {"outcome": None, "finished": False}
+
+        def finish(*_: object) -> None:
+            """Once: at the stream's end, or at its request's where that comes first.
+
+            A client gone before the first line was sent: the stream's own ``finally`` never runs then.
+            """
+            if end["finished"]:
+                return
+            end["finished"] = True
+            work.cancel()  # where its client left: the pages still to come are not read, nor any stored
+            answered(end["outcome"])
+            span.end()
+
+        handling = asyncio.current_task()  # runs the route, then sends its answer
+        if handling is not None:
+            handling.add_done_callback(finish)
 
         async def lines() -> AsyncIterator[bytes]:
-            outcome: dict[str, Any] | Response | None = None
             try:
                 yield documents.ndjson_line(start)
                 read_pages: dict[int, dict[str, Any]] = {}
@@ -653,7 +670,7 @@ class Ingress:
                     while sent < len(numbers) and numbers[sent] in read_pages:
                         yield documents.ndjson_line({"page": read_pages.pop(numbers[sent])})
                         sent += 1
-                outcome = work.result()
+                outcome = end["outcome"] = work.result()
                 if isinstance(outcome, dict):
                     yield documents.ndjson_line(documents.stream_end(outcome))
                 else:  # the status and Retry-After it would have had as an answer of its own
@@ -661,9 +678,7 @@ class Ingress:
                     yield documents.ndjson_line({**json.loads(bytes(outcome.body)), "status": outcome.status_code,
                                                  **({"retry_after_s": int(wait)} if wait else {})})
             finally:
-                work.cancel()  # where its client left: the pages still to come are not read, nor any stored
-                answered(outcome)
-                span.end()
+                finish()
 
         headers = {"X-Accel-Buffering": "no", "Cache-Control": "no-store",  # nginx: pass each line on as it comes
                    documents.PAGE_IDS_HEADER: ", ".join(request_ids.page_id(request_id, n) for n in numbers)}
