@@ -200,10 +200,14 @@ def test_a_stream_that_ends_in_an_error_worth_another_try_waits_as_its_line_says
     """A stream's last line cannot carry a Retry-After header: it says ``retry_after_s``, and the client waits so."""
     waits: list[float] = []
 
-    async def note(delay: float) -> None:
-        waits.append(delay)
+    class Waits:  # the client's asyncio, its sleeps noted (not the process's: other loops sleep too)
+        def __getattr__(self, name: str):
+            return getattr(asyncio, name)
 
-    monkeypatch.setattr("serve_app.client.asyncio.sleep", note)
+        async def sleep(self, delay: float) -> None:
+            waits.append(delay)
+
+    monkeypatch.setattr("serve_app.client.asyncio", Waits())
     start = {"start": {"request_id": "d", "pages": [1, 2], "held": 2}}
     end = {"end": {"request_id": "d", "text": "", "timings": {}, "models": {}}}
     late = {"error": {"code": "timeout", "message": "page 2: m"}, "request_id": "d", "status": 504, "retry_after_s": 3}
