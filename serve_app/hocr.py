@@ -8,7 +8,7 @@ paragraph) with the block's ``ocr_line`` elements in reading order, each with it
 Confidences become ``x_wconf`` (0-100). A page read turned (``?rotate=``) carries the turn as each line's
 ``textangle`` (degrees counter-clockwise, as Tesseract writes it): the boxes stay where the text is in the upload.
 A PDF page carries the resolution it was rendered at as ``scan_res``. A line that slopes (as the recognizer levels
-it, `pipeline.MIN_TILT`) on a page read upright carries its ``baseline`` (slope, and offset from the box's bottom
+it, `pipeline.is_tilted`) on a page read upright carries its ``baseline`` (slope, and offset from the box's bottom
 left corner), as Tesseract writes it: OCRmyPDF lays such a line's text along it.
 """
 
@@ -20,8 +20,7 @@ from typing import Any
 from serve_app import __version__
 from serve_app.layout import enclosing, grouped_lines
 from serve_app.markup import xml_safe
-from serve_app.ocr.pipeline import MIN_TILT
-from serve_app.ocr.processing.recognition import line_slope
+from serve_app.ocr.pipeline import is_tilted
 
 MEDIA_TYPE = "text/html; charset=utf-8"
 #: Where a line's baseline lies above the bottom of its box, as a share of its height: its descenders (Tesseract's
@@ -58,8 +57,8 @@ def baseline(line: dict[str, Any]) -> str:
     The baseline as hOCR gives it: y = slope x + offset, from the bottom left corner of the line's box, in pixels
     (y downwards). Ours is the line's bottom edge raised by its descenders (`BASELINE_LIFT`).
     """
-    poly = [tuple(p) for p in line.get("poly") or []]
-    if len(poly) != 4 or abs(line_slope(tuple(poly))) < MIN_TILT:
+    poly = tuple((x, y) for x, y in line.get("poly") or [])
+    if not is_tilted(poly):
         return ""
     (_, tly), (_, try_), (brx, bry), (blx, bly) = poly
     if brx <= blx:

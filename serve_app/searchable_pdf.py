@@ -33,8 +33,7 @@ from PIL import Image
 from serve_app import __version__
 from serve_app.imaging import decode_image
 from serve_app.layout import Point, turn, turned_box
-from serve_app.ocr.pipeline import MIN_TILT
-from serve_app.ocr.processing.recognition import line_slope
+from serve_app.ocr.pipeline import is_tilted
 
 MEDIA_TYPE = "application/pdf"
 
@@ -190,7 +189,7 @@ def word_runs(answer: dict[str, Any]) -> list[Run]:
 
 def _tilted_baseline(line: dict[str, Any], rotation: int, width: int,
                      height: int) -> tuple[Callable[..., Point], float] | None:
-    """A line sloping as the recognizer levels it (`pipeline.MIN_TILT`): its baseline, and its height across it.
+    """A line sloping as the recognizer levels it (`pipeline.is_tilted`): its baseline, and its height across it.
 
     ``at(x)``: the baseline's point at an x of the page as read; ``at(x, h)``: ``h`` above it, across the line. Its
     words are drawn along the slope, at that height: laid flat over their upright boxes, a selection cut across
@@ -200,7 +199,7 @@ def _tilted_baseline(line: dict[str, Any], rotation: int, width: int,
         return None
     at = turn(rotation, width, height)
     poly = tuple(at(x, y) for x, y in line["poly"])  # from the text's top left, clockwise, as read
-    if len(poly) != 4 or abs(line_slope(poly)) < MIN_TILT:
+    if not is_tilted(poly):
         return None
     (tlx, tly), (trx, try_), (brx, bry), (blx, bly) = poly
     dx, dy = (brx - blx) + (trx - tlx), (bry - bly) + (try_ - tly)  # along the line: both edges' way

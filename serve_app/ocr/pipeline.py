@@ -85,6 +85,14 @@ class LineResult:
         }
 
 
+def is_tilted(poly: tuple[tuple[float, float], ...]) -> bool:
+    """Whether a line slopes enough to be cut along its own axis (`MIN_TILT`, the default).
+
+    The writers of searchable PDFs and hOCR lay such a line's words along its slope, the others flat.
+    """
+    return len(poly) == 4 and abs(recognition.line_slope(poly)) >= MIN_TILT
+
+
 def make_crops(image: np.ndarray, lines: list[TextLine], max_width: int = 1600,
                min_tilt: float = MIN_TILT, steep_tilt: float = STEEP_TILT) -> list[Crop]:
     """Level lines are cut as boxes, tilted ones along their own axis; steep ones with less margin (`STEEP_TILT`)."""
