@@ -46,7 +46,7 @@ from deployments import (
     uploads,
 )
 from deployments.handovers import Handovers
-from serve_app import __version__, alto, documents, hocr, searchable_pdf, telemetry, tsv
+from serve_app import __version__, alto, documents, hocr, previews, searchable_pdf, telemetry, tsv
 from serve_app.config import AppConfig, resolve_weights
 from serve_app.corrections import as_corrected, corrected_lines
 from serve_app.imaging import ACCEPTED, MEDIA_TYPES, DecodedImage, ImageError, PageOutOfRange, decode_image
@@ -72,6 +72,7 @@ from serve_app.ocr.processing.textlines import TextLine
 from serve_app.pages import SPEC_MAX_LENGTH, SPELLING, TooManyPages, parse_pages
 from serve_app.pdf_sandbox import PdfSandbox
 from serve_app.schemas import (
+    MAX_PREVIEW_SIDE,
     CorrectionIn,
     CorrectionOut,
     DocumentEnd,
@@ -514,6 +515,12 @@ class Ingress:
             "whether the dictionary knows it or not (0: every reading); by default the service's tuned filter "
             "(ingress.min_word_confidence, 0.75, and 0.92 for letters-only words the dictionary lacks). "
             "'layout=word' is never filtered"),
+        preview: int = Query(0, ge=0, le=MAX_PREVIEW_SIDE, description="N > 0: the answer also holds the page as "
+                             "the service read it, a JPEG whose long side is at most N pixels, under `preview` (a "
+                             "`data:` URL, with its width and height; boxes scale to it by preview.width / "
+                             "image.width): for a client that cannot draw the upload itself, such as a browser "
+                             "given a PDF, a TIFF or HEIC. Each page of a `?pages=` document has its own. JSON "
+                             "answers only (format=json or ndjson); not stored"),
         idempotency_key: str | None = Header(
             None, alias="Idempotency-Key", min_length=1, max_length=request_ids.MAX_KEY_LENGTH,
             description="a string of your choosing, the same for every try of one upload: every try gets the same "
@@ -534,6 +541,8 @@ class Ingress:
                     notes["min_confidence"] = min_confidence
                 if output != "json":
                     notes["format"] = output
+                if preview:
+                    notes["preview"] = preview
                 form = await request.form()  # parsed already, for `image`: no second read (and none of a raw body)
                 sent = len(form.getlist("image"))
                 content_type = request.headers.get("content-type")
@@ -556,6 +565,9 @@ class Ingress:
                     response = error(*uploads.missing_image(content_type, form.keys()), request_id)
                 elif refused is not None:
                     response = refused
+                elif preview and output not in ("json", "ndjson"):
+                    response = error(422, "invalid_request", f"preview is part of a JSON answer (format=json or "
+                                     f"ndjson), not of format={output}", request_id)
                 elif streamed and wanted is None:
                     response = error(422, "invalid_request", "format=ndjson streams the pages of a ?pages= request, "
                                      "each as soon as it is read; one page is answered whole (format=json)", request_id)
@@ -564,13 +576,13 @@ class Ingress:
                         self._log_answer(request_id, span, t0, outcome, notes, lost, layout, page, output)
                     if streamed:
                         assert wanted is not None
-                        response = await self._stream(request_id, read, wanted, rotate, min_confidence, notes,
-                                                      answered, span)
+                        response = await self._stream(request_id, read, wanted, rotate, min_confidence, preview,
+                                                      notes, answered, span)
                         if isinstance(response, StreamingResponse):
                             return response  # its log line and span end with it
                     else:
                         response = await self._admit(request_id, read, layout, page, wanted, rotate, min_confidence,
-                                                     output, notes)
+                                                     preview, output, notes)
                 self._log_answer(request_id, span, t0, response, notes, lost, layout, page, output)
                 if streamed:
                     span.end()
@@ -617,7 +629,7 @@ class Ingress:
         request_log.info(json.dumps(record))
 
     async def _stream(self, request_id: str, read: Callable[[int], Awaitable[bytes]], wanted: list[int],
-                      rotate: Rotate, min_confidence: float | None, notes: dict[str, Any],
+                      rotate: Rotate, min_confidence: float | None, preview: int, notes: dict[str, Any],
                       answered: Callable[[dict[str, Any] | Response | None], None],
                       span: trace.Span) -> Response:
         """``?pages=&format=ndjson``: each page as soon as it and those before it are read, a JSON line each.
@@ -629,7 +641,7 @@ class Ingress:
         """
         events: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
         work = asyncio.ensure_future(self._admit(request_id, read, "page", 1, wanted, rotate, min_confidence,
-                                                 "ndjson", notes, events))
+                                                 preview, "ndjson", notes, events))
         work.add_done_callback(lambda _: events.put_nowait(("done", None)))
         try:
             kind, start = await events.get()
@@ -703,8 +715,8 @@ class Ingress:
             return None, error(422, "invalid_request", str(exc), request_id)
 
     async def _admit(self, request_id: str, read: Callable[[int], Awaitable[bytes]], layout: Layout, page: int,
-                     wanted: list[int] | None, rotate: Rotate, min_confidence: float | None, output: Output,
-                     notes: dict[str, Any],
+                     wanted: list[int] | None, rotate: Rotate, min_confidence: float | None, preview: int,
+                     output: Output, notes: dict[str, Any],
                      events: asyncio.Queue[tuple[str, Any]] | None = None) -> dict[str, Any] | JSONResponse:
         """One page (``wanted`` None) within ``request_timeout_s``, or the pages ``wanted`` ([]: all) within it each.
 
@@ -721,10 +733,11 @@ class Ingress:
         self.inflight += 1
         self.held_beyond += holds - 1
         if wanted is None:
-            work = self._ocr(request_id, read, layout, page, rotate, min_confidence, output, notes)
+            work = self._ocr(request_id, read, layout, page, rotate, min_confidence, preview, output, notes)
             deadline, setting = self.request_timeout_s, "request_timeout_s"
         else:
-            work = self._document(request_id, read, wanted, rotate, min_confidence, output, notes, events)
+            work = self._document(request_id, read, wanted, rotate, min_confidence, preview, output, notes,
+                                  events)
             deadline, setting = limits.document_timeout_s, "document_timeout_s"
         try:
             return await asyncio.wait_for(work, deadline)
@@ -748,13 +761,15 @@ class Ingress:
             self.held_beyond -= holds - 1
 
     async def _ocr(self, request_id: str, read: Callable[[int], Awaitable[bytes]], layout: Layout, page: int,
-                   rotate: Rotate, min_confidence: float | None, output: Output,
+                   rotate: Rotate, min_confidence: float | None, preview: int, output: Output,
                    notes: dict[str, Any]) -> dict[str, Any]:
         t0 = time.perf_counter()
         data = await read(self.cfg.ingress.max_upload_bytes + 1)
         body, decoded = await self._read(request_id, data, t0, layout, page, rotate, min_confidence, notes)
         if self.sidecar is not None:
             self._store(data, MEDIA_TYPES[decoded.format], [body], notes)
+        if preview:
+            body["preview"] = await self._in_thread("preview", previews.page_preview, decoded.pixels, preview)
         if output == "pdf":  # after the handover took its copy: the PDF is the answer's, not stored
             if decoded.format == "PDF":  # its own page, words laid over it: parsed again, so in the sandbox
                 body["pdf"] = await self._in_thread("pdf", self.pdfs.overlay, data, [body])
@@ -763,7 +778,8 @@ class Ingress:
         return body
 
     async def _document(self, request_id: str, read: Callable[[int], Awaitable[bytes]], wanted: list[int],
-                        rotate: Rotate, min_confidence: float | None, output: Output, notes: dict[str, Any],
+                        rotate: Rotate, min_confidence: float | None, preview: int, output: Output,
+                        notes: dict[str, Any],
                         events: asyncio.Queue[tuple[str, Any]] | None = None) -> dict[str, Any]:
         """The pages ``wanted`` of one upload ([]: every page), read ``ingress.pages_at_once`` at a time.
 
@@ -793,6 +809,8 @@ class Ingress:
             if output == "pdf" and decoded.format != "PDF":  # the picture now: the page's pixels are not kept
                 pictures[n] = await self._in_thread("pdf", searchable_pdf.page_image, data, decoded.format,
                                                  decoded.pixels, decoded.width, decoded.height)
+            if preview:
+                body["preview"] = await self._in_thread("preview", previews.page_preview, decoded.pixels, preview)
             return body
 
         first = await one(wanted[0] if wanted else 1)
@@ -898,7 +916,7 @@ class Ingress:
         sidecar, it is not stored: noted in the request's log line and counted.
         """
         created = datetime.now(UTC).isoformat()
-        stored = [{**body, "created_at": created} for body in bodies]
+        stored = documents.to_store(bodies, created)
         request_id = _ids_of(stored)
         if self.handovers.start(data, lambda: self._hand_over(request_id, data, media_type, stored),
                                 _outliving_the_request()):

@@ -36,6 +36,15 @@ def document(request_id: str, pages: list[dict[str, Any]], models: dict[str, str
             "timings": {**timings, "total_ms": total_ms}, "models": models}
 
 
+def to_store(pages: list[dict[str, Any]], created_at: str) -> list[dict[str, Any]]:
+    """The pages' answers as stored and forwarded (``imageDataQueue``): without the ``preview`` a client asked for.
+
+    A preview is a picture (270 kB for a 200 dpi page at 2048 px) made again whenever asked; each page a copy, so
+    that the answer still going out keeps its own.
+    """
+    return [{**{k: v for k, v in page.items() if k != "preview"}, "created_at": created_at} for page in pages]
+
+
 def ndjson_line(body: dict[str, Any]) -> bytes:
     """One line of a streamed document, encoded as the JSON answers are (UTF-8, no NaN)."""
     return json.dumps(body, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode() + b"\n"

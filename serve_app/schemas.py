@@ -46,6 +46,19 @@ class Timings(BaseModel):
     total_ms: float
 
 
+#: The largest preview a request may ask for (`?preview=`): a page at 200 dpi is some 2,300 x 1,700 pixels.
+MAX_PREVIEW_SIDE = 4096
+
+
+class PagePreview(BaseModel):
+    """The page as read, small: what a client that cannot decode the upload (a PDF, a TIFF, HEIC) draws boxes on."""
+
+    url: str = Field(description="a `data:image/jpeg;base64,...` URL of the page's pixels as the service read them "
+                                 "(a PDF page as rendered, EXIF turns applied, before any `?rotate=` turn)")
+    width: int = Field(description="the preview's size: boxes scale to it by width / image.width")
+    height: int
+
+
 class OCRResponse(BaseModel):
     request_id: str
     image: ImageInfo
@@ -53,6 +66,8 @@ class OCRResponse(BaseModel):
     text: str = Field(description="all lines in reading order, one per line")
     timings: Timings
     models: dict[str, str]
+    preview: PagePreview | None = Field(None, description="with `?preview=N`: the page as read, its long side at "
+                                                          "most N pixels (not stored: stored answers have none)")
 
 
 class DocumentResponse(BaseModel):

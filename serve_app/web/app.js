@@ -5,6 +5,7 @@
 // pages 0.950 instead of 0.993; at 2048, 0.913 and 0.992 (python -m benchmarks.web_scale).
 const MAX_SIDE = 2048;
 const $ = (id) => document.getElementById(id);
+const STAGE_TITLE = "2. Drag over the text you want (optional), then read it";
 const state = { canvas: null, roi: null, result: null, drag: null, file: null, decoded: false, alpha: false, page: 1, sent: null,
   stored: [] };  // stored: the ids a download of every page stored its pages under, which "Delete stored copy" deletes too
 
@@ -48,8 +49,10 @@ async function loadFile(file) {
   } catch {
     // the browser cannot decode it (or it is a PDF or TIFF): let the service read it, or say what is wrong with it
     state.decoded = false;
+    $("canvas").classList.add("fixed");  // no region of it can be sent: the file goes whole
+    $("stage-title").textContent = "2. Read it (this file is sent whole; its page is drawn as the service read it)";
     $("prep").textContent = `${file.name || "pasted file"}: ${fmtBytes(file.size)} (sent as it is)`;
-    const c = $("canvas"); c.width = 1; c.height = 1;
+    const c = $("canvas"); c.width = 1; c.height = 1; delete c.dataset.page;
     return read();
   }
   const scale = Math.min(1, MAX_SIDE / Math.max(bitmap.width, bitmap.height));
@@ -58,6 +61,8 @@ async function loadFile(file) {
   const ctx = c.getContext("2d");
   ctx.drawImage(bitmap, 0, 0, c.width, c.height);
   state.decoded = true;
+  c.classList.remove("fixed");
+  $("stage-title").textContent = STAGE_TITLE;
   state.alpha = hasTransparency(ctx, c.width, c.height);
   $("overlay").setAttribute("viewBox", `0 0 ${c.width} ${c.height}`);
   const sent = await encodeRegion(c, 0, 0, c.width, c.height);
@@ -104,6 +109,7 @@ async function read() {
     if (state.page > 1) params.set("page", state.page);
     if ($("find-turn").checked) params.set("rotate", "auto");
     if ($("every-word").checked) params.set("min_confidence", "0");  // every reading; boxes show how sure
+    if (!state.decoded) params.set("preview", MAX_SIDE);  // the page as the service read it, to draw the boxes on
     const query = params.toString();
     const url = query ? `api/v1/ocr?${query}` : "api/v1/ocr";
     // what a searchable PDF is made of: the same upload read the same way, under the same key, so that the service
@@ -118,6 +124,7 @@ async function read() {
       throw new Error(`${hint ? hint + ": " : ""}${msg} (HTTP ${r.status})`);
     }
     showResult(data, region);
+    if (!state.decoded && data.preview) showPreview(data.preview, data.image);
     showPages(data.image);
     const where = data.image.pages > 1 ? ` on page ${data.image.page} of ${data.image.pages}` : "";
     const turn = data.image.rotation ? `, read turned ${data.image.rotation}° clockwise` : "";
@@ -141,6 +148,7 @@ async function saveAs() {
   const { body, name, params, key } = state.sent;
   const query = new URLSearchParams(params);
   query.set("format", format);
+  query.delete("preview");  // a part of JSON answers only
   const every = !$("all-pages-row").hidden && $("all-pages").checked;  // one file of the whole document
   if (every) { query.delete("page"); query.set("pages", "all"); }
   const form = new FormData();
@@ -191,6 +199,20 @@ function newId() {
   b[8] = (b[8] & 0x3f) | 0x80;
   const hex = [...b].map((x) => x.toString(16).padStart(2, "0")).join("");
   return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
+}
+
+// A page the browser cannot draw (a PDF, a TIFF, HEIC), as the service read it: the boxes are in the page's own
+// pixels, so the overlay takes those while the canvas holds the smaller picture.
+function showPreview(preview, image) {
+  $("overlay").setAttribute("viewBox", `0 0 ${image.width} ${image.height}`);
+  const picture = new Image();
+  picture.addEventListener("load", () => {
+    const c = $("canvas");
+    c.width = preview.width; c.height = preview.height;
+    c.getContext("2d").drawImage(picture, 0, 0);
+    c.dataset.page = image.page;  // which page it shows, once drawn
+  });
+  picture.src = preview.url;
 }
 
 function showPages(image) {

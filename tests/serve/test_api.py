@@ -33,6 +33,7 @@ from tests.unit.test_alto import A as ALTO
 from tests.unit.test_alto import assert_valid_alto
 from tests.unit.test_imaging import save, with_scans
 from tests.unit.test_pdf_sandbox import busy_pdf
+from tests.unit.test_previews import decoded as decoded_preview
 from tests.unit.test_tsv import table as tsv_table
 from training.pdfs import text_pdf
 from training.synth import render_lines
@@ -293,6 +294,49 @@ def test_each_page_of_a_pdf_is_rendered_and_read(client, app_config):
     assert r.status_code == 422 and r.json()["error"]["code"] == "page_out_of_range"
     r = client.post("/api/v1/ocr", files={"image": ("bill.pdf", data[:300], "application/pdf")})
     assert r.status_code == 400 and r.json()["error"]["code"] == "corrupt_image" and "PDF" in r.text
+
+
+def test_a_page_comes_back_as_read_for_a_client_that_cannot_draw_it(client):
+    """``?preview=N``: a browser draws no PDF page. The page as rendered comes back small, and the boxes scaled to it
+    land on its ink; each page of a document has its own."""
+    texts = [["Invoice number 4521", "Total due 38.90"], ["Kind regards"]]
+    files = {"image": ("bill.pdf", text_pdf(texts, size=16, width=360, height=144), "application/pdf")}
+    key = {"Idempotency-Key": str(uuid.uuid4())}
+    r = client.post("/api/v1/ocr", params={"preview": 400}, files=files, headers=key)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    width, height = body["image"]["width"], body["image"]["height"]
+    shown = body["preview"]
+    assert (shown["width"], shown["height"]) == (400, round(400 * height / width))
+    ink = decoded_preview(shown).mean(axis=2) < 128
+    boxed = np.zeros_like(ink)
+    scale = shown["width"] / width
+    for word in (w for line in body["lines"] for w in line["words"]):
+        x0, y0, x1, y1 = (round(v * scale) for v in word["box"])
+        assert ink[y0:y1 + 1, x0:x1 + 1].any(), word  # each word's box holds ink
+        boxed[max(0, y0 - 2):y1 + 3, max(0, x0 - 2):x1 + 3] = True
+    assert ink.sum() > 200 and ink[boxed].sum() / ink.sum() > 0.98  # and the ink is in the boxes
+    assert client.post("/api/v1/ocr", files=files).json()["preview"] is None  # not asked, none
+
+    whole = client.post("/api/v1/ocr", params={"preview": 4096}, files=files).json()["preview"]
+    assert (whole["width"], whole["height"]) == (width, height)  # the page's own pixels: never enlarged
+    doc = client.post("/api/v1/ocr", params={"pages": "all", "preview": 200}, files=files).json()
+    first, second = (decoded_preview(p["preview"]) for p in doc["pages"])
+    assert first.shape == second.shape == (round(200 * height / width), 200, 3)
+    assert np.abs(first - second).mean() > 1  # each page its own picture
+    streamed = client.post("/api/v1/ocr", params={"pages": "2", "format": "ndjson", "preview": 200}, files=files)
+    assert np.array_equal(decoded_preview(json.loads(streamed.text.splitlines()[1])["page"]["preview"]), second)
+
+    deadline = time.monotonic() + 30
+    while (stored := client.get(f"/api/v1/images/{body['request_id']}/data")).status_code != 200:
+        assert time.monotonic() < deadline, stored.text
+        time.sleep(0.25)
+    assert [line["text"] for line in stored.json()["lines"]] == texts[0]  # stored as any other answer
+
+    for params, says in (({"preview": 200, "format": "hocr"}, "format=hocr"), ({"preview": 5000}, "preview"),
+                         ({"preview": -1}, "preview")):
+        r = client.post("/api/v1/ocr", params=params, files=files)
+        assert r.status_code == 422 and says in r.json()["error"]["message"], r.text
 
 
 def test_the_pages_of_a_document_are_read_in_one_request(client):
@@ -948,7 +992,7 @@ def test_a_misspelt_query_parameter_is_named_not_ignored(client):
     assert r.status_code == 422 and r.json()["error"]["code"] == "invalid_request", r.text
     message = r.json()["error"]["message"]
     assert "'rotation'" in message and "'page'" not in message, message
-    assert "(it takes: format, layout, min_confidence, page, pages, rotate)" in message, message  # no replica self
+    assert "(it takes: format, layout, min_confidence, page, pages, preview, rotate)" in message, message  # no self
     r = client.post("/api/v1/ocr", params={"rotate": "0", "page": 1, "format": "text", "min_confidence": 0.5,
                                            "layout": "page"}, files=files)
     assert r.status_code == 200 and r.text.strip() == "query words", r.text

@@ -105,7 +105,7 @@ def test_the_client_reads_corrects_and_deletes_what_is_stored(serve_url):
 
     async def go() -> tuple:
         async with OCRClient(serve_url, policy=RetryPolicy(attempts=40, max_backoff_s=1.0, deadline_s=60)) as c:
-            answer = await c.ocr(upload, "bill.png")
+            answer = await c.ocr(upload, "bill.png", preview=120)
             rid = answer.body["request_id"]
             stored = await c.stored(rid)  # may not be in the database yet
             file = await c.image(rid)
@@ -122,6 +122,7 @@ def test_the_client_reads_corrects_and_deletes_what_is_stored(serve_url):
 
     body, stored, file, cid, text, pdf, gone = asyncio.run(go())
     assert [ln["text"] for ln in stored["lines"]] == [ln["text"] for ln in body["lines"]] and file == upload
+    assert body["preview"]["width"] == 120 and body["preview"]["url"].startswith("data:image/jpeg;base64,")
     assert text == "Invoice number 4521\nTotal due 39.80\n" and len(cid) == 36
     assert pdf.startswith(b"%PDF-") and pdfium.PdfDocument(pdf)[0].get_textpage().get_text_range().split()[-3:] \
         == ["Total", "due", "39.80"]

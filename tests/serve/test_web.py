@@ -111,14 +111,43 @@ def test_every_page_of_a_tiff_or_pdf_can_be_read(page, tmp_path, serve_url, kind
     else:
         ims = [render_lines(t, size=28)[0] for t in texts]
         ims[0].save(path, save_all=True, append_images=ims[1:])
-    page.set_input_files("#file", str(path))
+    with page.expect_response(lambda r: "/api/v1/ocr" in r.url) as answer:
+        page.set_input_files("#file", str(path))
     page.wait_for_selector("#status:has-text('on page 1 of 2')", timeout=60_000)
     assert "sent as it is" in page.inner_text("#prep") and page.is_visible("#pager")
     assert [i.input_value() for i in page.query_selector_all("#lines input")] == texts[0]
+    first = shown_page(page, answer.value.json(), 1)
     page.select_option("#page", "2")
     page.wait_for_selector("#status:has-text('on page 2 of 2')", timeout=60_000)
     assert [i.input_value() for i in page.query_selector_all("#lines input")] == texts[1]
     assert any(u.startswith(serve_url + "/api/v1/ocr?page=2") for u in page.requests)
+    assert shown_page(page, None, 2) != first  # the page read is the page shown
+
+
+#: The canvas's size and where its dark pixels are, a mask row by row in eighths of its height.
+CANVAS_INK = """() => { const c = document.getElementById("canvas");
+  const px = c.getContext("2d").getImageData(0, 0, c.width, c.height).data;
+  const rows = new Array(8).fill(0);
+  for (let i = 0; i < px.length; i += 4) {
+    if (px[i] < 128) rows[Math.floor(Math.floor(i / 4 / c.width) * 8 / c.height)]++;
+  }
+  return [c.width, c.height, rows]; }"""
+
+
+def shown_page(page, body: dict | None, number: int) -> list:
+    """The page a browser cannot draw is drawn from the answer's preview, with its boxes over the words' ink."""
+    page.wait_for_selector(f"#canvas[data-page='{number}']", state="attached", timeout=30_000)
+    width, height, rows = page.evaluate(CANVAS_INK)
+    if body is not None:
+        assert (width, height) == (body["preview"]["width"], body["preview"]["height"]) and width > 100
+        assert page.get_attribute("#overlay", "viewBox") == f"0 0 {body['image']['width']} {body['image']['height']}"
+        inked = [y for y, n in enumerate(rows) if n]
+        for line in body["lines"]:  # each line's box over rows with ink
+            y0, y1 = (int(v * 8 / body["image"]["height"]) for v in (line["box"][1], line["box"][3]))
+            assert set(range(y0, min(y1, 7) + 1)) & set(inked), (line, rows)
+    assert sum(rows) > 50
+    assert "fixed" in page.get_attribute("#canvas", "class")  # no region to drag out
+    return rows
 
 
 def test_every_page_comes_down_as_one_file_and_is_deleted_with_the_page_read(page, tmp_path, serve_url):

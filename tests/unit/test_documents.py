@@ -43,3 +43,12 @@ def test_every_format_writes_a_document_page_by_page_and_one_page_as_before():
     assert "pdf" not in doc
     with pytest.raises(ValueError):
         documents.formatted(doc, "docx", None)
+
+
+def test_what_is_stored_and_forwarded_has_no_preview_and_the_answer_keeps_its_own():
+    pages = [{**answer(page=n), "preview": {"url": "data:image/jpeg;base64,AAAA", "width": 64, "height": 20}}
+             for n in (1, 2)]
+    stored = documents.to_store(pages, "2026-12-06T16:00:00+00:00")
+    assert [sorted(s) for s in stored] == [sorted([*answer(), "created_at"])] * 2
+    assert [s["image"]["page"] for s in stored] == [1, 2] and stored[0]["lines"] == pages[0]["lines"]
+    assert all("preview" in p and "created_at" not in p for p in pages)
