@@ -46,7 +46,7 @@ from deployments import (
     uploads,
 )
 from deployments.handovers import Handovers
-from serve_app import __version__, alto, documents, hocr, previews, searchable_pdf, telemetry, tsv
+from serve_app import __version__, alto, documents, hocr, previews, regions, searchable_pdf, telemetry, tsv
 from serve_app.config import AppConfig, resolve_weights
 from serve_app.corrections import as_corrected, corrected_lines
 from serve_app.imaging import ACCEPTED, MEDIA_TYPES, DecodedImage, ImageError, PageOutOfRange, decode_image
@@ -59,6 +59,7 @@ from serve_app.ocr.pipeline import (
     find_turn,
     make_crops,
     may_be_one_word,
+    moved,
     one_word_page,
     to_upload_pixels,
     turned,
@@ -521,6 +522,11 @@ class Ingress:
                              "image.width): for a client that cannot draw the upload itself, such as a browser "
                              "given a PDF, a TIFF or HEIC. Each page of a `?pages=` document has its own. JSON "
                              "answers only (format=json or ndjson); not stored"),
+        region: str | None = Query(None, max_length=200, description="x0,y0,x1,y1: read only this part of the page, "
+                                   "in the pixels an answer's boxes are in (the upload's upright pixels; a PDF page's "
+                                   "as rendered at `image.dpi`); boxes stay in the page's pixels, and the answer's "
+                                   "`image.region` says the part read, clipped to the page (less than 8 x 8 pixels "
+                                   "of it: 422 region_outside). One page: not with `?pages=`"),
         idempotency_key: str | None = Header(
             None, alias="Idempotency-Key", min_length=1, max_length=request_ids.MAX_KEY_LENGTH,
             description="a string of your choosing, the same for every try of one upload: every try gets the same "
@@ -543,6 +549,8 @@ class Ingress:
                     notes["format"] = output
                 if preview:
                     notes["preview"] = preview
+                if region is not None:
+                    notes["region"] = region
                 form = await request.form()  # parsed already, for `image`: no second read (and none of a raw body)
                 sent = len(form.getlist("image"))
                 content_type = request.headers.get("content-type")
@@ -557,6 +565,7 @@ class Ingress:
                         return await request.body()
                     read = read_body
                 wanted, refused = self._wanted_pages(pages, "page" in request.query_params, layout, request_id)
+                part, refused = self._region(region, wanted, request_id, refused)
                 if sent > 1:  # one was read and the rest dropped without a word: a client hoping for all learns so
                     response: dict[str, Any] | Response = error(
                         422, "invalid_request", f"the field 'image' came {sent} times; send one image per request "
@@ -582,7 +591,7 @@ class Ingress:
                             return response  # its log line and span end with it
                     else:
                         response = await self._admit(request_id, read, layout, page, wanted, rotate, min_confidence,
-                                                     preview, output, notes)
+                                                     preview, output, notes, region=part)
                 self._log_answer(request_id, span, t0, response, notes, lost, layout, page, output)
                 if streamed:
                     span.end()
@@ -696,6 +705,20 @@ class Ingress:
                    documents.PAGE_IDS_HEADER: ", ".join(request_ids.page_id(request_id, n) for n in numbers)}
         return StreamingResponse(lines(), media_type=documents.NDJSON_MEDIA_TYPE, headers=headers)
 
+    @staticmethod
+    def _region(spec: str | None, wanted: list[int] | None, request_id: str,
+                refused: JSONResponse | None) -> tuple[regions.Region | None, JSONResponse | None]:
+        """``?region=`` as whole pixels, None without it; or the error to answer (``refused``: one already)."""
+        if spec is None or refused is not None:
+            return None, refused
+        if wanted is not None:
+            return None, error(422, "invalid_request", "region is a part of one page: not with ?pages= (read the "
+                               "pages one by one with ?page=N&region=...)", request_id)
+        try:
+            return regions.parse_region(spec), None
+        except ValueError as exc:
+            return None, error(422, "invalid_request", str(exc), request_id)
+
     def _wanted_pages(self, pages: str | None, page_given: bool, layout: Layout,
                       request_id: str) -> tuple[list[int] | None, JSONResponse | None]:
         """``?pages=`` as page numbers ([]: all), None without it; or the error to answer."""
@@ -717,7 +740,8 @@ class Ingress:
     async def _admit(self, request_id: str, read: Callable[[int], Awaitable[bytes]], layout: Layout, page: int,
                      wanted: list[int] | None, rotate: Rotate, min_confidence: float | None, preview: int,
                      output: Output, notes: dict[str, Any],
-                     events: asyncio.Queue[tuple[str, Any]] | None = None) -> dict[str, Any] | JSONResponse:
+                     events: asyncio.Queue[tuple[str, Any]] | None = None,
+                     region: regions.Region | None = None) -> dict[str, Any] | JSONResponse:
         """One page (``wanted`` None) within ``request_timeout_s``, or the pages ``wanted`` ([]: all) within it each.
 
         A document (``wanted``) has ``document_timeout_s`` for all of its pages; ``events`` hears of each as it is
@@ -733,7 +757,7 @@ class Ingress:
         self.inflight += 1
         self.held_beyond += holds - 1
         if wanted is None:
-            work = self._ocr(request_id, read, layout, page, rotate, min_confidence, preview, output, notes)
+            work = self._ocr(request_id, read, layout, page, rotate, min_confidence, preview, output, notes, region)
             deadline, setting = self.request_timeout_s, "request_timeout_s"
         else:
             work = self._document(request_id, read, wanted, rotate, min_confidence, preview, output, notes,
@@ -762,10 +786,10 @@ class Ingress:
 
     async def _ocr(self, request_id: str, read: Callable[[int], Awaitable[bytes]], layout: Layout, page: int,
                    rotate: Rotate, min_confidence: float | None, preview: int, output: Output,
-                   notes: dict[str, Any]) -> dict[str, Any]:
+                   notes: dict[str, Any], region: regions.Region | None) -> dict[str, Any]:
         t0 = time.perf_counter()
         data = await read(self.cfg.ingress.max_upload_bytes + 1)
-        body, decoded = await self._read(request_id, data, t0, layout, page, rotate, min_confidence, notes)
+        body, decoded = await self._read(request_id, data, t0, layout, page, rotate, min_confidence, notes, region)
         if self.sidecar is not None:
             self._store(data, MEDIA_TYPES[decoded.format], [body], notes)
         if preview:
@@ -859,34 +883,45 @@ class Ingress:
         return answer
 
     async def _read(self, request_id: str, data: bytes, t0: float, layout: Layout, page: int, rotate: Rotate,
-                    min_confidence: float | None, notes: dict[str, Any]) -> tuple[dict[str, Any], DecodedImage]:
-        """Page ``page`` of the upload ``data`` decoded and read: its answer, and the pixels it was read from."""
+                    min_confidence: float | None, notes: dict[str, Any],
+                    region: regions.Region | None = None) -> tuple[dict[str, Any], DecodedImage]:
+        """Page ``page`` of the upload ``data`` decoded and read: its answer, and the pixels of the whole page.
+
+        ``region``: only that part of it is read, its boxes moved back into the page's pixels.
+        """
         limits = self.cfg.ingress
-        keep_side = 2 * self.cfg.detector.detection.max_side if limits.jpeg_draft else None
+        # a region is read at the upload's own scale: its print is smaller than the page's detector input shows it
+        keep_side = 2 * self.cfg.detector.detection.max_side if limits.jpeg_draft and region is None else None
         decoded = await self._in_thread("decode", decode_image, data, limits.max_upload_bytes, limits.max_pixels,
                                         keep_side, page, limits.pdf_dpi, self.pdfs.render)
         trace.get_current_span().set_attributes(
             {"image.width": decoded.width, "image.height": decoded.height, "image.bytes": len(data),
              "image.pages": decoded.pages})
         t1 = time.perf_counter()
+        part, left, top = decoded.pixels, 0, 0  # what is read, and where it lies in the decoded page
+        if region is not None:
+            region = regions.clipped(region, decoded.width, decoded.height)
+            part, left, top = regions.crop(decoded.pixels, region, *decoded.scale)
         rotation = 0 if rotate == "auto" else int(rotate)
         if layout == "word":  # a tall word is already read turned a quarter each way: "auto" reads it as it comes
-            pixels = await self._in_thread("turn", turned, decoded.pixels, rotation) if rotation else decoded.pixels
+            pixels = await self._in_thread("turn", turned, part, rotation) if rotation else part
             with telemetry.tracer.start_as_current_span("recognize", attributes={"crops": 1}):
                 reading = await self._call("Recognizer", lambda: self.recognizer.read_word.remote(pixels))
             detect_s, recognize_s = 0.0, time.perf_counter() - t1
-            results = unturned(word_lines(to_gray(pixels), reading), rotation, *decoded.pixels.shape[1::-1])
+            results = unturned(word_lines(to_gray(pixels), reading), rotation, *part.shape[1::-1])
         else:
-            rotation, results, detect_s, recognize_s = await self._read_page(decoded.pixels, rotate, min_confidence)
-            if not results and rotation == 0 and may_be_one_word(*decoded.pixels.shape[:2]):
+            rotation, results, detect_s, recognize_s = await self._read_page(part, rotate, min_confidence)
+            if not results and rotation == 0 and may_be_one_word(*part.shape[:2]):
                 t2 = time.perf_counter()  # a word cropped too tight for the detector: read it whole, then filter it
                 with telemetry.tracer.start_as_current_span("recognize", attributes={"crops": 1, "fallback": "word"}):
-                    reading = await self._call("Recognizer", lambda: self.recognizer.read_word.remote(decoded.pixels))
+                    reading = await self._call("Recognizer", lambda: self.recognizer.read_word.remote(part))
                 gate = WORD_FALLBACK_CONFIDENCE if min_confidence is None else min_confidence
-                results = self._assemble(*one_word_page(to_gray(decoded.pixels), reading, gate), min_confidence)
+                results = self._assemble(*one_word_page(to_gray(part), reading, gate), min_confidence)
                 recognize_s += time.perf_counter() - t2
                 notes["read_as"] = "word" if results else "nothing (no line, nor a word)"
         trace.get_current_span().set_attribute("image.rotation", rotation)
+        if left or top:
+            results = moved(results, lambda x, y: (x + left, y + top))
         results = to_upload_pixels(results, *decoded.scale)
         m = metrics.ingress()
         m["images"].inc()
@@ -899,7 +934,8 @@ class Ingress:
         body: dict[str, Any] = {
             "request_id": request_id,
             "image": {"width": decoded.width, "height": decoded.height, "format": decoded.format,
-                      "page": decoded.page, "pages": decoded.pages, "dpi": decoded.dpi, "rotation": rotation},
+                      "page": decoded.page, "pages": decoded.pages, "dpi": decoded.dpi, "rotation": rotation,
+                      **({"region": list(region)} if region is not None else {})},
             "lines": [r.to_dict() for r in results],
             "text": "\n".join(r.text for r in results),
             "timings": {"decode_ms": (t1 - t0) * 1e3, "detect_ms": detect_s * 1e3, "recognize_ms": recognize_s * 1e3,

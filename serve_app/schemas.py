@@ -37,6 +37,10 @@ class ImageInfo(BaseModel):
     rotation: int = Field(0, description="degrees the image was turned clockwise to be read (`?rotate=`); boxes and "
                                          "polygons are in the upload's own pixels all the same, polygons' corners in "
                                          "reading order")
+    region: list[int] | None = Field(
+        None, exclude_if=lambda v: v is None,
+        description="`?region=` only: the part of the page read, x0, y0, x1, y1 in its pixels, clipped to it; boxes "
+                    "are in the page's pixels")
 
 
 class Timings(BaseModel):
@@ -45,6 +49,9 @@ class Timings(BaseModel):
     recognize_ms: float
     total_ms: float
 
+
+#: ``image.region`` and ``preview`` are in an answer only where the request asked for them (no null): an answer to
+#: a request without them is as it was before they were added.
 
 #: The largest preview a request may ask for (`?preview=`): a page at 200 dpi is some 2,300 x 1,700 pixels.
 MAX_PREVIEW_SIDE = 4096
@@ -66,8 +73,10 @@ class OCRResponse(BaseModel):
     text: str = Field(description="all lines in reading order, one per line")
     timings: Timings
     models: dict[str, str]
-    preview: PagePreview | None = Field(None, description="with `?preview=N`: the page as read, its long side at "
-                                                          "most N pixels (not stored: stored answers have none)")
+    preview: PagePreview | None = Field(
+        None, exclude_if=lambda v: v is None,
+        description="with `?preview=N`: the page as read, its long side at most N pixels (not stored: stored "
+                    "answers have none)")
 
 
 class DocumentResponse(BaseModel):

@@ -138,15 +138,15 @@ async def store_result(
     async with conn.transaction():
         await _writing(conn, image_id)
         await conn.execute(
-            "INSERT INTO image (id, creation_timestamp, width, height, format, page, pages, rotation, "
-            "detector_model, recognizer_model, timings) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) "
+            "INSERT INTO image (id, creation_timestamp, width, height, format, page, pages, rotation, region, "
+            "detector_model, recognizer_model, timings) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) "
             "ON CONFLICT (id) DO UPDATE SET width = EXCLUDED.width, height = EXCLUDED.height, "
             "format = EXCLUDED.format, page = EXCLUDED.page, pages = EXCLUDED.pages, rotation = EXCLUDED.rotation, "
-            "detector_model = EXCLUDED.detector_model, recognizer_model = EXCLUDED.recognizer_model, "
-            "timings = EXCLUDED.timings",
+            "region = EXCLUDED.region, detector_model = EXCLUDED.detector_model, "
+            "recognizer_model = EXCLUDED.recognizer_model, timings = EXCLUDED.timings",
             image_id, created, img.get("width"), img.get("height"), img.get("format"), img.get("page", 1),
-            img.get("pages", 1), img.get("rotation", 0), models.get("detector"), models.get("recognizer"),
-            json.dumps(result.get("timings", {})),
+            img.get("pages", 1), img.get("rotation", 0), img.get("region"), models.get("detector"),
+            models.get("recognizer"), json.dumps(result.get("timings", {})),
         )
         stored = await conn.fetchval("SELECT data_stored FROM image WHERE id = $1 FOR UPDATE", image_id)
         if stored:
@@ -214,7 +214,8 @@ async def image_data(pool: asyncpg.Pool, image_id: uuid.UUID) -> dict[str, Any] 
         "id": str(img["id"]),
         "created": img["creation_timestamp"].isoformat(),
         "image": {"width": img["width"], "height": img["height"], "format": img["format"], "page": img["page"],
-                  "pages": img["pages"], "rotation": img["rotation"], "stored": img["path"] is not None},
+                  "pages": img["pages"], "rotation": img["rotation"], "stored": img["path"] is not None,
+                  **({"region": list(img["region"])} if img["region"] is not None else {})},
         "models": {"detector": img["detector_model"], "recognizer": img["recognizer_model"]},
         "results_stored": bool(img["data_stored"]),
         "lines": lines,

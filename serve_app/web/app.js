@@ -1,5 +1,7 @@
 // show-off OCR page: choose an image (or a PDF), scale it to <= 2048 px on its long side as JPEG, optionally pick a
 // region, read it, draw the boxes over the image, and send corrections. No framework, no network beyond this service.
+// A file the browser cannot draw (a PDF, a TIFF, HEIC) goes whole; the service draws its page (?preview=) and cuts a
+// region picked on that from the page itself (?region=).
 // 2048: a phone photo still goes as a sixth of its pixels, and small print keeps what the service reads it by. At
 // 720 px high (the page's first rule) docs_dev receipts read F1 0.877 instead of 0.908 as they come, 9 pt letter
 // pages 0.950 instead of 0.993; at 2048, 0.913 and 0.992 (python -m benchmarks.web_scale).
@@ -7,7 +9,8 @@ const MAX_SIDE = 2048;
 const $ = (id) => document.getElementById(id);
 const STAGE_TITLE = "2. Drag over the text you want (optional), then read it";
 const state = { canvas: null, roi: null, result: null, drag: null, file: null, decoded: false, alpha: false, page: 1, sent: null,
-  stored: [] };  // stored: the ids a download of every page stored its pages under, which "Delete stored copy" deletes too
+  stored: [],  // the ids a download of every page stored its pages under, which "Delete stored copy" deletes too
+  view: 1 };  // overlay units per canvas pixel: 1, or a page the service drew small: its pixels per preview pixel
 
 // The key of a service that asks for one (it answers 401): kept for this tab only, sent with every API call.
 function apiHeaders(extra = {}) {
@@ -38,7 +41,7 @@ function fmtBytes(n) {
 const isPaged = (file) => ["image/tiff", "application/pdf"].includes(file.type) || /\.(tiff?|pdf)$/i.test(file.name || "");
 
 async function loadFile(file) {
-  state.file = file; state.roi = null; state.result = null; state.page = 1;
+  state.file = file; state.roi = null; state.result = null; state.page = 1; state.view = 1;
   $("results").hidden = true; $("overlay").innerHTML = ""; $("clear-roi").disabled = true; $("roi-info").textContent = "";
   $("stage").hidden = false; $("pager").hidden = true; $("all-pages-row").hidden = true;
   setStatus("");
@@ -49,7 +52,7 @@ async function loadFile(file) {
   } catch {
     // the browser cannot decode it (or it is a PDF or TIFF): let the service read it, or say what is wrong with it
     state.decoded = false;
-    $("canvas").classList.add("fixed");  // no region of it can be sent: the file goes whole
+    $("canvas").classList.add("fixed");  // nothing to drag over until the service has drawn the page
     $("stage-title").textContent = "2. Read it (this file is sent whole; its page is drawn as the service read it)";
     $("prep").textContent = `${file.name || "pasted file"}: ${fmtBytes(file.size)} (sent as it is)`;
     const c = $("canvas"); c.width = 1; c.height = 1; delete c.dataset.page;
@@ -88,6 +91,7 @@ function encodeRegion(src, x, y, w, h) {
 
 async function read() {
   const region = state.roi || { x: 0, y: 0, w: $("canvas").width, h: $("canvas").height };
+  const shown = !state.decoded && $("canvas").dataset.page === String(state.page);  // drawn by the service already
   let body, name = "upload";
   if (state.decoded) {
     body = await encodeRegion($("canvas"), region.x, region.y, region.w, region.h);
@@ -97,7 +101,8 @@ async function read() {
     name = state.file.name || name;
   }
   const info = $("sent-info");
-  info.textContent = state.decoded ? `sent ${region.w}×${region.h} px, ${fmtBytes(body.size)}` : `sent ${fmtBytes(body.size)}`;
+  info.textContent = state.decoded ? `sent ${region.w}×${region.h} px, ${fmtBytes(body.size)}`
+    : `sent ${fmtBytes(body.size)}${state.roi ? `, the region ${regionSpec(state.roi)} of page ${state.page} asked for` : ""}`;
   info.dataset.width = state.decoded ? region.w : ""; info.dataset.height = state.decoded ? region.h : "";
   const form = new FormData();
   form.append("image", body, name);
@@ -109,7 +114,8 @@ async function read() {
     if (state.page > 1) params.set("page", state.page);
     if ($("find-turn").checked) params.set("rotate", "auto");
     if ($("every-word").checked) params.set("min_confidence", "0");  // every reading; boxes show how sure
-    if (!state.decoded) params.set("preview", MAX_SIDE);  // the page as the service read it, to draw the boxes on
+    if (!state.decoded && !shown) params.set("preview", MAX_SIDE);  // the page as the service read it, to draw on
+    if (!state.decoded && state.roi) params.set("region", regionSpec(state.roi));  // in the page's pixels
     const query = params.toString();
     const url = query ? `api/v1/ocr?${query}` : "api/v1/ocr";
     // what a searchable PDF is made of: the same upload read the same way, under the same key, so that the service
@@ -123,7 +129,7 @@ async function read() {
                      429: "Too many of your requests at once, try again", 503: "The service is busy, try again", 504: "No answer in time, try again" }[r.status];
       throw new Error(`${hint ? hint + ": " : ""}${msg} (HTTP ${r.status})`);
     }
-    showResult(data, region);
+    showResult(data, state.decoded ? region : { x: 0, y: 0 });  // the service's boxes are in the page's pixels
     if (!state.decoded && data.preview) showPreview(data.preview, data.image);
     showPages(data.image);
     const where = data.image.pages > 1 ? ` on page ${data.image.page} of ${data.image.pages}` : "";
@@ -150,7 +156,7 @@ async function saveAs() {
   query.set("format", format);
   query.delete("preview");  // a part of JSON answers only
   const every = !$("all-pages-row").hidden && $("all-pages").checked;  // one file of the whole document
-  if (every) { query.delete("page"); query.set("pages", "all"); }
+  if (every) { query.delete("page"); query.delete("region"); query.set("pages", "all"); }  // every page whole
   const form = new FormData();
   form.append("image", body, name);
   setStatus(`Reading it again as ${label}…`, "busy");
@@ -211,6 +217,9 @@ function showPreview(preview, image) {
     c.width = preview.width; c.height = preview.height;
     c.getContext("2d").drawImage(picture, 0, 0);
     c.dataset.page = image.page;  // which page it shows, once drawn
+    state.view = image.width / preview.width;
+    c.classList.remove("fixed");  // a region of it may be dragged out now: the service cuts it from the page
+    $("stage-title").textContent = STAGE_TITLE;
   });
   picture.src = preview.url;
 }
@@ -333,19 +342,26 @@ function roiRect(roi) {
   return r;
 }
 
+// Where the pointer is, in overlay units (the canvas's pixels, or the page's where the service drew it small).
 function canvasPoint(ev) {
   const c = $("canvas"), b = c.getBoundingClientRect();
-  return { x: Math.round(((ev.clientX - b.left) / b.width) * c.width), y: Math.round(((ev.clientY - b.top) / b.height) * c.height) };
+  const w = c.width * state.view, h = c.height * state.view;
+  return { x: Math.round(((ev.clientX - b.left) / b.width) * w), y: Math.round(((ev.clientY - b.top) / b.height) * h) };
 }
+
+const regionSpec = (roi) => `${roi.x},${roi.y},${roi.x + roi.w},${roi.y + roi.h}`;
 
 function setupRegion() {
   const c = $("canvas");
-  c.addEventListener("pointerdown", (ev) => { if (state.decoded) { state.drag = canvasPoint(ev); c.setPointerCapture(ev.pointerId); } });
+  c.addEventListener("pointerdown", (ev) => {
+    if (state.decoded || c.dataset.page) { state.drag = canvasPoint(ev); c.setPointerCapture(ev.pointerId); }
+  });
   c.addEventListener("pointermove", (ev) => {
     if (!state.drag) return;
     const p = canvasPoint(ev), d = state.drag;
     const roi = { x: Math.max(0, Math.min(d.x, p.x)), y: Math.max(0, Math.min(d.y, p.y)) };
-    roi.w = Math.min(c.width, Math.max(d.x, p.x)) - roi.x; roi.h = Math.min(c.height, Math.max(d.y, p.y)) - roi.y;
+    roi.w = Math.min(c.width * state.view, Math.max(d.x, p.x)) - roi.x;
+    roi.h = Math.min(c.height * state.view, Math.max(d.y, p.y)) - roi.y;
     $("overlay").innerHTML = ""; $("overlay").appendChild(roiRect(roi));
     state.pending = roi;
   });
@@ -357,9 +373,11 @@ function setupRegion() {
       $("roi-info").textContent = `region ${roi.w}×${roi.h} at (${roi.x}, ${roi.y})`;
     }
   });
-  $("clear-roi").addEventListener("click", () => {
-    state.roi = null; $("overlay").innerHTML = ""; $("clear-roi").disabled = true; $("roi-info").textContent = "";
-  });
+  $("clear-roi").addEventListener("click", clearRegion);
+}
+
+function clearRegion() {
+  state.roi = null; $("overlay").innerHTML = ""; $("clear-roi").disabled = true; $("roi-info").textContent = "";
 }
 
 function setupInput() {
@@ -377,7 +395,9 @@ function setupInput() {
     if (item) loadFile(item.getAsFile());
   });
   $("read").addEventListener("click", read);
-  $("page").addEventListener("change", (ev) => { state.page = Number(ev.target.value); read(); });
+  $("page").addEventListener("change", (ev) => {  // another page: its own region, if any, once it is drawn
+    state.page = Number(ev.target.value); clearRegion(); read();
+  });
   $("copy").addEventListener("click", async () => {
     const text = [...document.querySelectorAll("#lines li")]  // a blank line between blocks, as ?format=text
       .map((li) => (li.classList.contains("new-block") ? "\n" : "") + li.querySelector("input").value).join("\n");

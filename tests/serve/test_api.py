@@ -5,6 +5,7 @@ import collections
 import contextlib
 import io
 import json
+import math
 import random
 import re
 import select
@@ -29,6 +30,7 @@ from serve_app.ocr import runtime
 from serve_app.ocr.models import quantize
 from serve_app.ocr.models.weights import read_weights
 from serve_app.ocr.predictor import resolve_precision
+from serve_app.regions import parse_region
 from tests.unit.test_alto import A as ALTO
 from tests.unit.test_alto import assert_valid_alto
 from tests.unit.test_imaging import save, with_scans
@@ -316,7 +318,7 @@ def test_a_page_comes_back_as_read_for_a_client_that_cannot_draw_it(client):
         assert ink[y0:y1 + 1, x0:x1 + 1].any(), word  # each word's box holds ink
         boxed[max(0, y0 - 2):y1 + 3, max(0, x0 - 2):x1 + 3] = True
     assert ink.sum() > 200 and ink[boxed].sum() / ink.sum() > 0.98  # and the ink is in the boxes
-    assert client.post("/api/v1/ocr", files=files).json()["preview"] is None  # not asked, none
+    assert "preview" not in client.post("/api/v1/ocr", files=files).json()  # not asked: the answer as before
 
     whole = client.post("/api/v1/ocr", params={"preview": 4096}, files=files).json()["preview"]
     assert (whole["width"], whole["height"]) == (width, height)  # the page's own pixels: never enlarged
@@ -337,6 +339,53 @@ def test_a_page_comes_back_as_read_for_a_client_that_cannot_draw_it(client):
                          ({"preview": -1}, "preview")):
         r = client.post("/api/v1/ocr", params=params, files=files)
         assert r.status_code == 422 and says in r.json()["error"]["message"], r.text
+
+
+def test_a_region_of_a_page_is_read_alone_and_answered_in_the_pages_pixels(client):
+    """``?region=``: a PDF page goes whole (a browser cannot crop it); the part asked is read, boxes in the page's
+    pixels as a whole reading gives them."""
+    texts = [["Kind regards"], ["Invoice number 4521", "Total due 38.90", "Thank you"]]
+    files = {"image": ("bill.pdf", text_pdf(texts, size=16, width=360, height=200), "application/pdf")}
+    whole = client.post("/api/v1/ocr", params={"page": 2}, files=files).json()
+    assert [ln["text"] for ln in whole["lines"]] == texts[1]
+    width, height = whole["image"]["width"], whole["image"]["height"]
+    x0, y0, x1, y1 = whole["lines"][1]["box"]
+    spec = f"{x0 - 10},{y0 - 8},{x1 + 10},{y1 + 8}"
+    key = {"Idempotency-Key": str(uuid.uuid4())}
+    r = client.post("/api/v1/ocr", params={"page": 2, "region": spec}, files=files, headers=key)
+    assert r.status_code == 200, r.text
+    part = r.json()
+    assert part["text"] == texts[1][1] and part["image"]["region"] == list(parse_region(spec))
+    assert (part["image"]["width"], part["image"]["height"]) == (width, height)  # the page's, not the region's
+    r0, s0, r1, s1 = part["image"]["region"]
+    for found in (part["lines"][0], *part["lines"][0]["words"]):  # within the region, in the page's pixels
+        assert r0 <= found["box"][0] < found["box"][2] <= r1 and s0 <= found["box"][1] < found["box"][3] <= s1
+    for a, b in zip(part["lines"][0]["words"], whole["lines"][1]["words"], strict=True):  # may start at its edge
+        assert a["text"] == b["text"] and a["box"] == pytest.approx(b["box"], abs=12)
+
+    below = client.post("/api/v1/ocr", params={"page": 2, "region": f"0,{y1 + 4},{width + 500},{height + 500}"},
+                        files=files).json()  # past the page's edge: clipped to it
+    assert below["text"] == texts[1][2] and below["image"]["region"] == [0, math.floor(y1 + 4), width, height]
+    a0, b0, a1, b1 = whole["lines"][0]["words"][0]["box"]
+    word = client.post("/api/v1/ocr", params={"page": 2, "layout": "word", "region": f"{a0 - 3},{b0 - 3},{a1 + 3},"
+                                              f"{b1 + 3}"}, files=files).json()
+    assert word["text"] == "Invoice" and word["lines"][0]["box"][0] == pytest.approx(a0 - 3, abs=1)
+
+    for params, status, code, says in (
+            ({"region": f"{width + 10},0,{width + 90},40"}, 422, "region_outside", f"{width} x {height}"),
+            ({"region": "10,10,5,40"}, 422, "invalid_request", "x1 must be greater"),
+            ({"region": "1,2,3"}, 422, "invalid_request", "four numbers"),
+            ({"region": "0,0,100,100", "pages": "all"}, 422, "invalid_request", "not with ?pages=")):
+        r = client.post("/api/v1/ocr", params=params, files=files)
+        assert (r.status_code, r.json()["error"]["code"]) == (status, code) and says in r.text, r.text
+
+    deadline = time.monotonic() + 30
+    while (stored := client.get(f"/api/v1/images/{part['request_id']}/data")).status_code != 200 or \
+            not stored.json()["lines"]:
+        assert time.monotonic() < deadline, stored.text
+        time.sleep(0.25)
+    assert stored.json()["image"]["region"] == part["image"]["region"]
+    assert [ln["text"] for ln in stored.json()["lines"]] == [texts[1][1]]
 
 
 def test_the_pages_of_a_document_are_read_in_one_request(client):
@@ -992,7 +1041,7 @@ def test_a_misspelt_query_parameter_is_named_not_ignored(client):
     assert r.status_code == 422 and r.json()["error"]["code"] == "invalid_request", r.text
     message = r.json()["error"]["message"]
     assert "'rotation'" in message and "'page'" not in message, message
-    assert "(it takes: format, layout, min_confidence, page, pages, preview, rotate)" in message, message  # no self
+    assert "(it takes: format, layout, min_confidence, page, pages, preview, region, rotate)" in message, message
     r = client.post("/api/v1/ocr", params={"rotate": "0", "page": 1, "format": "text", "min_confidence": 0.5,
                                            "layout": "page"}, files=files)
     assert r.status_code == 200 and r.text.strip() == "query words", r.text

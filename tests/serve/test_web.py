@@ -124,6 +124,47 @@ def test_every_page_of_a_tiff_or_pdf_can_be_read(page, tmp_path, serve_url, kind
     assert shown_page(page, None, 2) != first  # the page read is the page shown
 
 
+def test_a_region_of_a_pdf_page_is_picked_on_the_page_the_service_drew_and_read_alone(page, tmp_path, serve_url):
+    """A browser cannot crop a PDF page: the region dragged over its drawing goes as ``?region=`` in the page's
+    pixels, and the service reads that part of the page alone."""
+    texts = [LINES, ["Kind regards"]]
+    path = tmp_path / "letter.pdf"
+    path.write_bytes(text_pdf(texts))
+    with page.expect_response(lambda r: "/api/v1/ocr" in r.url) as answer:
+        page.set_input_files("#file", str(path))
+    page.wait_for_selector("#status:has-text('Found 3 lines on page 1 of 2')", timeout=60_000)
+    body = answer.value.json()
+    shown_page(page, body, 1)
+    assert page.inner_text("#stage-title").startswith("2. Drag over")
+    x0, y0, x1, y1 = body["lines"][1]["box"]
+    b = page.locator("#canvas").bounding_box()
+    at = lambda x, y: (b["x"] + x / body["image"]["width"] * b["width"],  # noqa: E731
+                       b["y"] + y / body["image"]["height"] * b["height"])
+    page.mouse.move(*at(x0 - 12, y0 - 8))
+    page.mouse.down()
+    page.mouse.move(*at((x0 + x1) / 2, (y0 + y1) / 2), steps=4)
+    page.mouse.move(*at(x1 + 12, y1 + 8), steps=4)
+    page.mouse.up()
+    assert page.inner_text("#roi-info").startswith("region ")
+    with page.expect_response(lambda r: "region=" in r.url) as again:
+        page.click("#read")
+    page.wait_for_selector("#status:has-text('Found 1 line on page 1 of 2')", timeout=60_000)
+    part = again.value.json()
+    assert [i.input_value() for i in page.query_selector_all("#lines input")] == [LINES[1]]
+    r0, s0, r1, s1 = part["image"]["region"]
+    assert abs(r0 - (x0 - 12)) < 8 and abs(r1 - (x1 + 12)) < 8 and abs(s1 - (y1 + 8)) < 8
+    assert "preview" not in again.value.url  # the page is drawn already
+    roi = page.locator("#overlay rect.roi")
+    assert [float(roi.get_attribute(k)) for k in ("x", "y")] == pytest.approx([r0, s0], abs=1)  # in page pixels
+    line = page.locator("#overlay polygon.line")
+    assert line.count() == 1 and float(line.get_attribute("points").split(",")[0]) >= r0 - 1
+    page.select_option("#page", "2")  # another page: read whole, drawn anew
+    page.wait_for_selector("#status:has-text('on page 2 of 2')", timeout=60_000)
+    assert [i.input_value() for i in page.query_selector_all("#lines input")] == texts[1]
+    assert page.inner_text("#roi-info") == "" and shown_page(page, None, 2)
+    assert not any("region=" in u for u in page.requests if "page=2" in u)
+
+
 #: The canvas's size and where its dark pixels are, a mask row by row in eighths of its height.
 CANVAS_INK = """() => { const c = document.getElementById("canvas");
   const px = c.getContext("2d").getImageData(0, 0, c.width, c.height).data;
@@ -146,7 +187,7 @@ def shown_page(page, body: dict | None, number: int) -> list:
             y0, y1 = (int(v * 8 / body["image"]["height"]) for v in (line["box"][1], line["box"][3]))
             assert set(range(y0, min(y1, 7) + 1)) & set(inked), (line, rows)
     assert sum(rows) > 50
-    assert "fixed" in page.get_attribute("#canvas", "class")  # no region to drag out
+    assert "fixed" not in page.get_attribute("#canvas", "class")  # a region of it may be dragged out
     return rows
 
 
