@@ -195,17 +195,21 @@ class OCRClient:
 
     async def ocr(self, data: bytes, filename: str = "image", *, layout: str = "page", page: int = 1,
                   rotate: str | int = "0", min_confidence: float | None = None,
-                  idempotency_key: str | None = None, preview: int = 0) -> Answer:
+                  idempotency_key: str | None = None, preview: int = 0,
+                  region: tuple[float, float, float, float] | None = None) -> Answer:
         """``POST /api/v1/ocr``, sent again while the failure is one of those above and the policy allows.
 
         ``idempotency_key``: one of your own where a call may be made again later (a job retried after a restart);
         by default a new one per call, the same for all its tries. ``min_confidence``: keep every word read at
         least that sure (0: every reading) instead of the service's own filter. ``preview``: N > 0, the answer
         holds the page as read, its long side at most N pixels (``body["preview"]["url"]``, a JPEG ``data:`` URL).
+        ``region``: x0, y0, x1, y1, only that part of the page is read (in its pixels, as boxes are).
         """
         params: dict[str, Any] = {"layout": layout, "page": page, "rotate": str(rotate)}
         if preview:
             params["preview"] = preview
+        if region is not None:
+            params["region"] = ",".join(f"{v:g}" for v in region)
         return await self._send(params, data, filename, min_confidence, idempotency_key)
 
     async def ocr_pages(self, data: bytes, filename: str = "document.pdf", *, pages: str = "all",

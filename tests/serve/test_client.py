@@ -3,6 +3,7 @@ replica ridden out without losing an answer. A full admission queue: `test_api.p
 
 import asyncio
 import json
+import math
 import signal
 import subprocess
 import sys
@@ -107,6 +108,8 @@ def test_the_client_reads_corrects_and_deletes_what_is_stored(serve_url):
         async with OCRClient(serve_url, policy=RetryPolicy(attempts=40, max_backoff_s=1.0, deadline_s=60)) as c:
             answer = await c.ocr(upload, "bill.png", preview=120)
             rid = answer.body["request_id"]
+            x0, y0, x1, y1 = answer.body["lines"][1]["box"]
+            part = await c.ocr(upload, "bill.png", region=(x0 - 8, y0 - 8, x1 + 8.5, y1 + 8))
             stored = await c.stored(rid)  # may not be in the database yet
             file = await c.image(rid)
             cid = await c.correct(rid, "Total due 39.80", line_index=1)
@@ -118,9 +121,11 @@ def test_the_client_reads_corrects_and_deletes_what_is_stored(serve_url):
             await c.delete(rid)
             with pytest.raises(OCRError) as gone:
                 await c.stored(rid)
-            return answer.body, stored, file, cid, text, pdf, gone.value
+            return answer.body, part.body, stored, file, cid, text, pdf, gone.value
 
-    body, stored, file, cid, text, pdf, gone = asyncio.run(go())
+    body, part, stored, file, cid, text, pdf, gone = asyncio.run(go())
+    assert part["text"] == "Total due 38.90"  # the region alone, sent as the pixels holding it
+    assert part["image"]["region"][2] == math.ceil(body["lines"][1]["box"][2] + 8.5)
     assert [ln["text"] for ln in stored["lines"]] == [ln["text"] for ln in body["lines"]] and file == upload
     assert body["preview"]["width"] == 120 and body["preview"]["url"].startswith("data:image/jpeg;base64,")
     assert text == "Invoice number 4521\nTotal due 39.80\n" and len(cid) == 36

@@ -36,3 +36,13 @@ def test_a_region_is_cut_from_a_reduced_decode_in_that_decodes_pixels():
     assert (left, top) == (100, 40) and part.shape == (200, 200) and part[0, 0] == page[40, 100]
     part, left, top = crop(page, (100, 40, 301, 241), 2.0, 2.0)  # decoded at half the upload's size
     assert (left, top) == (50, 20) and part.shape == (101, 101) and part[0, 0] == page[20, 50]
+
+
+def test_the_benchmarks_thirds_hold_their_words_with_a_margin_and_stay_on_the_page():
+    from benchmarks.regions import thirds
+
+    words = [{"text": t, "box": [10, y, 90, y + 20]} for t, y in (("top", 5), ("mid", 140), ("low", 270))]
+    words.append({"text": "###", "box": [100, 150, 140, 170], "ignore": True})
+    found = thirds({"words": words}, 160, 300, pad=8)
+    assert [r for r, _ in found] == [(2, 0, 98, 33), (2, 132, 148, 178), (2, 262, 98, 298)]
+    assert [[w["text"] for w in inside] for _, inside in found] == [["top"], ["mid", "###"], ["low"]]
