@@ -902,6 +902,9 @@ class Ingress:
         if region is not None:
             region = regions.clipped(region, decoded.width, decoded.height)
             part, left, top = regions.crop(decoded.pixels, region, *decoded.scale)
+            inside = (left, top, left + part.shape[1], top + part.shape[0])
+            if layout == "page":  # a word is read as cut: the recognizer reads tight crops
+                part, left, top = regions.framed(part), left - regions.FRAME, top - regions.FRAME
         rotation = 0 if rotate == "auto" else int(rotate)
         if layout == "word":  # a tall word is already read turned a quarter each way: "auto" reads it as it comes
             pixels = await self._in_thread("turn", turned, part, rotation) if rotation else part
@@ -920,8 +923,9 @@ class Ingress:
                 recognize_s += time.perf_counter() - t2
                 notes["read_as"] = "word" if results else "nothing (no line, nor a word)"
         trace.get_current_span().set_attribute("image.rotation", rotation)
-        if left or top:
-            results = moved(results, lambda x, y: (x + left, y + top))
+        if region is not None:  # back into the page, within the part read (not its frame)
+            results = moved(results, lambda x, y: (min(max(x + left, inside[0]), inside[2]),
+                                                   min(max(y + top, inside[1]), inside[3])))
         results = to_upload_pixels(results, *decoded.scale)
         m = metrics.ingress()
         m["images"].inc()

@@ -16,6 +16,8 @@ from serve_app.imaging import ImageError
 
 #: Fewer pixels than this across holds no line the detector finds, nor a word the recognizer reads.
 MIN_SIDE = 8
+#: The border of its own background colour a region is read inside (`framed`): two of the detector's anchor widths.
+FRAME = 32
 
 Region = tuple[int, int, int, int]
 
@@ -60,3 +62,18 @@ def crop(pixels: np.ndarray, region: Region, sx: float = 1.0, sy: float = 1.0) -
     right = min(pixels.shape[1], max(left + 1, math.ceil(x1 / sx)))
     bottom = min(pixels.shape[0], max(top + 1, math.ceil(y1 / sy)))
     return pixels[top:bottom, left:right], left, top
+
+
+def framed(part: np.ndarray, margin: int = FRAME) -> np.ndarray:
+    """``part`` inside ``margin`` pixels of its border's median colour.
+
+    Cut out bare, a region has text at its very edge, where the detector's edge anchors ran lines on to the edge
+    and lost words cut by it. 60 SROIE TRAIN receipts' thirds (`benchmarks.regions --set train/receipts_sroie`): F1
+    0.927 bare, 0.930 inside 16 px of its edge pixels repeated, 0.932 / 0.933 / 0.932 inside 16 / 32 / 48 px of
+    the median colour.
+    """
+    border = np.concatenate([part[0], part[-1], part[:, 0], part[:, -1]])
+    out = np.empty((part.shape[0] + 2 * margin, part.shape[1] + 2 * margin, *part.shape[2:]), part.dtype)
+    out[:] = np.median(border, axis=0).astype(part.dtype)
+    out[margin:margin + part.shape[0], margin:margin + part.shape[1]] = part
+    return out

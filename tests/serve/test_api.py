@@ -360,8 +360,9 @@ def test_a_region_of_a_page_is_read_alone_and_answered_in_the_pages_pixels(clien
     r0, s0, r1, s1 = part["image"]["region"]
     for found in (part["lines"][0], *part["lines"][0]["words"]):  # within the region, in the page's pixels
         assert r0 <= found["box"][0] < found["box"][2] <= r1 and s0 <= found["box"][1] < found["box"][3] <= s1
-    for a, b in zip(part["lines"][0]["words"], whole["lines"][1]["words"], strict=True):  # may start at its edge
-        assert a["text"] == b["text"] and a["box"] == pytest.approx(b["box"], abs=12)
+    assert part["lines"][0]["box"] == pytest.approx(whole["lines"][1]["box"], abs=4)  # framed: not run to its edge
+    for a, b in zip(part["lines"][0]["words"], whole["lines"][1]["words"], strict=True):
+        assert a["text"] == b["text"] and a["box"] == pytest.approx(b["box"], abs=4)
 
     below = client.post("/api/v1/ocr", params={"page": 2, "region": f"0,{y1 + 4},{width + 500},{height + 500}"},
                         files=files).json()  # past the page's edge: clipped to it

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from serve_app.regions import MIN_SIDE, RegionOutside, clipped, crop, parse_region
+from serve_app.regions import MIN_SIDE, RegionOutside, clipped, crop, framed, parse_region
 
 
 def test_a_region_is_the_whole_pixels_that_hold_it():
@@ -46,3 +46,11 @@ def test_the_benchmarks_thirds_hold_their_words_with_a_margin_and_stay_on_the_pa
     found = thirds({"words": words}, 160, 300, pad=8)
     assert [r for r, _ in found] == [(2, 0, 98, 33), (2, 132, 148, 178), (2, 262, 98, 298)]
     assert [[w["text"] for w in inside] for _, inside in found] == [["top"], ["mid", "###"], ["low"]]
+
+
+def test_a_region_is_framed_in_its_own_background_colour():
+    part = np.full((20, 30, 3), (200, 190, 180), np.uint8)
+    part[5:15, 0:30] = 10  # a line of ink from edge to edge
+    out = framed(part, 4)
+    assert out.shape == (28, 38, 3) and np.array_equal(out[4:24, 4:34], part)
+    assert out[0, 0].tolist() == [200, 190, 180] and out[14, 1].tolist() == [200, 190, 180]  # not the ink's
