@@ -899,12 +899,15 @@ class Ingress:
              "image.pages": decoded.pages})
         t1 = time.perf_counter()
         part, left, top = decoded.pixels, 0, 0  # what is read, and where it lies in the decoded page
+        cut, frame = part, 0  # the part without the frame a region is read in: what a word is read from
         if region is not None:
             region = regions.clipped(region, decoded.width, decoded.height)
-            part, left, top = regions.crop(decoded.pixels, region, *decoded.scale)
-            inside = (left, top, left + part.shape[1], top + part.shape[0])
+            cut, left, top = regions.crop(decoded.pixels, region, *decoded.scale)
+            inside = (left, top, left + cut.shape[1], top + cut.shape[0])
+            part = cut
             if layout == "page":  # a word is read as cut: the recognizer reads tight crops
-                part, left, top = regions.framed(part), left - regions.FRAME, top - regions.FRAME
+                frame = regions.FRAME
+                part, left, top = regions.framed(cut, frame), left - frame, top - frame
         rotation = 0 if rotate == "auto" else int(rotate)
         if layout == "word":  # a tall word is already read turned a quarter each way: "auto" reads it as it comes
             pixels = await self._in_thread("turn", turned, part, rotation) if rotation else part
@@ -914,12 +917,14 @@ class Ingress:
             results = unturned(word_lines(to_gray(pixels), reading), rotation, *part.shape[1::-1])
         else:
             rotation, results, detect_s, recognize_s = await self._read_page(part, rotate, min_confidence)
-            if not results and rotation == 0 and may_be_one_word(*part.shape[:2]):
+            if not results and rotation == 0 and may_be_one_word(*cut.shape[:2]):
                 t2 = time.perf_counter()  # a word cropped too tight for the detector: read it whole, then filter it
                 with telemetry.tracer.start_as_current_span("recognize", attributes={"crops": 1, "fallback": "word"}):
-                    reading = await self._call("Recognizer", lambda: self.recognizer.read_word.remote(part))
+                    reading = await self._call("Recognizer", lambda: self.recognizer.read_word.remote(cut))
                 gate = WORD_FALLBACK_CONFIDENCE if min_confidence is None else min_confidence
-                results = self._assemble(*one_word_page(to_gray(part), reading, gate), min_confidence)
+                results = self._assemble(*one_word_page(to_gray(cut), reading, gate), min_confidence)
+                if frame:  # in the framed part's pixels, as the detector's lines are
+                    results = moved(results, lambda x, y: (x + frame, y + frame))
                 recognize_s += time.perf_counter() - t2
                 notes["read_as"] = "word" if results else "nothing (no line, nor a word)"
         trace.get_current_span().set_attribute("image.rotation", rotation)

@@ -371,6 +371,9 @@ def test_a_region_of_a_page_is_read_alone_and_answered_in_the_pages_pixels(clien
     word = client.post("/api/v1/ocr", params={"page": 2, "layout": "word", "region": f"{a0 - 3},{b0 - 3},{a1 + 3},"
                                               f"{b1 + 3}"}, files=files).json()
     assert word["text"] == "Invoice" and word["lines"][0]["box"][0] == pytest.approx(a0 - 3, abs=1)
+    tight = client.post("/api/v1/ocr", params={"page": 2, "region": f"{a0 - 2},{b0 - 2},{a1 + 2},{b1 + 2}"},
+                        files=files).json()  # one word, found or read as a word, in the page's pixels
+    assert tight["text"] == "Invoice" and tight["lines"][0]["box"] == pytest.approx([a0, b0, a1, b1], abs=4)
 
     for params, status, code, says in (
             ({"region": f"{width + 10},0,{width + 90},40"}, 422, "region_outside", f"{width} x {height}"),
