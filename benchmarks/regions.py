@@ -26,14 +26,15 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from benchmarks.web_scale import Reader, Tally
 from serve_app.config import AppConfig
 from serve_app.imaging import decode_image
 from serve_app.ocr import runtime
-from serve_app.ocr.predictor import DetectorRunner, OCRPredictor, RecognizerRunner
+from serve_app.ocr.predictor import OCRPredictor
 from serve_app.regions import FRAME, Region, clipped, crop, framed
 from training import datasets
 from training.corpus import random_line
-from training.metrics import bag_counts, prf
+from training.metrics import prf
 from training.synth import render_lines
 
 
@@ -69,28 +70,17 @@ def _in(region: Region, x: float, y: float) -> bool:
     return region[0] <= x <= region[2] and region[1] <= y <= region[3]
 
 
-class Tally:
-    def __init__(self) -> None:
-        self.m = self.p = self.g = 0
-        self.seconds: list[float] = []
-
-    def add(self, words: list[str], truth: list[str], seconds: float) -> None:
-        m, p, g = bag_counts(words, truth)
-        self.m, self.p, self.g = self.m + m, self.p + p, self.g + g
-        self.seconds.append(seconds)
-
-    def row(self, name: str) -> str:
-        precision, recall, f1 = prf(self.m, self.p, self.g)
-        return (f"| {name} | {len(self.seconds)} | {precision:.3f} | {recall:.3f} | {f1:.3f} | "
-                f"{np.median(self.seconds):.3f} |")
+def row(tally: Tally, name: str) -> str:
+    precision, recall, f1 = prf(tally.m, tally.p, tally.g)
+    return (f"| {name} | {len(tally.seconds)} | {precision:.3f} | {recall:.3f} | {f1:.3f} | "
+            f"{np.median(tally.seconds):.3f} |")
 
 
 def main(args: argparse.Namespace) -> None:
     runtime.setup(args.threads)
     cfg = AppConfig()
-    det, rec = cfg.detector, cfg.recognizer
-    predictor = OCRPredictor(DetectorRunner(**det.runner_args()), RecognizerRunner(**rec.runner_args()),
-                             rec.min_tilt, cfg.ingress.min_word_confidence, cfg.ingress.min_unknown_word_confidence)
+    det = cfg.detector
+    predictor = Reader(cfg).predictor
     whole, parts = Tally(), Tally()
     for item in datasets.read_manifest(args.set)[:args.receipts]:
         data = Path(item["path"]).read_bytes()
@@ -119,8 +109,8 @@ def main(args: argparse.Namespace) -> None:
                             for ln in read for w in ln.words]), truth, time.perf_counter() - t0)
     print("| read | regions | precision | recall | F1 | s/read |")
     print("|---|---|---|---|---|---|")
-    print(whole.row("whole receipt, words in the region kept"), flush=True)
-    print(parts.row("`?region=` (the region alone)"), flush=True)
+    print(row(whole, "whole receipt, words in the region kept"), flush=True)
+    print(row(parts, "`?region=` (the region alone)"), flush=True)
     if args.photos:
         photos(predictor, cfg, args.photos, args.print)
 
@@ -147,8 +137,8 @@ def photos(predictor: OCRPredictor, cfg: AppConfig, n: int, size: int) -> None:
         t0 = time.perf_counter()
         read = predictor(framed(part))
         parts.add([w.text for ln in read for w in ln.words], truth, time.perf_counter() - t0)
-    print(whole.row(f"12 MP photo, {size} px print, read whole"))
-    print(parts.row(f"12 MP photo, {size} px print, `?region=` the label"))
+    print(row(whole, f"12 MP photo, {size} px print, read whole"))
+    print(row(parts, f"12 MP photo, {size} px print, `?region=` the label"))
 
 
 if __name__ == "__main__":
