@@ -69,9 +69,9 @@ class Tally:
 
 def read(predictor: OCRPredictor, data: bytes, cfg: AppConfig, dpi: float) -> tuple[list, float, float, float]:
     """Words (text, centre) as the service would answer, the render scale, render and total seconds."""
-    keep_side = 2 * cfg.detector.detection.max_side
+    keep_side, keep_short = cfg.detector.detection.keep_sides()
     t0 = time.perf_counter()
-    decoded = decode_image(data, 10**9, cfg.ingress.max_pixels, keep_side, 1, dpi)
+    decoded = decode_image(data, 10**9, cfg.ingress.max_pixels, keep_side, 1, dpi, keep_short=keep_short)
     t1 = time.perf_counter()
     lines = predictor(decoded.pixels)
     t2 = time.perf_counter()

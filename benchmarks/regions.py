@@ -84,7 +84,8 @@ def main(args: argparse.Namespace) -> None:
     whole, parts = Tally(), Tally()
     for item in datasets.read_manifest(args.set)[:args.receipts]:
         data = Path(item["path"]).read_bytes()
-        served = decode_image(data, 10**9, cfg.ingress.max_pixels, 2 * det.detection.max_side)
+        long, short = det.detection.keep_sides()
+        served = decode_image(data, 10**9, cfg.ingress.max_pixels, long, keep_short=short)
         t0 = time.perf_counter()
         lines = predictor(served.pixels)
         seconds = time.perf_counter() - t0
@@ -128,7 +129,8 @@ def photos(predictor: OCRPredictor, cfg: AppConfig, n: int, size: int) -> None:
         out = io.BytesIO()
         photo.save(out, "JPEG", quality=90)
         data, truth = out.getvalue(), " ".join(lines).split()
-        served = decode_image(data, 10**9, cfg.ingress.max_pixels, 2 * cfg.detector.detection.max_side)
+        long, short = cfg.detector.detection.keep_sides()
+        served = decode_image(data, 10**9, cfg.ingress.max_pixels, long, keep_short=short)
         t0 = time.perf_counter()
         found = predictor(served.pixels)
         whole.add([w.text for ln in found for w in ln.words], truth, time.perf_counter() - t0)

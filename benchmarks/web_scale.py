@@ -63,7 +63,8 @@ class Reader:
                                       cfg.ingress.min_unknown_word_confidence)
 
     def __call__(self, data: bytes) -> tuple[list[Word], float]:
-        decoded = decode_image(data, 10**9, self.cfg.ingress.max_pixels, 2 * self.cfg.detector.detection.max_side)
+        long, short = self.cfg.detector.detection.keep_sides()
+        decoded = decode_image(data, 10**9, self.cfg.ingress.max_pixels, long, keep_short=short)
         t0 = time.perf_counter()
         lines = self.predictor(decoded.pixels)
         seconds = time.perf_counter() - t0

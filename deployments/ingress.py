@@ -891,9 +891,10 @@ class Ingress:
         """
         limits = self.cfg.ingress
         # a region is read at the upload's own scale: its print is smaller than the page's detector input shows it
-        keep_side = 2 * self.cfg.detector.detection.max_side if limits.jpeg_draft and region is None else None
+        keep_side, keep_short = self.cfg.detector.detection.keep_sides()
         decoded = await self._in_thread("decode", decode_image, data, limits.max_upload_bytes, limits.max_pixels,
-                                        keep_side, page, limits.pdf_dpi, self.pdfs.render)
+                                        keep_side if limits.jpeg_draft and region is None else None, page,
+                                        limits.pdf_dpi, self.pdfs.render, keep_short)
         trace.get_current_span().set_attributes(
             {"image.width": decoded.width, "image.height": decoded.height, "image.bytes": len(data),
              "image.pages": decoded.pages})

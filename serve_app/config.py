@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from serve_app.ocr.pipeline import MIN_TILT, MIN_UNKNOWN_WORD_CONFIDENCE, MIN_WORD_CONFIDENCE
 from serve_app.ocr.processing.consensus import DEFAULT_WORD_SCALES
@@ -33,10 +33,17 @@ class DetectionSettings(_Strict):
 
     short_side: int = Field(_DEFAULT_DETECTION.short_side, ge=64, le=4096)
     max_side: int = Field(_DEFAULT_DETECTION.max_side, ge=64, le=8192)
+    min_short_side: int = Field(_DEFAULT_DETECTION.min_short_side, ge=0, le=4096,
+                                description="a strip longer than max_side / min_short_side (a whole web page's "
+                                            "screenshot) keeps this short side instead of shrinking to max_side")
+    max_long_side: int = Field(_DEFAULT_DETECTION.max_long_side, ge=64, le=16384,
+                               description="the longest side a strip is read at (its cost grows with it)")
     max_upscale: float = Field(_DEFAULT_DETECTION.max_upscale, gt=0, le=8)
     score_threshold: float = Field(_DEFAULT_DETECTION.score_threshold, ge=0, le=1)
     nms_threshold: float = Field(_DEFAULT_DETECTION.nms_threshold, ge=0, le=1)
-    max_proposals: int = Field(_DEFAULT_DETECTION.max_proposals, ge=1)
+    proposals_per_cell: float = Field(_DEFAULT_DETECTION.proposals_per_cell, gt=0, le=20,
+                                      description="at most this many proposals per 16 x 16 px cell of the "
+                                                  "detector's input go to NMS (dense text gives about one)")
     line_min_score: float = Field(_DEFAULT_DETECTION.line_min_score, ge=0, le=1)
     line_max_gap: int = Field(_DEFAULT_DETECTION.line_max_gap, ge=1, le=500)
     line_min_overlap: float = Field(_DEFAULT_DETECTION.line_min_overlap, ge=0, le=1)
@@ -45,6 +52,18 @@ class DetectionSettings(_Strict):
                        description="2: also read the frame moved by half an anchor row, which finds lines whose "
                                    "centre falls between anchor rows (scenes_dev F1 +0.02, 9 pt pages +0.04) for "
                                    "about twice the detector's time; 1: once, for throughput")
+
+    @model_validator(mode="after")
+    def _strips(self) -> DetectionSettings:
+        if self.min_short_side > self.short_side:
+            raise ValueError(f"min_short_side ({self.min_short_side}) may not pass short_side ({self.short_side})")
+        if self.max_long_side < self.max_side:
+            raise ValueError(f"max_long_side ({self.max_long_side}) may not be under max_side ({self.max_side})")
+        return self
+
+    def keep_sides(self) -> tuple[int, int]:
+        """The long and short side a reduced decode keeps: twice what the detector reads (crops keep more)."""
+        return 2 * self.max_side, 2 * self.min_short_side
 
 
 def resolve_weights(path: Path) -> Path:

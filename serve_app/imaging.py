@@ -120,16 +120,18 @@ class DecodedImage:
 JPEG_REDUCTIONS = (1, 2, 4, 8)  # the scales libjpeg decodes at directly, never holding the full picture
 
 
-def jpeg_reduction(width: int, height: int, max_pixels: int, keep_side: int | None) -> int:
+def jpeg_reduction(width: int, height: int, max_pixels: int, keep_side: int | None, keep_short: int = 0) -> int:
     """How many times smaller to decode a JPEG (1, 2, 4 or 8).
 
-    The least that fits ``max_pixels``, more as far as the long side stays at least ``keep_side``. A phone's 50 MP
-    photo (8160x6120) would pass a 40 MP limit in full, yet decoded at 1/2 it takes 12.5 MP, no more than a 12
-    MP photo: refusing it would turn away a picture the service can read at no extra cost.
+    The least that fits ``max_pixels``, more as far as the long side stays at least ``keep_side`` and the short
+    side at least ``keep_short`` (a long strip, which the detector reads larger than its long side alone says). A
+    phone's 50 MP photo (8160x6120) would pass a 40 MP limit in full, yet decoded at 1/2 it takes 12.5 MP, no more
+    than a 12 MP photo: refusing it would turn away a picture the service can read at no extra cost.
     """
     fits = [r for r in JPEG_REDUCTIONS if math.ceil(width / r) * math.ceil(height / r) <= max_pixels]
     r = fits[0] if fits else JPEG_REDUCTIONS[-1]  # too large even so: the caller refuses it
-    while keep_side and r < JPEG_REDUCTIONS[-1] and max(width, height) / (2 * r) >= keep_side:
+    while (keep_side and r < JPEG_REDUCTIONS[-1] and max(width, height) / (2 * r) >= keep_side
+           and min(width, height) / (2 * r) >= keep_short):
         r *= 2
     return r
 
@@ -213,17 +215,22 @@ def is_pdf(data: bytes) -> bool:
     return b"%PDF-" in data[:1024]
 
 
-def pdf_scale(width_pt: float, height_pt: float, dpi: float, max_pixels: int, keep_side: int | None) -> float:
-    """Pixels per point: ``dpi`` / 72 unless the page would pass ``max_pixels`` or ``keep_side``."""
+def pdf_scale(width_pt: float, height_pt: float, dpi: float, max_pixels: int, keep_side: int | None,
+              keep_short: int = 0) -> float:
+    """Pixels per point: ``dpi`` / 72 unless the page would pass ``max_pixels``, or ``keep_side``.
+
+    ``keep_side`` gives way to ``keep_short``: a long strip keeps that many pixels across.
+    """
     s = min(dpi / 72, math.sqrt(max_pixels / max(width_pt * height_pt, 1e-9)))
     if keep_side:
-        s = min(s, keep_side / max(width_pt, height_pt))
+        s = min(s, max(keep_side / max(width_pt, height_pt), keep_short / min(width_pt, height_pt)))
     while math.ceil(width_pt * s) * math.ceil(height_pt * s) > max_pixels:  # rounding up must not pass the limit
         s *= 0.995
     return s
 
 
-def decode_pdf(data: bytes, max_pixels: int, keep_side: int | None, page: int, dpi: float) -> DecodedImage:
+def decode_pdf(data: bytes, max_pixels: int, keep_side: int | None, page: int, dpi: float,
+               keep_short: int = 0) -> DecodedImage:
     """One page of a PDF as RGB pixels on white."""
     with _PDFIUM:
         try:
@@ -239,7 +246,7 @@ def decode_pdf(data: bytes, max_pixels: int, keep_side: int | None, page: int, d
             w_pt, h_pt = pg.get_size()  # upright: the page's own rotation is taken into account, as in rendering
             if not (w_pt >= 1 and h_pt >= 1):
                 raise CorruptImage(f"PDF page {page} has no area ({w_pt:.0f} x {h_pt:.0f} points)")
-            scale = pdf_scale(w_pt, h_pt, dpi, max_pixels, keep_side)
+            scale = pdf_scale(w_pt, h_pt, dpi, max_pixels, keep_side, keep_short)
             try:
                 rgb = np.array(pg.render(scale=scale, rev_byteorder=True, fill_color=(255, 255, 255, 255),
                                          may_draw_forms=True).to_numpy()[..., :3])
@@ -294,15 +301,17 @@ def jpeg_scans(data: bytes) -> int:
 
 
 #: How a PDF page becomes pixels: `decode_pdf` in this process, or a `pdf_sandbox.PdfSandbox`'s ``render``.
-PdfRenderer = Callable[[bytes, int, int | None, int, float], DecodedImage]
+PdfRenderer = Callable[[bytes, int, int | None, int, float, int], DecodedImage]
 
 
 def decode_image(data: bytes, max_bytes: int, max_pixels: int, keep_side: int | None = None,
-                 page: int = 1, pdf_dpi: float = 200, render_pdf: PdfRenderer | None = None) -> DecodedImage:
+                 page: int = 1, pdf_dpi: float = 200, render_pdf: PdfRenderer | None = None,
+                 keep_short: int = 0) -> DecodedImage:
     """Bytes to RGB pixels of one ``page`` (from 1), or an `ImageError` that says exactly what is wrong.
 
     A JPEG whose long side is at least twice ``keep_side`` is decoded at 1/2, 1/4 or 1/8 of its size, as far as
-    the long side stays at least ``keep_side``, and one past ``max_pixels`` as reduced as it must be to fit. Only
+    the long side stays at least ``keep_side`` and the short side at least ``keep_short``, and one past
+    ``max_pixels`` as reduced as it must be to fit. Only
     the asked page is decoded; the answer says how many there are, so a client that sent page 1 of a scanned letter
     learns that pages 2 and 3 wait.
     """
@@ -330,7 +339,7 @@ def decode_image(data: bytes, max_bytes: int, max_pixels: int, keep_side: int | 
         w, h = im.size  # pages of one TIFF may differ in size
         if w < 1 or h < 1:
             raise CorruptImage("image has no pixels")
-        if fmt in ("JPEG", "MPO") and (r := jpeg_reduction(w, h, max_pixels, keep_side)) > 1:
+        if fmt in ("JPEG", "MPO") and (r := jpeg_reduction(w, h, max_pixels, keep_side, keep_short)) > 1:
             im.draft("RGB", (max(1, w // r), max(1, h // r)))  # from the header: nothing is decoded yet
         if im.width * im.height > max_pixels:  # checked from the header, before any pixel is decoded
             reduced = f", {im.width}x{im.height} even decoded reduced" if im.size != (w, h) else ""
@@ -342,7 +351,7 @@ def decode_image(data: bytes, max_bytes: int, max_pixels: int, keep_side: int | 
         rgb = to_rgb(im)
     except UnidentifiedImageError:
         if is_pdf(data):
-            return (render_pdf or decode_pdf)(data, max_pixels, keep_side, page, pdf_dpi)
+            return (render_pdf or decode_pdf)(data, max_pixels, keep_side, page, pdf_dpi, keep_short)
         if claimed := claimed_format(data):
             raise CorruptImage(f"the upload starts as a {claimed} file but could not be decoded: damaged or cut "
                                "short") from None

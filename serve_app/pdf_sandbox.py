@@ -117,9 +117,11 @@ class PdfSandbox:
                 return
         worker.kill()
 
-    def render(self, data: bytes, max_pixels: int, keep_side: int | None, page: int, dpi: float) -> DecodedImage:
+    def render(self, data: bytes, max_pixels: int, keep_side: int | None, page: int, dpi: float,
+               keep_short: int = 0) -> DecodedImage:
         """`imaging.decode_pdf`, in a worker; an `ImageError` for the client otherwise, as decode_pdf raises."""
-        request = {"data": data, "max_pixels": max_pixels, "keep_side": keep_side, "page": page, "dpi": dpi}
+        request = {"data": data, "max_pixels": max_pixels, "keep_side": keep_side, "page": page, "dpi": dpi,
+                   "keep_short": keep_short}
         return self._ask("render", request, f"PDF page {page}", "rendered")
 
     def overlay(self, data: bytes, answers: list[dict[str, Any]]) -> bytes:

@@ -241,6 +241,19 @@ def test_a_page_in_two_columns_is_read_column_by_column(client):
     assert as_text.split("\n\n") == [text[0], "\n".join(text[1:5]), "\n".join(text[5:]) + "\n"]
 
 
+def test_a_whole_web_pages_screenshot_is_read_line_by_line(client):
+    """150 lines of 16 px text, 1000 x 4400: brought to the detector's 1696 px long side its lines were 6 px high,
+    and its proposals past a flat 2,000 were dropped; 3 of its lines were found."""
+    rows = [f"Comment {i}: the parcel came on time and well packed" for i in range(150)]
+    page, _ = render_lines(rows, size=16, width=1000)
+    r = post(client, png(page))
+    assert r.status_code == 200, r.text
+    read = [ln["text"] for ln in r.json()["lines"]]
+    assert sum(row in read for row in rows) >= 140, read
+    hits = [read.index(row) for row in rows if row in read]
+    assert hits == sorted(hits)  # top to bottom
+
+
 def test_transparent_and_sixteen_bit_uploads_are_read(client):
     """Text as alpha over hidden black (dark and light ink) and a 16-bit grey scan: nothing is lost in decoding."""
     img, _ = render_lines(["Thank you"], size=30)

@@ -130,3 +130,34 @@ def test_a_frame_reduced_before_it_is_sent_finds_the_same_lines_in_the_uploads_p
     assert all(ln.box[0] > 800 for ln in lines)  # in the upload's pixels
     small = np.asarray(text)  # a frame the detector enlarges goes as it is
     assert detection.reduce(small, runner.params) is small
+
+
+@pytest.mark.parametrize("size", [(1280, 720), (3000, 2100), (2100, 3000), (463, 1000), (600, 100), (1000, 2355)])
+def test_pages_and_frames_are_scaled_by_their_short_side_within_max_side(size):
+    """What the detection settings were tuned on (frames, photos, receipts up to 2.36:1, banners) scales as before."""
+    p = DetectionParams()
+    w, h = size
+    assert detection.target_scale(w, h, p) == min(p.short_side / min(w, h), p.max_side / max(w, h), p.max_upscale)
+
+
+def test_a_long_strip_keeps_its_short_side_and_grows_along_its_length_within_max_long_side():
+    """Brought to max_side, a 1280 x 5000 screenshot of 16 px text shrank to 0.34 and no line of it was found."""
+    p = DetectionParams()
+    assert detection.target_scale(1280, 5000, p) == pytest.approx(p.min_short_side / 1280)
+    assert detection.target_scale(9000, 1280, p) == pytest.approx(p.min_short_side / 1280)  # or lying on its side
+    assert round(9000 * detection.target_scale(1280, 9000, p)) == 5062 > p.max_side
+    assert detection.target_scale(1280, 20000, p) == pytest.approx(p.max_long_side / 20000)  # its cost is bounded
+    assert detection.target_scale(300, 3000, p) == p.max_upscale  # a small strip is enlarged as a small page is
+    off = DetectionParams(min_short_side=0)
+    assert detection.target_scale(1280, 5000, off) == pytest.approx(off.max_side / 5000)
+
+
+def test_a_long_screenshot_of_small_text_is_found_line_by_line():
+    """150 lines of 16 px text on a 1000 x 4400 page: at max_side (0.39 of its size) 3 of them were found."""
+    rows = [f"Comment {i}: the parcel came on time and well packed" for i in range(150)]
+    page, truth = render_lines(rows, size=16, width=1000)
+    assert page.height / page.width > DetectionParams().max_side / DetectionParams().min_short_side
+    lines = DetectorRunner().detect([np.asarray(page)])[0]
+    found = sum(any(ln.box[1] <= (t.box[1] + t.box[3]) / 2 <= ln.box[3] and ln.box[0] < t.box[2] for ln in lines)
+                for t in truth)
+    assert found >= 140, (found, len(lines))

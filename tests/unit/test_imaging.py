@@ -144,6 +144,28 @@ def test_large_jpegs_decode_reduced_and_say_by_how_much(size, keep, decoded):
     assert np.abs(img.pixels.astype(np.float32) - full).mean() < 3  # the same picture, smaller
 
 
+@pytest.mark.parametrize(("size", "keep_short", "decoded"), [
+    ((1000, 4000), 0, (250, 1000)),  # by its long side alone: a quarter (its 16 px text would be 4 px)
+    ((1000, 4000), 400, (500, 2000)),  # a strip keeps its short side too: a half
+    ((4000, 1000), 400, (2000, 500)),  # lying on its side
+    ((1000, 4000), 600, (1000, 4000)),  # in full
+])
+def test_a_long_strip_decodes_reduced_no_further_than_its_short_side_allows(size, keep_short, decoded):
+    buf = io.BytesIO()
+    _pattern(*size).save(buf, "JPEG", quality=95)
+    img = decode_image(buf.getvalue(), MB, 10_000_000, keep_side=1000, keep_short=keep_short)
+    assert img.pixels.shape == (decoded[1], decoded[0], 3) and (img.width, img.height) == size
+
+
+def test_a_long_pdf_page_keeps_the_resolution_its_short_side_needs():
+    """A web page printed as one long PDF page (8.5 x 40 inches) is rendered wide enough to read its lines."""
+    data = text_pdf([["long"]], width=612, height=2880)
+    assert decode_image(data, MB, 40_000_000, keep_side=3392).pixels.shape[:2] == (3392, 721)  # 85 dpi
+    img = decode_image(data, MB, 40_000_000, keep_side=3392, keep_short=1440)
+    assert img.pixels.shape[1] == 1440 and img.dpi == pytest.approx(1440 / 8.5, abs=0.01)
+    assert decode_image(data, MB, 40_000_000, keep_side=3392, keep_short=4000).dpi == 200  # never past pdf_dpi
+
+
 @pytest.mark.parametrize(("size", "max_pixels", "keep", "decoded"), [
     ((1000, 700), 700_000, None, (1000, 700)),  # fits: in full
     ((1000, 700), 699_999, None, (500, 350)),  # one pixel too many: at 1/2, no further

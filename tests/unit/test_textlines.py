@@ -70,6 +70,34 @@ def test_nms_keeps_the_best_of_overlapping_boxes():
     assert keep.tolist() == [1, 2]
 
 
+def _iou(a: np.ndarray, b: np.ndarray) -> float:
+    w, h = min(a[2], b[2]) - max(a[0], b[0]), min(a[3], b[3]) - max(a[1], b[1])
+    inter = max(w, 0) * max(h, 0)
+    return inter / max((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter, 1e-6)
+
+
+def _greedy_nms(boxes: np.ndarray, scores: np.ndarray, threshold: float) -> list[int]:
+    """Greedy NMS as written down: the best box left is kept, every box overlapping it more is dropped."""
+    left, keep = sorted(range(len(scores)), key=lambda i: -scores[i]), []
+    while left:
+        i = left.pop(0)
+        keep.append(i)
+        left = [j for j in left if _iou(boxes[i], boxes[j]) <= threshold]
+    return keep
+
+
+def test_nms_keeps_what_greedy_suppression_keeps_ties_broken_by_index():
+    """CTPN's proposals: 16 px columns, two views half a column apart, scores often tied (low-precision logits)."""
+    rng = np.random.default_rng(0)
+    x0 = rng.integers(0, 40, 3000) * 8.0
+    y0 = rng.uniform(0, 400, 3000)
+    boxes = np.stack([x0, y0, x0 + 16, y0 + rng.uniform(11, 60, 3000)], 1)
+    scores = np.round(rng.uniform(0.4, 1.0, 3000), 2)  # ties everywhere
+    keep = nms(boxes, scores, 0.3)
+    assert keep.tolist() == _greedy_nms(boxes, scores, 0.3) and 100 < keep.size < 3000
+    assert nms(np.zeros((0, 4)), np.zeros(0), 0.3).tolist() == []
+
+
 def test_postprocess_maps_lines_back_to_original_pixels():
     h, w, k = 8, 20, 10
     scores = np.full((h, w, k, 2), [5.0, -5.0], np.float32)  # background everywhere...
