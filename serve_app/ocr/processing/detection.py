@@ -186,7 +186,7 @@ def max_proposals(width: int, height: int, scale: float, p: DetectionParams) -> 
     Text as dense as it comes gives about one proposal per cell (a receipt up to 1.08, a screenshot of 16 px text
     1.10). A flat 2,000 dropped the weakest of a receipt's 3,000 to 6,000, and with them its fainter lines: 60 SROIE
     TRAIN receipts kept 95.4% of their words inside a line, 98.3% without it (F1 0.917 -> 0.923); a 1280 x 2000
-    screenshot of 16 px text lost 11 of 76 lines, and a 1280 x 5000 one 80 of 193.
+    screenshot of 16 px text was found as 65 lines of 76 (F1 0.84 against 1.00 without it).
     """
     cells = max(1, round(width * scale / STRIDE)) * max(1, round(height * scale / STRIDE))
     return int(p.proposals_per_cell * cells)
