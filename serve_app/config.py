@@ -34,10 +34,11 @@ class DetectionSettings(_Strict):
     short_side: int = Field(_DEFAULT_DETECTION.short_side, ge=64, le=4096)
     max_side: int = Field(_DEFAULT_DETECTION.max_side, ge=64, le=8192)
     min_short_side: int = Field(_DEFAULT_DETECTION.min_short_side, ge=0, le=4096,
-                                description="a strip longer than max_side / min_short_side (a whole web page's "
-                                            "screenshot) keeps this short side instead of shrinking to max_side")
+                                description="a page more than max_side / min_short_side times taller than wide "
+                                            "(a whole web page's screenshot) keeps this width instead of "
+                                            "shrinking to max_side high")
     max_long_side: int = Field(_DEFAULT_DETECTION.max_long_side, ge=64, le=16384,
-                               description="the longest side a strip is read at (its cost grows with it)")
+                               description="the greatest height a tall strip is read at (its cost grows with it)")
     max_upscale: float = Field(_DEFAULT_DETECTION.max_upscale, gt=0, le=8)
     score_threshold: float = Field(_DEFAULT_DETECTION.score_threshold, ge=0, le=1)
     nms_threshold: float = Field(_DEFAULT_DETECTION.nms_threshold, ge=0, le=1)

@@ -123,15 +123,16 @@ JPEG_REDUCTIONS = (1, 2, 4, 8)  # the scales libjpeg decodes at directly, never 
 def jpeg_reduction(width: int, height: int, max_pixels: int, keep_side: int | None, keep_short: int = 0) -> int:
     """How many times smaller to decode a JPEG (1, 2, 4 or 8).
 
-    The least that fits ``max_pixels``, more as far as the long side stays at least ``keep_side`` and the short
-    side at least ``keep_short`` (a long strip, which the detector reads larger than its long side alone says). A
+    The least that fits ``max_pixels``, more as far as the long side stays at least ``keep_side`` and, for a page
+    taller than wide, its width at least ``keep_short`` (a tall strip, which the detector reads wider than its
+    height alone says: `detection.target_scale`). A
     phone's 50 MP photo (8160x6120) would pass a 40 MP limit in full, yet decoded at 1/2 it takes 12.5 MP, no more
     than a 12 MP photo: refusing it would turn away a picture the service can read at no extra cost.
     """
     fits = [r for r in JPEG_REDUCTIONS if math.ceil(width / r) * math.ceil(height / r) <= max_pixels]
     r = fits[0] if fits else JPEG_REDUCTIONS[-1]  # too large even so: the caller refuses it
     while (keep_side and r < JPEG_REDUCTIONS[-1] and max(width, height) / (2 * r) >= keep_side
-           and min(width, height) / (2 * r) >= keep_short):
+           and (height <= width or width / (2 * r) >= keep_short)):
         r *= 2
     return r
 
@@ -219,11 +220,12 @@ def pdf_scale(width_pt: float, height_pt: float, dpi: float, max_pixels: int, ke
               keep_short: int = 0) -> float:
     """Pixels per point: ``dpi`` / 72 unless the page would pass ``max_pixels``, or ``keep_side``.
 
-    ``keep_side`` gives way to ``keep_short``: a long strip keeps that many pixels across.
+    ``keep_side`` gives way to ``keep_short`` for a page taller than wide: a tall strip keeps that many pixels
+    across.
     """
     s = min(dpi / 72, math.sqrt(max_pixels / max(width_pt * height_pt, 1e-9)))
     if keep_side:
-        s = min(s, max(keep_side / max(width_pt, height_pt), keep_short / min(width_pt, height_pt)))
+        s = min(s, max(keep_side / max(width_pt, height_pt), keep_short / width_pt if height_pt > width_pt else 0))
     while math.ceil(width_pt * s) * math.ceil(height_pt * s) > max_pixels:  # rounding up must not pass the limit
         s *= 0.995
     return s
@@ -310,7 +312,7 @@ def decode_image(data: bytes, max_bytes: int, max_pixels: int, keep_side: int | 
     """Bytes to RGB pixels of one ``page`` (from 1), or an `ImageError` that says exactly what is wrong.
 
     A JPEG whose long side is at least twice ``keep_side`` is decoded at 1/2, 1/4 or 1/8 of its size, as far as
-    the long side stays at least ``keep_side`` and the short side at least ``keep_short``, and one past
+    the long side stays at least ``keep_side`` (and a tall page's width at least ``keep_short``), and one past
     ``max_pixels`` as reduced as it must be to fit. Only
     the asked page is decoded; the answer says how many there are, so a client that sent page 1 of a scanned letter
     learns that pages 2 and 3 wait.

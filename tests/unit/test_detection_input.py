@@ -140,11 +140,11 @@ def test_pages_and_frames_are_scaled_by_their_short_side_within_max_side(size):
     assert detection.target_scale(w, h, p) == min(p.short_side / min(w, h), p.max_side / max(w, h), p.max_upscale)
 
 
-def test_a_long_strip_keeps_its_short_side_and_grows_along_its_length_within_max_long_side():
+def test_a_tall_strip_keeps_its_width_and_grows_along_its_height_within_max_long_side():
     """Brought to max_side, a 1280 x 5000 screenshot of 16 px text shrank to 0.34 and no line of it was found."""
     p = DetectionParams()
     assert detection.target_scale(1280, 5000, p) == pytest.approx(p.min_short_side / 1280)
-    assert detection.target_scale(9000, 1280, p) == pytest.approx(p.min_short_side / 1280)  # or lying on its side
+    assert detection.target_scale(5000, 1280, p) == pytest.approx(p.max_side / 5000)  # a wide strip: as before
     assert round(9000 * detection.target_scale(1280, 9000, p)) == 5062 > p.max_side
     assert detection.target_scale(1280, 20000, p) == pytest.approx(p.max_long_side / 20000)  # its cost is bounded
     assert detection.target_scale(300, 3000, p) == p.max_upscale  # a small strip is enlarged as a small page is

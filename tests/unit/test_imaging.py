@@ -147,10 +147,10 @@ def test_large_jpegs_decode_reduced_and_say_by_how_much(size, keep, decoded):
 @pytest.mark.parametrize(("size", "keep_short", "decoded"), [
     ((1000, 4000), 0, (250, 1000)),  # by its long side alone: a quarter (its 16 px text would be 4 px)
     ((1000, 4000), 400, (500, 2000)),  # a strip keeps its short side too: a half
-    ((4000, 1000), 400, (2000, 500)),  # lying on its side
+    ((4000, 1000), 400, (1000, 250)),  # a wide strip: its lines run along it, by its long side alone
     ((1000, 4000), 600, (1000, 4000)),  # in full
 ])
-def test_a_long_strip_decodes_reduced_no_further_than_its_short_side_allows(size, keep_short, decoded):
+def test_a_tall_strip_decodes_reduced_no_further_than_its_width_allows(size, keep_short, decoded):
     buf = io.BytesIO()
     _pattern(*size).save(buf, "JPEG", quality=95)
     img = decode_image(buf.getvalue(), MB, 10_000_000, keep_side=1000, keep_short=keep_short)

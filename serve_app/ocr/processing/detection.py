@@ -47,13 +47,17 @@ class DetectionParams:
 def target_scale(width: int, height: int, p: DetectionParams) -> float:
     """Scale that brings the short side to ``short_side`` without the long side passing ``max_side``.
 
-    A strip longer than ``max_side / min_short_side`` (a whole web page's screenshot, a till roll) keeps its short
-    side at ``min_short_side`` instead, its long side growing up to ``max_long_side``: brought to ``max_side``, a
-    1280 x 5000 screenshot of 16 px text was read at 0.34 of its size and not one line of it was found.
+    A page more than ``max_side / min_short_side`` times taller than wide (a whole web page's screenshot, a chat, a
+    till roll) keeps its width at ``min_short_side`` instead, its height growing up to ``max_long_side``: brought to
+    ``max_side``, a 1280 x 5000 screenshot of 16 px text was read at 0.34 of its size and not one line was found.
+    Only a tall strip: its lines run across its width, so their size goes with it. A wide strip's lines run along
+    it, as high as the strip may be (a 6800 x 685 banner of 112 px letters would be read at full size, too large
+    for the detector and at 4x the cost).
     """
     short, long = min(width, height), max(width, height)
     s = min(p.short_side / short, p.max_side / long)
-    s = max(s, min(min(p.min_short_side, p.short_side) / short, p.max_long_side / long))
+    if height > width:
+        s = max(s, min(min(p.min_short_side, p.short_side) / width, p.max_long_side / height))
     return min(s, p.max_upscale)
 
 
