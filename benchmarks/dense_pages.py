@@ -1,0 +1,84 @@
+"""Pages full of text, as the service reads them: A4 letters set edge to edge and whole web pages' screenshots.
+
+    python -m benchmarks.dense_pages                  # 2 pages of each kind, about 2 minutes on 2 cores
+    python -m benchmarks.dense_pages --pages 1 --kinds a4-300-8 screenshot-1280x9000
+
+Each page is rendered here (common English words, DejaVu fonts), sent as a PNG would be and read in process with
+the shipped models and the service's settings (`web_scale.Reader`). Until 2026-12-06 NMS took a flat 2,000
+proposals and a page taller than 2.36:1 was brought to 1696 px high: an A4 page of 8 pt text read F1 0.54 and a
+1280 x 5000 screenshot of 16 px text 0.00 (docs/accuracy.md, "Dense pages and tall strips"). Bag-of-words F1 as in
+`training.evaluate`; seconds per read (detect and recognize), medians.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import random
+
+from PIL import Image, ImageDraw, ImageFont
+
+from benchmarks.web_scale import Reader, Tally
+from serve_app.config import AppConfig
+from serve_app.ocr import runtime
+from training.corpus import common_words
+
+SERIF = "/usr/share/fonts/truetype/dejavu/DejaVuSerif.ttf"
+SANS = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"
+
+#: name: (width, height, font, size in px, line pitch in px, margin in px)
+KINDS: dict[str, tuple[int, int, str, int, int, int]] = {
+    "a4-300-10": (2481, 3507, SERIF, 42, 50, 240),  # 10 pt at 300 dpi: a scanned letter
+    "a4-300-8": (2481, 3507, SERIF, 33, 40, 240),
+    "a4-200-8": (1654, 2338, SERIF, 22, 26, 160),
+    "screenshot-1280x2000": (1280, 2000, SANS, 16, 25, 30),  # 16 px text, as a browser sets it
+    "screenshot-1280x5000": (1280, 5000, SANS, 16, 25, 30),
+    "screenshot-1280x9000": (1280, 9000, SANS, 16, 25, 30),
+}
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--kinds", nargs="+", choices=sorted(KINDS), default=list(KINDS))
+    p.add_argument("--pages", type=int, default=2, help="pages of each kind (each its own words)")
+    p.add_argument("--threads", type=int, default=2)
+    return p
+
+
+def render(kind: str, seed: int) -> tuple[bytes, list[str], int]:
+    """A page of ``kind`` as PNG bytes, its words and its number of lines: each line as many words as fit."""
+    width, height, font_path, size, pitch, margin = KINDS[kind]
+    rng, vocab = random.Random(seed), list(common_words())
+    font = ImageFont.truetype(font_path, size)
+    page = Image.new("RGB", (width, height), "white")
+    draw = ImageDraw.Draw(page)
+    words: list[str] = []
+    lines = 0
+    for y in range(margin, height - margin - size, pitch):
+        line = " ".join(rng.choice(vocab) for _ in range(40))
+        while draw.textlength(line, font=font) > width - 2 * margin:
+            line = line.rsplit(" ", 1)[0]
+        draw.text((margin, y), line, fill=(20, 20, 20), font=font)
+        words += line.split()
+        lines += 1
+    out = io.BytesIO()
+    page.save(out, "PNG")
+    return out.getvalue(), words, lines
+
+
+def main(args: argparse.Namespace) -> None:
+    runtime.setup(args.threads)
+    read = Reader(AppConfig())
+    print("| page | lines on it | pages | precision | recall | F1 | s/read |")
+    print("|---|---|---|---|---|---|---|")
+    for kind in args.kinds:
+        tally, lines = Tally(), 0
+        for seed in range(args.pages):
+            data, truth, lines = render(kind, seed)
+            words, seconds = read(data)
+            tally.add([text for text, _, _ in words], truth, seconds)
+        print(tally.row(kind, lines), flush=True)
+
+
+if __name__ == "__main__":
+    main(get_args_parser().parse_args())
