@@ -4,8 +4,15 @@ import numpy as np
 import pytest
 
 from serve_app.ocr.processing.detection import DetectionParams, postprocess
-from serve_app.ocr.processing.geometry import nms
-from serve_app.ocr.processing.textlines import TextLine, build_lines, column_gutter, link_proposals, reading_order
+from serve_app.ocr.processing.geometry import nms, vertical_runs
+from serve_app.ocr.processing.textlines import (
+    TextLine,
+    build_lines,
+    candidate_pairs,
+    column_gutter,
+    link_proposals,
+    reading_order,
+)
 
 
 def strip_boxes(x0: int, x1: int, y0: float, y1: float) -> list[list[float]]:
@@ -64,6 +71,29 @@ def test_side_refinement_moves_line_ends_off_the_grid():
     assert line.box[0] == pytest.approx(37.0) and line.box[2] == pytest.approx(150.0)
 
 
+def test_candidate_pairs_are_every_pair_that_overlaps_enough_within_the_gap_however_many_rows_a_page_has():
+    """Rows of 16 px columns stacked down a page (a screenshot): the banded window finds what all pairs would."""
+    rng = np.random.default_rng(3)
+    n = 1500
+    x0 = rng.integers(0, 60, n) * 8.0
+    y0 = rng.integers(0, 80, n) * 14.0 + rng.uniform(-4, 4, n)
+    boxes = np.stack([x0, y0, x0 + 15, y0 + rng.uniform(8, 40, n)], 1)
+    boxes[0, 3] = boxes[0, 1] + 200  # one tall box widens the bands, never loses a pair
+    i, j, gap = candidate_pairs(boxes, 50, 0.45)
+    got = set(zip(i.tolist(), j.tolist(), gap.tolist()))
+    h = boxes[:, 3] - boxes[:, 1] + 1
+    want = set()
+    for a in range(n):
+        for b in range(n):
+            g = int(np.rint(boxes[b, 0]) - np.rint(boxes[a, 0]))
+            inter = min(boxes[a, 3], boxes[b, 3]) - max(boxes[a, 1], boxes[b, 1]) + 1
+            short, tall = min(h[a], h[b]), max(h[a], h[b])
+            if 1 <= g <= 50 and max(inter, 0) / short >= 0.45 and short / tall >= 0.45:
+                want.add((a, b, g))
+    assert got == want and len(i) == len(got) and len(want) > 1000
+    assert [len(v) for v in candidate_pairs(boxes[:0], 50, 0.45)] == [0, 0, 0]
+
+
 def test_nms_keeps_the_best_of_overlapping_boxes():
     boxes = np.array([[0, 0, 15, 30], [0, 2, 15, 32], [100, 0, 115, 30]], np.float32)
     keep = nms(boxes, np.array([0.8, 0.9, 0.7], np.float32), 0.5)
@@ -96,6 +126,19 @@ def test_nms_keeps_what_greedy_suppression_keeps_ties_broken_by_index():
     keep = nms(boxes, scores, 0.3)
     assert keep.tolist() == _greedy_nms(boxes, scores, 0.3) and 100 < keep.size < 3000
     assert nms(np.zeros((0, 4)), np.zeros(0), 0.3).tolist() == []
+
+
+def test_nms_of_a_page_of_rows_is_run_row_by_row_and_keeps_what_greedy_suppression_keeps():
+    rng = np.random.default_rng(1)
+    n = 2000
+    x0 = rng.integers(0, 40, n) * 8.0
+    y0 = rng.integers(0, 40, n) * 30.0 + rng.uniform(0, 6, n)  # 40 rows 30 px apart, 11-20 px high
+    boxes = np.stack([x0, y0, x0 + 16, y0 + rng.uniform(11, 20, n)], 1)
+    boxes[0, 1], boxes[0, 3] = 0, 100  # one box across the first rows joins them into one run
+    runs = vertical_runs(boxes)
+    assert len(set(runs.tolist())) == 37 and len(set(runs[boxes[:, 1] < 95].tolist())) == 1
+    scores = np.round(rng.uniform(0.4, 1.0, n), 2)
+    assert nms(boxes, scores, 0.3).tolist() == _greedy_nms(boxes, scores, 0.3)
 
 
 def test_postprocess_maps_lines_back_to_original_pixels():

@@ -25,20 +25,34 @@ class TextLine:
 def candidate_pairs(boxes: np.ndarray, max_gap: int, min_overlap: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Pairs (i, j), j 1..``max_gap`` px right of i, whose vertical overlap and height similarity reach ``min_overlap``.
 
-    Returns both indices and the gap. Pairs come from a window over the proposals sorted by x, so the work grows
-    with proposals x neighbours, not with their square.
+    Returns both indices and the gap. Pairs that overlap vertically have centres less than the tallest box apart, so
+    each proposal is paired only with the proposals 1..``max_gap`` px to its right in its own band of that height
+    and the two beside it (a window over the proposals sorted by band, then x): the work grows with proposals x
+    neighbours. A window over x alone paired every row of a page with every other row: 30,000 proposals of a
+    1280 x 9000 screenshot took 10 s to join into lines.
     """
     n = len(boxes)
+    if n == 0:
+        empty = np.zeros(0, dtype=np.int64)
+        return empty, empty, empty
     x = np.rint(boxes[:, 0]).astype(np.int64)  # rint, like round(), sends halves to even
-    order = np.argsort(x, kind="stable")
-    xs = x[order]
-    lo = np.searchsorted(xs, xs + 1, "left")
-    hi = np.searchsorted(xs, xs + max_gap, "right")
-    counts = hi - lo
-    first = np.cumsum(counts) - counts
-    a = np.repeat(np.arange(n), counts)
-    b = np.arange(int(counts.sum())) - np.repeat(first - lo, counts)
-    i, j = order[a], order[b]
+    band_h = float(np.max(boxes[:, 3] - boxes[:, 1])) + 2.0
+    band = np.floor((boxes[:, 1] + boxes[:, 3]) / 2 / band_h).astype(np.int64)
+    span = int(x.max() - x.min()) + max_gap + 2  # keys of neighbouring bands never meet
+    key = (band + 1) * span + (x - x.min())
+    order = np.argsort(key, kind="stable")
+    keys = key[order]
+    pieces_i, pieces_j = [], []
+    for d in (-1, 0, 1):
+        lo = np.searchsorted(keys, keys + d * span + 1, "left")
+        hi = np.searchsorted(keys, keys + d * span + max_gap, "right")
+        counts = hi - lo
+        first = np.cumsum(counts) - counts
+        a = np.repeat(np.arange(n), counts)
+        b = np.arange(int(counts.sum())) - np.repeat(first - lo, counts)
+        pieces_i.append(order[a])
+        pieces_j.append(order[b])
+    i, j = np.concatenate(pieces_i), np.concatenate(pieces_j)
     h_i = boxes[i, 3] - boxes[i, 1] + 1
     h_j = boxes[j, 3] - boxes[j, 1] + 1
     inter = np.minimum(boxes[i, 3], boxes[j, 3]) - np.maximum(boxes[i, 1], boxes[j, 1]) + 1
