@@ -6,11 +6,11 @@
 // 720 px high (the page's first rule) docs_dev receipts read F1 0.877 instead of 0.908 as they come, 9 pt letter
 // pages 0.950 instead of 0.993; at 2048, 0.913 and 0.992 (python -m benchmarks.web_scale).
 const MAX_SIDE = 2048;
-// A tall strip (a whole web page's screenshot, a chat, a till roll) keeps up to 869 px of its width instead, with a
-// height of at most 8192: the service's detector reads it 720 px wide (up to 6784 high) rather than at 1696 high,
+// A tall strip (a whole web page's screenshot, a chat, a till roll) keeps up to 1159 px of its width instead, with a
+// height of at most 8192: the service's detector reads it 960 px wide (up to 6784 high) rather than at 1696 high,
 // and the page sends 2048 / 1696 of what it reads either way. Brought to 2048, a 1280 x 5000 screenshot's 16 px
 // lines went as 6 px ones.
-const MIN_WIDTH = 869, MAX_HEIGHT = 8192;
+const MIN_WIDTH = 1159, MAX_HEIGHT = 8192;
 const sendScale = (w, h) => Math.min(1, Math.max(MAX_SIDE / Math.max(w, h),
   h > w ? Math.min(MIN_WIDTH / w, MAX_HEIGHT / h) : 0));
 const $ = (id) => document.getElementById(id);

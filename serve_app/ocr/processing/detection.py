@@ -31,7 +31,7 @@ class DetectionParams:
 
     short_side: int = 960
     max_side: int = 1696
-    min_short_side: int = 720
+    min_short_side: int = 960
     max_long_side: int = 6784
     max_upscale: float = 2.0
     score_threshold: float = 0.4  # 0.5 until the full CRNN: its word-confidence filter drops the extra noise
