@@ -5,8 +5,8 @@
 
 Each page is rendered here (common English words, DejaVu fonts), sent as a PNG would be and read in process with
 the shipped models and the service's settings (`web_scale.Reader`). Until 2026-12-06 NMS took a flat 2,000
-proposals and a page taller than 2.36:1 was brought to 1696 px high: an A4 page of 8 pt text read F1 0.54 and a
-1280 x 5000 screenshot of 16 px text 0.00 (docs/accuracy.md, "Dense pages and tall strips"). Bag-of-words F1 as in
+proposals and a page taller than 1.77:1 was brought to 1696 px high: an A4 page of 8 pt text read F1 0.55-0.59 and
+a 1280 x 5000 screenshot of 16 px text 0.00 (docs/accuracy.md, "Dense pages and tall strips"). Bag-of-words F1 as in
 `training.evaluate`; seconds per read (detect and recognize), medians.
 """
 
