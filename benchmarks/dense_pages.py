@@ -16,17 +16,18 @@ import argparse
 import io
 import random
 
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw
 
 from benchmarks.web_scale import Reader, Tally
 from serve_app.config import AppConfig
 from serve_app.ocr import runtime
 from training.corpus import common_words
+from training.fonts import latin_fonts
+from training.synth import default_font, font_at
 
-SERIF = "/usr/share/fonts/truetype/dejavu/DejaVuSerif.ttf"
-SANS = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"
+SERIF, SANS = "DejaVuSerif.ttf", "DejaVuSans.ttf"
 
-#: name: (width, height, font, size in px, line pitch in px, margin in px)
+#: name: (width, height, font file, size in px, line pitch in px, margin in px)
 KINDS: dict[str, tuple[int, int, str, int, int, int]] = {
     "a4-300-10": (2481, 3507, SERIF, 42, 50, 240),  # 10 pt at 300 dpi: a scanned letter
     "a4-300-8": (2481, 3507, SERIF, 33, 40, 240),
@@ -47,9 +48,10 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 def render(kind: str, seed: int) -> tuple[bytes, list[str], int]:
     """A page of ``kind`` as PNG bytes, its words and its number of lines: each line as many words as fit."""
-    width, height, font_path, size, pitch, margin = KINDS[kind]
+    width, height, font_name, size, pitch, margin = KINDS[kind]
     rng, vocab = random.Random(seed), list(common_words())
-    font = ImageFont.truetype(font_path, size)
+    path = next((f for f in latin_fonts() if f.endswith("/" + font_name)), default_font())
+    font = font_at(path, size)
     page = Image.new("RGB", (width, height), "white")
     draw = ImageDraw.Draw(page)
     words: list[str] = []
