@@ -2,6 +2,7 @@
 
     python -m benchmarks.dense_pages                  # 2 pages of each kind, about 2 minutes on 2 cores
     python -m benchmarks.dense_pages --pages 1 --kinds a4-300-8 screenshot-1280x9000
+    python -m benchmarks.dense_pages --kinds screenshot-1280x5000 --detection pass_side=2048  # read in parts
 
 Each page is rendered here (common English words, DejaVu fonts), sent as a PNG would be and read in process with
 the shipped models and the service's settings (`web_scale.Reader`). Until 2026-12-06 NMS took a flat 2,000
@@ -35,6 +36,7 @@ KINDS: dict[str, tuple[int, int, str, int, int, int]] = {
     "screenshot-1280x2000": (1280, 2000, SANS, 16, 25, 30),  # 16 px text, as a browser sets it
     "screenshot-1280x5000": (1280, 5000, SANS, 16, 25, 30),
     "screenshot-1280x9000": (1280, 9000, SANS, 16, 25, 30),
+    "screenshot-1280x20000": (1280, 20000, SANS, 16, 25, 30),  # read in parts (`detection.windows`)
 }
 
 
@@ -43,6 +45,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--kinds", nargs="+", choices=sorted(KINDS), default=list(KINDS))
     p.add_argument("--pages", type=int, default=2, help="pages of each kind (each its own words)")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--detection", nargs="*", default=[], metavar="KEY=VALUE",
+                   help="detection settings to read with instead of the defaults, e.g. pass_side=2048")
     return p
 
 
@@ -70,7 +74,8 @@ def render(kind: str, seed: int) -> tuple[bytes, list[str], int]:
 
 def main(args: argparse.Namespace) -> None:
     runtime.setup(args.threads)
-    read = Reader(AppConfig())
+    settings = {k: float(v) if "." in v else int(v) for k, v in (kv.split("=", 1) for kv in args.detection)}
+    read = Reader(AppConfig.load(overrides={"detector": {"detection": settings}}))
     print("| page | lines on it | pages | precision | recall | F1 | s/read |")
     print("|---|---|---|---|---|---|---|")
     for kind in args.kinds:

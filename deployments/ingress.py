@@ -38,6 +38,7 @@ from deployments import (
     client_share,
     conditional,
     cross_origin,
+    deadlines,
     metrics,
     request_ids,
     retries,
@@ -294,6 +295,14 @@ class _Stored:
     id: str
     archiver: DeploymentHandle
     sidecar: DeploymentHandle
+
+
+def _allowed(deadline: deadlines.Deadline, setting: str) -> str:
+    """How long a request had, and the setting that says so, for its 504."""
+    if deadline.parts == 1:
+        return f"{deadline.seconds:g} s (ingress.{setting})"
+    return (f"{deadline.seconds:g} s (ingress.{setting} for each of the {deadline.parts} parts of a tall strip, "
+            "at most ingress.document_timeout_s)")
 
 
 def _replica_lost(deployment: str, exc: BaseException, giving_up: bool) -> None:
@@ -764,9 +773,10 @@ class Ingress:
                                   events)
             deadline, setting = limits.document_timeout_s, "document_timeout_s"
         try:
-            return await asyncio.wait_for(work, deadline)
+            async with deadlines.within(deadline, limits.document_timeout_s) as allowed:
+                return await work
         except TimeoutError as exc:  # a page of a document says which, and its own deadline
-            late = exc.args[0] if exc.args else f"no answer within {deadline:g} s (ingress.{setting})"
+            late = exc.args[0] if exc.args else f"no answer within {_allowed(allowed, setting)}"
             return error(504, "timeout", f"{late}; the models may be overloaded or restarting: retry later",
                          request_id, busy)
         except TooManyPages as exc:  # how many one request reads: a client asks for the rest in parts
@@ -821,15 +831,14 @@ class Ingress:
             t, page_id = time.perf_counter(), request_ids.page_id(request_id, n)
             try:
                 with telemetry.tracer.start_as_current_span("ocr.page", attributes={"page": n, "request_id": page_id}):
-                    body, decoded = await asyncio.wait_for(self._read(
-                        page_id, data, t, "page", n, rotate, min_confidence, notes), self.request_timeout_s)
+                    async with deadlines.within(self.request_timeout_s, limits.document_timeout_s) as allowed:
+                        body, decoded = await self._read(page_id, data, t, "page", n, rotate, min_confidence, notes)
             except PageOutOfRange:  # names the page already
                 raise
             except ImageError as exc:
                 raise type(exc)(f"page {n}: {exc}") from None
             except TimeoutError:
-                raise TimeoutError(f"page {n}: no answer within {self.request_timeout_s:g} s "
-                                   "(ingress.request_timeout_s)") from None
+                raise TimeoutError(f"page {n}: no answer within {_allowed(allowed, 'request_timeout_s')}") from None
             if output == "pdf" and decoded.format != "PDF":  # the picture now: the page's pixels are not kept
                 pictures[n] = await self._in_thread("pdf", searchable_pdf.page_image, data, decoded.format,
                                                  decoded.pixels, decoded.width, decoded.height)
@@ -1056,6 +1065,7 @@ class Ingress:
             return self._assemble(lines, crops, readings, min_confidence)
 
         spent = {"detect": 0.0, "recognize": 0.0}
+        deadlines.allow_parts(detection.passes(pixels.shape[1], pixels.shape[0], self.detection))
 
         async def find(degrees: int) -> Found:
             return await self._find(pixels, degrees, spent)

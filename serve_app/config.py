@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from serve_app.ocr.pipeline import MIN_TILT, MIN_UNKNOWN_WORD_CONFIDENCE, MIN_WORD_CONFIDENCE
 from serve_app.ocr.processing.consensus import DEFAULT_WORD_SCALES
-from serve_app.ocr.processing.detection import DetectionParams
+from serve_app.ocr.processing.detection import WINDOW_OVERLAP, DetectionParams
 from serve_app.ocr.processing.lexicon import DEFAULT_MARGIN
 from serve_app.paths import ASSETS, DEFAULT_DETECTOR, DEFAULT_LEXICON, DEFAULT_RECOGNIZER
 
@@ -37,8 +37,12 @@ class DetectionSettings(_Strict):
                                 description="a page more than max_side / min_short_side times taller than wide "
                                             "(a whole web page's screenshot) keeps this width instead of "
                                             "shrinking to max_side high")
-    max_long_side: int = Field(_DEFAULT_DETECTION.max_long_side, ge=64, le=16384,
-                               description="the greatest height a tall strip is read at (its cost grows with it)")
+    max_long_side: int = Field(_DEFAULT_DETECTION.max_long_side, ge=64, le=65536,
+                               description="the greatest height a tall strip is read at (its cost grows with it); "
+                                           "a taller one is shrunk to it")
+    pass_side: int = Field(_DEFAULT_DETECTION.pass_side, ge=1024, le=16384,
+                           description="a tall strip higher than this at the detector's scale is read in parts of "
+                                       f"this many rows, overlapping by {WINDOW_OVERLAP} (bounds one pass's memory)")
     max_upscale: float = Field(_DEFAULT_DETECTION.max_upscale, gt=0, le=8)
     score_threshold: float = Field(_DEFAULT_DETECTION.score_threshold, ge=0, le=1)
     nms_threshold: float = Field(_DEFAULT_DETECTION.nms_threshold, ge=0, le=1)

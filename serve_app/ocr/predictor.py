@@ -159,21 +159,23 @@ class DetectorRunner:
         came or went, against the same frames sent alone. A CPU gains little from the shared pass
         (docs/accuracy.md).
         """
-        prepared = [detection.preprocess(im, self.params) for im in images]
-        results: list[list[TextLine]] = [[] for _ in images]
-        for idx in ([i] for i in range(len(images))):
-            arrays = [prepared[i][0] for i in idx]
-            views = self._two_views(arrays) if self.params.views > 1 else [(self._forward(arrays), 0)]
-            found: list[list[tuple[np.ndarray, ...]]] = [[] for _ in idx]
+        return [self._lines(im) for im in images]
+
+    def _lines(self, image: np.ndarray | detection.Reduced) -> list[TextLine]:
+        """One frame's lines: its proposals from every view of every part (`detection.windows`), joined at once."""
+        pixels, scale = detection.scaled(image, self.params)
+        found: list[tuple[np.ndarray, ...]] = []
+        for r0, r1, lo, hi in detection.windows(pixels.shape[2], self.params):
+            array = detection.normalised(pixels[:, :, r0:r1])
+            views = self._two_views([array]) if self.params.views > 1 else [(self._forward([array]), 0)]
             for out, shift in views:
-                for b in range(len(idx)):
-                    found[b].append(detection.view_proposals(out["scores"][b], out["vertical"][b], out["side"][b],
-                                                             shift))
-            for b, i in enumerate(idx):
-                w, h = detection.size_of(images[i])  # a reduced frame's lines are in its original pixels
-                boxes, scores, side_x = (np.concatenate(parts) for parts in zip(*found[b], strict=True))
-                results[i] = detection.lines_from_proposals(boxes, scores, side_x, prepared[i][1], w, h, self.params)
-        return results
+                boxes, scores, side_x = detection.view_proposals(out["scores"][0], out["vertical"][0],
+                                                                 out["side"][0], shift)
+                boxes, kept = detection.in_window(boxes, r0, lo, hi)
+                found.append((boxes[kept], scores[kept], side_x[kept]))
+        w, h = detection.size_of(image)  # a reduced frame's lines are in its original pixels
+        boxes, scores, side_x = (np.concatenate(parts) for parts in zip(*found, strict=True))
+        return detection.lines_from_proposals(boxes, scores, side_x, scale, w, h, self.params)
 
     def _forward(self, arrays: list[np.ndarray]) -> dict[str, np.ndarray]:
         with torch.inference_mode(), _autocast(self.bf16, self.device):

@@ -6,12 +6,13 @@
 // 720 px high (the page's first rule) docs_dev receipts read F1 0.877 instead of 0.908 as they come, 9 pt letter
 // pages 0.950 instead of 0.993; at 2048, 0.913 and 0.992 (python -m benchmarks.web_scale).
 const MAX_SIDE = 2048;
-// A tall strip (a whole web page's screenshot, a chat, a till roll) keeps up to 1159 px of its width instead, with a
-// height of at most 8192: the service's detector reads it 960 px wide (up to 6784 high) rather than at 1696 high,
-// and the page sends 2048 / 1696 of what it reads either way. Brought to 2048, a 1280 x 5000 screenshot's 16 px
-// lines went as 6 px ones.
-const MIN_WIDTH = 1159, MAX_HEIGHT = 8192;
-const sendScale = (w, h) => Math.min(1, Math.max(MAX_SIDE / Math.max(w, h),
+// A tall strip (a whole web page's screenshot, a chat, a till roll) keeps up to 1159 px of its width instead: the
+// service's detector reads it 960 px wide (up to 27136 high, in parts) rather than at 1696 high, and the page sends
+// 2048 / 1696 of what it reads either way. Brought to 2048, a 1280 x 5000 screenshot's 16 px lines went as 6 px
+// ones. Within what every browser can draw: 32767 px on a side, 16.7 MP in all (Safari on iOS); a 1280 x 20000
+// screenshot goes as 1036 x 16191, which the detector still reads at 960 px wide.
+const MIN_WIDTH = 1159, MAX_HEIGHT = 32767, MAX_AREA = 4096 * 4096;
+const sendScale = (w, h) => Math.min(1, Math.sqrt(MAX_AREA / (w * h)), Math.max(MAX_SIDE / Math.max(w, h),
   h > w ? Math.min(MIN_WIDTH / w, MAX_HEIGHT / h) : 0));
 const $ = (id) => document.getElementById(id);
 const STAGE_TITLE = "2. Drag over the text you want (optional), then read it";

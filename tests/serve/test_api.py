@@ -30,6 +30,7 @@ from serve_app.ocr import runtime
 from serve_app.ocr.models import quantize
 from serve_app.ocr.models.weights import read_weights
 from serve_app.ocr.predictor import resolve_precision
+from serve_app.ocr.processing.detection import DetectionParams, passes
 from serve_app.regions import parse_region
 from tests.unit.test_alto import A as ALTO
 from tests.unit.test_alto import assert_valid_alto
@@ -1165,6 +1166,17 @@ def test_a_request_past_its_deadline_gets_504_and_the_service_goes_on(client, ap
         assert late.status_code == 504 and late.json()["error"]["message"].startswith(
             "no answer within 0.05 s (ingress.document_timeout_s)"), late.text
         assert post(client, page).status_code == 200  # one page is not a document
+        # a tall strip read in parts has a deadline for each: 480 x 13568 is read at 960 x 27136, in 5 parts
+        # (decoding it takes 0.1-0.15 s on a 2-core AVX2 EPYC, detecting it 7 s there and over 2 s anywhere)
+        serve.run(graph(AppConfig.load(overrides={**TEST_OVERRIDES, "ingress": {
+            **TEST_OVERRIDES["ingress"], "request_timeout_s": 0.4}})), name=APP, route_prefix="/")
+        strip = Image.new("RGB", (480, 13_568), "white")
+        strip.paste(render_lines(KNOWN_LINES[:1], size=16)[0].convert("RGB"), (10, 8000))
+        parts = passes(480, 13_568, DetectionParams(**app_config.detector.detection.model_dump()))
+        late = post(client, png(strip))
+        assert parts == 5 and late.status_code == 504 and late.json()["error"]["message"].startswith(
+            f"no answer within {0.4 * parts:g} s (ingress.request_timeout_s for each of the 5 parts of a tall "
+            "strip, at most ingress.document_timeout_s)"), late.text
     finally:
         serve.run(graph(app_config), name=APP, route_prefix="/")
     r = post(client, page)  # the abandoned answers left nothing behind

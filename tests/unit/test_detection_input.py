@@ -6,7 +6,7 @@ from PIL import Image
 
 from serve_app.ocr.predictor import DetectorRunner
 from serve_app.ocr.processing import detection
-from serve_app.ocr.processing.detection import MEAN, STD, DetectionParams
+from serve_app.ocr.processing.detection import MEAN, STD, WINDOW_OVERLAP, DetectionParams
 from training.synth import render_lines
 
 
@@ -132,6 +132,23 @@ def test_a_frame_reduced_before_it_is_sent_finds_the_same_lines_in_the_uploads_p
     assert detection.reduce(small, runner.params) is small
 
 
+def test_a_reduced_strip_read_in_parts_finds_the_lines_its_upload_does_in_the_uploads_pixels():
+    runner = DetectorRunner(params=DetectionParams(pass_side=1024))
+    strip = Image.new("RGB", (1280, 3000), "white")
+    rows = (200, 900, 1465, 2055)  # the last three across the seams, at 917, 1483 and 2069 px
+    for i, y in enumerate(rows):
+        strip.paste(render_lines([f"Order {i} shipped to Leeds"], size=24)[0], (100, y))
+    pixels = np.asarray(strip)
+    reduced = detection.reduce(pixels, runner.params)
+    assert isinstance(reduced, detection.Reduced)
+    assert len(detection.windows(reduced.pixels.shape[0], runner.params)) == 4
+    lines = runner.detect([pixels])[0]
+    assert runner.detect([reduced])[0] == lines
+    tops = sorted(ln.box[1] for ln in lines)  # one line each, in the strip's own pixels: where it was pasted
+    offsets = [top - y for top, y in zip(tops, rows, strict=True)]  # (its text lies below a margin)
+    assert len(tops) == len(rows) and max(offsets) - min(offsets) < 4, tops
+
+
 @pytest.mark.parametrize("size", [(1280, 720), (3000, 2100), (2100, 3000), (1000, 1760), (600, 100), (5000, 1280)])
 def test_pages_and_frames_are_scaled_by_their_short_side_within_max_side(size):
     """Frames, photos, pages up to 1.76 times taller than wide and wide strips (banners) scale as they always did."""
@@ -146,7 +163,8 @@ def test_a_tall_strip_keeps_its_width_and_grows_along_its_height_within_max_long
     assert detection.target_scale(1280, 5000, p) == pytest.approx(p.min_short_side / 1280)
     assert detection.target_scale(5000, 1280, p) == pytest.approx(p.max_side / 5000)  # a wide strip: as before
     assert round(9000 * detection.target_scale(1280, 9000, p)) == 6750 > p.max_side
-    assert detection.target_scale(1280, 20000, p) == pytest.approx(p.max_long_side / 20000)  # its cost is bounded
+    assert detection.target_scale(1280, 20000, p) == pytest.approx(p.min_short_side / 1280)  # read in parts
+    assert detection.target_scale(1280, 40000, p) == pytest.approx(p.max_long_side / 40000)  # its cost is bounded
     assert detection.target_scale(300, 3000, p) == p.max_upscale  # a small strip is enlarged as a small page is
     off = DetectionParams(min_short_side=0)
     assert detection.target_scale(1280, 5000, off) == pytest.approx(off.max_side / 5000)
@@ -172,3 +190,51 @@ def test_every_line_of_a_page_full_of_text_is_found():
     found = sum(any(ln.box[1] <= (t.box[1] + t.box[3]) / 2 <= ln.box[3] and ln.box[0] < t.box[2] for ln in lines)
                 for t in truth)
     assert found >= 58, (found, len(lines))
+
+
+@pytest.mark.parametrize("pass_side", [1024, 2048, 6784, 6800])
+def test_a_strip_taller_than_one_pass_is_read_in_overlapping_parts_whose_cores_tile_it(pass_side):
+    p = DetectionParams(pass_side=pass_side)
+    assert detection.windows(pass_side, p) == [(0, pass_side, -np.inf, np.inf)]  # one pass while it fits
+    for height in range(pass_side + 1, 30_000, 37):
+        parts = detection.windows(height, p)
+        assert parts[0][0] == 0 and parts[-1][1] == height and parts[0][2] == -np.inf and parts[-1][3] == np.inf
+        for r0, r1, lo, hi in parts:
+            assert r0 % 16 == 0 and 0 < r1 - r0 <= pass_side  # on the anchor grid; one pass's memory at most
+            assert lo == -np.inf or lo - r0 >= WINDOW_OVERLAP / 2 - 16  # a kept proposal's line lies whole inside
+            assert hi == np.inf or r1 - hi >= WINDOW_OVERLAP / 2 - 16
+        for (_, _, _, hi), (_, _, lo, _) in zip(parts, parts[1:], strict=False):
+            assert hi == lo  # every centre is kept from exactly one part
+        lengths = [r1 - r0 for r0, r1, _, _ in parts]
+        assert max(lengths) - min(lengths) <= 16  # parts of one length: none is wasted on a sliver
+        fewer = len(parts) - 1  # as few as fit: one part less, each a whole pass, could not have covered it
+        assert fewer * pass_side - (fewer - 1) * WINDOW_OVERLAP < height
+
+
+def test_how_many_parts_an_image_is_read_in():
+    p = DetectionParams()
+    assert detection.passes(1280, 720, p) == detection.passes(1280, 9000, p) == 1  # 960 x 6750 in one pass
+    assert detection.passes(1280, 20000, p) == 3  # 960 x 15000
+    assert detection.passes(1280, 40000, p) == 5  # brought to max_long_side
+    assert detection.passes(20000, 1280, p) == 1  # a wide strip is brought to max_side
+
+
+def test_a_strip_read_in_parts_finds_every_line_once_even_where_a_seam_crosses_it():
+    """Parts of 1024 rows: 50 lines of 80 px text meet a dozen seams. Without the parts' overlap one of the lines
+    a seam crossed was lost (the part above saw only its top, the part below only its bottom)."""
+    rows = [f"Comment {i}: the parcel came on time" for i in range(50)]
+    page, truth = render_lines(rows, size=80, width=1000)
+    runner = DetectorRunner(params=DetectionParams(pass_side=1024))
+    scale = detection.target_scale(page.width, page.height, runner.params)
+    parts = detection.windows(round(page.height * scale), runner.params)
+    assert len(parts) >= 7
+    lines = runner.detect([np.asarray(page)])[0]
+    found = [[ln for ln in lines if ln.box[1] <= (t.box[1] + t.box[3]) / 2 <= ln.box[3] and ln.box[0] < t.box[2]]
+             for t in truth]
+    assert [len(f) for f in found] == [1] * len(truth)
+    seams = [hi / scale for _, _, _, hi in parts[:-1]]
+    crossed = [i for i, t in enumerate(truth) if any(t.box[1] <= y <= t.box[3] for y in seams)]
+    assert crossed  # else this proves nothing
+    for i in crossed:  # found whole: its top and bottom where the text is
+        (ln,), t = found[i], truth[i]
+        assert abs(ln.box[1] - t.box[1]) + abs(ln.box[3] - t.box[3]) <= 16, (ln.box, t.box)

@@ -32,7 +32,8 @@ class DetectionParams:
     short_side: int = 960
     max_side: int = 1696
     min_short_side: int = 960
-    max_long_side: int = 6784
+    max_long_side: int = 27136  # a tall strip's height at most, in all (its cost grows with it)
+    pass_side: int = 6784  # a taller strip is read in overlapping parts of this many rows (`windows`)
     max_upscale: float = 2.0
     score_threshold: float = 0.4  # 0.5 until the full CRNN: its word-confidence filter drops the extra noise
     nms_threshold: float = 0.3
@@ -48,8 +49,9 @@ def target_scale(width: int, height: int, p: DetectionParams) -> float:
     """Scale that brings the short side to ``short_side`` without the long side passing ``max_side``.
 
     A page more than ``max_side / min_short_side`` times taller than wide (a whole web page's screenshot, a chat, a
-    till roll) keeps its width at ``min_short_side`` instead, its height growing up to ``max_long_side``: brought to
-    ``max_side``, a 1280 x 5000 screenshot of 16 px text was read at 0.34 of its size and not one line was found.
+    till roll) keeps its width at ``min_short_side`` instead, its height growing up to ``max_long_side`` (read in
+    parts, `windows`): brought to ``max_side``, a 1280 x 5000 screenshot of 16 px text was read at 0.34 of its size
+    and not one line was found.
     Only a tall strip: its lines run across its width, so their size goes with it. A wide strip's lines run along
     it, as high as the strip may be (a 6800 x 685 banner of 112 px letters would be read at full size, too large
     for the detector and at 4x the cost).
@@ -116,27 +118,80 @@ def size_of(image: np.ndarray | Reduced) -> tuple[int, int]:
     return image.shape[1], image.shape[0]
 
 
-def preprocess(image: np.ndarray | Reduced, p: DetectionParams) -> tuple[np.ndarray, float]:
-    """RGB uint8 ``(H, W, 3)`` to a normalised float ``(H', W', 3)`` array padded to multiples of 16, and the scale.
+def scaled(image: np.ndarray | Reduced, p: DetectionParams) -> tuple[torch.Tensor, float]:
+    """``image`` at the detector's scale as uint8 ``(1, 3, H', W')`` (a view where nothing changes), and that scale.
 
-    Channels stay last: that is the memory layout oneDNN's convolutions want (`torch.channels_last`), so the
-    network reads this array without a copy. Resizing and normalising run in torch, on the caller's intra-op
-    threads, straight from uint8: a 720p frame at 1696 px took 52-64 ms with Pillow and NumPy, 17-28 ms this way, a
-    receipt 65-80 against about 20 ms (2 threads, AVX2). The resize is Pillow's bilinear filter (antialiased when
-    shrinking), equal to within one grey level. A `Reduced` frame is resized already.
+    The resize is Pillow's bilinear filter (antialiased when shrinking), equal to within one grey level, run in
+    torch on the caller's intra-op threads. A `Reduced` frame is at its scale already.
     """
     if isinstance(image, Reduced):
-        s, pixels = image.scale, _nchw(image.pixels)
-        nh, nw = image.pixels.shape[:2]
-    else:
-        s, nw, nh = _network_size(image.shape[1], image.shape[0], p)
-        pixels = _nchw(image)
-        if (nw, nh) != (image.shape[1], image.shape[0]):
-            pixels = _resized(pixels, nw, nh)
+        return _nchw(image.pixels), image.scale
+    s, nw, nh = _network_size(image.shape[1], image.shape[0], p)
+    pixels = _nchw(image)
+    if (nw, nh) != (image.shape[1], image.shape[0]):
+        pixels = _resized(pixels, nw, nh)
+    return pixels, s
+
+
+def normalised(pixels: torch.Tensor) -> np.ndarray:
+    """Scaled uint8 ``(1, 3, H, W)`` pixels to a normalised float ``(H', W', 3)`` array padded to multiples of 16.
+
+    Channels stay last: that is the memory layout oneDNN's convolutions want (`torch.channels_last`), so the
+    network reads this array without a copy. Straight from uint8 in torch, a 720p frame at 1696 px took 17-28 ms
+    against 52-64 ms with Pillow and NumPy, a receipt about 20 against 65-80 ms (2 threads, AVX2).
+    """
+    nh, nw = pixels.shape[2:]
     ph, pw = -(-nh // 16) * 16, -(-nw // 16) * 16
     out = torch.zeros((ph, pw, 3), dtype=torch.float32)  # zero: the mean colour, as in training
     torch.addcmul(_SHIFT, pixels[0].permute(1, 2, 0), _SCALE, out=out[:nh, :nw])
-    return out.numpy(), s
+    return out.numpy()
+
+
+def preprocess(image: np.ndarray | Reduced, p: DetectionParams) -> tuple[np.ndarray, float]:
+    """RGB uint8 ``(H, W, 3)`` (or a `Reduced` frame) to the network's whole input (`normalised`), and the scale."""
+    pixels, s = scaled(image, p)
+    return normalised(pixels), s
+
+
+#: Rows a part of a tall strip shares with the next (`windows`), in network pixels: past the tallest anchor (283),
+#: so that every line lies whole inside the part whose proposals are kept for it, with room for the network's view.
+WINDOW_OVERLAP = 512
+
+
+def windows(height: int, p: DetectionParams) -> list[tuple[int, int, float, float]]:
+    """The parts a frame ``height`` network pixels high is read in: rows ``[r0, r1)`` and the proposal centres kept.
+
+    A frame up to ``pass_side`` rows is read in one pass. A taller strip (a whole web page's screenshot, up to
+    ``max_long_side``) is read in as few parts as fit, of one length up to ``pass_side`` rows, each overlapping the
+    next by `WINDOW_OVERLAP` (less up to two grid steps, as their starts snap to the grid); a proposal is kept
+    from the part whose core (the middle of each overlap between two parts) holds its centre, and the lines are
+    built over all of them at once, so a line on the seam is still one line. Parts start on the 16 px anchor grid,
+    so their anchors are the whole frame's. What bounds a pass's memory: a 960 x 27136 input whole would hold
+    over 400 MB in one of its first activations.
+    """
+    if height <= p.pass_side:
+        return [(0, height, -np.inf, np.inf)]
+    side = p.pass_side // STRIDE * STRIDE
+    n = -(-(height - WINDOW_OVERLAP) // (side - WINDOW_OVERLAP))  # as few parts as fit, all of one length
+    length = -(-(height + (n - 1) * WINDOW_OVERLAP) // n // STRIDE) * STRIDE
+    starts = [i * (height - length) // (n - 1) // STRIDE * STRIDE for i in range(n - 1)]
+    starts.append(-(-(height - length) // STRIDE) * STRIDE)
+    ends = [min(height, r0 + length) for r0 in starts]
+    seams = [(starts[i + 1] + ends[i]) / 2 for i in range(n - 1)]  # the middle of each overlap
+    return [(r0, r1, seams[i - 1] if i else -np.inf, seams[i] if i < n - 1 else np.inf)
+            for i, (r0, r1) in enumerate(zip(starts, ends, strict=True))]
+
+
+def passes(width: int, height: int, p: DetectionParams) -> int:
+    """How many parts (`windows`) a ``width`` x ``height`` image is read in: 1 unless it is a very tall strip."""
+    return len(windows(_network_size(width, height, p)[2], p))
+
+
+def in_window(boxes: np.ndarray, r0: int, lo: float, hi: float) -> tuple[np.ndarray, np.ndarray]:
+    """A part's proposal boxes moved down to the frame's rows, and which of them its core keeps (`windows`)."""
+    moved = boxes + np.array([0, r0, 0, r0], dtype=boxes.dtype)
+    centre = (moved[:, 1] + moved[:, 3]) / 2
+    return moved, (centre >= lo) & (centre < hi)
 
 
 def shifted(arr: np.ndarray, k: int = VIEW_SHIFT) -> np.ndarray:
