@@ -52,8 +52,10 @@ RETRIED_STATUSES = frozenset({429, 500, 502, 503, 504})
 T = TypeVar("T")
 #: Called with each page of a document as soon as it is read (`OCRClient.ocr_pages`).
 OnPage = Callable[["Answer"], None]
-#: How long a ``?pages=`` request may take to be answered: the service's ``ingress.document_timeout_s`` (300 s by
-#: default) and a margin; the answer comes only once every page is read.
+#: How long an upload may take to be answered: the service's ``ingress.document_timeout_s`` (300 s by default) and
+#: a margin. A ``?pages=`` answer comes only once every page is read, and a tall strip (a whole web page's
+#: screenshot) read in parts has ``ingress.request_timeout_s`` for each part, up to that: a 1280 x 20000 one took
+#: 93 s on a 2-core AVX2 EPYC, past the client's 120 s on a slower machine.
 DOCUMENT_READ_TIMEOUT_S = 330.0
 #: Pages read at once where a document is read a request per page (past the ``ingress.max_pages`` of a service
 #: that does not say what it is).
@@ -210,7 +212,7 @@ class OCRClient:
             params["preview"] = preview
         if region is not None:
             params["region"] = ",".join(f"{v:g}" for v in region)
-        return await self._send(params, data, filename, min_confidence, idempotency_key)
+        return await self._send(params, data, filename, min_confidence, idempotency_key, DOCUMENT_READ_TIMEOUT_S)
 
     async def ocr_pages(self, data: bytes, filename: str = "document.pdf", *, pages: str = "all",
                         rotate: str | int = "0", min_confidence: float | None = None,

@@ -8,6 +8,7 @@ import httpx
 import pytest
 
 from serve_app.client import (
+    DOCUMENT_READ_TIMEOUT_S,
     Answer,
     OCRClient,
     OCRError,
@@ -217,3 +218,23 @@ def test_a_stream_that_ends_in_an_error_worth_another_try_waits_as_its_line_says
         httpx.Response(200, headers=NDJSON, content=b"".join(_lines(start, *({"page": _page(n, 2)} for n in (1, 2)),
                                                                     end)))))
     assert [a.body["text"] for a in answers] == ["Page 1", "Page 2"] and len(tries) == 2 and waits == [3.0]
+
+
+def test_one_image_waits_for_its_answer_as_long_as_the_service_may_take():
+    """A tall strip read in parts may take up to the service's document_timeout_s (300 s): the client's own
+    timeout (120 s by default) would have given up on an answer still on its way, and sent the strip again."""
+    waits: list[float] = []
+
+    def service(request: httpx.Request) -> httpx.Response:
+        waits.append(request.extensions["timeout"]["read"])
+        return answer(200, {"request_id": "r", "image": {"page": 1, "pages": 1}, "text": "a"})
+
+    async def read() -> None:
+        async with OCRClient("http://ocr", timeout_s=120) as client:
+            await client._http.aclose()
+            client._http = httpx.AsyncClient(base_url="http://ocr", timeout=120, transport=httpx.MockTransport(service))
+            await client.ocr(b"\x89PNG", "strip.png")
+            await client.ocr(b"\x89PNG", "word.png", layout="word")
+
+    asyncio.run(read())
+    assert waits == [DOCUMENT_READ_TIMEOUT_S] * 2 and DOCUMENT_READ_TIMEOUT_S > 300
