@@ -31,6 +31,7 @@ from serve_app.ocr.models import quantize
 from serve_app.ocr.models.weights import read_weights
 from serve_app.ocr.predictor import resolve_precision
 from serve_app.ocr.processing.detection import DetectionParams, passes
+from serve_app.ocr.processing.recognition import COLUMN_STRIDE, INPUT_HEIGHT
 from serve_app.regions import parse_region
 from tests.unit.test_alto import A as ALTO
 from tests.unit.test_alto import assert_valid_alto
@@ -375,8 +376,11 @@ def test_a_region_of_a_page_is_read_alone_and_answered_in_the_pages_pixels(clien
     for found in (part["lines"][0], *part["lines"][0]["words"]):  # within the region, in the page's pixels
         assert r0 <= found["box"][0] < found["box"][2] <= r1 and s0 <= found["box"][1] < found["box"][3] <= s1
     assert part["lines"][0]["box"] == pytest.approx(whole["lines"][1]["box"], abs=4)  # framed: not run to its edge
+    # a word's ends come from its letters' CTC columns, each 4 px of the crop at 32 px high: here 6 px of the page,
+    # and two readings of one line may place a word's ends a column apart (6.8 px on a 2-core AVX2 EPYC's int8)
+    column = COLUMN_STRIDE * (y1 - y0) * 1.3 / INPUT_HEIGHT  # the crop is the line and 0.15 of it above and below
     for a, b in zip(part["lines"][0]["words"], whole["lines"][1]["words"], strict=True):
-        assert a["text"] == b["text"] and a["box"] == pytest.approx(b["box"], abs=4)
+        assert a["text"] == b["text"] and a["box"] == pytest.approx(b["box"], abs=max(4, 1.5 * column))
 
     below = client.post("/api/v1/ocr", params={"page": 2, "region": f"0,{y1 + 4},{width + 500},{height + 500}"},
                         files=files).json()  # past the page's edge: clipped to it
