@@ -55,7 +55,7 @@ OnPage = Callable[["Answer"], None]
 #: How long an upload may take to be answered: the service's ``ingress.document_timeout_s`` (300 s by default) and
 #: a margin. A ``?pages=`` answer comes only once every page is read, and a tall strip (a whole web page's
 #: screenshot) read in parts has ``ingress.request_timeout_s`` for each part, up to that: a 1280 x 20000 one took
-#: 93 s on a 2-core AVX2 EPYC, past the client's 120 s on a slower machine.
+#: 93-97 s on a 2-core AVX2 EPYC, and would pass the client's own 120 s on a slower machine.
 DOCUMENT_READ_TIMEOUT_S = 330.0
 #: Pages read at once where a document is read a request per page (past the ``ingress.max_pages`` of a service
 #: that does not say what it is).

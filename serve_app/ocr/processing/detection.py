@@ -37,7 +37,7 @@ class DetectionParams:
     max_upscale: float = 2.0
     score_threshold: float = 0.4  # 0.5 until the full CRNN: its word-confidence filter drops the extra noise
     nms_threshold: float = 0.3
-    proposals_per_cell: float = 2.0  # at most this many per 16 x 16 cell of the frame go to NMS (both views)
+    proposals_per_cell: float = 4.0  # at most this many per 16 x 16 cell of the frame go to NMS (both views)
     line_min_score: float = 0.6
     line_max_gap: int = 50
     line_min_overlap: float = 0.45  # 0.5 split tilted lines where a digit's proposal is taller than its neighbours'
@@ -242,10 +242,12 @@ def postprocess(
 def max_proposals(width: int, height: int, scale: float, p: DetectionParams) -> int:
     """How many proposals of a frame NMS takes, the best first: a bound on its cost that grows with the frame.
 
-    Text as dense as it comes gives about one proposal per cell (a receipt up to 1.08, a screenshot of 16 px text
-    1.10). A flat 2,000 dropped the weakest of a receipt's 3,000 to 6,000, and with them its fainter lines: 60 SROIE
-    TRAIN receipts kept 95.4% of their words inside a line, 98.3% without it (F1 0.917 -> 0.923); a 1280 x 2000
-    screenshot of 16 px text was found as 65 lines of 76 (F1 0.84 against 1.00 without it).
+    Counted over both views, before NMS: a SROIE TRAIN receipt gives 0.4-0.9 per cell above the score threshold, a
+    screenshot of 16 px text edge to edge 2.7 (several anchor heights of a row pass). A flat 2,000 dropped the
+    weakest of a receipt's 3,000 to 6,000, and with them its fainter lines (60 SROIE TRAIN receipts: F1 0.917 ->
+    0.923 without it). Two per cell still dropped a screenshot's weakest rows in part: 4 of the 197 rows of a 1280 x
+    5000 one, and 22 of the 797 of a 1280 x 20000 one, came back in two to four pieces with words lost between
+    them; four per cell caps none of them (nor a receipt: the same lines) and still bounds NMS on noise.
     """
     cells = max(1, round(width * scale / STRIDE)) * max(1, round(height * scale / STRIDE))
     return int(p.proposals_per_cell * cells)
