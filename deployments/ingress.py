@@ -67,7 +67,7 @@ from serve_app.ocr.pipeline import (
     unturned,
     word_lines,
 )
-from serve_app.ocr.processing import detection
+from serve_app.ocr.processing import detection, recognition
 from serve_app.ocr.processing.detection import DetectionParams
 from serve_app.ocr.processing.recognition import Crop, Decoded, to_gray
 from serve_app.ocr.processing.textlines import TextLine
@@ -1038,13 +1038,26 @@ class Ingress:
         return lines, crops
 
     async def _recognize(self, crops: list[Crop], spent: dict[str, float]) -> list[Decoded]:
+        """A page's crops, in parts read at once (`recognition.parts`): replicas read a long page together."""
         t0 = time.perf_counter()
-        with telemetry.tracer.start_as_current_span("recognize", attributes={"crops": len(crops)}):
-            alone = self.inflight == 1 and self.document_pages < 2  # one page on its way through: both cores
-            readings = (await self._call("Recognizer", lambda: self.recognizer.recognize.remote(
-                [c.pixels for c in crops], alone)) if crops else [])
+        settings = self.cfg.recognizer
+        split = recognition.parts([c.pixels.shape[1] for c in crops], settings.max_crops_per_forward,
+                                  settings.crops_per_part)
+        with telemetry.tracer.start_as_current_span("recognize", attributes={"crops": len(crops),
+                                                                              "parts": len(split)}):
+            # one page on its way through: its parts may be read on both cores (the detector's is idle)
+            page = uuid.uuid4().hex if self.inflight == 1 and self.document_pages < 2 else None
+
+            async def read(part: list[int]) -> list[Decoded]:
+                pixels = [crops[i].pixels for i in part]
+                return await self._call("Recognizer", lambda: self.recognizer.recognize.remote(pixels, page))
+
+            readings: list[Decoded | None] = [None] * len(crops)
+            for part, read_part in zip(split, await asyncio.gather(*(read(p) for p in split))):
+                for i, reading in zip(part, read_part):
+                    readings[i] = reading
         spent["recognize"] += time.perf_counter() - t0
-        return readings
+        return [r for r in readings if r is not None]
 
     def _assemble(self, lines: list[TextLine], crops: list[Crop], readings: list[Decoded],
                   min_confidence: float | None = None) -> list[LineResult]:

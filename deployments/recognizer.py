@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import contextlib
 from typing import Any
 
 import numpy as np
@@ -25,6 +26,7 @@ class Recognizer:
         self.threads, self.many_crops, self.many_crops_threads = s.threads, s.many_crops, s.many_crops_threads
         self.runner = RecognizerRunner(**s.runner_args())
         self.batch_sizes: collections.deque[int] = collections.deque(maxlen=10_000)  # crops per page batch
+        self.batch_requests: collections.deque[int] = collections.deque(maxlen=10_000)  # requests (parts) per batch
         self.word_batch_sizes: collections.deque[int] = collections.deque(maxlen=10_000)  # words per word batch
         self.page_faults: collections.deque[int] = collections.deque(maxlen=10_000)  # per page batch, see runtime
         self.batch_threads: collections.deque[int] = collections.deque(maxlen=10_000)  # threads per page batch
@@ -36,26 +38,31 @@ class Recognizer:
     # Serve's hints know batching of one argument only; it batches every argument alike, as here two
     @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.005)  # type: ignore[arg-type]
     async def recognize(self, requests: list[list[np.ndarray]],  # type: ignore[misc]
-                        alone: list[bool]) -> list[list[Decoded]]:
+                        page: list[str | None]) -> list[list[Decoded]]:
         """One call per request, each a list of crops; each request's crops are read in width buckets of their own.
 
-        ``alone``: the caller had no other request in progress, so the detector's cores are idle and a page of
-        crops may be read on ``many_crops_threads`` threads. Under load that would put four busy threads on two
-        cores (receipts, 4 clients: 2.8 -> 1.7 pages/s), so it stays on ``threads``.
+        ``page``: a key for the page the crops are (a part of), where the caller had no other page in progress, so
+        the detector's cores are idle and a page of crops may be read on ``many_crops_threads`` threads; else None.
+        Under load that would put four busy threads on two cores (receipts, 4 clients: 2.8 -> 1.7 pages/s), so it
+        stays on ``threads``; a call of several parts of one lone page is still that page alone. Of replicas on one
+        machine reading parts of one page, one reads so at a time (`runtime.spare_cores`).
         """
         flat = [c for crops in requests for c in crops]
-        wide = len(requests) == 1 and alone[0] and len(flat) >= self.many_crops
+        lone_page = page[0] is not None and len(set(page)) == 1 and len(flat) >= self.many_crops
         self.batch_sizes.append(len(flat))
-        self.alone.extend(alone)
-        self.batch_threads.append(self.many_crops_threads if wide else self.threads)
-        metrics.recognizer().observe(len(flat))
-        attributes = {"crops": len(flat), "requests": len(requests), "threads": self.batch_threads[-1]}
-        with telemetry.tracer.start_as_current_span("crnn", attributes=attributes):
-            faults = runtime.minor_faults()
-            with runtime.threads(self.batch_threads[-1]):  # each request's crops padded among themselves alone, so
-                # that another request's wider crops never change its reading (as they did for up to 7 % of scene lines)
-                readings = [r for crops in requests for r in self.runner.read(crops)]
-            self.page_faults.append(runtime.minor_faults() - faults)
+        self.batch_requests.append(len(requests))
+        self.alone.extend(p is not None for p in page)
+        with runtime.spare_cores() if lone_page else contextlib.nullcontext(False) as wide:
+            self.batch_threads.append(self.many_crops_threads if wide else self.threads)
+            metrics.recognizer().observe(len(flat))
+            attributes = {"crops": len(flat), "requests": len(requests), "threads": self.batch_threads[-1]}
+            with telemetry.tracer.start_as_current_span("crnn", attributes=attributes):
+                faults = runtime.minor_faults()
+                with runtime.threads(self.batch_threads[-1]):  # each request's crops padded among themselves alone,
+                    # so that another request's wider crops never change its reading (as they did for up to 7 % of
+                    # scene lines)
+                    readings = [r for crops in requests for r in self.runner.read(crops)]
+                self.page_faults.append(runtime.minor_faults() - faults)
         out, i = [], 0
         for crops in requests:
             out.append(readings[i: i + len(crops)])
@@ -70,7 +77,8 @@ class Recognizer:
             return self.runner.read_words([to_gray(p) for p in images])
 
     def stats(self) -> dict[str, Any]:
-        return {"batch_sizes": list(self.batch_sizes), "word_batch_sizes": list(self.word_batch_sizes),
+        return {"batch_sizes": list(self.batch_sizes), "batch_requests": list(self.batch_requests),
+                "word_batch_sizes": list(self.word_batch_sizes), "replica": serve.get_replica_context().replica_tag,
                 "page_faults": list(self.page_faults), "batch_threads": list(self.batch_threads),
                 "alone": list(self.alone),
                 "model": self.runner.meta.get("version", "unversioned"), "precision": self.runner.precision,

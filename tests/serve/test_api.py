@@ -779,6 +779,35 @@ def test_a_lone_page_is_read_on_the_idle_cores_and_a_burst_is_not(serve_url, app
     assert seen["batch_threads"].count(settings.many_crops_threads) <= 1, seen
 
 
+def test_a_long_page_is_read_in_parts_by_every_recognizer_replica_and_answers_as_in_one_call(client, app_config):
+    """A page of many lines went to one recognizer replica whole, however many there were: a 1280 x 20000
+    screenshot's 797 lines took one replica 85 s on an AVX2 EPYC. Its crops now go in parts of whole width buckets
+    (`recognition.parts`), at once, so the replicas share them; each part is padded and batched as the whole page
+    would be, so the answer is the one a single call gives, to every box and confidence."""
+    lines = [f"Line {k} of a page {'with some more ' * (k % 5)}words" for k in range(24)]
+    page = png(render_lines(lines, size=24)[0])
+    whole = post(client, page).json()  # the session's app: one replica, one part (32 crops a part)
+    assert [ln["text"] for ln in whole["lines"]] == lines
+    shared = AppConfig.load(overrides={**TEST_OVERRIDES, "recognizer": {
+        **TEST_OVERRIDES["recognizer"], "autoscaling": {"min_replicas": 2, "max_replicas": 2}, "crops_per_part": 4}})
+    try:
+        serve.run(graph(shared), name=APP, route_prefix="/")
+        assert len(replicas()["Recognizer"]) == 2
+        parted = post(client, page).json()
+        recognizer = serve.get_deployment_handle("Recognizer", app_name=APP)
+        read: dict[str, list[int]] = {}  # crops per call, by replica
+        for _ in range(100):
+            if len(read) == 2:
+                break
+            stats = recognizer.stats.remote().result()
+            read[stats["replica"]] = stats["batch_sizes"]
+    finally:
+        serve.run(graph(app_config), name=APP, route_prefix="/")
+    assert parted["lines"] == whole["lines"] and parted["text"] == whole["text"]
+    assert len(read) == 2 and all(read.values()), read  # both replicas read some of its 6 parts
+    assert sum(sum(sizes) for sizes in read.values()) == len(lines), read
+
+
 def _bomb() -> bytes:
     buf = io.BytesIO()
     Image.new("L", (4000, 4000)).save(buf, "PNG")  # 16 MP > the test limit of 8 MP, yet a tiny file

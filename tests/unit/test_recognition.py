@@ -20,6 +20,7 @@ from serve_app.ocr.processing.recognition import (
     line_slope,
     normalise,
     pad_crops,
+    parts,
     split_words,
     width_buckets,
 )
@@ -87,6 +88,33 @@ def test_width_buckets_keep_similar_widths_together():
     assert by_default == [[100, 105, 110], [400, 420, 1000]]
     assert sorted(i for g in width_buckets(widths, max_batch=2) for i in g) == list(range(6))
     assert all(len(g) <= 2 for g in width_buckets(widths, max_batch=2))
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_a_pages_crops_go_in_parts_of_whole_buckets_that_each_form_those_buckets_again(seed):
+    """What lets replicas read a long page together and still answer as one call would (`recognition.parts`)."""
+    rng = np.random.default_rng(seed)
+    n, max_batch, per_part = int(rng.integers(1, 900)), int(rng.choice([4, 16, 32])), int(rng.choice([8, 32, 64]))
+    widths = [int(w) for w in rng.choice([64, 200, 400, 800, 1220, 1600], n) + rng.integers(0, 60, n) * 4]
+    split = parts(widths, max_batch, per_part)
+    assert sorted(i for p in split for i in p) == list(range(n))  # every crop once
+    assert 1 <= len(split) <= max(1, round(n / per_part))
+    whole = width_buckets(widths, max_batch)
+    for part in split:
+        # the recognizer buckets a part's crops in the order sent: the buckets of the whole page that it holds
+        again = [[part[j] for j in b] for b in width_buckets([widths[i] for i in part], max_batch)]
+        assert again == [b for b in whole if b[0] in part], (seed, part)
+    if len(whole) >= 4 * len(split):  # balanced by padded columns, not counted crops: within a bucket or so
+        costs = [sum(len(b) * max(widths[i] for i in b) for b in whole if b[0] in part) for part in split]
+        biggest = max(len(b) * max(widths[i] for i in b) for b in whole)
+        assert max(costs) <= sum(costs) / len(split) + biggest
+
+
+def test_a_small_page_or_parts_turned_off_goes_whole():
+    widths = [300, 900, 120] * 20
+    assert len(parts(widths, 32, 64)) == 1 and len(parts(widths, 32, 0)) == 1
+    assert sorted(parts(widths, 32, 0)[0]) == list(range(60))
+    assert len(parts(widths, 8, 20)) == 3 and parts([], 32, 64) == []
 
 
 def test_crops_are_32_high_scaled_to_minus_one_one_and_padded_with_their_edge():

@@ -103,3 +103,24 @@ def test_shipped_weights_find_the_turn_of_an_upside_down_page_also_from_async_co
 
     for rotation, result in (predictor.read(upside_down, "auto"), asyncio.run(from_a_coroutine())):
         assert rotation == 180 and [r.text for r in result] == PAGES[0][1]
+
+
+@pytest.mark.parametrize("precision", PRECISIONS)
+def test_a_page_read_in_parts_gives_every_crop_the_probabilities_of_one_call(precision):
+    """Replicas read a long page's parts at once (`recognition.parts`); each part must pad and batch its crops as
+    the whole page would, since low-precision kernels and the BiLSTM's backward pass over padding change a reading
+    with its batch. Lines of many lengths, so that parts cut between buckets of several widths."""
+    from serve_app.ocr.processing.recognition import crop_line, parts
+
+    words = "the quick brown fox jumps over 12 lazy dogs and pays 38.90 in cash".split()
+    lines = [" ".join(words[: 1 + k % len(words)]) for k in range(48)]
+    img, truth = render_lines(lines, font_path=font("DejaVuSans.ttf"), size=24)
+    page = np.asarray(img)
+    crops = [crop_line(page, t.box).pixels for t in truth]
+    recognizer = RecognizerRunner(precision=precision, max_batch=8)
+    whole = recognizer.column_probs(crops)
+    split = parts([c.shape[1] for c in crops], 8, 12)
+    assert len(split) == 4
+    for part in split:
+        for i, probs in zip(part, recognizer.column_probs([crops[i] for i in part])):
+            assert np.array_equal(probs, whole[i]), (i, lines[i])

@@ -122,6 +122,29 @@ def width_buckets(widths: list[int], max_batch: int = 32, max_ratio: float = BUC
     return groups
 
 
+def parts(widths: list[int], max_batch: int, per_part: int, max_ratio: float = BUCKET_RATIO) -> list[list[int]]:
+    """Indices of a page's crops in about ``len(widths) / per_part`` parts, to be read by replicas at once.
+
+    Each part is a run of whole `width_buckets`, so that reading a part alone forms those very buckets and every
+    crop is padded and batched as in one call of the whole page: the answer does not depend on how it was split.
+    Runs are cut where the padded columns read so far pass an equal share, since a wide line costs more than a
+    narrow one. ``per_part`` 0 keeps every page whole.
+    """
+    buckets = width_buckets(widths, max_batch, max_ratio)
+    n = max(1, round(len(widths) / per_part)) if per_part else 1
+    if n == 1:
+        return [[i for b in buckets for i in b]] if widths else []
+    costs = [len(b) * max(widths[i] for i in b) for b in buckets]
+    share, spent = sum(costs) / n, 0.0
+    out: list[list[int]] = [[]]
+    for bucket, cost in zip(buckets, costs):
+        if out[-1] and spent + cost / 2 > share * len(out) and len(out) < n:
+            out.append([])
+        out[-1] += bucket
+        spent += cost
+    return out
+
+
 def pad_crops(crops: list[np.ndarray]) -> np.ndarray:
     """Right-pad ``(32, W)`` crops to a ``(N, 1, 32, Wmax)`` batch with each crop's own edge value."""
     w = max(c.shape[1] for c in crops)
