@@ -3,6 +3,7 @@
     python -m benchmarks.dense_pages                  # 2 pages of each kind, about 2 minutes on 2 cores
     python -m benchmarks.dense_pages --pages 1 --kinds a4-300-8 screenshot-1280x9000
     python -m benchmarks.dense_pages --kinds screenshot-1280x5000 --detection pass_side=2048  # read in parts
+    python -m benchmarks.dense_pages --kinds screenshot-1280x5000 --url http://127.0.0.1:8000  # over HTTP
 
 Each page is rendered here (common English words, DejaVu fonts), sent as a PNG would be and read in process with
 the shipped models and the service's settings (`web_scale.Reader`). Until 2026-12-06 NMS took a flat 2,000
@@ -16,7 +17,11 @@ from __future__ import annotations
 import argparse
 import io
 import random
+import time
+from collections.abc import Callable
 
+import httpx
+import numpy as np
 from PIL import Image, ImageDraw
 
 from benchmarks.web_scale import Reader, Tally
@@ -47,7 +52,24 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--detection", nargs="*", default=[], metavar="KEY=VALUE",
                    help="detection settings to read with instead of the defaults, e.g. pass_side=2048")
+    p.add_argument("--url", help="read through a running service instead (e.g. http://127.0.0.1:8000), its own "
+                   "settings; each row then also says the service's detect and recognize seconds")
     return p
+
+
+def over_http(url: str) -> Callable[[bytes], tuple[list[str], float, dict[str, float]]]:
+    """Each page posted to the service as an upload is: its words, the request's seconds and its stages' seconds."""
+    client = httpx.Client(base_url=url, timeout=600)
+
+    def read(data: bytes) -> tuple[list[str], float, dict[str, float]]:
+        t0 = time.perf_counter()
+        r = client.post("/api/v1/ocr", files={"image": ("page.png", data, "image/png")})
+        r.raise_for_status()
+        answer = r.json()
+        words = [w["text"] for line in answer["lines"] for w in line["words"]]
+        stages = {k.removesuffix("_ms"): v / 1e3 for k, v in answer["timings"].items()}
+        return words, time.perf_counter() - t0, stages
+    return read
 
 
 def render(kind: str, seed: int) -> tuple[bytes, list[str], int]:
@@ -73,18 +95,28 @@ def render(kind: str, seed: int) -> tuple[bytes, list[str], int]:
 
 
 def main(args: argparse.Namespace) -> None:
-    runtime.setup(args.threads)
-    settings = {k: float(v) if "." in v else int(v) for k, v in (kv.split("=", 1) for kv in args.detection)}
-    read = Reader(AppConfig.load(overrides={"detector": {"detection": settings}}))
-    print("| page | lines on it | pages | precision | recall | F1 | s/read |")
-    print("|---|---|---|---|---|---|---|")
+    if args.url:
+        read = over_http(args.url)
+    else:
+        runtime.setup(args.threads)
+        settings = {k: float(v) if "." in v else int(v) for k, v in (kv.split("=", 1) for kv in args.detection)}
+        reader = Reader(AppConfig.load(overrides={"detector": {"detection": settings}}))
+
+        def read(data: bytes) -> tuple[list[str], float, dict[str, float]]:
+            words, seconds = reader(data)
+            return [text for text, _, _ in words], seconds, {}
+    stage_columns = (" detect s | recognize s |", "---|---|") if args.url else ("", "")
+    print("| page | lines on it | pages | precision | recall | F1 | s/read |" + stage_columns[0])
+    print("|---|---|---|---|---|---|---|" + stage_columns[1])
     for kind in args.kinds:
-        tally, lines = Tally(), 0
+        tally, lines, stages = Tally(), 0, []
         for seed in range(args.pages):
             data, truth, lines = render(kind, seed)
-            words, seconds = read(data)
-            tally.add([text for text, _, _ in words], truth, seconds)
-        print(tally.row(kind, lines), flush=True)
+            words, seconds, spent = read(data)
+            tally.add(words, truth, seconds)
+            stages.append(spent)
+        extra = "".join(f" {np.median([s[k] for s in stages]):.2f} |" for k in ("detect", "recognize") if args.url)
+        print(tally.row(kind, lines) + extra, flush=True)
 
 
 if __name__ == "__main__":
