@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import time
 from typing import Any
 
 import numpy as np
@@ -30,6 +31,7 @@ class Recognizer:
         self.word_batch_sizes: collections.deque[int] = collections.deque(maxlen=10_000)  # words per word batch
         self.page_faults: collections.deque[int] = collections.deque(maxlen=10_000)  # per page batch, see runtime
         self.batch_threads: collections.deque[int] = collections.deque(maxlen=10_000)  # threads per page batch
+        self.batch_spans: collections.deque[tuple[float, float]] = collections.deque(maxlen=10_000)  # wall clock
         self.alone: collections.deque[bool] = collections.deque(maxlen=10_000)  # per page request, as the caller said
 
     def reconfigure(self, user_config: dict[str, Any]) -> None:
@@ -53,6 +55,7 @@ class Recognizer:
         self.batch_requests.append(len(requests))
         self.alone.extend(p is not None for p in page)
         with runtime.spare_cores() if lone_page else contextlib.nullcontext(False) as wide:
+            start = time.time()
             self.batch_threads.append(self.many_crops_threads if wide else self.threads)
             metrics.recognizer().observe(len(flat))
             attributes = {"crops": len(flat), "requests": len(requests), "threads": self.batch_threads[-1]}
@@ -63,6 +66,7 @@ class Recognizer:
                     # scene lines)
                     readings = [r for crops in requests for r in self.runner.read(crops)]
                 self.page_faults.append(runtime.minor_faults() - faults)
+            self.batch_spans.append((start, time.time()))
         out, i = [], 0
         for crops in requests:
             out.append(readings[i: i + len(crops)])
@@ -80,6 +84,7 @@ class Recognizer:
         return {"batch_sizes": list(self.batch_sizes), "batch_requests": list(self.batch_requests),
                 "word_batch_sizes": list(self.word_batch_sizes), "replica": serve.get_replica_context().replica_tag,
                 "page_faults": list(self.page_faults), "batch_threads": list(self.batch_threads),
+                "batch_spans": list(self.batch_spans),
                 "alone": list(self.alone),
                 "model": self.runner.meta.get("version", "unversioned"), "precision": self.runner.precision,
                 "device": self.runner.device.type,

@@ -795,17 +795,24 @@ def test_a_long_page_is_read_in_parts_by_every_recognizer_replica_and_answers_as
         assert len(replicas()["Recognizer"]) == 2
         parted = post(client, page).json()
         recognizer = serve.get_deployment_handle("Recognizer", app_name=APP)
-        read: dict[str, list[int]] = {}  # crops per call, by replica
+        read: dict[str, dict] = {}  # each replica's stats
         for _ in range(100):
             if len(read) == 2:
                 break
             stats = recognizer.stats.remote().result()
-            read[stats["replica"]] = stats["batch_sizes"]
+            read[stats["replica"]] = stats
     finally:
         serve.run(graph(app_config), name=APP, route_prefix="/")
     assert parted["lines"] == whole["lines"] and parted["text"] == whole["text"]
-    assert len(read) == 2 and all(read.values()), read  # both replicas read some of its 6 parts
-    assert sum(sum(sizes) for sizes in read.values()) == len(lines), read
+    sizes = {replica: stats["batch_sizes"] for replica, stats in read.items()}
+    assert len(sizes) == 2 and all(sizes.values()), sizes  # both replicas read some of its 6 parts
+    assert sum(sum(s) for s in sizes.values()) == len(lines), sizes
+    # a lone page: its parts may use the idle cores, but one replica at a time (`runtime.spare_cores`), or two
+    # replicas on this machine would run four threads on its two cores
+    wide = sorted(span for stats in read.values() for span, threads in zip(stats["batch_spans"],
+                  stats["batch_threads"]) if threads == app_config.recognizer.many_crops_threads)
+    assert wide, read
+    assert all(earlier[1] <= later[0] for earlier, later in zip(wide, wide[1:])), wide
 
 
 def _bomb() -> bytes:
