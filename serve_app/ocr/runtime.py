@@ -105,17 +105,18 @@ def spare_cores(path: str = SPARE_CORES_LOCK) -> Iterator[bool]:
     try:
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
     except OSError:  # no writable temporary directory: nothing to agree through, as before there was
+        fd = -1
+    if fd < 0:
         yield True
         return
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            yield False
-            return
-        try:
-            yield True
-        finally:
-            fcntl.flock(fd, fcntl.LOCK_UN)
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        held = True
+    except OSError:  # another process holds it
+        held = False
+    try:
+        yield held
     finally:
+        if held:
+            fcntl.flock(fd, fcntl.LOCK_UN)
         os.close(fd)

@@ -63,3 +63,5 @@ def test_one_process_at_a_time_uses_the_machines_spare_cores(tmp_path):
         raise RuntimeError("a failed read")
     with runtime.spare_cores(lock) as got:
         assert got is True  # given back when the block fails
+    with runtime.spare_cores(str(tmp_path / "missing" / "cores.lock")) as got:
+        assert got is True  # nowhere to agree through: read as before there was a lock
