@@ -27,7 +27,6 @@ class Recognizer:
         self.threads, self.many_crops, self.many_crops_threads = s.threads, s.many_crops, s.many_crops_threads
         self.runner = RecognizerRunner(**s.runner_args())
         self.batch_sizes: collections.deque[int] = collections.deque(maxlen=10_000)  # crops per page batch
-        self.batch_requests: collections.deque[int] = collections.deque(maxlen=10_000)  # requests (parts) per batch
         self.word_batch_sizes: collections.deque[int] = collections.deque(maxlen=10_000)  # words per word batch
         self.page_faults: collections.deque[int] = collections.deque(maxlen=10_000)  # per page batch, see runtime
         self.batch_threads: collections.deque[int] = collections.deque(maxlen=10_000)  # threads per page batch
@@ -52,7 +51,6 @@ class Recognizer:
         flat = [c for crops in requests for c in crops]
         lone_page = page[0] is not None and len(set(page)) == 1 and len(flat) >= self.many_crops
         self.batch_sizes.append(len(flat))
-        self.batch_requests.append(len(requests))
         self.alone.extend(p is not None for p in page)
         with runtime.spare_cores() if lone_page else contextlib.nullcontext(False) as wide:
             start = time.time()
@@ -81,11 +79,10 @@ class Recognizer:
             return self.runner.read_words([to_gray(p) for p in images])
 
     def stats(self) -> dict[str, Any]:
-        return {"batch_sizes": list(self.batch_sizes), "batch_requests": list(self.batch_requests),
-                "word_batch_sizes": list(self.word_batch_sizes), "replica": serve.get_replica_context().replica_tag,
+        return {"replica": serve.get_replica_context().replica_tag,
+                "batch_sizes": list(self.batch_sizes), "word_batch_sizes": list(self.word_batch_sizes),
                 "page_faults": list(self.page_faults), "batch_threads": list(self.batch_threads),
-                "batch_spans": list(self.batch_spans),
-                "alone": list(self.alone),
+                "batch_spans": list(self.batch_spans), "alone": list(self.alone),
                 "model": self.runner.meta.get("version", "unversioned"), "precision": self.runner.precision,
                 "device": self.runner.device.type,
                 "env": runtime.replica_env()}

@@ -135,9 +135,9 @@ class RecognizerSettings(_Strict):
     batch_wait_timeout_s: float = Field(0.005, ge=0, le=5)
     max_crops_per_forward: int = Field(32, ge=1, le=512)
     max_crop_width: int = Field(1600, ge=64, le=8192)
-    crops_per_part: int = Field(32, ge=0, description="a page of more line crops than this goes to the recognizer in "
-                                "about n / crops_per_part parts at once, each whole width buckets (it reads exactly as "
-                                "in one call): replicas read a long page together; 0 sends every page whole")
+    crops_per_part: int = Field(32, ge=0, description="a page of n line crops goes to the recognizer in round(n / "
+                                "crops_per_part) parts at once, each whole width buckets (it reads exactly as in one "
+                                "call): replicas read a long page together; 0 sends every page whole")
     min_tilt: float = Field(MIN_TILT, ge=0, description="lines sloping at least this much (dy/dx) are cut along "
                             "their own axis and levelled before reading; a large value turns this off")
     num_cpus: float = Field(1.0, ge=0)
