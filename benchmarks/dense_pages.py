@@ -4,6 +4,7 @@
     python -m benchmarks.dense_pages --pages 1 --kinds a4-300-8 screenshot-1280x9000
     python -m benchmarks.dense_pages --kinds screenshot-1280x5000 --detection pass_side=2048  # read in parts
     python -m benchmarks.dense_pages --kinds screenshot-1280x5000 --url http://127.0.0.1:8000  # over HTTP
+    python -m benchmarks.dense_pages --kinds screenshot-1280x20000 --parts 2 3 6  # what replicas gain on a page
 
 Each page is rendered here (common English words, DejaVu fonts), sent as a PNG would be and read in process with
 the shipped models and the service's settings (`web_scale.Reader`). Until 2026-12-06 NMS took a flat 2,000
@@ -26,7 +27,11 @@ from PIL import Image, ImageDraw
 
 from benchmarks.web_scale import Reader, Tally
 from serve_app.config import AppConfig
+from serve_app.imaging import decode_image
 from serve_app.ocr import runtime
+from serve_app.ocr.pipeline import make_crops
+from serve_app.ocr.predictor import RecognizerRunner
+from serve_app.ocr.processing import recognition
 from training.corpus import common_words
 from training.fonts import latin_fonts
 from training.synth import default_font, font_at
@@ -52,6 +57,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--detection", nargs="*", default=[], metavar="KEY=VALUE",
                    help="detection settings to read with instead of the defaults, e.g. pass_side=2048")
+    p.add_argument("--parts", nargs="+", type=int, metavar="N",
+                   help="instead: how long the recognizer takes for each page's line crops whole and in N parts "
+                   "(`recognition.parts`), the longest part being what N replicas on machines of their own take")
     p.add_argument("--url", help="read through a running service instead (e.g. http://127.0.0.1:8000), its own "
                    "settings; each row then also says the service's detect and recognize seconds")
     return p
@@ -94,7 +102,43 @@ def render(kind: str, seed: int) -> tuple[bytes, list[str], int]:
     return out.getvalue(), words, lines
 
 
+def seconds_to_read(recognizer: RecognizerRunner, crops: list[np.ndarray]) -> float:
+    """The recognizer's time for ``crops`` in one call, best of two."""
+    best = float("inf")
+    for _ in range(2):
+        t0 = time.perf_counter()
+        recognizer.read(crops)
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def parts_table(reader: Reader, kinds: list[str], counts: list[int]) -> None:
+    """The first page of each kind: its line crops read whole, then in each count of parts, one part at a time."""
+    cfg, recognizer = reader.cfg, reader.predictor.recognizer
+    print("| page | parts | crops per part | longest part, s | all parts, s | as fast as |")
+    print("|---|---|---|---|---|---|")
+    for kind in kinds:
+        data, _, _ = render(kind, 0)
+        long, short = cfg.detector.detection.keep_sides()
+        pixels = decode_image(data, 10**9, cfg.ingress.max_pixels, long, keep_short=short).pixels
+        lines = reader.predictor.detector.detect([pixels])[0]
+        crops = [c.pixels for c in make_crops(pixels, lines, cfg.recognizer.max_crop_width, cfg.recognizer.min_tilt)]
+        whole = seconds_to_read(recognizer, crops)
+        print(f"| {kind} | 1 | {len(crops)} | {whole:.2f} | {whole:.2f} | 1.00x |", flush=True)
+        for n in counts:
+            split = recognition.parts([c.shape[1] for c in crops], cfg.recognizer.max_crops_per_forward,
+                                      max(1, round(len(crops) / n)))
+            times = [seconds_to_read(recognizer, [crops[i] for i in p]) for p in split]
+            sizes = ", ".join(str(len(p)) for p in split)
+            print(f"| {kind} | {len(split)} | {sizes} | {max(times):.2f} | {sum(times):.2f} | "
+                  f"{whole / max(times):.2f}x |", flush=True)
+
+
 def main(args: argparse.Namespace) -> None:
+    if args.parts:
+        runtime.setup(args.threads)
+        parts_table(Reader(AppConfig()), args.kinds, args.parts)
+        return
     if args.url:
         read = over_http(args.url)
     else:
