@@ -16,10 +16,12 @@ a 1280 x 5000 screenshot of 16 px text 0.00 (docs/accuracy.md, "Dense pages and 
 from __future__ import annotations
 
 import argparse
+import functools
 import io
 import random
 import time
 from collections.abc import Callable
+from typing import TypeVar, cast
 
 import httpx
 import numpy as np
@@ -30,11 +32,13 @@ from serve_app.config import AppConfig
 from serve_app.imaging import decode_image
 from serve_app.ocr import runtime
 from serve_app.ocr.pipeline import make_crops
-from serve_app.ocr.predictor import RecognizerRunner
-from serve_app.ocr.processing import recognition
+from serve_app.ocr.predictor import DetectorRunner, RecognizerRunner
+from serve_app.ocr.processing import detection, recognition
 from training.corpus import common_words
 from training.fonts import latin_fonts
 from training.synth import default_font, font_at
+
+T = TypeVar("T")
 
 SERIF, SANS = "DejaVuSerif.ttf", "DejaVuSans.ttf"
 
@@ -58,8 +62,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--detection", nargs="*", default=[], metavar="KEY=VALUE",
                    help="detection settings to read with instead of the defaults, e.g. pass_side=2048")
     p.add_argument("--parts", nargs="+", type=int, metavar="N",
-                   help="instead: how long the recognizer takes for each page's line crops whole and in N parts "
-                   "(`recognition.parts`), the longest part being what N replicas on machines of their own take")
+                   help="instead: how long the detector takes for each page whole and in the parts of a tall strip "
+                   "(`detection.split`), and the recognizer for its line crops whole and in N parts "
+                   "(`recognition.parts`): the longest part is what replicas on machines of their own take")
     p.add_argument("--url", help="read through a running service instead (e.g. http://127.0.0.1:8000), its own "
                    "settings; each row then also says the service's detect and recognize seconds")
     return p
@@ -104,23 +109,51 @@ def render(kind: str, seed: int) -> tuple[bytes, list[str], int]:
 
 def seconds_to_read(recognizer: RecognizerRunner, crops: list[np.ndarray]) -> float:
     """The recognizer's time for ``crops`` in one call, best of two."""
-    best = float("inf")
+    return best_of_two(lambda: recognizer.read(crops))[0]
+
+
+def best_of_two(fn: Callable[[], T]) -> tuple[float, T]:
+    """``fn``'s seconds, the better of two calls, and what it returned."""
+    best, out = float("inf"), None
     for _ in range(2):
         t0 = time.perf_counter()
-        recognizer.read(crops)
+        out = fn()
         best = min(best, time.perf_counter() - t0)
-    return best
+    return best, cast(T, out)
+
+
+def detector_parts_row(kind: str, detector: DetectorRunner, pixels: np.ndarray) -> str:
+    """A page's detection whole in one call, and as its parts (`detection.split`) one call each, then joined."""
+    frame = detection.reduce(pixels, detector.params)
+    whole, lines = best_of_two(lambda: detector.detect([frame])[0])
+    strip = detection.split(frame, detector.params)
+    timed = [best_of_two(functools.partial(detector.propose, [part])) for part in strip.parts]
+    join, joined = best_of_two(lambda: detection.lines_of([f[0] for _, f in timed], strip, detector.params))
+    assert joined == lines, kind  # the same lines, however they were read
+    longest, every = max(t for t, _ in timed), sum(t for t, _ in timed)
+    return (f"| {kind} | {len(strip.parts)} | {whole:.2f} | {longest:.2f} | {join:.2f} | {every:.2f} "
+            f"| {whole / (longest + join):.2f}x |")
 
 
 def parts_table(reader: Reader, kinds: list[str], counts: list[int]) -> None:
-    """The first page of each kind: its line crops read whole, then in each count of parts, one part at a time."""
+    """The first page of each kind: detected whole and in its parts, and its line crops read whole and in parts.
+
+    One part at a time, each in every count of parts asked for (the detector's parts are the strip's own).
+    """
     cfg, recognizer = reader.cfg, reader.predictor.recognizer
-    print("| page | parts | crops per part | longest part, s | all parts, s | as fast as |")
-    print("|---|---|---|---|---|---|")
+    pages = {}
+    print("| page | detector parts | whole, s | longest part, s | joining, s | all parts, s | as fast as |")
+    print("|---|---|---|---|---|---|---|")
     for kind in kinds:
         data, _, _ = render(kind, 0)
         long, short = cfg.detector.detection.keep_sides()
-        pixels = decode_image(data, 10**9, cfg.ingress.max_pixels, long, keep_short=short).pixels
+        pages[kind] = decode_image(data, 10**9, cfg.ingress.max_pixels, long, keep_short=short).pixels
+        print(detector_parts_row(kind, reader.predictor.detector, pages[kind]), flush=True)
+    print()
+    print("| page | parts | crops per part | longest part, s | all parts, s | as fast as |")
+    print("|---|---|---|---|---|---|")
+    for kind in kinds:
+        pixels = pages[kind]
         lines = reader.predictor.detector.detect([pixels])[0]
         crops = [c.pixels for c in make_crops(pixels, lines, cfg.recognizer.max_crop_width, cfg.recognizer.min_tilt)]
         whole = seconds_to_read(recognizer, crops)

@@ -12,7 +12,7 @@ from deployments import batching, metrics
 from serve_app import telemetry
 from serve_app.config import DetectorSettings
 from serve_app.ocr import runtime
-from serve_app.ocr.processing.detection import Reduced
+from serve_app.ocr.processing.detection import Part, Proposals, Reduced
 from serve_app.ocr.processing.textlines import TextLine
 
 
@@ -27,9 +27,10 @@ class Detector:
         self.batch_sizes: collections.deque[int] = collections.deque(maxlen=10_000)
         self.page_faults: collections.deque[int] = collections.deque(maxlen=10_000)  # per batch, see runtime
         self.frames: collections.deque[tuple[int, int]] = collections.deque(maxlen=10_000)  # (h, w) as received
+        self.parts: collections.deque[tuple[int, int]] = collections.deque(maxlen=10_000)  # (r0, rows) of strips
 
     def reconfigure(self, user_config: dict[str, Any]) -> None:
-        batching.configure(user_config, self.detect)
+        batching.configure(user_config, self.detect, self.propose)
 
     @serve.batch(max_batch_size=4, batch_wait_timeout_s=0.01)
     async def detect(self, images: list[np.ndarray | Reduced]) -> list[list[TextLine]]:
@@ -43,10 +44,19 @@ class Detector:
             span.set_attribute("lines", sum(len(x) for x in lines))
         return lines
 
+    @serve.batch(max_batch_size=4, batch_wait_timeout_s=0.01)
+    async def propose(self, parts: list[Part]) -> list[Proposals]:
+        """The parts of tall strips, each a call of its own (`detection.split`), so that the replicas share a strip."""
+        self.parts.extend((part.r0, part.pixels.shape[0]) for part in parts)
+        metrics.detector().observe(len(parts))
+        with telemetry.tracer.start_as_current_span("ctpn.parts", attributes={"parts": len(parts)}):
+            return self.runner.propose(parts)
+
     def stats(self) -> dict[str, Any]:
-        """Batch sizes, page faults per batch, frame sizes as received (tests read them), model, precision, env."""
-        return {"batch_sizes": list(self.batch_sizes), "page_faults": list(self.page_faults),
-                "frames": list(self.frames),
+        """Batch sizes, page faults per batch, frame sizes and strip parts as received (tests read them), model..."""
+        return {"replica": serve.get_replica_context().replica_tag,
+                "batch_sizes": list(self.batch_sizes), "page_faults": list(self.page_faults),
+                "frames": list(self.frames), "parts": list(self.parts),
                 "model": self.runner.meta.get("version", "unversioned"), "precision": self.runner.precision,
                 "device": self.runner.device.type,
                 "env": runtime.replica_env()}

@@ -68,7 +68,7 @@ from serve_app.ocr.pipeline import (
     word_lines,
 )
 from serve_app.ocr.processing import detection, recognition
-from serve_app.ocr.processing.detection import DetectionParams
+from serve_app.ocr.processing.detection import DetectionParams, Part, Proposals, Reduced
 from serve_app.ocr.processing.recognition import Crop, Decoded, to_gray
 from serve_app.ocr.processing.textlines import TextLine
 from serve_app.pages import SPEC_MAX_LENGTH, SPELLING, TooManyPages, parse_pages
@@ -1030,12 +1030,30 @@ class Ingress:
         # at the detector's scale before it leaves: a 12 MP photo is 36 MB through the object store, 3.7 MB so
         frame = await self._in_thread("reduce", detection.reduce, pixels, self.detection)
         with telemetry.tracer.start_as_current_span("detect", attributes={"rotation": degrees}) as span:
-            lines = await self._call("Detector", lambda: self.detector.detect.remote(frame))
+            lines = await self._detect(frame, span)
             span.set_attribute("lines", len(lines))
         spent["detect"] += time.perf_counter() - t0
         crops = await self._in_thread("crop", make_crops, pixels, lines, self.cfg.recognizer.max_crop_width,
                                       self.cfg.recognizer.min_tilt)
         return lines, crops
+
+    async def _detect(self, frame: np.ndarray | Reduced, span: trace.Span) -> list[TextLine]:
+        """A frame's lines, found by the detector in one call, or in a call a part for a tall strip.
+
+        A strip's parts (`detection.split`) go at once, so that the detector's replicas share them; their proposals
+        are joined into lines here, as one replica joins them (`DetectorRunner.detect`).
+        """
+        width, height = detection.size_of(frame)
+        if detection.passes(width, height, self.detection) == 1:
+            return await self._call("Detector", lambda: self.detector.detect.remote(frame))
+        strip = await self._in_thread("split", detection.split, frame, self.detection)
+        span.set_attribute("parts", len(strip.parts))
+
+        async def propose(part: Part) -> Proposals:
+            return await self._call("Detector", lambda: self.detector.propose.remote(part))
+
+        found = await asyncio.gather(*(propose(part) for part in strip.parts))
+        return await self._in_thread("lines", detection.lines_of, list(found), strip, self.detection)
 
     async def _recognize(self, crops: list[Crop], spent: dict[str, float]) -> list[Decoded]:
         """A page's crops, in parts read at once (`recognition.parts`): replicas read a long page together."""

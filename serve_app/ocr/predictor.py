@@ -161,21 +161,24 @@ class DetectorRunner:
         """
         return [self._lines(im) for im in images]
 
+    def propose(self, parts: list[detection.Part]) -> list[detection.Proposals]:
+        """Each part's proposals (`detection.split`), in a forward pass of its own as in `detect`."""
+        return [self._proposals(part) for part in parts]
+
     def _lines(self, image: np.ndarray | detection.Reduced) -> list[TextLine]:
-        """One frame's lines: its proposals from every view of every part (`detection.windows`), joined at once."""
-        pixels, scale = detection.scaled(image, self.params)
-        found: list[tuple[np.ndarray, ...]] = []
-        for r0, r1, lo, hi in detection.windows(pixels.shape[2], self.params):
-            array = detection.normalised(pixels[:, :, r0:r1])
-            views = self._two_views([array]) if self.params.views > 1 else [(self._forward([array]), 0)]
-            for out, shift in views:
-                boxes, scores, side_x = detection.view_proposals(out["scores"][0], out["vertical"][0],
-                                                                 out["side"][0], shift)
-                boxes, kept = detection.in_window(boxes, r0, lo, hi)
-                found.append((boxes[kept], scores[kept], side_x[kept]))
-        w, h = detection.size_of(image)  # a reduced frame's lines are in its original pixels
-        boxes, scores, side_x = (np.concatenate(parts) for parts in zip(*found, strict=True))
-        return detection.lines_from_proposals(boxes, scores, side_x, scale, w, h, self.params)
+        """One frame's lines: its proposals from every view of every part (`detection.windows`), joined at once.
+
+        The same parts, read as `propose` reads them, whether one replica reads them all or each its own.
+        """
+        strip = detection.split(image, self.params)
+        return detection.lines_of(self.propose(strip.parts), strip, self.params)
+
+    def _proposals(self, part: detection.Part) -> detection.Proposals:
+        array = detection.part_input(part)
+        views = self._two_views([array]) if self.params.views > 1 else [(self._forward([array]), 0)]
+        return detection.part_proposals(part, [detection.view_proposals(out["scores"][0], out["vertical"][0],
+                                                                       out["side"][0], shift)
+                                               for out, shift in views], self.params)
 
     def _forward(self, arrays: list[np.ndarray]) -> dict[str, np.ndarray]:
         with torch.inference_mode(), _autocast(self.bf16, self.device):

@@ -828,6 +828,57 @@ def test_a_long_page_is_read_in_parts_by_every_recognizer_replica_and_answers_as
     assert all(earlier[1] <= later[0] for earlier, later in zip(wide, wide[1:])), wide
 
 
+def test_a_tall_strips_parts_are_read_by_every_detector_replica_and_answer_as_one_replica_does(client, app_config):
+    """A tall strip's parts (`detection.windows`) were read one after another by one detector replica, however many
+    there were. They now go as calls of their own, at once (`detection.split`): the replicas share them, and the
+    ingress joins their proposals into lines as one replica would, so the answer is the one replica's."""
+    things = ("apples bread chairs doors eggs forks glass hats ink jars keys lamps maps nails oars pens quilts rugs "
+              "salt tea").split()
+    rows = [f"{thing} shipped to {town}" for town in ("Leeds", "Paris") for thing in things]
+    tall = Image.new("RGB", (480, 6600), "white")
+    for i, row in enumerate(rows):
+        tall.paste(render_lines([row], size=20)[0].convert("RGB"), (10, 60 + i * 160))
+    assert passes(480, 6600, DetectionParams(**app_config.detector.detection.model_dump())) == 3
+    page = png(tall)
+    detector = serve.get_deployment_handle("Detector", app_name=APP)
+    before = len(detector.stats.remote().result()["parts"])
+    whole = post(client, page).json()  # the session's app: one replica reads the three parts
+    assert len(whole["lines"]) == len(rows)  # every row found once, and nearly all read right
+    assert sum(ln["text"] == row for ln, row in zip(whole["lines"], rows, strict=True)) >= 36, whole["text"]
+    strip_parts = detector.stats.remote().result()["parts"][before:]
+    assert len(strip_parts) == 3 and strip_parts[0][0] == 0, strip_parts
+    shared = AppConfig.load(overrides={**TEST_OVERRIDES, "detector": {
+        **TEST_OVERRIDES["detector"], "num_replicas": 2, "threads": 1}})
+    try:
+        serve.run(graph(shared), name=APP, route_prefix="/")
+        assert len(replicas()["Detector"]) == 2
+        detector = serve.get_deployment_handle("Detector", app_name=APP)
+
+        def each_replicas_parts() -> dict[str, list]:
+            read: dict[str, list] = {}
+            for _ in range(100):
+                stats = detector.stats.remote().result()
+                read[stats["replica"]] = stats["parts"]
+                if len(read) == 2:
+                    break
+            return read
+
+        # until both replicas read parts of one sending (a fresh ingress's router may send all to the one it knows)
+        sent, read, new = [], each_replicas_parts(), {}
+        while len(sent) < 5:
+            counts = {replica: len(parts) for replica, parts in read.items()}
+            sent.append(post(client, page).json())
+            read = each_replicas_parts()
+            new = {replica: parts[counts.get(replica, 0):] for replica, parts in read.items()}
+            if len(new) == 2 and all(new.values()):
+                break
+    finally:
+        serve.run(graph(app_config), name=APP, route_prefix="/")
+    assert all(s["lines"] == whole["lines"] and s["text"] == whole["text"] for s in sent)
+    assert len(new) == 2 and all(new.values()), new  # both replicas read some of one sending's parts
+    assert sorted(part for parts in new.values() for part in parts) == sorted(strip_parts)  # each part once
+
+
 def _bomb() -> bytes:
     buf = io.BytesIO()
     Image.new("L", (4000, 4000)).save(buf, "PNG")  # 16 MP > the test limit of 8 MP, yet a tiny file

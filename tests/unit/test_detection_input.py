@@ -2,6 +2,7 @@
 
 import collections
 import io
+import pickle
 
 import numpy as np
 import pytest
@@ -151,6 +152,38 @@ def test_a_reduced_strip_read_in_parts_finds_the_lines_its_upload_does_in_the_up
     tops = sorted(ln.box[1] for ln in lines)  # one line each, in the strip's own pixels: where it was pasted
     offsets = [top - y for top, y in zip(tops, rows, strict=True)]  # (its text lies below a margin)
     assert len(tops) == len(rows) and max(offsets) - min(offsets) < 4, tops
+
+
+def test_a_strips_parts_read_apart_by_two_runners_in_any_order_join_into_the_lines_of_one_reading():
+    """The ingress sends a tall strip's parts to the detector at once, a call each (`detection.split`), so any
+    replica may read any of them, after the others or before. Joined in the parts' order, their proposals are the
+    lines one reading of the strip finds, to every coordinate and score."""
+    params = DetectionParams(pass_side=1024)
+    runner, other = DetectorRunner(params=params), DetectorRunner(params=params)
+    wide, narrow = Image.new("RGB", (1280, 3000), "white"), Image.new("RGB", (400, 1500), "white")
+    rows = (200, 900, 1465, 2055)  # across the seams of the wide strip's parts
+    for i, y in enumerate(rows):
+        wide.paste(render_lines([f"Order {i} shipped to Leeds"], size=24)[0], (100, y))
+        narrow.paste(render_lines([f"Order {i} sent"], size=16)[0], (10, y // 2))
+    reduced = detection.reduce(np.asarray(wide), params)
+    assert isinstance(reduced, detection.Reduced)
+    for frame in (reduced, np.asarray(wide), np.asarray(narrow)):  # at the detector's scale, shrunk or enlarged
+        strip = detection.split(frame, params)
+        assert len(strip.parts) >= 3 and (strip.width, strip.height) == detection.size_of(frame)
+        parts = [pickle.loads(pickle.dumps(part)) for part in strip.parts]  # as Ray hands them over
+        found = {i: (runner if i % 2 else other).propose([parts[i]])[0] for i in reversed(range(len(parts)))}
+        lines = detection.lines_of([found[i] for i in range(len(parts))], strip, params)
+        assert lines == runner.detect([frame])[0] and len(lines) == len(rows)
+        assert sum(len(f.scores) > 0 for f in found.values()) >= 2
+        for i, part in enumerate(parts):  # each proposal from the part whose core holds it, and only those that pass
+            f = found[i]
+            centres = (f.boxes[:, 1] + f.boxes[:, 3]) / 2
+            assert ((centres >= part.lo) & (centres < part.hi)).all()
+            assert (f.scores >= params.score_threshold).all()
+    page = detection.reduce(np.asarray(wide.resize((1280, 1800))), DetectionParams())
+    one = detection.split(page, DetectionParams())  # a page read in one pass is one part, the frame as it came
+    assert isinstance(page, detection.Reduced) and len(one.parts) == 1
+    assert one.parts[0].pixels.shape == page.pixels.shape and np.shares_memory(one.parts[0].pixels, page.pixels)
 
 
 @pytest.mark.parametrize("size", [(1280, 720), (3000, 2100), (2100, 3000), (1000, 1760), (600, 100), (5000, 1280)])

@@ -187,6 +187,77 @@ def passes(width: int, height: int, p: DetectionParams) -> int:
     return len(windows(_network_size(width, height, p)[2], p))
 
 
+@dataclass(frozen=True)
+class Part:
+    """One part of a frame (`windows`), at the detector's scale: what a detector replica reads on its own.
+
+    A tall strip's parts go to the detector as calls of their own, at once, so that its replicas share them
+    (`split`); a frame read in one pass is one part. ``pixels`` are rows ``[r0, r0 + len)`` of the scaled frame,
+    uint8 ``(rows, W', 3)``; proposals whose centre lies in ``[lo, hi)`` are this part's to keep.
+    """
+
+    pixels: np.ndarray
+    r0: int
+    lo: float
+    hi: float
+
+
+@dataclass(frozen=True)
+class Strip:
+    """A frame cut into the parts it is read in, with what joining their proposals into lines needs (`lines_of`)."""
+
+    parts: list[Part]
+    scale: float
+    width: int  # the frame's size, in the pixels its lines are reported in
+    height: int
+
+
+@dataclass(frozen=True)
+class Proposals:
+    """A part's proposals of both views that pass ``score_threshold``, in network pixels of the whole frame.
+
+    Only those: the rest would be dropped first thing in `lines_from_proposals` (a 1280 x 20000 screenshot has
+    1.1 M proposals, 146 k above it), and a part's come back from a replica to the ingress.
+    """
+
+    boxes: np.ndarray
+    scores: np.ndarray
+    side_x: np.ndarray
+
+
+def split(image: np.ndarray | Reduced, p: DetectionParams) -> Strip:
+    """``image`` at the detector's scale (`scaled`), cut into the parts it is read in (`windows`)."""
+    pixels, scale = scaled(image, p)
+    rows = pixels[0].permute(1, 2, 0)  # (H', W', 3): the scaled frame's own memory where it is channels-last
+    width, height = size_of(image)
+    return Strip([Part(np.ascontiguousarray(rows[r0:r1].numpy()), r0, lo, hi)
+                  for r0, r1, lo, hi in windows(pixels.shape[2], p)], scale, width, height)
+
+
+def part_input(part: Part) -> np.ndarray:
+    """A part's pixels as the network's input (`normalised`)."""
+    return normalised(_nchw(part.pixels))
+
+
+def part_proposals(part: Part, views: list[tuple[np.ndarray, np.ndarray, np.ndarray]],
+                   p: DetectionParams) -> Proposals:
+    """A part's proposals of each view (`view_proposals`) that are its own to keep and pass the threshold."""
+    kept = []
+    for boxes, scores, side_x in views:
+        moved, own = in_window(boxes, part.r0, part.lo, part.hi)
+        own &= scores >= p.score_threshold
+        kept.append((moved[own], scores[own], side_x[own]))
+    boxes, scores, side_x = (np.concatenate(x) for x in zip(*kept, strict=True))
+    return Proposals(boxes, scores, side_x)
+
+
+def lines_of(found: list[Proposals], strip: Strip, p: DetectionParams) -> list[TextLine]:
+    """The lines of a strip from its parts' proposals, in the parts' order: a line across a seam is one line."""
+    boxes, scores, side_x = (np.concatenate(x) for x in zip(*((f.boxes, f.scores, f.side_x) for f in found),
+                                                            strict=True))
+    return lines_from_proposals(boxes, scores, side_x, strip.scale, strip.width, strip.height, p)
+
+
 def in_window(boxes: np.ndarray, r0: int, lo: float, hi: float) -> tuple[np.ndarray, np.ndarray]:
     """A part's proposal boxes moved down to the frame's rows, and which of them its core keeps (`windows`)."""
     moved = boxes + np.array([0, r0, 0, r0], dtype=boxes.dtype)
