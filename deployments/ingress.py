@@ -109,9 +109,13 @@ RAW_UPLOAD_DOC = {"requestBody": {"required": True, "content": {
 
 def error(status: int, code: str, message: str, request_id: str | None = None,
           headers: dict[str, str] | None = None, **detail: Any) -> JSONResponse:
-    """A JSON error; ``detail``: fields of `ErrorDetail` beyond code and message (``max_pages``)."""
+    """A JSON error; ``detail``: fields of `ErrorDetail` beyond code and message (``max_pages``).
+
+    Every error has a request id to report: the request's, or a fresh one where it was refused before it had one
+    (its query, a route or method that does not exist, a missing key).
+    """
     body = ErrorResponse.model_validate({"error": {"code": code, "message": message, **detail},
-                                         "request_id": request_id})
+                                         "request_id": request_id or str(uuid.uuid4())})
     return JSONResponse(body.model_dump(exclude_none=True), status_code=status, headers=headers)
 
 

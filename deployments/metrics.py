@@ -45,7 +45,8 @@ def recognizer() -> Histogram:
 
 @functools.cache
 def detector() -> Histogram:
-    return Histogram("ocr_detector_batch_images", "Images per detector batch.", boundaries=[1, 2, 3, 4, 6, 8, 16])
+    return Histogram("ocr_detector_batch_images", "Images (or tall strips' parts) per detector batch.",
+                     boundaries=[1, 2, 3, 4, 6, 8, 16])
 
 
 @functools.cache

@@ -19,7 +19,7 @@ import numpy as np
 import pypdfium2 as pdfium
 import pypdfium2.raw as pdfium_c
 import pytest
-from PIL import Image
+from PIL import Image, ImageDraw
 from ray import serve
 
 from deployments.app import graph
@@ -905,6 +905,50 @@ def test_bad_input_gets_a_json_error(client, make, status, code):
     body = r.json()
     assert body["error"]["code"] == code and body["error"]["message"]
     assert body["request_id"]
+
+
+def test_random_requests_each_get_an_answer_or_a_json_error(client):
+    """Bodies (cut short, random, empty, formats we do not read, 1x1, 1-bit), content types, multipart shapes and
+    every query parameter, valid and not, drawn at random: each gets an answer or a 4xx JSON error, never a 5xx,
+    and every refusal a request id of its own to report."""
+    rng = random.Random(7)
+
+    def image(size: tuple[int, int] = (300, 80), mode: str = "RGB", fmt: str = "PNG") -> bytes:
+        img = Image.new(mode, size, 255 if mode in ("1", "L") else "white")
+        ImageDraw.Draw(img).text((10, 10), "Total 42", fill=0 if mode in ("1", "L") else "black")
+        return png(img, fmt)
+
+    bodies = [image(), image(fmt="JPEG"), image((1, 1)), image((20, 3000)), image(mode="1"), image(mode="L"),
+              image(fmt="TIFF"), image(fmt="BMP"), image(fmt="WEBP"), image()[:100], image()[:-20], b"",
+              image(fmt="GIF"), b"%PDF-1.4\n" + rng.randbytes(300), b"<svg xmlns='http://www.w3.org/2000/svg'/>"]
+    values = {"layout": ["page", "word", "line", ""], "page": ["1", "2", "0", "x"],
+              "pages": ["all", "1-3", "3-1", ""], "rotate": ["0", "90", "auto", "45"],
+              "format": ["json", "hocr", "text", "pdf", "alto", "tsv", "ndjson", "x"],
+              "min_confidence": ["0.5", "2", "nan"], "preview": ["64", "4097"],
+              "region": ["0,0,100,50", "10,10,0,0", "0,0,1e9,1e9", "nan,0,1,1", "0,0,7,7"]}
+    seen: collections.Counter[int] = collections.Counter()
+    ids: set[str | None] = set()
+    for _ in range(150):
+        body = rng.choice(bodies)
+        params = {k: rng.choice(values[k]) for k in rng.sample(sorted(values), rng.randint(0, 3))}
+        shape = rng.choice(["multipart", "raw", "other field"])
+        if shape == "raw":
+            kind = rng.choice(["image/png", "application/octet-stream", "text/plain"])
+            r = client.post("/api/v1/ocr", params=params, content=body, headers={"content-type": kind})
+        else:
+            r = client.post("/api/v1/ocr", params=params,
+                            files={"image" if shape == "multipart" else "file": ("f", body, "image/png")})
+        seen[r.status_code] += 1
+        assert r.status_code in (200, 400, 413, 415, 422), (params, shape, r.status_code, r.text[:300])
+        if r.status_code != 200:
+            error = r.json()
+            assert error["error"]["code"] and error["error"]["message"], (params, shape, error)
+            ids.add(error.get("request_id"))  # a refusal of the query itself had none (FastAPI's, before the route)
+    assert seen[200] >= 10 and sum(n for code, n in seen.items() if code >= 400) >= 50, seen
+    for r in (client.get("/api/v1/nope"), client.put("/api/v1/ocr"),
+              client.post("/api/v1/ocr", content=b"--x\r\n", headers={"content-type": "multipart/form-data"})):
+        ids.add(r.json().get("request_id"))
+    assert None not in ids and len(ids) == sum(n for code, n in seen.items() if code >= 400) + 3  # each its own
 
 
 def test_a_request_sets_its_own_word_filter(client):
