@@ -5,6 +5,7 @@
     python -m benchmarks.dense_pages --kinds screenshot-1280x5000 --detection pass_side=2048  # read in parts
     python -m benchmarks.dense_pages --kinds screenshot-1280x5000 --url http://127.0.0.1:8000  # over HTTP
     python -m benchmarks.dense_pages --kinds screenshot-1280x20000 --parts 2 3 6  # what replicas gain on a page
+    python -m benchmarks.dense_pages --kinds screenshot-1280x5000 --parts 2 --detection pass_side=2048
 
 Each page is rendered here (common English words, DejaVu fonts), sent as a PNG would be and read in process with
 the shipped models and the service's settings (`web_scale.Reader`). Until 2026-12-06 NMS took a flat 2,000
@@ -168,16 +169,17 @@ def parts_table(reader: Reader, kinds: list[str], counts: list[int]) -> None:
 
 
 def main(args: argparse.Namespace) -> None:
+    settings = {k: float(v) if "." in v else int(v) for k, v in (kv.split("=", 1) for kv in args.detection)}
+    config = AppConfig.load(overrides={"detector": {"detection": settings}})
     if args.parts:
         runtime.setup(args.threads)
-        parts_table(Reader(AppConfig()), args.kinds, args.parts)
+        parts_table(Reader(config), args.kinds, args.parts)
         return
     if args.url:
         read = over_http(args.url)
     else:
         runtime.setup(args.threads)
-        settings = {k: float(v) if "." in v else int(v) for k, v in (kv.split("=", 1) for kv in args.detection)}
-        reader = Reader(AppConfig.load(overrides={"detector": {"detection": settings}}))
+        reader = Reader(config)
 
         def read(data: bytes) -> tuple[list[str], float, dict[str, float]]:
             words, seconds = reader(data)
