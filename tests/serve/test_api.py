@@ -21,6 +21,7 @@ import pypdfium2.raw as pdfium_c
 import pytest
 from PIL import Image, ImageDraw
 from ray import serve
+from ray.serve.handle import DeploymentHandle
 
 from deployments.app import graph
 from deployments.request_ids import page_id
@@ -779,6 +780,37 @@ def test_a_lone_page_is_read_on_the_idle_cores_and_a_burst_is_not(serve_url, app
     assert seen["batch_threads"].count(settings.many_crops_threads) <= 1, seen
 
 
+def stats_of_each_replica(handle: DeploymentHandle, replicas: int = 2) -> dict[str, dict]:
+    """Each replica's ``stats()``, asked until all ``replicas`` have answered (Serve routes each call to one)."""
+    read: dict[str, dict] = {}
+    for _ in range(100):
+        stats = handle.stats.remote().result()
+        read[stats["replica"]] = stats
+        if len(read) == replicas:
+            break
+    return read
+
+
+def sent_until_both_replicas_share_it(client: httpx.Client, page: bytes, handle: DeploymentHandle,
+                                      key: str) -> tuple[list[dict], dict[str, dict], dict[str, list]]:
+    """``page`` sent until both replicas of ``handle`` record (in ``stats()[key]``) parts of one sending, 5 times at
+    most: the answers, each replica's stats, and what each recorded of the last sending.
+
+    A fresh ingress's router sends parts to the replica whose queue it knows while its probe of the other is on its
+    way (in the full suite one replica once read all six parts of a page), and a router whose cached queue lengths
+    are stale may send all parts to one replica.
+    """
+    answers, read, new = [], stats_of_each_replica(handle), {}
+    while len(answers) < 5:
+        before = {replica: len(stats[key]) for replica, stats in read.items()}
+        answers.append(post(client, page).json())
+        read = stats_of_each_replica(handle)
+        new = {replica: stats[key][before.get(replica, 0):] for replica, stats in read.items()}
+        if len(new) == 2 and all(new.values()):
+            break
+    return answers, read, new
+
+
 def test_a_long_page_is_read_in_parts_by_every_recognizer_replica_and_answers_as_in_one_call(client, app_config):
     """A page of many lines went to one recognizer replica whole, however many there were: a 1280 x 20000
     screenshot's 797 lines took one replica 85 s on an AVX2 EPYC. Its crops now go in parts of whole width buckets
@@ -794,27 +826,7 @@ def test_a_long_page_is_read_in_parts_by_every_recognizer_replica_and_answers_as
         serve.run(graph(shared), name=APP, route_prefix="/")
         assert len(replicas()["Recognizer"]) == 2
         recognizer = serve.get_deployment_handle("Recognizer", app_name=APP)
-
-        def each_replicas_stats() -> dict[str, dict]:
-            read: dict[str, dict] = {}
-            for _ in range(100):
-                stats = recognizer.stats.remote().result()
-                read[stats["replica"]] = stats
-                if len(read) == 2:
-                    break
-            return read
-
-        # until both replicas read parts of one sending: a fresh ingress's router sends parts to the replica whose
-        # queue it knows while its probe of the other is on its way (in the full suite one replica once read all six
-        # parts of the first page); every sending is the one-replica answer
-        parted, read, sizes = [], each_replicas_stats(), {}
-        while len(parted) < 5:
-            before = {replica: len(stats["batch_sizes"]) for replica, stats in read.items()}
-            parted.append(post(client, page).json())
-            read = each_replicas_stats()
-            sizes = {replica: stats["batch_sizes"][before.get(replica, 0):] for replica, stats in read.items()}
-            if len(sizes) == 2 and all(sizes.values()):
-                break
+        parted, read, sizes = sent_until_both_replicas_share_it(client, page, recognizer, "batch_sizes")
     finally:
         serve.run(graph(app_config), name=APP, route_prefix="/")
     assert all(p["lines"] == whole["lines"] and p["text"] == whole["text"] for p in parted)
@@ -853,25 +865,7 @@ def test_a_tall_strips_parts_are_read_by_every_detector_replica_and_answer_as_on
         serve.run(graph(shared), name=APP, route_prefix="/")
         assert len(replicas()["Detector"]) == 2
         detector = serve.get_deployment_handle("Detector", app_name=APP)
-
-        def each_replicas_parts() -> dict[str, list]:
-            read: dict[str, list] = {}
-            for _ in range(100):
-                stats = detector.stats.remote().result()
-                read[stats["replica"]] = stats["parts"]
-                if len(read) == 2:
-                    break
-            return read
-
-        # until both replicas read parts of one sending (a fresh ingress's router may send all to the one it knows)
-        sent, read, new = [], each_replicas_parts(), {}
-        while len(sent) < 5:
-            counts = {replica: len(parts) for replica, parts in read.items()}
-            sent.append(post(client, page).json())
-            read = each_replicas_parts()
-            new = {replica: parts[counts.get(replica, 0):] for replica, parts in read.items()}
-            if len(new) == 2 and all(new.values()):
-                break
+        sent, _, new = sent_until_both_replicas_share_it(client, page, detector, "parts")
     finally:
         serve.run(graph(app_config), name=APP, route_prefix="/")
     assert all(s["lines"] == whole["lines"] and s["text"] == whole["text"] for s in sent)
