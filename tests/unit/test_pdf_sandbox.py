@@ -34,7 +34,9 @@ def busy_pdf(paths: int) -> bytes:
 
 @pytest.fixture()
 def sandbox():
-    box = PdfSandbox(timeout_s=2, memory_mb=1024, idle=2)
+    """Bounded by the clock alone: a busy page of three million paths peaks near 1.1 GB, and PDFium grows its lists by
+    doubling, so with 1 GiB a fast machine met the memory bound before the deadline (a different refusal)."""
+    box = PdfSandbox(timeout_s=2, memory_mb=4096, idle=2)
     yield box
     box.close()
 
