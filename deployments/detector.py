@@ -24,6 +24,8 @@ class Detector:
         s = DetectorSettings.model_validate(settings)
         runtime.setup(s.threads)
         self.runner = DetectorRunner(**s.runner_args())
+        self.warm_up = list(s.warm_up)  # the sizes of the made-up pages read first, and how long they took
+        self.warm_up_s = self.runner.warm_up(self.warm_up)  # Serve routes no request here before __init__ returns
         self.batch_sizes: collections.deque[int] = collections.deque(maxlen=10_000)
         self.page_faults: collections.deque[int] = collections.deque(maxlen=10_000)  # per batch, see runtime
         self.frames: collections.deque[tuple[int, int]] = collections.deque(maxlen=10_000)  # (h, w) as received
@@ -56,7 +58,8 @@ class Detector:
         """Batch sizes, page faults per batch, frame sizes and strip parts as received (tests read them), model..."""
         return {"replica": serve.get_replica_context().replica_tag,
                 "batch_sizes": list(self.batch_sizes), "page_faults": list(self.page_faults),
-                "frames": list(self.frames), "parts": list(self.parts),
+                "frames": list(self.frames), "parts": list(self.parts), "warm_up": self.warm_up,
+                "warm_up_s": self.warm_up_s,
                 "model": self.runner.meta.get("version", "unversioned"), "precision": self.runner.precision,
                 "device": self.runner.device.type,
                 "env": runtime.replica_env()}

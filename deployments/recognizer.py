@@ -26,6 +26,7 @@ class Recognizer:
         runtime.setup(s.threads)
         self.threads, self.many_crops, self.many_crops_threads = s.threads, s.many_crops, s.many_crops_threads
         self.runner = RecognizerRunner(**s.runner_args())
+        self.warm_up_s = self.runner.warm_up() if s.warm_up else 0.0  # before Serve routes a request here
         self.batch_sizes: collections.deque[int] = collections.deque(maxlen=10_000)  # crops per page batch
         self.word_batch_sizes: collections.deque[int] = collections.deque(maxlen=10_000)  # words per word batch
         self.page_faults: collections.deque[int] = collections.deque(maxlen=10_000)  # per page batch, see runtime
@@ -82,7 +83,7 @@ class Recognizer:
         return {"replica": serve.get_replica_context().replica_tag,
                 "batch_sizes": list(self.batch_sizes), "word_batch_sizes": list(self.word_batch_sizes),
                 "page_faults": list(self.page_faults), "batch_threads": list(self.batch_threads),
-                "batch_spans": list(self.batch_spans), "alone": list(self.alone),
+                "batch_spans": list(self.batch_spans), "alone": list(self.alone), "warm_up_s": self.warm_up_s,
                 "model": self.runner.meta.get("version", "unversioned"), "precision": self.runner.precision,
                 "device": self.runner.device.type,
                 "env": runtime.replica_env()}

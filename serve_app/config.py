@@ -109,6 +109,10 @@ class DetectorSettings(_Strict):
                          "(720p on a 2-core AVX2 VM: 0.56-0.60 -> 0.46-0.47 s), and throughput under load held")
     precision: Precision = Field("auto", description=_PRECISION_HELP)
     detection: DetectionSettings = DetectionSettings()
+    warm_up: list[tuple[Annotated[int, Field(ge=16, le=8192)], Annotated[int, Field(ge=16, le=8192)]]] = Field(
+        [(1280, 720)], max_length=8, description="(width, height) of made-up pages each replica detects before it "
+        "takes requests, so that its first request does not pay for the process's first detection (a fresh "
+        "replica's first 720p frame: 0.71 s to detect, later ones 0.3); [] for none")
 
     def runner_args(self) -> dict[str, Any]:
         """Keyword arguments of `DetectorRunner`, with the weights path resolved."""
@@ -158,6 +162,8 @@ class RecognizerSettings(_Strict):
     word_scales: list[Annotated[float, Field(ge=0.25, le=4)]] = Field(
         list(DEFAULT_WORD_SCALES), min_length=1, max_length=8,
         description="width scales a single word crop is read at; [1.0] for one reading")
+    warm_up: bool = Field(True, description="each replica reads made-up line crops and a word before it takes "
+                          "requests, as the detector's warm_up")
 
     def runner_args(self) -> dict[str, Any]:
         """Keyword arguments of `RecognizerRunner`, with asset paths resolved."""

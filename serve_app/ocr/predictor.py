@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Coroutine
+import time
+from collections.abc import Coroutine, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar, cast
@@ -57,6 +58,22 @@ DEVICES = ("cpu", "cuda")
 
 def native_bf16() -> bool:
     return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
+def warm_up_page(width: int, height: int, line_height: int = 24) -> np.ndarray:
+    """A made-up page, light with rows of dark word-like bars: what a replica reads before its first request.
+
+    Not text, on purpose: it must cost what a page costs (every layer, the BiLSTM, the line building), not read well.
+    """
+    rng = np.random.default_rng(width * 100_003 + height)
+    page = np.full((height, width, 3), 236, np.uint8)
+    for y in range(line_height, height - 2 * line_height, 3 * line_height):
+        x = line_height
+        while x < width - 4 * line_height:
+            w = int(rng.integers(2, 7)) * line_height // 2
+            page[y:y + line_height, x:x + w] = 30
+            x += w + line_height // 2
+    return page
 
 
 def resolve_device(device: str) -> torch.device:
@@ -160,6 +177,18 @@ class DetectorRunner:
         (docs/accuracy.md).
         """
         return [self._lines(im) for im in images]
+
+    def warm_up(self, sizes: Sequence[tuple[int, int]]) -> float:
+        """Detect a made-up page (`warm_up_page`) of each ``(width, height)``; the seconds it took.
+
+        A process's first detection pays once for its thread pool, oneDNN's kernels and the allocator's first
+        pages: through `serve run`, a fresh detector replica's first 720p frame took 0.71 s to detect, the next
+        0.29-0.32 s (docs/accuracy.md). Done before a replica takes requests, no user waits for it.
+        """
+        t0 = time.perf_counter()
+        for width, height in sizes:
+            self.detect([warm_up_page(width, height)])
+        return time.perf_counter() - t0
 
     def propose(self, parts: list[detection.Part]) -> list[detection.Proposals]:
         """Each part's proposals (`detection.split`), in a forward pass of its own as in `detect`."""
@@ -308,6 +337,19 @@ class RecognizerRunner:
     def read_word(self, gray: np.ndarray, tall: float = TALL_WORD) -> Decoded:
         """One cropped word (see `read_words`)."""
         return self.read_words([gray], tall)[0]
+
+    def warm_up(self, widths: Sequence[int] = (160, 640)) -> float:
+        """Read made-up line crops ``widths`` px wide at 32 px (a batch each) and one word; the seconds it took.
+
+        As `DetectorRunner.warm_up`: a replica's first batch pays once for what the next ones find ready.
+        """
+        t0 = time.perf_counter()
+        for width in widths:
+            gray = warm_up_page(width, 64, line_height=16)[8:40, :, 0]
+            self.read([recognition.normalise(gray)] * 4)
+        if widths:
+            self.read_words([warm_up_page(widths[0], 64, line_height=16)[8:40, :, 0]])
+        return time.perf_counter() - t0
 
 
 class OCRPredictor:
