@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 # Settings a running replica takes without a restart: they reach it as user_config (``reconfigure``) or as Serve's
 # own scaling options, so they stay out of the deployment versions (deployments/versions.py).
 LIVE_SETTINGS: dict[str, set[str]] = {
-    "detector": {"max_batch_size", "batch_wait_timeout_s", "num_replicas", "max_ongoing_requests"},
+    "detector": {"max_batch_size", "batch_wait_timeout_s", "num_replicas", "autoscaling", "max_ongoing_requests"},
     "recognizer": {"max_batch_size", "batch_wait_timeout_s", "autoscaling", "max_ongoing_requests"},
     "ingress": {"max_inflight", "max_requests_per_client", "request_timeout_s", "num_replicas", "max_ongoing_requests"},
 }
@@ -44,7 +44,7 @@ def graph(cfg: AppConfig) -> Application:
     built_from = cfg.model_dump(mode="json", exclude=LIVE_SETTINGS)
     weights = _weights(cfg)
     detector = pinned(Detector, built_from["detector"], weights[0]).options(
-        num_replicas=d.num_replicas,
+        **d.scaling(),
         max_ongoing_requests=d.max_ongoing_requests,
         user_config={"max_batch_size": d.max_batch_size, "batch_wait_timeout_s": d.batch_wait_timeout_s},
         ray_actor_options={"num_cpus": d.num_cpus, "num_gpus": d.num_gpus,

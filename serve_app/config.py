@@ -97,9 +97,31 @@ def precision_overrides(precision: str | None) -> dict[str, Any]:
     return {m: {"precision": precision} for m in ("detector", "recognizer")} if precision else {}
 
 
+class AutoscalingSettings(_Strict):
+    min_replicas: int = Field(1, ge=0)
+    max_replicas: int = Field(2, ge=1)
+    target_ongoing_requests: float = Field(2.0, gt=0)
+    upscale_delay_s: float = Field(5.0, ge=0)
+    downscale_delay_s: float = Field(60.0, ge=0)
+    look_back_period_s: float = Field(30.0, gt=0, description="the window Serve averages ongoing requests over")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> AutoscalingSettings:
+        if self.min_replicas > self.max_replicas:
+            raise ValueError(f"min_replicas ({self.min_replicas}) is more than max_replicas ({self.max_replicas})")
+        return self
+
+    def to_serve(self) -> dict[str, Any]:
+        return self.model_dump()
+
+
 class DetectorSettings(_Strict):
     weights: Path = Path(DEFAULT_DETECTOR.name)
-    num_replicas: int = Field(1, ge=1)
+    num_replicas: int | None = Field(None, ge=1, description="replicas, where autoscaling is null (null: 1)")
+    autoscaling: AutoscalingSettings | None = Field(
+        None, description="Serve adds and removes detector replicas by their ongoing requests, between its min and "
+        "max (then leave num_replicas out): a cluster's detection, the larger cost of every page, grows with its "
+        "pods; null: num_replicas")
     max_ongoing_requests: int = Field(16, ge=1, description="keep >= max_batch_size or batches never fill")
     max_batch_size: int = Field(4, ge=1, le=64)
     batch_wait_timeout_s: float = Field(0.01, ge=0, le=5)
@@ -114,21 +136,23 @@ class DetectorSettings(_Strict):
         "takes requests, so that its first request does not pay for the process's first detection (a fresh "
         "replica's first 720p frame: 0.71 s to detect, later ones 0.3); [] for none")
 
+    @model_validator(mode="after")
+    def _one_way_to_scale(self) -> DetectorSettings:
+        if self.autoscaling is not None and self.num_replicas is not None:
+            raise ValueError("set detector.num_replicas or detector.autoscaling, not both: with autoscaling, Serve "
+                             "chooses the number of replicas")
+        return self
+
+    def scaling(self) -> dict[str, Any]:
+        """Serve's options for the number of replicas: fixed, or autoscaled."""
+        if self.autoscaling is None:
+            return {"num_replicas": self.num_replicas or 1}
+        return {"autoscaling_config": self.autoscaling.to_serve()}
+
     def runner_args(self) -> dict[str, Any]:
         """Keyword arguments of `DetectorRunner`, with the weights path resolved."""
         return {"weights": resolve_weights(self.weights), "params": DetectionParams(**self.detection.model_dump()),
                 "precision": self.precision, "device": device(self.num_gpus)}
-
-
-class AutoscalingSettings(_Strict):
-    min_replicas: int = Field(1, ge=0)
-    max_replicas: int = Field(2, ge=1)
-    target_ongoing_requests: float = Field(2.0, gt=0)
-    upscale_delay_s: float = Field(5.0, ge=0)
-    downscale_delay_s: float = Field(60.0, ge=0)
-
-    def to_serve(self) -> dict[str, Any]:
-        return self.model_dump()
 
 
 class RecognizerSettings(_Strict):

@@ -31,6 +31,16 @@ def test_yaml_then_overrides(tmp_path):
     assert cfg.recognizer.autoscaling.min_replicas == 1
 
 
+def test_the_detector_has_a_fixed_number_of_replicas_or_autoscales_not_both():
+    assert AppConfig.load().detector.scaling() == {"num_replicas": 1}
+    scaled = AppConfig.load(None, {"detector": {"autoscaling": {"max_replicas": 4}}}).detector.scaling()
+    assert scaled["autoscaling_config"]["max_replicas"] == 4 and "num_replicas" not in scaled
+    with pytest.raises(ValidationError, match="not both"):
+        AppConfig.load(None, {"detector": {"num_replicas": 2, "autoscaling": {"max_replicas": 4}}})
+    with pytest.raises(ValidationError, match="more than max_replicas"):
+        AppConfig.load(None, {"detector": {"autoscaling": {"min_replicas": 3, "max_replicas": 2}}})
+
+
 def test_relative_weights_resolve_to_shipped_assets(tmp_path):
     cfg = AppConfig.load()
     assert resolve_weights(cfg.detector.weights).parent == ASSETS

@@ -85,6 +85,16 @@ def test_a_config_change_reaches_the_rendered_rayservice(cfg):
     assert "autoscaling" not in serve_cfg["applications"][0]["args"]["recognizer"]  # written once, where Serve reads it
 
 
+def test_the_clusters_detector_autoscales_with_its_pods(cfg):
+    """One detector replica detected no faster than one pod however many the cluster added (cluster.yaml)."""
+    serve_cfg = yaml.safe_load(rayservice(cfg)["spec"]["serveConfigV2"])
+    (det,) = [d for d in serve_cfg["applications"][0]["deployments"] if d["name"] == "Detector"]
+    assert det["autoscaling_config"]["max_replicas"] == cfg.detector.autoscaling.max_replicas > 1
+    pods = cfg.cluster.cpu_workers
+    assert det["autoscaling_config"]["max_replicas"] * cfg.detector.num_cpus <= pods.max_replicas * float(pods.cpu)
+    assert "num_replicas" not in det and "autoscaling" not in serve_cfg["applications"][0]["args"]["detector"]
+
+
 def test_a_model_given_gpus_runs_on_the_gpu_workers_and_one_without_gpu_pods_is_refused(cfg):
     """Serve would wait forever for a GPU that no pod has: the render says so instead."""
     gpu = cfg.model_copy(update={

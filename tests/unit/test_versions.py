@@ -33,6 +33,7 @@ def test_every_deployment_gets_a_version_and_building_twice_gives_the_same():
 
 @pytest.mark.parametrize("overrides", [
     {"detector": {"max_batch_size": 8, "batch_wait_timeout_s": 0.5, "num_replicas": 2}},
+    {"detector": {"autoscaling": {"min_replicas": 1, "max_replicas": 3}}},
     {"recognizer": {"max_batch_size": 3, "autoscaling": {"max_replicas": 5}, "max_ongoing_requests": 4}},
     {"ingress": {"max_inflight": 2, "request_timeout_s": 5, "num_replicas": 3}},
 ])
