@@ -90,8 +90,10 @@ def test_the_clusters_detector_autoscales_with_its_pods(cfg):
     serve_cfg = yaml.safe_load(rayservice(cfg)["spec"]["serveConfigV2"])
     (det,) = [d for d in serve_cfg["applications"][0]["deployments"] if d["name"] == "Detector"]
     assert det["autoscaling_config"]["max_replicas"] == cfg.detector.autoscaling.max_replicas > 1
-    pods = cfg.cluster.cpu_workers
-    assert det["autoscaling_config"]["max_replicas"] * cfg.detector.num_cpus <= pods.max_replicas * float(pods.cpu)
+    pods, rec = cfg.cluster.cpu_workers, cfg.recognizer
+    at_most = det["autoscaling_config"]["max_replicas"] * cfg.detector.num_cpus \
+        + rec.autoscaling.max_replicas * rec.num_cpus
+    assert at_most <= pods.max_replicas * float(pods.cpu)  # every replica the maxima ask for has a pod to run in
     assert "num_replicas" not in det and "autoscaling" not in serve_cfg["applications"][0]["args"]["detector"]
 
 
