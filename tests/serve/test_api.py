@@ -882,44 +882,62 @@ def test_a_tall_strips_parts_are_read_by_every_detector_replica_and_answer_as_on
     assert sorted(part for parts in new.values() for part in parts) == sorted(strip_parts)  # each part once
 
 
-def test_an_autoscaled_detector_adds_a_warmed_replica_under_load_and_both_read_frames(client, app_config):
+def test_an_autoscaled_detector_grows_under_load_with_a_warmed_replica_and_shrinks_after_losing_no_request(
+        client, app_config):
     """`detector.autoscaling` (the cluster's setting): one replica detected no faster than one pod, however many pods
-    the cluster added. Under load Serve adds one, which reads its made-up page before it takes a request."""
+    the cluster added. Under load Serve adds one, which reads its made-up page before it takes a request; when the
+    load falls it stops one, and the requests still coming are answered throughout."""
     frame = Image.new("RGB", (1280, 720), "white")
     frame.paste(render_lines(KNOWN_LINES, size=28)[0], (100, 200))
     body = png(frame)
     scaled = AppConfig.load(overrides={**TEST_OVERRIDES, "detector": {**TEST_OVERRIDES["detector"], "threads": 1,
         "autoscaling": {"min_replicas": 1, "max_replicas": 2, "target_ongoing_requests": 1, "upscale_delay_s": 0,
-                        "look_back_period_s": 2, "downscale_delay_s": 600}}})
-    stop, answers = threading.Event(), collections.Counter()
+                        "look_back_period_s": 2, "downscale_delay_s": 3}}})
+    load_falls, load_ends, answers = threading.Event(), threading.Event(), collections.Counter()
 
-    def keep_sending() -> None:
+    def keep_sending(until: threading.Event) -> None:
         with httpx.Client(base_url=str(client.base_url), timeout=120) as c:
-            while not stop.is_set():
+            while not until.is_set():
                 r = post(c, body)
                 answers[(r.status_code, r.json().get("text") if r.status_code == 200 else r.text)] += 1
 
+    def running() -> dict[str, int]:
+        return dict(serve.status().applications[APP].deployments["Detector"].replica_states)
+
+    steady = threading.Thread(target=keep_sending, args=(load_ends,))
+    extra = [threading.Thread(target=keep_sending, args=(load_falls,)) for _ in range(5)]
+    read: dict[str, dict] = {}
     try:
         serve.run(graph(scaled), name=APP, route_prefix="/")
         assert len(replicas()["Detector"]) == 1
-        senders = [threading.Thread(target=keep_sending) for _ in range(6)]
-        for t in senders:
+        detector = serve.get_deployment_handle("Detector", app_name=APP)
+        for t in [steady, *extra]:
             t.start()
-        detector, read = serve.get_deployment_handle("Detector", app_name=APP), {}
         deadline = time.monotonic() + 150
         while time.monotonic() < deadline and not (len(read) == 2 and all(s["frames"] for s in read.values())):
             time.sleep(1)
-            running = serve.status().applications[APP].deployments["Detector"].replica_states.get("RUNNING", 0)
-            if running == 2:  # asked before, stats calls would queue behind the one busy replica's frames
+            if running().get("RUNNING", 0) == 2:  # asked before, stats calls queue behind the busy replica's frames
                 read = stats_of_each_replica(detector, replicas=2)
-        stop.set()
-        for t in senders:
+        load_falls.set()
+        for t in extra:
             t.join()
+        answered_at_fall = sum(answers.values())
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline and running() != {"RUNNING": 1}:
+            time.sleep(1)
+        shrunk = running()
+        time.sleep(2)  # a few more requests to the one replica left
     finally:
-        stop.set()
+        load_falls.set()
+        load_ends.set()
+        for t in [steady, *extra]:
+            if t.is_alive():
+                t.join()
         serve.run(graph(app_config), name=APP, route_prefix="/")
     assert len(read) == 2, "no second detector replica within 150 s of load"
     assert all(s["warm_up"] == [(1280, 720)] and s["warm_up_s"] > 0 and s["frames"] for s in read.values()), read
+    assert shrunk == {"RUNNING": 1}, shrunk
+    assert sum(answers.values()) > answered_at_fall  # the steady client was answered while a replica went
     assert set(answers) == {(200, "\n".join(KNOWN_LINES))}, answers  # nothing lost or misread while it scaled
 
 
