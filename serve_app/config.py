@@ -134,7 +134,7 @@ class DetectorSettings(_Strict):
     warm_up: list[tuple[Annotated[int, Field(ge=16, le=8192)], Annotated[int, Field(ge=16, le=8192)]]] = Field(
         [(1280, 720)], max_length=8, description="(width, height) of made-up pages each replica detects before it "
         "takes requests, so that its first request does not pay for the process's first detection (a fresh "
-        "replica's first 720p frame: 0.71 s to detect, later ones 0.3); [] for none")
+        "replica's first 720p frame: 0.34-0.71 s to detect, later ones 0.20-0.32); [] for none")
 
     @model_validator(mode="after")
     def _one_way_to_scale(self) -> DetectorSettings:

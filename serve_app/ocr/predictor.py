@@ -182,8 +182,8 @@ class DetectorRunner:
         """Detect a made-up page (`warm_up_page`) of each ``(width, height)``; the seconds it took.
 
         A process's first detection pays once for its thread pool, oneDNN's kernels and the allocator's first
-        pages: through `serve run`, a fresh detector replica's first 720p frame took 0.71 s to detect, the next
-        0.29-0.32 s (docs/accuracy.md). Done before a replica takes requests, no user waits for it.
+        pages: through `serve run`, a fresh detector replica's first 720p frame took 0.34-0.71 s to detect, the
+        next 0.20-0.32 s (docs/accuracy.md). Done before a replica takes requests, no user waits for it.
         """
         t0 = time.perf_counter()
         for width, height in sizes:

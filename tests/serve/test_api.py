@@ -699,8 +699,8 @@ def test_both_model_replicas_run_with_the_replica_environment():
 
 
 def test_each_model_replica_reads_made_up_pages_before_it_takes_requests(serve_url, app_config):
-    """A fresh detector replica's first 720p frame took 0.71 s to detect, the next 0.3: each replica now reads made-up
-    pages in its constructor (`warm_up`), which Serve lets finish before it routes a request there."""
+    """A fresh detector replica's first 720p frame took 0.34-0.71 s to detect, the next 0.20-0.32: each replica now
+    reads made-up pages in its constructor (`warm_up`), which Serve lets finish before it routes a request there."""
     detector = serve.get_deployment_handle("Detector", app_name=APP).stats.remote().result()
     recognizer = serve.get_deployment_handle("Recognizer", app_name=APP).stats.remote().result()
     assert detector["warm_up"] == app_config.detector.warm_up == [(1280, 720)]
