@@ -94,6 +94,9 @@ def test_the_clusters_detector_autoscales_with_its_pods(cfg):
     at_most = det["autoscaling_config"]["max_replicas"] * cfg.detector.num_cpus \
         + rec.autoscaling.max_replicas * rec.num_cpus
     assert at_most <= pods.max_replicas * float(pods.cpu)  # every replica the maxima ask for has a pod to run in
+    # and none shares cores it counts on: two 2-thread detectors in one 2-CPU pod answered at half the pace
+    assert cfg.detector.num_cpus >= cfg.detector.threads and rec.num_cpus >= rec.threads
+    assert det["ray_actor_options"]["num_cpus"] == cfg.detector.num_cpus <= float(pods.cpu)
     assert "num_replicas" not in det and "autoscaling" not in serve_cfg["applications"][0]["args"]["detector"]
 
 
