@@ -820,6 +820,23 @@ def sent_until_both_replicas_share_it(client: httpx.Client, page: bytes, handle:
     return answers, read, new
 
 
+def sent_to_two_replicas_until_they_share_it(client: httpx.Client, app_config: AppConfig, page: bytes,
+                                             deployment: str, settings: dict, key: str) -> tuple[list[dict],
+                                                                                              dict[str, dict],
+                                                                                              dict[str, list]]:
+    """The app redeployed with ``settings`` for ``deployment`` (two replicas), ``page`` sent as
+    `sent_until_both_replicas_share_it` sends it, then the session's app deployed again."""
+    section = deployment.lower()
+    shared = AppConfig.load(overrides={**TEST_OVERRIDES, section: {**TEST_OVERRIDES[section], **settings}})
+    try:
+        serve.run(graph(shared), name=APP, route_prefix="/")
+        assert len(replicas()[deployment]) == 2
+        handle = serve.get_deployment_handle(deployment, app_name=APP)
+        return sent_until_both_replicas_share_it(client, page, handle, key)
+    finally:
+        serve.run(graph(app_config), name=APP, route_prefix="/")
+
+
 def test_a_long_page_is_read_in_parts_by_every_recognizer_replica_and_answers_as_in_one_call(client, app_config):
     """A page of many lines went to one recognizer replica whole, however many there were: a 1280 x 20000
     screenshot's 797 lines took one replica 85 s on an AVX2 EPYC. Its crops now go in parts of whole width buckets
@@ -829,15 +846,8 @@ def test_a_long_page_is_read_in_parts_by_every_recognizer_replica_and_answers_as
     page = png(render_lines(lines, size=24)[0])
     whole = post(client, page).json()  # the session's app: one replica, one part (32 crops a part)
     assert [ln["text"] for ln in whole["lines"]] == lines
-    shared = AppConfig.load(overrides={**TEST_OVERRIDES, "recognizer": {
-        **TEST_OVERRIDES["recognizer"], "autoscaling": {"min_replicas": 2, "max_replicas": 2}, "crops_per_part": 4}})
-    try:
-        serve.run(graph(shared), name=APP, route_prefix="/")
-        assert len(replicas()["Recognizer"]) == 2
-        recognizer = serve.get_deployment_handle("Recognizer", app_name=APP)
-        parted, read, sizes = sent_until_both_replicas_share_it(client, page, recognizer, "batch_sizes")
-    finally:
-        serve.run(graph(app_config), name=APP, route_prefix="/")
+    parted, read, sizes = sent_to_two_replicas_until_they_share_it(client, app_config, page, "Recognizer", {
+        "autoscaling": {"min_replicas": 2, "max_replicas": 2}, "crops_per_part": 4}, "batch_sizes")
     assert all(p["lines"] == whole["lines"] and p["text"] == whole["text"] for p in parted)
     assert len(sizes) == 2 and all(sizes.values()), sizes  # both replicas read some of one page's 6 parts
     assert sum(sum(s) for s in sizes.values()) == len(lines), sizes
@@ -868,15 +878,8 @@ def test_a_tall_strips_parts_are_read_by_every_detector_replica_and_answer_as_on
     assert sum(ln["text"] == row for ln, row in zip(whole["lines"], rows, strict=True)) >= 36, whole["text"]
     strip_parts = detector.stats.remote().result()["parts"][before:]
     assert len(strip_parts) == 3 and strip_parts[0][0] == 0, strip_parts
-    shared = AppConfig.load(overrides={**TEST_OVERRIDES, "detector": {
-        **TEST_OVERRIDES["detector"], "num_replicas": 2, "threads": 1}})
-    try:
-        serve.run(graph(shared), name=APP, route_prefix="/")
-        assert len(replicas()["Detector"]) == 2
-        detector = serve.get_deployment_handle("Detector", app_name=APP)
-        sent, _, new = sent_until_both_replicas_share_it(client, page, detector, "parts")
-    finally:
-        serve.run(graph(app_config), name=APP, route_prefix="/")
+    sent, _, new = sent_to_two_replicas_until_they_share_it(client, app_config, page, "Detector", {
+        "num_replicas": 2, "threads": 1}, "parts")
     assert all(s["lines"] == whole["lines"] and s["text"] == whole["text"] for s in sent)
     assert len(new) == 2 and all(new.values()), new  # both replicas read some of one sending's parts
     assert sorted(part for parts in new.values() for part in parts) == sorted(strip_parts)  # each part once
