@@ -8,6 +8,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from serve_app.ocr.models.crnn import CRNN
+from serve_app.ocr.models.ctpn import CTPN
+from serve_app.ocr.models.weights import save_weights
+
 
 def resume(out: str | Path, model: nn.Module, opt: torch.optim.Optimizer) -> tuple[Path, int, list[dict]]:
     """Load ``out/last.pt`` into model and optimizer if it exists; returns its path, the step and the history."""
@@ -23,12 +27,19 @@ def resume(out: str | Path, model: nn.Module, opt: torch.optim.Optimizer) -> tup
     return ckpt, state["step"], state["history"]
 
 
-def save(ckpt: Path, model: nn.Module, opt: torch.optim.Optimizer, step: int, history: list[dict],
-         args: argparse.Namespace) -> None:
+def save(ckpt: Path, model: CTPN | CRNN, opt: torch.optim.Optimizer, step: int, history: list[dict],
+         args: argparse.Namespace, script: str) -> None:
+    """The checkpoint, and with ``--snapshot`` servable weights too, so that a run cut short still leaves a result.
+
+    ``script``: the training script's file name, which the weights' metadata names as what trained them.
+    """
     tmp = ckpt.with_suffix(".tmp")
     torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step, "history": history,
                 "args": vars(args)}, tmp)
     tmp.replace(ckpt)  # a crash while saving never leaves a broken last.pt
+    if getattr(args, "snapshot", None):
+        meta = {"trained_by": f"training/{script}", "steps": step, "args": vars(args), "history": history[-5:]}
+        save_weights(model, args.snapshot.format(step=step), meta)
 
 
 def trained_args(ckpt: Path) -> dict | None:

@@ -237,11 +237,7 @@ def main(args: argparse.Namespace) -> dict:
             running = []
             history.append(record)
             print(json.dumps(record), flush=True)
-            checkpoint.save(ckpt, model, opt, step, history, args)
-            if args.snapshot:  # servable weights at every save, so a run cut short still leaves a result
-                meta = {"trained_by": f"training/{Path(__file__).name}", "steps": step, "args": vars(args),
-                        "history": history[-5:]}
-                save_weights(model, args.snapshot.format(step=step), meta)
+            checkpoint.save(ckpt, model, opt, step, history, args, Path(__file__).name)
     bar.close()
     return history[-1] if history else {}
 

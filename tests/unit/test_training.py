@@ -16,12 +16,17 @@ from training.synth import render_crop, render_lines, render_page
 def test_crnn_trains_resumes_and_exports(tmp_path, variant, amp):
     args = train_crnn.get_args_parser().parse_args(
         ["--variant", variant, "--steps", "2", "--batch-size", "4", "--no-real", "--val-every", "2", "--val-size", "4",
-         "--amp", amp, "--arc-share", "0.5", "--out", str(tmp_path / "run")]
+         "--amp", amp, "--arc-share", "0.5", "--out", str(tmp_path / "run"),
+         "--snapshot", str(tmp_path / "snap{step}.pt")]
     )
     record = train_crnn.main(args)
     assert record["step"] == 2 and 0 <= record["synthetic_clean"]["cer"]
     args.steps = 3  # resume: one more step from the checkpoint
     assert train_crnn.main(args)["step"] == 3
+    for step in (2, 3):  # servable weights at every save: a run cut short still leaves a result
+        _, snap = load_model(tmp_path / f"snap{step}.pt")
+        assert snap["steps"] == step and snap["trained_by"] == "training/train_crnn.py"
+        assert snap["history"][-1]["step"] == step
     train_crnn.main(train_crnn.get_args_parser().parse_args(  # the export call names no training options
         ["--variant", variant, "--out", str(tmp_path / "run"), "--export", "--export-path", str(tmp_path / "crnn.pt")]))
     model, meta = load_model(tmp_path / "crnn.pt")
@@ -39,10 +44,12 @@ def test_crnn_trains_resumes_and_exports(tmp_path, variant, amp):
 def test_ctpn_trains_and_exports(tmp_path, amp):
     args = train_ctpn.get_args_parser().parse_args(
         ["--steps", "2", "--batch-size", "2", "--size", "128", "--no-real", "--save-every", "2",
-         "--head-channels", "32", "--amp", amp, "--out", str(tmp_path / "run")]
+         "--head-channels", "32", "--amp", amp, "--out", str(tmp_path / "run"), "--snapshot", str(tmp_path / "snap.pt")]
     )
     record = train_ctpn.main(args)
     assert record["step"] == 2 and record["cls"] > 0
+    _, snap = load_model(tmp_path / "snap.pt")  # servable weights at the save, named after the script that made them
+    assert snap["steps"] == 2 and snap["trained_by"] == "training/train_ctpn.py" and snap["history"] == [record]
     args.export, args.export_path = True, str(tmp_path / "ctpn.pt")
     train_ctpn.main(args)
     lines = DetectorRunner(tmp_path / "ctpn.pt").detect([np.full((64, 96, 3), 255, np.uint8)])
