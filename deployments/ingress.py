@@ -36,6 +36,7 @@ from deployments import (
     api_keys,
     body_limits,
     client_share,
+    compression,
     conditional,
     cross_origin,
     deadlines,
@@ -211,13 +212,17 @@ async def _cross_origin(request: Request, call_next: Callable[[Request], Any]) -
     return response
 
 
-@api.middleware("http")  # registered last, so it runs outermost: every answer gets them, refusals included
+@api.middleware("http")  # registered after the others, so it runs outside them: every answer gets them, refusals too
 async def _security_headers(request: Request, call_next: Callable[[Request], Any]) -> Response:
     response: Response = await call_next(request)
     path = _route_path(request)
     for name, value in security_headers.for_answer(path, response.headers.get("content-type")).items():
         response.headers.setdefault(name, value)
     return response
+
+
+# Registered last, so it runs outermost: it compresses every answer as the middlewares above left it.
+api.add_middleware(compression.Compression)
 
 
 @api.exception_handler(RequestValidationError)
@@ -383,6 +388,7 @@ class Ingress:
                  sidecar: DeploymentHandle | None = None, archiver: DeploymentHandle | None = None) -> None:
         self.cfg = AppConfig.model_validate(config)
         cross_origin.configure(self.cfg.ingress.cors_origins)  # for the middleware, which runs outside this instance
+        compression.configure(self.cfg.ingress.gzip_level)
         body_limits.configure(self.cfg.ingress.max_upload_bytes, self.cfg.ingress.body_grace_s,
                               self.cfg.ingress.body_min_bytes_per_s)
         client_share.configure(self.cfg.ingress.max_requests_per_client, self.cfg.ingress.trusted_proxies,

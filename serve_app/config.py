@@ -261,6 +261,8 @@ class IngressSettings(_Strict):
         MIN_UNKNOWN_WORD_CONFIDENCE, ge=0, le=1,
         description="the same bar for words of letters only that the recognizer's lexicon does not know")
     log_text: bool = Field(False, description="put recognized text into request logs (debugging only)")
+    gzip_level: int = Field(6, ge=0, le=9, description="answers of 1 kB or more are gzipped at this level "
+                            "for clients that accept it (images and PDFs never: compressed already); 0: never")
     cors_origins: list[str] = Field(
         [], description="origins (scheme://host[:port]) of pages elsewhere that may call the API from a browser, "
         "or '*' for any; empty: only the service's own page (deployments/cross_origin.py)")

@@ -3,6 +3,7 @@
 import asyncio
 import collections
 import contextlib
+import gzip
 import io
 import json
 import math
@@ -13,6 +14,7 @@ import socket
 import threading
 import time
 import uuid
+import zlib
 
 import httpx
 import numpy as np
@@ -451,6 +453,43 @@ def test_the_pages_of_a_document_are_read_in_one_request(client):
     pdf = pdfium.PdfDocument(as_("pdf").content)
     assert len(pdf) == 3 and [pdf[n].get_textpage().get_text_range().split() for n in range(3)] == words
     assert pdf[0].get_size() == pytest.approx((360, 144), abs=0.5)  # the PDF's own pages, words laid over them
+
+
+def test_answers_are_gzipped_for_clients_that_accept_it_and_a_stream_still_comes_page_by_page(client):
+    """``Accept-Encoding: gzip`` (browsers, httpx, curl --compressed): the answer comes compressed and reads as the
+    plain one; a streamed document is flushed a page at a time; PDFs and stored images, compressed already, are not."""
+    lines = [f"Item {k} of the order, {k * 3} units at 4.{k:02d}" for k in range(12)]
+    page = png(render_lines(lines, size=22)[0])
+
+    def sent(accept: str, params: dict | None = None, files: dict | None = None) -> tuple[httpx.Response, bytes]:
+        with client.stream("POST", "/api/v1/ocr", params=params, headers={"Accept-Encoding": accept},
+                           files=files or {"image": ("order.png", page, "application/octet-stream")}) as r:
+            return r, b"".join(r.iter_raw())
+
+    plain, plain_raw = sent("identity")
+    packed, packed_raw = sent("gzip, deflate")
+    assert "content-encoding" not in plain.headers and packed.headers["content-encoding"] == "gzip"
+    assert "Accept-Encoding" in packed.headers["vary"]
+    assert json.loads(gzip.decompress(packed_raw))["lines"] == json.loads(plain_raw)["lines"]
+    assert len(json.loads(plain_raw)["lines"]) == len(lines)
+    assert len(packed_raw) < len(plain_raw) / 4, (len(packed_raw), len(plain_raw))
+    for output in ("hocr", "alto", "tsv"):
+        r, raw = sent("gzip", {"format": output})
+        assert r.headers["content-encoding"] == "gzip" and "order" in gzip.decompress(raw).decode()
+    as_pdf, raw = sent("gzip", {"format": "pdf"})
+    assert "content-encoding" not in as_pdf.headers and raw.startswith(b"%PDF")
+
+    texts = [["Invoice number 4521"], ["Kind regards"], ["Terms of payment"]]
+    document = {"image": ("bill.pdf", text_pdf(texts, size=16, width=360, height=144), "application/pdf")}
+    with client.stream("POST", "/api/v1/ocr", params={"pages": "all", "format": "ndjson"}, files=document,
+                       headers={"Accept-Encoding": "gzip"}) as r:
+        assert r.headers["content-encoding"] == "gzip"
+        decoder, records = zlib.decompressobj(16 + zlib.MAX_WBITS), []
+        for chunk in r.iter_raw():
+            records += [json.loads(line) for line in decoder.decompress(chunk).splitlines()]
+    assert [rec["page"]["text"] for rec in records if "page" in rec] == ["\n".join(t) for t in texts]
+    site = client.get("/", headers={"Accept-Encoding": "gzip"})  # the web page too, under a weak tag
+    assert site.headers["content-encoding"] == "gzip" and site.headers["etag"].startswith("W/")
 
 
 def test_the_pages_of_a_tiff_come_back_as_one_searchable_pdf(client):
