@@ -918,7 +918,7 @@ def test_a_tall_strips_parts_are_read_by_every_detector_replica_and_answer_as_on
     strip_parts = detector.stats.remote().result()["parts"][before:]
     assert len(strip_parts) == 3 and strip_parts[0][0] == 0, strip_parts
     sent, _, new = sent_to_two_replicas_until_they_share_it(client, app_config, page, "Detector", {
-        "num_replicas": 2, "threads": 1}, "parts")
+        "num_replicas": 2}, "parts")  # a live setting: one replica more starts, none restarts
     assert all(s["lines"] == whole["lines"] and s["text"] == whole["text"] for s in sent)
     assert len(new) == 2 and all(new.values()), new  # both replicas read some of one sending's parts
     assert sorted(part for parts in new.values() for part in parts) == sorted(strip_parts)  # each part once
@@ -932,7 +932,8 @@ def test_an_autoscaled_detector_grows_under_load_with_a_warmed_replica_and_shrin
     frame = Image.new("RGB", (1280, 720), "white")
     frame.paste(render_lines(KNOWN_LINES, size=28)[0], (100, 200))
     body = png(frame)
-    scaled = AppConfig.load(overrides={**TEST_OVERRIDES, "detector": {**TEST_OVERRIDES["detector"], "threads": 1,
+    # only live settings change (`LIVE_SETTINGS`): the session's replica stays, and so does the ingress
+    scaled = AppConfig.load(overrides={**TEST_OVERRIDES, "detector": {**TEST_OVERRIDES["detector"],
         "autoscaling": {"min_replicas": 1, "max_replicas": 2, "target_ongoing_requests": 1, "upscale_delay_s": 0,
                         "look_back_period_s": 2, "downscale_delay_s": 3}}})
     load_falls, load_ends, answers = threading.Event(), threading.Event(), collections.Counter()
@@ -950,8 +951,10 @@ def test_an_autoscaled_detector_grows_under_load_with_a_warmed_replica_and_shrin
     extra = [threading.Thread(target=keep_sending, args=(load_falls,)) for _ in range(5)]
     read: dict[str, dict] = {}
     try:
+        before = replicas()
         serve.run(graph(scaled), name=APP, route_prefix="/")
-        assert len(replicas()["Detector"]) == 1
+        kept = replicas()
+        assert kept["Detector"] == before["Detector"] and kept["Ingress"] == before["Ingress"], (before, kept)
         detector = serve.get_deployment_handle("Detector", app_name=APP)
         for t in [steady, *extra]:
             t.start()
