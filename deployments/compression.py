@@ -9,7 +9,7 @@ as nginx does (RFC 9110 8.8.1); `conditional` compares tags weakly.
 
 from __future__ import annotations
 
-from starlette.datastructures import MutableHeaders
+from starlette.datastructures import Headers, MutableHeaders
 from starlette.middleware.gzip import DEFAULT_EXCLUDED_CONTENT_TYPES, GZipMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -31,6 +31,27 @@ def configured() -> int:
     return _level
 
 
+def accepts_gzip(accept_encoding: str) -> bool:
+    """Whether ``Accept-Encoding`` lets us gzip: ``gzip`` (or ``*``) with a weight above 0 (RFC 9110 12.5.3).
+
+    Starlette's own test is ``"gzip" in header``, which would gzip for a client that wrote ``gzip;q=0`` to refuse it.
+    """
+    weights: dict[str, float] = {}
+    for item in accept_encoding.lower().split(","):
+        coding, _, params = item.partition(";")
+        weight = 1.0
+        for param in params.split(";"):
+            name, _, value = param.strip().partition("=")
+            if name == "q":
+                try:
+                    weight = float(value)
+                except ValueError:
+                    weight = 0.0
+        if coding.strip():
+            weights[coding.strip()] = weight
+    return weights.get("gzip", weights.get("x-gzip", weights.get("*", 0.0))) > 0
+
+
 def weak(tag: str) -> str:
     return tag if tag.startswith("W/") else f"W/{tag}"
 
@@ -43,7 +64,7 @@ class Compression:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         level = _level
-        if scope["type"] != "http" or level == 0:
+        if scope["type"] != "http" or level == 0 or not accepts_gzip(Headers(scope=scope).get("accept-encoding", "")):
             await self.app(scope, receive, send)
             return
 

@@ -118,3 +118,15 @@ def test_a_streamed_document_is_flushed_line_by_line(level):
             assert made_by_then[-1] == page["page"] - 1  # sent before the next line was made
             pages.append(page["page"])
     assert pages == [1, 2, 3] and decoder.eof
+
+
+@pytest.mark.parametrize(("accept", "gzipped"), [
+    ("gzip", True), ("deflate, gzip;q=0.5", True), ("br;q=1.0, gzip;q=0.8, *;q=0.1", True),
+    ("gzip;q=0", False), ("identity, gzip;q=0.0", False), ("*;q=0.5, gzip;q=0", False), ("gzip;q=oops", False),
+    ("deflate", False), ("", False),
+])
+def test_gzip_goes_only_to_a_client_that_gives_it_a_weight_above_0(level, accept, gzipped):
+    """``gzip;q=0`` refuses gzip (RFC 9110 12.5.3); a test for the word alone would send it anyway."""
+    assert compression.accepts_gzip(accept) == gzipped
+    r, raw = get("/application-json", **{"Accept-Encoding": accept})
+    assert (r.headers.get("content-encoding") == "gzip") == gzipped and (raw == ANSWER) != gzipped
