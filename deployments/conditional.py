@@ -1,9 +1,9 @@
-"""Conditional GETs of stored images: whether an ``If-None-Match`` names the representation a client has cached.
+"""Conditional GETs of stored images and the web page's files: whether ``If-None-Match`` names what a client has.
 
 RFC 9110 (13.1.2) compares ``If-None-Match`` weakly: ``W/"x"`` names the same representation as ``"x"``. Proxies
-weaken strong tags as they compress (nginx's gzip makes ``"x"`` into ``W/"x"``), and a browser sends back the tag it
-was given, so a strong-only comparison sent the whole image again to every client behind such a proxy. ``*`` names
-any representation that exists.
+weaken strong tags as they compress (nginx's gzip, and our own `compression`, make ``"x"`` into ``W/"x"``), and a
+browser sends back the tag it was given, so a strong-only comparison sent the whole image again to every client
+behind such a proxy. ``*`` names any representation that exists.
 """
 
 from __future__ import annotations

@@ -368,6 +368,21 @@ SWAGGER_FILES = {"swagger-ui-bundle.js": "text/javascript", "swagger-ui.css": "t
                  "favicon-32x32.png": "image/png"}
 
 
+def _site_file(path: Path, media_type: str, request: Request) -> Response:
+    """A file of the web page, which a browser keeps but asks about each time (``no-cache``): 304 while it has it.
+
+    Without a ``Cache-Control`` browsers guessed how long the files stay fresh from their age (a tenth of it: days,
+    for files as old as an image build), so after an upgrade a browser could run the old ``app.js`` against the new
+    page, or the reverse.
+    """
+    answer = FileResponse(path, media_type=media_type, stat_result=path.stat(),
+                          headers={"Cache-Control": "no-cache"})
+    tag = answer.headers["etag"]
+    if conditional.names(request.headers.get("if-none-match", ""), tag.strip('"')):
+        return Response(status_code=304, headers={"ETag": tag, "Cache-Control": "no-cache"})
+    return answer
+
+
 def _swagger_dir() -> Path:
     import swagger_ui_bundle
 
@@ -434,21 +449,21 @@ class Ingress:
         client_share.configure(share, self.cfg.ingress.trusted_proxies, self.cfg.ingress.retry_after_s)
 
     @api.api_route("/", methods=["GET", "HEAD"], include_in_schema=False)  # HEAD: uptime checks of the site
-    async def page(self) -> FileResponse:
+    async def page(self, request: Request) -> Response:
         """The web page: every asset is served from here, nothing from a CDN."""
-        return FileResponse(WEB / "index.html", media_type="text/html")
+        return _site_file(WEB / "index.html", "text/html", request)
 
     @api.get("/static/{name}", include_in_schema=False)
-    async def static(self, name: str) -> Response:
+    async def static(self, name: str, request: Request) -> Response:
         if name not in WEB_FILES:
             return error(404, "not_found", f"no static file {name!r}")
-        return FileResponse(WEB / name, media_type=WEB_FILES[name])
+        return _site_file(WEB / name, WEB_FILES[name], request)
 
     @api.get("/static/swagger/{name}", include_in_schema=False)
-    async def swagger_static(self, name: str) -> Response:
+    async def swagger_static(self, name: str, request: Request) -> Response:
         if name not in SWAGGER_FILES:
             return error(404, "not_found", f"no static file {name!r}")
-        return FileResponse(_swagger_dir() / name, media_type=SWAGGER_FILES[name])
+        return _site_file(_swagger_dir() / name, SWAGGER_FILES[name], request)
 
     @api.get("/docs", include_in_schema=False)
     async def docs(self) -> HTMLResponse:

@@ -1082,6 +1082,19 @@ def test_a_request_sets_its_own_word_filter(client):
     assert "min_confidence" in bad.json()["error"]["message"]
 
 
+def test_the_pages_files_are_asked_about_each_time_and_answered_304_while_they_are_the_same(client):
+    """Without a ``Cache-Control`` browsers guessed the files' freshness from their age and could run an old
+    ``app.js`` against a new page after an upgrade; now they ask each time, and a copy still current costs a 304."""
+    for path in ("/", "/static/app.js", "/static/style.css", "/static/swagger/swagger-ui.css"):
+        first = client.get(path, headers={"Accept-Encoding": "identity"})
+        tag = first.headers["etag"]
+        assert first.status_code == 200 and first.content and first.headers["cache-control"] == "no-cache", path
+        for sent in (tag, f"W/{tag}", f'"stale", {tag}'):  # W/: the tag of the gzipped copy
+            again = client.get(path, headers={"If-None-Match": sent})
+            assert again.status_code == 304 and again.content == b"" and again.headers["etag"] == tag, (path, sent)
+        assert client.get(path, headers={"If-None-Match": '"stale"'}).content == first.content, path
+
+
 def test_answers_tell_browsers_to_run_nothing_they_did_not_ask_for(client):
     img, _ = render_lines(["<script>alert(1)</script>"], size=28)
     answers = {

@@ -87,6 +87,22 @@ def test_upload_shows_the_words_and_draws_their_boxes(page, page_png, serve_url)
     assert all(u.startswith(serve_url) or u.startswith("blob:") or u.startswith("data:") for u in page.requests)
 
 
+def test_after_a_reload_the_browser_asks_about_the_pages_files_and_keeps_its_copies(page, page_png):
+    """``Cache-Control: no-cache`` and a 304 while the file is the same: Chromium asks every time (an upgrade's new
+    ``app.js`` is never missed) and downloads nothing it has, gzipped or not."""
+    seen: list[tuple[str, int]] = []
+    page.on("response", lambda r: seen.append((r.url.rsplit("/", 1)[-1], r.status)))
+    page.reload()
+    page.wait_for_load_state("load")
+    # the document itself Chromium fetches whole on a reload (its 304 is held by test_api's test)
+    assert {name: status for name, status in seen if name in ("app.js", "style.css")} == \
+        {"app.js": 304, "style.css": 304}, seen
+    page.set_input_files("#file", str(page_png[0]))  # the page kept from the first load still runs
+    page.click("#read")
+    page.wait_for_selector("#results:not([hidden])", timeout=60_000)
+    assert [i.input_value() for i in page.query_selector_all("#lines input")] == LINES
+
+
 def test_a_transparent_image_is_sent_with_its_alpha_and_read(page, tmp_path):
     """A browser's JPEG turns transparent pixels black, which would hide dark text: such images go as PNG."""
     img, _ = render_lines(LINES[:1], size=28)
