@@ -1,10 +1,11 @@
 """Answers gzipped for clients that accept it (``Accept-Encoding: gzip``): browsers, curl ``--compressed``, httpx.
 
-Our answers are text made of boxes, words and confidences, which shrinks about tenfold; a document's answer runs to
-megabytes. Served with ``serve run`` there is no proxy in front to compress them. What is compressed already (images,
-PDFs, whose streams are Flate) or opaque goes as it is. A streamed document (NDJSON) is flushed line by line, so
-each page still arrives as it is read. A compressed answer is another representation, so its ``ETag`` is weakened,
-as nginx does (RFC 9110 8.8.1); `conditional` compares tags weakly.
+Our answers are text made of boxes, words and confidences, which gzip makes 3 to 5 times smaller (a receipt's JSON:
+17 kB to 4; `benchmarks.compression`), and a document's answer runs to megabytes. Served with ``serve run`` there
+is no proxy in front to compress them. What is compressed already (images, PDFs, whose streams are Flate) or opaque
+goes as it is. A streamed document (NDJSON) is flushed line by line, so each page still arrives as it is read. A
+compressed answer is another representation, so its ``ETag`` is weakened, as nginx does (RFC 9110 8.8.1);
+`conditional` compares tags weakly.
 """
 
 from __future__ import annotations
