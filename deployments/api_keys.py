@@ -10,7 +10,12 @@ from __future__ import annotations
 import hmac
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+
+from starlette.datastructures import Headers
+
+from deployments.asgi import ASGIApp, Receive, Scope, Send
+from deployments.body_limits import route_path
 
 log = logging.getLogger("ray.serve")
 
@@ -48,3 +53,23 @@ def allowed(keys: tuple[str, ...], key: str | None) -> bool:
 def guarded(path: str, root_path: str = "") -> bool:
     """Whether a request path needs a key: the API, not the page, its assets, the docs or the probes."""
     return path.removeprefix(root_path).startswith("/api/")
+
+
+class KeyCheck:
+    """ASGI middleware: ``answer()`` (the 401) for an ``/api/`` request without one of ``keys()``, before its body.
+
+    ``keys`` is asked on each request, in the replica: the app, its middleware list included, is built where
+    ``serve run`` runs and shipped to the replica by value, so keys read there would be the driver's, not those of
+    the replica's environment. No keys: every request passes.
+    """
+
+    def __init__(self, app: ASGIApp, keys: Callable[[], tuple[str, ...]], answer: Callable[[], ASGIApp]) -> None:
+        self.app, self.keys, self.answer = app, keys, answer
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        keys = self.keys()
+        if keys and scope["type"] == "http" and guarded(route_path(scope)) and \
+                not allowed(keys, presented(Headers(scope=scope))):
+            await self.answer()(scope, receive, send)
+            return
+        await self.app(scope, receive, send)

@@ -16,21 +16,16 @@ a byte every 2 s kept every other request of every client waiting for as long as
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+
+from deployments.asgi import ASGIApp, Message, Receive, Scope, Send
 
 #: Room for the multipart envelope around an upload of the largest size allowed: boundaries, part headers.
 MULTIPART_SLACK = 64 * 1024
 #: Every other route takes at most a correction: 10,000 characters, escaped as JSON.
 OTHER_ROUTES = 256 * 1024
 UPLOAD_ROUTE = "/api/v1/ocr"
-
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
 @dataclass

@@ -19,7 +19,8 @@ import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from deployments.body_limits import ASGIApp, Receive, Scope, Send, header_values, route_path
+from deployments.asgi import ASGIApp, Receive, Scope, Send
+from deployments.body_limits import header_values, route_path
 
 #: Never refused: a kubelet's probes all come from one address, and a refused probe restarts the replica.
 EXEMPT = frozenset({"/healthz", "/readyz"})

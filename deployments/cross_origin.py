@@ -10,6 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+from starlette.datastructures import Headers, MutableHeaders
+from starlette.responses import Response
+
+from deployments.asgi import ASGIApp, Receive, Scope, Send, editing_headers
+
 METHODS = "GET, POST, DELETE, OPTIONS"
 #: What a caller may send: the key headers, the upload's type, a retry's idempotency key, and a trace context to join.
 ALLOWED_HEADERS = "Authorization, X-API-Key, Content-Type, Idempotency-Key, traceparent, tracestate"
@@ -56,3 +61,34 @@ def is_preflight(method: str, headers: Mapping[str, str]) -> bool:
 def preflight_headers(origins: Sequence[str], origin: str) -> dict[str, str]:
     return {**answer_headers(origins, origin), "Access-Control-Allow-Methods": METHODS,
             "Access-Control-Allow-Headers": ALLOWED_HEADERS, "Access-Control-Max-Age": str(MAX_AGE_S)}
+
+
+class CrossOrigin:
+    """ASGI middleware: answers a listed page's preflight, and lets it read every answer, refusals included.
+
+    Outside the key check (a preflight carries no key) and the client's share, whose refusals it must mark too.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        origins = _origins
+        headers = Headers(scope=scope) if scope["type"] == "http" and origins else None
+        origin = headers.get("origin") if headers is not None else None
+        if headers is None or origin is None or not allowed(origins, origin):
+            await self.app(scope, receive, send)
+            return
+        if is_preflight(scope["method"], headers):
+            await Response(status_code=204, headers=preflight_headers(origins, origin))(scope, receive, send)
+            return
+        marks = answer_headers(origins, origin)
+
+        def mark(answer: MutableHeaders) -> None:
+            for name, value in marks.items():
+                if name == "Vary":
+                    answer.add_vary_header(value)
+                else:
+                    answer[name] = value
+
+        await self.app(scope, receive, editing_headers(send, mark))

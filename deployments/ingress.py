@@ -45,8 +45,10 @@ from deployments import (
     retries,
     security_headers,
     strict_query,
+    unhandled,
     uploads,
 )
+from deployments.asgi import Scope
 from deployments.handovers import Handovers
 from serve_app import __version__, alto, documents, hocr, previews, regions, searchable_pdf, telemetry, tsv
 from serve_app.config import AppConfig, resolve_weights
@@ -142,41 +144,20 @@ def _refuse_body(path: str, status: int, code: str, message: str) -> JSONRespons
     return error(status, code, message, str(uuid.uuid4()), {"Connection": "close"})
 
 
-# Added first, so it runs innermost of all (inside `_unhandled`): it sees the app's answer to a body cut off and
-# replaces it, and its refusal goes out through the key check, cross-origin and safety headers like any answer.
-api.add_middleware(body_limits.BodyGuard, answer=_refuse_body)
+def _refuse_key() -> JSONResponse:
+    """The 401 for an ``/api/`` request without one of the service's keys, before its upload is read or admitted."""
+    metrics.ingress()["requests"].inc(tags={"status": "401", "code": "unauthorized", "layout": "none",
+                                            "format": "none"})
+    return error(401, "unauthorized", "this API needs a key: send 'Authorization: Bearer <key>' or "
+                 "'X-API-Key: <key>'", str(uuid.uuid4()), {"WWW-Authenticate": "Bearer"})
 
 
-@api.middleware("http")  # next innermost: the cross-origin headers still go on its 500
-async def _unhandled(request: Request, call_next: Callable[[Request], Any]) -> Response:
-    """A fault outside the OCR route (which answers its own) as our JSON 500, not Starlette's outermost handler's.
-
-    That handler answers outside every middleware, so a page of a listed origin could not read the answer.
-    """
-    try:
-        return await call_next(request)
-    except Exception as exc:  # noqa: BLE001 -- answered and logged, with its traceback
-        return _internal_error(exc)
+def _keys() -> tuple[str, ...]:
+    """The replica's keys (a function of this module, so Serve ships it by name and the replica's own is called)."""
+    return API_KEYS
 
 
-def _route_path(request: Request) -> str:
-    """The request's path within the app, whatever route prefix it is served under."""
-    return body_limits.route_path(request.scope)
-
-
-@api.middleware("http")
-async def _require_api_key(request: Request, call_next: Callable[[Request], Any]) -> Response:
-    """401 for an ``/api/`` request without one of the keys, before its upload is read or admitted."""
-    if API_KEYS and api_keys.guarded(_route_path(request)) and \
-            not api_keys.allowed(API_KEYS, api_keys.presented(request.headers)):
-        metrics.ingress()["requests"].inc(tags={"status": "401", "code": "unauthorized", "layout": "none",
-                                                "format": "none"})
-        return error(401, "unauthorized", "this API needs a key: send 'Authorization: Bearer <key>' or "
-                     "'X-API-Key: <key>'", str(uuid.uuid4()), {"WWW-Authenticate": "Bearer"})
-    return await call_next(request)
-
-
-def _valid_key(scope: body_limits.Scope) -> str | None:
+def _valid_key(scope: Scope) -> str | None:
     """The API key a request presents, where it is one of the service's: whom its requests count against."""
     if not API_KEYS:
         return None
@@ -191,37 +172,20 @@ def _refuse_share(message: str, retry_after_s: int) -> JSONResponse:
     return error(429, "too_many_requests", message, str(uuid.uuid4()), {"Retry-After": str(retry_after_s)})
 
 
-# Runs before the key check (a key that is not the service's counts against the address) and inside the
-# cross-origin and safety headers, which its refusal gets like any answer.
+# The middlewares, plain ASGI (`asgi` says why), each added outside the one before. From the inside out:
+# - BodyGuard sees the app's answer to a body cut off and replaces it; its refusal goes out through all the rest;
+# - Unhandled answers a fault as our JSON 500, which still gets the cross-origin headers;
+# - KeyCheck refuses a request without a key before its upload is read or admitted;
+# - ClientShare counts a request before the key check (a key that is not the service's counts against the address);
+# - CrossOrigin answers a preflight (which carries no key) and marks every answer, refusals included;
+# - SecurityHeaders go on every answer, refusals too;
+# - Compression, outermost, compresses every answer as the others left it.
+api.add_middleware(body_limits.BodyGuard, answer=_refuse_body)
+api.add_middleware(unhandled.Unhandled, answer=_internal_error)
+api.add_middleware(api_keys.KeyCheck, keys=_keys, answer=_refuse_key)
 api.add_middleware(client_share.ClientShare, answer=_refuse_share, valid_key=_valid_key)
-
-
-@api.middleware("http")  # registered after the key check, so it runs before it: a preflight carries no key
-async def _cross_origin(request: Request, call_next: Callable[[Request], Any]) -> Response:
-    """Lets the pages of ``ingress.cors_origins`` call the API and read its answers, refusals included."""
-    origin, origins = request.headers.get("origin"), cross_origin.configured()
-    if origin is None or not cross_origin.allowed(origins, origin):
-        return await call_next(request)
-    if cross_origin.is_preflight(request.method, request.headers):
-        return Response(status_code=204, headers=cross_origin.preflight_headers(origins, origin))
-    response: Response = await call_next(request)
-    for name, value in cross_origin.answer_headers(origins, origin).items():
-        if name == "Vary" and "vary" in response.headers:
-            value = f"{response.headers['vary']}, {value}"
-        response.headers[name] = value
-    return response
-
-
-@api.middleware("http")  # registered after the others, so it runs outside them: every answer gets them, refusals too
-async def _security_headers(request: Request, call_next: Callable[[Request], Any]) -> Response:
-    response: Response = await call_next(request)
-    path = _route_path(request)
-    for name, value in security_headers.for_answer(path, response.headers.get("content-type")).items():
-        response.headers.setdefault(name, value)
-    return response
-
-
-# Registered last, so it runs outermost: it compresses every answer as the middlewares above left it.
+api.add_middleware(cross_origin.CrossOrigin)
+api.add_middleware(security_headers.SecurityHeaders)
 api.add_middleware(compression.Compression)
 
 
@@ -243,7 +207,7 @@ HTTP_CODES = {400: "malformed_request", 404: "not_found", 405: "method_not_allow
 @api.exception_handler(StarletteHTTPException)
 async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
     content_type = request.headers.get("content-type")
-    if (exc.status_code == 400 and _route_path(request) == body_limits.UPLOAD_ROUTE
+    if (exc.status_code == 400 and body_limits.route_path(request.scope) == body_limits.UPLOAD_ROUTE
             and body_limits.media_type(content_type) == uploads.FORM):  # an upload sent as curl --data sends it
         return error(*uploads.missing_image(content_type, ()))
     return error(exc.status_code, HTTP_CODES.get(exc.status_code, "http_error"), str(exc.detail),

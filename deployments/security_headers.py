@@ -10,7 +10,10 @@ inline script and styles, so it gets those, from its own origin only. Stored ima
 
 from __future__ import annotations
 
+from starlette.datastructures import MutableHeaders
+
 from deployments import body_limits
+from deployments.asgi import ASGIApp, Receive, Scope, Send, editing_headers
 
 COMMON = {"X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer"}
 PAGE_CSP = ("default-src 'self'; img-src 'self' blob: data:; object-src 'none'; base-uri 'none'; "
@@ -30,3 +33,22 @@ def for_answer(path: str, content_type: str | None) -> dict[str, str]:
     if kind in ("text/html", "application/json", "application/xml"):
         return {**COMMON, "Content-Security-Policy": INERT_CSP}
     return dict(COMMON)
+
+
+class SecurityHeaders:
+    """ASGI middleware, outside the others: every answer gets its headers, refusals too; a route's own are kept."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path = body_limits.route_path(scope)
+
+        def add(answer: MutableHeaders) -> None:
+            for name, value in for_answer(path, answer.get("content-type")).items():
+                answer.setdefault(name, value)
+
+        await self.app(scope, receive, editing_headers(send, add))
