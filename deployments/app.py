@@ -28,7 +28,8 @@ log = logging.getLogger(__name__)
 # own scaling options, so they stay out of the deployment versions (deployments/versions.py).
 LIVE_SETTINGS: dict[str, set[str]] = {
     "detector": {"max_batch_size", "batch_wait_timeout_s", "num_replicas", "autoscaling", "max_ongoing_requests"},
-    "recognizer": {"max_batch_size", "batch_wait_timeout_s", "autoscaling", "max_ongoing_requests"},
+    # crops_per_part is the ingress's to use (how it splits a page's crops), so it reaches the ingress
+    "recognizer": {"max_batch_size", "batch_wait_timeout_s", "autoscaling", "max_ongoing_requests", "crops_per_part"},
     "ingress": {"max_inflight", "max_requests_per_client", "request_timeout_s", "num_replicas", "max_ongoing_requests"},
 }
 
@@ -71,7 +72,7 @@ def graph(cfg: AppConfig) -> Application:
         num_replicas=i.num_replicas,
         max_ongoing_requests=i.max_ongoing_requests,
         user_config={"max_inflight": i.max_inflight, "max_requests_per_client": i.max_requests_per_client,
-                     "request_timeout_s": i.request_timeout_s},
+                     "request_timeout_s": i.request_timeout_s, "crops_per_part": r.crops_per_part},
         ray_actor_options={"num_cpus": 0},
     ).bind(detector, recognizer, cfg.model_dump(mode="json"), sidecar, archiver)
 

@@ -385,6 +385,7 @@ class Ingress:
         self.handovers = Handovers(self.cfg.ingress.max_pending_handover_mb * 2**20)
         self.max_inflight = self.cfg.ingress.max_inflight
         self.request_timeout_s = self.cfg.ingress.request_timeout_s
+        self.crops_per_part = self.cfg.recognizer.crops_per_part
         # decoding and crop cutting hold a core for up to half a second (a 24 MP PNG): not on the event loop,
         # which meanwhile answers health probes and other requests' results
         self.cpu = ThreadPoolExecutor(self.cfg.ingress.decode_threads, thread_name_prefix="ingress-cpu")
@@ -406,8 +407,9 @@ class Ingress:
         return await asyncio.get_running_loop().run_in_executor(self.cpu, contextvars.copy_context().run, run)
 
     def reconfigure(self, user_config: dict[str, Any]) -> None:
-        """Admission limits and deadline, changeable without a restart (``user_config: {max_inflight: N, ...}``)."""
+        """Admission limits, deadline and a page's parts, changeable without a restart (``user_config``)."""
         self.max_inflight = int(user_config.get("max_inflight", self.cfg.ingress.max_inflight))
+        self.crops_per_part = int(user_config.get("crops_per_part", self.cfg.recognizer.crops_per_part))
         self.request_timeout_s = float(user_config.get("request_timeout_s", self.cfg.ingress.request_timeout_s))
         share = int(user_config.get("max_requests_per_client", self.cfg.ingress.max_requests_per_client))
         client_share.configure(share, self.cfg.ingress.trusted_proxies, self.cfg.ingress.retry_after_s)
@@ -1047,9 +1049,8 @@ class Ingress:
     async def _recognize(self, crops: list[Crop], spent: dict[str, float]) -> list[Decoded]:
         """A page's crops, in parts read at once (`recognition.parts`): replicas read a long page together."""
         t0 = time.perf_counter()
-        settings = self.cfg.recognizer
-        split = recognition.parts([c.pixels.shape[1] for c in crops], settings.max_crops_per_forward,
-                                  settings.crops_per_part)
+        split = recognition.parts([c.pixels.shape[1] for c in crops], self.cfg.recognizer.max_crops_per_forward,
+                                  self.crops_per_part)
         with telemetry.tracer.start_as_current_span("recognize", attributes={"crops": len(crops),
                                                                               "parts": len(split)}):
             # one page on its way through: its parts may be read on both cores (the detector's is idle)

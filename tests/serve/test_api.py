@@ -886,8 +886,12 @@ def test_a_long_page_is_read_in_parts_by_every_recognizer_replica_and_answers_as
     page = png(render_lines(lines, size=24)[0])
     whole = post(client, page).json()  # the session's app: one replica, one part (32 crops a part)
     assert [ln["text"] for ln in whole["lines"]] == lines
+    before = replicas()
+    # live settings (`LIVE_SETTINGS`): one recognizer replica more starts, the ingress takes 4 crops a part in place
     parted, read, sizes = sent_to_two_replicas_until_they_share_it(client, app_config, page, "Recognizer", {
         "autoscaling": {"min_replicas": 2, "max_replicas": 2}, "crops_per_part": 4}, "batch_sizes")
+    kept = {name.rsplit("#", 1)[1] for name in before["Recognizer"]} & set(read)  # replica tags: names' ends
+    assert replicas()["Ingress"] == before["Ingress"] and kept, (before, read)
     assert all(p["lines"] == whole["lines"] and p["text"] == whole["text"] for p in parted)
     assert len(sizes) == 2 and all(sizes.values()), sizes  # both replicas read some of one page's 6 parts
     assert sum(sum(s) for s in sizes.values()) == len(lines), sizes
