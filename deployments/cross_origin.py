@@ -19,8 +19,9 @@ METHODS = "GET, POST, DELETE, OPTIONS"
 #: What a caller may send: the key headers, the upload's type, a retry's idempotency key, and a trace context to join.
 ALLOWED_HEADERS = "Authorization, X-API-Key, Content-Type, Idempotency-Key, traceparent, tracestate"
 #: What the calling page's script may read besides the simple headers: when to try again, why a key is asked, and
-#: under which ids the pages of a document read in one request (``?pages=``) were stored.
-EXPOSED_HEADERS = "Retry-After, WWW-Authenticate, X-Page-Request-Ids"
+#: under which ids an answer (``X-OCR-Request-Id``) and the pages of a document read in one request (``?pages=``) were
+#: stored.
+EXPOSED_HEADERS = "Retry-After, WWW-Authenticate, X-OCR-Request-Id, X-Page-Request-Ids"
 MAX_AGE_S = 600  # browsers cache a preflight this long (Chromium caps it at 7200)
 
 

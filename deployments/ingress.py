@@ -117,9 +117,11 @@ def error(status: int, code: str, message: str, request_id: str | None = None,
     Every error has a request id to report: the request's, or a fresh one where it was refused before it had one
     (its query, a route or method that does not exist, a missing key).
     """
+    request_id = request_id or str(uuid.uuid4())
     body = ErrorResponse.model_validate({"error": {"code": code, "message": message, **detail},
-                                         "request_id": request_id or str(uuid.uuid4())})
-    return JSONResponse(body.model_dump(exclude_none=True), status_code=status, headers=headers)
+                                         "request_id": request_id})
+    return JSONResponse(body.model_dump(exclude_none=True), status_code=status,
+                        headers={request_ids.HEADER: request_id, **(headers or {})})
 
 
 #: Read where the replica starts, from its environment (`api_keys`); empty: the API is open.
@@ -322,6 +324,9 @@ OTHER_FORMATS = {"text/html": {"schema": {"type": "string", "description": "?for
                  "text/tab-separated-values": {"schema": {"type": "string", "description": "?format=tsv"}}}
 #: And, for an upload, a document's pages streamed.
 STREAMED_FORMAT = {documents.NDJSON_MEDIA_TYPE: {"schema": stream_line_schema()}}
+#: What an OCR answer's headers say, whatever its format.
+ANSWER_HEADERS = {request_ids.HEADER: {"description": "the answer's request_id: what reads its stored image back, "
+                                                      "corrects it or deletes it", "schema": {"type": "string"}}}
 #: Degrees clockwise to turn the upload before reading it, or "auto": the service finds the turn that reads.
 Rotate = Literal["0", "90", "180", "270", "auto"]
 
@@ -478,9 +483,9 @@ class Ingress:
         return "up" if status["database_up"] else "down"
 
     @api.post("/api/v1/ocr", response_model=OCRResponse | DocumentResponse, openapi_extra=RAW_UPLOAD_DOC, responses={
-        **ERRORS, 200: {"content": {**OTHER_FORMATS, **STREAMED_FORMAT}}})
+        **ERRORS, 200: {"content": {**OTHER_FORMATS, **STREAMED_FORMAT}, "headers": ANSWER_HEADERS}})
     async def ocr(  # noqa: ANN201
-        self, request: Request,
+        self, request: Request, reply: Response,
         image: UploadFile | None = File(None, description=f"{ACCEPTED}; or send the file as the whole body, with an "
                                                          "image's Content-Type, application/pdf or "
                                                          "application/octet-stream"),
@@ -598,7 +603,9 @@ class Ingress:
                 if isinstance(response, dict) and output != "json":
                     name = image.filename if image is not None else None  # the layout formats name the file read
                     content, media_type, headers = documents.formatted(response, output, name)
-                    return Response(content, media_type=media_type, headers=headers)
+                    return Response(content, media_type=media_type, headers={request_ids.HEADER: request_id,
+                                                                             **headers})
+                reply.headers[request_ids.HEADER] = request_id  # on a JSON answer (an error has its own)
                 return response
             except BaseException:
                 if streamed:  # no stream took the span over: it ends here
@@ -702,6 +709,7 @@ class Ingress:
                 finish()
 
         headers = {"X-Accel-Buffering": "no", "Cache-Control": "no-store",  # nginx: pass each line on as it comes
+                   request_ids.HEADER: request_id,
                    documents.PAGE_IDS_HEADER: ", ".join(request_ids.page_id(request_id, n) for n in numbers)}
         return StreamingResponse(lines(), media_type=documents.NDJSON_MEDIA_TYPE, headers=headers)
 

@@ -12,6 +12,10 @@ from __future__ import annotations
 import hashlib
 import uuid
 
+#: Every OCR answer and every error names its request id here too: answers as text, TSV or ALTO have no other place
+#: for it, and it is what reads the stored image back, corrects it or deletes it. Not ``X-Request-ID``: Serve's proxy
+#: adds that to every answer with its own id, drawn from ``random.getrandbits`` (guessable, so never a stored image's).
+HEADER = "X-OCR-Request-Id"
 #: Fixed forever: ids derived under it must stay the same across releases and replicas.
 NAMESPACE = uuid.UUID("5d0b8a36-8f0e-4b8e-9d57-0c3f2f0a6e11")
 MAX_KEY_LENGTH = 255

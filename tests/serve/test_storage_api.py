@@ -266,6 +266,44 @@ def test_the_page_read_is_stored_with_the_whole_upload(client, fmt):
         assert page.get_size() == pytest.approx((420, 200), abs=0.5)
 
 
+def test_every_answer_names_its_request_id_in_a_header_which_reads_it_back_and_deletes_it(client):
+    """``X-OCR-Request-Id``: a text, TSV or ALTO answer had no place for its id, so it could not be corrected, read
+    back or deleted. JSON answers, streams and errors say it too, the same id as their bodies; Serve's own
+    ``X-Request-ID`` is another id."""
+    files = {"image": ("note.png", png_bytes(["Deliver on Monday", "Gate 7"]), "image/png")}
+    as_text = client.post("/api/v1/ocr", params={"format": "text"}, files=files)
+    assert as_text.status_code == 200 and as_text.headers["content-type"].startswith("text/plain"), as_text.text
+    rid = as_text.headers["x-ocr-request-id"]
+    assert as_text.headers["x-request-id"] != rid  # Serve's proxy adds its own
+    stored = stored_data(client, rid)
+    assert client.get(f"/api/v1/images/{rid}/data", params={"format": "text"}).text == as_text.text
+    assert [ln["text"] for ln in stored["lines"]] == ["Deliver on Monday", "Gate 7"]
+    fixed = client.post(f"/api/v1/images/{rid}/corrections", json={"value": "Gate 9", "line_index": 1})
+    assert fixed.status_code == 202, fixed.text
+    assert client.delete(f"/api/v1/images/{rid}").status_code == 204
+    assert client.get(f"/api/v1/images/{rid}/data").status_code == 404
+
+    as_json = client.post("/api/v1/ocr", files=files)
+    assert as_json.headers["x-ocr-request-id"] == as_json.json()["request_id"]
+    for fmt in ("tsv", "alto", "hocr"):
+        answer = client.post("/api/v1/ocr", params={"format": fmt}, files=files)
+        assert answer.status_code == 200 and uuid.UUID(answer.headers["x-ocr-request-id"]), (fmt, answer.text)
+    key = str(uuid.uuid4())  # a document in a format: the document's id, from which its pages' ids derive
+    document = {"image": ("two.pdf", text_pdf([["first page"], ["second page"]]), "application/pdf")}
+    as_tsv = client.post("/api/v1/ocr", params={"pages": "all", "format": "tsv"}, files=document,
+                         headers={"Idempotency-Key": key})
+    doc_id = as_tsv.headers["x-ocr-request-id"]
+    assert as_tsv.headers["x-page-request-ids"] == f"{page_id(doc_id, 1)}, {page_id(doc_id, 2)}"
+    streamed = client.post("/api/v1/ocr", params={"pages": "all", "format": "ndjson"}, files=document,
+                           headers={"Idempotency-Key": key})  # the same upload, sent again under its key
+    assert streamed.headers["x-ocr-request-id"] == doc_id == json.loads(streamed.text.splitlines()[0])["start"][
+        "request_id"]
+    refused = client.post("/api/v1/ocr", params={"rotate": "45"}, files=files)
+    assert refused.status_code == 422 and refused.headers["x-ocr-request-id"] == refused.json()["request_id"]
+    lost = client.get("/api/v1/nowhere")
+    assert lost.status_code == 404 and lost.headers["x-ocr-request-id"] == lost.json()["request_id"]
+
+
 def test_the_pages_of_a_document_are_each_stored_once_under_their_own_ids(client, pg_url):
     """``?pages=``: each page is stored as its own upload (as ``?page=N`` stores it), once however often it is sent."""
     data = text_pdf([["first page"], ["second page"]])

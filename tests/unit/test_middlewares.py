@@ -94,8 +94,10 @@ def test_a_preflight_is_answered_before_the_key_check_and_a_refusal_is_marked(co
     keyed.user_middleware = [m if m.cls is not api_keys.KeyCheck else
                              type(m)(api_keys.KeyCheck, keys=lambda: ("k" * 20,), answer=ingress._refuse_key)
                              for m in keyed.user_middleware]
-    r, _ = fetch(keyed, "/api/v1/answer", Origin=ORIGIN)
+    r, chunks = fetch(keyed, "/api/v1/answer", Origin=ORIGIN)
     assert r.status_code == 401 and r.headers["access-control-allow-origin"] == ORIGIN
+    assert r.headers["x-ocr-request-id"] == json.loads(b"".join(chunks))["request_id"]  # a page's script may read it
+    assert "X-OCR-Request-Id" in r.headers["access-control-expose-headers"]
     assert r.headers["www-authenticate"] == "Bearer" and r.headers["x-content-type-options"] == "nosniff"
     ok, chunks = fetch(keyed, "/api/v1/answer", **{"X-API-Key": "k" * 20, "Accept-Encoding": "identity"})
     assert ok.status_code == 200 and json.loads(b"".join(chunks)) == ANSWER
