@@ -48,8 +48,10 @@ def allowed(origins: Sequence[str], origin: str) -> bool:
 
 def answer_headers(origins: Sequence[str], origin: str) -> dict[str, str]:
     """Headers that let the page at ``origin`` read an answer (``allowed`` first)."""
-    headers = {"Access-Control-Allow-Origin": "*" if "*" in origins else origin,
-               "Access-Control-Expose-Headers": EXPOSED_HEADERS}
+    allow = "*" if "*" in origins else origin
+    # Timing-Allow-Origin: the page's script may read the answer's Server-Timing (Resource Timing API)
+    headers = {"Access-Control-Allow-Origin": allow, "Access-Control-Expose-Headers": EXPOSED_HEADERS,
+               "Timing-Allow-Origin": allow}
     if "*" not in origins:
         headers["Vary"] = "Origin"  # a cache must not hand this answer to a page of another origin
     return headers

@@ -326,7 +326,10 @@ OTHER_FORMATS = {"text/html": {"schema": {"type": "string", "description": "?for
 STREAMED_FORMAT = {documents.NDJSON_MEDIA_TYPE: {"schema": stream_line_schema()}}
 #: What an OCR answer's headers say, whatever its format.
 ANSWER_HEADERS = {request_ids.HEADER: {"description": "the answer's request_id: what reads its stored image back, "
-                                                      "corrects it or deletes it", "schema": {"type": "string"}}}
+                                                      "corrects it or deletes it", "schema": {"type": "string"}},
+                  "Server-Timing": {"description": "the answer's timings (decode, detect, recognize, total; ms), as "
+                                                   "browsers' developer tools show them; not on a stream",
+                                    "schema": {"type": "string"}}}
 #: Degrees clockwise to turn the upload before reading it, or "auto": the service finds the turn that reads.
 Rotate = Literal["0", "90", "180", "270", "auto"]
 
@@ -600,12 +603,15 @@ class Ingress:
                 self._log_answer(request_id, span, t0, response, notes, lost, layout, page, output)
                 if streamed:
                     span.end()
-                if isinstance(response, dict) and output != "json":
+                if not isinstance(response, dict):  # an error: it names its request id itself
+                    return response
+                named = {request_ids.HEADER: request_id,
+                         "Server-Timing": documents.server_timing(response["timings"])}
+                if output != "json":
                     name = image.filename if image is not None else None  # the layout formats name the file read
                     content, media_type, headers = documents.formatted(response, output, name)
-                    return Response(content, media_type=media_type, headers={request_ids.HEADER: request_id,
-                                                                             **headers})
-                reply.headers[request_ids.HEADER] = request_id  # on a JSON answer (an error has its own)
+                    return Response(content, media_type=media_type, headers={**named, **headers})
+                reply.headers.update(named)
                 return response
             except BaseException:
                 if streamed:  # no stream took the span over: it ends here

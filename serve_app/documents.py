@@ -23,6 +23,15 @@ STAGES = ("decode_ms", "detect_ms", "recognize_ms")
 NDJSON_MEDIA_TYPE = "application/x-ndjson"
 
 
+def server_timing(timings: dict[str, float]) -> str:
+    """An answer's ``timings`` as a ``Server-Timing`` header (W3C Server Timing).
+
+    Browsers' developer tools show it beside the request, and it is there for answers that are not JSON:
+    ``decode;dur=5.2, detect;dur=392.6, recognize;dur=216.7, total;dur=622.9``.
+    """
+    return ", ".join(f"{name.removesuffix('_ms')};dur={ms:.1f}" for name, ms in timings.items())
+
+
 def pages_of(answer: dict[str, Any]) -> list[dict[str, Any]]:
     """The pages an answer holds: a document's, or the one page answered."""
     return answer["pages"] if "pages" in answer else [answer]

@@ -72,7 +72,6 @@ def serve_url(app_config, pg_url, session_amqp_url, storage_dirs, span_file, met
            "OCR_SPOOL_DIR": str(storage_dirs[1]), "OCR_TRACE_FILE": str(span_file),
            **app_config.telemetry.model_copy(update={"exporter": "file"}).environment("test")}
     os.environ.update(env)
-    port = free_port()
     ray.init(
         num_cpus=4,
         _metrics_export_port=metrics_port,
@@ -83,6 +82,9 @@ def serve_url(app_config, pg_url, session_amqp_url, storage_dirs, span_file, met
         # replicas export metrics every 2 s instead of 10: tests that wait for a counter wait less
         _system_config={"metrics_report_interval_ms": 2000},
     )
+    # picked once Ray's own processes hold their ports: picked before, it was once the port Ray then gave its
+    # metrics agent (each binds a free port the same way), and Serve's proxy could not start
+    port = free_port()
     serve.start(http_options={"host": "127.0.0.1", "port": port}, logging_config={"enable_access_log": False})
     serve.run(graph(app_config), name=APP, route_prefix="/")
     yield f"http://127.0.0.1:{port}"

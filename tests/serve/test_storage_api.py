@@ -285,9 +285,14 @@ def test_every_answer_names_its_request_id_in_a_header_which_reads_it_back_and_d
 
     as_json = client.post("/api/v1/ocr", files=files)
     assert as_json.headers["x-ocr-request-id"] == as_json.json()["request_id"]
+    # its timings too, as browsers' developer tools show them, for every format
+    timing = dict(entry.strip().split(";dur=") for entry in as_json.headers["server-timing"].split(","))
+    assert {name: float(ms) for name, ms in timing.items()} == pytest.approx(
+        {name.removesuffix("_ms"): ms for name, ms in as_json.json()["timings"].items()}, abs=0.051)
     for fmt in ("tsv", "alto", "hocr"):
         answer = client.post("/api/v1/ocr", params={"format": fmt}, files=files)
         assert answer.status_code == 200 and uuid.UUID(answer.headers["x-ocr-request-id"]), (fmt, answer.text)
+        assert "recognize;dur=" in answer.headers["server-timing"]
     key = str(uuid.uuid4())  # a document in a format: the document's id, from which its pages' ids derive
     document = {"image": ("two.pdf", text_pdf([["first page"], ["second page"]]), "application/pdf")}
     as_tsv = client.post("/api/v1/ocr", params={"pages": "all", "format": "tsv"}, files=document,

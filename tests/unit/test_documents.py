@@ -52,3 +52,9 @@ def test_what_is_stored_and_forwarded_has_no_preview_and_the_answer_keeps_its_ow
     assert [sorted(s) for s in stored] == [sorted([*answer(), "created_at"])] * 2
     assert [s["image"]["page"] for s in stored] == [1, 2] and stored[0]["lines"] == pages[0]["lines"]
     assert all("preview" in p and "created_at" not in p for p in pages)
+
+
+def test_timings_go_as_a_server_timing_header_in_their_order():
+    header = documents.server_timing({"decode_ms": 5.24, "detect_ms": 392.649, "recognize_ms": 216.7,
+                                      "total_ms": 622.95})
+    assert header == "decode;dur=5.2, detect;dur=392.6, recognize;dur=216.7, total;dur=623.0"
