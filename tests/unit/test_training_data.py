@@ -1,9 +1,11 @@
 """The training data paths: distortions, synthetic scenes, case-insensitive CTC for SROIE, budgets and packing."""
 
+import io
 import json
 import random
 import re
 import subprocess
+import tarfile
 import time
 from pathlib import Path
 
@@ -132,6 +134,46 @@ def test_pack_keeps_the_manifest_format_with_scaled_boxes(tmp_path, monkeypatch)
     (item,) = datasets.read_manifest("train/pages")
     assert item["words"][0]["box"] == [5, 10, 55, 50] and (item["width"], item["height"]) == (200, 100)
     assert datasets.load_rgb(item["path"]).shape == (100, 200, 3)
+
+
+def test_a_packed_font_is_a_fraction_of_the_size_and_renders_our_alphabet_as_the_installed_one(tmp_path,
+                                                                                                  monkeypatch):
+    """`pack.subset_font` keeps our alphabet's glyphs and what lays them out: the same advances and mask sizes, and
+    pixels within 20 levels of 255 (hinting rounds a little differently in a few fonts); and a packed archive is
+    found by `latin_fonts` as this machine's fonts are, in the same order, so that a seed picks the same fonts
+    there."""
+    from PIL import ImageFont
+
+    from serve_app.ocr.alphabet import CHARSET
+    from training import fonts
+
+    installed = fonts.latin_fonts()
+    chosen = [f for f in installed if Path(f).name in {"DejaVuSans.ttf", "DejaVuSansCondensed-Oblique.ttf",
+                                                       "LinLibertine_R.otf", "FreeSerifItalic.ttf"}]
+    assert len(chosen) >= 2, chosen
+    text = CHARSET[1:48] + " " + CHARSET[48:]
+    for font in chosen:
+        data = pack.subset_font(font)
+        assert len(data) < Path(font).stat().st_size / 4, font
+        for size in (13, 24, 40):
+            whole, cut = ImageFont.truetype(font, size), ImageFont.truetype(io.BytesIO(data), size)
+            assert [cut.getlength(c) for c in text] == [whole.getlength(c) for c in text], (font, size)
+            a, b = whole.getmask(text), cut.getmask(text)
+            assert a.size == b.size, (font, size)
+            diff = np.abs(np.asarray(a, dtype=int) - np.asarray(b, dtype=int))
+            assert diff.max() <= 20 and diff.mean() < 0.5, (font, size, diff.max(), diff.mean())
+
+    monkeypatch.setattr(pack, "latin_fonts", lambda: tuple(chosen))
+    pack.pack_fonts(tmp_path / "fonts.tar.xz")
+    with tarfile.open(tmp_path / "fonts.tar.xz") as tar:
+        tar.extractall(tmp_path, filter="data")  # as gpu_train.sh unpacks it there
+    monkeypatch.setenv("OCR_FONT_DIRS", str(tmp_path / "fonts"))
+    fonts.latin_fonts.cache_clear()
+    try:
+        assert [Path(f).relative_to(tmp_path / "fonts") for f in fonts.latin_fonts()] == [
+            Path(f).relative_to("/usr/share/fonts") for f in chosen]  # in their folders: names may repeat
+    finally:
+        fonts.latin_fonts.cache_clear()
 
 
 def test_packed_scene_lines_are_read_instead_of_rebuilt(tmp_path, monkeypatch):
