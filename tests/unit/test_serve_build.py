@@ -28,7 +28,8 @@ def test_serve_build_reflects_the_typed_config(tmp_path):
     assert default["Detector"]["user_config"] == {"max_batch_size": 4, "batch_wait_timeout_s": 0.01}
     assert default["Detector"]["num_replicas"] == 1 and "autoscaling_config" not in default["Detector"]
     changed = serve_build(
-        tmp_path, "recognizer:\n  autoscaling:\n    max_replicas: 7\ndetector:\n  max_batch_size: 6\n"
+        tmp_path, "recognizer:\n  autoscaling:\n    max_replicas: 7\n  crops_per_part: 12\n"
+        "detector:\n  max_batch_size: 6\n"
         "  autoscaling: {max_replicas: 3, look_back_period_s: 10}\ningress:\n  request_timeout_s: 30\n"
     )
     assert changed["Recognizer"]["autoscaling_config"]["max_replicas"] == 7
@@ -36,5 +37,6 @@ def test_serve_build_reflects_the_typed_config(tmp_path):
     scaling = changed["Detector"]["autoscaling_config"]
     assert (scaling["min_replicas"], scaling["max_replicas"], scaling["look_back_period_s"]) == (1, 3, 10)
     assert "num_replicas" not in changed["Detector"]  # Serve refuses both
+    # the ingress splits a page's crops, so a recognizer's crops_per_part is its live setting
     assert changed["Ingress"]["user_config"] == {"max_inflight": 32, "max_requests_per_client": 32,
-                                                 "request_timeout_s": 30.0}
+                                                 "request_timeout_s": 30.0, "crops_per_part": 12}
