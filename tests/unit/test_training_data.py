@@ -176,6 +176,12 @@ def test_a_packed_font_is_a_fraction_of_the_size_and_renders_our_alphabet_as_the
         fonts.latin_fonts.cache_clear()
 
 
+def test_the_pack_counts_the_repository_it_travels_with_wherever_it_runs(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # not a git checkout
+    shipped = sum(p.stat().st_size for p in (datasets.REPO / "serve_app" / "assets").glob("*.pt")) / 2**20
+    assert shipped < pack.repository_mib() < pack.DEVICE_CARRY_MIB
+
+
 def test_packed_scene_lines_are_read_instead_of_rebuilt(tmp_path, monkeypatch):
     from training import scene_lines
 
