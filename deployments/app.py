@@ -12,6 +12,7 @@ from typing import Any
 
 from ray.serve import Application
 
+from deployments import routing
 from deployments.archiver import ArchiverDeployment
 from deployments.detector import Detector
 from deployments.ingress import Ingress
@@ -47,6 +48,7 @@ def graph(cfg: AppConfig) -> Application:
     detector = pinned(Detector, built_from["detector"], weights[0]).options(
         **d.scaling(),
         max_ongoing_requests=d.max_ongoing_requests,
+        request_router_config=routing.spread(),  # a tall strip's parts go to every replica
         user_config={"max_batch_size": d.max_batch_size, "batch_wait_timeout_s": d.batch_wait_timeout_s},
         ray_actor_options={"num_cpus": d.num_cpus, "num_gpus": d.num_gpus,
                            "runtime_env": {"env_vars": runtime.REPLICA_ENV}},
@@ -54,6 +56,7 @@ def graph(cfg: AppConfig) -> Application:
     recognizer = pinned(Recognizer, built_from["recognizer"], weights[1:]).options(
         autoscaling_config=r.autoscaling.to_serve(),
         max_ongoing_requests=r.max_ongoing_requests,
+        request_router_config=routing.spread(),  # a long page's parts go to every replica
         user_config={"max_batch_size": r.max_batch_size, "batch_wait_timeout_s": r.batch_wait_timeout_s},
         ray_actor_options={"num_cpus": r.num_cpus, "num_gpus": r.num_gpus,
                            "runtime_env": {"env_vars": runtime.REPLICA_ENV}},

@@ -840,30 +840,35 @@ def stats_of_each_replica(handle: DeploymentHandle, replicas: int = 2) -> dict[s
     return read
 
 
-def sent_until_both_replicas_share_it(client: httpx.Client, page: bytes, handle: DeploymentHandle,
-                                      key: str) -> tuple[list[dict], dict[str, dict], dict[str, list]]:
+def sent_until_both_replicas_share_it(client: httpx.Client, page: bytes, handle: DeploymentHandle, key: str,
+                                      calls: str) -> tuple[list[dict], dict[str, dict], dict[str, list], list[int]]:
     """``page`` sent until both replicas of ``handle`` record (in ``stats()[key]``) parts of one sending, 5 times at
-    most: the answers, each replica's stats, and what each recorded of the last sending.
+    most, then once more: the answers, each replica's stats, what each recorded of the last sending, and how many
+    of its calls each took (``stats()[calls]`` has an entry a call).
 
-    A fresh ingress's router sends parts to the replica whose queue it knows while its probe of the other is on its
-    way (in the full suite one replica once read all six parts of a page), and a router whose cached queue lengths
-    are stale may send all parts to one replica.
+    The ingress's handle hears of a new replica from Serve's controller a moment after it is up, and until then
+    sends every part to the one it knows. From then on our router (`routing.SpreadRouter`) gives every replica parts
+    of every sending: Serve's own, on stale queue lengths, sent all three parts of a strip to one replica once in 8.
     """
-    answers, read, new = [], stats_of_each_replica(handle), {}
-    while len(answers) < 5:
-        before = {replica: len(stats[key]) for replica, stats in read.items()}
+    answers, read, new, split = [], stats_of_each_replica(handle), {}, []
+    shared = 0
+    while len(answers) < 5 + shared and shared < 2:
+        before = {replica: (len(stats[key]), len(stats[calls])) for replica, stats in read.items()}
         answers.append(post(client, page).json())
         read = stats_of_each_replica(handle)
-        new = {replica: stats[key][before.get(replica, 0):] for replica, stats in read.items()}
+        new = {replica: stats[key][before.get(replica, (0, 0))[0]:] for replica, stats in read.items()}
+        split = sorted(len(stats[calls]) - before.get(replica, (0, 0))[1] for replica, stats in read.items())
         if len(new) == 2 and all(new.values()):
-            break
-    return answers, read, new
+            shared += 1
+        elif shared:
+            break  # both replicas known, yet one read every part: the last sending's record shows it
+    return answers, read, new, split
 
 
 def sent_to_two_replicas_until_they_share_it(client: httpx.Client, app_config: AppConfig, page: bytes,
-                                             deployment: str, settings: dict, key: str) -> tuple[list[dict],
-                                                                                              dict[str, dict],
-                                                                                              dict[str, list]]:
+                                             deployment: str, settings: dict, key: str,
+                                             calls: str) -> tuple[list[dict], dict[str, dict], dict[str, list],
+                                                                  list[int]]:
     """The app redeployed with ``settings`` for ``deployment`` (two replicas), ``page`` sent as
     `sent_until_both_replicas_share_it` sends it, then the session's app deployed again."""
     section = deployment.lower()
@@ -872,7 +877,7 @@ def sent_to_two_replicas_until_they_share_it(client: httpx.Client, app_config: A
         serve.run(graph(shared), name=APP, route_prefix="/")
         assert len(replicas()[deployment]) == 2
         handle = serve.get_deployment_handle(deployment, app_name=APP)
-        return sent_until_both_replicas_share_it(client, page, handle, key)
+        return sent_until_both_replicas_share_it(client, page, handle, key, calls)
     finally:
         serve.run(graph(app_config), name=APP, route_prefix="/")
 
@@ -888,13 +893,14 @@ def test_a_long_page_is_read_in_parts_by_every_recognizer_replica_and_answers_as
     assert [ln["text"] for ln in whole["lines"]] == lines
     before = replicas()
     # live settings (`LIVE_SETTINGS`): one recognizer replica more starts, the ingress takes 4 crops a part in place
-    parted, read, sizes = sent_to_two_replicas_until_they_share_it(client, app_config, page, "Recognizer", {
-        "autoscaling": {"min_replicas": 2, "max_replicas": 2}, "crops_per_part": 4}, "batch_sizes")
+    parted, read, sizes, split = sent_to_two_replicas_until_they_share_it(client, app_config, page, "Recognizer", {
+        "autoscaling": {"min_replicas": 2, "max_replicas": 2}, "crops_per_part": 4}, "batch_sizes", "alone")
     kept = {name.rsplit("#", 1)[1] for name in before["Recognizer"]} & set(read)  # replica tags: names' ends
     assert replicas()["Ingress"] == before["Ingress"] and kept, (before, read)
     assert all(p["lines"] == whole["lines"] and p["text"] == whole["text"] for p in parted)
-    assert len(sizes) == 2 and all(sizes.values()), sizes  # both replicas read some of one page's 6 parts
+    assert len(sizes) == 2 and all(sizes.values()), sizes  # both replicas read some of one page's parts
     assert sum(sum(s) for s in sizes.values()) == len(lines), sizes
+    assert split[-1] - split[0] <= 1, split  # as evenly as they go (`routing.SpreadRouter`)
     # a lone page: its parts may use the idle cores, but one replica at a time (`runtime.spare_cores`), or two
     # replicas on this machine would run four threads on its two cores
     wide = sorted(span for stats in read.values() for span, threads in zip(stats["batch_spans"],
@@ -922,11 +928,12 @@ def test_a_tall_strips_parts_are_read_by_every_detector_replica_and_answer_as_on
     assert sum(ln["text"] == row for ln, row in zip(whole["lines"], rows, strict=True)) >= 36, whole["text"]
     strip_parts = detector.stats.remote().result()["parts"][before:]
     assert len(strip_parts) == 3 and strip_parts[0][0] == 0, strip_parts
-    sent, _, new = sent_to_two_replicas_until_they_share_it(client, app_config, page, "Detector", {
-        "num_replicas": 2}, "parts")  # a live setting: one replica more starts, none restarts
+    sent, _, new, split = sent_to_two_replicas_until_they_share_it(client, app_config, page, "Detector", {
+        "num_replicas": 2}, "parts", "parts")  # a live setting: one replica more starts, none restarts
     assert all(s["lines"] == whole["lines"] and s["text"] == whole["text"] for s in sent)
     assert len(new) == 2 and all(new.values()), new  # both replicas read some of one sending's parts
     assert sorted(part for parts in new.values() for part in parts) == sorted(strip_parts)  # each part once
+    assert split == [1, 2], split  # as evenly as three go
 
 
 def test_an_autoscaled_detector_grows_under_load_with_a_warmed_replica_and_shrinks_after_losing_no_request(
