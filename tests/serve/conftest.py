@@ -2,6 +2,7 @@
 database and vhost on the real local PostgreSQL and RabbitMQ)."""
 
 import os
+import random
 import socket
 import tempfile
 
@@ -29,9 +30,18 @@ TEST_OVERRIDES = {
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A free port between Ray's worker ports (10002-19999) and the kernel's ephemeral ones (32768 up), where no
+    process that asks the kernel for any free port (as Ray's agents do) can be given it after we let it go."""
+    rng = random.SystemRandom()
+    for _ in range(100):
+        port = rng.randrange(20_000, 32_768)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port in 20000-32767")
 
 
 def replicas(app: str = APP) -> dict[str, set[str]]:
@@ -82,8 +92,6 @@ def serve_url(app_config, pg_url, session_amqp_url, storage_dirs, span_file, met
         # replicas export metrics every 2 s instead of 10: tests that wait for a counter wait less
         _system_config={"metrics_report_interval_ms": 2000},
     )
-    # picked once Ray's own processes hold their ports: picked before, it was once the port Ray then gave its
-    # metrics agent (each binds a free port the same way), and Serve's proxy could not start
     port = free_port()
     serve.start(http_options={"host": "127.0.0.1", "port": port}, logging_config={"enable_access_log": False})
     serve.run(graph(app_config), name=APP, route_prefix="/")
