@@ -27,6 +27,10 @@ def test_serve_build_reflects_the_typed_config(tmp_path):
     assert default["Recognizer"]["autoscaling_config"]["max_replicas"] == 2
     assert default["Detector"]["user_config"] == {"max_batch_size": 4, "batch_wait_timeout_s": 0.01}
     assert default["Detector"]["num_replicas"] == 1 and "autoscaling_config" not in default["Detector"]
+    # the models' replicas are routed to by ours, which shares a page's parts evenly; the rest by Serve's
+    for name in ("Detector", "Recognizer"):
+        assert default[name]["request_router_config"]["request_router_class"] == "deployments.routing:SpreadRouter"
+    assert "request_router_config" not in default["Ingress"]
     changed = serve_build(
         tmp_path, "recognizer:\n  autoscaling:\n    max_replicas: 7\n  crops_per_part: 12\n"
         "detector:\n  max_batch_size: 6\n"
