@@ -1,10 +1,10 @@
 """How the ingress's handles pick a detector or recognizer replica: the one this handle has sent least to.
 
 A page's parts (a tall strip's detector passes, a long page's crops) leave the ingress at the same moment, so
-that the replicas share them. Serve's default router (power of two choices) ranks replicas by queue lengths it
-caches for 10 s; once those are stale, each part's routing task probes the replicas at once, every probe sees
-the same lengths, and each part picks a replica at random: all three parts of a strip went to one of two
-replicas once in 8 sendings, and a page's six parts to one replica once in the full suite.
+that the replicas share them. Serve's default router (power of two choices) ranks two random replicas by queue
+lengths it caches for 10 s, or probes when those are stale; the parts' routing tasks do so at the same moment,
+meet the same lengths, and often pick the same replica: all three parts of a strip went to one of two replicas
+once in 8 sendings, an A4 page's four parts 3 + 1 in 8 of 8 (`benchmarks.routing`).
 
 `SpreadRouter` counts what this handle has in flight on each replica, from the moment it hands a replica to a
 request until the request is done, and gives each request the least loaded replica. A request another handle

@@ -11,6 +11,7 @@ import asyncio
 import random
 import uuid
 from collections import Counter
+from typing import Any
 
 import pytest
 from ray.serve._private.request_router import PowerOfTwoChoicesRequestRouter
@@ -18,6 +19,16 @@ from ray.serve._private.request_router import PowerOfTwoChoicesRequestRouter
 from benchmarks.routing import Clock, Replica, done, parts_at_once, request, router, send
 from deployments import routing
 from deployments.routing import SpreadRouter
+
+
+async def two_replicas(stale: bool) -> tuple[Any, Replica, Replica, Clock]:
+    """Our router over fresh replicas ``a`` and ``b`` once its first probes are in; ``stale``: 11 s later."""
+    clock, a, b = Clock(), Replica("a"), Replica("b")
+    r = router(SpreadRouter, [a, b], clock)
+    await asyncio.sleep(0.05)
+    if stale:
+        clock.now += 11  # Serve keeps queue lengths 10 s
+    return r, a, b, clock
 
 
 @pytest.mark.parametrize("stale", [False, True])
@@ -41,10 +52,7 @@ def test_serves_own_router_on_a_stale_cache_may_send_all_parts_to_one_replica() 
 def test_a_replica_that_is_full_or_does_not_answer_is_passed_over(fault: str) -> None:
     """One that answers no probe (its event loop blocked) must not hold requests while another is free."""
     async def go() -> Counter[str]:
-        clock, (a, b) = Clock(), (Replica("a"), Replica("b"))
-        r = router(SpreadRouter, [a, b], clock)
-        await asyncio.sleep(0.05)
-        clock.now += 11
+        r, a, _, _ = await two_replicas(stale=True)
         if fault == "full":
             a.ongoing = a.max_ongoing_requests
         else:
@@ -58,10 +66,7 @@ def test_a_replica_that_is_full_or_does_not_answer_is_passed_over(fault: str) ->
 
 def test_a_replica_busy_with_this_handles_requests_is_ranked_last_until_they_are_done() -> None:
     async def go() -> None:
-        clock, (a, b) = Clock(), (Replica("a"), Replica("b"))
-        r = router(SpreadRouter, [a, b], clock)
-        await asyncio.sleep(0.05)
-        clock.now += 11
+        r, a, b, _ = await two_replicas(stale=True)
         held = [(await send(r, pr), pr) for pr in [request(), request()]]
         assert {rep.replica_id.unique_id for rep, _ in held} == {"a", "b"}
         first = held[0][0]
@@ -76,9 +81,7 @@ def test_a_replica_busy_with_this_handles_requests_is_ranked_last_until_they_are
 
 def test_another_handles_load_counts_while_its_queue_length_is_fresh() -> None:
     async def go() -> None:
-        clock, (a, b) = Clock(), (Replica("a"), Replica("b"))
-        r = router(SpreadRouter, [a, b], clock)
-        await asyncio.sleep(0.05)
+        r, a, b, clock = await two_replicas(stale=False)
         r.on_new_queue_len_info(a.replica_id, 3)  # three requests from another ingress replica
         ranked = await r.choose_replicas(r._replicas_list, request())
         assert ranked[0][0] is b
@@ -90,10 +93,7 @@ def test_another_handles_load_counts_while_its_queue_length_is_fresh() -> None:
 
 def test_parts_of_one_request_are_counted_each_until_each_is_done() -> None:
     async def go() -> None:
-        clock, (a, b) = Clock(), (Replica("a"), Replica("b"))
-        r = router(SpreadRouter, [a, b], clock)
-        await asyncio.sleep(0.05)
-        clock.now += 11
+        r, a, b, clock = await two_replicas(stale=True)
         page = uuid.uuid4().hex
         parts = [request(page) for _ in range(4)]
         sent = [await send(r, pr) for pr in parts]  # one after another: each goes to the less loaded replica
@@ -112,9 +112,7 @@ def test_parts_of_one_request_are_counted_each_until_each_is_done() -> None:
 
 def test_a_replica_handed_to_a_request_that_is_never_sent_is_forgotten(monkeypatch) -> None:
     async def go() -> None:
-        clock, reps = Clock(), [Replica("a"), Replica("b")]
-        r = router(SpreadRouter, reps, clock)
-        await asyncio.sleep(0.05)
+        r, *_ = await two_replicas(stale=False)
         got = await r._choose_replica_for_request(request())  # handed over; its caller then left before sending
         assert r.load(got.replica_id) == 1
         monkeypatch.setattr(routing, "ASSIGNED_TTL_S", -1.0)
