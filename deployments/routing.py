@@ -24,19 +24,17 @@ from ray.serve.request_router import FIFOMixin, PendingRequest, ReplicaID, Reque
 
 log = logging.getLogger(__name__)
 
-# a replica handed to a request that is then cancelled is never sent to: forget it after this (a request is sent
-# as soon as its coroutine runs again)
-ASSIGNED_TTL_S = 5.0
-# a replica whose queue length did not come in time (its event loop busy) is passed over this long
-SILENT_S = 2.0
-
-
 class SpreadRouter(FIFOMixin, RequestRouter):
     """Each replica found goes to the oldest request waiting (`FIFOMixin`, as in Serve's own router).
 
     Not to the routing task's own request, matched by id: a page's parts all carry the id of the HTTP request they
     are parts of, so all but one would wait forever (the first version did).
     """
+
+    # settings are class attributes, not module constants: Serve ships this class by value, and where it is
+    # unpickled in the process that defined it (a driver's handle), cloudpickle gives its methods globals of their own
+    assigned_ttl_s = 5.0  # a replica handed to a request then cancelled is never sent to: forgotten after this
+    silent_s = 2.0  # a replica whose queue length did not come in time (its event loop busy) is passed over this long
 
     def initialize_state(self, **kwargs: object) -> None:
         self._assigned: list[tuple[ReplicaID, float]] = []  # handed to a request, not yet sent
@@ -58,7 +56,7 @@ class SpreadRouter(FIFOMixin, RequestRouter):
         """Those of ``candidates`` whose queue length is known, once the others were probed.
 
         One probe at a time, shared by the routing tasks that ask at once; a replica that does not answer it in time
-        is passed over for `SILENT_S`.
+        is passed over for `silent_s`.
         """
         now = time.monotonic()
         self._silent = {r: until for r, until in self._silent.items() if until > now}
@@ -69,7 +67,7 @@ class SpreadRouter(FIFOMixin, RequestRouter):
                 self._refresh = asyncio.ensure_future(self._probe_queue_lens(unknown, 0))
             for replica, queue_len in await asyncio.shield(self._refresh):
                 if queue_len is None:
-                    self._silent[replica.replica_id] = time.monotonic() + SILENT_S
+                    self._silent[replica.replica_id] = time.monotonic() + self.silent_s
         return [r for r in candidates if self._replica_queue_len_cache.get(r.replica_id) is not None]
 
     async def choose_replicas(self, candidate_replicas: list[RunningReplica],
@@ -81,7 +79,7 @@ class SpreadRouter(FIFOMixin, RequestRouter):
         Where no replica is known to have room, Serve probes them all and backs off, as with its own router.
         """
         now = time.monotonic()
-        self._assigned = [(r, at) for r, at in self._assigned if now - at <= ASSIGNED_TTL_S]
+        self._assigned = [(r, at) for r, at in self._assigned if now - at <= self.assigned_ttl_s]
         if pending_request is not None:
             pending_request.routing_context.should_backoff = True  # as Serve's router: back off once all are full
         try:

@@ -17,7 +17,6 @@ import pytest
 from ray.serve._private.request_router import PowerOfTwoChoicesRequestRouter
 
 from benchmarks.routing import Clock, Replica, done, parts_at_once, request, router, send
-from deployments import routing
 from deployments.routing import SpreadRouter
 
 
@@ -110,12 +109,12 @@ def test_parts_of_one_request_are_counted_each_until_each_is_done() -> None:
     asyncio.run(go())
 
 
-def test_a_replica_handed_to_a_request_that_is_never_sent_is_forgotten(monkeypatch) -> None:
+def test_a_replica_handed_to_a_request_that_is_never_sent_is_forgotten() -> None:
     async def go() -> None:
         r, *_ = await two_replicas(stale=False)
         got = await r._choose_replica_for_request(request())  # handed over; its caller then left before sending
         assert r.load(got.replica_id) == 1
-        monkeypatch.setattr(routing, "ASSIGNED_TTL_S", -1.0)
+        r.assigned_ttl_s = -1.0
         await r.choose_replicas(r._replicas_list, None)
         assert r.load(got.replica_id) == 0
 
