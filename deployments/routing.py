@@ -24,6 +24,7 @@ from ray.serve.request_router import FIFOMixin, PendingRequest, ReplicaID, Reque
 
 log = logging.getLogger(__name__)
 
+
 class SpreadRouter(FIFOMixin, RequestRouter):
     """Each replica found goes to the oldest request waiting (`FIFOMixin`, as in Serve's own router).
 
