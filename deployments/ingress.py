@@ -17,44 +17,54 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
 from fastapi import Body, Depends, FastAPI, File, Header, Query, Request, Response, UploadFile
-from fastapi.exceptions import RequestValidationError
-from fastapi.openapi.docs import get_swagger_ui_html
-from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, PlainTextResponse, StreamingResponse
+from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
 from opentelemetry import trace
 from ray import serve
-from ray.serve.exceptions import BackPressureError, RayServeException
+from ray.serve.exceptions import BackPressureError
 from ray.serve.handle import DeploymentHandle
 from starlette.datastructures import Headers
-from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from deployments import (
     api_keys,
     body_limits,
     client_share,
     compression,
-    conditional,
     cross_origin,
     deadlines,
+    errors,
     metrics,
     request_ids,
     retries,
     security_headers,
+    site,
     strict_query,
     unhandled,
     uploads,
 )
+from deployments.api_spec import (
+    ANSWER_HEADERS,
+    ERRORS,
+    OTHER_FORMATS,
+    RAW_UPLOAD_DOC,
+    STREAMED_FORMAT,
+    Layout,
+    Output,
+    Rotate,
+    StoredOutput,
+)
 from deployments.asgi import Scope
+from deployments.errors import error
 from deployments.handovers import Handovers
-from serve_app import __version__, alto, documents, hocr, previews, regions, searchable_pdf, telemetry, tsv
+from deployments.stored_images import StoredImages
+from serve_app import __version__, documents, previews, regions, searchable_pdf, telemetry
 from serve_app.config import AppConfig, resolve_weights
-from serve_app.corrections import as_corrected, corrected_lines
 from serve_app.imaging import ACCEPTED, MEDIA_TYPES, DecodedImage, ImageError, PageOutOfRange, decode_image
-from serve_app.layout import line_blocks, plain_text, with_blocks
+from serve_app.layout import with_blocks
 from serve_app.ocr.pipeline import (
     WORD_FALLBACK_CONFIDENCE,
     Found,
@@ -80,13 +90,10 @@ from serve_app.schemas import (
     MAX_PREVIEW_SIDE,
     CorrectionIn,
     CorrectionOut,
-    DocumentEnd,
     DocumentResponse,
-    DocumentStart,
     ErrorResponse,
     OCRResponse,
 )
-from serve_app.storage.repository import StorageUnavailable
 
 log = logging.getLogger("ray.serve")
 request_log = logging.getLogger("ray.serve.ocr.requests")  # one JSON line per OCR request, in the replica log
@@ -99,59 +106,8 @@ api = FastAPI(
     redoc_url=None,
     dependencies=[Depends(strict_query.no_unknown_query)],  # a misspelt query parameter is named, not ignored
 )
-ERRORS: dict[int | str, dict[str, Any]] = {
-    s: {"model": ErrorResponse} for s in (400, 401, 408, 413, 415, 422, 429, 503, 504)
-}
-
-
-#: The OCR route takes the file as its whole body too (`uploads`); FastAPI documents only the multipart form.
-RAW_UPLOAD_DOC = {"requestBody": {"required": True, "content": {
-    kind: {"schema": {"type": "string", "format": "binary"}}
-    for kind in ("image/*", *sorted(uploads.RAW_TYPES))}}}
-
-
-def error(status: int, code: str, message: str, request_id: str | None = None,
-          headers: dict[str, str] | None = None, **detail: Any) -> JSONResponse:
-    """A JSON error; ``detail``: fields of `ErrorDetail` beyond code and message (``max_pages``).
-
-    Every error has a request id to report: the request's, or a fresh one where it was refused before it had one
-    (its query, a route or method that does not exist, a missing key).
-    """
-    request_id = request_id or str(uuid.uuid4())
-    body = ErrorResponse.model_validate({"error": {"code": code, "message": message, **detail},
-                                         "request_id": request_id})
-    return JSONResponse(body.model_dump(exclude_none=True), status_code=status,
-                        headers={request_ids.HEADER: request_id, **(headers or {})})
-
-
 #: Read where the replica starts, from its environment (`api_keys`); empty: the API is open.
 API_KEYS = api_keys.load()
-
-
-INTERNAL_ERROR = "the service failed on this request; it has been logged under its request_id"
-
-
-def _internal_error(exc: BaseException) -> JSONResponse:
-    """A fault in our code, answered as our JSON with the id its log line carries."""
-    request_id = str(uuid.uuid4())
-    log.error("request %s failed", request_id, exc_info=exc)
-    return error(500, "internal_error", INTERNAL_ERROR, request_id)
-
-
-def _refuse_body(path: str, status: int, code: str, message: str) -> JSONResponse:
-    """The 413 for a body past its route's limit, declared or counted as it came, or the 408 for one that stalled."""
-    if path == body_limits.UPLOAD_ROUTE:
-        metrics.ingress()["requests"].inc(tags={"status": str(status), "code": code, "layout": "none",
-                                                "format": "none"})
-    return error(status, code, message, str(uuid.uuid4()), {"Connection": "close"})
-
-
-def _refuse_key() -> JSONResponse:
-    """The 401 for an ``/api/`` request without one of the service's keys, before its upload is read or admitted."""
-    metrics.ingress()["requests"].inc(tags={"status": "401", "code": "unauthorized", "layout": "none",
-                                            "format": "none"})
-    return error(401, "unauthorized", "this API needs a key: send 'Authorization: Bearer <key>' or "
-                 "'X-API-Key: <key>'", str(uuid.uuid4()), {"WWW-Authenticate": "Bearer"})
 
 
 def _keys() -> tuple[str, ...]:
@@ -167,13 +123,6 @@ def _valid_key(scope: Scope) -> str | None:
     return key if api_keys.allowed(API_KEYS, key) else None
 
 
-def _refuse_share(message: str, retry_after_s: int) -> JSONResponse:
-    """The 429 for a client past its share of the replica's requests, answered before its body is read."""
-    metrics.ingress()["requests"].inc(tags={"status": "429", "code": "too_many_requests", "layout": "none",
-                                            "format": "none"})
-    return error(429, "too_many_requests", message, str(uuid.uuid4()), {"Retry-After": str(retry_after_s)})
-
-
 # The middlewares, plain ASGI (`asgi` says why), each added outside the one before. From the inside out:
 # - BodyGuard sees the app's answer to a body cut off and replaces it; its refusal goes out through all the rest;
 # - Unhandled answers a fault as our JSON 500, which still gets the cross-origin headers;
@@ -182,44 +131,14 @@ def _refuse_share(message: str, retry_after_s: int) -> JSONResponse:
 # - CrossOrigin answers a preflight (which carries no key) and marks every answer, refusals included;
 # - SecurityHeaders go on every answer, refusals too;
 # - Compression, outermost, compresses every answer as the others left it.
-api.add_middleware(body_limits.BodyGuard, answer=_refuse_body)
-api.add_middleware(unhandled.Unhandled, answer=_internal_error)
-api.add_middleware(api_keys.KeyCheck, keys=_keys, answer=_refuse_key)
-api.add_middleware(client_share.ClientShare, answer=_refuse_share, valid_key=_valid_key)
+api.add_middleware(body_limits.BodyGuard, answer=errors.refuse_body)
+api.add_middleware(unhandled.Unhandled, answer=errors.internal_error)
+api.add_middleware(api_keys.KeyCheck, keys=_keys, answer=errors.refuse_key)
+api.add_middleware(client_share.ClientShare, answer=errors.refuse_share, valid_key=_valid_key)
 api.add_middleware(cross_origin.CrossOrigin)
 api.add_middleware(security_headers.SecurityHeaders)
 api.add_middleware(compression.Compression)
-
-
-@api.exception_handler(RequestValidationError)
-async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
-    if any(tuple(e["loc"]) == ("body", "image") and e.get("type") == "value_error" for e in exc.errors()):
-        return error(422, "invalid_request", uploads.TEXT_FIELD)  # not "Expected UploadFile, received: <class 'str'>"
-    problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
-    missing = any(e.get("type") == "missing" for e in exc.errors())
-    return error(422, "missing_field" if missing else "invalid_request", problems or "invalid request")
-
-
-#: Codes for the refusals Starlette and FastAPI raise themselves. A 400 among them is a body that does not parse as
-#: its Content-Type says (multipart without its boundary, broken part headers). ``http_error`` is what our client
-#: calls an answer that is not ours (a proxy's), so only what is left over gets it.
-HTTP_CODES = {400: "malformed_request", 404: "not_found", 405: "method_not_allowed"}
-
-
-@api.exception_handler(StarletteHTTPException)
-async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-    content_type = request.headers.get("content-type")
-    if (exc.status_code == 400 and body_limits.route_path(request.scope) == body_limits.UPLOAD_ROUTE
-            and body_limits.media_type(content_type) == uploads.FORM):  # an upload sent as curl --data sends it
-        return error(*uploads.missing_image(content_type, ()))
-    return error(exc.status_code, HTTP_CODES.get(exc.status_code, "http_error"), str(exc.detail),
-                 headers=getattr(exc, "headers", None))
-
-
-@api.exception_handler(Exception)
-async def _internal(_: Request, exc: Exception) -> JSONResponse:
-    """The last resort, for a fault in a middleware itself."""
-    return _internal_error(exc)
+errors.install(api)
 
 
 T = TypeVar("T")
@@ -263,15 +182,6 @@ def _outliving_the_request() -> contextvars.Context:
     return context
 
 
-@dataclasses.dataclass(frozen=True)
-class _Stored:
-    """An image id checked for a deployment that stores: its canonical form, and the handles that hold it."""
-
-    id: str
-    archiver: DeploymentHandle
-    sidecar: DeploymentHandle
-
-
 def _allowed(deadline: deadlines.Deadline, setting: str) -> str:
     """How long a request had, and the setting that says so, for its 504."""
     if deadline.parts == 1:
@@ -284,81 +194,6 @@ def _replica_lost(deployment: str, exc: BaseException, giving_up: bool) -> None:
     metrics.ingress()["replicas_lost"].inc(tags={"target": deployment})
     log.warning("a %s replica was lost during a call (%s); %s", deployment, type(exc).__name__,
                 "giving up" if giving_up else "sending the call again")
-
-
-#: What an uploaded image holds: a photo or page to search for text, or one cropped word.
-Layout = Literal["page", "word"]
-#: How the answer is written: our JSON, hOCR for tools that read Tesseract's, the text alone, a searchable PDF,
-#: ALTO for library and archive systems, or Tesseract's TSV table for data pipelines.
-StoredOutput = Literal["json", "hocr", "text", "pdf", "alto", "tsv"]
-#: The same for an upload's answer, and for a document's: its pages streamed as they are read (``ndjson``).
-Output = Literal["json", "hocr", "text", "pdf", "alto", "tsv", "ndjson"]
-def stream_line_schema() -> dict[str, Any]:
-    """What each line of a streamed document (``?pages=&format=ndjson``) is, for the OpenAPI spec."""
-    def model(cls: type[DocumentStart | DocumentEnd]) -> dict[str, Any]:  # its own refs: components of the spec
-        schema = cls.model_json_schema(ref_template="#/components/schemas/{model}")
-        schema.pop("$defs", None)
-        return schema
-
-    def under(key: str, schema: dict[str, Any]) -> dict[str, Any]:
-        return {"type": "object", "required": [key], "properties": {key: schema}}
-
-    return {"description": "?pages=...&format=ndjson: a JSON object a line, each under one key: `start`, then "
-                           "`page` for each page in order, then `end`; where the document fails after its first page, "
-                           "the error body with its `status` is the last line instead",
-            "oneOf": [under("start", model(DocumentStart)), under("page", {"$ref": "#/components/schemas/OCRResponse"}),
-                      under("end", model(DocumentEnd)),
-                      {"allOf": [{"$ref": "#/components/schemas/ErrorResponse"},
-                                 {"type": "object", "required": ["status"],
-                                  "properties": {"status": {"type": "integer"}, "retry_after_s": {
-                                      "type": "integer", "description": "where the error is worth another try: "
-                                      "after this many seconds (an answer's Retry-After)"}}}]}]}
-
-
-#: The answers other than JSON, for the OpenAPI spec.
-OTHER_FORMATS = {"text/html": {"schema": {"type": "string", "description": "?format=hocr"}},
-                 "text/plain": {"schema": {"type": "string", "description": "?format=text"}},
-                 searchable_pdf.MEDIA_TYPE: {"schema": {"type": "string", "format": "binary",
-                                                        "description": "?format=pdf"}},
-                 alto.MEDIA_TYPE: {"schema": {"type": "string", "description": "?format=alto"}},
-                 "text/tab-separated-values": {"schema": {"type": "string", "description": "?format=tsv"}}}
-#: And, for an upload, a document's pages streamed.
-STREAMED_FORMAT = {documents.NDJSON_MEDIA_TYPE: {"schema": stream_line_schema()}}
-#: What an OCR answer's headers say, whatever its format.
-ANSWER_HEADERS = {request_ids.HEADER: {"description": "the answer's request_id: what reads its stored image back, "
-                                                      "corrects it or deletes it", "schema": {"type": "string"}},
-                  "Server-Timing": {"description": "the answer's timings (decode, detect, recognize, total; ms), as "
-                                                   "browsers' developer tools show them; not on a stream",
-                                    "schema": {"type": "string"}}}
-#: Degrees clockwise to turn the upload before reading it, or "auto": the service finds the turn that reads.
-Rotate = Literal["0", "90", "180", "270", "auto"]
-
-
-WEB = Path(__file__).resolve().parents[1] / "serve_app" / "web"
-WEB_FILES = {"app.js": "text/javascript", "style.css": "text/css"}
-SWAGGER_FILES = {"swagger-ui-bundle.js": "text/javascript", "swagger-ui.css": "text/css",
-                 "favicon-32x32.png": "image/png"}
-
-
-def _site_file(path: Path, media_type: str, request: Request) -> Response:
-    """A file of the web page, which a browser keeps but asks about each time (``no-cache``): 304 while it has it.
-
-    Without a ``Cache-Control`` browsers guessed how long the files stay fresh from their age (a tenth of it: days,
-    for files as old as an image build), so after an upgrade a browser could run the old ``app.js`` against the new
-    page, or the reverse.
-    """
-    answer = FileResponse(path, media_type=media_type, stat_result=path.stat(),
-                          headers={"Cache-Control": "no-cache"})
-    tag = answer.headers["etag"]
-    if conditional.names(request.headers.get("if-none-match", ""), tag.strip('"')):
-        return Response(status_code=304, headers={"ETag": tag, "Cache-Control": "no-cache"})
-    return answer
-
-
-def _swagger_dir() -> Path:
-    import swagger_ui_bundle
-
-    return Path(swagger_ui_bundle.swagger_ui_path)
 
 
 def _fingerprint(path: Path) -> str:
@@ -404,6 +239,8 @@ class Ingress:
                                idle=self.cfg.ingress.decode_threads)
         self.models = {"detector": _fingerprint(resolve_weights(self.cfg.detector.weights)),
                        "recognizer": _fingerprint(resolve_weights(self.cfg.recognizer.weights))}
+        self.stored = StoredImages(self.cfg.ingress, archiver, sidecar, self.recent, self._call, self._in_thread,
+                                   self.pdfs)
 
     async def _in_thread(self, span: str, fn: Callable[..., T], *args: Any) -> T:
         """``fn(*args)`` in the ingress's CPU threads, traced as ``span`` under the request's own span."""
@@ -425,27 +262,23 @@ class Ingress:
     @api.api_route("/", methods=["GET", "HEAD"], include_in_schema=False)  # HEAD: uptime checks of the site
     async def page(self, request: Request) -> Response:
         """The web page: every asset is served from here, nothing from a CDN."""
-        return _site_file(WEB / "index.html", "text/html", request)
+        return site.site_file(site.WEB / "index.html", "text/html", request)
 
     @api.get("/static/{name}", include_in_schema=False)
     async def static(self, name: str, request: Request) -> Response:
-        if name not in WEB_FILES:
+        if name not in site.WEB_FILES:
             return error(404, "not_found", f"no static file {name!r}")
-        return _site_file(WEB / name, WEB_FILES[name], request)
+        return site.site_file(site.WEB / name, site.WEB_FILES[name], request)
 
     @api.get("/static/swagger/{name}", include_in_schema=False)
     async def swagger_static(self, name: str, request: Request) -> Response:
-        if name not in SWAGGER_FILES:
+        if name not in site.SWAGGER_FILES:
             return error(404, "not_found", f"no static file {name!r}")
-        return _site_file(_swagger_dir() / name, SWAGGER_FILES[name], request)
+        return site.site_file(site.swagger_dir() / name, site.SWAGGER_FILES[name], request)
 
     @api.get("/docs", include_in_schema=False)
     async def docs(self) -> HTMLResponse:
-        """The OpenAPI spec rendered by Swagger UI from locally served files (works with no internet)."""
-        return get_swagger_ui_html(openapi_url="/docs/openapi.json", title="show-off OCR API",
-                                   swagger_js_url="/static/swagger/swagger-ui-bundle.js",
-                                   swagger_css_url="/static/swagger/swagger-ui.css",
-                                   swagger_favicon_url="/static/swagger/favicon-32x32.png")
+        return site.docs_page()
 
     @api.get("/docs/openapi.json", include_in_schema=False)
     async def docs_spec(self) -> JSONResponse:
@@ -794,7 +627,7 @@ class Ingress:
             return error(503, "model_unavailable", f"{exc}; retry shortly", request_id, busy)
         except Exception:  # a fault in our code or a model's: answered with the id its log line carries
             log.exception("request %s failed", request_id)
-            return error(500, "internal_error", INTERNAL_ERROR, request_id)
+            return error(500, "internal_error", errors.INTERNAL_ERROR, request_id)
         finally:
             self.inflight -= 1
             self.held_beyond -= holds - 1
@@ -1122,25 +955,6 @@ class Ingress:
         while len(self.recent) > 10_000:
             self.recent.popitem(last=False)
 
-    async def _stored(self, read: Callable[[], Any]) -> tuple[Any, JSONResponse | None]:
-        """A read from the archiver, or the 503 to answer when the database cannot be reached right now."""
-        try:
-            return await self._call("Archiver", read), None
-        except (StorageUnavailable, retries.ReplicaLost) as exc:
-            return None, error(503, "storage_unavailable", f"{exc}; retry shortly",
-                               headers={"Retry-After": str(self.cfg.ingress.retry_after_s)})
-
-    def _storage(self, image_id: str) -> _Stored | JSONResponse:
-        """Validate an id and that storage is on; returns the canonical id with the storage handles, or an error."""
-        try:
-            canonical = str(uuid.UUID(image_id))
-        except ValueError:
-            return error(400, "invalid_id", f"{image_id!r} is not a UUID")
-        if self.archiver is None or self.sidecar is None:
-            # 501, not 503: no wait changes it, so no client should send it again
-            return error(501, "storage_disabled", "results are not stored by this deployment")
-        return _Stored(canonical, self.archiver, self.sidecar)
-
     @api.get("/api/v1/images/{image_id}", response_class=Response,
              responses={200: {"content": {"image/*": {}}}, 400: {"model": ErrorResponse},
                         404: {"model": ErrorResponse}, 501: {"model": ErrorResponse}, 503: {"model": ErrorResponse}})
@@ -1150,40 +964,7 @@ class Ingress:
         A cached copy is checked each time (a deleted image is not shown from a cache), and one still current costs
         a database read, not the file (304).
         """
-        target = self._storage(image_id)
-        if isinstance(target, JSONResponse):
-            return target
-        archiver = target.archiver
-        response = await self._stored_file(target.id, archiver, if_none_match)
-        if response is not None:
-            return response
-        ids, problem = await self._stored_ids(target.id, archiver)  # not an image's id: a document's?
-        if problem:
-            return problem
-        if ids and ids != [target.id]:  # its pages are one file: its first stored page names it
-            response = await self._stored_file(ids[0], archiver, if_none_match)
-        return response or error(404, "not_found", f"no stored image {target.id}")
-
-    async def _stored_file(self, image_id: str, archiver: DeploymentHandle,
-                           if_none_match: str | None) -> Response | None:
-        """An image's stored file (or 304, or 503), or None where ``image_id`` is not a stored image."""
-        cache = {"Cache-Control": "private, no-cache"}
-        if if_none_match:
-            tag, problem = await self._stored(lambda: archiver.image_tag.remote(image_id))
-            if problem:
-                return problem
-            if tag is not None and conditional.names(if_none_match, tag):
-                return Response(status_code=304, headers={**cache, "ETag": f'"{tag}"'})
-        found, problem = await self._stored(lambda: archiver.image.remote(image_id))
-        if problem:
-            return problem
-        if found is None:
-            return None
-        data, media_type = found
-        tag = await asyncio.to_thread(lambda: hashlib.sha256(data).hexdigest())
-        if if_none_match and conditional.names(if_none_match, tag):  # a file named by id: its tag needed the file
-            return Response(status_code=304, headers={**cache, "ETag": f'"{tag}"'})
-        return Response(data, media_type=media_type, headers={**cache, "ETag": f'"{tag}"'})
+        return await self.stored.image(image_id, if_none_match)
 
     @api.get("/api/v1/images/{image_id}/data",
              responses={200: {"content": {"application/json": {}, **OTHER_FORMATS}}, 400: {"model": ErrorResponse},
@@ -1202,102 +983,7 @@ class Ingress:
 
         The ``request_id`` of a ``?pages=`` request gives the pages it stored, as one document.
         """
-        target = self._storage(image_id)
-        if isinstance(target, JSONResponse):
-            return target
-        canonical, archiver = target.id, target.archiver
-        found, problem = await self._stored(lambda: archiver.data.remote(canonical))
-        if problem:
-            return problem
-        if found is None:  # not an image's id: a document's (``?pages=``)?
-            return await self._stored_document(canonical, archiver, output)
-        if not found.pop("results_stored", True):  # its file came first: no lines here would read as "no text"
-            return self._on_its_way(canonical)
-        if output == "text":
-            corrected = corrected_lines(found)
-            same_lines = len(corrected) == len(found["lines"])
-            return PlainTextResponse(plain_text(corrected, line_blocks(found) if same_lines else None))
-        if output == "pdf":
-            answer = as_corrected({**found, "request_id": canonical}, corrected_lines(found))
-            return await self._stored_pdf(canonical, archiver, [answer], canonical)
-        if output in ("hocr", "alto", "tsv"):  # each corrected line one word of its text, over the line
-            answer = as_corrected({**found, "request_id": canonical}, corrected_lines(found))
-            if output == "hocr":
-                return Response(hocr.to_hocr(answer), media_type=hocr.MEDIA_TYPE)
-            if output == "tsv":
-                return Response(tsv.to_tsv(answer), media_type=tsv.MEDIA_TYPE)
-            return Response(alto.to_alto(answer), media_type=alto.MEDIA_TYPE)
-        return JSONResponse(with_blocks(found))
-
-    async def _stored_ids(self, image_id: str, archiver: DeploymentHandle) -> tuple[list[str], JSONResponse | None]:
-        """``[image_id]`` where it is a stored image; a document's id (``?pages=``): the ids of its pages stored."""
-        pages = [request_ids.page_id(image_id, n) for n in range(1, self.cfg.ingress.max_pages + 1)]
-        try:
-            ids, problem = await self._stored(lambda: archiver.stored.remote(image_id, pages))
-        except RayServeException as exc:  # an archiver of the previous release, during an in-place update, has no
-            if "does not exist" not in str(exc):  # `stored`: read the id as that release did, as an image's
-                raise
-            return [image_id], None
-        return ids or [], problem
-
-    def _on_its_way(self, image_id: str) -> JSONResponse:
-        return error(404, "not_found", f"the results of image {image_id} are not stored yet: they are on their way "
-                     "(seconds after the answer, longer while the database is down); ask again shortly",
-                     headers={"Retry-After": str(self.cfg.ingress.retry_after_s)})
-
-    async def _stored_document(self, document_id: str, archiver: DeploymentHandle, output: StoredOutput) -> Response:
-        """A document's stored pages (each as its own id reads it) as one document, in the format asked for.
-
-        As ``?pages=`` answered it, with the corrections sent since: JSON ``id`` and ``pages``; text with each page
-        ended by a form feed; one hOCR, ALTO or TSV document, or one searchable PDF of its pages. 404 where
-        ``document_id`` names no stored page.
-        """
-        ids, problem = await self._stored_ids(document_id, archiver)
-        if problem:
-            return problem
-        if not ids or ids == [document_id]:  # none; or an image after all, stored since it was looked for
-            return error(404, "not_found", f"no stored results for image {document_id}")
-
-        def data_of(page: str) -> Callable[[], Any]:
-            return lambda: archiver.data.remote(page)
-
-        reads = await asyncio.gather(*(self._stored(data_of(i)) for i in ids))
-        problem = next((problem for _, problem in reads if problem), None)
-        if problem:
-            return problem
-        pages = [page for page, _ in reads]
-        if any(p is None for p in pages):  # deleted between the two reads
-            return error(404, "not_found", f"no stored results for image {document_id}")
-        if not all([p.pop("results_stored", True) for p in pages]):
-            return self._on_its_way(document_id)
-        if output == "json":
-            return JSONResponse({"id": document_id, "pages": [with_blocks(p) for p in pages]})
-        if output == "text":
-            return PlainTextResponse("".join(
-                plain_text(lines, line_blocks(p) if len(lines) == len(p["lines"]) else None) + documents.PAGE_BREAK
-                for p, lines in ((p, corrected_lines(p)) for p in pages)))
-        answers = [as_corrected({**p, "request_id": p["id"]}, corrected_lines(p)) for p in pages]
-        if output == "pdf":
-            return await self._stored_pdf(answers[0]["request_id"], archiver, answers, document_id)
-        content, media_type, headers = documents.formatted(
-            {"request_id": document_id, "pages": answers}, output, None)
-        return Response(content, media_type=media_type, headers=headers)
-
-    async def _stored_pdf(self, image_id: str, archiver: DeploymentHandle, answers: list[dict[str, Any]],
-                          name: str) -> Response:
-        """Stored answers, as corrected, over the stored file they were read from: a searchable PDF, not read again."""
-        stored, problem = await self._stored(lambda: archiver.image.remote(image_id))
-        if problem:
-            return problem
-        if stored is None:  # its rows are there, its file not (deleted between the two reads)
-            return error(404, "not_found", f"no stored image {image_id}")
-        try:
-            pdf = await self._in_thread("pdf", searchable_pdf.from_upload, answers, stored[0], name,
-                                        self.cfg.ingress.max_pixels, self.pdfs.overlay)
-        except ImageError as exc:  # read once, so unlikely: a file changed on disk, a sandbox worker stopped
-            return error(exc.status, exc.code, str(exc))
-        return Response(pdf, media_type=searchable_pdf.MEDIA_TYPE,
-                        headers={"Content-Disposition": f'inline; filename="{name}.pdf"'})
+        return await self.stored.data(image_id, output)
 
     @api.delete("/api/v1/images/{image_id}", status_code=204, response_class=Response,
                 responses={400: {"model": ErrorResponse}, 501: {"model": ErrorResponse}, 503: {"model": ErrorResponse}})
@@ -1308,59 +994,11 @@ class Ingress:
         arrives, so a client may delete an image as soon as it has its answer. The id of a ``?pages=`` request
         deletes every page it stored (up to ``ingress.max_pages``), each under its own id.
         """
-        target = self._storage(image_id)
-        if isinstance(target, JSONResponse):
-            return target
-        canonical, archiver = target.id, target.archiver
-        pages = [request_ids.page_id(canonical, n) for n in range(1, self.cfg.ingress.max_pages + 1)]
-        _, problem = await self._stored(lambda: archiver.delete.remote(canonical, pages))
-        if problem:
-            return problem
-        for forgotten in (canonical, *pages):  # a correction to it is no longer taken on trust
-            self.recent.pop(forgotten, None)
-        return Response(status_code=204)
+        return await self.stored.forget(image_id)
 
     @api.post("/api/v1/images/{image_id}/corrections", status_code=202, response_model=CorrectionOut,
               responses={400: {"model": ErrorResponse}, 404: {"model": ErrorResponse}, 413: {"model": ErrorResponse},
                         422: {"model": ErrorResponse}, 501: {"model": ErrorResponse}, 503: {"model": ErrorResponse}})
     async def correct(self, image_id: str, correction: CorrectionIn = Body(...)) -> JSONResponse:
         """A line's text, or the whole image's; ``page`` names a page of a document by the document's id."""
-        target = self._storage(image_id)
-        if isinstance(target, JSONResponse):
-            return target
-        document, archiver = target.id, target.archiver
-        canonical = document if correction.page is None else request_ids.page_id(document, correction.page)
-        lines = self.recent.get(canonical)
-        if lines is None:  # answered by another replica, or long ago: the database knows
-            found, problem = await self._stored(lambda: archiver.data.remote(canonical))
-            if problem:
-                return problem
-            if found is None and correction.page is not None:
-                return error(404, "not_found", f"no page {correction.page} of document {document} to correct (a "
-                             "?pages= request's id; a page's own id takes no `page`)")
-            if found is None:
-                pages, problem = await self._stored_ids(canonical, archiver)
-                if problem:
-                    return problem
-                if pages and pages != [canonical]:  # a document's id: which page, then?
-                    return error(422, "page_required", f"{canonical} is a document of {len(pages)} stored pages "
-                                 "(the id of a ?pages= request): say which page the correction is for (`page`, "
-                                 "from 1), or send it to the page's own id")
-                return error(404, "not_found", f"no image {canonical} to correct")
-            if found.get("results_stored", True):  # else its answer is on its way: the line is taken on trust
-                lines = len(found["lines"])
-        if correction.line_index is not None and lines is not None and correction.line_index >= lines:
-            held = f"lines 0 to {lines - 1}" if lines > 1 else "line 0" if lines else "no lines"
-            return error(422, "line_out_of_range", f"line_index {correction.line_index} was sent; the answer for "
-                         f"image {canonical} has {held}. Leave line_index out to correct the whole image's text")
-        cid = str(correction.correction_id or uuid.uuid4())
-        try:  # the same id however often it is sent: the archiver stores a correction once
-            spooled = await self._call("Sidecar", lambda: target.sidecar.correct.remote(
-                canonical, correction.value, correction.line_index, cid))
-        except retries.ReplicaLost as exc:
-            return error(503, "storage_unavailable", f"{exc}; the correction was not taken: send it again shortly",
-                         headers={"Retry-After": str(self.cfg.ingress.retry_after_s)})
-        if not spooled:
-            return error(503, "spool_full", "corrections cannot be accepted right now",
-                         headers={"Retry-After": str(self.cfg.ingress.retry_after_s)})
-        return JSONResponse({"correction_id": cid, "image_id": canonical, "status": "accepted"}, status_code=202)
+        return await self.stored.correct(image_id, correction)

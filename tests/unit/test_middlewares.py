@@ -9,7 +9,7 @@ import pytest
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from deployments import api_keys, compression, cross_origin, ingress, unhandled
+from deployments import api_keys, compression, cross_origin, errors, ingress, unhandled
 
 ORIGIN = "https://app.example.com"
 ANSWER = {"lines": [{"text": f"Line {n} of a receipt", "box": [10, 20 * n, 300, 20 * n + 18], "confidence": 0.97}
@@ -92,7 +92,7 @@ def test_a_stream_still_goes_line_by_line_through_every_layer(configured):
 def test_a_preflight_is_answered_before_the_key_check_and_a_refusal_is_marked(configured):
     keyed = stacked()
     keyed.user_middleware = [m if m.cls is not api_keys.KeyCheck else
-                             type(m)(api_keys.KeyCheck, keys=lambda: ("k" * 20,), answer=ingress._refuse_key)
+                             type(m)(api_keys.KeyCheck, keys=lambda: ("k" * 20,), answer=errors.refuse_key)
                              for m in keyed.user_middleware]
     r, chunks = fetch(keyed, "/api/v1/answer", Origin=ORIGIN)
     assert r.status_code == 401 and r.headers["access-control-allow-origin"] == ORIGIN
