@@ -19,7 +19,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-import numpy as np
 import torch
 from fastapi import Body, Depends, FastAPI, File, Header, Query, Request, Response, UploadFile
 from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
@@ -60,30 +59,11 @@ from deployments.api_spec import (
 from deployments.asgi import Scope
 from deployments.errors import error
 from deployments.handovers import Handovers
+from deployments.page_reader import PageReader
 from deployments.stored_images import StoredImages
 from serve_app import __version__, documents, previews, regions, searchable_pdf, telemetry
 from serve_app.config import AppConfig, resolve_weights
-from serve_app.imaging import ACCEPTED, MEDIA_TYPES, DecodedImage, ImageError, PageOutOfRange, decode_image
-from serve_app.layout import with_blocks
-from serve_app.ocr.pipeline import (
-    WORD_FALLBACK_CONFIDENCE,
-    Found,
-    LineResult,
-    assemble,
-    find_turn,
-    make_crops,
-    may_be_one_word,
-    moved,
-    one_word_page,
-    to_upload_pixels,
-    turned,
-    unturned,
-    word_lines,
-)
-from serve_app.ocr.processing import detection, recognition
-from serve_app.ocr.processing.detection import DetectionParams, Part, Proposals, Reduced
-from serve_app.ocr.processing.recognition import Crop, Decoded, to_gray
-from serve_app.ocr.processing.textlines import TextLine
+from serve_app.imaging import ACCEPTED, MEDIA_TYPES, ImageError, PageOutOfRange
 from serve_app.pages import SPEC_MAX_LENGTH, SPELLING, TooManyPages, parse_pages
 from serve_app.pdf_sandbox import PdfSandbox
 from serve_app.schemas import (
@@ -228,17 +208,17 @@ class Ingress:
         self.handovers = Handovers(self.cfg.ingress.max_pending_handover_mb * 2**20)
         self.max_inflight = self.cfg.ingress.max_inflight
         self.request_timeout_s = self.cfg.ingress.request_timeout_s
-        self.crops_per_part = self.cfg.recognizer.crops_per_part
         # decoding and crop cutting hold a core for up to half a second (a 24 MP PNG): not on the event loop,
         # which meanwhile answers health probes and other requests' results
         self.cpu = ThreadPoolExecutor(self.cfg.ingress.decode_threads, thread_name_prefix="ingress-cpu")
         torch.set_num_threads(1)  # its one torch op (`detection.reduce`) runs in those threads, a core each
-        self.detection = DetectionParams(**self.cfg.detector.detection.model_dump())
         # PDF pages are rendered in worker processes, which a page that costs too much cannot take down with it
         self.pdfs = PdfSandbox(self.cfg.ingress.pdf_timeout_s, self.cfg.ingress.pdf_memory_mb,
                                idle=self.cfg.ingress.decode_threads)
         self.models = {"detector": _fingerprint(resolve_weights(self.cfg.detector.weights)),
                        "recognizer": _fingerprint(resolve_weights(self.cfg.recognizer.weights))}
+        self.reader = PageReader(self.cfg, detector, recognizer, self._call, self._in_thread, self.pdfs.render,
+                                 self.models, self._alone)
         self.stored = StoredImages(self.cfg.ingress, archiver, sidecar, self.recent, self._call, self._in_thread,
                                    self.pdfs)
 
@@ -254,7 +234,7 @@ class Ingress:
     def reconfigure(self, user_config: dict[str, Any]) -> None:
         """Admission limits, deadline and a page's parts, changeable without a restart (``user_config``)."""
         self.max_inflight = int(user_config.get("max_inflight", self.cfg.ingress.max_inflight))
-        self.crops_per_part = int(user_config.get("crops_per_part", self.cfg.recognizer.crops_per_part))
+        self.reader.crops_per_part = int(user_config.get("crops_per_part", self.cfg.recognizer.crops_per_part))
         self.request_timeout_s = float(user_config.get("request_timeout_s", self.cfg.ingress.request_timeout_s))
         share = int(user_config.get("max_requests_per_client", self.cfg.ingress.max_requests_per_client))
         client_share.configure(share, self.cfg.ingress.trusted_proxies, self.cfg.ingress.retry_after_s)
@@ -637,7 +617,8 @@ class Ingress:
                    notes: dict[str, Any], region: regions.Region | None) -> dict[str, Any]:
         t0 = time.perf_counter()
         data = await read(self.cfg.ingress.max_upload_bytes + 1)
-        body, decoded = await self._read(request_id, data, t0, layout, page, rotate, min_confidence, notes, region)
+        body, decoded = await self.reader.read(request_id, data, t0, layout, page, rotate, min_confidence, notes,
+                                               region)
         if self.sidecar is not None:
             self._store(data, MEDIA_TYPES[decoded.format], [body], notes)
         if preview:
@@ -670,7 +651,8 @@ class Ingress:
             try:
                 with telemetry.tracer.start_as_current_span("ocr.page", attributes={"page": n, "request_id": page_id}):
                     async with deadlines.within(self.request_timeout_s, limits.document_timeout_s) as allowed:
-                        body, decoded = await self._read(page_id, data, t, "page", n, rotate, min_confidence, notes)
+                        body, decoded = await self.reader.read(page_id, data, t, "page", n, rotate, min_confidence,
+                                                               notes)
             except PageOutOfRange:  # names the page already
                 raise
             except ImageError as exc:
@@ -728,79 +710,6 @@ class Ingress:
                     (body, pictures[body["image"]["page"]], searchable_pdf.resolution(data, body)) for body in bodies],
                     request_id)
         return answer
-
-    async def _read(self, request_id: str, data: bytes, t0: float, layout: Layout, page: int, rotate: Rotate,
-                    min_confidence: float | None, notes: dict[str, Any],
-                    region: regions.Region | None = None) -> tuple[dict[str, Any], DecodedImage]:
-        """Page ``page`` of the upload ``data`` decoded and read: its answer, and the pixels of the whole page.
-
-        ``region``: only that part of it is read, its boxes moved back into the page's pixels.
-        """
-        limits = self.cfg.ingress
-        # a region is read at the upload's own scale: its print is smaller than the page's detector input shows it
-        keep_side, keep_short = self.cfg.detector.detection.keep_sides()
-        decoded = await self._in_thread("decode", decode_image, data, limits.max_upload_bytes, limits.max_pixels,
-                                        keep_side if limits.jpeg_draft and region is None else None, page,
-                                        limits.pdf_dpi, self.pdfs.render, keep_short)
-        trace.get_current_span().set_attributes(
-            {"image.width": decoded.width, "image.height": decoded.height, "image.bytes": len(data),
-             "image.pages": decoded.pages})
-        t1 = time.perf_counter()
-        part, left, top = decoded.pixels, 0, 0  # what is read, and where it lies in the decoded page
-        cut, frame = part, 0  # the part without the frame a region is read in: what a word is read from
-        if region is not None:
-            region = regions.clipped(region, decoded.width, decoded.height)
-            cut, left, top = regions.crop(decoded.pixels, region, *decoded.scale)
-            inside = (left, top, left + cut.shape[1], top + cut.shape[0])
-            part = cut
-            if layout == "page":  # a word is read as cut: the recognizer reads tight crops
-                frame = regions.FRAME
-                part, left, top = regions.framed(cut, frame), left - frame, top - frame
-        rotation = 0 if rotate == "auto" else int(rotate)
-        if layout == "word":  # a tall word is already read turned a quarter each way: "auto" reads it as it comes
-            pixels = await self._in_thread("turn", turned, part, rotation) if rotation else part
-            with telemetry.tracer.start_as_current_span("recognize", attributes={"crops": 1}):
-                reading = await self._call("Recognizer", lambda: self.recognizer.read_word.remote(pixels))
-            detect_s, recognize_s = 0.0, time.perf_counter() - t1
-            results = unturned(word_lines(to_gray(pixels), reading), rotation, *part.shape[1::-1])
-        else:
-            rotation, results, detect_s, recognize_s = await self._read_page(part, rotate, min_confidence)
-            if not results and rotation == 0 and may_be_one_word(*cut.shape[:2]):
-                t2 = time.perf_counter()  # a word cropped too tight for the detector: read it whole, then filter it
-                with telemetry.tracer.start_as_current_span("recognize", attributes={"crops": 1, "fallback": "word"}):
-                    reading = await self._call("Recognizer", lambda: self.recognizer.read_word.remote(cut))
-                gate = WORD_FALLBACK_CONFIDENCE if min_confidence is None else min_confidence
-                results = self._assemble(*one_word_page(to_gray(cut), reading, gate), min_confidence)
-                if frame:  # in the framed part's pixels, as the detector's lines are
-                    results = moved(results, lambda x, y: (x + frame, y + frame))
-                recognize_s += time.perf_counter() - t2
-                notes["read_as"] = "word" if results else "nothing (no line, nor a word)"
-        trace.get_current_span().set_attribute("image.rotation", rotation)
-        if region is not None:  # back into the page, within the part read (not its frame)
-            results = moved(results, lambda x, y: (min(max(x + left, inside[0]), inside[2]),
-                                                   min(max(y + top, inside[1]), inside[3])))
-        results = to_upload_pixels(results, *decoded.scale)
-        m = metrics.ingress()
-        m["images"].inc()
-        stages = (("decode", t1 - t0), ("detect", detect_s), ("recognize", recognize_s))
-        for stage, ms in stages if layout == "page" else (stages[0], stages[2]):
-            m["stage_ms"].observe(ms * 1e3, tags={"stage": stage, "layout": layout})
-        m["lines"].observe(len(results))
-        m["words"].observe(sum(len(r.words) for r in results))
-        m["pixels"].observe(decoded.width * decoded.height / 1e6)
-        body: dict[str, Any] = {
-            "request_id": request_id,
-            "image": {"width": decoded.width, "height": decoded.height, "format": decoded.format,
-                      "page": decoded.page, "pages": decoded.pages, "dpi": decoded.dpi, "rotation": rotation,
-                      **({"region": list(region)} if region is not None else {})},
-            "lines": [r.to_dict() for r in results],
-            "text": "\n".join(r.text for r in results),
-            "timings": {"decode_ms": (t1 - t0) * 1e3, "detect_ms": detect_s * 1e3, "recognize_ms": recognize_s * 1e3,
-                        "total_ms": (time.perf_counter() - t0) * 1e3},
-            "models": self.models,
-        }
-        with_blocks(body)
-        return body, decoded
 
     def _store(self, data: bytes, media_type: str, bodies: list[dict[str, Any]], notes: dict[str, Any]) -> None:
         """Hand the answers read from one upload (a page, or a document's pages) to the sidecar off the request path.
@@ -860,95 +769,9 @@ class Ingress:
         """A model call, sent again if the replica serving it is lost (`retries`)."""
         return await retries.call_with_retries(call, deployment, self.cfg.ingress.replica_retries, _replica_lost)
 
-    async def _find(self, pixels: np.ndarray, degrees: int, spent: dict[str, float]) -> Found:
-        """The text lines of ``pixels`` turned ``degrees`` clockwise, and their crops; adds to ``spent["detect"]``."""
-        if degrees:
-            pixels = await self._in_thread("turn", turned, pixels, degrees)
-        t0 = time.perf_counter()
-        # at the detector's scale before it leaves: a 12 MP photo is 36 MB through the object store, 3.7 MB so
-        frame = await self._in_thread("reduce", detection.reduce, pixels, self.detection)
-        with telemetry.tracer.start_as_current_span("detect", attributes={"rotation": degrees}) as span:
-            lines = await self._detect(frame, span)
-            span.set_attribute("lines", len(lines))
-        spent["detect"] += time.perf_counter() - t0
-        crops = await self._in_thread("crop", make_crops, pixels, lines, self.cfg.recognizer.max_crop_width,
-                                      self.cfg.recognizer.min_tilt)
-        return lines, crops
-
-    async def _detect(self, frame: np.ndarray | Reduced, span: trace.Span) -> list[TextLine]:
-        """A frame's lines, found by the detector in one call, or in a call a part for a tall strip.
-
-        A strip's parts (`detection.split`) go at once, so that the detector's replicas share them; their proposals
-        are joined into lines here, as one replica joins them (`DetectorRunner.detect`).
-        """
-        width, height = detection.size_of(frame)
-        if detection.passes(width, height, self.detection) == 1:
-            return await self._call("Detector", lambda: self.detector.detect.remote(frame))
-        strip = await self._in_thread("split", detection.split, frame, self.detection)
-        span.set_attribute("parts", len(strip.parts))
-
-        async def propose(part: Part) -> Proposals:
-            return await self._call("Detector", lambda: self.detector.propose.remote(part))
-
-        found = await asyncio.gather(*(propose(part) for part in strip.parts))
-        return await self._in_thread("lines", detection.lines_of, list(found), strip, self.detection)
-
-    async def _recognize(self, crops: list[Crop], spent: dict[str, float]) -> list[Decoded]:
-        """A page's crops, in parts read at once (`recognition.parts`): replicas read a long page together."""
-        t0 = time.perf_counter()
-        split = recognition.parts([c.pixels.shape[1] for c in crops], self.cfg.recognizer.max_crops_per_forward,
-                                  self.crops_per_part)
-        with telemetry.tracer.start_as_current_span("recognize", attributes={"crops": len(crops),
-                                                                              "parts": len(split)}):
-            # one page on its way through: its parts may be read on both cores (the detector's is idle)
-            page = uuid.uuid4().hex if self.inflight == 1 and self.document_pages < 2 else None
-
-            async def read(part: list[int]) -> list[Decoded]:
-                pixels = [crops[i].pixels for i in part]
-                return await self._call("Recognizer", lambda: self.recognizer.recognize.remote(pixels, page))
-
-            readings: list[Decoded | None] = [None] * len(crops)
-            for part, read_part in zip(split, await asyncio.gather(*(read(p) for p in split))):
-                for i, reading in zip(part, read_part):
-                    readings[i] = reading
-        spent["recognize"] += time.perf_counter() - t0
-        return [r for r in readings if r is not None]
-
-    def _assemble(self, lines: list[TextLine], crops: list[Crop], readings: list[Decoded],
-                  min_confidence: float | None = None) -> list[LineResult]:
-        """The service's word filter, or the request's own ``min_confidence`` for every word."""
-        limits = self.cfg.ingress
-        known, unknown = ((limits.min_word_confidence, limits.min_unknown_word_confidence) if min_confidence is None
-                          else (min_confidence, min_confidence))
-        return assemble(lines, crops, readings, limits.min_line_confidence, known, unknown)
-
-    async def _read_page(self, pixels: np.ndarray, rotate: Rotate,
-                         min_confidence: float | None = None) -> tuple[int, list[LineResult], float, float]:
-        """Find and read the text of ``pixels`` at the turn ``rotate`` asks for, or finds (`find_turn`).
-
-        Returns the turn, the results in the unturned pixels, and the seconds spent detecting and recognizing.
-        """
-
-        def answer(lines: list[TextLine], crops: list[Crop], readings: list[Decoded]) -> list[LineResult]:
-            return self._assemble(lines, crops, readings, min_confidence)
-
-        spent = {"detect": 0.0, "recognize": 0.0}
-        deadlines.allow_parts(detection.passes(pixels.shape[1], pixels.shape[0], self.detection))
-
-        async def find(degrees: int) -> Found:
-            return await self._find(pixels, degrees, spent)
-
-        async def read(crops: list[Crop]) -> list[Decoded]:
-            return await self._recognize(crops, spent)
-
-        if rotate == "auto":
-            degrees, results = await find_turn(find, read, self._assemble, answer)
-        else:
-            degrees = int(rotate)
-            lines, crops = await find(degrees)
-            results = answer(lines, crops, await read(crops))
-        height, width = pixels.shape[:2]
-        return degrees, unturned(results, degrees, width, height), spent["detect"], spent["recognize"]
+    def _alone(self) -> bool:
+        """One page on its way through: its parts may be read on both cores (the detector's is idle)."""
+        return self.inflight == 1 and self.document_pages < 2
 
     def _remember(self, request_id: str, lines: int) -> None:
         self.recent[request_id] = lines
