@@ -20,6 +20,7 @@ import zlib
 
 import httpx
 
+from benchmarks import over_http
 from benchmarks.documents import documents
 from training import datasets
 
@@ -28,11 +29,7 @@ LEVELS = (1, 3, 6, 9)
 
 
 def get_args_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--url", default="http://127.0.0.1:8000")
-    p.add_argument("--sets", nargs="+", default=["docs_dev", "scenes_dev"])
-    p.add_argument("--images", type=int, default=20, help="the first N of each set")
-    return p
+    return over_http(__doc__, 20)
 
 
 def gzipped(body: bytes, level: int) -> tuple[int, float]:

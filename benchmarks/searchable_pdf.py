@@ -20,15 +20,12 @@ import time
 import httpx
 import pypdfium2 as pdfium
 
+from benchmarks import over_http
 from training import datasets
 
 
 def get_args_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--url", default="http://127.0.0.1:8000")
-    p.add_argument("--sets", nargs="+", default=["docs_dev", "scenes_dev"])
-    p.add_argument("--images", type=int, default=40, help="the first N of each set")
-    return p
+    return over_http(__doc__, 40)
 
 
 def main(args: argparse.Namespace) -> None:
