@@ -3,7 +3,9 @@
 No ``from __future__ import annotations``: the ingress's routes take these types, and FastAPI must see real ones.
 """
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
+
+from fastapi import Path
 
 from deployments import request_ids, uploads
 from serve_app import alto, documents, searchable_pdf
@@ -18,6 +20,11 @@ StoredOutput = Literal["json", "hocr", "text", "pdf", "alto", "tsv"]
 Output = Literal["json", "hocr", "text", "pdf", "alto", "tsv", "ndjson"]
 #: Degrees clockwise to turn the upload before reading it, or "auto": the service finds the turn that reads.
 Rotate = Literal["0", "90", "180", "270", "auto"]
+
+#: A stored image's id, its answer's ``request_id``. Declared a UUID, which it must be (else 400 ``invalid_id``); not
+#: typed as one, so that the 400 names the id sent, as it always did, rather than a validation 422.
+ImageId = Annotated[str, Path(description="the `request_id` an answer named (a UUID)", json_schema_extra={
+    "format": "uuid"})]
 
 #: The errors an OCR request may be answered with.
 ERRORS: dict[int | str, dict[str, Any]] = {

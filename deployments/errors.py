@@ -12,6 +12,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from deployments import body_limits, metrics, request_ids, uploads
 from serve_app.schemas import ErrorResponse
@@ -23,6 +24,8 @@ INTERNAL_ERROR = "the service failed on this request; it has been logged under i
 #: its Content-Type says (multipart without its boundary, broken part headers). ``http_error`` is what our client
 #: calls an answer that is not ours (a proxy's), so only what is left over gets it.
 HTTP_CODES = {400: "malformed_request", 404: "not_found", 405: "method_not_allowed"}
+#: The methods a 405's ``Allow`` may name.
+METHODS = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")
 
 
 def error(status: int, code: str, message: str, request_id: str | None = None,
@@ -83,8 +86,21 @@ async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
     if (exc.status_code == 400 and body_limits.route_path(request.scope) == body_limits.UPLOAD_ROUTE
             and body_limits.media_type(content_type) == uploads.FORM):  # an upload sent as curl --data sends it
         return error(*uploads.missing_image(content_type, ()))
-    return error(exc.status_code, HTTP_CODES.get(exc.status_code, "http_error"), str(exc.detail),
-                 headers=getattr(exc, "headers", None))
+    headers = dict(getattr(exc, "headers", None) or {})
+    if exc.status_code == 405:
+        headers["Allow"] = allowed_methods(request)
+    return error(exc.status_code, HTTP_CODES.get(exc.status_code, "http_error"), str(exc.detail), headers=headers)
+
+
+def allowed_methods(request: Request) -> str:
+    """Every method the request's path takes, for a 405's ``Allow`` (RFC 9110: the resource's, not one route's).
+
+    Starlette answers with the methods of the first route whose path matches, so a ``PUT`` to a stored image said
+    ``Allow: GET``, though it is deleted by ``DELETE``.
+    """
+    methods = {m for m in METHODS if any(route.matches({**request.scope, "method": m})[0] == Match.FULL
+                                         for route in request.app.routes)}  # routers nest: each is asked whole
+    return ", ".join(sorted(methods))
 
 
 async def _internal(_: Request, exc: Exception) -> JSONResponse:

@@ -51,6 +51,7 @@ from deployments.api_spec import (
     OTHER_FORMATS,
     RAW_UPLOAD_DOC,
     STREAMED_FORMAT,
+    ImageId,
     Layout,
     Output,
     Rotate,
@@ -778,22 +779,23 @@ class Ingress:
         while len(self.recent) > 10_000:
             self.recent.popitem(last=False)
 
-    @api.get("/api/v1/images/{image_id}", response_class=Response,
+    @api.api_route("/api/v1/images/{image_id}", methods=["GET", "HEAD"], response_class=Response,
              responses={200: {"content": {"image/*": {}}}, 400: {"model": ErrorResponse},
                         404: {"model": ErrorResponse}, 501: {"model": ErrorResponse}, 503: {"model": ErrorResponse}})
-    async def image(self, image_id: str, if_none_match: str | None = Header(None)) -> Response:
+    async def image(self, image_id: ImageId, if_none_match: str | None = Header(None)) -> Response:
         """The stored upload, with its SHA-256 as ETag.
 
         A cached copy is checked each time (a deleted image is not shown from a cache), and one still current costs
-        a database read, not the file (304).
+        a database read, not the file (304). ``HEAD`` answers the headers alone: whether it is stored, its type,
+        length and tag.
         """
         return await self.stored.image(image_id, if_none_match)
 
-    @api.get("/api/v1/images/{image_id}/data",
+    @api.api_route("/api/v1/images/{image_id}/data", methods=["GET", "HEAD"],
              responses={200: {"content": {"application/json": {}, **OTHER_FORMATS}}, 400: {"model": ErrorResponse},
                         404: {"model": ErrorResponse}, 413: {"model": ErrorResponse}, 501: {"model": ErrorResponse},
                         503: {"model": ErrorResponse}})
-    async def image_data(self, image_id: str, output: StoredOutput = Query(
+    async def image_data(self, image_id: ImageId, output: StoredOutput = Query(
             "json", alias="format", description="'hocr': the stored lines and words as hOCR, each corrected line one "
             "word of its text; 'text': the lines as corrected (text/plain), a "
             "blank line between blocks: "
@@ -810,7 +812,7 @@ class Ingress:
 
     @api.delete("/api/v1/images/{image_id}", status_code=204, response_class=Response,
                 responses={400: {"model": ErrorResponse}, 501: {"model": ErrorResponse}, 503: {"model": ErrorResponse}})
-    async def forget(self, image_id: str) -> Response:
+    async def forget(self, image_id: ImageId) -> Response:
         """Delete a stored image with its results and corrections now, before retention would.
 
         Answered 204 whether or not it is stored yet: an answer still on its way to the database is dropped when it
@@ -822,6 +824,6 @@ class Ingress:
     @api.post("/api/v1/images/{image_id}/corrections", status_code=202, response_model=CorrectionOut,
               responses={400: {"model": ErrorResponse}, 404: {"model": ErrorResponse}, 413: {"model": ErrorResponse},
                         422: {"model": ErrorResponse}, 501: {"model": ErrorResponse}, 503: {"model": ErrorResponse}})
-    async def correct(self, image_id: str, correction: CorrectionIn = Body(...)) -> JSONResponse:
+    async def correct(self, image_id: ImageId, correction: CorrectionIn = Body(...)) -> JSONResponse:
         """A line's text, or the whole image's; ``page`` names a page of a document by the document's id."""
         return await self.stored.correct(image_id, correction)

@@ -368,6 +368,16 @@ def test_a_stored_image_is_revalidated_by_its_hash_and_a_deleted_one_is_not_serv
     again = client.get(f"/api/v1/images/{rid}", headers={"If-None-Match": f'"other", {tag}'})
     assert again.status_code == 304 and again.content == b"" and again.headers["ETag"] == tag
     assert client.get(f"/api/v1/images/{rid}", headers={"If-None-Match": '"other"'}).content == upload
+    # HEAD: the headers GET gives, no body (a client asking whether it is stored, or its tag; it was a 405)
+    head = client.head(f"/api/v1/images/{rid}")
+    assert head.status_code == 200 and head.content == b"", head.status_code
+    assert {k: head.headers[k] for k in ("etag", "content-type", "content-length", "cache-control")} == {
+        k: first.headers[k] for k in ("etag", "content-type", "content-length", "cache-control")}
+    assert client.head(f"/api/v1/images/{rid}", headers={"If-None-Match": tag}).status_code == 304
+    data = client.head(f"/api/v1/images/{rid}/data")
+    assert data.status_code == 200 and data.content == b"" and data.headers["content-type"] == "application/json"
+    put = client.put(f"/api/v1/images/{rid}")  # the methods of the resource, not of its first route (GET alone)
+    assert put.status_code == 405 and put.headers["allow"] == "DELETE, GET, HEAD", put.headers.get("allow")
     # compared weakly, as RFC 9110 says: a proxy that compresses answers hands the tag on as W/"..."
     for header in (f"W/{tag}", "*"):
         weak = client.get(f"/api/v1/images/{rid}", headers={"If-None-Match": header})
@@ -375,6 +385,8 @@ def test_a_stored_image_is_revalidated_by_its_hash_and_a_deleted_one_is_not_serv
     assert client.delete(f"/api/v1/images/{rid}").status_code == 204
     assert client.get(f"/api/v1/images/{rid}", headers={"If-None-Match": tag}).status_code == 404
     assert client.get(f"/api/v1/images/{rid}", headers={"If-None-Match": "*"}).status_code == 404
+    gone = client.head(f"/api/v1/images/{rid}")
+    assert gone.status_code == 404 and gone.content == b"" and gone.headers["x-ocr-request-id"]
 
 
 def test_the_sidecar_still_takes_a_handover_as_the_previous_release_made_it(client, pg_url, storage_dirs):

@@ -1,0 +1,40 @@
+"""The ingress's refusals of a method, over its own routes and handlers, without Serve (no route is called)."""
+
+import asyncio
+import uuid
+
+import httpx
+
+from deployments import errors, ingress
+
+
+def send(method: str, path: str) -> httpx.Response:
+    async def go() -> httpx.Response:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=ingress.api), base_url="http://t") as c:
+            return await c.request(method, path)
+    return asyncio.run(go())
+
+
+def test_a_405_allows_every_method_of_the_resource_not_only_its_first_routes():
+    """A stored image is read by GET and HEAD and deleted by DELETE, on two routes; Starlette's 405 named the first
+    route's methods alone (``Allow: GET``), so a client told to use another method was never told of DELETE."""
+    image = f"/api/v1/images/{uuid.uuid4()}"
+    for method, path, allowed in (("PUT", image, "DELETE, GET, HEAD"), ("PATCH", f"{image}/data", "GET, HEAD"),
+                                  ("GET", f"{image}/corrections", "POST"), ("GET", "/api/v1/ocr", "POST"),
+                                  ("POST", "/readyz", "GET, HEAD")):
+        r = send(method, path)
+        assert r.status_code == 405 and r.headers["allow"] == allowed, (method, path, r.headers.get("allow"))
+        assert r.json()["error"]["code"] == "method_not_allowed" and r.json()["request_id"]
+    assert send("PUT", "/api/v1/nothing-here").status_code == 404  # no route of that path: not a 405
+
+
+def test_stored_images_are_declared_by_uuid_and_answer_head():
+    spec = ingress.api.openapi()
+    for path in ("/api/v1/images/{image_id}", "/api/v1/images/{image_id}/data",
+                 "/api/v1/images/{image_id}/corrections"):
+        for operation in spec["paths"][path].values():
+            (param,) = [p for p in operation["parameters"] if p["name"] == "image_id"]
+            assert param["schema"]["format"] == "uuid", (path, param)
+    assert {"get", "head"} <= set(spec["paths"]["/api/v1/images/{image_id}"])
+    assert {"get", "head"} <= set(spec["paths"]["/api/v1/images/{image_id}/data"])
+    assert errors.HTTP_CODES[405] == "method_not_allowed"
