@@ -47,6 +47,7 @@ from deployments import (
 )
 from deployments.api_spec import (
     ANSWER_HEADERS,
+    ANSWER_LINKS,
     ERRORS,
     OTHER_FORMATS,
     RAW_UPLOAD_DOC,
@@ -123,6 +124,7 @@ errors.install(api)
 
 
 T = TypeVar("T")
+F = TypeVar("F", bound=Callable[..., Any])
 
 #: On a graceful shutdown the ingress waits this long for answers still on their way to the sidecar: long enough for
 #: a sidecar replaced in the same redeploy to start (18 s on a busy 2-core machine, with every replica restarting).
@@ -175,6 +177,17 @@ def _replica_lost(deployment: str, exc: BaseException, giving_up: bool) -> None:
     metrics.ingress()["replicas_lost"].inc(tags={"target": deployment})
     log.warning("a %s replica was lost during a call (%s); %s", deployment, type(exc).__name__,
                 "giving up" if giving_up else "sending the call again")
+
+
+def get_and_head(path: str, **route: Any) -> Callable[[F], F]:
+    """A route for GET and one for HEAD on ``path``, each with an OpenAPI operationId of its own.
+
+    One route for both gave both methods one id, named after whichever method a set yielded first, so the spec
+    changed from run to run and held the id twice (a client generator takes one operation for the other).
+    """
+    def both(endpoint: F) -> F:
+        return api.head(path, **route)(api.get(path, **route)(endpoint))
+    return both
 
 
 def _fingerprint(path: Path) -> str:
@@ -266,11 +279,11 @@ class Ingress:
         """The spec for the bundled Swagger UI 4, which renders OpenAPI 3.0 documents only (ours is 3.1)."""
         return JSONResponse({**api.openapi(), "openapi": "3.0.3"})
 
-    @api.api_route("/healthz", methods=["GET", "HEAD"])  # HEAD: what many uptime monitors and load balancers send
+    @get_and_head("/healthz")  # HEAD: what many uptime monitors and load balancers send
     async def healthz(self) -> dict[str, str]:
         return {"status": "ok"}
 
-    @api.api_route("/readyz", methods=["GET", "HEAD"], responses={503: {"model": ErrorResponse}})
+    @get_and_head("/readyz", responses={503: {"model": ErrorResponse}})
     async def readyz(self) -> JSONResponse:
         retry = {"Retry-After": str(self.cfg.ingress.retry_after_s)}
         try:
@@ -300,7 +313,8 @@ class Ingress:
         return "up" if status["database_up"] else "down"
 
     @api.post("/api/v1/ocr", response_model=OCRResponse | DocumentResponse, openapi_extra=RAW_UPLOAD_DOC, responses={
-        **ERRORS, 200: {"content": {**OTHER_FORMATS, **STREAMED_FORMAT}, "headers": ANSWER_HEADERS}})
+        **ERRORS, 200: {"content": {**OTHER_FORMATS, **STREAMED_FORMAT}, "headers": ANSWER_HEADERS,
+                     "links": ANSWER_LINKS}})
     async def ocr(  # noqa: ANN201
         self, request: Request, reply: Response,
         image: UploadFile | None = File(None, description=f"{ACCEPTED}; or send the file as the whole body, with an "
@@ -779,9 +793,9 @@ class Ingress:
         while len(self.recent) > 10_000:
             self.recent.popitem(last=False)
 
-    @api.api_route("/api/v1/images/{image_id}", methods=["GET", "HEAD"], response_class=Response,
-             responses={200: {"content": {"image/*": {}}}, 400: {"model": ErrorResponse},
-                        404: {"model": ErrorResponse}, 501: {"model": ErrorResponse}, 503: {"model": ErrorResponse}})
+    @get_and_head("/api/v1/images/{image_id}", response_class=Response, responses={
+        200: {"content": {"image/*": {}, "application/pdf": {}}}, 400: {"model": ErrorResponse},
+        404: {"model": ErrorResponse}, 501: {"model": ErrorResponse}, 503: {"model": ErrorResponse}})
     async def image(self, image_id: ImageId, if_none_match: str | None = Header(None)) -> Response:
         """The stored upload, with its SHA-256 as ETag.
 
@@ -791,10 +805,10 @@ class Ingress:
         """
         return await self.stored.image(image_id, if_none_match)
 
-    @api.api_route("/api/v1/images/{image_id}/data", methods=["GET", "HEAD"],
-             responses={200: {"content": {"application/json": {}, **OTHER_FORMATS}}, 400: {"model": ErrorResponse},
-                        404: {"model": ErrorResponse}, 413: {"model": ErrorResponse}, 501: {"model": ErrorResponse},
-                        503: {"model": ErrorResponse}})
+    @get_and_head("/api/v1/images/{image_id}/data", responses={
+        200: {"content": {"application/json": {}, **OTHER_FORMATS}}, 400: {"model": ErrorResponse},
+        404: {"model": ErrorResponse}, 413: {"model": ErrorResponse}, 501: {"model": ErrorResponse},
+        503: {"model": ErrorResponse}})
     async def image_data(self, image_id: ImageId, output: StoredOutput = Query(
             "json", alias="format", description="'hocr': the stored lines and words as hOCR, each corrected line one "
             "word of its text; 'text': the lines as corrected (text/plain), a "

@@ -130,7 +130,8 @@ class CorrectionIn(BaseModel):
     # of the whole image's text, which `?format=text` then gave back in place of every line
     model_config = ConfigDict(extra="forbid")
 
-    value: str = Field(min_length=1, max_length=10_000, description="the corrected text")
+    value: str = Field(min_length=1, max_length=10_000, description="the corrected text (no NUL character)",
+                       json_schema_extra={"pattern": "^[^\\u0000]*$"})  # said, and checked by `_storable`
     line_index: int | None = Field(None, ge=0, le=MAX_LINE_INDEX,
                                    description="which line of the answer; omit for the whole image")
     page: int | None = Field(None, ge=1, le=MAX_PAGE, description="with the `request_id` of a ?pages= request (a "

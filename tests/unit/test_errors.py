@@ -5,7 +5,7 @@ import uuid
 
 import httpx
 
-from deployments import errors, ingress
+from deployments import ingress
 
 
 def send(method: str, path: str) -> httpx.Response:
@@ -27,14 +27,3 @@ def test_a_405_allows_every_method_of_the_resource_not_only_its_first_routes():
         assert r.json()["error"]["code"] == "method_not_allowed" and r.json()["request_id"]
     assert send("PUT", "/api/v1/nothing-here").status_code == 404  # no route of that path: not a 405
 
-
-def test_stored_images_are_declared_by_uuid_and_answer_head():
-    spec = ingress.api.openapi()
-    for path in ("/api/v1/images/{image_id}", "/api/v1/images/{image_id}/data",
-                 "/api/v1/images/{image_id}/corrections"):
-        for operation in spec["paths"][path].values():
-            (param,) = [p for p in operation["parameters"] if p["name"] == "image_id"]
-            assert param["schema"]["format"] == "uuid", (path, param)
-    assert {"get", "head"} <= set(spec["paths"]["/api/v1/images/{image_id}"])
-    assert {"get", "head"} <= set(spec["paths"]["/api/v1/images/{image_id}/data"])
-    assert errors.HTTP_CODES[405] == "method_not_allowed"
