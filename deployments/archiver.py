@@ -17,7 +17,7 @@ from deployments import metrics, replica_logs
 from serve_app.config import StorageSettings
 from serve_app.imaging import MEDIA_TYPES
 from serve_app.storage import repository
-from serve_app.storage.archive import Archiver, apply_retention, content_digest, delete_image
+from serve_app.storage.archive import Archiver, apply_retention, content_digest, delete_image, media_type
 from serve_app.storage.migrate import migrate
 from serve_app.storage.repository import StorageUnavailable
 
@@ -141,7 +141,8 @@ class ArchiverDeployment:
                 data = await asyncio.to_thread(path.read_bytes)
             except FileNotFoundError:  # deleted by retention after the row was read
                 return None
-            return data, MEDIA_TYPES.get(rec["format"] or "", "application/octet-stream")
+            kind = media_type(rec["path"]) or MEDIA_TYPES.get(rec["format"] or "", "application/octet-stream")
+            return data, kind
 
         return await self._read(f"image {image_id}", read)
 

@@ -94,6 +94,16 @@ def content_path(data: bytes, content_type: str) -> str:
     return f"sha256/{digest[:2]}/{digest[2:4]}/{digest}.{EXTENSIONS.get(content_type, 'bin')}"
 
 
+def media_type(path: str) -> str | None:
+    """The media type a stored file's name says (`content_path` names it by the type its upload was read as).
+
+    The ``image`` row's ``format`` says it too, but only once the answer has arrived (``imageDataQueue``); the file
+    may come first, and was then served as ``application/octet-stream``.
+    """
+    extension = path.rsplit(".", 1)[-1] if "." in path.rsplit("/", 1)[-1] else ""
+    return next((kind for kind, ext in EXTENSIONS.items() if ext == extension), None)
+
+
 def content_digest(path: str) -> str | None:
     """The SHA-256 a `content_path` names (None for a file stored under its image's id, before content paths)."""
     parts = path.split("/")

@@ -737,6 +737,36 @@ def _as_if_answered_elsewhere(pg_url: str, image_id: uuid.UUID, lines: int | Non
     asyncio.new_event_loop().run_until_complete(go())
 
 
+def test_a_file_stored_before_its_answer_is_served_as_its_own_type(client, pg_url, storage_dirs):
+    """An upload and its answer travel in two messages, and the image's row learns its format from the answer: read
+    back at once, a file that came first was served as ``application/octet-stream``."""
+    import asyncio
+    from datetime import UTC, datetime
+
+    from serve_app.storage import repository
+    from serve_app.storage.archive import content_path
+
+    upload, image_id = png_bytes(["the file came first"]), uuid.uuid4()
+
+    async def write(path: str) -> None:
+        (storage_dirs[0] / path).parent.mkdir(parents=True, exist_ok=True)
+        (storage_dirs[0] / path).write_bytes(upload)
+
+    async def go():
+        conn = await asyncpg.connect(pg_url)
+        try:
+            await repository.store_image_file(conn, image_id, content_path(upload, "image/png"), datetime.now(UTC),
+                                              write)
+        finally:
+            await conn.close()
+
+    asyncio.new_event_loop().run_until_complete(go())
+    r = client.get(f"/api/v1/images/{image_id}")
+    assert r.status_code == 200 and r.content == upload and r.headers["content-type"] == "image/png", r.headers
+    assert client.get(f"/api/v1/images/{image_id}/data").status_code == 404  # its answer: still on its way
+    assert client.delete(f"/api/v1/images/{image_id}").status_code == 204
+
+
 def test_a_correction_names_a_line_that_the_answer_has(client, pg_url):
     """A line past the answer's last is refused, whether this replica gave the answer or the database holds it."""
     body = client.post("/api/v1/ocr", files={"image": ("c.png", png_bytes(["only line"]), "image/png")}).json()

@@ -11,7 +11,7 @@ import asyncpg
 import pytest
 
 from serve_app.storage import repository
-from serve_app.storage.archive import Archiver, apply_retention, content_path, delete_image
+from serve_app.storage.archive import EXTENSIONS, Archiver, apply_retention, content_path, delete_image, media_type
 from serve_app.storage.messages import (
     DEAD_LETTER_QUEUE,
     IMAGE_QUEUE,
@@ -183,6 +183,7 @@ def test_results_images_and_corrections_are_archived_exactly_once(run, pg_url, a
     sent = {rid: b"\x89PNG fake " + rid.encode() for rid in ids}
     assert {files[paths[rid]] for rid in ids} == set(sent.values()) and len(files) == 5  # each row's file, as sent
     assert all(paths[rid] == content_path(sent[rid], "image/png") for rid in ids)
+    assert {media_type(paths[rid]) for rid in ids} == {"image/png"}  # what it is served as, before its answer too
     assert [ln["text"] for ln in data["lines"]] == ["line 0", "line 1"]
     assert [w["text"] for w in data["lines"][0]["words"]] == ["line", "0"]
     assert data["corrections"][0]["value"] == "line zero fixed" and data["image"]["stored"]
@@ -717,3 +718,11 @@ def test_a_document_dead_lettered_during_an_upgrade_is_stored_once_replayed(run,
     assert before == (0, 9, 0)  # the answers arrived; no page has its file
     assert listed == {"seen": 2} and moved == {IMAGE_QUEUE: 1, "stayed": 1}
     assert paths == {content_path(b"%PDF- upgraded", "application/pdf")} and left == 1
+
+
+def test_a_stored_files_name_says_the_type_it_was_read_as():
+    """The image row's ``format`` comes with the answer; the file may be there before it, and is served by this."""
+    for kind in EXTENSIONS:
+        assert media_type(content_path(b"upload", kind)) == kind
+    assert media_type(content_path(b"upload", "application/octet-stream")) is None  # a ".bin": the row's format then
+    assert media_type("3f2a/1b.c/id-without-extension") is None and media_type("old/1234.jpg") == "image/jpeg"
