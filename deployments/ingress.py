@@ -794,7 +794,8 @@ class Ingress:
             self.recent.popitem(last=False)
 
     @get_and_head("/api/v1/images/{image_id}", response_class=Response, responses={
-        200: {"content": {"image/*": {}, "application/pdf": {}}}, 400: {"model": ErrorResponse},
+        200: {"content": {"image/*": {}, "application/pdf": {}}},
+        304: {"description": "Not Modified: If-None-Match names the stored file's tag"}, 400: {"model": ErrorResponse},
         404: {"model": ErrorResponse}, 501: {"model": ErrorResponse}, 503: {"model": ErrorResponse}})
     async def image(self, image_id: ImageId, if_none_match: str | None = Header(None)) -> Response:
         """The stored upload, with its SHA-256 as ETag.

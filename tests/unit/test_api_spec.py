@@ -32,6 +32,7 @@ def test_stored_images_are_named_by_uuid_answer_head_and_are_linked_from_an_answ
             assert param["schema"]["format"] == "uuid", (path, param)
     for path in IMAGE_PATHS[:2]:
         assert {"get", "head"} <= set(spec["paths"][path]), path
+    assert "304" in spec["paths"][IMAGE_PATHS[0]]["get"]["responses"]  # If-None-Match
     links = spec["paths"]["/api/v1/ocr"]["post"]["responses"]["200"]["links"]
     known = operations(spec)
     assert {known[link["operationId"]] for link in links.values()} == {
