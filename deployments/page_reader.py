@@ -9,7 +9,7 @@ replica was lost, and CPU work (decoding, cutting) goes through ``in_thread``, o
 import asyncio
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -18,6 +18,7 @@ from ray.serve.handle import DeploymentHandle
 
 from deployments import deadlines, metrics
 from deployments.api_spec import Layout, Rotate
+from deployments.ingress_calls import Call, InThread
 from serve_app import regions, telemetry
 from serve_app.config import AppConfig
 from serve_app.imaging import DecodedImage, decode_image
@@ -41,11 +42,6 @@ from serve_app.ocr.processing import detection, recognition
 from serve_app.ocr.processing.detection import DetectionParams, Part, Proposals, Reduced
 from serve_app.ocr.processing.recognition import Crop, Decoded, to_gray
 from serve_app.ocr.processing.textlines import TextLine
-
-#: A call of a deployment's method, sent again if its replica is lost: ``call(deployment, lambda: handle.m.remote())``.
-Call = Callable[[str, Callable[[], Any]], Awaitable[Any]]
-#: ``fn(*args)`` off the event loop, traced as ``span``: ``in_thread(span, fn, *args)``.
-InThread = Callable[..., Awaitable[Any]]
 
 
 class PageReader:

@@ -9,7 +9,7 @@ import collections
 import dataclasses
 import hashlib
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import Response
@@ -20,6 +20,7 @@ from ray.serve.handle import DeploymentHandle
 from deployments import conditional, request_ids, retries
 from deployments.api_spec import StoredOutput
 from deployments.errors import error
+from deployments.ingress_calls import Call, InThread
 from serve_app import alto, documents, hocr, searchable_pdf, tsv
 from serve_app.config import IngressSettings
 from serve_app.corrections import as_corrected, corrected_lines
@@ -28,11 +29,6 @@ from serve_app.layout import line_blocks, plain_text, with_blocks
 from serve_app.pdf_sandbox import PdfSandbox
 from serve_app.schemas import CorrectionIn
 from serve_app.storage.repository import StorageUnavailable
-
-#: A call of a deployment's method, sent again if its replica is lost: ``call(deployment, lambda: handle.m.remote())``.
-Call = Callable[[str, Callable[[], Any]], Awaitable[Any]]
-#: ``fn(*args)`` off the event loop, traced as ``span``: ``in_thread(span, fn, *args)``.
-InThread = Callable[..., Awaitable[Any]]
 
 
 @dataclasses.dataclass(frozen=True)
