@@ -84,3 +84,31 @@ ANSWER_HEADERS = {request_ids.HEADER: {"description": "the answer's request_id: 
                   "Server-Timing": {"description": "the answer's timings (decode, detect, recognize, total; ms), as "
                                                    "browsers' developer tools show them; not on a stream",
                                     "schema": {"type": "string"}}}
+
+
+#: The two ways an ``/api/`` request presents a key (`api_keys.presented`).
+SECURITY_SCHEMES = {
+    "bearer": {"type": "http", "scheme": "bearer",
+               "description": "one of the keys the service was started with (OCR_API_KEYS)"},
+    "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key",
+               "description": "the same key, in a header of its own"},
+}
+
+
+def with_keys(spec: dict[str, Any], required: bool) -> dict[str, Any]:
+    """The spec, saying that its ``/api/`` operations take a key, where the service was started with keys.
+
+    Without it a generated client sent none, and the docs page had no way to send one: with keys on, "Try it out"
+    could only get 401s. Without keys the spec says nothing of them, which is the truth.
+    """
+    if not required:
+        return spec
+    spec.setdefault("components", {})["securitySchemes"] = SECURITY_SCHEMES
+    for path, operations in spec["paths"].items():
+        if path.startswith("/api/"):
+            for operation in operations.values():
+                operation["security"] = [{name: []} for name in SECURITY_SCHEMES]
+                operation["responses"].setdefault("401", {"description": "Unauthorized: no key, or not one of the "
+                                                          "service's", "content": {"application/json": {"schema": {
+                                                              "$ref": "#/components/schemas/ErrorResponse"}}}})
+    return spec

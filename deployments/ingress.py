@@ -30,6 +30,7 @@ from starlette.datastructures import Headers
 
 from deployments import (
     api_keys,
+    api_spec,
     body_limits,
     client_share,
     compression,
@@ -103,6 +104,19 @@ def _valid_key(scope: Scope) -> str | None:
         return None
     key = api_keys.presented(Headers(scope=scope))
     return key if api_keys.allowed(API_KEYS, key) else None
+
+
+def _spec() -> dict[str, Any]:
+    """FastAPI's spec, saying how the ``/api/`` routes take a key where this replica has keys (`api_spec.with_keys`).
+
+    Built once, where it is first asked for: in the replica, whose environment holds the keys.
+    """
+    if api.openapi_schema is None:
+        api.openapi_schema = api_spec.with_keys(FastAPI.openapi(api), required=bool(_keys()))
+    return api.openapi_schema
+
+
+api.openapi = _spec  # type: ignore[method-assign]  # FastAPI's documented way to add to its spec
 
 
 # The middlewares, plain ASGI (`asgi` says why), each added outside the one before. From the inside out:

@@ -1477,6 +1477,7 @@ def test_health_readiness_and_openapi(client, app_config):
     assert r.json()["device"] == {"detector": "cpu", "recognizer": "cpu"}  # no num_gpus: where each model runs
     spec = client.get("/openapi.json").json()
     assert "/api/v1/ocr" in spec["paths"]
+    assert "securitySchemes" not in spec.get("components", {})  # started without API keys: none asked for
     documented = set(spec["paths"]["/api/v1/ocr"]["post"]["responses"])
     assert {"400", "408", "413", "415", "422", "429", "503", "504"} <= documented
     for path, method in (("/api/v1/ocr", "post"), ("/api/v1/images/{image_id}/data", "get")):  # every format

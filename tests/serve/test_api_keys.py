@@ -121,6 +121,20 @@ def test_the_page_docs_and_probes_stay_open(keyed):
         assert httpx.get(keyed + path, timeout=30).status_code == 200, path
 
 
+def test_the_spec_says_that_the_api_takes_a_key(keyed):
+    """So that a generated client sends one, and the docs page's "Authorize" lets "Try it out" send one (it could
+    only get 401s); the spec of the session's own ingress, started without keys, says nothing of keys."""
+    for path in ("/openapi.json", "/docs/openapi.json"):
+        spec = httpx.get(keyed + path, timeout=30).json()
+        assert set(spec["components"]["securitySchemes"]) == {"bearer", "apiKey"}, path
+        assert spec["components"]["securitySchemes"]["apiKey"]["name"] == "X-API-Key"
+        for route, methods in spec["paths"].items():
+            for method, operation in methods.items():
+                assert ("security" in operation) == route.startswith("/api/"), (route, method)
+                if route.startswith("/api/"):
+                    assert "401" in operation["responses"], (route, method)
+
+
 def test_the_client_sends_its_key_and_is_not_retried_without_one(keyed):
     async def both() -> tuple:
         async with OCRClient(keyed, api_key=KEYS[1]) as client:

@@ -1,8 +1,9 @@
 """What the OpenAPI spec tells clients and client generators, beyond what FastAPI derives by itself."""
 
+import copy
 import re
 
-from deployments import ingress
+from deployments import api_spec, ingress
 from serve_app.schemas import CorrectionIn
 
 IMAGE_PATHS = ("/api/v1/images/{image_id}", "/api/v1/images/{image_id}/data", "/api/v1/images/{image_id}/corrections")
@@ -46,3 +47,14 @@ def test_a_corrections_pattern_says_what_its_validator_refuses():
     python = re.compile(pattern.replace("\\u0000", "\\x00"))  # ECMA-262's escape, in Python's spelling
     assert python.fullmatch("Total 4.50") and not python.fullmatch("Tot\x00al")
     assert CorrectionIn(value="Total 4.50").value == "Total 4.50"
+
+
+def test_the_api_routes_take_a_key_in_the_spec_only_where_the_service_has_keys():
+    plain = ingress.api.openapi()
+    assert "securitySchemes" not in plain.get("components", {})
+    keyed = api_spec.with_keys(copy.deepcopy(plain), required=True)
+    assert set(keyed["components"]["securitySchemes"]) == {"bearer", "apiKey"}
+    for path, methods in keyed["paths"].items():
+        for operation in methods.values():
+            assert (operation.get("security") == [{"bearer": []}, {"apiKey": []}]) == path.startswith("/api/")
+    assert api_spec.with_keys(copy.deepcopy(plain), required=False) == plain
