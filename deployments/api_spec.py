@@ -18,17 +18,6 @@ Layout = Literal["page", "word"]
 StoredOutput = Literal["json", "hocr", "text", "pdf", "alto", "tsv"]
 #: The same for an upload's answer, and for a document's: its pages streamed as they are read (``ndjson``).
 Output = Literal["json", "hocr", "text", "pdf", "alto", "tsv", "ndjson"]
-#: Where an answer leads, as OpenAPI links: its ``request_id`` (the header, which answers of every format carry) reads
-#: the stored image back, corrects it or deletes it. Client generators and API tools follow them; so do schemathesis's
-#: stateful tests, which chain an upload to those calls.
-ANSWER_LINKS = {
-    name: {"operationId": operation, "parameters": {"image_id": f"$response.header.{request_ids.HEADER}"},
-           "description": description}
-    for name, operation, description in (
-        ("GetImage", "image_api_v1_images__image_id__get", "the upload as stored"),
-        ("GetImageData", "image_data_api_v1_images__image_id__data_get", "the answer as stored, corrections applied"),
-        ("CorrectImage", "correct_api_v1_images__image_id__corrections_post", "a correction of a line, or of all"),
-        ("DeleteImage", "forget_api_v1_images__image_id__delete", "the upload and its answer deleted now"))}
 #: Degrees clockwise to turn the upload before reading it, or "auto": the service finds the turn that reads.
 Rotate = Literal["0", "90", "180", "270", "auto"]
 
@@ -84,6 +73,17 @@ ANSWER_HEADERS = {request_ids.HEADER: {"description": "the answer's request_id: 
                   "Server-Timing": {"description": "the answer's timings (decode, detect, recognize, total; ms), as "
                                                    "browsers' developer tools show them; not on a stream",
                                     "schema": {"type": "string"}}}
+#: Where an answer leads, as OpenAPI links: its ``request_id`` (the header, which answers of every format carry) reads
+#: the stored image back, corrects it or deletes it. Client generators and API tools follow them; so do schemathesis's
+#: stateful tests, which chain an upload to those calls.
+ANSWER_LINKS = {
+    name: {"operationId": operation, "parameters": {"image_id": f"$response.header.{request_ids.HEADER}"},
+           "description": description}
+    for name, operation, description in (
+        ("GetImage", "image_api_v1_images__image_id__get", "the upload as stored"),
+        ("GetImageData", "image_data_api_v1_images__image_id__data_get", "the answer as stored, corrections applied"),
+        ("CorrectImage", "correct_api_v1_images__image_id__corrections_post", "a correction of a line, or of all"),
+        ("DeleteImage", "forget_api_v1_images__image_id__delete", "the upload and its answer deleted now"))}
 
 
 #: The two ways an ``/api/`` request presents a key (`api_keys.presented`).
