@@ -1,0 +1,60 @@
+"""The soak benchmark's readings: Ray processes found by title, growth per request, latency per span."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+
+import pytest
+
+from benchmarks.soak import MIB, Sample, Sent, latency_table, memory_table, ray_processes, slope_per_1000
+
+
+def test_a_ray_process_is_found_by_its_title_whatever_method_it_runs() -> None:
+    # Ray retitles a replica's process by the method it is in; the label must stay that of the replica
+    proc = subprocess.Popen(["bash", "-c", 'exec -a "ray::ServeReplica:app:Fake.handle_request x" sleep 30'])
+    idle = subprocess.Popen(["bash", "-c", 'exec -a "ray::IDLE" sleep 30'])
+    try:
+        for _ in range(50):
+            found = ray_processes()
+            if f"ray::ServeReplica:app:Fake#{proc.pid}" in found:
+                break
+            time.sleep(0.05)
+        assert found[f"ray::ServeReplica:app:Fake#{proc.pid}"] > 0
+        assert not any(label.endswith(f"#{idle.pid}") for label in found)  # pooled idle workers come and go
+    finally:
+        proc.kill()
+        idle.kill()
+
+
+def test_growth_is_the_least_squares_slope_per_thousand_requests() -> None:
+    assert slope_per_1000([(0, 100), (500, 600), (1000, 1100)]) == pytest.approx(1000)
+    assert slope_per_1000([(0, 5), (10, 5)]) == 0
+    assert slope_per_1000([(7, 5)]) == 0  # one reading says nothing of growth
+    assert slope_per_1000([(3, 5), (3, 9)]) == 0  # nor do readings with no request between them
+
+
+def test_memory_is_judged_after_the_warm_up_and_over_the_second_half() -> None:
+    # grows 10 MiB per 1,000 requests while warming, then holds: no leak
+    samples = [Sample(t, t * 100, {"ray::A#1": int((100 + min(t, 10) * 1) * MIB)}) for t in range(21)]
+    label, warm, end, most, slope = memory_table(samples, warm_up_s=5)[0]
+    assert (label, warm, end, most) == ("ray::A#1", 105, 110, 110)
+    assert slope == 0
+    # grows all along: a leak
+    leaking = [Sample(t, t * 100, {"ray::A#1": int((100 + t) * MIB)}) for t in range(21)]
+    assert memory_table(leaking, warm_up_s=5)[0][4] == pytest.approx(10)
+
+
+def test_a_process_seen_in_part_of_the_run_is_measured_over_its_own_readings() -> None:
+    samples = [Sample(t, t * 10, {"ray::A#1": 50 * MIB} if t < 5 else {"ray::A#2": 60 * MIB}) for t in range(10)]
+    rows = {row[0]: row for row in memory_table(samples, warm_up_s=7)}
+    assert rows["ray::A#1"][1:4] == (50, 50, 50)  # replaced before the warm-up ended: all its readings
+    assert rows["ray::A#2"][1:4] == (60, 60, 60)
+
+
+def test_latency_medians_are_of_answered_requests_in_each_span() -> None:
+    sent = [Sent(1, "frame", 200, 0.2), Sent(2, "frame", 200, 0.4), Sent(3, "frame", 500, 9.0),
+            Sent(8, "frame", 200, 0.3), Sent(9, "word", 200, 0.05), Sent(10, "frame", 200, 0.5)]
+    table = latency_table(sent, seconds=10, parts=2)
+    assert table["frame"] == [pytest.approx(0.3), pytest.approx(0.4)]  # the 500 is not a latency of an answer
+    assert table["word"] == [None, 0.05]
