@@ -51,7 +51,7 @@ def graph(cfg: AppConfig) -> Application:
         request_router_config=routing.spread(),  # a tall strip's parts go to every replica
         user_config={"max_batch_size": d.max_batch_size, "batch_wait_timeout_s": d.batch_wait_timeout_s},
         ray_actor_options={"num_cpus": d.num_cpus, "num_gpus": d.num_gpus,
-                           "runtime_env": {"env_vars": runtime.REPLICA_ENV}},
+                           "runtime_env": {"env_vars": runtime.replica_env(d.kernel_cache)}},
     ).bind(d.model_dump(mode="json"))
     recognizer = pinned(Recognizer, built_from["recognizer"], weights[1:]).options(
         autoscaling_config=r.autoscaling.to_serve(),
@@ -59,7 +59,7 @@ def graph(cfg: AppConfig) -> Application:
         request_router_config=routing.spread(),  # a long page's parts go to every replica
         user_config={"max_batch_size": r.max_batch_size, "batch_wait_timeout_s": r.batch_wait_timeout_s},
         ray_actor_options={"num_cpus": r.num_cpus, "num_gpus": r.num_gpus,
-                           "runtime_env": {"env_vars": runtime.REPLICA_ENV}},
+                           "runtime_env": {"env_vars": runtime.replica_env(r.kernel_cache)}},
     ).bind(r.model_dump(mode="json"))
     sidecar = archiver = None
     if cfg.storage.resolved().enabled:

@@ -62,4 +62,4 @@ class Detector:
                 "warm_up_s": self.warm_up_s,
                 "model": self.runner.meta.get("version", "unversioned"), "precision": self.runner.precision,
                 "device": self.runner.device.type,
-                "env": runtime.replica_env()}
+                "env": runtime.process_env()}

@@ -86,4 +86,4 @@ class Recognizer:
                 "batch_spans": list(self.batch_spans), "alone": list(self.alone), "warm_up_s": self.warm_up_s,
                 "model": self.runner.meta.get("version", "unversioned"), "precision": self.runner.precision,
                 "device": self.runner.device.type,
-                "env": runtime.replica_env()}
+                "env": runtime.process_env()}

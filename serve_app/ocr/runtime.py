@@ -58,10 +58,19 @@ def keep_freed_memory() -> bool:
 #: frames lose: 274 against 249 ms alone, 2.5 against 2.9 per second. Kept until more CPUs are measured.
 REPLICA_ENV: dict[str, str] = {"GLIBC_TUNABLES": "glibc.malloc.arena_max=1", "GOMP_SPINCOUNT": "10000"}
 
+#: How many built oneDNN kernels (primitives) a process keeps, one per operation and input shape; oneDNN reads it
+#: once, at its first use (its default: 1024). The models' ``kernel_cache`` setting.
+KERNEL_CACHE = "ONEDNN_PRIMITIVE_CACHE_CAPACITY"
 
-def replica_env() -> dict[str, str | None]:
-    """The values of `REPLICA_ENV`'s variables in this process (a replica reports them: they must reach it)."""
-    return {k: os.environ.get(k) for k in REPLICA_ENV}
+
+def replica_env(kernel_cache: int) -> dict[str, str]:
+    """A model replica's environment: `REPLICA_ENV`, and the kernels it keeps built."""
+    return {**REPLICA_ENV, KERNEL_CACHE: str(kernel_cache)}
+
+
+def process_env() -> dict[str, str | None]:
+    """The values of `replica_env`'s variables in this process (a replica reports them: they must reach it)."""
+    return {k: os.environ.get(k) for k in (*REPLICA_ENV, KERNEL_CACHE)}
 
 
 def minor_faults() -> int:

@@ -730,12 +730,14 @@ def test_a_page_reads_the_same_alone_and_batched_with_others(serve_url):
     assert [ln["text"] for ln in alone[3]] == texts[3]
 
 
-def test_both_model_replicas_run_with_the_replica_environment():
-    """One malloc arena and a short OpenMP spin (`runtime.REPLICA_ENV`) are read once, when a process starts: only
-    the deployments' ``runtime_env`` puts them there, locally and on KubeRay alike."""
-    for name in ("Detector", "Recognizer"):
+def test_both_model_replicas_run_with_the_replica_environment(app_config):
+    """One malloc arena, a short OpenMP spin (`runtime.REPLICA_ENV`) and the kernels kept built (each model's
+    ``kernel_cache``) are read once, when a process starts: only the deployments' ``runtime_env`` puts them there,
+    locally and on KubeRay alike."""
+    for name, settings in (("Detector", app_config.detector), ("Recognizer", app_config.recognizer)):
         env = serve.get_deployment_handle(name, app_name=APP).stats.remote().result()["env"]
-        assert env == runtime.REPLICA_ENV, name
+        assert env == runtime.replica_env(settings.kernel_cache), name
+    assert app_config.recognizer.kernel_cache < app_config.detector.kernel_cache  # its shapes seldom return
 
 
 def test_each_model_replica_reads_made_up_pages_before_it_takes_requests(serve_url, app_config):
