@@ -38,6 +38,14 @@ IDLE_STATUS = {"connected": False, "images": 0, "results": 0, "corrections": 0, 
                "dead_lettered": 0, "retried": 0, "failures": 0, "discarded": 0, "lag_s": 0.0}
 
 
+def stored_type(rec: Any) -> str:
+    """A stored upload's media type: as its file's name says (written when it was read), else as its row says.
+
+    The name first: the row's format comes with the answer, which may arrive after the file.
+    """
+    return media_type(rec["path"]) or MEDIA_TYPES.get(rec["format"] or "", "application/octet-stream")
+
+
 @serve.deployment(name="Archiver", ray_actor_options={"num_cpus": 0}, num_replicas=1)
 class ArchiverDeployment:
     async def __init__(self, settings: dict[str, Any]) -> None:  # type: ignore[misc]  # Serve awaits it
@@ -141,8 +149,7 @@ class ArchiverDeployment:
                 data = await asyncio.to_thread(path.read_bytes)
             except FileNotFoundError:  # deleted by retention after the row was read
                 return None
-            kind = media_type(rec["path"]) or MEDIA_TYPES.get(rec["format"] or "", "application/octet-stream")
-            return data, kind
+            return data, stored_type(rec)
 
         return await self._read(f"image {image_id}", read)
 
@@ -151,6 +158,24 @@ class ArchiverDeployment:
         async def read() -> str | None:
             rec = await repository.image_record(self.pool, uuid.UUID(image_id))
             return content_digest(rec["path"]) if rec is not None and rec["path"] else None
+
+        return await self._read(f"image {image_id}", read)
+
+    async def image_head(self, image_id: str) -> tuple[int, str, str] | None:
+        """Length, media type and tag of a stored upload, from its file's size and name, without reading it.
+
+        None where it is unknown, or stored by the name of its id (no tag in the name): the caller reads it then.
+        """
+        async def read() -> tuple[int, str, str] | None:
+            rec = await repository.image_record(self.pool, uuid.UUID(image_id))
+            tag = content_digest(rec["path"]) if rec is not None and rec["path"] else None
+            if rec is None or tag is None:
+                return None
+            try:
+                size = (await asyncio.to_thread((Path(self.settings.image_dir) / rec["path"]).stat)).st_size
+            except FileNotFoundError:  # deleted by retention after the row was read
+                return None
+            return size, stored_type(rec), tag
 
         return await self._read(f"image {image_id}", read)
 

@@ -811,14 +811,14 @@ class Ingress:
         200: {"content": {"image/*": {}, "application/pdf": {}}},
         304: {"description": "Not Modified: If-None-Match names the stored file's tag"}, 400: {"model": ErrorResponse},
         404: {"model": ErrorResponse}, 501: {"model": ErrorResponse}, 503: {"model": ErrorResponse}})
-    async def image(self, image_id: ImageId, if_none_match: str | None = Header(None)) -> Response:
+    async def image(self, request: Request, image_id: ImageId, if_none_match: str | None = Header(None)) -> Response:
         """The stored upload, with its SHA-256 as ETag.
 
         A cached copy is checked each time (a deleted image is not shown from a cache), and one still current costs
         a database read, not the file (304). ``HEAD`` answers the headers alone: whether it is stored, its type,
-        length and tag.
+        length and tag, without reading the file.
         """
-        return await self.stored.image(image_id, if_none_match)
+        return await self.stored.image(image_id, if_none_match, head=request.method == "HEAD")
 
     @get_and_head("/api/v1/images/{image_id}/data", responses={
         200: {"content": {"application/json": {}, **OTHER_FORMATS}}, 400: {"model": ErrorResponse},

@@ -77,26 +77,40 @@ class StoredImages:
     def _pages_of(self, document_id: str) -> list[str]:
         return [request_ids.page_id(document_id, n) for n in range(1, self.limits.max_pages + 1)]
 
-    async def image(self, image_id: str, if_none_match: str | None) -> Response:
-        """The stored upload, with its SHA-256 as ETag; a document's id gives the file its pages share."""
+    async def image(self, image_id: str, if_none_match: str | None, head: bool = False) -> Response:
+        """The stored upload, with its SHA-256 as ETag; a document's id gives the file its pages share.
+
+        ``head``: its headers alone, from the file's size and name where the name holds its tag (the file unread).
+        """
         target = self._target(image_id)
         if isinstance(target, JSONResponse):
             return target
         archiver = target.archiver
-        response = await self._file(target.id, archiver, if_none_match)
+        response = await self._file(target.id, archiver, if_none_match, head)
         if response is not None:
             return response
         ids, problem = await self._ids(target.id, archiver)  # not an image's id: a document's?
         if problem:
             return problem
         if ids and ids != [target.id]:  # its pages are one file: its first stored page names it
-            response = await self._file(ids[0], archiver, if_none_match)
+            response = await self._file(ids[0], archiver, if_none_match, head)
         return response or error(404, "not_found", f"no stored image {target.id}")
 
-    async def _file(self, image_id: str, archiver: DeploymentHandle, if_none_match: str | None) -> Response | None:
+    async def _file(self, image_id: str, archiver: DeploymentHandle, if_none_match: str | None,
+                    head: bool = False) -> Response | None:
         """An image's stored file (or 304, or 503), or None where ``image_id`` is not a stored image."""
         cache = {"Cache-Control": "private, no-cache"}
-        if if_none_match:
+        if head:
+            found, problem = await self._stored(lambda: archiver.image_head.remote(image_id))
+            if problem:
+                return problem
+            if found is not None:
+                size, media_type, tag = found
+                if if_none_match and conditional.names(if_none_match, tag):
+                    return Response(status_code=304, headers={**cache, "ETag": f'"{tag}"'})
+                return Response(media_type=media_type,
+                                headers={**cache, "ETag": f'"{tag}"', "Content-Length": str(size)})
+        elif if_none_match:
             tag, problem = await self._stored(lambda: archiver.image_tag.remote(image_id))
             if problem:
                 return problem

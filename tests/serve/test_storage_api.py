@@ -1,5 +1,6 @@
 """Results reach PostgreSQL and the image store through the sidecar and archiver; the image endpoints read them."""
 
+import hashlib
 import io
 import json
 import time
@@ -346,6 +347,10 @@ def test_the_pages_of_a_document_share_one_stored_file_until_the_last_is_deleted
     wait_stored(pg_url, doc.json()["pages"], (3, _boxes(doc.json()["pages"])))
     files = {stored_file(pg_url, storage_dirs, rid) for rid in ids}
     assert len(files) == 1 and next(iter(files)).read_bytes() == data
+    head = client.head(f"/api/v1/images/{ids[1]}")  # from the file's size and name, as GET gives it
+    assert (head.status_code, head.headers["content-length"], head.headers["content-type"]) == (
+        200, str(len(data)), "application/pdf")
+    assert head.headers["etag"] == f'"{hashlib.sha256(data).hexdigest()}"' and head.content == b""
     assert client.delete(f"/api/v1/images/{ids[0]}").status_code == 204
     assert client.delete(f"/api/v1/images/{ids[2]}").status_code == 204
     assert client.get(f"/api/v1/images/{ids[1]}").content == data
@@ -357,8 +362,6 @@ def test_the_pages_of_a_document_share_one_stored_file_until_the_last_is_deleted
 def test_a_stored_image_is_revalidated_by_its_hash_and_a_deleted_one_is_not_served_from_a_cache(client):
     """ETag: the upload's SHA-256. A copy still current is 304 with no body; once deleted, a browser that revalidates
     (``no-cache``) gets 404, where ``max-age=86400`` had let it show the deleted photo for a day."""
-    import hashlib
-
     upload = png_bytes(["cached then deleted"])
     rid = client.post("/api/v1/ocr", files={"image": ("c.png", upload, "image/png")}).json()["request_id"]
     stored_data(client, rid)
@@ -461,6 +464,9 @@ def test_a_documents_request_id_reads_back_its_stored_pages_as_one_document_in_e
     stored = client.get(f"/api/v1/images/{doc_id}/data")
     assert stored.status_code == 200, stored.text
     assert stored.json()["id"] == doc_id
+    file = client.head(f"/api/v1/images/{doc_id}")  # the file its pages share
+    assert (file.status_code, file.headers["content-length"], file.headers["content-type"]) == (
+        200, str(len(data)), "application/pdf")
     assert [(p["id"], p["image"]["page"], p["image"]["pages"], [ln["text"] for ln in p["lines"]])
             for p in stored.json()["pages"]] == [(p["request_id"], p["image"]["page"], 3, [ln["text"] for ln in
                                                                                          p["lines"]]) for p in pages]
