@@ -84,10 +84,9 @@ _PRECISION_HELP = ("int8 convolutions cut CPU time 2-3x against fp32, bf16 halve
 
 
 _KERNEL_CACHE_HELP = ("oneDNN kernels a replica keeps built (ONEDNN_PRIMITIVE_CACHE_CAPACITY, read when its process "
-                      "starts), one per operation and input shape. The detector sees few shapes and reuses them (60 "
-                      "pages detected in 8.7 s with 1024 kept, 12.4 s with 16); the recognizer's crops come in "
-                      "thousands of shapes, and with 1024 kept a replica grew by 600 MB over a 25-minute load, where "
-                      "256 level off 340 MB lower at the same pace (docs/operations.md, 'A long run')")
+                      "starts), one per operation and input shape; 1024 is oneDNN's own default. Fewer save memory "
+                      "and cost speed: a recognizer keeping 256 settled 250-350 MB lower and answered about 8 % "
+                      "fewer requests; a detector keeping 16 took 40 % longer (docs/operations.md, 'A long run')")
 
 
 _GPU_HELP = ("GPUs per replica (a fraction shares one between replicas): with any, the model runs on its GPU "
@@ -183,7 +182,7 @@ class RecognizerSettings(_Strict):
                             "``many_crops_threads`` threads: the detector's cores are idle while a lone page is read")
     many_crops_threads: int = Field(2, ge=1)
     precision: Precision = Field("auto", description=_PRECISION_HELP)
-    kernel_cache: int = Field(256, ge=0, description=_KERNEL_CACHE_HELP)
+    kernel_cache: int = Field(1024, ge=0, description=_KERNEL_CACHE_HELP)
     lexicon: Path | None = Field(
         Path(DEFAULT_LEXICON.name),
         description="word list (gzipped, one per line) that misread words are corrected to; null turns it off",

@@ -737,7 +737,6 @@ def test_both_model_replicas_run_with_the_replica_environment(app_config):
     for name, settings in (("Detector", app_config.detector), ("Recognizer", app_config.recognizer)):
         env = serve.get_deployment_handle(name, app_name=APP).stats.remote().result()["env"]
         assert env == runtime.replica_env(settings.kernel_cache), name
-    assert app_config.recognizer.kernel_cache < app_config.detector.kernel_cache  # its shapes seldom return
 
 
 def test_each_model_replica_reads_made_up_pages_before_it_takes_requests(serve_url, app_config):
