@@ -23,7 +23,7 @@ import statistics
 import threading
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -136,8 +136,9 @@ def latency_table(sent: Sequence[Sent], seconds: float, parts: int = 5) -> dict[
     return out
 
 
-def jpeg(path: str) -> bytes:
-    return Path(path).read_bytes()
+def uploads(name: str, first: int) -> list[bytes]:
+    """The files of an eval set's first images, as uploaded."""
+    return [Path(it["path"]).read_bytes() for it in datasets.read_manifest(f"eval/{name}")[:first]]
 
 
 def two_page_pdf(paths: Sequence[str]) -> bytes:
@@ -148,11 +149,8 @@ def two_page_pdf(paths: Sequence[str]) -> bytes:
 
 
 def load(stored: bool) -> Load:
-    frames = [jpeg(it["path"]) for it in datasets.read_manifest("eval/scenes_dev")[:40]]
-    receipts = [jpeg(it["path"]) for it in datasets.read_manifest("eval/docs_dev")[:20]]
-    words = [jpeg(it["path"]) for it in datasets.read_manifest("eval/words_dev")[:200]]
     document = two_page_pdf([it["path"] for it in datasets.read_manifest("eval/docs_dev")[20:22]])
-    return Load(frames, receipts, words, document, stored)
+    return Load(uploads("scenes_dev", 40), uploads("docs_dev", 20), uploads("words_dev", 200), document, stored)
 
 
 def remember(work: Load, r: httpx.Response) -> None:
@@ -215,14 +213,13 @@ def one_request(c: httpx.Client, work: Load, rng: random.Random) -> tuple[str, h
     return kind, r
 
 
-def client(url: str, work: Load, seed: int, until: float, t0: float, sent: list[Sent],
-           request: Callable[[httpx.Client, Load, random.Random], tuple[str, httpx.Response]] = one_request) -> None:
+def client(url: str, work: Load, seed: int, until: float, t0: float, sent: list[Sent]) -> None:
     rng = random.Random(seed)
     with httpx.Client(base_url=url, timeout=120) as c:
         while time.monotonic() < until:
             start = time.monotonic()
             try:
-                kind, r = request(c, work, rng)
+                kind, r = one_request(c, work, rng)
                 status = r.status_code
             except httpx.HTTPError:
                 kind, status = "transport error", 0
