@@ -100,6 +100,10 @@ class StoredImages:
                     head: bool = False) -> Response | None:
         """An image's stored file (or 304, or 503), or None where ``image_id`` is not a stored image."""
         cache = {"Cache-Control": "private, no-cache"}
+
+        def unchanged(tag: str) -> Response:
+            return Response(status_code=304, headers={**cache, "ETag": f'"{tag}"'})
+
         if head:
             found, problem = await self._stored(lambda: archiver.image_head.remote(image_id))
             if problem:
@@ -107,7 +111,7 @@ class StoredImages:
             if found is not None:
                 size, media_type, tag = found
                 if if_none_match and conditional.names(if_none_match, tag):
-                    return Response(status_code=304, headers={**cache, "ETag": f'"{tag}"'})
+                    return unchanged(tag)
                 return Response(media_type=media_type,
                                 headers={**cache, "ETag": f'"{tag}"', "Content-Length": str(size)})
         elif if_none_match:
@@ -115,7 +119,7 @@ class StoredImages:
             if problem:
                 return problem
             if tag is not None and conditional.names(if_none_match, tag):
-                return Response(status_code=304, headers={**cache, "ETag": f'"{tag}"'})
+                return unchanged(tag)
         found, problem = await self._stored(lambda: archiver.image.remote(image_id))
         if problem:
             return problem
@@ -124,7 +128,7 @@ class StoredImages:
         data, media_type = found
         tag = await asyncio.to_thread(lambda: hashlib.sha256(data).hexdigest())
         if if_none_match and conditional.names(if_none_match, tag):  # a file named by id: its tag needed the file
-            return Response(status_code=304, headers={**cache, "ETag": f'"{tag}"'})
+            return unchanged(tag)
         return Response(data, media_type=media_type, headers={**cache, "ETag": f'"{tag}"'})
 
     async def data(self, image_id: str, output: StoredOutput) -> Response:
