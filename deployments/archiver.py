@@ -139,8 +139,20 @@ class ArchiverDeployment:
             raise StorageUnavailable(f"stored results cannot be read right now ({type(exc).__name__})") from None
 
     async def image(self, image_id: str) -> tuple[bytes, str] | None:
-        """The stored image bytes and media type, or None when unknown (or not archived yet)."""
-        async def read() -> tuple[bytes, str] | None:
+        """The stored image bytes and media type, or None when unknown (or not archived yet).
+
+        Kept for an ingress of the previous release during an in-place update; this release's reads `image_file`.
+        """
+        found = await self.image_file(image_id)
+        return None if found is None else (found[0], found[1])
+
+    async def image_file(self, image_id: str) -> tuple[bytes, str, str | None] | None:
+        """The stored image's bytes, media type and tag, or None when unknown (or not archived yet).
+
+        The tag is its SHA-256 as its file's name says it (None where stored by the name of its id): the caller
+        need not hash the file to name it.
+        """
+        async def read() -> tuple[bytes, str, str | None] | None:
             rec = await repository.image_record(self.pool, uuid.UUID(image_id))
             if rec is None or rec["path"] is None:
                 return None
@@ -149,7 +161,7 @@ class ArchiverDeployment:
                 data = await asyncio.to_thread(path.read_bytes)
             except FileNotFoundError:  # deleted by retention after the row was read
                 return None
-            return data, stored_type(rec)
+            return data, stored_type(rec), content_digest(rec["path"])
 
         return await self._read(f"image {image_id}", read)
 

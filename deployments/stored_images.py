@@ -40,6 +40,10 @@ class _Target:
     sidecar: DeploymentHandle
 
 
+#: What `StoredImages._stored_new` gives where the archiver lacks the method (it is of the previous release).
+OLDER = object()
+
+
 class StoredImages:
     """Stored images, their answers as corrected, and corrections to them.
 
@@ -62,6 +66,18 @@ class StoredImages:
             return await self.call("Archiver", read), None
         except (StorageUnavailable, retries.ReplicaLost) as exc:
             return None, error(503, "storage_unavailable", f"{exc}; retry shortly", headers=self._retry())
+
+    async def _stored_new(self, read: Callable[[], Any]) -> tuple[Any, JSONResponse | None]:
+        """`_stored` of an archiver method new in this release, or ``OLDER`` where the archiver has not got it.
+
+        That archiver is of the previous release, during an in-place update (docs/deploy.md).
+        """
+        try:
+            return await self._stored(read)
+        except RayServeException as exc:
+            if "does not exist" not in str(exc):
+                raise
+            return OLDER, None
 
     def _target(self, image_id: str) -> _Target | JSONResponse:
         """Validate an id and that storage is on; returns the canonical id with the storage handles, or an error."""
@@ -105,10 +121,10 @@ class StoredImages:
             return Response(status_code=304, headers={**cache, "ETag": f'"{tag}"'})
 
         if head:
-            found, problem = await self._stored(lambda: archiver.image_head.remote(image_id))
+            found, problem = await self._stored_new(lambda: archiver.image_head.remote(image_id))
             if problem:
                 return problem
-            if found is not None:
+            if found is not None and found is not OLDER:
                 size, media_type, tag = found
                 if if_none_match and conditional.names(if_none_match, tag):
                     return unchanged(tag)
@@ -120,14 +136,18 @@ class StoredImages:
                 return problem
             if tag is not None and conditional.names(if_none_match, tag):
                 return unchanged(tag)
-        found, problem = await self._stored(lambda: archiver.image.remote(image_id))
+        found, problem = await self._stored_new(lambda: archiver.image_file.remote(image_id))
+        if found is OLDER:  # that release's `image`: bytes and type, no tag
+            found, problem = await self._stored(lambda: archiver.image.remote(image_id))
+            found = None if found is None else (*found, None)
         if problem:
             return problem
         if found is None:
             return None
-        data, media_type = found
-        tag = await asyncio.to_thread(lambda: hashlib.sha256(data).hexdigest())
-        if if_none_match and conditional.names(if_none_match, tag):  # a file named by id: its tag needed the file
+        data, media_type, tag = found
+        if tag is None:  # a file named by its id (or read from an archiver that cannot say): its tag needs the file
+            tag = await asyncio.to_thread(lambda: hashlib.sha256(data).hexdigest())
+        if if_none_match and conditional.names(if_none_match, tag):
             return unchanged(tag)
         return Response(data, media_type=media_type, headers={**cache, "ETag": f'"{tag}"'})
 
@@ -163,11 +183,8 @@ class StoredImages:
     async def _ids(self, image_id: str, archiver: DeploymentHandle) -> tuple[list[str], JSONResponse | None]:
         """``[image_id]`` where it is a stored image; a document's id (``?pages=``): the ids of its pages stored."""
         pages = self._pages_of(image_id)
-        try:
-            ids, problem = await self._stored(lambda: archiver.stored.remote(image_id, pages))
-        except RayServeException as exc:  # an archiver of the previous release, during an in-place update, has no
-            if "does not exist" not in str(exc):  # `stored`: read the id as that release did, as an image's
-                raise
+        ids, problem = await self._stored_new(lambda: archiver.stored.remote(image_id, pages))
+        if ids is OLDER:  # read the id as that release did, as an image's
             return [image_id], None
         return ids or [], problem
 

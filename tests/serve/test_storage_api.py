@@ -528,7 +528,8 @@ class IdleSidecar:
 def test_a_new_ingress_reads_stored_images_through_an_archiver_of_the_previous_release(serve_url, app_config):
     """Calls between deployments keep the previous release's shape during an in-place update (docs/deploy.md): the
     ingress asks the archiver which pages of a document are stored where an id is no image, which that release's
-    archiver cannot answer: the id then reads back 404, as it did, rather than 500 until the archiver is replaced."""
+    archiver cannot answer: the id then reads back 404, as it did, rather than 500 until the archiver is replaced.
+    Nor can it give a stored file's tag with the file, or its headers alone: the ingress hashes the file it reads."""
     from deployments.ingress import Ingress
     from tests.serve.test_api import FailingModel
 
@@ -543,7 +544,13 @@ def test_a_new_ingress_reads_stored_images_through_an_archiver_of_the_previous_r
             assert data.status_code == 200, data.text
             assert data.json()["id"] == image_id and [ln["text"] for ln in data.json()["lines"]] == ["kept"]
             assert c.get(f"/previous/api/v1/images/{image_id}/data", params={"format": "text"}).text == "kept\n"
-            assert c.get(f"/previous/api/v1/images/{image_id}").content == PREVIOUS_FILE
+            got = c.get(f"/previous/api/v1/images/{image_id}")  # that archiver names no tag: the ingress hashes
+            tag = hashlib.sha256(PREVIOUS_FILE).hexdigest()
+            assert got.content == PREVIOUS_FILE and got.headers["etag"] == f'"{tag}"', got.headers
+            head = c.head(f"/previous/api/v1/images/{image_id}")  # nor has it `image_head`: the file is read
+            assert head.status_code == 200 and head.content == b"", head.text
+            assert {k: head.headers[k] for k in ("etag", "content-type", "content-length")} == {
+                k: got.headers[k] for k in ("etag", "content-type", "content-length")}
             for path in (f"/previous/api/v1/images/{UNKNOWN}/data", f"/previous/api/v1/images/{UNKNOWN}"):
                 missing = c.get(path)
                 assert missing.status_code == 404 and missing.json()["error"]["code"] == "not_found", missing.text
