@@ -6,10 +6,11 @@
 ``--clients`` clients send a mix of what users send, one request after another, for ``--minutes``: scenes_dev
 frames, docs_dev receipts in every output format, words_dev crops with ``layout=word``, a two-page PDF streamed as
 ndjson, frames with a preview, uploads that are no image (415), and, where storage is on, reads, ``HEAD``s and
-deletes of the images just stored. Every ``--every`` seconds it reads the resident memory of each Ray process on
-this machine (``/proc``: the service must run here), then prints per process its memory after the warm-up, at the
-end, and its growth per 1,000 requests over the second half of the run (least squares), when caches have filled
-and only a leak still grows; then the median latency per kind of request in each fifth of the run, and every
+deletes of the images just stored (``--kinds`` keeps some of these: cheap ones find a slow growth sooner). Every
+``--every`` seconds it reads the resident memory of each Ray process on this machine (``/proc``: the service must
+run here), then prints per process its memory after the warm-up, at the end, and its growth per 1,000 requests
+over the second half of the run (least squares), when caches have filled and only a leak still grows; then the
+median latency per kind of request in each fifth of the run, and every
 status seen. Nothing is asserted: docs/operations.md, "A long run".
 """
 
@@ -34,6 +35,8 @@ from training import datasets
 
 MIB = 1024 * 1024
 FORMATS = ("json", "hocr", "alto", "tsv", "text", "pdf")
+#: Kinds of request and how often each is drawn: mostly frames, receipts and words, as a service mostly gets.
+WEIGHTS = {"frame": 4, "receipt": 3, "word": 3, "document": 1, "preview": 1, "not an image": 1, "stored": 2}
 
 
 @dataclass(frozen=True)
@@ -60,6 +63,7 @@ class Load:
     words: list[bytes]
     document: bytes
     stored: bool
+    kinds: tuple[str, ...] = tuple(WEIGHTS)
     ids: list[str] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -148,9 +152,21 @@ def two_page_pdf(paths: Sequence[str]) -> bytes:
     return buf.getvalue()
 
 
-def load(stored: bool) -> Load:
+def load(stored: bool, kinds: Sequence[str] = tuple(WEIGHTS)) -> Load:
     document = two_page_pdf([it["path"] for it in datasets.read_manifest("eval/docs_dev")[20:22]])
-    return Load(uploads("scenes_dev", 40), uploads("docs_dev", 20), uploads("words_dev", 200), document, stored)
+    return Load(uploads("scenes_dev", 40), uploads("docs_dev", 20), uploads("words_dev", 200), document, stored,
+                tuple(kinds))
+
+
+def draw_kind(rng: random.Random, kinds: Sequence[str], stored: bool, ids: bool) -> str:
+    """A kind of request of ``kinds``, drawn by its weight.
+
+    ``stored`` only where storage is on and an image is stored (``ids``), since a read needs an answer first;
+    else another of ``kinds``, or a frame where that is all.
+    """
+    able = [k for k in kinds if k != "stored" or (stored and ids)] or [k for k in kinds if k != "stored"]
+    able = able or ["frame"]
+    return rng.choices(able, weights=[WEIGHTS[k] for k in able])[0]
 
 
 def remember(work: Load, r: httpx.Response) -> None:
@@ -182,15 +198,15 @@ def stored_call(c: httpx.Client, work: Load, rng: random.Random) -> tuple[str, h
 
 
 def one_request(c: httpx.Client, work: Load, rng: random.Random) -> tuple[str, httpx.Response]:
-    """One request of a kind drawn by weight: mostly frames, receipts and words, as a service mostly gets."""
-    kind = rng.choices(["frame", "receipt", "word", "document", "preview", "not an image", "stored"],
-                       weights=[4, 3, 3, 1, 1, 1, 2 if work.stored else 0])[0]
+    """One request of a kind drawn by weight (`draw_kind`)."""
+    with work.lock:
+        kind = draw_kind(rng, work.kinds, work.stored, bool(work.ids))
     ocr = "/api/v1/ocr"
     if kind == "stored":
         done = stored_call(c, work, rng)
         if done is not None:
             return done
-        kind = "frame"
+        kind = draw_kind(rng, work.kinds, False, False)  # the last stored image was deleted meanwhile
     if kind == "frame":
         r = c.post(ocr, files={"image": ("f.jpg", rng.choice(work.frames), "image/jpeg")})
     elif kind == "preview":
@@ -235,13 +251,16 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--every", type=float, default=15, help="seconds between memory readings")
     p.add_argument("--warm-up", type=float, default=60, help="seconds before memory is counted from")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--kinds", nargs="+", choices=list(WEIGHTS), default=list(WEIGHTS),
+                   help="the kinds of request sent, each by its weight: e.g. 'word' 'not an image' 'stored' for "
+                        "many cheap requests, which find a slow growth per request sooner")
     return p
 
 
 def main(argv: list[str] | None = None) -> None:
     args = get_args_parser().parse_args(argv)
     ready = httpx.get(f"{args.url}/readyz", timeout=30).json()
-    work = load(stored=ready.get("storage", "off") != "off")
+    work = load(ready.get("storage", "off") != "off", args.kinds)
     print(f"service {args.url}: precision {ready['precision']}, storage {'on' if work.stored else 'off'}")
     seconds = args.minutes * 60
     sent: list[Sent] = []

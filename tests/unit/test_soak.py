@@ -2,12 +2,24 @@
 
 from __future__ import annotations
 
+import random
 import subprocess
 import time
+from collections import Counter
 
 import pytest
 
-from benchmarks.soak import MIB, Sample, Sent, latency_table, memory_table, ray_processes, slope_per_1000
+from benchmarks.soak import (
+    MIB,
+    WEIGHTS,
+    Sample,
+    Sent,
+    draw_kind,
+    latency_table,
+    memory_table,
+    ray_processes,
+    slope_per_1000,
+)
 
 
 def test_a_ray_process_is_found_by_its_title_whatever_method_it_runs() -> None:
@@ -58,3 +70,15 @@ def test_latency_medians_are_of_answered_requests_in_each_span() -> None:
     table = latency_table(sent, seconds=10, parts=2)
     assert table["frame"] == [pytest.approx(0.3), pytest.approx(0.4)]  # the 500 is not a latency of an answer
     assert table["word"] == [None, 0.05]
+
+
+def test_only_the_kinds_asked_for_are_sent_and_a_read_waits_for_something_stored() -> None:
+    rng = random.Random(0)
+    cheap = ("word", "not an image", "stored")
+    drawn = Counter(draw_kind(rng, cheap, stored=True, ids=True) for _ in range(2000))
+    assert set(drawn) == set(cheap)
+    assert drawn["word"] / drawn["not an image"] == pytest.approx(WEIGHTS["word"] / WEIGHTS["not an image"], rel=0.2)
+    before_any = {draw_kind(rng, cheap, stored=True, ids=False) for _ in range(200)}
+    assert before_any == {"word", "not an image"}  # nothing to read back yet
+    assert {draw_kind(rng, cheap, stored=False, ids=True) for _ in range(200)} == {"word", "not an image"}
+    assert {draw_kind(rng, ("stored",), stored=True, ids=False) for _ in range(20)} == {"frame"}
