@@ -10,8 +10,8 @@ deletes of the images just stored (``--kinds`` keeps some of these: cheap ones f
 ``--every`` seconds it reads the resident memory of each Ray process on this machine (``/proc``: the service must
 run here), then prints per process its memory after the warm-up, at the end, and its growth per 1,000 requests
 over the second half of the run (least squares), when caches have filled and only a leak still grows; then the
-median latency per kind of request in each fifth of the run, and every
-status seen. Nothing is asserted: docs/operations.md, "A long run".
+median latency per kind of request in each fifth of the run, and every status seen. Nothing is asserted:
+docs/operations.md, "A long run".
 """
 
 from __future__ import annotations
