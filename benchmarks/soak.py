@@ -9,7 +9,8 @@ ndjson, frames with a preview, uploads that are no image (415), and, where stora
 deletes of the images just stored (``--kinds`` keeps some of these: cheap ones find a slow growth sooner). Every
 ``--every`` seconds it reads the resident memory of each Ray process on this machine (``/proc``: the service must
 run here), then prints per process its memory after the warm-up, at the end, and its growth per 1,000 requests
-over the second half of the run (least squares), when caches have filled and only a leak still grows; then the
+over the second half of the run (least squares, and the median slope, which swings do not tilt), when caches have
+filled and only a leak still grows; then the
 median latency per kind of request in each fifth of the run, and every status seen. Nothing is asserted:
 docs/operations.md, "A long run".
 """
@@ -17,7 +18,9 @@ docs/operations.md, "A long run".
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import io
+import json
 import os
 import random
 import statistics
@@ -111,10 +114,22 @@ def slope_per_1000(points: Sequence[tuple[int, int]]) -> float:
     return 1000 * sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / var
 
 
-def memory_table(samples: Sequence[Sample], warm_up_s: float) -> list[tuple[str, float, float, float, float]]:
+def median_slope_per_1000(points: Sequence[tuple[int, int]]) -> float:
+    """Bytes per 1,000 requests, the median of the slopes between every two readings (Theil-Sen); 0 with none.
+
+    Where memory swings with what is in flight (an ingress decoding large uploads), a few high readings late in the
+    run tilt the least-squares slope; the median slope follows only what most readings agree on, so a steady
+    growth still shows and a swing does not.
+    """
+    slopes = [(y1 - y0) / (x1 - x0) for i, (x0, y0) in enumerate(points) for x1, y1 in points[i + 1:] if x1 != x0]
+    return 1000 * statistics.median(slopes) if slopes else 0.0
+
+
+def memory_table(samples: Sequence[Sample], warm_up_s: float) -> list[tuple[str, float, float, float, float, float]]:
     """Per process: MiB after the warm-up, at the end, the most seen, and MiB per 1,000 requests in the second half.
 
-    A process seen only in part of the run (a replica replaced) is measured over the samples it was in.
+    The growth is given by least squares and by the median slope (`median_slope_per_1000`). A process seen only in
+    part of the run (a replica replaced) is measured over the samples it was in.
     """
     rows = []
     labels = sorted({label for s in samples for label in s.rss})
@@ -122,9 +137,10 @@ def memory_table(samples: Sequence[Sample], warm_up_s: float) -> list[tuple[str,
         seen = [s for s in samples if label in s.rss]
         warm = [s for s in seen if s.at_s >= warm_up_s] or seen
         half = warm[len(warm) // 2:]
+        points = [(s.requests, s.rss[label]) for s in half]
         rows.append((label, warm[0].rss[label] / MIB, warm[-1].rss[label] / MIB,
                      max(s.rss[label] for s in seen) / MIB,
-                     slope_per_1000([(s.requests, s.rss[label]) for s in half]) / MIB))
+                     slope_per_1000(points) / MIB, median_slope_per_1000(points) / MIB))
     return rows
 
 
@@ -251,6 +267,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--every", type=float, default=15, help="seconds between memory readings")
     p.add_argument("--warm-up", type=float, default=60, help="seconds before memory is counted from")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", default=None, help="also write every memory reading here (seconds, requests, bytes)")
     p.add_argument("--kinds", nargs="+", choices=list(WEIGHTS), default=list(WEIGHTS),
                    help="the kinds of request sent, each by its weight: e.g. 'word' 'not an image' 'stored' for "
                         "many cheap requests, which find a slow growth per request sooner")
@@ -280,9 +297,12 @@ def main(argv: list[str] | None = None) -> None:
 
     print(f"\n{len(sent)} requests in {seconds / 60:.1f} min from {args.clients} clients "
           f"({len(sent) / seconds:.2f}/s); memory read {len(samples)} times")
-    print(f"\n{'process':<48} {'MiB warm':>9} {'MiB end':>8} {'MiB max':>8} {'MiB/1000 req, 2nd half':>23}")
-    for label, warm, end, most, slope in memory_table(samples, args.warm_up):
-        print(f"{label:<48} {warm:>9.1f} {end:>8.1f} {most:>8.1f} {slope:>+23.2f}")
+    print(f"\n{'process':<48} {'MiB warm':>9} {'MiB end':>8} {'MiB max':>8} {'MiB/1000 req, 2nd half':>23} "
+          f"{'median slope':>13}")
+    for label, warm, end, most, slope, robust in memory_table(samples, args.warm_up):
+        print(f"{label:<48} {warm:>9.1f} {end:>8.1f} {most:>8.1f} {slope:>+23.2f} {robust:>+13.2f}")
+    if args.json:
+        Path(args.json).write_text(json.dumps([dataclasses.asdict(s) for s in samples]))
     parts = 5
     print(f"\nmedian latency (s) in each fifth of the run\n{'kind':<18}" + "".join(f"{i + 1:>8}" for i in range(parts)))
     for kind, medians in latency_table(sent, seconds, parts).items():

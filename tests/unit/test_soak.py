@@ -16,6 +16,7 @@ from benchmarks.soak import (
     Sent,
     draw_kind,
     latency_table,
+    median_slope_per_1000,
     memory_table,
     ray_processes,
     slope_per_1000,
@@ -49,12 +50,23 @@ def test_growth_is_the_least_squares_slope_per_thousand_requests() -> None:
 def test_memory_is_judged_after_the_warm_up_and_over_the_second_half() -> None:
     # grows 10 MiB per 1,000 requests while warming, then holds: no leak
     samples = [Sample(t, t * 100, {"ray::A#1": int((100 + min(t, 10) * 1) * MIB)}) for t in range(21)]
-    label, warm, end, most, slope = memory_table(samples, warm_up_s=5)[0]
+    label, warm, end, most, slope, robust = memory_table(samples, warm_up_s=5)[0]
     assert (label, warm, end, most) == ("ray::A#1", 105, 110, 110)
-    assert slope == 0
+    assert slope == 0 and robust == 0
     # grows all along: a leak
     leaking = [Sample(t, t * 100, {"ray::A#1": int((100 + t) * MIB)}) for t in range(21)]
-    assert memory_table(leaking, warm_up_s=5)[0][4] == pytest.approx(10)
+    assert memory_table(leaking, warm_up_s=5)[0][4:] == (pytest.approx(10), pytest.approx(10))
+
+
+def test_the_median_slope_sees_a_steady_growth_and_not_a_swing_late_in_the_run() -> None:
+    # flat at 100 MiB, with large uploads in flight at two of the last readings: swings, no growth
+    swinging = [(n * 100, int((100 + (120 if n in (16, 19) else 0)) * MIB)) for n in range(21)]
+    assert slope_per_1000(swinging) / MIB > 20  # least squares is tilted by the two late readings
+    assert median_slope_per_1000(swinging) == 0
+    # a growth of 5 MiB per 1,000 requests under the same swings is still found
+    growing = [(n * 100, y + int(n * 0.5 * MIB)) for n, (_, y) in enumerate(swinging)]
+    assert median_slope_per_1000(growing) / MIB == pytest.approx(5, rel=0.05)
+    assert median_slope_per_1000([(7, 5)]) == median_slope_per_1000([(3, 5), (3, 9)]) == 0
 
 
 def test_a_process_seen_in_part_of_the_run_is_measured_over_its_own_readings() -> None:
