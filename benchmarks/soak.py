@@ -10,9 +10,8 @@ deletes of the images just stored (``--kinds`` keeps some of these: cheap ones f
 ``--every`` seconds it reads the resident memory of each Ray process on this machine (``/proc``: the service must
 run here), then prints per process its memory after the warm-up, at the end, and its growth per 1,000 requests
 over the second half of the run (least squares, and the median slope, which swings do not tilt), when caches have
-filled and only a leak still grows; then the
-median latency per kind of request in each fifth of the run, and every status seen. Nothing is asserted:
-docs/operations.md, "A long run".
+filled and only a leak still grows; then the median latency per kind of request in each fifth of the run, and
+every status seen. Nothing is asserted: docs/operations.md, "A long run".
 """
 
 from __future__ import annotations
@@ -180,8 +179,7 @@ def draw_kind(rng: random.Random, kinds: Sequence[str], stored: bool, ids: bool)
     ``stored`` only where storage is on and an image is stored (``ids``), since a read needs an answer first;
     else another of ``kinds``, or a frame where that is all.
     """
-    able = [k for k in kinds if k != "stored" or (stored and ids)] or [k for k in kinds if k != "stored"]
-    able = able or ["frame"]
+    able = [k for k in kinds if k != "stored" or (stored and ids)] or ["frame"]
     return rng.choices(able, weights=[WEIGHTS[k] for k in able])[0]
 
 
