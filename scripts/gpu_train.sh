@@ -3,7 +3,7 @@
 # Needs `python -m training.pack --out .pack` first (the machine has no ../shared, fonts or word list).
 #   TIME_LIMIT=420 OUT=runs/gpu scripts/gpu_train.sh      # seconds of training per model, then export
 #   ONLY=crnn CRNN_INIT= CRNN_WORKERS=14 CRNN_ARGS="--real-sets words sroie borndigital ..." ...
-#       # the CRNN alone from scratch on all cores: README.md gives the two runs that made the shipped one
+#       # the CRNN alone from scratch on all cores: docs/training.md gives the two runs that made the shipped one
 #   CRNN_VARIANT=slim ...                                  # the 2.3 M-parameter CRNN instead of the full one
 #   CTPN_ARGS="--hard-fraction 0.6" ...                    # CTPN options after the fixed ones (default: the CPU
 #                                                          # stages' --clutter-fraction 0.7 --hard-fraction 0.4)
@@ -28,7 +28,7 @@ export PYTHONUNBUFFERED=1 OMP_NUM_THREADS=1
 $PY -c "import torch, torchvision, PIL; print(torch.__version__, torchvision.__version__, PIL.__version__, torch.cuda.is_available())"
 ONLY=${ONLY:-}
 read -r -a CRNN_MORE <<< "${CRNN_ARGS:-}"
-# the CPU stages' frame recipe (README.md): cluttered, unevenly lit and hard (small, faded, low-resolution) layouts
+# the CPU stages' frame recipe (docs/training.md): cluttered, unevenly lit and hard (small, faded, low-resolution) layouts
 read -r -a CTPN_MORE <<< "${CTPN_ARGS---clutter-fraction 0.7 --hard-fraction 0.4}"
 [ "$ONLY" != ctpn ] && $PY -m training.train_crnn --device "$DEVICE" --workers "${CRNN_WORKERS:-7}" --batch-size "${CRNN_BATCH:-128}" \
   --lr "${CRNN_LR:-7e-4}" --steps 30000 --time-limit "$T" --val-every "${CRNN_VAL_EVERY:-500}" --synth-fraction "${CRNN_SYNTH:-0.5}" \

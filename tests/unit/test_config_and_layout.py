@@ -110,3 +110,46 @@ def test_every_test_the_fault_table_names_exists():
     assert len(named) >= 10
     for path, name in named:
         assert re.search(rf"^def {name}\(", (repo / "tests" / path).read_text(), re.M), f"{path}::{name}"
+
+
+def test_every_section_a_file_points_to_is_in_the_document_it_names():
+    """``docs/api.md, "Errors"``-style pointers, and the contents links of a document, lead to a heading or a bold
+    paragraph lead of that document: moving text between documents must not leave a pointer behind."""
+    import re
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[2]
+    tracked = subprocess.run(["git", "ls-files"], cwd=repo, capture_output=True, text=True, check=True).stdout.split()
+    texts = {f: (repo / f).read_text() for f in tracked
+             if f.endswith((".md", ".py", ".yaml", ".sh", ".toml")) and (repo / f).is_file()}
+
+    def leads(doc: str) -> list[str]:
+        text = texts[doc]
+        return [" ".join(h.split()) for h in re.findall(r"^#+ (.+)$", text, re.M)] + \
+               [" ".join(b.split()) for b in re.findall(r"^\*\*(.+?)\*\*", text, re.M | re.S)]
+
+    pointers = [(f, m[1], " ".join(m[2].split()).removesuffix("...").strip())
+                for f, text in texts.items()
+                for m in re.finditer(r'`?(docs/[\w/]+\.md)`?,?\s+"([^"]+?)"', text)]
+    assert len(pointers) >= 10
+    for source, doc, section in pointers:
+        assert doc in texts, f"{source} names {doc}, which is not in the repository"
+        assert any(lead.startswith(section) for lead in leads(doc)), f"{source}: {doc} has no section {section!r}"
+
+    def slug(heading: str) -> str:  # GitHub's anchor for a heading
+        return re.sub(r"[^\w\- ]", "", heading.lower()).replace(" ", "-")
+
+    for doc in (d for d in texts if d.startswith("docs/") and d.endswith(".md")):
+        anchors = {slug(h) for h in re.findall(r"^#+ (.+)$", texts[doc], re.M)}
+        for link in re.findall(r"\]\(#([\w-]+)\)", texts[doc]):
+            assert link in anchors, f"{doc}: the link #{link} finds no heading"
+
+
+def test_every_document_the_readme_lists_exists():
+    import re
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[2]
+    named = set(re.findall(r"`(docs/[\w/.-]+\.(?:md|json))`", (repo / "README.md").read_text()))
+    assert {"docs/api.md", "docs/storage.md", "docs/training.md"} <= named
+    assert not [n for n in named if not (repo / n).is_file()]
